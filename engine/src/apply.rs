@@ -1,0 +1,704 @@
+//! Apply: a tokio DAG walker that carries out a plan step by step and records each finished step in the state before its dependents start.
+
+use crate::error::{Diagnostic, EngineError};
+use crate::events::{Event, EventSink, Step};
+use crate::load::resolve_ref;
+use crate::model::Address;
+use crate::plan::make::referable;
+use crate::plan::{Action, Plan, PlanMode, ResourceChange};
+use crate::refs::{get_path, substitute, RefPath, Resolved};
+use crate::registry::Bound;
+use crate::traits::{
+    ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget, ServerUpdate,
+    TaskservRequest,
+};
+use prov_state::{Change, ResourceRecord, StateStore};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Steps running at once (global).
+    pub parallelism: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { parallelism: 10 }
+    }
+}
+
+/// What happened, step by step.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyReport {
+    pub succeeded: Vec<(Address, Step)>,
+    pub failed: Vec<(Address, Step, String)>,
+    pub skipped: Vec<(Address, Step, Address)>,
+    pub serial: u64,
+    pub outputs: Map<String, Value>,
+    pub elapsed: Duration,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// Refuses a saved plan made against another state (foreign) or an older version of this one (stale).
+pub fn check_plan_current(plan: &Plan, meta: &prov_state::StateMeta, plan_path: &std::path::Path) -> Result<(), EngineError> {
+    if plan.lineage.is_empty() {
+        // Made before any state existed: only valid while none has been written.
+        if meta.serial != 0 {
+            return Err(EngineError::StalePlan { path: plan_path.into(), plan_serial: 0, state_serial: meta.serial });
+        }
+        return Ok(());
+    }
+    if meta.lineage != plan.lineage {
+        return Err(EngineError::ForeignPlan {
+            path: plan_path.into(),
+            plan_lineage: plan.lineage.clone(),
+            state_lineage: if meta.lineage.is_empty() { "(no state)".into() } else { meta.lineage.clone() },
+        });
+    }
+    if meta.serial != plan.serial {
+        return Err(EngineError::StalePlan { path: plan_path.into(), plan_serial: plan.serial, state_serial: meta.serial });
+    }
+    Ok(())
+}
+
+struct Op {
+    change: usize,
+    step: Step,
+}
+
+/// Orders the plan's steps. Creates and updates follow desired dependencies; destroys follow
+/// recorded dependencies in reverse; a replace is destroy-then-create (or the other way round
+/// with create_before_destroy).
+fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
+    let mut ops = Vec::new();
+    let mut forward: HashMap<&Address, usize> = HashMap::new();
+    let mut destroy: HashMap<&Address, usize> = HashMap::new();
+    let mut deps: Vec<Vec<usize>> = Vec::new();
+    let push = |ops: &mut Vec<Op>, deps: &mut Vec<Vec<usize>>, change, step| {
+        ops.push(Op { change, step });
+        deps.push(Vec::new());
+        ops.len() - 1
+    };
+    for (i, c) in plan.changes.iter().enumerate() {
+        match &c.action {
+            Action::NoOp => {}
+            Action::Create => {
+                forward.insert(&c.address, push(&mut ops, &mut deps, i, Step::Create));
+            }
+            Action::Update => {
+                forward.insert(&c.address, push(&mut ops, &mut deps, i, Step::Update));
+            }
+            Action::Delete { .. } => {
+                destroy.insert(&c.address, push(&mut ops, &mut deps, i, Step::Destroy));
+            }
+            Action::Replace { create_before_destroy, .. } => {
+                let d = push(&mut ops, &mut deps, i, Step::Destroy);
+                let f = push(&mut ops, &mut deps, i, Step::Create);
+                if *create_before_destroy {
+                    deps[d].push(f);
+                } else {
+                    deps[f].push(d);
+                }
+                destroy.insert(&c.address, d);
+                forward.insert(&c.address, f);
+            }
+        }
+    }
+    for c in &plan.changes {
+        if let Some(&f) = forward.get(&c.address) {
+            for d in &c.depends_on {
+                if let Some(&df) = forward.get(d) {
+                    deps[f].push(df);
+                }
+            }
+        }
+        // Whatever was built on X is torn down (or moved off it) before X is destroyed.
+        for x in &c.prior_dependencies {
+            if let Some(&dx) = destroy.get(x) {
+                if let Some(&dc) = destroy.get(&c.address) {
+                    deps[dx].push(dc);
+                }
+                let x_deleted = plan.changes.iter().any(|o| &o.address == x && matches!(o.action, Action::Delete { .. }));
+                if x_deleted {
+                    if let Some(&fc) = forward.get(&c.address) {
+                        deps[dx].push(fc);
+                    }
+                }
+            }
+        }
+        if let Action::Replace { create_before_destroy: true, .. } = c.action {
+            let dx = destroy[&c.address];
+            for o in &plan.changes {
+                if o.depends_on.contains(&c.address) {
+                    if let Some(&fo) = forward.get(&o.address) {
+                        deps[dx].push(fo);
+                    }
+                }
+            }
+        }
+    }
+    for d in deps.iter_mut() {
+        d.sort_unstable();
+        d.dedup();
+    }
+    // Kahn's algorithm: an order must exist, or the plan is contradictory.
+    let mut indeg: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut rev: Vec<Vec<usize>> = vec![Vec::new(); ops.len()];
+    for (i, d) in deps.iter().enumerate() {
+        for &j in d {
+            rev[j].push(i);
+        }
+    }
+    let mut q: VecDeque<usize> = (0..ops.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut seen = 0;
+    while let Some(i) = q.pop_front() {
+        seen += 1;
+        for &k in &rev[i] {
+            indeg[k] -= 1;
+            if indeg[k] == 0 {
+                q.push_back(k);
+            }
+        }
+    }
+    if seen != ops.len() {
+        let stuck: Vec<String> = (0..ops.len())
+            .filter(|&i| indeg[i] > 0)
+            .map(|i| format!("{} {}", ops[i].step.verb(), plan.changes[ops[i].change].address))
+            .collect();
+        return Err(EngineError::Invalid(vec![Diagnostic::new(
+            None,
+            None,
+            format!("the plan's steps cannot be ordered (they wait on each other): {}", stuck.join(", ")),
+        )]));
+    }
+    Ok((ops, rev))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Everything a step needs, prepared by the coordinator (which owns the records).
+struct StepInput {
+    change: ResourceChange,
+    step: Step,
+    resolved: Option<Value>,
+    prior: Option<ResourceRecord>,
+    server: Option<ServerTarget>,
+    cluster: Option<ClusterRequest>,
+}
+
+enum StepResult {
+    Put(ResourceRecord),
+    Delete(Address),
+    Nothing,
+}
+
+/// Carries out `plan`. Returns Err only when the apply cannot proceed at all (state write
+/// failure, plan out of date); step failures are in the report.
+pub async fn apply(
+    plan: &Plan,
+    bound: Arc<Bound>,
+    store: Arc<dyn StateStore>,
+    opts: &ApplyOptions,
+    events: EventSink,
+) -> Result<ApplyReport, EngineError> {
+    let started = Instant::now();
+    let snap = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.snapshot()).await.map_err(|e| EngineError::Internal(e.to_string()))??
+    };
+    let mut records: HashMap<Address, ResourceRecord> = crate::plan::make::parse_records(&snap)?
+        .into_iter()
+        .map(|(a, r)| (a, r.clone()))
+        .collect();
+    let mut addrs: BTreeSet<Address> = records.keys().cloned().collect();
+    addrs.extend(plan.changes.iter().map(|c| c.address.clone()));
+
+    let (ops, dependents) = build_ops(plan)?;
+    let mut waiting: Vec<usize> = vec![0; ops.len()];
+    for d in &dependents {
+        for &k in d {
+            waiting[k] += 1;
+        }
+    }
+    events(Event::ApplyStarted { steps: ops.len() });
+    for op in &ops {
+        events(Event::Waiting { address: plan.changes[op.change].address.clone(), step: op.step });
+    }
+    let global = Arc::new(Semaphore::new(opts.parallelism.max(1)));
+    let mut per_provider: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut ready: VecDeque<usize> = (0..ops.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut skipped = vec![false; ops.len()];
+    let mut report = ApplyReport { serial: snap.meta.serial, ..Default::default() };
+    let mut running: JoinSet<(usize, Result<StepResult, String>, Duration)> = JoinSet::new();
+    let mut fatal: Option<EngineError> = None;
+
+    loop {
+        while fatal.is_none() {
+            let Some(i) = ready.pop_front() else { break };
+            let op = &ops[i];
+            let change = &plan.changes[op.change];
+            let input = match prepare(change, op.step, &records, &addrs, &bound) {
+                Ok(x) => x,
+                Err(msg) => {
+                    fail(i, msg, &ops, plan, &dependents, &mut skipped, &mut report, &events);
+                    continue;
+                }
+            };
+            let sem = provider_semaphore(change, &records, &bound, &mut per_provider);
+            let global = global.clone();
+            let bound = bound.clone();
+            let events = events.clone();
+            let workspace = bound.workspace_name.clone();
+            running.spawn(async move {
+                let _g = global.acquire_owned().await.expect("semaphore open");
+                let _p = match sem {
+                    Some(s) => Some(s.acquire_owned().await.expect("semaphore open")),
+                    None => None,
+                };
+                events(Event::Running { address: input.change.address.clone(), step: input.step });
+                let t = Instant::now();
+                let r = run_step(&input, &bound, &workspace).await.map_err(|e| e.to_string());
+                (i, r, t.elapsed())
+            });
+        }
+        let Some(first) = running.join_next().await else { break };
+        let mut batch = vec![first];
+        while let Some(more) = running.try_join_next() {
+            batch.push(more);
+        }
+        let mut done = Vec::new();
+        let mut changes = Vec::new();
+        for joined in batch {
+            let (i, result, elapsed) = joined.map_err(|e| EngineError::Internal(format!("apply task failed: {e}")))?;
+            match result {
+                Ok(r) => {
+                    match &r {
+                        StepResult::Put(rec) => changes.push(Change::Put(rec.clone())),
+                        StepResult::Delete(a) => changes.push(Change::Delete(a.to_string())),
+                        StepResult::Nothing => {}
+                    }
+                    done.push((i, r, elapsed));
+                }
+                Err(msg) => fail(i, msg, &ops, plan, &dependents, &mut skipped, &mut report, &events),
+            }
+        }
+        if !changes.is_empty() && fatal.is_none() {
+            let s = store.clone();
+            let n = changes.len();
+            match tokio::task::spawn_blocking(move || s.commit(&changes)).await {
+                Ok(Ok(serial)) => {
+                    report.serial = serial;
+                    events(Event::StateWritten { serial, records: n });
+                }
+                Ok(Err(e)) => fatal = Some(EngineError::State(e)),
+                Err(e) => fatal = Some(EngineError::Internal(e.to_string())),
+            }
+        }
+        for (i, r, elapsed) in done {
+            let address = plan.changes[ops[i].change].address.clone();
+            if fatal.is_some() {
+                let msg = "finished, but the state could not be written".to_string();
+                report.failed.push((address.clone(), ops[i].step, msg.clone()));
+                events(Event::Failed { address, step: ops[i].step, error: msg });
+                continue;
+            }
+            match r {
+                StepResult::Put(rec) => {
+                    records.insert(address.clone(), rec);
+                }
+                StepResult::Delete(a) => {
+                    records.remove(&a);
+                }
+                StepResult::Nothing => {}
+            }
+            report.succeeded.push((address.clone(), ops[i].step));
+            events(Event::Succeeded { address, step: ops[i].step, elapsed });
+            for &k in &dependents[i] {
+                waiting[k] -= 1;
+                if waiting[k] == 0 && !skipped[k] {
+                    ready.push_back(k);
+                }
+            }
+        }
+    }
+    events(Event::ApplyFinished {
+        succeeded: report.succeeded.len(),
+        failed: report.failed.len(),
+        skipped: report.skipped.len(),
+    });
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+
+    // Outputs: resolved from the final records; ones that cannot be resolved are left out.
+    let mut outputs = Map::new();
+    if plan.mode == PlanMode::Normal {
+        for (k, v) in &plan.outputs {
+            let mut lookup = |rp: &RefPath| lookup_record(rp, &records, &addrs);
+            if let Ok(s) = substitute(v, &mut lookup) {
+                if s.is_fully_known() {
+                    outputs.insert(k.clone(), s.value);
+                }
+            }
+        }
+    }
+    let s = store.clone();
+    let o = outputs.clone();
+    report.serial = tokio::task::spawn_blocking(move || s.set_outputs(o))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    report.outputs = outputs;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fail(
+    i: usize,
+    msg: String,
+    ops: &[Op],
+    plan: &Plan,
+    dependents: &[Vec<usize>],
+    skipped: &mut [bool],
+    report: &mut ApplyReport,
+    events: &EventSink,
+) {
+    let address = plan.changes[ops[i].change].address.clone();
+    report.failed.push((address.clone(), ops[i].step, msg.clone()));
+    events(Event::Failed { address: address.clone(), step: ops[i].step, error: msg });
+    let mut stack: Vec<usize> = dependents[i].clone();
+    while let Some(k) = stack.pop() {
+        if skipped[k] {
+            continue;
+        }
+        skipped[k] = true;
+        let a = plan.changes[ops[k].change].address.clone();
+        report.skipped.push((a.clone(), ops[k].step, address.clone()));
+        events(Event::Skipped { address: a, step: ops[k].step, because: address.clone() });
+        stack.extend(dependents[k].iter().copied());
+    }
+}
+
+fn provider_semaphore(
+    change: &ResourceChange,
+    records: &HashMap<Address, ResourceRecord>,
+    bound: &Bound,
+    cache: &mut HashMap<String, Arc<Semaphore>>,
+) -> Option<Arc<Semaphore>> {
+    // Servers call their provider directly; the limit applies to them.
+    if !matches!(change.address, Address::Server(_)) {
+        let _ = records;
+        return None;
+    }
+    let name = &change.implementation;
+    if let Some(s) = cache.get(name) {
+        return Some(s.clone());
+    }
+    let n = bound.provider(name).ok()?.parallelism()?;
+    let s = Arc::new(Semaphore::new(n.max(1)));
+    cache.insert(name.clone(), s.clone());
+    Some(s)
+}
+
+fn lookup_record(rp: &RefPath, records: &HashMap<Address, ResourceRecord>, addrs: &BTreeSet<Address>) -> Result<Resolved, String> {
+    let (target, attr) = resolve_ref(rp, addrs)?;
+    let rec = records.get(&target).ok_or_else(|| format!("{target} is not in the state (it was not applied)"))?;
+    get_path(&referable(&rec.attributes, &rec.outputs), &attr)
+        .cloned()
+        .map(Resolved::Known)
+        .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join(".")))
+}
+
+fn server_target(addr: &Address, records: &HashMap<Address, ResourceRecord>, bound: &Bound) -> Result<ServerTarget, String> {
+    let rec = records.get(addr).ok_or_else(|| format!("{addr} is not in the state"))?;
+    let provider = bound.provider(&rec.implementation).map_err(|e| e.to_string())?;
+    Ok(ServerTarget {
+        address: addr.to_string(),
+        provider_id: rec.provider_id.clone().unwrap_or_default(),
+        hostname: rec.attributes.get("hostname").and_then(Value::as_str).unwrap_or(addr.name().as_str()).to_string(),
+        facts: referable(&rec.attributes, &rec.outputs),
+        provider,
+    })
+}
+
+fn cluster_request(addr: &Address, config: &Value, records: &HashMap<Address, ResourceRecord>, bound: &Bound) -> Result<ClusterRequest, String> {
+    let mut servers = Vec::new();
+    for s in config.get("servers").and_then(Value::as_array).into_iter().flatten() {
+        let name = s.as_str().unwrap_or_default();
+        let a: Address = format!("server.{name}").parse()?;
+        servers.push(server_target(&a, records, bound)?);
+    }
+    Ok(ClusterRequest {
+        address: addr.to_string(),
+        name: config.get("name").and_then(Value::as_str).unwrap_or(addr.name().as_str()).to_string(),
+        config: config.clone(),
+        servers,
+    })
+}
+
+fn prepare(
+    change: &ResourceChange,
+    step: Step,
+    records: &HashMap<Address, ResourceRecord>,
+    addrs: &BTreeSet<Address>,
+    bound: &Bound,
+) -> Result<StepInput, String> {
+    let prior = records.get(&change.address).cloned();
+    let resolved = match (step, &change.config) {
+        (Step::Destroy, _) | (_, None) => None,
+        (_, Some(cfg)) => {
+            let mut lookup = |rp: &RefPath| lookup_record(rp, records, addrs);
+            Some(substitute(cfg, &mut lookup)?.value)
+        }
+    };
+    let attrs_for_placement = resolved.clone().or_else(|| prior.as_ref().map(|p| p.attributes.clone())).unwrap_or(Value::Null);
+    let server = match &change.address {
+        Address::Taskserv(..) => Some(server_target(&change.address.parent().expect("taskserv has a server"), records, bound)?),
+        _ => None,
+    };
+    let cluster = match &change.address {
+        Address::Cluster(_) => Some(cluster_request(&change.address, &attrs_for_placement, records, bound)?),
+        Address::Component(..) => {
+            let parent = change.address.parent().expect("component has a cluster");
+            let crec = records.get(&parent).ok_or_else(|| format!("{parent} is not in the state"))?;
+            Some(cluster_request(&parent, &crec.attributes, records, bound)?)
+        }
+        _ => None,
+    };
+    Ok(StepInput { change: change.clone(), step, resolved, prior, server, cluster })
+}
+
+fn is_not_found(e: &ExtError) -> bool {
+    e.kind == ErrorKind::NotFound
+}
+
+fn record(input: &StepInput, attributes: Value, outputs: Value, provider_id: Option<String>) -> ResourceRecord {
+    let c = &input.change;
+    ResourceRecord {
+        address: c.address.to_string(),
+        kind: c.address.kind().as_str().to_string(),
+        implementation: c.implementation.clone(),
+        provider_id,
+        config: c.config.clone().unwrap_or(Value::Null),
+        attributes,
+        outputs,
+        dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
+        updated_at: now(),
+    }
+}
+
+fn spec(v: &Value, addr: &Address) -> Result<ServerSpec, ExtError> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        ExtError::new("prov", "create-server", Some(&addr.to_string()), ErrorKind::Invalid, format!("server attributes: {e}"))
+    })
+}
+
+async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<StepResult, ExtError> {
+    let c = &input.change;
+    let addr = &c.address;
+    let resolved = input.resolved.clone().unwrap_or(Value::Null);
+    // A create_before_destroy replace destroys the old object, whose record was already overwritten.
+    let old_id = || c.provider_id.clone().or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone()));
+    let destroy_result = || {
+        if matches!(c.action, Action::Replace { create_before_destroy: true, .. }) {
+            StepResult::Nothing
+        } else {
+            StepResult::Delete(addr.clone())
+        }
+    };
+    match (addr, input.step) {
+        (Address::Server(_), Step::Create) => {
+            let p = bound.provider(&c.implementation)?;
+            let owner = Ownership { workspace: workspace.to_string(), address: addr.to_string() };
+            let info = p.create_server(&spec(&resolved, addr)?, &owner).await?;
+            let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
+            Ok(StepResult::Put(record(input, resolved, outputs, Some(info.id))))
+        }
+        (Address::Server(_), Step::Update) => {
+            let p = bound.provider(&c.implementation)?;
+            let prior = input.prior.as_ref().ok_or_else(|| {
+                ExtError::new(&c.implementation, "update-server", Some(&addr.to_string()), ErrorKind::NotFound, "not in the state")
+            })?;
+            let id = prior.provider_id.clone().unwrap_or_default();
+            let before = spec(&prior.attributes, addr)?;
+            let after = spec(&resolved, addr)?;
+            if before.firewall_rules != after.firewall_rules {
+                p.configure_firewall(&id, &after.firewall_rules).await?;
+            }
+            let mut rest_before = before.clone();
+            rest_before.firewall_rules = after.firewall_rules.clone();
+            let info = if rest_before != after {
+                p.update_server(&id, &ServerUpdate { before, after }).await?
+            } else {
+                p.get_server_info(&id).await?.ok_or_else(|| {
+                    ExtError::new(&c.implementation, "get-server-info", Some(&id), ErrorKind::NotFound, "server is gone")
+                })?
+            };
+            let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
+            Ok(StepResult::Put(record(input, resolved, outputs, Some(info.id))))
+        }
+        (Address::Server(_), Step::Destroy) => {
+            let p = bound.provider(&c.implementation)?;
+            if let Some(id) = old_id() {
+                match p.delete_server(&id).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(destroy_result())
+        }
+        (Address::Taskserv(..), step) => {
+            let t = bound.taskserv(&c.implementation)?;
+            let source = if step == Step::Destroy {
+                input.prior.as_ref().map(|p| p.attributes.clone()).or(c.before.clone()).unwrap_or(Value::Null)
+            } else {
+                resolved.clone()
+            };
+            let req = TaskservRequest {
+                address: addr.to_string(),
+                name: addr.name().to_string(),
+                version: source.get("version").and_then(Value::as_str).map(str::to_string),
+                settings: source.get("settings").cloned().unwrap_or(json!({})),
+                server: input.server.clone().expect("prepared"),
+            };
+            let retries = if source.get("on_error").and_then(Value::as_str) == Some("Retry") {
+                source.get("max_retries").and_then(Value::as_u64).unwrap_or(0)
+            } else {
+                0
+            };
+            let mut attempt = 0;
+            loop {
+                let r = taskserv_step(&*t, &req, step, input, &resolved).await;
+                match r {
+                    Err(e) if attempt < retries && !is_not_found(&e) => attempt += 1,
+                    Ok(None) => return Ok(destroy_result()),
+                    Ok(Some(outputs)) => return Ok(StepResult::Put(record(input, resolved, outputs, None))),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        (Address::Cluster(_), step) => {
+            let cl = bound.cluster(&c.implementation)?;
+            let req = input.cluster.clone().expect("prepared");
+            if step == Step::Destroy {
+                match cl.delete(&req).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e),
+                }
+                return Ok(destroy_result());
+            }
+            let r = cl.create(&req).await?;
+            let outputs = json!({"status": r.status, "endpoints": r.endpoints, "outputs": r.outputs});
+            Ok(StepResult::Put(record(input, resolved, outputs, None)))
+        }
+        (Address::Component(..), step) => {
+            let cl = bound.cluster(&c.implementation)?;
+            let config = if step == Step::Destroy {
+                input.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or(Value::Null)
+            } else {
+                resolved.clone()
+            };
+            let req = ComponentRequest {
+                address: addr.to_string(),
+                cluster: input.cluster.clone().expect("prepared"),
+                name: addr.name().to_string(),
+                config: config.clone(),
+            };
+            let status = match step {
+                Step::Destroy => {
+                    match cl.remove_component(&req).await {
+                        Ok(()) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                    return Ok(destroy_result());
+                }
+                Step::Create => cl.deploy_component(&req).await?,
+                Step::Update => {
+                    let before = input.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or(Value::Null);
+                    let replicas = |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
+                    let version = |v: &Value| v.get("version").and_then(Value::as_str).map(str::to_string);
+                    let only = |k: &str| {
+                        let (mut b, mut a) = (before.clone(), config.clone());
+                        for v in [&mut b, &mut a] {
+                            if let Some(o) = v.as_object_mut() {
+                                o.remove(k);
+                                if k == "resources" {
+                                    o.remove("version");
+                                }
+                            }
+                        }
+                        b == a
+                    };
+                    if version(&before) != version(&config) && only("version") {
+                        cl.upgrade(&req, &version(&config).unwrap_or_default()).await?
+                    } else if replicas(&before) != replicas(&config) && only("resources") && version(&before) == version(&config) {
+                        cl.scale(&req, replicas(&config).unwrap_or(1) as u32).await?
+                    } else {
+                        cl.deploy_component(&req).await?
+                    }
+                }
+            };
+            let outputs = serde_json::to_value(&status).unwrap_or(Value::Null);
+            Ok(StepResult::Put(record(input, resolved, outputs, None)))
+        }
+    }
+}
+
+/// One taskserv step; `Ok(None)` when it is gone afterwards.
+async fn taskserv_step(
+    t: &dyn crate::traits::TaskServ,
+    req: &TaskservRequest,
+    step: Step,
+    input: &StepInput,
+    resolved: &Value,
+) -> Result<Option<Value>, ExtError> {
+    let outputs = |r: crate::traits::TaskservResult| {
+        let mut m = r.outputs.as_object().cloned().unwrap_or_default();
+        m.insert("version".into(), json!(r.version));
+        m.insert("status".into(), json!(r.status));
+        Value::Object(m)
+    };
+    match step {
+        Step::Create => Ok(Some(outputs(t.install(req).await?))),
+        Step::Destroy => match t.uninstall(req).await {
+            Ok(()) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Step::Update => {
+            let before = input.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or(Value::Null);
+            let mut out = input.prior.as_ref().map(|p| p.outputs.clone()).unwrap_or(json!({}));
+            if before.get("version") != resolved.get("version") {
+                if let Some(v) = &req.version {
+                    out = outputs(t.upgrade(req, v).await?);
+                }
+            }
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("version");
+                }
+                v
+            };
+            if strip(&before) != strip(resolved) {
+                t.configure(req).await?;
+            }
+            Ok(Some(out))
+        }
+    }
+}

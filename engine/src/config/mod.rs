@@ -1,0 +1,151 @@
+//! Workspace configuration: evaluates a workspace's `main.ncl` with Nickel into contract-checked
+//! JSON. This is the only module of prov that touches Nickel.
+//!
+//! [`evaluate`] does, in order:
+//! 1. writes the embedded schema library ([`schema_library`]) to `<workspace>/.prov/lib/`, which
+//!    becomes a Nickel import path, so `import "prov/schemas.ncl"` works from any workspace;
+//! 2. pre-scans `main.ncl` and every file reachable through `import "..."` literals for total
+//!    size and nesting depth ([`EvalOptions`]), because input nested too deeply overflows
+//!    Nickel's stack and aborts the process, which cannot be caught;
+//! 3. evaluates `main.ncl` on a dedicated thread with a 256 MiB stack (Nickel values are not
+//!    `Send`), with the library's `Workspace` contract always applied to the whole value (like
+//!    `nickel export --apply-contract .prov/lib/prov/workspace.ncl main.ncl`), so defaults are
+//!    filled and misspelled fields are rejected even when `main.ncl` annotates nothing;
+//! 4. exports the result to JSON exactly as `nickel export` would, and records where servers,
+//!    taskservs, clusters, components, outputs and providers were declared
+//!    ([`Evaluated::positions`]).
+//!
+//! Nickel's warnings and the output of `std.trace` go to stderr.
+//!
+//! # The exported shape
+//! The JSON value always has the keys `backend` (`{"type": "sled"}` unless set), `providers`,
+//! `servers`, `clusters` and `outputs` (empty objects unless set). Enum tags export as strings
+//! (`'ingress` → `"ingress"`). A taskserv's `depends_on` entries are always objects
+//! `{"name": .., "kind": "Requires" | "PrefersBefore" | "ConflictsWith"}`: the schema turns a
+//! plain string entry `"containerd"` into `{"name": "containerd", "kind": "Requires"}`. Optional
+//! fields without a value (`hostname`, `plan`, `zone`, `implementation`, ...) are absent. Object
+//! keys are sorted (Nickel's export order).
+//!
+//! # Priorities in the library
+//! Contract defaults (`os | String | default = "ubuntu-22.04"`) have Nickel's `default`
+//! priority; the values of the shipped template `prov.clusters.buildkit` have priority -1; a
+//! workspace's own values have the normal priority 0. So a workspace overrides both by plain
+//! merging: `prov.clusters.buildkit & { resources.min_nodes = 3 }`.
+
+mod eval;
+mod library;
+mod positions;
+mod scan;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Limits and rendering options for [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// Maximum nesting depth across `main.ncl` and its imports: open brackets (`{`, `[`, `(`),
+    /// plus, within one bracket level, binary operators and `let`/`if`/`fun` since the last `,`
+    /// (Nickel nests `1 + 1 + ...` as deeply as it is long).
+    pub max_depth: usize,
+    /// Maximum total size in bytes of `main.ncl` and all files it imports.
+    pub max_bytes: u64,
+    /// Render Nickel diagnostics with ANSI colours.
+    pub color: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            max_depth: 1000,
+            max_bytes: 64 << 20,
+            color: false,
+        }
+    }
+}
+
+/// A successfully evaluated workspace configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    /// The deep-evaluated, contract-checked workspace configuration.
+    pub value: serde_json::Value,
+    /// Where things were declared: `"servers.web-01"` → `"main.ncl:12:5"` (line:column, 1-based;
+    /// the file relative to the workspace directory when inside it). Keys: `providers.P`,
+    /// `servers.S`, `servers.S.taskservs.T`, `clusters.C`, `clusters.C.components.NAME`,
+    /// `outputs.O`. Best effort: a key is absent when its position is unknown.
+    pub positions: BTreeMap<String, String>,
+    /// The source files read: `main.ncl` first, then every file reached through a static
+    /// `import "..."` (including the schema library under `.prov/lib/`), in discovery order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Why a workspace configuration could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no main.ncl in {}: a prov workspace is a directory with main.ncl", dir.display())]
+    NoMainFile { dir: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{}:{line}:{column}: configuration nested too deeply: depth {depth} exceeds the limit of {limit}",
+        file.display()
+    )]
+    TooDeep {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        depth: usize,
+        limit: usize,
+    },
+    #[error("configuration too large: {bytes} bytes of Nickel source exceed the limit of {limit}")]
+    TooLarge { bytes: u64, limit: u64 },
+    /// Nickel's own diagnostic (file:line:column, snippet, labels), as `nickel export` prints it.
+    #[error("{rendered}")]
+    Nickel { rendered: String },
+    #[error("internal error while evaluating the configuration: {0}")]
+    Internal(String),
+}
+
+/// Evaluate the workspace in `workspace_dir` (its `main.ncl`). See the module documentation.
+pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, ConfigError> {
+    let main = workspace_dir.join("main.ncl");
+    if !main.is_file() {
+        return Err(ConfigError::NoMainFile {
+            dir: workspace_dir.to_path_buf(),
+        });
+    }
+    let lib_dir = library::lib_dir(workspace_dir);
+    library::materialize(&lib_dir)?;
+    let contract = lib_dir.join(library::WORKSPACE_CONTRACT);
+
+    // The workspace contract is read by Nickel too.
+    let scanned = scan::scan_workspace(
+        &[main.as_path(), contract.as_path()],
+        std::slice::from_ref(&lib_dir),
+        &lib_dir,
+        opts,
+    )?;
+
+    let output = eval::run(eval::Job {
+        workspace_dir: workspace_dir.to_path_buf(),
+        main: main.clone(),
+        lib_dir,
+        contract,
+        color: opts.color,
+    })?;
+
+    Ok(Evaluated {
+        value: output.value,
+        positions: output.positions,
+        files: scanned.files,
+    })
+}
+
+/// The embedded schema library: (path relative to the library directory, contents), e.g.
+/// `("prov/schemas.ncl", "...")`. `prov` can write it out for editors and language servers.
+pub fn schema_library() -> &'static [(&'static str, &'static str)] {
+    library::LIBRARY
+}

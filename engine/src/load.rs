@@ -1,0 +1,426 @@
+//! Turns the evaluated configuration (JSON) into the resource model, resolving implementations and every dependency.
+
+use crate::error::Diagnostic;
+use crate::model::{Address, Lifecycle, Name, Resource};
+use crate::refs::{find_refs, RefPath};
+use crate::registry::Bound;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The whole desired world of one workspace.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub resources: BTreeMap<Address, Resource>,
+    /// `outputs = { ... }` as written (references unresolved).
+    pub outputs: Map<String, Value>,
+    /// `providers = { ... }` settings.
+    pub providers: Map<String, Value>,
+}
+
+struct Ctx<'a> {
+    positions: &'a BTreeMap<String, String>,
+    bound: &'a Bound,
+    errors: Vec<Diagnostic>,
+    resources: BTreeMap<Address, Resource>,
+    /// address → ( `depends_on` strings as written, where they came from )
+    explicit: Vec<(Address, String)>,
+}
+
+impl Ctx<'_> {
+    fn at(&self, key: &str) -> Option<String> {
+        self.positions.get(key).cloned()
+    }
+    fn err(&mut self, addr: Option<&Address>, key: &str, msg: impl Into<String>) {
+        let at = self.at(key);
+        self.errors.push(Diagnostic::new(addr.map(|a| a.to_string()), at, msg));
+    }
+    fn insert(&mut self, r: Resource) {
+        if let Some(prev) = self.resources.get(&r.addr) {
+            let msg = format!(
+                "duplicate address: {} is declared twice (first {}, again {})",
+                r.addr,
+                prev.declared_at.as_deref().unwrap_or("earlier"),
+                r.declared_at.as_deref().unwrap_or("later")
+            );
+            self.errors.push(Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), msg));
+            return;
+        }
+        self.resources.insert(r.addr.clone(), r);
+    }
+}
+
+fn obj(v: &Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn str_field<'v>(v: &'v Value, k: &str) -> Option<&'v str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn lifecycle(v: &Value) -> Lifecycle {
+    v.get("lifecycle")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// Builds the model. All problems are collected, not just the first.
+pub fn build_model(
+    config: &Value,
+    positions: &BTreeMap<String, String>,
+    bound: &Bound,
+) -> Result<Model, Vec<Diagnostic>> {
+    let mut cx = Ctx { positions, bound, errors: Vec::new(), resources: BTreeMap::new(), explicit: Vec::new() };
+    let providers = obj(config.get("providers").unwrap_or(&Value::Null));
+    let mut server_provider: BTreeMap<Name, String> = BTreeMap::new();
+
+    for (sname, srv) in obj(config.get("servers").unwrap_or(&Value::Null)) {
+        let key = format!("servers.{sname}");
+        let name = match Name::new(&sname) {
+            Ok(n) => n,
+            Err(e) => {
+                cx.err(None, &key, format!("servers.{sname}: {e}"));
+                continue;
+            }
+        };
+        if let Some(srv_addr) = load_server(&mut cx, &name, &srv, &providers) {
+            server_provider.insert(name.clone(), srv_addr);
+        }
+    }
+    for (cname, cl) in obj(config.get("clusters").unwrap_or(&Value::Null)) {
+        let key = format!("clusters.{cname}");
+        match Name::new(&cname) {
+            Ok(n) => load_cluster(&mut cx, &n, &cl, &server_provider),
+            Err(e) => cx.err(None, &key, format!("clusters.{cname}: {e}")),
+        }
+    }
+
+    // Hostnames are the servers' identity at the provider: two servers may not share one.
+    let mut hostnames: BTreeMap<String, Address> = BTreeMap::new();
+    for r in cx.resources.values() {
+        if let (Address::Server(_), Some(h)) = (&r.addr, str_field(&r.config, "hostname")) {
+            if let Some(prev) = hostnames.insert(h.to_string(), r.addr.clone()) {
+                cx.errors.push(Diagnostic::new(
+                    Some(r.addr.to_string()),
+                    r.declared_at.clone(),
+                    format!("duplicate hostname {h:?}: {prev} has it too"),
+                ));
+            }
+        }
+    }
+
+    // Explicit depends_on: each must name a declared resource.
+    let explicit = std::mem::take(&mut cx.explicit);
+    for (addr, dep) in explicit {
+        let at = cx.resources.get(&addr).and_then(|r| r.declared_at.clone());
+        match dep.parse::<Address>() {
+            Ok(d) if cx.resources.contains_key(&d) => push_dep(&mut cx.resources, &addr, d),
+            Ok(d) => cx.errors.push(Diagnostic::new(
+                Some(addr.to_string()),
+                at,
+                format!("depends_on names {d}, which is not declared"),
+            )),
+            Err(e) => cx.errors.push(Diagnostic::new(Some(addr.to_string()), at, format!("depends_on: {e}"))),
+        }
+    }
+
+    // References: each is an edge, and must point at a declared resource.
+    let addrs: BTreeSet<Address> = cx.resources.keys().cloned().collect();
+    let mut ref_edges = Vec::new();
+    for r in cx.resources.values() {
+        let mut found = Vec::new();
+        if let Err(e) = find_refs(&r.config, "", &mut found) {
+            cx.errors.push(Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e));
+            continue;
+        }
+        for (path, rp) in found {
+            match resolve_ref(&rp, &addrs) {
+                Ok((target, _)) => ref_edges.push((r.addr.clone(), target)),
+                Err(e) => cx.errors.push(Diagnostic::new(
+                    Some(r.addr.to_string()),
+                    r.declared_at.clone(),
+                    format!("{path} refers to {rp}, but {e}"),
+                )),
+            }
+        }
+    }
+    for (from, to) in ref_edges {
+        push_dep(&mut cx.resources, &from, to);
+    }
+    let outputs = obj(config.get("outputs").unwrap_or(&Value::Null));
+    for (oname, ov) in &outputs {
+        let mut found = Vec::new();
+        let key = format!("outputs.{oname}");
+        if let Err(e) = find_refs(ov, "", &mut found) {
+            cx.err(None, &key, format!("outputs.{oname}: {e}"));
+        }
+        for (_, rp) in found {
+            if let Err(e) = resolve_ref(&rp, &addrs) {
+                cx.err(None, &key, format!("outputs.{oname} refers to {rp}, but {e}"));
+            }
+        }
+    }
+
+    if cx.errors.is_empty() {
+        Ok(Model { resources: cx.resources, outputs, providers })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn push_dep(resources: &mut BTreeMap<Address, Resource>, addr: &Address, dep: Address) {
+    if let Some(r) = resources.get_mut(addr) {
+        if !r.depends_on.contains(&dep) {
+            r.depends_on.push(dep);
+        }
+    }
+}
+
+/// Splits a reference into the address it targets and the attribute path, given the declared
+/// addresses (`cluster.a.b.x` is component `b`'s attribute when that component exists).
+pub fn resolve_ref(rp: &RefPath, addrs: &BTreeSet<Address>) -> Result<(Address, Vec<String>), String> {
+    let p = &rp.0;
+    let split = |n: usize| -> Result<(Address, Vec<String>), String> {
+        let a: Address = p[..n].join(".").parse()?;
+        Ok((a, p[n..].to_vec()))
+    };
+    let candidate = match p[0].as_str() {
+        "server" | "cluster" => {
+            if p[0] == "cluster" && p.len() >= 4 {
+                if let Ok((a, rest)) = split(3) {
+                    if addrs.contains(&a) {
+                        return Ok((a, rest));
+                    }
+                }
+            }
+            split(2)?
+        }
+        "taskserv" if p.len() >= 4 => split(3)?,
+        "taskserv" => return Err("a taskserv reference needs taskserv.SERVER.NAME.ATTRIBUTE".into()),
+        other => return Err(format!("{other:?} is not a resource kind (server, taskserv, cluster)")),
+    };
+    if addrs.contains(&candidate.0) {
+        Ok(candidate)
+    } else {
+        Err(format!("{} is not declared", candidate.0))
+    }
+}
+
+/// Loads one server and its taskservs; returns its provider name.
+fn load_server(cx: &mut Ctx, name: &Name, srv: &Value, providers: &Map<String, Value>) -> Option<String> {
+    let addr = Address::Server(name.clone());
+    let key = format!("servers.{name}");
+    let provider = str_field(srv, "provider").unwrap_or_default().to_string();
+    if !cx.bound.registry().has_provider(&provider) {
+        cx.err(
+            Some(&addr),
+            &key,
+            format!("unknown provider {provider:?} (known: {})", cx.bound.registry().provider_names().join(", ")),
+        );
+        return None;
+    }
+    let defaults = providers.get(&provider).and_then(|p| p.get("defaults")).cloned().unwrap_or(Value::Null);
+    let mut config = Map::new();
+    config.insert("hostname".into(), srv.get("hostname").cloned().unwrap_or_else(|| Value::String(name.to_string())));
+    for k in ["plan", "zone"] {
+        match srv.get(k).or_else(|| defaults.get(k)) {
+            Some(v) => {
+                config.insert(k.into(), v.clone());
+            }
+            None => cx.err(
+                Some(&addr),
+                &key,
+                format!("no {k}: set {k} on the server or providers.{provider}.defaults.{k}"),
+            ),
+        }
+    }
+    for k in ["os", "ssh_keys", "tags", "firewall_rules", "storage", "network"] {
+        if let Some(v) = srv.get(k).or_else(|| defaults.get(k)) {
+            config.insert(k.into(), v.clone());
+        }
+    }
+    let declared_at = cx.at(&key);
+    for d in strings(srv.get("depends_on")) {
+        cx.explicit.push((addr.clone(), d));
+    }
+    cx.insert(Resource {
+        addr: addr.clone(),
+        implementation: provider.clone(),
+        config: Value::Object(config),
+        depends_on: Vec::new(),
+        lifecycle: lifecycle(srv),
+        declared_at,
+    });
+
+    let taskservs = obj(srv.get("taskservs").unwrap_or(&Value::Null));
+    let default_ts = cx.bound.provider(&provider).ok().and_then(|p| p.default_taskserv().map(str::to_string));
+    for (tname, ts) in &taskservs {
+        let tkey = format!("{key}.taskservs.{tname}");
+        let Ok(tn) = Name::new(tname) else {
+            cx.err(Some(&addr), &tkey, format!("taskservs.{tname}: invalid taskserv name"));
+            continue;
+        };
+        let taddr = Address::Taskserv(name.clone(), tn);
+        let implementation = match str_field(ts, "implementation") {
+            Some(i) => i.to_string(),
+            None if cx.bound.registry().has_taskserv(tname) => tname.clone(),
+            None => default_ts.clone().unwrap_or_else(|| tname.clone()),
+        };
+        if !cx.bound.registry().has_taskserv(&implementation) {
+            cx.err(
+                Some(&taddr),
+                &tkey,
+                format!(
+                    "unknown taskserv {implementation:?} (known: {})",
+                    cx.bound.registry().taskserv_names().join(", ")
+                ),
+            );
+            continue;
+        }
+        let mut deps = vec![addr.clone()];
+        let mut config = Map::new();
+        for k in ["version", "settings", "on_error", "max_retries", "health_check"] {
+            if let Some(v) = ts.get(k) {
+                config.insert(k.into(), v.clone());
+            }
+        }
+        for d in ts.get("depends_on").and_then(Value::as_array).cloned().unwrap_or_default() {
+            let (dname, kind) = match &d {
+                Value::String(s) => (s.clone(), "Requires".to_string()),
+                other => (
+                    str_field(other, "name").unwrap_or_default().to_string(),
+                    str_field(other, "kind").unwrap_or("Requires").to_string(),
+                ),
+            };
+            let present = taskservs.contains_key(&dname);
+            match kind.as_str() {
+                "Requires" if !present => cx.err(
+                    Some(&taddr),
+                    &tkey,
+                    format!("requires taskserv {dname:?}, which is not declared on server {name}"),
+                ),
+                "ConflictsWith" if present => cx.err(
+                    Some(&taddr),
+                    &tkey,
+                    format!("conflicts with taskserv.{name}.{dname}, which is also declared on server {name}"),
+                ),
+                "Requires" | "PrefersBefore" if present => match Name::new(&dname) {
+                    Ok(dn) => deps.push(Address::Taskserv(name.clone(), dn)),
+                    Err(e) => cx.err(Some(&taddr), &tkey, e),
+                },
+                _ => {}
+            }
+        }
+        let declared_at = cx.at(&tkey);
+        cx.insert(Resource {
+            addr: taddr,
+            implementation,
+            config: Value::Object(config),
+            depends_on: deps,
+            lifecycle: lifecycle(ts),
+            declared_at,
+        });
+    }
+    Some(provider)
+}
+
+fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMap<Name, String>) {
+    let addr = Address::Cluster(name.clone());
+    let key = format!("clusters.{name}");
+    let mut deps = Vec::new();
+    let mut first_provider = None;
+    for s in strings(cl.get("servers")) {
+        match Name::new(&s) {
+            Ok(n) if server_provider.contains_key(&n) => {
+                first_provider.get_or_insert_with(|| server_provider[&n].clone());
+                deps.push(Address::Server(n));
+            }
+            _ => cx.err(Some(&addr), &key, format!("servers names {s:?}, but server.{s} is not declared")),
+        }
+    }
+    let implementation = match str_field(cl, "implementation") {
+        Some(i) => Some(i.to_string()),
+        None if cx.bound.registry().has_cluster(name.as_str()) => Some(name.to_string()),
+        None => first_provider
+            .as_deref()
+            .and_then(|p| cx.bound.provider(p).ok())
+            .and_then(|p| p.default_cluster().map(str::to_string)),
+    };
+    let implementation = match implementation {
+        Some(i) if cx.bound.registry().has_cluster(&i) => i,
+        other => {
+            cx.err(
+                Some(&addr),
+                &key,
+                format!(
+                    "unknown cluster implementation {:?} (known: {}); set `implementation`",
+                    other.unwrap_or_else(|| name.to_string()),
+                    cx.bound.registry().cluster_names().join(", ")
+                ),
+            );
+            return;
+        }
+    };
+    let mut config = obj(cl);
+    for k in ["components", "depends_on", "lifecycle", "implementation"] {
+        config.remove(k);
+    }
+    config.entry("name").or_insert_with(|| Value::String(name.to_string()));
+    for d in strings(cl.get("depends_on")) {
+        cx.explicit.push((addr.clone(), d));
+    }
+    let lc = lifecycle(cl);
+    let declared_at = cx.at(&key);
+    cx.insert(Resource {
+        addr: addr.clone(),
+        implementation: implementation.clone(),
+        config: Value::Object(config),
+        depends_on: deps,
+        lifecycle: lc.clone(),
+        declared_at,
+    });
+
+    let comps: Vec<Value> = cl.get("components").and_then(Value::as_array).cloned().unwrap_or_default();
+    let enabled: BTreeSet<String> = comps
+        .iter()
+        .filter(|c| c.get("enabled").and_then(Value::as_bool).unwrap_or(true))
+        .filter_map(|c| str_field(c, "name").map(str::to_string))
+        .collect();
+    for c in comps {
+        if !c.get("enabled").and_then(Value::as_bool).unwrap_or(true) {
+            continue;
+        }
+        let cname = str_field(&c, "name").unwrap_or_default().to_string();
+        let ckey = format!("{key}.components.{cname}");
+        let Ok(cn) = Name::new(&cname) else {
+            cx.err(Some(&addr), &ckey, format!("component {cname:?}: invalid name"));
+            continue;
+        };
+        let caddr = Address::Component(name.clone(), cn);
+        let mut cdeps = vec![addr.clone()];
+        for d in strings(c.get("dependencies")) {
+            match Name::new(&d) {
+                Ok(dn) if enabled.contains(&d) => cdeps.push(Address::Component(name.clone(), dn)),
+                _ => cx.err(
+                    Some(&caddr),
+                    &ckey,
+                    format!("depends on component {d:?}, which is not an enabled component of cluster {name}"),
+                ),
+            }
+        }
+        let declared_at = cx.at(&ckey).or_else(|| cx.at(&key));
+        cx.insert(Resource {
+            addr: caddr,
+            implementation: implementation.clone(),
+            config: c.clone(),
+            depends_on: cdeps,
+            lifecycle: lc.clone(),
+            declared_at,
+        });
+    }
+}

@@ -1,0 +1,69 @@
+//! Attribute-level diff between recorded and desired values, honouring ignore_changes.
+
+use super::AttrDiff;
+use serde_json::Value;
+
+/// Differences between `before` and `after` as dotted paths. Objects are compared key by key;
+/// arrays and scalars as whole values. `unknown` mirrors `after` (true where unknown).
+pub fn diff(before: &Value, after: &Value, unknown: &Value, ignore: &[String]) -> Vec<AttrDiff> {
+    let mut out = Vec::new();
+    walk("", Some(before), Some(after), unknown, ignore, &mut out);
+    out
+}
+
+fn ignored(path: &str, ignore: &[String]) -> bool {
+    ignore.iter().any(|i| path == i || path.starts_with(&format!("{i}.")))
+}
+
+fn is_unknown(u: &Value) -> bool {
+    match u {
+        Value::Bool(b) => *b,
+        Value::Array(a) => a.iter().any(is_unknown),
+        Value::Object(o) => o.values().any(is_unknown),
+        _ => false,
+    }
+}
+
+fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, unknown: &Value, ignore: &[String], out: &mut Vec<AttrDiff>) {
+    if !path.is_empty() && ignored(path, ignore) {
+        return;
+    }
+    if let (Some(Value::Object(b)), Some(Value::Object(a))) = (before, after) {
+        let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let u = unknown.get(k).unwrap_or(&Value::Bool(false));
+            walk(&p, b.get(k), a.get(k), u, ignore, out);
+        }
+        return;
+    }
+    let unk = is_unknown(unknown);
+    if unk || before != after {
+        out.push(AttrDiff {
+            path: path.to_string(),
+            before: before.cloned(),
+            after: if unk { None } else { after.cloned() },
+            unknown: unk,
+            forces_replacement: false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_paths_ignore_and_unknown() {
+        let b = json!({"plan": "small", "tags": {"env": "dev", "x": "1"}, "ip": "1.2.3.4"});
+        let a = json!({"plan": "large", "tags": {"env": "prod", "x": "1"}, "ip": null});
+        let u = json!({"ip": true});
+        let d = diff(&b, &a, &u, &["tags.env".to_string()]);
+        let paths: Vec<&str> = d.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(paths, vec!["ip", "plan"]);
+        assert!(d[0].unknown);
+    }
+}

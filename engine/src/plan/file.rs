@@ -1,0 +1,226 @@
+//! The persisted plan file: a versioned JSON format kept apart from the in-memory `Plan`, with a checksum.
+
+use super::{Action, AttrDiff, Plan, PlanMode, ResourceChange};
+use crate::error::EngineError;
+use crate::model::{Address, Lifecycle};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+pub const PLAN_FORMAT: &str = "prov-plan";
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct PlanFileV1 {
+    format: String,
+    format_version: u32,
+    prov_version: String,
+    mode: String,
+    lineage: String,
+    serial: u64,
+    config_hash: String,
+    targets: Vec<String>,
+    outputs: serde_json::Map<String, Value>,
+    providers: serde_json::Map<String, Value>,
+    changes: Vec<ChangeV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ActionV1 {
+    NoOp,
+    Create,
+    Update,
+    Replace { reason: String, create_before_destroy: bool },
+    Delete { reason: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct DiffV1 {
+    path: String,
+    before: Option<Value>,
+    after: Option<Value>,
+    unknown: bool,
+    forces_replacement: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChangeV1 {
+    address: String,
+    implementation: String,
+    action: ActionV1,
+    before: Option<Value>,
+    after: Option<Value>,
+    after_unknown: Value,
+    config: Option<Value>,
+    diffs: Vec<DiffV1>,
+    depends_on: Vec<String>,
+    prior_dependencies: Vec<String>,
+    provider_id: Option<String>,
+    lifecycle: Lifecycle,
+    declared_at: Option<String>,
+}
+
+fn to_v1(p: &Plan) -> PlanFileV1 {
+    let addrs = |v: &[Address]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    PlanFileV1 {
+        format: PLAN_FORMAT.into(),
+        format_version: PLAN_FORMAT_VERSION,
+        prov_version: p.prov_version.clone(),
+        mode: match p.mode {
+            PlanMode::Normal => "normal".into(),
+            PlanMode::Destroy => "destroy".into(),
+        },
+        lineage: p.lineage.clone(),
+        serial: p.serial,
+        config_hash: p.config_hash.clone(),
+        targets: addrs(&p.targets),
+        outputs: p.outputs.clone(),
+        providers: p.providers.clone(),
+        changes: p
+            .changes
+            .iter()
+            .map(|c| ChangeV1 {
+                address: c.address.to_string(),
+                implementation: c.implementation.clone(),
+                action: match &c.action {
+                    Action::NoOp => ActionV1::NoOp,
+                    Action::Create => ActionV1::Create,
+                    Action::Update => ActionV1::Update,
+                    Action::Replace { reason, create_before_destroy } => {
+                        ActionV1::Replace { reason: reason.clone(), create_before_destroy: *create_before_destroy }
+                    }
+                    Action::Delete { reason } => ActionV1::Delete { reason: reason.clone() },
+                },
+                before: c.before.clone(),
+                after: c.after.clone(),
+                after_unknown: c.after_unknown.clone(),
+                config: c.config.clone(),
+                diffs: c
+                    .diffs
+                    .iter()
+                    .map(|d| DiffV1 {
+                        path: d.path.clone(),
+                        before: d.before.clone(),
+                        after: d.after.clone(),
+                        unknown: d.unknown,
+                        forces_replacement: d.forces_replacement,
+                    })
+                    .collect(),
+                depends_on: addrs(&c.depends_on),
+                prior_dependencies: addrs(&c.prior_dependencies),
+                provider_id: c.provider_id.clone(),
+                lifecycle: c.lifecycle.clone(),
+                declared_at: c.declared_at.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
+    let addr = |s: &str| s.parse::<Address>();
+    let addrs = |v: &[String]| v.iter().map(|s| addr(s)).collect::<Result<Vec<_>, _>>();
+    let mut changes = Vec::with_capacity(f.changes.len());
+    for c in f.changes {
+        changes.push(ResourceChange {
+            address: addr(&c.address)?,
+            implementation: c.implementation,
+            action: match c.action {
+                ActionV1::NoOp => Action::NoOp,
+                ActionV1::Create => Action::Create,
+                ActionV1::Update => Action::Update,
+                ActionV1::Replace { reason, create_before_destroy } => Action::Replace { reason, create_before_destroy },
+                ActionV1::Delete { reason } => Action::Delete { reason },
+            },
+            before: c.before,
+            after: c.after,
+            after_unknown: c.after_unknown,
+            config: c.config,
+            diffs: c
+                .diffs
+                .into_iter()
+                .map(|d| AttrDiff {
+                    path: d.path,
+                    before: d.before,
+                    after: d.after,
+                    unknown: d.unknown,
+                    forces_replacement: d.forces_replacement,
+                })
+                .collect(),
+            depends_on: addrs(&c.depends_on)?,
+            prior_dependencies: addrs(&c.prior_dependencies)?,
+            provider_id: c.provider_id,
+            lifecycle: c.lifecycle,
+            declared_at: c.declared_at,
+        });
+    }
+    Ok(Plan {
+        prov_version: f.prov_version,
+        mode: match f.mode.as_str() {
+            "normal" => PlanMode::Normal,
+            "destroy" => PlanMode::Destroy,
+            m => return Err(format!("unknown plan mode {m:?}")),
+        },
+        lineage: f.lineage,
+        serial: f.serial,
+        config_hash: f.config_hash,
+        changes,
+        outputs: f.outputs,
+        providers: f.providers,
+        targets: addrs(&f.targets)?,
+    })
+}
+
+fn checksum(body: &[u8]) -> String {
+    let h = Sha256::digest(body);
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serialises a plan: `{"checksum": ..., "plan": {...}}`; the checksum covers the plan bytes.
+pub fn to_bytes(p: &Plan) -> Vec<u8> {
+    let body = serde_json::to_string(&to_v1(p)).expect("plan serialises");
+    let sum = checksum(body.as_bytes());
+    format!("{{\"checksum\":\"{sum}\",\"plan\":{body}}}\n").into_bytes()
+}
+
+/// Parses a plan file, checking format, version and checksum.
+pub fn from_bytes(bytes: &[u8]) -> Result<Plan, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not a prov plan file (invalid JSON: {e})"))?;
+    let body = v.get("plan").ok_or("not a prov plan file (no \"plan\" field)")?;
+    let fmt = body.get("format").and_then(Value::as_str).unwrap_or_default();
+    if fmt != PLAN_FORMAT {
+        return Err(format!("not a prov plan file (format {fmt:?})"));
+    }
+    let ver = body.get("format_version").and_then(Value::as_u64).unwrap_or(0);
+    if ver != u64::from(PLAN_FORMAT_VERSION) {
+        return Err(format!(
+            "plan format version {ver} is not supported by this prov (it reads version {PLAN_FORMAT_VERSION}); make the plan again with this version"
+        ));
+    }
+    let want = v.get("checksum").and_then(Value::as_str).unwrap_or_default();
+    let got = checksum(serde_json::to_string(body).map_err(|e| e.to_string())?.as_bytes());
+    if want != got {
+        return Err("checksum mismatch: the plan file was modified or truncated after it was written".into());
+    }
+    let f: PlanFileV1 = serde_json::from_value(body.clone()).map_err(|e| format!("malformed plan: {e}"))?;
+    from_v1(f)
+}
+
+/// Writes a plan file with mode 0600 (it holds provider settings), atomically.
+pub fn write(path: &Path, p: &Plan) -> Result<(), EngineError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| EngineError::Io { context: format!("writing plan file {}", path.display()), source: e };
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+    f.write_all(&to_bytes(p)).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+pub fn read(path: &Path) -> Result<Plan, EngineError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| EngineError::PlanFile { path: path.to_path_buf(), detail: e.to_string() })?;
+    from_bytes(&bytes).map_err(|detail| EngineError::PlanFile { path: path.to_path_buf(), detail })
+}

@@ -1,0 +1,145 @@
+//! The plan: a closed set of actions per resource with attribute diffs; made by `make`, persisted by `file`.
+
+pub mod diff;
+pub mod file;
+pub mod make;
+
+use crate::model::{Address, Lifecycle, ResourceKind};
+use serde_json::Value;
+
+/// What apply will do to one resource. Closed: apply matches on it exhaustively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    /// Delete and create again, because of `reason`; with `create_before_destroy` the new one
+    /// is created first.
+    Replace { reason: String, create_before_destroy: bool },
+    Delete { reason: String },
+}
+
+impl Action {
+    /// The plan symbol reviewers read.
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace { create_before_destroy: false, .. } => "-/+",
+            Action::Replace { create_before_destroy: true, .. } => "+/-",
+            Action::Delete { .. } => "-",
+        }
+    }
+    pub fn is_noop(&self) -> bool {
+        matches!(self, Action::NoOp)
+    }
+    /// Terraform's `change.actions` for this action.
+    pub fn terraform_actions(&self) -> Vec<&'static str> {
+        match self {
+            Action::NoOp => vec!["no-op"],
+            Action::Create => vec!["create"],
+            Action::Update => vec!["update"],
+            Action::Replace { create_before_destroy: false, .. } => vec!["delete", "create"],
+            Action::Replace { create_before_destroy: true, .. } => vec!["create", "delete"],
+            Action::Delete { .. } => vec!["delete"],
+        }
+    }
+}
+
+/// One attribute's change, at a dotted path (`tags.env`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrDiff {
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// The new value is only known after apply.
+    pub unknown: bool,
+    pub forces_replacement: bool,
+}
+
+/// The planned change of one resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResourceChange {
+    pub address: Address,
+    pub implementation: String,
+    pub action: Action,
+    /// Recorded attributes (None when the resource does not exist yet).
+    pub before: Option<Value>,
+    /// Desired attributes with known references substituted; unknown places are null.
+    pub after: Option<Value>,
+    /// Mirror of `after` with `true` where the value is known only after apply.
+    pub after_unknown: Value,
+    /// Desired config as written (references unresolved): what apply substitutes and records.
+    pub config: Option<Value>,
+    pub diffs: Vec<AttrDiff>,
+    /// Desired dependencies (apply order for creates and updates).
+    pub depends_on: Vec<Address>,
+    /// Dependencies recorded in the state (reverse order for deletes).
+    pub prior_dependencies: Vec<Address>,
+    pub provider_id: Option<String>,
+    pub lifecycle: Lifecycle,
+    pub declared_at: Option<String>,
+}
+
+impl ResourceChange {
+    pub fn kind(&self) -> ResourceKind {
+        self.address.kind()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanMode {
+    Normal,
+    Destroy,
+}
+
+/// A whole plan: what apply will do, and the state and config it was made from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub prov_version: String,
+    pub mode: PlanMode,
+    /// The state it was made against; empty lineage: no state existed yet.
+    pub lineage: String,
+    pub serial: u64,
+    /// sha256 of the evaluated configuration.
+    pub config_hash: String,
+    /// Every resource in scope, in apply order (dependencies first), deletes last.
+    pub changes: Vec<ResourceChange>,
+    /// `outputs` as written; resolved at the end of apply.
+    pub outputs: serde_json::Map<String, Value>,
+    /// Provider settings the plan is applied with.
+    pub providers: serde_json::Map<String, Value>,
+    pub targets: Vec<Address>,
+}
+
+/// Counts for the summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub replace: usize,
+    pub destroy: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::NoOp => {}
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Replace { .. } => s.replace += 1,
+                Action::Delete { .. } => s.destroy += 1,
+            }
+        }
+        s
+    }
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| !c.action.is_noop()) || self.outputs_changed()
+    }
+    fn outputs_changed(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,74 @@
+//! The `TaskServ` trait: the seed's 9 task-service operations, run against one server.
+
+use super::{ExtResult, Provider, Validation};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The server a taskserv runs on, with a handle to its provider (for get-ssh-access).
+#[derive(Clone)]
+pub struct ServerTarget {
+    pub address: String,
+    pub provider_id: String,
+    pub hostname: String,
+    /// The server's recorded outputs (addresses, ids).
+    pub facts: Value,
+    pub provider: Arc<dyn Provider>,
+}
+
+/// One taskserv on one server, settings with references substituted.
+#[derive(Clone)]
+pub struct TaskservRequest {
+    pub address: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub settings: Value,
+    pub server: ServerTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskservResult {
+    pub version: Option<String>,
+    pub status: String,
+    /// Implementation-specific outputs, recorded in the state and referable with `${...}`.
+    #[serde(default)]
+    pub outputs: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskservStatus {
+    pub installed: bool,
+    pub running: bool,
+    pub version: Option<String>,
+    pub healthy: Option<bool>,
+    #[serde(default)]
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateCheck {
+    pub current: Option<String>,
+    pub latest: Option<String>,
+    pub update_available: bool,
+}
+
+/// A task service installed on servers (containerd, etcd, redis, ...).
+#[async_trait]
+pub trait TaskServ: Send + Sync {
+    fn name(&self) -> &str;
+    /// Checks settings before anything runs (the seed's schema check).
+    async fn validate(&self, req: &TaskservRequest) -> ExtResult<Validation> {
+        let _ = req;
+        Ok(Validation::default())
+    }
+    async fn install(&self, req: &TaskservRequest) -> ExtResult<TaskservResult>;
+    async fn uninstall(&self, req: &TaskservRequest) -> ExtResult<()>;
+    async fn configure(&self, req: &TaskservRequest) -> ExtResult<()>;
+    async fn status(&self, req: &TaskservRequest) -> ExtResult<TaskservStatus>;
+    async fn restart(&self, req: &TaskservRequest) -> ExtResult<()>;
+    async fn upgrade(&self, req: &TaskservRequest, version: &str) -> ExtResult<TaskservResult>;
+    async fn get_current_version(&self, req: &TaskservRequest) -> ExtResult<Option<String>>;
+    async fn get_available_versions(&self, req: &TaskservRequest) -> ExtResult<Vec<String>>;
+    async fn check_updates(&self, req: &TaskservRequest) -> ExtResult<UpdateCheck>;
+}

@@ -1,0 +1,762 @@
+//! Tests of `prov_engine::config`: evaluating workspaces (fixtures under
+//! `tests/fixtures/config/<case>/`, or sources written on the fly) with Nickel.
+//!
+//! Every test evaluates a copy of its workspace in a temporary directory, because evaluation
+//! writes the schema library to `<workspace>/.prov/lib/`.
+
+use std::path::{Path, PathBuf};
+
+use prov_engine::config::{evaluate, schema_library, ConfigError, EvalOptions, Evaluated};
+use serde_json::{json, Value};
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != ".prov" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A temporary copy of the fixture workspace `name`.
+fn workspace(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_dir(name), dir.path());
+    dir
+}
+
+/// A temporary workspace whose `main.ncl` is `source`.
+fn workspace_with(source: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.ncl"), source).unwrap();
+    dir
+}
+
+fn eval_fixture(name: &str) -> Result<Evaluated, ConfigError> {
+    let dir = workspace(name);
+    evaluate(dir.path(), &EvalOptions::default())
+}
+
+fn eval_source(source: &str) -> Result<Evaluated, ConfigError> {
+    let dir = workspace_with(source);
+    evaluate(dir.path(), &EvalOptions::default())
+}
+
+/// The rendered Nickel diagnostic of a failed evaluation.
+fn nickel_error(result: Result<Evaluated, ConfigError>) -> String {
+    match result {
+        Err(ConfigError::Nickel { rendered }) => rendered,
+        Err(other) => panic!("expected a Nickel error, got {other:?}"),
+        Ok(e) => panic!("expected a Nickel error, got {:#}", e.value),
+    }
+}
+
+fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn valid_workspace_evaluates_to_expected_json_with_defaults() {
+    let evaluated = eval_fixture("valid").unwrap();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir("valid").join("expected.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(evaluated.value, expected);
+
+    let v = &evaluated.value;
+    // Values written in main.ncl are kept.
+    assert_eq!(v["servers"]["web-01"]["plan"], "t3.small");
+    assert_eq!(v["providers"]["aws"]["region"], "us-east-1");
+    assert_eq!(v["providers"]["sim"], json!({ "latency_ms": 0 }));
+    assert_eq!(v["outputs"]["web_ip"], "${server.web-01.public_ip}");
+    assert_eq!(
+        v["servers"]["web-02"]["tags"]["peer"],
+        "${server.web-01.private_ip}"
+    );
+    // Defaults are filled in.
+    assert_eq!(v["backend"], json!({ "type": "sled" }));
+    assert_eq!(v["servers"]["web-02"]["os"], "ubuntu-22.04");
+    assert_eq!(
+        v["servers"]["web-02"]["storage"],
+        json!({ "size": 40, "encrypted": true })
+    );
+    assert_eq!(
+        v["servers"]["web-02"]["lifecycle"],
+        json!({ "prevent_destroy": true, "create_before_destroy": false, "ignore_changes": [] })
+    );
+    assert_eq!(
+        v["providers"]["aws"]["api"],
+        json!({ "base_url": "http://127.0.0.1:5055", "version": "v1", "timeout": 30, "retries": 3 })
+    );
+    // Optional fields without a value are absent, so the engine can fill them.
+    assert!(v["servers"]["web-02"].get("plan").is_none());
+    assert!(v["servers"]["web-02"].get("hostname").is_none());
+    // Enum tags export as strings; taskserv dependencies are normalised to records.
+    assert_eq!(
+        v["servers"]["web-01"]["firewall_rules"][0]["direction"],
+        "ingress"
+    );
+    assert_eq!(
+        v["servers"]["web-01"]["taskservs"]["kubernetes"]["depends_on"],
+        json!([
+            { "name": "containerd", "kind": "Requires" },
+            { "name": "etcd", "kind": "PrefersBefore" },
+        ])
+    );
+    assert_eq!(
+        v["servers"]["web-01"]["taskservs"]["kubernetes"]["health_check"],
+        json!({ "endpoint": "http://localhost:6443/healthz", "interval": 30, "timeout": 5, "retries": 3 })
+    );
+    assert_eq!(
+        v["servers"]["web-01"]["taskservs"]["containerd"]["on_error"],
+        "Stop"
+    );
+    // The library's buildkit cluster, placed on web-01.
+    let buildkit = &v["clusters"]["buildkit"];
+    assert_eq!(buildkit["name"], "buildkit");
+    assert_eq!(buildkit["servers"], json!(["web-01"]));
+    let names: Vec<&str> = buildkit["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["containerd", "buildkit", "registry"]);
+    assert_eq!(
+        buildkit["components"][1]["dependencies"],
+        json!(["containerd"])
+    );
+    assert_eq!(buildkit["components"][2]["type"], "application");
+    assert_eq!(buildkit["components"][0]["resources"]["replicas"], 1);
+}
+
+#[test]
+fn valid_workspace_positions_and_files() {
+    let dir = workspace("valid");
+    let evaluated = evaluate(dir.path(), &EvalOptions::default()).unwrap();
+    let p = &evaluated.positions;
+    let at = |key: &str| p.get(key).map(String::as_str);
+    assert_eq!(at("servers.web-01"), Some("main.ncl:15:5"));
+    assert_eq!(at("servers.web-02"), Some("main.ncl:30:5"));
+    assert_eq!(
+        at("servers.web-01.taskservs.containerd"),
+        Some("main.ncl:22:9")
+    );
+    assert_eq!(
+        at("servers.web-01.taskservs.kubernetes"),
+        Some("main.ncl:23:9")
+    );
+    assert_eq!(at("providers.sim"), Some("main.ncl:7:5"));
+    assert_eq!(at("providers.aws"), Some("main.ncl:8:5"));
+    assert_eq!(at("clusters.buildkit"), Some("main.ncl:38:16"));
+    assert_eq!(at("outputs.web_ip"), Some("main.ncl:39:15"));
+    // The buildkit components really are declared in the shipped library.
+    for component in ["containerd", "buildkit", "registry"] {
+        let pos = at(&format!("clusters.buildkit.components.{component}")).unwrap();
+        assert!(pos.starts_with(".prov/lib/prov/schemas.ncl:"), "{pos}");
+    }
+    assert_eq!(p.len(), 11, "{p:#?}");
+
+    assert_eq!(evaluated.files[0], dir.path().join("main.ncl"));
+    assert!(evaluated
+        .files
+        .contains(&dir.path().join(".prov/lib/prov/schemas.ncl")));
+}
+
+#[test]
+fn unannotated_workspace_still_gets_defaults() {
+    let evaluated = eval_fixture("unannotated").unwrap();
+    let v = &evaluated.value;
+    assert_eq!(v["backend"]["type"], "sled");
+    assert_eq!(v["providers"], json!({}));
+    assert_eq!(v["outputs"], json!({}));
+    let server = &v["servers"]["web-01"];
+    assert_eq!(server["provider"], "sim");
+    assert_eq!(server["os"], "ubuntu-22.04");
+    assert_eq!(server["ssh_keys"], json!([]));
+    assert_eq!(server["firewall_rules"], json!([]));
+    assert_eq!(server["depends_on"], json!([]));
+    assert_eq!(
+        server["taskservs"]["containerd"]["depends_on"],
+        json!([{ "name": "runc", "kind": "Requires" }])
+    );
+    assert_eq!(server["taskservs"]["containerd"]["max_retries"], 0);
+    let cluster = &v["clusters"]["ci"];
+    assert_eq!(cluster["version"], "1.0.0");
+    assert_eq!(cluster["resources"]["memory_per_node"], "4Gi");
+    assert_eq!(cluster["network"]["dns_domain"], "cluster.local");
+    assert_eq!(cluster["components"][0]["enabled"], true);
+    assert_eq!(cluster["components"][0]["type"], "application");
+    assert!(cluster.get("name").is_none());
+
+    assert_eq!(
+        evaluated
+            .positions
+            .get("servers.web-01.taskservs.containerd")
+            .map(String::as_str),
+        Some("main.ncl:5:15")
+    );
+    assert_eq!(
+        evaluated
+            .positions
+            .get("clusters.ci.components.registry")
+            .map(String::as_str),
+        Some("main.ncl:8:19")
+    );
+}
+
+#[test]
+fn unannotated_workspace_reads_the_library_through_the_contract() {
+    let dir = workspace("unannotated");
+    let evaluated = evaluate(dir.path(), &EvalOptions::default()).unwrap();
+    assert_eq!(
+        evaluated.files,
+        [
+            dir.path().join("main.ncl"),
+            dir.path().join(".prov/lib/prov/workspace.ncl"),
+            dir.path().join(".prov/lib/prov/schemas.ncl"),
+        ]
+    );
+}
+
+#[test]
+fn positions_are_best_effort() {
+    let evaluated = eval_source(
+        r#"let mk = fun n => { field = n, value = { provider = "sim" } } in
+{
+  servers = std.record.from_array (std.array.map mk ["gen-a", "gen-b"]) & {
+    "quoted-1" = { provider = "sim" },
+  },
+}"#,
+    )
+    .unwrap();
+    assert_eq!(evaluated.value["servers"]["gen-b"]["os"], "ubuntu-22.04");
+    // Names computed at evaluation time have no source position.
+    assert_eq!(
+        evaluated.positions.into_iter().collect::<Vec<_>>(),
+        [("servers.quoted-1".to_string(), "main.ncl:4:5".to_string())]
+    );
+}
+
+#[test]
+fn unannotated_workspace_is_still_contract_checked() {
+    let rendered = nickel_error(eval_fixture("unannotated_violation"));
+    assert_contains(
+        &rendered,
+        &[
+            "contract broken by the value of `size`",
+            "expected a number",
+            "main.ncl:5:26",
+            "storage = { size = \"big\" }",
+        ],
+    );
+}
+
+#[test]
+fn syntax_error_points_into_main_ncl() {
+    let rendered = nickel_error(eval_fixture("syntax_error"));
+    assert_contains(
+        &rendered,
+        &["error: unexpected token", "main.ncl:6:12", "zone = \"z1\""],
+    );
+}
+
+#[test]
+fn contract_violation_points_into_main_ncl() {
+    let rendered = nickel_error(eval_fixture("contract_violation"));
+    assert_contains(
+        &rendered,
+        &[
+            "contract broken by the value of `direction`",
+            "tag not in the enum type",
+            "main.ncl:7:23",
+            "'sideways",
+        ],
+    );
+}
+
+#[test]
+fn unknown_server_field_is_an_error() {
+    let rendered = nickel_error(eval_fixture("unknown_field"));
+    assert_contains(
+        &rendered,
+        &[
+            "extra field `ostype`",
+            "main.ncl:3:14",
+            "Have you misspelled a field?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_top_level_section_is_an_error() {
+    let rendered = nickel_error(eval_fixture("unknown_section"));
+    assert_contains(&rendered, &["extra field `sever`", "main.ncl:1:1"]);
+}
+
+#[test]
+fn relative_import_of_a_helper_file() {
+    let dir = workspace("import_helper");
+    let evaluated = evaluate(dir.path(), &EvalOptions::default()).unwrap();
+    let v = &evaluated.value;
+    assert_eq!(v["servers"]["web-01"]["hostname"], "web-01.example.org");
+    assert_eq!(v["servers"]["web-02"]["hostname"], "web-02.example.org");
+    assert_eq!(v["servers"]["web-02"]["tags"], json!({ "role": "backup" }));
+    assert_eq!(v["servers"]["web-01"]["tags"], json!({}));
+    assert_eq!(
+        v["servers"]["web-01"]["firewall_rules"],
+        json!([{ "direction": "ingress", "protocol": "tcp", "port": "22", "action": "allow" }])
+    );
+    assert_eq!(v["outputs"], json!({ "count": 2 }));
+    assert_eq!(
+        evaluated.positions.get("outputs.count").map(String::as_str),
+        Some("lib/helpers.ncl:13:15")
+    );
+    assert_eq!(
+        evaluated
+            .positions
+            .get("servers.web-02")
+            .map(String::as_str),
+        Some("main.ncl:6:5")
+    );
+    assert_eq!(evaluated.files[0], dir.path().join("main.ncl"));
+    assert_eq!(evaluated.files[1], dir.path().join("lib/helpers.ncl"));
+    assert!(evaluated
+        .files
+        .contains(&dir.path().join(".prov/lib/prov/workspace.ncl")));
+}
+
+/// `depth` nested records `{ a = ... }` under `outputs.deep`; the total bracket depth is
+/// `depth + 2`.
+fn nested_source(depth: usize) -> String {
+    format!(
+        "{{\n  outputs = {{\n    deep = {}1{}\n  }},\n}}\n",
+        "{ a = ".repeat(depth),
+        " }".repeat(depth)
+    )
+}
+
+#[test]
+fn very_deep_nesting_is_rejected_before_nickel_sees_it() {
+    match eval_source(&nested_source(50_000)) {
+        // 2 levels on lines 1 and 2, then the nesting starts at column 12 of line 3, six
+        // characters per level: the 1001st bracket is the 999th level.
+        Err(ConfigError::TooDeep {
+            file,
+            line,
+            column,
+            depth,
+            limit,
+        }) => {
+            assert!(file.ends_with("main.ncl"), "{}", file.display());
+            assert_eq!((line, column, depth, limit), (3, 12 + 998 * 6, 1001, 1000));
+        }
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+}
+
+#[test]
+fn long_operator_chains_are_rejected_too() {
+    // `1 + 1 + ...` nests as deeply as it is long; 50,000 of them overflow even the 256 MiB
+    // evaluation stack, which would abort the process.
+    let source = format!("{{ outputs.x = {} }}\n", vec!["1"; 50_000].join(" + "));
+    match eval_source(&source) {
+        Err(ConfigError::TooDeep {
+            line,
+            column,
+            depth,
+            limit,
+            ..
+        }) => assert_eq!((line, column, depth, limit), (1, 17 + 999 * 4, 1001, 1000)),
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    // 500 are fine.
+    let source = format!("{{ outputs.x = {} }}\n", vec!["1"; 500].join(" + "));
+    assert_eq!(eval_source(&source).unwrap().value["outputs"]["x"], 500);
+}
+
+#[test]
+fn depth_900_evaluates_with_the_default_limit() {
+    let evaluated = eval_source(&nested_source(900)).unwrap();
+    let mut v = &evaluated.value["outputs"]["deep"];
+    for _ in 0..900 {
+        v = &v["a"];
+    }
+    assert_eq!(*v, json!(1));
+}
+
+#[test]
+fn depth_limit_counts_across_imports() {
+    let dir = workspace_with("{ outputs = { x = { y = import \"deep.ncl\" } } }");
+    std::fs::write(
+        dir.path().join("deep.ncl"),
+        format!("{}1{}", "[".repeat(10), "]".repeat(10)),
+    )
+    .unwrap();
+    let opts = EvalOptions {
+        max_depth: 12,
+        ..EvalOptions::default()
+    };
+    match evaluate(dir.path(), &opts) {
+        Err(ConfigError::TooDeep {
+            file,
+            line,
+            column,
+            depth,
+            ..
+        }) => {
+            assert_eq!(file, dir.path().join("deep.ncl"));
+            assert_eq!((line, column, depth), (1, 10, 13));
+        }
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    let opts = EvalOptions {
+        max_depth: 13,
+        ..EvalOptions::default()
+    };
+    let evaluated = evaluate(dir.path(), &opts).unwrap();
+    assert_eq!(evaluated.files[1], dir.path().join("deep.ncl"));
+}
+
+#[test]
+fn brackets_in_strings_and_comments_do_not_count() {
+    let source = r#"# {{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{
+{
+  outputs = {
+    a = "{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
+    b = m%"
+      [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[
+    "%,
+    c = "%{ "((((((((((((((((((((((((((((" }",
+  },
+}
+"#;
+    let opts = EvalOptions {
+        max_depth: 2,
+        ..EvalOptions::default()
+    };
+    let dir = workspace_with(source);
+    let evaluated = evaluate(dir.path(), &opts).unwrap();
+    assert_eq!(
+        evaluated.value["outputs"]["c"],
+        "(((((((((((((((((((((((((((("
+    );
+}
+
+#[test]
+fn too_large_is_rejected() {
+    let dir = workspace_with("{ outputs = { x = import \"big.ncl\" } }");
+    std::fs::write(
+        dir.path().join("big.ncl"),
+        format!("\"{}\"", "x".repeat(5000)),
+    )
+    .unwrap();
+    let opts = EvalOptions {
+        max_bytes: 4096,
+        ..EvalOptions::default()
+    };
+    match evaluate(dir.path(), &opts) {
+        Err(ConfigError::TooLarge { bytes, limit }) => {
+            assert_eq!(limit, 4096);
+            assert!(bytes > 5000, "{bytes}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_main_ncl() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = evaluate(dir.path(), &EvalOptions::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::NoMainFile { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no main.ncl in {}: a prov workspace is a directory with main.ncl",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn missing_import_is_a_nickel_error() {
+    let rendered = nickel_error(eval_source("{ outputs = import \"nope.ncl\" }"));
+    assert_contains(&rendered, &["nope.ncl", "main.ncl:1:13"]);
+}
+
+#[test]
+fn schema_violations() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "{ servers.a = { provider = \"sim\", storage.size = 1.5 } }",
+            &["expected a natural", "main.ncl:1:50"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", network.bandwidth = -1 } }",
+            &["expected a natural"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", firewall_rules = [{ direction = 'ingress, protocol = 'tcp, port = \"70000\", action = 'allow }] } }",
+            &["ports are in 0..65535"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", firewall_rules = [{ direction = 'ingress, protocol = 'tcp, port = 22, action = 'allow }] } }",
+            &["expected a port as a string"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", firewall_rules = [{ direction = 'egress, protocol = 'tcp, action = 'permit }] } }",
+            &["tag not in the enum type", "'permit"],
+        ),
+        ("{ servers.a = { plan = \"small\" } }", &["missing definition for `provider`"]),
+        (
+            "{ servers.a = { provider = \"sim\", taskservs.t = { on_error = 'Ignore } } }",
+            &["tag not in the enum type"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", taskservs.t = { depends_on = [{ name = \"x\", kind = 'Needs }] } } }",
+            &["tag not in the enum type"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", taskservs.t = { depends_on = [42] } } }",
+            &["expected a taskserv name (a string) or a record { name, kind }"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", taskservs.t = { verison = \"1\" } } }",
+            &["extra field `verison`"],
+        ),
+        (
+            "{ servers.a = { provider = \"sim\", lifecycle = { prevent_destroy = \"yes\" } } }",
+            &["contract broken by the value of `prevent_destroy`"],
+        ),
+        (
+            "{ providers.aws = { auth = { method = 'password } } }",
+            &["tag not in the enum type"],
+        ),
+        (
+            "{ providers.aws = { api = { timeout = 5 } } }",
+            &["missing definition for `base_url`"],
+        ),
+        (
+            "{ clusters.c = { components = [{ name = \"x\", type = 'daemon }] } }",
+            &["tag not in the enum type"],
+        ),
+        ("{ clusters.c = { servers = [] } }", &["missing definition for `components`"]),
+        (
+            "{ clusters.c = { components = [], resources.min_nodes = 0.5 } }",
+            &["expected a natural"],
+        ),
+        ("{ backend = { type = 1 } }", &["contract broken by the value of `type`"]),
+    ];
+    for (source, needles) in cases {
+        let rendered = nickel_error(eval_source(source));
+        assert_contains(&rendered, needles);
+        assert_contains(&rendered, &["main.ncl"]);
+    }
+}
+
+#[test]
+fn open_and_optional_parts_of_the_schema() {
+    let evaluated = eval_source(
+        r#"let prov = import "prov/schemas.ncl" in
+{
+  backend = { type = "pg", conn = "postgres://prov@localhost/prov", pool = 4 },
+  providers = {
+    aws = {
+      region = "eu-west-1",
+      auth = { method = 'api_key, api_key = "k" },
+      defaults = { plan = "t3.micro", firewall_rules = [{ direction = 'egress, protocol = 'udp, action = 'deny }] },
+      features = { backup = false },
+    },
+  },
+  servers.a = {
+    provider = "aws",
+    network = {},
+    taskservs.t = { settings = { anything = [1, 2] }, health_check = { command = "true" } },
+  },
+  clusters.c = prov.clusters.buildkit & {
+    name = "ci",
+    implementation = "k8s",
+    resources.min_nodes = 3,
+    features.ingress = true,
+  },
+}"#,
+    )
+    .unwrap();
+    let v = &evaluated.value;
+    assert_eq!(v["backend"]["pool"], 4);
+    assert_eq!(
+        v["providers"]["aws"]["auth"],
+        json!({ "method": "api_key", "api_key": "k" })
+    );
+    assert_eq!(
+        v["providers"]["aws"]["features"],
+        json!({ "load_balancer": false, "storage_encryption": true, "backup": false, "monitoring": false })
+    );
+    assert_eq!(
+        v["providers"]["aws"]["defaults"]["firewall_rules"][0]["action"],
+        "deny"
+    );
+    assert_eq!(v["servers"]["a"]["network"], json!({ "public_ip": true }));
+    assert_eq!(
+        v["servers"]["a"]["taskservs"]["t"]["settings"]["anything"],
+        json!([1, 2])
+    );
+    assert_eq!(
+        v["servers"]["a"]["taskservs"]["t"]["health_check"]["interval"],
+        30
+    );
+    assert_eq!(v["clusters"]["c"]["name"], "ci");
+    assert_eq!(v["clusters"]["c"]["implementation"], "k8s");
+    assert_eq!(
+        v["clusters"]["c"]["components"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(
+        v["clusters"]["c"]["resources"],
+        json!({ "min_nodes": 3, "cpu_per_node": "4", "memory_per_node": "8Gi", "storage_per_node": "100Gi" })
+    );
+    assert_eq!(v["clusters"]["c"]["features"]["ingress"], true);
+    assert_eq!(
+        v["clusters"]["c"]["description"],
+        "Container build cluster with BuildKit and registry"
+    );
+}
+
+#[test]
+fn library_contracts_are_usable_directly() {
+    let evaluated = eval_source(
+        r#"let prov = import "prov/schemas.ncl" in
+{
+  outputs = {
+    config = { hostname = "h", plan = "p", zone = "z" } | prov.ServerConfig,
+    version = { source.repository = "org/repo", install.binary_name = "svc" } | prov.TaskservVersion,
+    cluster = { name = "c", components = [] } | prov.ClusterConfig,
+    component = { name = "x", type = 'infrastructure } | prov.Component,
+    provider = {} | prov.ProviderSettings,
+  },
+}"#,
+    )
+    .unwrap();
+    let o = &evaluated.value["outputs"];
+    assert_eq!(o["config"]["os"], "ubuntu-22.04");
+    assert_eq!(o["version"]["service"]["ports"], json!([8080, 9090]));
+    assert_eq!(o["version"]["source"]["release_pattern"], "v{version}");
+    assert_eq!(o["cluster"]["features"]["ingress"], false);
+    assert_eq!(o["component"]["version"], "");
+    assert_eq!(o["provider"], json!({}));
+
+    let rendered = nickel_error(eval_source(
+        "let prov = import \"prov/schemas.ncl\" in { outputs.x = { plan = \"p\", zone = \"z\" } | prov.ServerConfig }",
+    ));
+    assert_contains(&rendered, &["missing definition for `hostname`"]);
+}
+
+#[test]
+fn library_is_materialized_and_repaired() {
+    let dir = workspace("valid");
+    evaluate(dir.path(), &EvalOptions::default()).unwrap();
+    let lib = dir.path().join(".prov/lib");
+    for (rel, contents) in schema_library() {
+        assert_eq!(std::fs::read_to_string(lib.join(rel)).unwrap(), *contents);
+    }
+    // A stale or edited copy is rewritten.
+    std::fs::write(lib.join("prov/schemas.ncl"), "{}").unwrap();
+    evaluate(dir.path(), &EvalOptions::default()).unwrap();
+    let (_, schemas) = schema_library()
+        .iter()
+        .find(|(rel, _)| *rel == "prov/schemas.ncl")
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(lib.join("prov/schemas.ncl")).unwrap(),
+        *schemas
+    );
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(lib.join("prov"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn concurrent_evaluations_of_one_workspace() {
+    let dir = workspace("valid");
+    let path = dir.path().to_path_buf();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || evaluate(&path, &EvalOptions::default()).map(|e| e.value))
+        })
+        .collect();
+    let values: Vec<Value> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn trace_and_colors() {
+    // std.trace writes to stderr and does not disturb the value.
+    let evaluated = eval_source("{ outputs.x = std.trace \"tracing from main.ncl\" 42 }").unwrap();
+    assert_eq!(evaluated.value["outputs"]["x"], 42);
+
+    let dir = workspace("syntax_error");
+    let opts = EvalOptions {
+        color: true,
+        ..EvalOptions::default()
+    };
+    match evaluate(dir.path(), &opts) {
+        Err(ConfigError::Nickel { rendered }) => {
+            assert!(rendered.contains('\u{1b}'), "{rendered}");
+        }
+        other => panic!("expected a Nickel error, got {other:?}"),
+    }
+}
+
+#[test]
+fn errors_render_for_humans() {
+    let err = ConfigError::TooDeep {
+        file: PathBuf::from("ws/main.ncl"),
+        line: 3,
+        column: 7,
+        depth: 1001,
+        limit: 1000,
+    };
+    assert_eq!(
+        err.to_string(),
+        "ws/main.ncl:3:7: configuration nested too deeply: depth 1001 exceeds the limit of 1000"
+    );
+    let err = ConfigError::TooLarge {
+        bytes: 70_000_000,
+        limit: 67_108_864,
+    };
+    assert_eq!(
+        err.to_string(),
+        "configuration too large: 70000000 bytes of Nickel source exceed the limit of 67108864"
+    );
+}
+
+#[test]
+fn default_options() {
+    let opts = EvalOptions::default();
+    assert_eq!(opts.max_depth, 1000);
+    assert_eq!(opts.max_bytes, 64 << 20);
+    assert!(!opts.color);
+}

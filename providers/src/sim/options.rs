@@ -1,0 +1,202 @@
+//! The sim provider's options: `providers.sim = { ... }` settings plus their environment fallbacks.
+//!
+//! | key            | type                | meaning                                                  |
+//! |----------------|---------------------|----------------------------------------------------------|
+//! | `latency_ms`   | number >= 0         | every call sleeps this long (default: env `PROV_SIM_LATENCY_MS`, else 0) |
+//! | `fail_call`    | integer >= 1        | the Nth mutating call of this provider instance fails    |
+//! | `fail_servers` | array of strings    | create/update/delete of these hostnames fail (plus env `PROV_SIM_FAIL_SERVERS`, comma-separated) |
+//! | `parallelism`  | integer >= 1        | `Provider::parallelism()`                                |
+//!
+//! Unknown keys are ignored (the settings record also carries common keys such as `defaults`);
+//! a known key with the wrong type is an error naming the key. The environment is read once, when
+//! the provider is built.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+pub const ENV_LATENCY_MS: &str = "PROV_SIM_LATENCY_MS";
+pub const ENV_FAIL_SERVERS: &str = "PROV_SIM_FAIL_SERVERS";
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimOptions {
+    pub latency: Duration,
+    /// 1-based index of the mutating call to fail.
+    pub fail_call: Option<u64>,
+    pub fail_servers: BTreeSet<String>,
+    pub parallelism: Option<usize>,
+}
+
+/// The environment variables the options fall back on (passed in, so parsing is pure).
+#[derive(Debug, Clone, Default)]
+pub struct SimEnv {
+    pub latency_ms: Option<String>,
+    pub fail_servers: Option<String>,
+}
+
+impl SimEnv {
+    pub fn from_process() -> SimEnv {
+        SimEnv {
+            latency_ms: std::env::var(ENV_LATENCY_MS).ok(),
+            fail_servers: std::env::var(ENV_FAIL_SERVERS).ok(),
+        }
+    }
+}
+
+fn latency_from_ms(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms / 1000.0)
+}
+
+fn parse_latency_env(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok(latency_from_ms(ms)),
+        _ => Err(format!(
+            "{ENV_LATENCY_MS} must be a non-negative number of milliseconds, got {raw:?}"
+        )),
+    }
+}
+
+/// Splits a comma-separated list, dropping blanks.
+pub fn split_list(raw: &str) -> impl Iterator<Item = String> + '_ {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn positive_integer(settings_key: &str, v: &Value) -> Result<u64, String> {
+    match v.as_u64() {
+        Some(n) if n >= 1 => Ok(n),
+        // Nickel numbers may arrive as floats (`3.0`).
+        _ => match v.as_f64() {
+            Some(f) if f >= 1.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(f as u64),
+            _ => Err(format!(
+                "providers.sim.{settings_key} must be a positive integer, got {v}"
+            )),
+        },
+    }
+}
+
+/// Parses the settings; every problem is reported (for `validate_config`), each naming its key.
+pub fn parse(settings: &Value, env: &SimEnv) -> Result<SimOptions, Vec<String>> {
+    let empty = serde_json::Map::new();
+    let map = match settings {
+        Value::Object(m) => m,
+        Value::Null => &empty,
+        other => {
+            return Err(vec![format!(
+                "providers.sim settings must be a record, got {other}"
+            )])
+        }
+    };
+    let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+    let mut errors = Vec::new();
+    let mut opts = SimOptions::default();
+
+    match get("latency_ms") {
+        Some(v) => match v.as_f64() {
+            Some(ms) if ms.is_finite() && ms >= 0.0 => opts.latency = latency_from_ms(ms),
+            _ => errors.push(format!(
+                "providers.sim.latency_ms must be a non-negative number, got {v}"
+            )),
+        },
+        None => {
+            if let Some(raw) = &env.latency_ms {
+                match parse_latency_env(raw) {
+                    Ok(d) => opts.latency = d,
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+
+    if let Some(v) = get("fail_call") {
+        match positive_integer("fail_call", v) {
+            Ok(n) => opts.fail_call = Some(n),
+            Err(e) => errors.push(e),
+        }
+    }
+
+    if let Some(v) = get("fail_servers") {
+        match v.as_array() {
+            Some(items) if items.iter().all(Value::is_string) => opts
+                .fail_servers
+                .extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+            _ => errors.push(format!(
+                "providers.sim.fail_servers must be an array of hostnames (strings), got {v}"
+            )),
+        }
+    }
+    if let Some(raw) = &env.fail_servers {
+        opts.fail_servers.extend(split_list(raw));
+    }
+
+    if let Some(v) = get("parallelism") {
+        match positive_integer("parallelism", v) {
+            Ok(n) => opts.parallelism = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            Err(e) => errors.push(e),
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(opts)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_values() {
+        let env = SimEnv::default();
+        assert_eq!(parse(&json!({}), &env).unwrap(), SimOptions::default());
+        assert_eq!(parse(&Value::Null, &env).unwrap(), SimOptions::default());
+        let o = parse(
+            &json!({"latency_ms": 5, "fail_call": 3, "fail_servers": ["a"], "parallelism": 4.0,
+                    "defaults": {"plan": "small"}}),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(o.latency, Duration::from_millis(5));
+        assert_eq!(o.fail_call, Some(3));
+        assert!(o.fail_servers.contains("a"));
+        assert_eq!(o.parallelism, Some(4));
+    }
+
+    #[test]
+    fn env_fallbacks() {
+        let env = SimEnv {
+            latency_ms: Some("7".into()),
+            fail_servers: Some(" x, ,y ".into()),
+        };
+        let o = parse(&json!({"fail_servers": ["z"]}), &env).unwrap();
+        assert_eq!(o.latency, Duration::from_millis(7));
+        assert_eq!(o.fail_servers.len(), 3);
+        // The setting wins over the environment.
+        let o = parse(&json!({"latency_ms": 1}), &env).unwrap();
+        assert_eq!(o.latency, Duration::from_millis(1));
+        let bad = SimEnv {
+            latency_ms: Some("soon".into()),
+            fail_servers: None,
+        };
+        assert!(parse(&json!({}), &bad).unwrap_err()[0].contains(ENV_LATENCY_MS));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let errs = parse(
+            &json!({"latency_ms": -1, "fail_call": 0, "fail_servers": "a", "parallelism": "x"}),
+            &SimEnv::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 4);
+        for key in ["latency_ms", "fail_call", "fail_servers", "parallelism"] {
+            assert!(errs.iter().any(|e| e.contains(key)), "{key}: {errs:?}");
+        }
+        assert!(parse(&json!(3), &SimEnv::default()).is_err());
+    }
+}

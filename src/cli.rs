@@ -1,0 +1,175 @@
+//! Command-line grammar (clap): every subcommand and flag of `prov`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "prov", version, about = "Declarative plan/apply for servers, taskservs and clusters", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Run as if started in DIR (the workspace directory, holding main.ncl).
+    #[arg(short = 'C', long = "chdir", global = true, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// No colours (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct LockArgs {
+    /// How long to wait for the state lock (e.g. 30s, 2m); 0 fails at once.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct PlanArgs {
+    /// Plan to destroy everything in the state.
+    #[arg(long)]
+    pub destroy: bool,
+    /// Limit the plan to this resource and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Replace this resource even if it has not changed (repeatable).
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check the configuration: Nickel contracts, addresses, references, cycles, provider settings.
+    Validate {
+        /// Workspace directory (default: current directory).
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what apply would change.
+    Plan {
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Save the plan to FILE for `prov apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Print the plan as JSON (Terraform's plan JSON shape).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Carry out a plan: a saved plan FILE, or a fresh plan of the workspace DIR.
+    Apply {
+        /// A saved plan file, or a workspace directory (default: current directory).
+        target: Option<PathBuf>,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Steps running at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// Print progress events as JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Destroy everything in the state (a destroy plan, applied).
+    Destroy {
+        dir: Option<PathBuf>,
+        #[arg(long = "target", value_name = "ADDR")]
+        targets: Vec<String>,
+        #[arg(long)]
+        auto_approve: bool,
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Show a saved plan, or the state when no plan is given.
+    Show {
+        /// A saved plan file.
+        plan: Option<PathBuf>,
+        /// Terraform-shaped JSON (`terraform show -json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the resource graph in Graphviz DOT.
+    Graph { dir: Option<PathBuf> },
+    /// Inspect the state.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Print the workspace outputs (resolved at the last apply).
+    Output {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and edit the simulated world of the `sim` provider (tests and drift demos only).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StateCommand {
+    /// List the addresses in the state.
+    List {
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Show one resource's record.
+    Show {
+        address: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// List the simulated servers.
+    List,
+    /// Delete a server outside prov.
+    Delete { server: String },
+    /// Set an attribute of a server outside prov (VALUE is JSON, or a plain string).
+    Set { server: String, key: String, value: String },
+    /// Add a server prov does not manage, carrying this workspace's ownership tag.
+    AddUnmanaged { hostname: String },
+    /// Stop a taskserv outside prov.
+    StopTaskserv { server: String, name: String },
+}
+
+/// Parses `30s`, `2m`, `1h`, `500ms` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
+}

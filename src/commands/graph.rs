@@ -1,0 +1,13 @@
+//! `prov graph`: the resource graph in Graphviz DOT.
+
+use super::CmdResult;
+use crate::context::Context;
+use prov_engine::ops;
+use std::path::Path;
+
+pub fn run(ctx: &Context, dir: Option<&Path>) -> CmdResult {
+    let ws = ctx.workspace(dir)?;
+    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    print!("{}", loaded.graph.to_dot());
+    Ok(0)
+}

@@ -1,0 +1,47 @@
+//! `prov plan`: evaluate, diff against the state, print (text or Terraform-shaped JSON), optionally save.
+
+use super::CmdResult;
+use crate::cli::{LockArgs, PlanArgs};
+use crate::context::Context;
+use crate::render::{text, tfjson, Paint};
+use prov_engine::model::Address;
+use prov_engine::ops;
+use prov_engine::plan::file as planfile;
+use prov_engine::plan::make::PlanOptions;
+use std::path::Path;
+
+/// Turns the plan flags into engine options, validating each address.
+pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
+    let parse = |v: &[String], flag: &str| -> Result<Vec<Address>, super::Failure> {
+        v.iter().map(|s| s.parse().map_err(|e| super::Failure(format!("{flag} {s}: {e}")))).collect()
+    };
+    Ok(PlanOptions { destroy: a.destroy, targets: parse(&a.targets, "--target")?, replace: parse(&a.replace, "--replace")? })
+}
+
+pub fn run(
+    ctx: &Context,
+    dir: Option<&Path>,
+    args: &PlanArgs,
+    out: Option<&Path>,
+    detailed: bool,
+    json: bool,
+    lock: &LockArgs,
+) -> CmdResult {
+    let ws = ctx.workspace(dir)?;
+    let opts = options(args)?;
+    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let store = ctx.open_state(&ws, "plan", lock.lock_timeout, false)?;
+    let plan = ops::plan(&loaded, &store, &opts)?;
+    if let Some(path) = out {
+        planfile::write(&ctx.base.join(path), &plan)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
+    } else {
+        print!("{}", text::plan(&plan, Paint { on: ctx.color }));
+        if let Some(path) = out {
+            println!("\nSaved the plan to {}. Apply exactly this plan with: prov apply {}", path.display(), path.display());
+        }
+    }
+    Ok(if detailed && plan.has_changes() { 2 } else { 0 })
+}

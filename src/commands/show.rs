@@ -1,0 +1,42 @@
+//! `prov show`: a saved plan (text or Terraform-shaped JSON), or the state when no plan is given.
+
+use super::CmdResult;
+use crate::context::Context;
+use crate::render::{text, tfjson, Paint};
+use prov_engine::plan::file as planfile;
+use prov_state::StateRead;
+use std::path::Path;
+use std::time::Duration;
+
+pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
+    if let Some(p) = plan {
+        let plan = planfile::read(&ctx.base.join(p))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
+        } else {
+            print!("{}", text::plan(&plan, Paint { on: ctx.color }));
+        }
+        return Ok(0);
+    }
+    let ws = ctx.workspace(None)?;
+    let store = ctx.open_state(&ws, "show", Duration::ZERO, false)?;
+    let snap = store.snapshot()?;
+    if json {
+        let v = serde_json::json!({
+            "lineage": snap.meta.lineage,
+            "serial": snap.meta.serial,
+            "resources": snap.resources.values().collect::<Vec<_>>(),
+            "outputs": snap.outputs,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    if snap.resources.is_empty() {
+        println!("The state is empty.");
+    }
+    for r in snap.resources.values() {
+        println!("{} ({}{})", r.address, r.implementation, r.provider_id.as_ref().map(|i| format!(", id {i}")).unwrap_or_default());
+        super::state::print_record_attrs(r);
+    }
+    Ok(0)
+}

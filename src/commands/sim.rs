@@ -1,0 +1,51 @@
+//! `prov sim`: look at and edit the `sim` provider's simulated world out of band (tests and drift demos).
+
+use super::CmdResult;
+use crate::cli::SimCommand;
+use crate::context::Context;
+use prov_providers::sim::world::{World, TAG_WORKSPACE};
+use std::collections::BTreeMap;
+
+pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
+    let ws = ctx.workspace(None)?;
+    let world = World::open(&ws.dir)?;
+    match cmd {
+        SimCommand::List => {
+            for s in world.list_servers()? {
+                println!(
+                    "{}\t{}\t{:?}\t{}\t{}\t{}",
+                    s.id,
+                    s.hostname,
+                    s.status,
+                    s.plan,
+                    s.zone,
+                    s.public_ip.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        SimCommand::Delete { server } => {
+            let s = world.delete_server_out_of_band(&server)?;
+            println!("deleted {} ({}) outside prov", s.hostname, s.id);
+        }
+        SimCommand::Set { server, key, value } => {
+            let v = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+            let s = world.set_server_attribute(&server, &key, v)?;
+            println!("set {key} on {} ({}) outside prov", s.hostname, s.id);
+        }
+        SimCommand::AddUnmanaged { hostname } => {
+            let name = ws
+                .dir
+                .canonicalize()?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let s = world.add_unmanaged_server(&hostname, BTreeMap::from([(TAG_WORKSPACE.to_string(), name)]))?;
+            println!("added unmanaged server {} ({})", s.hostname, s.id);
+        }
+        SimCommand::StopTaskserv { server, name } => {
+            world.stop_taskserv(&server, &name)?;
+            println!("stopped taskserv {name} on {server} outside prov");
+        }
+    }
+    Ok(0)
+}

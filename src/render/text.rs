@@ -1,0 +1,132 @@
+//! The human plan: one line per changed resource with its symbol and reason, then attribute diffs; multi-line strings diffed line by line.
+
+use super::Paint;
+use prov_engine::plan::{Action, AttrDiff, Plan, PlanMode, ResourceChange};
+use serde_json::Value;
+use std::fmt::Write;
+
+pub fn plan(p: &Plan, paint: Paint) -> String {
+    let mut out = String::new();
+    let changed: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.action.is_noop()).collect();
+    if changed.is_empty() {
+        out.push_str("No changes. The infrastructure matches the configuration.\n");
+        return out;
+    }
+    let verb = if p.mode == PlanMode::Destroy { "destroy" } else { "perform" };
+    let _ = writeln!(out, "prov will {verb} the following actions:\n");
+    for c in changed {
+        resource(&mut out, c, paint);
+        out.push('\n');
+    }
+    let s = p.summary();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint.bold(&format!(
+            "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
+            s.add, s.change, s.replace, s.destroy
+        ))
+    );
+    out
+}
+
+fn symbol(a: &Action, paint: Paint) -> String {
+    let s = a.symbol();
+    match a {
+        Action::Create => paint.green(s),
+        Action::Update => paint.yellow(s),
+        Action::Replace { .. } => paint.magenta(s),
+        Action::Delete { .. } => paint.red(s),
+        Action::NoOp => s.to_string(),
+    }
+}
+
+fn resource(out: &mut String, c: &ResourceChange, paint: Paint) {
+    let what = match &c.action {
+        Action::Create => "will be created".to_string(),
+        Action::Update => "will be updated in place".to_string(),
+        Action::Replace { reason, create_before_destroy } => format!(
+            "will be replaced{}: {reason}",
+            if *create_before_destroy { " (new one first)" } else { "" }
+        ),
+        Action::Delete { reason } => format!("will be destroyed: {reason}"),
+        Action::NoOp => "unchanged".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "  {} {} {}",
+        symbol(&c.action, paint),
+        paint.bold(&c.address.to_string()),
+        paint.dim(&format!("({}) {what}", c.implementation))
+    );
+    match &c.action {
+        Action::Create => {
+            let after = c.after.clone().unwrap_or(Value::Null);
+            let mut rows = Vec::new();
+            flatten("", &after, &c.after_unknown, &mut rows);
+            let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (k, v) in rows {
+                let _ = writeln!(out, "      {}{k:<w$} = {v}", paint.green("+ "));
+            }
+        }
+        Action::Delete { .. } => {}
+        _ => {
+            let w = c.diffs.iter().map(|d| d.path.len()).max().unwrap_or(0);
+            for d in &c.diffs {
+                attr(out, d, w, paint);
+            }
+        }
+    }
+}
+
+fn flatten(prefix: &str, v: &Value, unknown: &Value, rows: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) if !o.is_empty() => {
+            for (k, x) in o {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&p, x, unknown.get(k).unwrap_or(&Value::Bool(false)), rows);
+            }
+        }
+        _ if unknown == &Value::Bool(true) => rows.push((prefix.to_string(), "(known after apply)".into())),
+        _ => rows.push((prefix.to_string(), value(v))),
+    }
+}
+
+/// A value as a reviewer reads it: strings quoted, the rest as compact JSON.
+pub fn value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.contains('\n') => format!("<<{} lines>>", s.lines().count()),
+        other => other.to_string(),
+    }
+}
+
+fn attr(out: &mut String, d: &AttrDiff, w: usize, paint: Paint) {
+    let note = if d.forces_replacement { paint.red("  # forces replacement") } else { String::new() };
+    let before = d.before.as_ref();
+    let after = d.after.as_ref();
+    if let (Some(Value::String(b)), Some(Value::String(a))) = (before, after) {
+        if b.contains('\n') || a.contains('\n') {
+            let _ = writeln!(out, "      {} {}:{note}", paint.yellow("~"), d.path);
+            let diff = similar::TextDiff::from_lines(b.as_str(), a.as_str());
+            for op in diff.ops() {
+                for change in diff.iter_changes(op) {
+                    let line = change.value().trim_end_matches('\n');
+                    let _ = match change.tag() {
+                        similar::ChangeTag::Equal => writeln!(out, "            {line}"),
+                        similar::ChangeTag::Delete => writeln!(out, "          {}", paint.red(&format!("- {line}"))),
+                        similar::ChangeTag::Insert => writeln!(out, "          {}", paint.green(&format!("+ {line}"))),
+                    };
+                }
+            }
+            return;
+        }
+    }
+    let (sym, text) = match (before, after, d.unknown) {
+        (_, _, true) => (paint.yellow("~"), format!("{} -> (known after apply)", before.map(value).unwrap_or("null".into()))),
+        (None, Some(a), _) => (paint.green("+"), value(a)),
+        (Some(b), None, _) => (paint.red("-"), format!("{} -> null", value(b))),
+        (Some(b), Some(a), _) => (paint.yellow("~"), format!("{} -> {}", value(b), value(a))),
+        (None, None, _) => (paint.yellow("~"), "null".into()),
+    };
+    let _ = writeln!(out, "      {sym} {:<w$} = {text}{note}", d.path);
+}

@@ -1,0 +1,51 @@
+//! `prov show --json`: the plan in the shape of `terraform show -json`, so OPA/conftest policies for Terraform read it unchanged.
+
+use prov_engine::plan::{Action, Plan, PlanMode};
+use serde_json::{json, Value};
+
+/// Terraform's plan representation version this output follows.
+pub const FORMAT_VERSION: &str = "1.2";
+
+pub fn plan(p: &Plan) -> Value {
+    let changes: Vec<Value> = p
+        .changes
+        .iter()
+        .map(|c| {
+            let addr = c.address.to_string();
+            let (ty, name) = addr.split_once('.').unwrap_or((addr.as_str(), ""));
+            let mut rc = json!({
+                "address": addr,
+                "mode": "managed",
+                "type": if c.address.kind().as_str() == "component" { "component" } else { ty },
+                "name": name,
+                "provider_name": c.implementation,
+                "change": {
+                    "actions": c.action.terraform_actions(),
+                    "before": c.before.clone().unwrap_or(Value::Null),
+                    "after": c.after.clone().unwrap_or(Value::Null),
+                    "after_unknown": if c.after.is_some() { c.after_unknown.clone() } else { json!({}) },
+                    "before_sensitive": false,
+                    "after_sensitive": false,
+                    "replace_paths": c.diffs.iter().filter(|d| d.forces_replacement).map(|d| vec![d.path.clone()]).collect::<Vec<_>>(),
+                },
+            });
+            let reason = match &c.action {
+                Action::Replace { reason, .. } if reason.contains("--replace") => Some("replace_by_request"),
+                Action::Replace { .. } => Some("replace_because_cannot_update"),
+                Action::Delete { .. } if p.mode == PlanMode::Normal => Some("delete_because_no_resource_config"),
+                _ => None,
+            };
+            if let Some(r) = reason {
+                rc["action_reason"] = json!(r);
+            }
+            rc
+        })
+        .collect();
+    json!({
+        "format_version": FORMAT_VERSION,
+        "terraform_version": format!("prov-{}", p.prov_version),
+        "prov": { "lineage": p.lineage, "serial": p.serial, "config_hash": p.config_hash, "mode": if p.mode == PlanMode::Destroy { "destroy" } else { "normal" } },
+        "resource_changes": changes,
+        "errored": false,
+    })
+}

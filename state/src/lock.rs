@@ -1,0 +1,182 @@
+//! The advisory lock file beside a file-based state (`.prov/state.lock`): an exclusive `flock`
+//! plus a JSON note saying who holds it, so a second prov can name the holder.
+//!
+//! `flock` belongs to the open file description, so it is released by the kernel when the
+//! holder exits for any reason (kill -9 included): there are no stale locks to break by hand.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::util::{now_secs, random_hex};
+use crate::{LockInfo, StateError};
+
+/// How often a waiting open retries the lock.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long to re-read a holder note that is missing or looks stale: the holder writes it just
+/// after taking the lock, so a reader can catch the gap.
+const NOTE_GRACE: Duration = Duration::from_millis(300);
+
+/// An exclusive lock, held until drop.
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    file: File,
+    info: LockInfo,
+}
+
+impl FileLock {
+    /// Takes the lock at `path` (created 0600 if missing), waiting up to `timeout`.
+    pub(crate) fn acquire(
+        path: &Path,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<FileLock, StateError> {
+        let io_err = |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err)?;
+        let deadline = Instant::now() + timeout;
+        while !try_flock(&file).map_err(io_err)? {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StateError::Locked {
+                    holder: Box::new(read_holder(path)),
+                });
+            }
+            std::thread::sleep(POLL.min(deadline - now));
+        }
+        let info = LockInfo {
+            id: random_hex(8),
+            user: current_user(),
+            host: hostname(),
+            pid: std::process::id(),
+            operation: operation.to_string(),
+            since: now_secs(),
+            path: path.to_path_buf(),
+        };
+        // Not fsync'd: the note only matters while this process lives.
+        let note = serde_json::to_vec(&info).expect("LockInfo always serialises");
+        file.set_len(0).map_err(io_err)?;
+        file.write_all_at(&note, 0).map_err(io_err)?;
+        Ok(FileLock { file, info })
+    }
+
+    pub(crate) fn info(&self) -> &LockInfo {
+        &self.info
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Clear the note first so nobody reads us as the holder after we let go.
+        let _ = self.file.set_len(0);
+        // SAFETY: the fd is valid for as long as `self.file` lives.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// `Ok(true)` when the lock was taken, `Ok(false)` when someone else holds it.
+fn try_flock(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: plain syscall on a valid fd.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Reads the holder's note. Returns a LockInfo with pid 0 and empty id when there is no usable
+/// note (a non-prov process holds the lock, e.g. `flock(1)`).
+fn read_holder(path: &Path) -> LockInfo {
+    let start = Instant::now();
+    let here = hostname();
+    loop {
+        let note = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
+        if let Some(mut n) = note.filter(|n| n.host != here || pid_alive(n.pid)) {
+            // The holder may have used a path relative to another cwd.
+            n.path = path.to_path_buf();
+            return n;
+        }
+        if start.elapsed() >= NOTE_GRACE {
+            // No note, or one left by a dead process (notes are not cleared on kill -9): the
+            // holder is something that does not write notes.
+            return unknown_holder(path.to_path_buf());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unknown_holder(path: PathBuf) -> LockInfo {
+    LockInfo {
+        id: String::new(),
+        user: String::new(),
+        host: String::new(),
+        pid: 0,
+        operation: String::new(),
+        since: 0,
+        path,
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+pub(crate) fn current_user() -> String {
+    if let Ok(u) = std::env::var("USER") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    // SAFETY: getpwuid_r writes into our buffers only; pw_name points into `buf`, read before
+    // `buf` is dropped.
+    unsafe {
+        let uid = libc::geteuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            return CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned();
+        }
+        format!("uid {uid}")
+    }
+}
+
+pub(crate) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,319 @@
+//! End-to-end tests over the built `prov` binary: plan/apply/destroy cycles, saved plans, failures, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Ws {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Ws {
+    fn new(config: &str) -> Ws {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ws");
+        std::fs::create_dir(&dir).unwrap();
+        let ws = Ws { _tmp: tmp, dir };
+        ws.write(config);
+        ws
+    }
+    fn write(&self, config: &str) {
+        std::fs::write(self.dir.join("main.ncl"), config).unwrap();
+    }
+    fn prov(&self, args: &[&str]) -> Run {
+        prov_in(&self.dir, args, &[])
+    }
+    fn prov_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        prov_in(&self.dir, args, env)
+    }
+    /// The state as `prov show --json` prints it: compared before and after a failing command.
+    fn state(&self) -> String {
+        self.prov(&["show", "--json"]).ok().stdout
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    fn code(self, c: i32) -> Run {
+        assert_eq!(self.code, c, "expected exit {c}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    fn has(self, s: &str) -> Run {
+        assert!(
+            self.stdout.contains(s) || self.stderr.contains(s),
+            "expected output to contain {s:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    fn lacks(self, s: &str) -> Run {
+        assert!(!self.stdout.contains(s) && !self.stderr.contains(s), "did not expect {s:?}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+fn prov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_prov"));
+    c.args(args).current_dir(dir).env("NO_COLOR", "1").env_remove("PROV_SIM_FAIL_SERVERS").env_remove("PROV_SIM_LATENCY_MS");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let Output { status, stdout, stderr } = c.output().unwrap();
+    Run { code: status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&stdout).into(), stderr: String::from_utf8_lossy(&stderr).into() }
+}
+
+const TWO_SERVERS: &str = r#"
+let prov = import "prov/schemas.ncl" in
+{
+  servers = {
+    db = { provider = "sim", plan = "small", zone = "sim-a",
+           taskservs = { redis = { version = "1.0.0", settings = { maxmemory = "64mb" } } } },
+    web = { provider = "sim", plan = "small", zone = "sim-a",
+            tags = { db = "${server.db.private_ip}" } },
+  },
+  outputs = { web_ip = "${server.web.public_ip}" },
+}
+"#;
+
+#[test]
+fn plan_apply_noop_edit_apply_destroy() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("+ server.db")
+        .has("+ taskserv.db.redis")
+        .has("tags.db")
+        .has("(known after apply)")
+        .has("Plan: 3 to add, 0 to change, 0 to replace, 0 to destroy.");
+    assert!(!ws.dir.join(".prov/state").exists(), "plan must not create the state");
+    ws.prov(&["apply", "--auto-approve"]).ok().has("Apply complete: 3 succeeded").has("web_ip = ");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok().has("No changes.");
+    let ip = ws.prov(&["output", "web_ip"]).ok().stdout;
+    assert!(ip.trim().contains('.'), "web_ip should be an address: {ip}");
+    ws.prov(&["state", "list"]).ok().has("server.db\nserver.web\ntaskserv.db.redis");
+    ws.prov(&["state", "show", "server.web"]).ok().has("public_ip");
+
+    // Edit: resize web in place, reconfigure redis, move db to another zone (replace).
+    ws.write(&TWO_SERVERS.replace(r#"web = { provider = "sim", plan = "small""#, r#"web = { provider = "sim", plan = "medium""#).replace("64mb", "128mb"));
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("~ server.web")
+        .has(r#"plan = "small" -> "medium""#)
+        .has("~ taskserv.db.redis")
+        .has("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy.");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+
+    ws.write(&TWO_SERVERS.replace(r#"db = { provider = "sim", plan = "small", zone = "sim-a""#, r#"db = { provider = "sim", plan = "small", zone = "sim-b""#));
+    ws.prov(&["plan"])
+        .ok()
+        .has("-/+ server.db")
+        .has("zone forces replacement")
+        .has("-/+ taskserv.db.redis")
+        .has("server.db is replaced")
+        // web's tag refers to db's address, which changes with the replacement.
+        .has("~ server.web");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+    let sim = ws.prov(&["sim", "list"]).ok().stdout;
+    assert_eq!(sim.lines().count(), 2, "two servers in the sim world: {sim}");
+
+    ws.prov(&["destroy", "--auto-approve"]).ok().has("destroyed");
+    assert_eq!(ws.prov(&["state", "list"]).ok().stdout, "");
+    assert_eq!(ws.prov(&["sim", "list"]).ok().stdout, "");
+}
+
+#[test]
+fn saved_plans_stale_and_foreign_are_refused() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["plan", "--out", "first.plan"]).ok().has("Saved the plan");
+    ws.prov(&["apply", "first.plan"]).ok();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+
+    // Stale: made, then the state moved on.
+    ws.write(&TWO_SERVERS.replace("64mb", "256mb"));
+    ws.prov(&["plan", "--out", "second.plan"]).ok();
+    ws.prov(&["apply", "--auto-approve", "--target", "taskserv.db.redis"]).ok();
+    let before = ws.state();
+    ws.prov(&["apply", "second.plan"]).code(1).has("stale").has("prov plan");
+    assert_eq!(before, ws.state(), "a refused plan changes nothing");
+    // A saved plan from before the state existed is stale as well.
+    ws.prov(&["apply", "first.plan"]).code(1).has("stale");
+
+    // Foreign: a plan of another workspace's state.
+    let other = Ws::new(TWO_SERVERS);
+    other.prov(&["apply", "--auto-approve"]).ok();
+    // Usage errors exit 1 (2 means "changes present" to pipelines).
+    other.prov(&["plan", "--no-such-flag"]).code(1);
+    other.write(&TWO_SERVERS.replace("64mb", "1gb"));
+    other.prov(&["plan", "--out", "other.plan"]).ok();
+    std::fs::copy(other.dir.join("other.plan"), ws.dir.join("other.plan")).unwrap();
+    let before = ws.state();
+    ws.prov(&["apply", "other.plan"]).code(1).has("belongs to another state");
+    assert_eq!(before, ws.state());
+
+    // A tampered plan file is refused.
+    let p = ws.dir.join("tampered.plan");
+    let text = std::fs::read_to_string(other.dir.join("other.plan")).unwrap().replace("1gb", "2gb");
+    std::fs::write(&p, text).unwrap();
+    ws.prov(&["apply", "tampered.plan"]).code(1).has("checksum mismatch");
+}
+
+#[test]
+fn failure_skips_dependents_and_rerun_finishes() {
+    let cfg = r#"{
+      servers = {
+        good = { provider = "sim", plan = "small", zone = "sim-a" },
+        bad = { provider = "sim", plan = "small", zone = "sim-a",
+                taskservs = { etcd = { version = "1.0.0" } } },
+        after-bad = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.bad"] },
+        uses-bad = { provider = "sim", plan = "small", zone = "sim-a", tags = { peer = "${server.bad.public_ip}" } },
+      },
+    }"#;
+    let ws = Ws::new(cfg);
+    ws.prov_env(&["apply", "--auto-approve"], &[("PROV_SIM_FAIL_SERVERS", "bad")])
+        .code(1)
+        .has("Apply incomplete: 1 succeeded, 1 failed, 3 skipped")
+        .has("failed: server.bad")
+        .has("skipped: server.after-bad")
+        .has("skipped: server.uses-bad")
+        .has("skipped: taskserv.bad.etcd");
+    ws.prov(&["state", "list"]).ok().has("server.good").lacks("server.bad");
+    ws.prov(&["plan"]).ok().has("Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy.").lacks("+ server.good");
+    ws.prov(&["apply", "--auto-approve"]).ok().has("4 succeeded");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+}
+
+#[test]
+fn graph_and_validate() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["validate"]).ok().has("2 servers, 1 taskservs");
+    ws.prov(&["graph"]).ok().has("digraph").has(r#""server.db" -> "server.web""#).has(r#""server.db" -> "taskserv.db.redis""#);
+}
+
+/// Applies a valid config, breaks it, and checks the error names the place and nothing changed.
+fn bad_input(broken: &str, expect: &[&str]) {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let before = ws.state();
+    ws.write(broken);
+    for cmd in [&["plan"][..], &["apply", "--auto-approve"], &["validate"]] {
+        let mut r = ws.prov(cmd).code(1);
+        for e in expect {
+            r = r.has(e);
+        }
+        r.lacks("panicked");
+    }
+    assert_eq!(before, ws.state(), "bad input must not change the state");
+}
+
+#[test]
+fn bad_input_syntax_error() {
+    bad_input("{ servers = { web = { provider = \"sim\", plan = } } }", &["main.ncl:1:"]);
+}
+
+#[test]
+fn bad_input_contract_violation() {
+    bad_input(
+        r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a",
+             firewall_rules = [{ direction = 'sideways, protocol = 'tcp, action = 'allow }] } } }"#,
+        &["main.ncl:2:"],
+    );
+    bad_input(r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", colour = "blue" } } }"#, &["colour", "main.ncl:1:"]);
+}
+
+#[test]
+fn bad_input_duplicate() {
+    bad_input(
+        r#"{ servers = { a = { provider = "sim", plan = "small", zone = "sim-a", hostname = "same" },
+                        b = { provider = "sim", plan = "small", zone = "sim-a", hostname = "same" } } }"#,
+        &["server.b", "duplicate hostname \"same\"", "server.a", "main.ncl:"],
+    );
+    bad_input(
+        r#"{ servers = { a = { provider = "sim", plan = "small", zone = "sim-a" } },
+             clusters = { c = { name = "c", servers = ["a"], components = [
+               { name = "x", type = 'application }, { name = "x", type = 'application } ] } } }"#,
+        &["duplicate address", "cluster.c.x"],
+    );
+}
+
+#[test]
+fn bad_input_dangling_reference() {
+    bad_input(
+        r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", tags = { x = "${server.nope.public_ip}" } } } }"#,
+        &["server.web", "main.ncl:1:", "tags.x refers to ${server.nope.public_ip}", "server.nope is not declared"],
+    );
+    bad_input(
+        r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.gone"] } } }"#,
+        &["server.web", "depends_on names server.gone, which is not declared"],
+    );
+}
+
+#[test]
+fn bad_input_cycle() {
+    bad_input(
+        r#"{ servers = {
+             a = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.c"] },
+             b = { provider = "sim", plan = "small", zone = "sim-a", tags = { x = "${server.a.public_ip}" } },
+             c = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.b"] } } }"#,
+        &["dependency cycle", "server.a -> server.b -> server.c -> server.a", "main.ncl:"],
+    );
+}
+
+#[test]
+fn bad_input_unknown_provider_and_taskserv() {
+    bad_input(
+        r#"{ servers = { web = { provider = "azure", plan = "small", zone = "sim-a" } } }"#,
+        &["server.web", "unknown provider \"azure\"", "known: sim", "main.ncl:1:"],
+    );
+}
+
+#[test]
+fn bad_input_prevent_destroy() {
+    let protected = TWO_SERVERS.replace(r#"zone = "sim-a","#, r#"zone = "sim-a", lifecycle = { prevent_destroy = true },"#);
+    let ws = Ws::new(&protected);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let before = ws.state();
+    ws.prov(&["destroy", "--auto-approve"]).code(1).has("server.db").has("prevent_destroy").has("main.ncl:");
+    ws.write(&protected.replace(r#"zone = "sim-a", lifecycle"#, r#"zone = "sim-b", lifecycle"#));
+    ws.prov(&["plan"]).code(1).has("server.db").has("prevent_destroy").has("replace it (zone forces replacement)");
+    assert_eq!(before, ws.state());
+}
+
+#[test]
+fn too_deep_config_is_an_error_not_an_abort() {
+    let mut deep = String::from("{ servers = {}, outputs = { x = ");
+    for _ in 0..60_000 {
+        deep.push_str("{ a = ");
+    }
+    deep.push('1');
+    for _ in 0..60_000 {
+        deep.push_str(" }");
+    }
+    deep.push_str(" } }");
+    let ws = Ws::new(&deep);
+    ws.prov(&["plan"]).code(1).has("main.ncl:1:").has("nest");
+}
+
+#[test]
+fn quickstart_example_applies_and_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("quickstart");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart/main.ncl"), dir.join("main.ncl")).unwrap();
+    prov_in(&dir, &["apply", "--auto-approve"], &[]).ok().has("Apply complete");
+    prov_in(&dir, &["plan", "--detailed-exitcode"], &[]).ok().has("No changes.");
+    prov_in(&dir, &["output"], &[]).ok().has("web_ip = ").has("db_address = ");
+    prov_in(&dir, &["destroy", "--auto-approve"], &[]).ok();
+    assert_eq!(prov_in(&dir, &["sim", "list"], &[]).ok().stdout, "");
+}
