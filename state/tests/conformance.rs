@@ -602,7 +602,7 @@ fn sled_lock_held_by_flock_tool_reports_unknown_holder() {
     // The shell exits when its stdin closes, and flock(1) with it, leaving nothing behind.
     let mut child = Command::new(flock)
         .arg(&lock)
-        .args(["sh", "-c", "echo held; read _"])
+        .args(["sh", "-c", "echo held; read _; exit 0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
