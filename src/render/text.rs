@@ -12,8 +12,11 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
         out.push_str("No changes. The infrastructure matches the configuration.\n");
         return out;
     }
-    let verb = if p.mode == PlanMode::Destroy { "destroy" } else { "perform" };
-    let _ = writeln!(out, "prov will {verb} the following actions:\n");
+    let head = match p.mode {
+        PlanMode::Destroy => "prov will destroy the following resources:",
+        PlanMode::Normal => "prov will perform the following actions:",
+    };
+    let _ = writeln!(out, "{head}\n");
     for c in changed {
         resource(&mut out, c, paint);
         out.push('\n');

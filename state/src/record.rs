@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{Change, StateError};
 
 /// Version of the record format written by this build. Bump it when `ResourceRecord` changes
-/// shape, and teach [`upgrade`] to turn the previous version into the new one.
+/// shape, and teach `record::upgrade` to turn the previous version into the new one.
 pub const RECORD_FORMAT_VERSION: u32 = 1;
 
 /// What the state knows about one applied resource.

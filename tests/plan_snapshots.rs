@@ -1,0 +1,98 @@
+//! Data-driven plan snapshots: each `tests/snapshots/CASE/` holds `main.ncl`, optionally a prior
+//! state (`prior.ncl`, applied first, and/or `state.json` records) and `args.json` (plan flags),
+//! and the expected `plan.txt` (human plan) and `plan.json` (Terraform-shaped resource_changes).
+//! `UPDATE_SNAPSHOTS=1 cargo test --test plan_snapshots` rewrites the expectations.
+
+use prov::render::{text, tfjson, Paint};
+use prov_engine::apply::ApplyOptions;
+use prov_engine::config::EvalOptions;
+use prov_engine::events;
+use prov_engine::ops::{self, Workspace};
+use prov_engine::plan::make::PlanOptions;
+use prov_engine::registry::Registry;
+use prov_state::{Change, MemoryStore, ResourceRecord, StateWrite};
+use std::path::Path;
+use std::sync::Arc;
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    prov_providers::register_all(&mut r);
+    prov_taskservs::register_all(&mut r);
+    prov_clusters::register_all(&mut r);
+    r
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Args {
+    #[serde(default)]
+    destroy: bool,
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    replace: Vec<String>,
+}
+
+fn load(ws: &Workspace, reg: &Registry) -> ops::Loaded {
+    ops::load(ws, reg, &EvalOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", ws.dir.display()))
+}
+
+fn run_case(case: &Path) -> Vec<String> {
+    let reg = registry();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspace::new(tmp.path().join("ws"));
+    std::fs::create_dir(&ws.dir).unwrap();
+    let store = Arc::new(MemoryStore::new());
+
+    // The prior state: a prior configuration applied one step at a time (deterministic ids and
+    // addresses in the sim world), then any hand-written records on top.
+    if case.join("prior.ncl").exists() {
+        std::fs::copy(case.join("prior.ncl"), ws.dir.join("main.ncl")).unwrap();
+        let loaded = load(&ws, &reg);
+        let plan = ops::plan(&loaded, &*store, &PlanOptions::default()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let report = rt
+            .block_on(ops::apply(&plan, None, loaded.bound.clone(), store.clone(), &ApplyOptions { parallelism: 1 }, events::discard()))
+            .unwrap();
+        assert!(report.ok(), "prior apply of {} failed: {:?}", case.display(), report.failed);
+    }
+    if let Ok(text) = std::fs::read_to_string(case.join("state.json")) {
+        let recs: Vec<ResourceRecord> = serde_json::from_str(&text).unwrap();
+        store.commit(&recs.into_iter().map(Change::Put).collect::<Vec<_>>()).unwrap();
+    }
+
+    std::fs::copy(case.join("main.ncl"), ws.dir.join("main.ncl")).unwrap();
+    let args: Args = std::fs::read_to_string(case.join("args.json")).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
+    let opts = PlanOptions {
+        destroy: args.destroy,
+        targets: args.targets.iter().map(|t| t.parse().unwrap()).collect(),
+        replace: args.replace.iter().map(|t| t.parse().unwrap()).collect(),
+    };
+    let loaded = load(&ws, &reg);
+    let plan = ops::plan(&loaded, &*store, &opts).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let txt = text::plan(&plan, Paint { on: false });
+    let json = serde_json::to_string_pretty(&tfjson::plan(&plan)["resource_changes"]).unwrap() + "\n";
+
+    let mut failures = Vec::new();
+    for (file, got) in [("plan.txt", txt), ("plan.json", json)] {
+        let path = case.join(file);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if want != got {
+            failures.push(format!("{}: differs from {}\n--- expected\n{want}\n--- got\n{got}", case.display(), path.display()));
+        }
+    }
+    failures
+}
+
+#[test]
+fn plan_snapshots() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let mut cases: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "expected the snapshot cases under {}", root.display());
+    let failures: Vec<String> = cases.iter().flat_map(|c| run_case(c)).collect();
+    assert!(failures.is_empty(), "{} snapshot(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
