@@ -116,7 +116,7 @@ fn assert_plan_shape(plan: &Json, what: &str) {
         .and_then(Json::as_array)
         .unwrap_or_else(|| panic!("{what}: `resource_changes` must be an array"));
     for rc in changes {
-        for key in ["address", "type", "name"] {
+        for key in ["address", "mode", "type", "name", "provider_name"] {
             assert!(
                 rc.get(key).is_some_and(Json::is_string),
                 "{what}: resource change {rc} needs a string `{key}`"
@@ -130,7 +130,10 @@ fn assert_plan_shape(plan: &Json, what: &str) {
             .get("actions")
             .and_then(Json::as_array)
             .unwrap_or_else(|| panic!("{what}: {rc} needs `change.actions` as an array"));
-        assert!(!actions.is_empty(), "{what}: {rc} has empty `change.actions`");
+        assert!(
+            !actions.is_empty(),
+            "{what}: {rc} has empty `change.actions`"
+        );
         for a in actions {
             assert!(
                 a.as_str().is_some_and(|s| ACTIONS.contains(&s)),
@@ -239,8 +242,14 @@ fn prov(dir: &Path, args: &[&str]) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = out_reader.join().expect("stdout reader").expect("stdout utf-8");
-    let stderr = err_reader.join().expect("stderr reader").expect("stderr utf-8");
+    let stdout = out_reader
+        .join()
+        .expect("stdout reader")
+        .expect("stdout utf-8");
+    let stderr = err_reader
+        .join()
+        .expect("stderr reader")
+        .expect("stderr utf-8");
     assert!(
         status.success(),
         "prov {args:?} exited with {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
@@ -293,6 +302,23 @@ impl Workspace {
     }
 }
 
+/// `(change.actions, action_reason)` of every resource change that deletes something, sorted.
+fn deletes_with_reasons(plan: &Json) -> Vec<(Json, Json)> {
+    let mut v: Vec<(Json, Json)> = plan["resource_changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rc| {
+            rc["change"]["actions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "delete"))
+        })
+        .map(|rc| (rc["change"]["actions"].clone(), rc["action_reason"].clone()))
+        .collect();
+    v.sort_by_key(|(actions, reason)| (actions.to_string(), reason.to_string()));
+    v
+}
+
 /// The same number of denies, for the same kind of change, as on Terraform's plan.
 fn assert_same_verdict(prov: &Verdict, terraform: &Verdict) {
     assert_eq!(
@@ -338,6 +364,11 @@ fn prov_delete_plan_is_denied_like_terraform() {
     assert_eq!(v.actions, set(&["delete", "no-op"]), "{v:?}");
     assert_lists_noop(&plan, "server.web");
     assert_same_verdict(&v, &terraform_verdict("terraform-delete.json"));
+    assert_eq!(
+        deletes_with_reasons(&plan),
+        deletes_with_reasons(&read_fixture("terraform-delete.json")),
+        "the delete should carry Terraform's `action_reason`"
+    );
 }
 
 #[test]
@@ -364,4 +395,9 @@ fn prov_replace_plan_is_denied_like_terraform() {
     assert_eq!(v.actions, set(&["create", "delete", "no-op"]), "{v:?}");
     assert_lists_noop(&plan, "server.db");
     assert_same_verdict(&v, &terraform_verdict("terraform-replace.json"));
+    assert_eq!(
+        deletes_with_reasons(&plan),
+        deletes_with_reasons(&read_fixture("terraform-replace.json")),
+        "the replacement should carry Terraform's `action_reason`"
+    );
 }

@@ -98,7 +98,9 @@ fn spawn_child(mode: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Ch
     .env(CHILD_MODE, mode)
     .env(CHILD_DIR, dir)
     .env_remove("PROV_SIM_LATENCY_MS")
-    .env_remove("PROV_SIM_FAIL_SERVERS");
+    .env_remove("PROV_SIM_FAIL_SERVERS")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -109,8 +111,10 @@ fn wait_ok(child: std::process::Child) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "child process failed: {:?}",
-        out.status
+        "child process failed: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
