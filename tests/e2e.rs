@@ -317,3 +317,31 @@ fn quickstart_example_applies_and_is_idempotent() {
     prov_in(&dir, &["destroy", "--auto-approve"], &[]).ok();
     assert_eq!(prov_in(&dir, &["sim", "list"], &[]).ok().stdout, "");
 }
+
+#[test]
+fn state_lock_names_the_holder_and_lock_timeout_waits() {
+    let ws = Ws::new(TWO_SERVERS);
+    let mut slow = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .args(["apply", "--auto-approve"])
+        .current_dir(&ws.dir)
+        .env("NO_COLOR", "1")
+        .env("PROV_SIM_LATENCY_MS", "700")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the apply holds the lock (its holder note is written).
+    let lock = ws.dir.join(".prov/state.lock");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&lock).map(|s| !s.contains("apply")).unwrap_or(true) {
+        assert!(t0.elapsed().as_secs() < 20, "apply never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ws.prov(&["plan"])
+        .code(1)
+        .has("state is locked by")
+        .has(&format!("pid {}", slow.id()))
+        .has("operation \"apply\"")
+        .has("lock id");
+    ws.prov(&["plan", "--lock-timeout", "60s", "--detailed-exitcode"]).ok().has("No changes.");
+    assert!(slow.wait().unwrap().success());
+}

@@ -91,6 +91,10 @@ fn flatten(prefix: &str, v: &Value, unknown: &Value, rows: &mut Vec<(String, Str
             }
         }
         _ if unknown == &Value::Bool(true) => rows.push((prefix.to_string(), "(known after apply)".into())),
+        Value::Array(a) if a.iter().any(Value::is_object) => {
+            let items: String = a.iter().map(|x| format!("\n          {x},")).collect();
+            rows.push((prefix.to_string(), format!("[{items}\n        ]")));
+        }
         _ => rows.push((prefix.to_string(), value(v))),
     }
 }
@@ -103,26 +107,41 @@ pub fn value(v: &Value) -> String {
     }
 }
 
+/// Values a reviewer reads best line by line: multi-line strings, and lists of records (one
+/// record per line), so a change to one firewall rule shows as that rule's line.
+fn as_lines(before: Option<&Value>, after: Option<&Value>) -> Option<(String, String)> {
+    let lines = |v: Option<&Value>| -> Option<String> {
+        match v? {
+            Value::String(s) if s.contains('\n') => Some(if s.ends_with('\n') { s.clone() } else { format!("{s}\n") }),
+            Value::Array(a) if a.iter().any(Value::is_object) => Some(a.iter().map(|x| format!("{x}\n")).collect()),
+            _ => None,
+        }
+    };
+    match (lines(before), lines(after)) {
+        (None, None) => None,
+        (b, a) => Some((
+            b.or_else(|| before.filter(|v| !v.is_null()).map(|v| format!("{v}\n"))).unwrap_or_default(),
+            a.or_else(|| after.filter(|v| !v.is_null()).map(|v| format!("{v}\n"))).unwrap_or_default(),
+        )),
+    }
+}
+
 fn attr(out: &mut String, d: &AttrDiff, w: usize, paint: Paint) {
     let note = if d.forces_replacement { paint.red("  # forces replacement") } else { String::new() };
     let before = d.before.as_ref();
     let after = d.after.as_ref();
-    if let (Some(Value::String(b)), Some(Value::String(a))) = (before, after) {
-        if b.contains('\n') || a.contains('\n') {
-            let _ = writeln!(out, "      {} {}:{note}", paint.yellow("~"), d.path);
-            let diff = similar::TextDiff::from_lines(b.as_str(), a.as_str());
-            for op in diff.ops() {
-                for change in diff.iter_changes(op) {
-                    let line = change.value().trim_end_matches('\n');
-                    let _ = match change.tag() {
-                        similar::ChangeTag::Equal => writeln!(out, "            {line}"),
-                        similar::ChangeTag::Delete => writeln!(out, "          {}", paint.red(&format!("- {line}"))),
-                        similar::ChangeTag::Insert => writeln!(out, "          {}", paint.green(&format!("+ {line}"))),
-                    };
-                }
-            }
-            return;
+    if let Some((b, a)) = as_lines(before, after).filter(|_| !d.unknown) {
+        let _ = writeln!(out, "      {} {}:{note}", paint.yellow("~"), d.path);
+        let diff = similar::TextDiff::from_lines(&b, &a);
+        for change in diff.iter_all_changes() {
+            let line = change.value().trim_end_matches('\n');
+            let _ = match change.tag() {
+                similar::ChangeTag::Equal => writeln!(out, "            {line}"),
+                similar::ChangeTag::Delete => writeln!(out, "          {}", paint.red(&format!("- {line}"))),
+                similar::ChangeTag::Insert => writeln!(out, "          {}", paint.green(&format!("+ {line}"))),
+            };
         }
+        return;
     }
     let (sym, text) = match (before, after, d.unknown) {
         (_, _, true) => (paint.yellow("~"), format!("{} -> (known after apply)", before.map(value).unwrap_or("null".into()))),
