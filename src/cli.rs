@@ -4,7 +4,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "prov", version, about = "Declarative plan/apply for servers, taskservs and clusters", propagate_version = true)]
+#[command(
+    name = "prov",
+    version,
+    about = "Declarative plan/apply for servers, taskservs and clusters",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -152,7 +157,11 @@ pub enum SimCommand {
     /// Delete a server outside prov.
     Delete { server: String },
     /// Set an attribute of a server outside prov (VALUE is JSON, or a plain string).
-    Set { server: String, key: String, value: String },
+    Set {
+        server: String,
+        key: String,
+        value: String,
+    },
     /// Add a server prov does not manage, carrying this workspace's ownership tag.
     AddUnmanaged { hostname: String },
     /// Stop a taskserv outside prov.
@@ -162,14 +171,23 @@ pub enum SimCommand {
 /// Parses `30s`, `2m`, `1h`, `500ms` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {unit:?} (ms, s, m, h)"
+            ))
+        }
     };
     Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -23,12 +23,18 @@ impl Context {
             Some(d) => d.clone(),
             None => PathBuf::from("."),
         };
-        let color = !g.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+        let color = !g.no_color
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::io::stdout().is_terminal();
         let mut registry = Registry::new();
         prov_providers::register_all(&mut registry);
         prov_taskservs::register_all(&mut registry);
         prov_clusters::register_all(&mut registry);
-        Ok(Context { base, color, registry })
+        Ok(Context {
+            base,
+            color,
+            registry,
+        })
     }
 
     /// The workspace: an explicit directory argument (relative to `-C`), or `-C`/cwd itself.
@@ -38,18 +44,34 @@ impl Context {
             None => self.base.clone(),
         };
         if !d.is_dir() {
-            return Err(format!("{}: not a directory (a prov workspace is a directory with main.ncl)", d.display()));
+            return Err(format!(
+                "{}: not a directory (a prov workspace is a directory with main.ncl)",
+                d.display()
+            ));
         }
         Ok(Workspace::new(d))
     }
 
     pub fn eval_options(&self) -> EvalOptions {
-        EvalOptions { color: self.color && std::io::stderr().is_terminal(), ..EvalOptions::default() }
+        EvalOptions {
+            color: self.color && std::io::stderr().is_terminal(),
+            ..EvalOptions::default()
+        }
     }
 
     /// Opens the workspace's state, taking its lock for the whole command.
-    pub fn open_state(&self, ws: &Workspace, operation: &str, lock_timeout: Duration, create: bool) -> Result<SledStore, prov_state::StateError> {
-        let opts = OpenOptions { operation: operation.to_string(), lock_timeout, create };
+    pub fn open_state(
+        &self,
+        ws: &Workspace,
+        operation: &str,
+        lock_timeout: Duration,
+        create: bool,
+    ) -> Result<SledStore, prov_state::StateError> {
+        let opts = OpenOptions {
+            operation: operation.to_string(),
+            lock_timeout,
+            create,
+        };
         SledStore::open(&ws.state_dir(), &opts)
     }
 }

@@ -40,11 +40,19 @@ struct Run {
 
 impl Run {
     fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     fn code(self, c: i32) -> Run {
-        assert_eq!(self.code, c, "expected exit {c}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, c,
+            "expected exit {c}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     fn has(self, s: &str) -> Run {
@@ -57,19 +65,36 @@ impl Run {
         self
     }
     fn lacks(self, s: &str) -> Run {
-        assert!(!self.stdout.contains(s) && !self.stderr.contains(s), "did not expect {s:?}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            !self.stdout.contains(s) && !self.stderr.contains(s),
+            "did not expect {s:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
 
 fn prov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(env!("CARGO_BIN_EXE_prov"));
-    c.args(args).current_dir(dir).env("NO_COLOR", "1").env_remove("PROV_SIM_FAIL_SERVERS").env_remove("PROV_SIM_LATENCY_MS");
+    c.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("PROV_SIM_FAIL_SERVERS")
+        .env_remove("PROV_SIM_LATENCY_MS");
     for (k, v) in env {
         c.env(k, v);
     }
-    let Output { status, stdout, stderr } = c.output().unwrap();
-    Run { code: status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&stdout).into(), stderr: String::from_utf8_lossy(&stderr).into() }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    }
 }
 
 const TWO_SERVERS: &str = r#"
@@ -95,16 +120,35 @@ fn plan_apply_noop_edit_apply_destroy() {
         .has("tags.db")
         .has("(known after apply)")
         .has("Plan: 3 to add, 0 to change, 0 to replace, 0 to destroy.");
-    assert!(!ws.dir.join(".prov/state").exists(), "plan must not create the state");
-    ws.prov(&["apply", "--auto-approve"]).ok().has("Apply complete: 3 succeeded").has("web_ip = ");
-    ws.prov(&["plan", "--detailed-exitcode"]).ok().has("No changes.");
+    assert!(
+        !ws.dir.join(".prov/state").exists(),
+        "plan must not create the state"
+    );
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Apply complete: 3 succeeded")
+        .has("web_ip = ");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
     let ip = ws.prov(&["output", "web_ip"]).ok().stdout;
     assert!(ip.trim().contains('.'), "web_ip should be an address: {ip}");
-    ws.prov(&["state", "list"]).ok().has("server.db\nserver.web\ntaskserv.db.redis");
-    ws.prov(&["state", "show", "server.web"]).ok().has("public_ip");
+    ws.prov(&["state", "list"])
+        .ok()
+        .has("server.db\nserver.web\ntaskserv.db.redis");
+    ws.prov(&["state", "show", "server.web"])
+        .ok()
+        .has("public_ip");
 
     // Edit: resize web in place, reconfigure redis, move db to another zone (replace).
-    ws.write(&TWO_SERVERS.replace(r#"web = { provider = "sim", plan = "small""#, r#"web = { provider = "sim", plan = "medium""#).replace("64mb", "128mb"));
+    ws.write(
+        &TWO_SERVERS
+            .replace(
+                r#"web = { provider = "sim", plan = "small""#,
+                r#"web = { provider = "sim", plan = "medium""#,
+            )
+            .replace("64mb", "128mb"),
+    );
     ws.prov(&["plan", "--detailed-exitcode"])
         .code(2)
         .has("~ server.web")
@@ -114,7 +158,10 @@ fn plan_apply_noop_edit_apply_destroy() {
     ws.prov(&["apply", "--auto-approve"]).ok();
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 
-    ws.write(&TWO_SERVERS.replace(r#"db = { provider = "sim", plan = "small", zone = "sim-a""#, r#"db = { provider = "sim", plan = "small", zone = "sim-b""#));
+    ws.write(&TWO_SERVERS.replace(
+        r#"db = { provider = "sim", plan = "small", zone = "sim-a""#,
+        r#"db = { provider = "sim", plan = "small", zone = "sim-b""#,
+    ));
     ws.prov(&["plan"])
         .ok()
         .has("-/+ server.db")
@@ -126,9 +173,15 @@ fn plan_apply_noop_edit_apply_destroy() {
     ws.prov(&["apply", "--auto-approve"]).ok();
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
     let sim = ws.prov(&["sim", "list"]).ok().stdout;
-    assert_eq!(sim.lines().count(), 2, "two servers in the sim world: {sim}");
+    assert_eq!(
+        sim.lines().count(),
+        2,
+        "two servers in the sim world: {sim}"
+    );
 
-    ws.prov(&["destroy", "--auto-approve"]).ok().has("destroyed");
+    ws.prov(&["destroy", "--auto-approve"])
+        .ok()
+        .has("destroyed");
     assert_eq!(ws.prov(&["state", "list"]).ok().stdout, "");
     assert_eq!(ws.prov(&["sim", "list"]).ok().stdout, "");
 }
@@ -136,16 +189,22 @@ fn plan_apply_noop_edit_apply_destroy() {
 #[test]
 fn saved_plans_stale_and_foreign_are_refused() {
     let ws = Ws::new(TWO_SERVERS);
-    ws.prov(&["plan", "--out", "first.plan"]).ok().has("Saved the plan");
+    ws.prov(&["plan", "--out", "first.plan"])
+        .ok()
+        .has("Saved the plan");
     ws.prov(&["apply", "first.plan"]).ok();
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 
     // Stale: made, then the state moved on.
     ws.write(&TWO_SERVERS.replace("64mb", "256mb"));
     ws.prov(&["plan", "--out", "second.plan"]).ok();
-    ws.prov(&["apply", "--auto-approve", "--target", "taskserv.db.redis"]).ok();
+    ws.prov(&["apply", "--auto-approve", "--target", "taskserv.db.redis"])
+        .ok();
     let before = ws.state();
-    ws.prov(&["apply", "second.plan"]).code(1).has("stale").has("prov plan");
+    ws.prov(&["apply", "second.plan"])
+        .code(1)
+        .has("stale")
+        .has("prov plan");
     assert_eq!(before, ws.state(), "a refused plan changes nothing");
     // A saved plan from before the state existed is stale as well.
     ws.prov(&["apply", "first.plan"]).code(1).has("stale");
@@ -159,14 +218,20 @@ fn saved_plans_stale_and_foreign_are_refused() {
     other.prov(&["plan", "--out", "other.plan"]).ok();
     std::fs::copy(other.dir.join("other.plan"), ws.dir.join("other.plan")).unwrap();
     let before = ws.state();
-    ws.prov(&["apply", "other.plan"]).code(1).has("belongs to another state");
+    ws.prov(&["apply", "other.plan"])
+        .code(1)
+        .has("belongs to another state");
     assert_eq!(before, ws.state());
 
     // A tampered plan file is refused.
     let p = ws.dir.join("tampered.plan");
-    let text = std::fs::read_to_string(other.dir.join("other.plan")).unwrap().replace("1gb", "2gb");
+    let text = std::fs::read_to_string(other.dir.join("other.plan"))
+        .unwrap()
+        .replace("1gb", "2gb");
     std::fs::write(&p, text).unwrap();
-    ws.prov(&["apply", "tampered.plan"]).code(1).has("checksum mismatch");
+    ws.prov(&["apply", "tampered.plan"])
+        .code(1)
+        .has("checksum mismatch");
 }
 
 #[test]
@@ -181,16 +246,27 @@ fn failure_skips_dependents_and_rerun_finishes() {
       },
     }"#;
     let ws = Ws::new(cfg);
-    ws.prov_env(&["apply", "--auto-approve"], &[("PROV_SIM_FAIL_SERVERS", "bad")])
-        .code(1)
-        .has("Apply incomplete: 1 succeeded, 1 failed, 3 skipped")
-        .has("failed: server.bad")
-        .has("skipped: server.after-bad")
-        .has("skipped: server.uses-bad")
-        .has("skipped: taskserv.bad.etcd");
-    ws.prov(&["state", "list"]).ok().has("server.good").lacks("server.bad");
-    ws.prov(&["plan"]).ok().has("Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy.").lacks("+ server.good");
-    ws.prov(&["apply", "--auto-approve"]).ok().has("4 succeeded");
+    ws.prov_env(
+        &["apply", "--auto-approve"],
+        &[("PROV_SIM_FAIL_SERVERS", "bad")],
+    )
+    .code(1)
+    .has("Apply incomplete: 1 succeeded, 1 failed, 3 skipped")
+    .has("failed: server.bad")
+    .has("skipped: server.after-bad")
+    .has("skipped: server.uses-bad")
+    .has("skipped: taskserv.bad.etcd");
+    ws.prov(&["state", "list"])
+        .ok()
+        .has("server.good")
+        .lacks("server.bad");
+    ws.prov(&["plan"])
+        .ok()
+        .has("Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy.")
+        .lacks("+ server.good");
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("4 succeeded");
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 }
 
@@ -198,7 +274,11 @@ fn failure_skips_dependents_and_rerun_finishes() {
 fn graph_and_validate() {
     let ws = Ws::new(TWO_SERVERS);
     ws.prov(&["validate"]).ok().has("2 servers, 1 taskservs");
-    ws.prov(&["graph"]).ok().has("digraph").has(r#""server.db" -> "server.web""#).has(r#""server.db" -> "taskserv.db.redis""#);
+    ws.prov(&["graph"])
+        .ok()
+        .has("digraph")
+        .has(r#""server.db" -> "server.web""#)
+        .has(r#""server.db" -> "taskserv.db.redis""#);
 }
 
 /// Applies a valid config, breaks it, and checks the error names the place and nothing changed.
@@ -219,7 +299,10 @@ fn bad_input(broken: &str, expect: &[&str]) {
 
 #[test]
 fn bad_input_syntax_error() {
-    bad_input("{ servers = { web = { provider = \"sim\", plan = } } }", &["main.ncl:1:"]);
+    bad_input(
+        "{ servers = { web = { provider = \"sim\", plan = } } }",
+        &["main.ncl:1:"],
+    );
 }
 
 #[test]
@@ -229,7 +312,10 @@ fn bad_input_contract_violation() {
              firewall_rules = [{ direction = 'sideways, protocol = 'tcp, action = 'allow }] } } }"#,
         &["main.ncl:2:"],
     );
-    bad_input(r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", colour = "blue" } } }"#, &["colour", "main.ncl:1:"]);
+    bad_input(
+        r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", colour = "blue" } } }"#,
+        &["colour", "main.ncl:1:"],
+    );
 }
 
 #[test]
@@ -237,7 +323,12 @@ fn bad_input_duplicate() {
     bad_input(
         r#"{ servers = { a = { provider = "sim", plan = "small", zone = "sim-a", hostname = "same" },
                         b = { provider = "sim", plan = "small", zone = "sim-a", hostname = "same" } } }"#,
-        &["server.b", "duplicate hostname \"same\"", "server.a", "main.ncl:"],
+        &[
+            "server.b",
+            "duplicate hostname \"same\"",
+            "server.a",
+            "main.ncl:",
+        ],
     );
     bad_input(
         r#"{ servers = { a = { provider = "sim", plan = "small", zone = "sim-a" } },
@@ -251,11 +342,19 @@ fn bad_input_duplicate() {
 fn bad_input_dangling_reference() {
     bad_input(
         r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", tags = { x = "${server.nope.public_ip}" } } } }"#,
-        &["server.web", "main.ncl:1:", "tags.x refers to ${server.nope.public_ip}", "server.nope is not declared"],
+        &[
+            "server.web",
+            "main.ncl:1:",
+            "tags.x refers to ${server.nope.public_ip}",
+            "server.nope is not declared",
+        ],
     );
     bad_input(
         r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.gone"] } } }"#,
-        &["server.web", "depends_on names server.gone, which is not declared"],
+        &[
+            "server.web",
+            "depends_on names server.gone, which is not declared",
+        ],
     );
 }
 
@@ -266,7 +365,11 @@ fn bad_input_cycle() {
              a = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.c"] },
              b = { provider = "sim", plan = "small", zone = "sim-a", tags = { x = "${server.a.public_ip}" } },
              c = { provider = "sim", plan = "small", zone = "sim-a", depends_on = ["server.b"] } } }"#,
-        &["dependency cycle", "server.a -> server.b -> server.c -> server.a", "main.ncl:"],
+        &[
+            "dependency cycle",
+            "server.a -> server.b -> server.c -> server.a",
+            "main.ncl:",
+        ],
     );
 }
 
@@ -274,19 +377,38 @@ fn bad_input_cycle() {
 fn bad_input_unknown_provider_and_taskserv() {
     bad_input(
         r#"{ servers = { web = { provider = "azure", plan = "small", zone = "sim-a" } } }"#,
-        &["server.web", "unknown provider \"azure\"", "known: sim", "main.ncl:1:"],
+        &[
+            "server.web",
+            "unknown provider \"azure\"",
+            "known: sim",
+            "main.ncl:1:",
+        ],
     );
 }
 
 #[test]
 fn bad_input_prevent_destroy() {
-    let protected = TWO_SERVERS.replace(r#"zone = "sim-a","#, r#"zone = "sim-a", lifecycle = { prevent_destroy = true },"#);
+    let protected = TWO_SERVERS.replace(
+        r#"zone = "sim-a","#,
+        r#"zone = "sim-a", lifecycle = { prevent_destroy = true },"#,
+    );
     let ws = Ws::new(&protected);
     ws.prov(&["apply", "--auto-approve"]).ok();
     let before = ws.state();
-    ws.prov(&["destroy", "--auto-approve"]).code(1).has("server.db").has("prevent_destroy").has("main.ncl:");
-    ws.write(&protected.replace(r#"zone = "sim-a", lifecycle"#, r#"zone = "sim-b", lifecycle"#));
-    ws.prov(&["plan"]).code(1).has("server.db").has("prevent_destroy").has("replace it (zone forces replacement)");
+    ws.prov(&["destroy", "--auto-approve"])
+        .code(1)
+        .has("server.db")
+        .has("prevent_destroy")
+        .has("main.ncl:");
+    ws.write(&protected.replace(
+        r#"zone = "sim-a", lifecycle"#,
+        r#"zone = "sim-b", lifecycle"#,
+    ));
+    ws.prov(&["plan"])
+        .code(1)
+        .has("server.db")
+        .has("prevent_destroy")
+        .has("replace it (zone forces replacement)");
     assert_eq!(before, ws.state());
 }
 
@@ -310,10 +432,21 @@ fn quickstart_example_applies_and_is_idempotent() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("quickstart");
     std::fs::create_dir(&dir).unwrap();
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart/main.ncl"), dir.join("main.ncl")).unwrap();
-    prov_in(&dir, &["apply", "--auto-approve"], &[]).ok().has("Apply complete");
-    prov_in(&dir, &["plan", "--detailed-exitcode"], &[]).ok().has("No changes.");
-    prov_in(&dir, &["output"], &[]).ok().has("web_ip = ").has("db_address = ");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart/main.ncl"),
+        dir.join("main.ncl"),
+    )
+    .unwrap();
+    prov_in(&dir, &["apply", "--auto-approve"], &[])
+        .ok()
+        .has("Apply complete");
+    prov_in(&dir, &["plan", "--detailed-exitcode"], &[])
+        .ok()
+        .has("No changes.");
+    prov_in(&dir, &["output"], &[])
+        .ok()
+        .has("web_ip = ")
+        .has("db_address = ");
     prov_in(&dir, &["destroy", "--auto-approve"], &[]).ok();
     assert_eq!(prov_in(&dir, &["sim", "list"], &[]).ok().stdout, "");
 }
@@ -332,7 +465,10 @@ fn state_lock_names_the_holder_and_lock_timeout_waits() {
     // Wait until the apply holds the lock (its holder note is written).
     let lock = ws.dir.join(".prov/state.lock");
     let t0 = std::time::Instant::now();
-    while std::fs::read_to_string(&lock).map(|s| !s.contains("apply")).unwrap_or(true) {
+    while std::fs::read_to_string(&lock)
+        .map(|s| !s.contains("apply"))
+        .unwrap_or(true)
+    {
         assert!(t0.elapsed().as_secs() < 20, "apply never took the lock");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -342,6 +478,58 @@ fn state_lock_names_the_holder_and_lock_timeout_waits() {
         .has(&format!("pid {}", slow.id()))
         .has("operation \"apply\"")
         .has("lock id");
-    ws.prov(&["plan", "--lock-timeout", "60s", "--detailed-exitcode"]).ok().has("No changes.");
+    ws.prov(&["plan", "--lock-timeout", "60s", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
     assert!(slow.wait().unwrap().success());
+}
+
+#[test]
+fn sigint_stops_starting_steps_and_records_finished_ones() {
+    let mut cfg = String::from("{ servers = {\n");
+    for i in 0..6 {
+        let dep = if i > 0 {
+            format!(", depends_on = [\"server.s{}\"]", i - 1)
+        } else {
+            String::new()
+        };
+        cfg.push_str(&format!(
+            "  s{i} = {{ provider = \"sim\", plan = \"small\", zone = \"sim-a\"{dep} }},\n"
+        ));
+    }
+    cfg.push_str("} }\n");
+    let ws = Ws::new(&cfg);
+    let child = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .args(["apply", "--auto-approve"])
+        .current_dir(&ws.dir)
+        .env("NO_COLOR", "1")
+        .env("PROV_SIM_LATENCY_MS", "400")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the first server or two finish, then interrupt.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("Apply interrupted"), "{stdout}");
+    let listed = ws.prov(&["state", "list"]).ok().stdout;
+    let done = listed.lines().count();
+    assert!(
+        (1..6).contains(&done),
+        "some but not all servers recorded: {listed}"
+    );
+    let sim = ws.prov(&["sim", "list"]).ok().stdout;
+    assert_eq!(
+        sim.lines().count(),
+        done,
+        "every server in the sim world is in the state"
+    );
+    ws.prov(&["plan"])
+        .ok()
+        .has(&format!("Plan: {} to add", 6 - done));
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
 }

@@ -33,7 +33,8 @@ struct Args {
 }
 
 fn load(ws: &Workspace, reg: &Registry) -> ops::Loaded {
-    ops::load(ws, reg, &EvalOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", ws.dir.display()))
+    ops::load(ws, reg, &EvalOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", ws.dir.display()))
 }
 
 fn run_case(case: &Path) -> Vec<String> {
@@ -51,26 +52,47 @@ fn run_case(case: &Path) -> Vec<String> {
         let plan = ops::plan(&loaded, &*store, &PlanOptions::default()).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let report = rt
-            .block_on(ops::apply(&plan, None, loaded.bound.clone(), store.clone(), &ApplyOptions { parallelism: 1 }, events::discard()))
+            .block_on(ops::apply(
+                &plan,
+                None,
+                loaded.bound.clone(),
+                store.clone(),
+                &ApplyOptions {
+                    parallelism: 1,
+                    ..ApplyOptions::default()
+                },
+                events::discard(),
+            ))
             .unwrap();
-        assert!(report.ok(), "prior apply of {} failed: {:?}", case.display(), report.failed);
+        assert!(
+            report.ok(),
+            "prior apply of {} failed: {:?}",
+            case.display(),
+            report.failed
+        );
     }
     if let Ok(text) = std::fs::read_to_string(case.join("state.json")) {
         let recs: Vec<ResourceRecord> = serde_json::from_str(&text).unwrap();
-        store.commit(&recs.into_iter().map(Change::Put).collect::<Vec<_>>()).unwrap();
+        store
+            .commit(&recs.into_iter().map(Change::Put).collect::<Vec<_>>())
+            .unwrap();
     }
 
     std::fs::copy(case.join("main.ncl"), ws.dir.join("main.ncl")).unwrap();
-    let args: Args = std::fs::read_to_string(case.join("args.json")).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
+    let args: Args = std::fs::read_to_string(case.join("args.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_default();
     let opts = PlanOptions {
         destroy: args.destroy,
         targets: args.targets.iter().map(|t| t.parse().unwrap()).collect(),
         replace: args.replace.iter().map(|t| t.parse().unwrap()).collect(),
     };
     let loaded = load(&ws, &reg);
-    let plan = ops::plan(&loaded, &*store, &opts).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let plan =
+        ops::plan(&loaded, &*store, &opts).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let txt = text::plan(&plan, Paint { on: false });
-    let json = serde_json::to_string_pretty(&tfjson::plan(&plan)["resource_changes"]).unwrap() + "\n";
+    let json =
+        serde_json::to_string_pretty(&tfjson::plan(&plan)["resource_changes"]).unwrap() + "\n";
 
     let mut failures = Vec::new();
     for (file, got) in [("plan.txt", txt), ("plan.json", json)] {
@@ -81,7 +103,11 @@ fn run_case(case: &Path) -> Vec<String> {
         }
         let want = std::fs::read_to_string(&path).unwrap_or_default();
         if want != got {
-            failures.push(format!("{}: differs from {}\n--- expected\n{want}\n--- got\n{got}", case.display(), path.display()));
+            failures.push(format!(
+                "{}: differs from {}\n--- expected\n{want}\n--- got\n{got}",
+                case.display(),
+                path.display()
+            ));
         }
     }
     failures
@@ -90,9 +116,22 @@ fn run_case(case: &Path) -> Vec<String> {
 #[test]
 fn plan_snapshots() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    let mut cases: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "expected the snapshot cases under {}", root.display());
+    assert!(
+        cases.len() >= 10,
+        "expected the snapshot cases under {}",
+        root.display()
+    );
     let failures: Vec<String> = cases.iter().flat_map(|c| run_case(c)).collect();
-    assert!(failures.is_empty(), "{} snapshot(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} snapshot(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

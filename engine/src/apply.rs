@@ -9,12 +9,13 @@ use crate::plan::{Action, Plan, PlanMode, ResourceChange};
 use crate::refs::{get_path, substitute, RefPath, Resolved};
 use crate::registry::Bound;
 use crate::traits::{
-    ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget, ServerUpdate,
-    TaskservRequest,
+    ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget,
+    ServerUpdate, TaskservRequest,
 };
 use prov_state::{Change, ResourceRecord, StateStore};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
@@ -24,11 +25,16 @@ use tokio::task::JoinSet;
 pub struct ApplyOptions {
     /// Steps running at once (global).
     pub parallelism: usize,
+    /// Set (e.g. on SIGINT/SIGTERM) to stop starting steps; running ones finish and are recorded.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 10 }
+        ApplyOptions {
+            parallelism: 10,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -38,6 +44,8 @@ pub struct ApplyReport {
     pub succeeded: Vec<(Address, Step)>,
     pub failed: Vec<(Address, Step, String)>,
     pub skipped: Vec<(Address, Step, Address)>,
+    /// Not started because the apply was interrupted.
+    pub interrupted: Vec<(Address, Step)>,
     pub serial: u64,
     pub outputs: Map<String, Value>,
     pub elapsed: Duration,
@@ -45,16 +53,24 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty()
+        self.failed.is_empty() && self.skipped.is_empty() && self.interrupted.is_empty()
     }
 }
 
 /// Refuses a saved plan made against another state (foreign) or an older version of this one (stale).
-pub fn check_plan_current(plan: &Plan, meta: &prov_state::StateMeta, plan_path: &std::path::Path) -> Result<(), EngineError> {
+pub fn check_plan_current(
+    plan: &Plan,
+    meta: &prov_state::StateMeta,
+    plan_path: &std::path::Path,
+) -> Result<(), EngineError> {
     if plan.lineage.is_empty() {
         // Made before any state existed: only valid while none has been written.
         if meta.serial != 0 {
-            return Err(EngineError::StalePlan { path: plan_path.into(), plan_serial: 0, state_serial: meta.serial });
+            return Err(EngineError::StalePlan {
+                path: plan_path.into(),
+                plan_serial: 0,
+                state_serial: meta.serial,
+            });
         }
         return Ok(());
     }
@@ -62,11 +78,19 @@ pub fn check_plan_current(plan: &Plan, meta: &prov_state::StateMeta, plan_path: 
         return Err(EngineError::ForeignPlan {
             path: plan_path.into(),
             plan_lineage: plan.lineage.clone(),
-            state_lineage: if meta.lineage.is_empty() { "(no state)".into() } else { meta.lineage.clone() },
+            state_lineage: if meta.lineage.is_empty() {
+                "(no state)".into()
+            } else {
+                meta.lineage.clone()
+            },
         });
     }
     if meta.serial != plan.serial {
-        return Err(EngineError::StalePlan { path: plan_path.into(), plan_serial: plan.serial, state_serial: meta.serial });
+        return Err(EngineError::StalePlan {
+            path: plan_path.into(),
+            plan_serial: plan.serial,
+            state_serial: meta.serial,
+        });
     }
     Ok(())
 }
@@ -101,7 +125,10 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
             Action::Delete { .. } => {
                 destroy.insert(&c.address, push(&mut ops, &mut deps, i, Step::Destroy));
             }
-            Action::Replace { create_before_destroy, .. } => {
+            Action::Replace {
+                create_before_destroy,
+                ..
+            } => {
                 let d = push(&mut ops, &mut deps, i, Step::Destroy);
                 let f = push(&mut ops, &mut deps, i, Step::Create);
                 if *create_before_destroy {
@@ -128,7 +155,10 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
                 if let Some(&dc) = destroy.get(&c.address) {
                     deps[dx].push(dc);
                 }
-                let x_deleted = plan.changes.iter().any(|o| &o.address == x && matches!(o.action, Action::Delete { .. }));
+                let x_deleted = plan
+                    .changes
+                    .iter()
+                    .any(|o| &o.address == x && matches!(o.action, Action::Delete { .. }));
                 if x_deleted {
                     if let Some(&fc) = forward.get(&c.address) {
                         deps[dx].push(fc);
@@ -136,7 +166,11 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
                 }
             }
         }
-        if let Action::Replace { create_before_destroy: true, .. } = c.action {
+        if let Action::Replace {
+            create_before_destroy: true,
+            ..
+        } = c.action
+        {
             let dx = destroy[&c.address];
             for o in &plan.changes {
                 if o.depends_on.contains(&c.address) {
@@ -173,19 +207,31 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
     if seen != ops.len() {
         let stuck: Vec<String> = (0..ops.len())
             .filter(|&i| indeg[i] > 0)
-            .map(|i| format!("{} {}", ops[i].step.verb(), plan.changes[ops[i].change].address))
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    ops[i].step.verb(),
+                    plan.changes[ops[i].change].address
+                )
+            })
             .collect();
         return Err(EngineError::Invalid(vec![Diagnostic::new(
             None,
             None,
-            format!("the plan's steps cannot be ordered (they wait on each other): {}", stuck.join(", ")),
+            format!(
+                "the plan's steps cannot be ordered (they wait on each other): {}",
+                stuck.join(", ")
+            ),
         )]));
     }
     Ok((ops, rev))
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Everything a step needs, prepared by the coordinator (which owns the records).
@@ -216,7 +262,9 @@ pub async fn apply(
     let started = Instant::now();
     let snap = {
         let s = store.clone();
-        tokio::task::spawn_blocking(move || s.snapshot()).await.map_err(|e| EngineError::Internal(e.to_string()))??
+        tokio::task::spawn_blocking(move || s.snapshot())
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??
     };
     let mut records: HashMap<Address, ResourceRecord> = crate::plan::make::parse_records(&snap)?
         .into_iter()
@@ -234,25 +282,42 @@ pub async fn apply(
     }
     events(Event::ApplyStarted { steps: ops.len() });
     for op in &ops {
-        events(Event::Waiting { address: plan.changes[op.change].address.clone(), step: op.step });
+        events(Event::Waiting {
+            address: plan.changes[op.change].address.clone(),
+            step: op.step,
+        });
     }
     let global = Arc::new(Semaphore::new(opts.parallelism.max(1)));
     let mut per_provider: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut ready: VecDeque<usize> = (0..ops.len()).filter(|&i| waiting[i] == 0).collect();
     let mut skipped = vec![false; ops.len()];
-    let mut report = ApplyReport { serial: snap.meta.serial, ..Default::default() };
+    let mut launched = vec![false; ops.len()];
+    let mut report = ApplyReport {
+        serial: snap.meta.serial,
+        ..Default::default()
+    };
     let mut running: JoinSet<(usize, Result<StepResult, String>, Duration)> = JoinSet::new();
     let mut fatal: Option<EngineError> = None;
 
     loop {
-        while fatal.is_none() {
+        while fatal.is_none() && !opts.interrupt.load(Ordering::SeqCst) {
             let Some(i) = ready.pop_front() else { break };
+            launched[i] = true;
             let op = &ops[i];
             let change = &plan.changes[op.change];
             let input = match prepare(change, op.step, &records, &addrs, &bound) {
                 Ok(x) => x,
                 Err(msg) => {
-                    fail(i, msg, &ops, plan, &dependents, &mut skipped, &mut report, &events);
+                    fail(
+                        i,
+                        msg,
+                        &ops,
+                        plan,
+                        &dependents,
+                        &mut skipped,
+                        &mut report,
+                        &events,
+                    );
                     continue;
                 }
             };
@@ -267,13 +332,20 @@ pub async fn apply(
                     Some(s) => Some(s.acquire_owned().await.expect("semaphore open")),
                     None => None,
                 };
-                events(Event::Running { address: input.change.address.clone(), step: input.step });
+                events(Event::Running {
+                    address: input.change.address.clone(),
+                    step: input.step,
+                });
                 let t = Instant::now();
-                let r = run_step(&input, &bound, &workspace).await.map_err(|e| e.to_string());
+                let r = run_step(&input, &bound, &workspace)
+                    .await
+                    .map_err(|e| e.to_string());
                 (i, r, t.elapsed())
             });
         }
-        let Some(first) = running.join_next().await else { break };
+        let Some(first) = running.join_next().await else {
+            break;
+        };
         let mut batch = vec![first];
         while let Some(more) = running.try_join_next() {
             batch.push(more);
@@ -281,7 +353,8 @@ pub async fn apply(
         let mut done = Vec::new();
         let mut changes = Vec::new();
         for joined in batch {
-            let (i, result, elapsed) = joined.map_err(|e| EngineError::Internal(format!("apply task failed: {e}")))?;
+            let (i, result, elapsed) =
+                joined.map_err(|e| EngineError::Internal(format!("apply task failed: {e}")))?;
             match result {
                 Ok(r) => {
                     match &r {
@@ -291,7 +364,16 @@ pub async fn apply(
                     }
                     done.push((i, r, elapsed));
                 }
-                Err(msg) => fail(i, msg, &ops, plan, &dependents, &mut skipped, &mut report, &events),
+                Err(msg) => fail(
+                    i,
+                    msg,
+                    &ops,
+                    plan,
+                    &dependents,
+                    &mut skipped,
+                    &mut report,
+                    &events,
+                ),
             }
         }
         if !changes.is_empty() && fatal.is_none() {
@@ -310,8 +392,14 @@ pub async fn apply(
             let address = plan.changes[ops[i].change].address.clone();
             if fatal.is_some() {
                 let msg = "finished, but the state could not be written".to_string();
-                report.failed.push((address.clone(), ops[i].step, msg.clone()));
-                events(Event::Failed { address, step: ops[i].step, error: msg });
+                report
+                    .failed
+                    .push((address.clone(), ops[i].step, msg.clone()));
+                events(Event::Failed {
+                    address,
+                    step: ops[i].step,
+                    error: msg,
+                });
                 continue;
             }
             match r {
@@ -324,13 +412,28 @@ pub async fn apply(
                 StepResult::Nothing => {}
             }
             report.succeeded.push((address.clone(), ops[i].step));
-            events(Event::Succeeded { address, step: ops[i].step, elapsed });
+            events(Event::Succeeded {
+                address,
+                step: ops[i].step,
+                elapsed,
+            });
             for &k in &dependents[i] {
                 waiting[k] -= 1;
                 if waiting[k] == 0 && !skipped[k] {
                     ready.push_back(k);
                 }
             }
+        }
+    }
+    // Interrupted: whatever never started is reported, and stays planned for the next run.
+    for (i, op) in ops.iter().enumerate() {
+        if !launched[i] && !skipped[i] {
+            let address = plan.changes[op.change].address.clone();
+            report.interrupted.push((address.clone(), op.step));
+            events(Event::Interrupted {
+                address,
+                step: op.step,
+            });
         }
     }
     events(Event::ApplyFinished {
@@ -376,8 +479,14 @@ fn fail(
     events: &EventSink,
 ) {
     let address = plan.changes[ops[i].change].address.clone();
-    report.failed.push((address.clone(), ops[i].step, msg.clone()));
-    events(Event::Failed { address: address.clone(), step: ops[i].step, error: msg });
+    report
+        .failed
+        .push((address.clone(), ops[i].step, msg.clone()));
+    events(Event::Failed {
+        address: address.clone(),
+        step: ops[i].step,
+        error: msg,
+    });
     let mut stack: Vec<usize> = dependents[i].clone();
     while let Some(k) = stack.pop() {
         if skipped[k] {
@@ -385,8 +494,14 @@ fn fail(
         }
         skipped[k] = true;
         let a = plan.changes[ops[k].change].address.clone();
-        report.skipped.push((a.clone(), ops[k].step, address.clone()));
-        events(Event::Skipped { address: a, step: ops[k].step, because: address.clone() });
+        report
+            .skipped
+            .push((a.clone(), ops[k].step, address.clone()));
+        events(Event::Skipped {
+            address: a,
+            step: ops[k].step,
+            because: address.clone(),
+        });
         stack.extend(dependents[k].iter().copied());
     }
 }
@@ -412,37 +527,70 @@ fn provider_semaphore(
     Some(s)
 }
 
-fn lookup_record(rp: &RefPath, records: &HashMap<Address, ResourceRecord>, addrs: &BTreeSet<Address>) -> Result<Resolved, String> {
+fn lookup_record(
+    rp: &RefPath,
+    records: &HashMap<Address, ResourceRecord>,
+    addrs: &BTreeSet<Address>,
+) -> Result<Resolved, String> {
     let (target, attr) = resolve_ref(rp, addrs)?;
-    let rec = records.get(&target).ok_or_else(|| format!("{target} is not in the state (it was not applied)"))?;
+    let rec = records
+        .get(&target)
+        .ok_or_else(|| format!("{target} is not in the state (it was not applied)"))?;
     get_path(&referable(&rec.attributes, &rec.outputs), &attr)
         .cloned()
         .map(Resolved::Known)
         .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join(".")))
 }
 
-fn server_target(addr: &Address, records: &HashMap<Address, ResourceRecord>, bound: &Bound) -> Result<ServerTarget, String> {
-    let rec = records.get(addr).ok_or_else(|| format!("{addr} is not in the state"))?;
-    let provider = bound.provider(&rec.implementation).map_err(|e| e.to_string())?;
+fn server_target(
+    addr: &Address,
+    records: &HashMap<Address, ResourceRecord>,
+    bound: &Bound,
+) -> Result<ServerTarget, String> {
+    let rec = records
+        .get(addr)
+        .ok_or_else(|| format!("{addr} is not in the state"))?;
+    let provider = bound
+        .provider(&rec.implementation)
+        .map_err(|e| e.to_string())?;
     Ok(ServerTarget {
         address: addr.to_string(),
         provider_id: rec.provider_id.clone().unwrap_or_default(),
-        hostname: rec.attributes.get("hostname").and_then(Value::as_str).unwrap_or(addr.name().as_str()).to_string(),
+        hostname: rec
+            .attributes
+            .get("hostname")
+            .and_then(Value::as_str)
+            .unwrap_or(addr.name().as_str())
+            .to_string(),
         facts: referable(&rec.attributes, &rec.outputs),
         provider,
     })
 }
 
-fn cluster_request(addr: &Address, config: &Value, records: &HashMap<Address, ResourceRecord>, bound: &Bound) -> Result<ClusterRequest, String> {
+fn cluster_request(
+    addr: &Address,
+    config: &Value,
+    records: &HashMap<Address, ResourceRecord>,
+    bound: &Bound,
+) -> Result<ClusterRequest, String> {
     let mut servers = Vec::new();
-    for s in config.get("servers").and_then(Value::as_array).into_iter().flatten() {
+    for s in config
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = s.as_str().unwrap_or_default();
         let a: Address = format!("server.{name}").parse()?;
         servers.push(server_target(&a, records, bound)?);
     }
     Ok(ClusterRequest {
         address: addr.to_string(),
-        name: config.get("name").and_then(Value::as_str).unwrap_or(addr.name().as_str()).to_string(),
+        name: config
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(addr.name().as_str())
+            .to_string(),
         config: config.clone(),
         servers,
     })
@@ -463,28 +611,54 @@ fn prepare(
             Some(substitute(cfg, &mut lookup)?.value)
         }
     };
-    let attrs_for_placement = resolved.clone().or_else(|| prior.as_ref().map(|p| p.attributes.clone())).unwrap_or(Value::Null);
+    let attrs_for_placement = resolved
+        .clone()
+        .or_else(|| prior.as_ref().map(|p| p.attributes.clone()))
+        .unwrap_or(Value::Null);
     let server = match &change.address {
-        Address::Taskserv(..) => Some(server_target(&change.address.parent().expect("taskserv has a server"), records, bound)?),
+        Address::Taskserv(..) => Some(server_target(
+            &change.address.parent().expect("taskserv has a server"),
+            records,
+            bound,
+        )?),
         _ => None,
     };
     let cluster = match &change.address {
-        Address::Cluster(_) => Some(cluster_request(&change.address, &attrs_for_placement, records, bound)?),
+        Address::Cluster(_) => Some(cluster_request(
+            &change.address,
+            &attrs_for_placement,
+            records,
+            bound,
+        )?),
         Address::Component(..) => {
             let parent = change.address.parent().expect("component has a cluster");
-            let crec = records.get(&parent).ok_or_else(|| format!("{parent} is not in the state"))?;
+            let crec = records
+                .get(&parent)
+                .ok_or_else(|| format!("{parent} is not in the state"))?;
             Some(cluster_request(&parent, &crec.attributes, records, bound)?)
         }
         _ => None,
     };
-    Ok(StepInput { change: change.clone(), step, resolved, prior, server, cluster })
+    Ok(StepInput {
+        change: change.clone(),
+        step,
+        resolved,
+        prior,
+        server,
+        cluster,
+    })
 }
 
 fn is_not_found(e: &ExtError) -> bool {
     e.kind == ErrorKind::NotFound
 }
 
-fn record(input: &StepInput, attributes: Value, outputs: Value, provider_id: Option<String>) -> ResourceRecord {
+fn record(
+    input: &StepInput,
+    attributes: Value,
+    outputs: Value,
+    provider_id: Option<String>,
+) -> ResourceRecord {
     let c = &input.change;
     ResourceRecord {
         address: c.address.to_string(),
@@ -501,18 +675,38 @@ fn record(input: &StepInput, attributes: Value, outputs: Value, provider_id: Opt
 
 fn spec(v: &Value, addr: &Address) -> Result<ServerSpec, ExtError> {
     serde_json::from_value(v.clone()).map_err(|e| {
-        ExtError::new("prov", "create-server", Some(&addr.to_string()), ErrorKind::Invalid, format!("server attributes: {e}"))
+        ExtError::new(
+            "prov",
+            "create-server",
+            Some(&addr.to_string()),
+            ErrorKind::Invalid,
+            format!("server attributes: {e}"),
+        )
     })
 }
 
-async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<StepResult, ExtError> {
+async fn run_step(
+    input: &StepInput,
+    bound: &Bound,
+    workspace: &str,
+) -> Result<StepResult, ExtError> {
     let c = &input.change;
     let addr = &c.address;
     let resolved = input.resolved.clone().unwrap_or(Value::Null);
     // A create_before_destroy replace destroys the old object, whose record was already overwritten.
-    let old_id = || c.provider_id.clone().or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone()));
+    let old_id = || {
+        c.provider_id
+            .clone()
+            .or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone()))
+    };
     let destroy_result = || {
-        if matches!(c.action, Action::Replace { create_before_destroy: true, .. }) {
+        if matches!(
+            c.action,
+            Action::Replace {
+                create_before_destroy: true,
+                ..
+            }
+        ) {
             StepResult::Nothing
         } else {
             StepResult::Delete(addr.clone())
@@ -521,15 +715,29 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
     match (addr, input.step) {
         (Address::Server(_), Step::Create) => {
             let p = bound.provider(&c.implementation)?;
-            let owner = Ownership { workspace: workspace.to_string(), address: addr.to_string() };
+            let owner = Ownership {
+                workspace: workspace.to_string(),
+                address: addr.to_string(),
+            };
             let info = p.create_server(&spec(&resolved, addr)?, &owner).await?;
             let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
-            Ok(StepResult::Put(record(input, resolved, outputs, Some(info.id))))
+            Ok(StepResult::Put(record(
+                input,
+                resolved,
+                outputs,
+                Some(info.id),
+            )))
         }
         (Address::Server(_), Step::Update) => {
             let p = bound.provider(&c.implementation)?;
             let prior = input.prior.as_ref().ok_or_else(|| {
-                ExtError::new(&c.implementation, "update-server", Some(&addr.to_string()), ErrorKind::NotFound, "not in the state")
+                ExtError::new(
+                    &c.implementation,
+                    "update-server",
+                    Some(&addr.to_string()),
+                    ErrorKind::NotFound,
+                    "not in the state",
+                )
             })?;
             let id = prior.provider_id.clone().unwrap_or_default();
             let before = spec(&prior.attributes, addr)?;
@@ -540,14 +748,26 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
             let mut rest_before = before.clone();
             rest_before.firewall_rules = after.firewall_rules.clone();
             let info = if rest_before != after {
-                p.update_server(&id, &ServerUpdate { before, after }).await?
+                p.update_server(&id, &ServerUpdate { before, after })
+                    .await?
             } else {
                 p.get_server_info(&id).await?.ok_or_else(|| {
-                    ExtError::new(&c.implementation, "get-server-info", Some(&id), ErrorKind::NotFound, "server is gone")
+                    ExtError::new(
+                        &c.implementation,
+                        "get-server-info",
+                        Some(&id),
+                        ErrorKind::NotFound,
+                        "server is gone",
+                    )
                 })?
             };
             let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
-            Ok(StepResult::Put(record(input, resolved, outputs, Some(info.id))))
+            Ok(StepResult::Put(record(
+                input,
+                resolved,
+                outputs,
+                Some(info.id),
+            )))
         }
         (Address::Server(_), Step::Destroy) => {
             let p = bound.provider(&c.implementation)?;
@@ -563,19 +783,30 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
         (Address::Taskserv(..), step) => {
             let t = bound.taskserv(&c.implementation)?;
             let source = if step == Step::Destroy {
-                input.prior.as_ref().map(|p| p.attributes.clone()).or(c.before.clone()).unwrap_or(Value::Null)
+                input
+                    .prior
+                    .as_ref()
+                    .map(|p| p.attributes.clone())
+                    .or(c.before.clone())
+                    .unwrap_or(Value::Null)
             } else {
                 resolved.clone()
             };
             let req = TaskservRequest {
                 address: addr.to_string(),
                 name: addr.name().to_string(),
-                version: source.get("version").and_then(Value::as_str).map(str::to_string),
+                version: source
+                    .get("version")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 settings: source.get("settings").cloned().unwrap_or(json!({})),
                 server: input.server.clone().expect("prepared"),
             };
             let retries = if source.get("on_error").and_then(Value::as_str) == Some("Retry") {
-                source.get("max_retries").and_then(Value::as_u64).unwrap_or(0)
+                source
+                    .get("max_retries")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
             } else {
                 0
             };
@@ -585,7 +816,9 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
                 match r {
                     Err(e) if attempt < retries && !is_not_found(&e) => attempt += 1,
                     Ok(None) => return Ok(destroy_result()),
-                    Ok(Some(outputs)) => return Ok(StepResult::Put(record(input, resolved, outputs, None))),
+                    Ok(Some(outputs)) => {
+                        return Ok(StepResult::Put(record(input, resolved, outputs, None)))
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -602,13 +835,18 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
                 return Ok(destroy_result());
             }
             let r = cl.create(&req).await?;
-            let outputs = json!({"status": r.status, "endpoints": r.endpoints, "outputs": r.outputs});
+            let outputs =
+                json!({"status": r.status, "endpoints": r.endpoints, "outputs": r.outputs});
             Ok(StepResult::Put(record(input, resolved, outputs, None)))
         }
         (Address::Component(..), step) => {
             let cl = bound.cluster(&c.implementation)?;
             let config = if step == Step::Destroy {
-                input.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or(Value::Null)
+                input
+                    .prior
+                    .as_ref()
+                    .map(|p| p.attributes.clone())
+                    .unwrap_or(Value::Null)
             } else {
                 resolved.clone()
             };
@@ -629,9 +867,15 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
                 }
                 Step::Create => cl.deploy_component(&req).await?,
                 Step::Update => {
-                    let before = input.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or(Value::Null);
-                    let replicas = |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
-                    let version = |v: &Value| v.get("version").and_then(Value::as_str).map(str::to_string);
+                    let before = input
+                        .prior
+                        .as_ref()
+                        .map(|p| p.attributes.clone())
+                        .unwrap_or(Value::Null);
+                    let replicas =
+                        |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
+                    let version =
+                        |v: &Value| v.get("version").and_then(Value::as_str).map(str::to_string);
                     let only = |k: &str| {
                         let (mut b, mut a) = (before.clone(), config.clone());
                         for v in [&mut b, &mut a] {
@@ -645,9 +889,14 @@ async fn run_step(input: &StepInput, bound: &Bound, workspace: &str) -> Result<S
                         b == a
                     };
                     if version(&before) != version(&config) && only("version") {
-                        cl.upgrade(&req, &version(&config).unwrap_or_default()).await?
-                    } else if replicas(&before) != replicas(&config) && only("resources") && version(&before) == version(&config) {
-                        cl.scale(&req, replicas(&config).unwrap_or(1) as u32).await?
+                        cl.upgrade(&req, &version(&config).unwrap_or_default())
+                            .await?
+                    } else if replicas(&before) != replicas(&config)
+                        && only("resources")
+                        && version(&before) == version(&config)
+                    {
+                        cl.scale(&req, replicas(&config).unwrap_or(1) as u32)
+                            .await?
                     } else {
                         cl.deploy_component(&req).await?
                     }
@@ -681,8 +930,16 @@ async fn taskserv_step(
             Err(e) => Err(e),
         },
         Step::Update => {
-            let before = input.prior.as_ref().map(|p| p.attributes.clone()).unwrap_or(Value::Null);
-            let mut out = input.prior.as_ref().map(|p| p.outputs.clone()).unwrap_or(json!({}));
+            let before = input
+                .prior
+                .as_ref()
+                .map(|p| p.attributes.clone())
+                .unwrap_or(Value::Null);
+            let mut out = input
+                .prior
+                .as_ref()
+                .map(|p| p.outputs.clone())
+                .unwrap_or(json!({}));
             if before.get("version") != resolved.get("version") {
                 if let Some(v) = &req.version {
                     out = outputs(t.upgrade(req, v).await?);

@@ -13,8 +13,16 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(address: Option<String>, declared_at: Option<String>, message: impl Into<String>) -> Self {
-        Diagnostic { address, declared_at, message: message.into() }
+    pub fn new(
+        address: Option<String>,
+        declared_at: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            address,
+            declared_at,
+            message: message.into(),
+        }
     }
 }
 
@@ -38,15 +46,26 @@ pub enum EngineError {
     #[error("{0}")]
     State(#[from] prov_state::StateError),
     #[error("saved plan {path} is stale: it was made against state serial {plan_serial}, but the state is now at serial {state_serial}; run `prov plan` again")]
-    StalePlan { path: PathBuf, plan_serial: u64, state_serial: u64 },
+    StalePlan {
+        path: PathBuf,
+        plan_serial: u64,
+        state_serial: u64,
+    },
     #[error("saved plan {path} belongs to another state (plan lineage {plan_lineage}, this workspace's state lineage {state_lineage}); it was made for a different workspace or state")]
-    ForeignPlan { path: PathBuf, plan_lineage: String, state_lineage: String },
+    ForeignPlan {
+        path: PathBuf,
+        plan_lineage: String,
+        state_lineage: String,
+    },
     #[error("cannot read plan file {path}: {detail}")]
     PlanFile { path: PathBuf, detail: String },
     #[error("{0}")]
     Extension(#[from] crate::traits::ExtError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -27,24 +27,63 @@ impl Step {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The apply is about to start this many steps.
-    ApplyStarted { steps: usize },
+    ApplyStarted {
+        steps: usize,
+    },
     /// Waiting for its dependencies or for a free slot.
-    Waiting { address: Address, step: Step },
-    Running { address: Address, step: Step },
+    Waiting {
+        address: Address,
+        step: Step,
+    },
+    Running {
+        address: Address,
+        step: Step,
+    },
     /// A line of output from a running step (scripts, progress).
-    Output { address: Address, line: String },
-    Succeeded { address: Address, step: Step, #[serde(with = "millis")] elapsed: Duration },
-    Failed { address: Address, step: Step, error: String },
+    Output {
+        address: Address,
+        line: String,
+    },
+    Succeeded {
+        address: Address,
+        step: Step,
+        #[serde(with = "millis")]
+        elapsed: Duration,
+    },
+    Failed {
+        address: Address,
+        step: Step,
+        error: String,
+    },
     /// Not run because something it depends on failed.
-    Skipped { address: Address, step: Step, because: Address },
+    Skipped {
+        address: Address,
+        step: Step,
+        because: Address,
+    },
+    /// Not started because the apply was interrupted.
+    Interrupted {
+        address: Address,
+        step: Step,
+    },
     /// Finished steps were written to the state.
-    StateWritten { serial: u64, records: usize },
+    StateWritten {
+        serial: u64,
+        records: usize,
+    },
     /// Every step has succeeded, failed or been skipped.
-    ApplyFinished { succeeded: usize, failed: usize, skipped: usize },
+    ApplyFinished {
+        succeeded: usize,
+        failed: usize,
+        skipped: usize,
+    },
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }

@@ -29,7 +29,11 @@ impl Graph {
             }
         }
         match petgraph::algo::toposort(&g, None) {
-            Ok(order) => Ok(Graph { order: order.into_iter().map(|n| g[n].clone()).collect(), g, index }),
+            Ok(order) => Ok(Graph {
+                order: order.into_iter().map(|n| g[n].clone()).collect(),
+                g,
+                index,
+            }),
             Err(cycle) => {
                 let path = cycle_path(&g, cycle.node_id());
                 let first = &model.resources[&path[0]];
@@ -46,7 +50,10 @@ impl Graph {
     /// Direct dependencies of `a`.
     pub fn dependencies(&self, a: &Address) -> Vec<Address> {
         let n = self.index[a];
-        self.g.neighbors_directed(n, petgraph::Direction::Incoming).map(|x| self.g[x].clone()).collect()
+        self.g
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .map(|x| self.g[x].clone())
+            .collect()
     }
 
     /// Graphviz DOT, dependencies pointing at their dependents.
@@ -74,8 +81,12 @@ impl Graph {
 fn cycle_path(g: &DiGraph<Address, ()>, start: NodeIndex) -> Vec<Address> {
     // Tarjan gives the strongly connected component; a BFS inside it finds the shortest cycle.
     let sccs = petgraph::algo::tarjan_scc(g);
-    let scc = sccs.into_iter().find(|c| c.contains(&start) && (c.len() > 1 || g.contains_edge(start, start)));
-    let Some(scc) = scc else { return vec![g[start].clone()] };
+    let scc = sccs
+        .into_iter()
+        .find(|c| c.contains(&start) && (c.len() > 1 || g.contains_edge(start, start)));
+    let Some(scc) = scc else {
+        return vec![g[start].clone()];
+    };
     let in_scc: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
     let mut prev: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);

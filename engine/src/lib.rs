@@ -1,14 +1,14 @@
 //! prov's engine: Nickel config → resource model → graph → diff → plan → concurrent apply, and the extension traits.
 
+pub mod apply;
 pub mod config;
+pub mod error;
+pub mod events;
+pub mod graph;
+pub mod load;
 pub mod model;
+pub mod ops;
+pub mod plan;
 pub mod refs;
 pub mod registry;
 pub mod traits;
-pub mod error;
-pub mod graph;
-pub mod load;
-pub mod plan;
-pub mod apply;
-pub mod events;
-pub mod ops;

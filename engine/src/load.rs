@@ -32,7 +32,8 @@ impl Ctx<'_> {
     }
     fn err(&mut self, addr: Option<&Address>, key: &str, msg: impl Into<String>) {
         let at = self.at(key);
-        self.errors.push(Diagnostic::new(addr.map(|a| a.to_string()), at, msg));
+        self.errors
+            .push(Diagnostic::new(addr.map(|a| a.to_string()), at, msg));
     }
     fn insert(&mut self, r: Resource) {
         if let Some(prev) = self.resources.get(&r.addr) {
@@ -42,7 +43,11 @@ impl Ctx<'_> {
                 prev.declared_at.as_deref().unwrap_or("earlier"),
                 r.declared_at.as_deref().unwrap_or("later")
             );
-            self.errors.push(Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), msg));
+            self.errors.push(Diagnostic::new(
+                Some(r.addr.to_string()),
+                r.declared_at.clone(),
+                msg,
+            ));
             return;
         }
         self.resources.insert(r.addr.clone(), r);
@@ -65,7 +70,11 @@ fn lifecycle(v: &Value) -> Lifecycle {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -75,7 +84,13 @@ pub fn build_model(
     positions: &BTreeMap<String, String>,
     bound: &Bound,
 ) -> Result<Model, Vec<Diagnostic>> {
-    let mut cx = Ctx { positions, bound, errors: Vec::new(), resources: BTreeMap::new(), explicit: Vec::new() };
+    let mut cx = Ctx {
+        positions,
+        bound,
+        errors: Vec::new(),
+        resources: BTreeMap::new(),
+        explicit: Vec::new(),
+    };
     let providers = obj(config.get("providers").unwrap_or(&Value::Null));
     let mut server_provider: BTreeMap<Name, String> = BTreeMap::new();
 
@@ -125,7 +140,11 @@ pub fn build_model(
                 at,
                 format!("depends_on names {d}, which is not declared"),
             )),
-            Err(e) => cx.errors.push(Diagnostic::new(Some(addr.to_string()), at, format!("depends_on: {e}"))),
+            Err(e) => cx.errors.push(Diagnostic::new(
+                Some(addr.to_string()),
+                at,
+                format!("depends_on: {e}"),
+            )),
         }
     }
 
@@ -135,7 +154,11 @@ pub fn build_model(
     for r in cx.resources.values() {
         let mut found = Vec::new();
         if let Err(e) = find_refs(&r.config, "", &mut found) {
-            cx.errors.push(Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e));
+            cx.errors.push(Diagnostic::new(
+                Some(r.addr.to_string()),
+                r.declared_at.clone(),
+                e,
+            ));
             continue;
         }
         for (path, rp) in found {
@@ -161,13 +184,21 @@ pub fn build_model(
         }
         for (_, rp) in found {
             if let Err(e) = resolve_ref(&rp, &addrs) {
-                cx.err(None, &key, format!("outputs.{oname} refers to {rp}, but {e}"));
+                cx.err(
+                    None,
+                    &key,
+                    format!("outputs.{oname} refers to {rp}, but {e}"),
+                );
             }
         }
     }
 
     if cx.errors.is_empty() {
-        Ok(Model { resources: cx.resources, outputs, providers })
+        Ok(Model {
+            resources: cx.resources,
+            outputs,
+            providers,
+        })
     } else {
         Err(cx.errors)
     }
@@ -183,7 +214,10 @@ fn push_dep(resources: &mut BTreeMap<Address, Resource>, addr: &Address, dep: Ad
 
 /// Splits a reference into the address it targets and the attribute path, given the declared
 /// addresses (`cluster.a.b.x` is component `b`'s attribute when that component exists).
-pub fn resolve_ref(rp: &RefPath, addrs: &BTreeSet<Address>) -> Result<(Address, Vec<String>), String> {
+pub fn resolve_ref(
+    rp: &RefPath,
+    addrs: &BTreeSet<Address>,
+) -> Result<(Address, Vec<String>), String> {
     let p = &rp.0;
     let split = |n: usize| -> Result<(Address, Vec<String>), String> {
         let a: Address = p[..n].join(".").parse()?;
@@ -201,8 +235,14 @@ pub fn resolve_ref(rp: &RefPath, addrs: &BTreeSet<Address>) -> Result<(Address, 
             split(2)?
         }
         "taskserv" if p.len() >= 4 => split(3)?,
-        "taskserv" => return Err("a taskserv reference needs taskserv.SERVER.NAME.ATTRIBUTE".into()),
-        other => return Err(format!("{other:?} is not a resource kind (server, taskserv, cluster)")),
+        "taskserv" => {
+            return Err("a taskserv reference needs taskserv.SERVER.NAME.ATTRIBUTE".into())
+        }
+        other => {
+            return Err(format!(
+                "{other:?} is not a resource kind (server, taskserv, cluster)"
+            ))
+        }
     };
     if addrs.contains(&candidate.0) {
         Ok(candidate)
@@ -212,7 +252,12 @@ pub fn resolve_ref(rp: &RefPath, addrs: &BTreeSet<Address>) -> Result<(Address, 
 }
 
 /// Loads one server and its taskservs; returns its provider name.
-fn load_server(cx: &mut Ctx, name: &Name, srv: &Value, providers: &Map<String, Value>) -> Option<String> {
+fn load_server(
+    cx: &mut Ctx,
+    name: &Name,
+    srv: &Value,
+    providers: &Map<String, Value>,
+) -> Option<String> {
     let addr = Address::Server(name.clone());
     let key = format!("servers.{name}");
     let provider = str_field(srv, "provider").unwrap_or_default().to_string();
@@ -220,13 +265,25 @@ fn load_server(cx: &mut Ctx, name: &Name, srv: &Value, providers: &Map<String, V
         cx.err(
             Some(&addr),
             &key,
-            format!("unknown provider {provider:?} (known: {})", cx.bound.registry().provider_names().join(", ")),
+            format!(
+                "unknown provider {provider:?} (known: {})",
+                cx.bound.registry().provider_names().join(", ")
+            ),
         );
         return None;
     }
-    let defaults = providers.get(&provider).and_then(|p| p.get("defaults")).cloned().unwrap_or(Value::Null);
+    let defaults = providers
+        .get(&provider)
+        .and_then(|p| p.get("defaults"))
+        .cloned()
+        .unwrap_or(Value::Null);
     let mut config = Map::new();
-    config.insert("hostname".into(), srv.get("hostname").cloned().unwrap_or_else(|| Value::String(name.to_string())));
+    config.insert(
+        "hostname".into(),
+        srv.get("hostname")
+            .cloned()
+            .unwrap_or_else(|| Value::String(name.to_string())),
+    );
     for k in ["plan", "zone"] {
         match srv.get(k).or_else(|| defaults.get(k)) {
             Some(v) => {
@@ -239,7 +296,14 @@ fn load_server(cx: &mut Ctx, name: &Name, srv: &Value, providers: &Map<String, V
             ),
         }
     }
-    for k in ["os", "ssh_keys", "tags", "firewall_rules", "storage", "network"] {
+    for k in [
+        "os",
+        "ssh_keys",
+        "tags",
+        "firewall_rules",
+        "storage",
+        "network",
+    ] {
         if let Some(v) = srv.get(k).or_else(|| defaults.get(k)) {
             config.insert(k.into(), v.clone());
         }
@@ -258,11 +322,19 @@ fn load_server(cx: &mut Ctx, name: &Name, srv: &Value, providers: &Map<String, V
     });
 
     let taskservs = obj(srv.get("taskservs").unwrap_or(&Value::Null));
-    let default_ts = cx.bound.provider(&provider).ok().and_then(|p| p.default_taskserv().map(str::to_string));
+    let default_ts = cx
+        .bound
+        .provider(&provider)
+        .ok()
+        .and_then(|p| p.default_taskserv().map(str::to_string));
     for (tname, ts) in &taskservs {
         let tkey = format!("{key}.taskservs.{tname}");
         let Ok(tn) = Name::new(tname) else {
-            cx.err(Some(&addr), &tkey, format!("taskservs.{tname}: invalid taskserv name"));
+            cx.err(
+                Some(&addr),
+                &tkey,
+                format!("taskservs.{tname}: invalid taskserv name"),
+            );
             continue;
         };
         let taddr = Address::Taskserv(name.clone(), tn);
@@ -284,12 +356,23 @@ fn load_server(cx: &mut Ctx, name: &Name, srv: &Value, providers: &Map<String, V
         }
         let mut deps = vec![addr.clone()];
         let mut config = Map::new();
-        for k in ["version", "settings", "on_error", "max_retries", "health_check"] {
+        for k in [
+            "version",
+            "settings",
+            "on_error",
+            "max_retries",
+            "health_check",
+        ] {
             if let Some(v) = ts.get(k) {
                 config.insert(k.into(), v.clone());
             }
         }
-        for d in ts.get("depends_on").and_then(Value::as_array).cloned().unwrap_or_default() {
+        for d in ts
+            .get("depends_on")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
             let (dname, kind) = match &d {
                 Value::String(s) => (s.clone(), "Requires".to_string()),
                 other => (
@@ -340,7 +423,11 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
                 first_provider.get_or_insert_with(|| server_provider[&n].clone());
                 deps.push(Address::Server(n));
             }
-            _ => cx.err(Some(&addr), &key, format!("servers names {s:?}, but server.{s} is not declared")),
+            _ => cx.err(
+                Some(&addr),
+                &key,
+                format!("servers names {s:?}, but server.{s} is not declared"),
+            ),
         }
     }
     let implementation = match str_field(cl, "implementation") {
@@ -370,7 +457,9 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
     for k in ["components", "depends_on", "lifecycle", "implementation"] {
         config.remove(k);
     }
-    config.entry("name").or_insert_with(|| Value::String(name.to_string()));
+    config
+        .entry("name")
+        .or_insert_with(|| Value::String(name.to_string()));
     for d in strings(cl.get("depends_on")) {
         cx.explicit.push((addr.clone(), d));
     }
@@ -385,7 +474,11 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
         declared_at,
     });
 
-    let comps: Vec<Value> = cl.get("components").and_then(Value::as_array).cloned().unwrap_or_default();
+    let comps: Vec<Value> = cl
+        .get("components")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let enabled: BTreeSet<String> = comps
         .iter()
         .filter(|c| c.get("enabled").and_then(Value::as_bool).unwrap_or(true))
@@ -398,7 +491,11 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
         let cname = str_field(&c, "name").unwrap_or_default().to_string();
         let ckey = format!("{key}.components.{cname}");
         let Ok(cn) = Name::new(&cname) else {
-            cx.err(Some(&addr), &ckey, format!("component {cname:?}: invalid name"));
+            cx.err(
+                Some(&addr),
+                &ckey,
+                format!("component {cname:?}: invalid name"),
+            );
             continue;
         };
         let caddr = Address::Component(name.clone(), cn);

@@ -15,7 +15,11 @@ impl Name {
         if s.is_empty() || s.len() > 63 {
             return Err(format!("name {s:?} must be 1 to 63 characters long"));
         }
-        if !ok_first || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !ok_first
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(format!(
                 "name {s:?} may only hold letters, digits, '-' and '_', and must start with a letter or digit"
             ));
@@ -209,7 +213,12 @@ mod tests {
 
     #[test]
     fn addresses_round_trip_and_reject_garbage() {
-        for s in ["server.web-01", "taskserv.web-01.redis", "cluster.bk", "cluster.bk.registry"] {
+        for s in [
+            "server.web-01",
+            "taskserv.web-01.redis",
+            "cluster.bk",
+            "cluster.bk.registry",
+        ] {
             let a: Address = s.parse().unwrap();
             assert_eq!(a.to_string(), s);
         }
@@ -217,7 +226,15 @@ mod tests {
             "taskserv.web-01.redis".parse::<Address>().unwrap().parent(),
             Some("server.web-01".parse().unwrap())
         );
-        for s in ["server", "server.", "vm.x", "server.a.b", "server.-x", "server.a b", "taskserv.x"] {
+        for s in [
+            "server",
+            "server.",
+            "vm.x",
+            "server.a.b",
+            "server.-x",
+            "server.a b",
+            "taskserv.x",
+        ] {
             assert!(s.parse::<Address>().is_err(), "{s} should be rejected");
         }
     }

@@ -43,18 +43,38 @@ pub struct Loaded {
 
 fn hash_json(v: &serde_json::Value) -> String {
     let bytes = serde_json::to_vec(v).expect("JSON serialises");
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Evaluates the configuration and builds the model and graph; every problem found is reported.
-pub fn load(ws: &Workspace, registry: &Registry, eval: &EvalOptions) -> Result<Loaded, EngineError> {
+pub fn load(
+    ws: &Workspace,
+    registry: &Registry,
+    eval: &EvalOptions,
+) -> Result<Loaded, EngineError> {
     let evaluated = config::evaluate(&ws.dir, eval)?;
-    let providers = evaluated.value.get("providers").and_then(|p| p.as_object()).cloned().unwrap_or_default();
+    let providers = evaluated
+        .value
+        .get("providers")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
     let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
-    let model = build_model(&evaluated.value, &evaluated.positions, &bound).map_err(EngineError::Invalid)?;
+    let model = build_model(&evaluated.value, &evaluated.positions, &bound)
+        .map_err(EngineError::Invalid)?;
     let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
     let config_hash = hash_json(&evaluated.value);
-    Ok(Loaded { workspace: ws.clone(), evaluated, model, graph, bound, config_hash })
+    Ok(Loaded {
+        workspace: ws.clone(),
+        evaluated,
+        model,
+        graph,
+        bound,
+        config_hash,
+    })
 }
 
 /// Binds the registry for applying a saved plan (no evaluation: the plan is the whole contract).
@@ -78,9 +98,19 @@ pub async fn validate(loaded: &Loaded) -> Result<Vec<String>, EngineError> {
     used.dedup();
     for name in used {
         let p = loaded.bound.provider(name)?;
-        let v = p.validate_config(&loaded.bound.provider_settings(name)).await?;
-        errors.extend(v.errors.into_iter().map(|e| Diagnostic::new(None, None, format!("providers.{name}: {e}"))));
-        warnings.extend(v.warnings.into_iter().map(|w| format!("providers.{name}: {w}")));
+        let v = p
+            .validate_config(&loaded.bound.provider_settings(name))
+            .await?;
+        errors.extend(
+            v.errors
+                .into_iter()
+                .map(|e| Diagnostic::new(None, None, format!("providers.{name}: {e}"))),
+        );
+        warnings.extend(
+            v.warnings
+                .into_iter()
+                .map(|w| format!("providers.{name}: {w}")),
+        );
     }
     if errors.is_empty() {
         Ok(warnings)
@@ -90,9 +120,20 @@ pub async fn validate(loaded: &Loaded) -> Result<Vec<String>, EngineError> {
 }
 
 /// `prov plan`: diff the loaded configuration against the state.
-pub fn plan(loaded: &Loaded, state: &dyn StateRead, opts: &PlanOptions) -> Result<Plan, EngineError> {
+pub fn plan(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    opts: &PlanOptions,
+) -> Result<Plan, EngineError> {
     let snap = state.snapshot()?;
-    make_plan(&loaded.model, &loaded.graph, &snap, &loaded.bound, opts, &loaded.config_hash)
+    make_plan(
+        &loaded.model,
+        &loaded.graph,
+        &snap,
+        &loaded.bound,
+        opts,
+        &loaded.config_hash,
+    )
 }
 
 /// `prov apply`: carry out a plan (fresh or saved) against the state it was made from.

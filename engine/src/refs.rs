@@ -77,7 +77,11 @@ pub fn find_refs(v: &Value, path: &str, out: &mut Vec<(String, RefPath)>) -> Res
         }
         Value::Object(o) => {
             for (k, x) in o {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 find_refs(x, &p, out)?;
             }
         }
@@ -127,8 +131,14 @@ pub fn substitute(
             let segs = parse_template(s)?;
             if let [Segment::Ref(r)] = segs.as_slice() {
                 return Ok(match lookup(r)? {
-                    Resolved::Known(x) => Substituted { value: x, unknown: Value::Bool(false) },
-                    Resolved::Unknown => Substituted { value: Value::Null, unknown: Value::Bool(true) },
+                    Resolved::Known(x) => Substituted {
+                        value: x,
+                        unknown: Value::Bool(false),
+                    },
+                    Resolved::Unknown => Substituted {
+                        value: Value::Null,
+                        unknown: Value::Bool(true),
+                    },
                 });
             }
             let mut text = String::new();
@@ -139,12 +149,18 @@ pub fn substitute(
                         Resolved::Known(Value::String(x)) => text.push_str(&x),
                         Resolved::Known(x) => text.push_str(&x.to_string()),
                         Resolved::Unknown => {
-                            return Ok(Substituted { value: Value::Null, unknown: Value::Bool(true) })
+                            return Ok(Substituted {
+                                value: Value::Null,
+                                unknown: Value::Bool(true),
+                            })
                         }
                     },
                 }
             }
-            Ok(Substituted { value: Value::String(text), unknown: Value::Bool(false) })
+            Ok(Substituted {
+                value: Value::String(text),
+                unknown: Value::Bool(false),
+            })
         }
         Value::Array(a) => {
             let mut vals = Vec::with_capacity(a.len());
@@ -154,7 +170,10 @@ pub fn substitute(
                 vals.push(s.value);
                 unk.push(s.unknown);
             }
-            Ok(Substituted { value: Value::Array(vals), unknown: Value::Array(unk) })
+            Ok(Substituted {
+                value: Value::Array(vals),
+                unknown: Value::Array(unk),
+            })
         }
         Value::Object(o) => {
             let mut vals = serde_json::Map::with_capacity(o.len());
@@ -166,9 +185,15 @@ pub fn substitute(
                     unk.insert(k.clone(), s.unknown);
                 }
             }
-            Ok(Substituted { value: Value::Object(vals), unknown: Value::Object(unk) })
+            Ok(Substituted {
+                value: Value::Object(vals),
+                unknown: Value::Object(unk),
+            })
         }
-        other => Ok(Substituted { value: other.clone(), unknown: Value::Bool(false) }),
+        other => Ok(Substituted {
+            value: other.clone(),
+            unknown: Value::Bool(false),
+        }),
     }
 }
 
@@ -197,23 +222,37 @@ mod tests {
             segs,
             vec![
                 Segment::Lit("http://".into()),
-                Segment::Ref(RefPath(vec!["server".into(), "web-01".into(), "public_ip".into()])),
+                Segment::Ref(RefPath(vec![
+                    "server".into(),
+                    "web-01".into(),
+                    "public_ip".into()
+                ])),
                 Segment::Lit(":80/${not.a.ref}".into()),
             ]
         );
         assert!(parse_template("${server.x").is_err());
         assert!(parse_template("${server.x}").is_err());
-        assert_eq!(parse_template("cost: $5").unwrap(), vec![Segment::Lit("cost: $5".into())]);
+        assert_eq!(
+            parse_template("cost: $5").unwrap(),
+            vec![Segment::Lit("cost: $5".into())]
+        );
     }
 
     #[test]
     fn substitutes_whole_and_interpolated_and_unknown() {
         let v = json!({"a": "${server.x.port}", "b": "p=${server.x.port}", "c": ["${server.y.ip}"], "d": "$${x}"});
         let s = substitute(&v, &mut |r| {
-            Ok(if r.0[1] == "x" { Resolved::Known(json!(80)) } else { Resolved::Unknown })
+            Ok(if r.0[1] == "x" {
+                Resolved::Known(json!(80))
+            } else {
+                Resolved::Unknown
+            })
         })
         .unwrap();
-        assert_eq!(s.value, json!({"a": 80, "b": "p=80", "c": [null], "d": "${x}"}));
+        assert_eq!(
+            s.value,
+            json!({"a": 80, "b": "p=80", "c": [null], "d": "${x}"})
+        );
         assert_eq!(s.unknown, json!({"c": [true]}));
         assert!(!s.is_fully_known());
     }

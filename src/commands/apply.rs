@@ -23,7 +23,10 @@ pub fn run(
     lock: &LockArgs,
 ) -> CmdResult {
     let paint = Paint { on: ctx.color };
-    let apply_opts = ApplyOptions { parallelism };
+    let apply_opts = ApplyOptions {
+        parallelism,
+        ..ApplyOptions::default()
+    };
     let saved = target.map(|t| ctx.base.join(t)).filter(|p| p.is_file());
     if let Some(path) = saved {
         if args.destroy || !args.targets.is_empty() || !args.replace.is_empty() {
@@ -33,12 +36,25 @@ pub fn run(
         let ws = ctx.workspace(None)?;
         let store = ctx.open_state(&ws, "apply", lock.lock_timeout, true)?;
         let bound = ops::bind_for_plan(&ws, &ctx.registry, &plan);
-        return execute(&plan, Some(&path), bound, Arc::new(store), &apply_opts, json, paint);
+        return execute(
+            &plan,
+            Some(&path),
+            bound,
+            Arc::new(store),
+            &apply_opts,
+            json,
+            paint,
+        );
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
-    let store = ctx.open_state(&ws, if args.destroy { "destroy" } else { "apply" }, lock.lock_timeout, true)?;
+    let store = ctx.open_state(
+        &ws,
+        if args.destroy { "destroy" } else { "apply" },
+        lock.lock_timeout,
+        true,
+    )?;
     let plan = ops::plan(&loaded, &store, &opts)?;
     if !json {
         print!("{}", text::plan(&plan, paint));
@@ -50,7 +66,15 @@ pub fn run(
         println!("Apply cancelled; nothing was changed.");
         return Ok(1);
     }
-    execute(&plan, None, loaded.bound.clone(), Arc::new(store), &apply_opts, json, paint)
+    execute(
+        &plan,
+        None,
+        loaded.bound.clone(),
+        Arc::new(store),
+        &apply_opts,
+        json,
+        paint,
+    )
 }
 
 fn confirm(plan: &Plan) -> Result<bool, Failure> {
@@ -79,9 +103,33 @@ fn execute(
 ) -> CmdResult {
     let rt = runtime()?;
     let sink = progress::sink(json, paint);
+    rt.spawn(on_signals(opts.interrupt.clone()));
     let report = rt.block_on(ops::apply(plan, plan_path, bound, store, opts, sink))?;
     if !json {
         print!("\n{}", progress::summary(&report, paint));
     }
     Ok(if report.ok() { 0 } else { 1 })
+}
+
+/// First SIGINT/SIGTERM: start nothing new, let running steps finish and be recorded. Second: exit.
+async fn on_signals(flag: Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if n > 0 {
+            eprintln!("Second interrupt: exiting now. Steps that were running may be unrecorded.");
+            std::process::exit(130);
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!("Interrupt received: starting nothing new, waiting for running steps to finish and be recorded (interrupt again to exit now).");
+    }
 }

@@ -25,21 +25,69 @@ pub type CmdResult = Result<u8, Failure>;
 
 /// A tokio runtime for commands that talk to implementations.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure(format!("starting the async runtime: {e}")))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(format!("starting the async runtime: {e}")))
 }
 
 pub fn run(ctx: &Context, cmd: Command) -> u8 {
     let r = match cmd {
         Command::Validate { dir, json } => validate::run(ctx, dir.as_deref(), json),
-        Command::Plan { dir, plan, out, detailed_exitcode, json, lock } => {
-            plan::run(ctx, dir.as_deref(), &plan, out.as_deref(), detailed_exitcode, json, &lock)
-        }
-        Command::Apply { target, plan, auto_approve, parallelism, json, lock } => {
-            apply::run(ctx, target.as_deref(), &plan, auto_approve, parallelism, json, &lock)
-        }
-        Command::Destroy { dir, targets, auto_approve, parallelism, json, lock } => {
-            let plan = crate::cli::PlanArgs { destroy: true, targets, replace: Vec::new() };
-            apply::run(ctx, dir.as_deref(), &plan, auto_approve, parallelism, json, &lock)
+        Command::Plan {
+            dir,
+            plan,
+            out,
+            detailed_exitcode,
+            json,
+            lock,
+        } => plan::run(
+            ctx,
+            dir.as_deref(),
+            &plan,
+            out.as_deref(),
+            detailed_exitcode,
+            json,
+            &lock,
+        ),
+        Command::Apply {
+            target,
+            plan,
+            auto_approve,
+            parallelism,
+            json,
+            lock,
+        } => apply::run(
+            ctx,
+            target.as_deref(),
+            &plan,
+            auto_approve,
+            parallelism,
+            json,
+            &lock,
+        ),
+        Command::Destroy {
+            dir,
+            targets,
+            auto_approve,
+            parallelism,
+            json,
+            lock,
+        } => {
+            let plan = crate::cli::PlanArgs {
+                destroy: true,
+                targets,
+                replace: Vec::new(),
+            };
+            apply::run(
+                ctx,
+                dir.as_deref(),
+                &plan,
+                auto_approve,
+                parallelism,
+                json,
+                &lock,
+            )
         }
         Command::Show { plan, json } => show::run(ctx, plan.as_deref(), json),
         Command::Graph { dir } => graph::run(ctx, dir.as_deref()),

@@ -13,7 +13,10 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
     match name {
         Some(n) => {
             let v = outputs.get(n).ok_or_else(|| {
-                Failure(format!("no output {n:?} in the state (outputs: {})", outputs.keys().cloned().collect::<Vec<_>>().join(", ")))
+                Failure(format!(
+                    "no output {n:?} in the state (outputs: {})",
+                    outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
             })?;
             match (json, v) {
                 (false, serde_json::Value::String(s)) => println!("{s}"),

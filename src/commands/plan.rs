@@ -13,9 +13,18 @@ use std::path::Path;
 /// Turns the plan flags into engine options, validating each address.
 pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
     let parse = |v: &[String], flag: &str| -> Result<Vec<Address>, super::Failure> {
-        v.iter().map(|s| s.parse().map_err(|e| super::Failure(format!("{flag} {s}: {e}")))).collect()
+        v.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| super::Failure(format!("{flag} {s}: {e}")))
+            })
+            .collect()
     };
-    Ok(PlanOptions { destroy: a.destroy, targets: parse(&a.targets, "--target")?, replace: parse(&a.replace, "--replace")? })
+    Ok(PlanOptions {
+        destroy: a.destroy,
+        targets: parse(&a.targets, "--target")?,
+        replace: parse(&a.replace, "--replace")?,
+    })
 }
 
 pub fn run(
@@ -40,7 +49,11 @@ pub fn run(
     } else {
         print!("{}", text::plan(&plan, Paint { on: ctx.color }));
         if let Some(path) = out {
-            println!("\nSaved the plan to {}. Apply exactly this plan with: prov apply {}", path.display(), path.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with: prov apply {}",
+                path.display(),
+                path.display()
+            );
         }
     }
     Ok(if detailed && plan.has_changes() { 2 } else { 0 })

@@ -35,7 +35,15 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
         println!("The state is empty.");
     }
     for r in snap.resources.values() {
-        println!("{} ({}{})", r.address, r.implementation, r.provider_id.as_ref().map(|i| format!(", id {i}")).unwrap_or_default());
+        println!(
+            "{} ({}{})",
+            r.address,
+            r.implementation,
+            r.provider_id
+                .as_ref()
+                .map(|i| format!(", id {i}"))
+                .unwrap_or_default()
+        );
         super::state::print_record_attrs(r);
     }
     Ok(0)

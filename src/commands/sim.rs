@@ -39,7 +39,10 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let s = world.add_unmanaged_server(&hostname, BTreeMap::from([(TAG_WORKSPACE.to_string(), name)]))?;
+            let s = world.add_unmanaged_server(
+                &hostname,
+                BTreeMap::from([(TAG_WORKSPACE.to_string(), name)]),
+            )?;
             println!("added unmanaged server {} ({})", s.hostname, s.id);
         }
         SimCommand::StopTaskserv { server, name } => {

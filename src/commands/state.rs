@@ -30,14 +30,32 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 println!("{a}");
             }
         }
-        StateCommand::Show { address, json, lock } => {
-            address.parse::<prov_engine::model::Address>().map_err(Failure)?;
+        StateCommand::Show {
+            address,
+            json,
+            lock,
+        } => {
+            address
+                .parse::<prov_engine::model::Address>()
+                .map_err(Failure)?;
             let store = ctx.open_state(&ws, "state show", lock.lock_timeout, false)?;
-            let r = store.record(&address)?.ok_or_else(|| Failure(format!("{address} is not in the state (see `prov state list`)")))?;
+            let r = store.record(&address)?.ok_or_else(|| {
+                Failure(format!(
+                    "{address} is not in the state (see `prov state list`)"
+                ))
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("{} ({}{})", r.address, r.implementation, r.provider_id.as_ref().map(|i| format!(", id {i}")).unwrap_or_default());
+                println!(
+                    "{} ({}{})",
+                    r.address,
+                    r.implementation,
+                    r.provider_id
+                        .as_ref()
+                        .map(|i| format!(", id {i}"))
+                        .unwrap_or_default()
+                );
                 print_record_attrs(&r);
             }
         }

@@ -10,7 +10,14 @@ pub fn run(ctx: &Context, dir: Option<&Path>, json: bool) -> CmdResult {
     let ws = ctx.workspace(dir)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
     let warnings = runtime()?.block_on(ops::validate(&loaded))?;
-    let count = |k: ResourceKind| loaded.model.resources.values().filter(|r| r.kind() == k).count();
+    let count = |k: ResourceKind| {
+        loaded
+            .model
+            .resources
+            .values()
+            .filter(|r| r.kind() == k)
+            .count()
+    };
     if json {
         let v = serde_json::json!({
             "valid": true,

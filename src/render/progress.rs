@@ -62,24 +62,64 @@ pub fn sink(json: bool, paint: Paint) -> EventSink {
             None => println!("{address}: {}...", ing(step)),
         },
         Event::Output { address, line: l } => line(&bar, paint.dim(&format!("{address}: {l}"))),
-        Event::Succeeded { address, step, elapsed } => {
+        Event::Succeeded {
+            address,
+            step,
+            elapsed,
+        } => {
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            line(&bar, format!("{address}: {} ({:.1}s)", paint.green(ed(step)), elapsed.as_secs_f64()));
+            line(
+                &bar,
+                format!(
+                    "{address}: {} ({:.1}s)",
+                    paint.green(ed(step)),
+                    elapsed.as_secs_f64()
+                ),
+            );
         }
-        Event::Failed { address, step, error } => {
+        Event::Failed {
+            address,
+            step,
+            error,
+        } => {
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            line(&bar, format!("{address}: {} to {}: {error}", paint.red("failed"), step.verb()));
+            line(
+                &bar,
+                format!(
+                    "{address}: {} to {}: {error}",
+                    paint.red("failed"),
+                    step.verb()
+                ),
+            );
         }
-        Event::Skipped { address, step, because } => {
+        Event::Skipped {
+            address,
+            step,
+            because,
+        } => {
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            line(&bar, format!("{address}: {} ({} not done: {because} failed)", paint.yellow("skipped"), step.verb()));
+            line(
+                &bar,
+                format!(
+                    "{address}: {} ({} not done: {because} failed)",
+                    paint.yellow("skipped"),
+                    step.verb()
+                ),
+            );
         }
+        Event::Interrupted { address, step } => line(
+            &bar,
+            format!(
+                "{address}: {} (interrupted)",
+                paint.yellow(&format!("{} not started", step.verb()))
+            ),
+        ),
         Event::StateWritten { .. } => {}
         Event::ApplyFinished { .. } => {
             if let Some(b) = &bar {
@@ -94,19 +134,44 @@ pub fn summary(r: &ApplyReport, paint: Paint) -> String {
     let mut s = String::new();
     let head = format!(
         "Apply {}: {} succeeded, {} failed, {} skipped ({:.1}s).",
-        if r.ok() { "complete" } else { "incomplete" },
+        if r.ok() {
+            "complete"
+        } else if r.interrupted.is_empty() {
+            "incomplete"
+        } else {
+            "interrupted"
+        },
         r.succeeded.len(),
         r.failed.len(),
         r.skipped.len(),
         r.elapsed.as_secs_f64()
     );
-    s.push_str(&if r.ok() { paint.green(&paint.bold(&head)) } else { paint.red(&paint.bold(&head)) });
+    s.push_str(&if r.ok() {
+        paint.green(&paint.bold(&head))
+    } else {
+        paint.red(&paint.bold(&head))
+    });
     s.push('\n');
     for (a, step, e) in &r.failed {
-        s.push_str(&format!("  {} {a} ({}): {e}\n", paint.red("failed:"), step.verb()));
+        s.push_str(&format!(
+            "  {} {a} ({}): {e}\n",
+            paint.red("failed:"),
+            step.verb()
+        ));
     }
     for (a, step, b) in &r.skipped {
-        s.push_str(&format!("  {} {a} ({}): depends on {b}, which failed\n", paint.yellow("skipped:"), step.verb()));
+        s.push_str(&format!(
+            "  {} {a} ({}): depends on {b}, which failed\n",
+            paint.yellow("skipped:"),
+            step.verb()
+        ));
+    }
+    if !r.interrupted.is_empty() {
+        s.push_str(&format!(
+            "  {} {} steps were not started\n",
+            paint.yellow("interrupted:"),
+            r.interrupted.len()
+        ));
     }
     if !r.ok() {
         s.push_str("Every step that succeeded is recorded in the state; fix the cause and run apply again to finish the rest.\n");

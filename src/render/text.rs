@@ -48,9 +48,16 @@ fn resource(out: &mut String, c: &ResourceChange, paint: Paint) {
     let what = match &c.action {
         Action::Create => "will be created".to_string(),
         Action::Update => "will be updated in place".to_string(),
-        Action::Replace { reason, create_before_destroy } => format!(
+        Action::Replace {
+            reason,
+            create_before_destroy,
+        } => format!(
             "will be replaced{}: {reason}",
-            if *create_before_destroy { " (new one first)" } else { "" }
+            if *create_before_destroy {
+                " (new one first)"
+            } else {
+                ""
+            }
         ),
         Action::Delete { reason } => format!("will be destroyed: {reason}"),
         Action::NoOp => "unchanged".to_string(),
@@ -86,11 +93,17 @@ fn flatten(prefix: &str, v: &Value, unknown: &Value, rows: &mut Vec<(String, Str
     match v {
         Value::Object(o) if !o.is_empty() => {
             for (k, x) in o {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&p, x, unknown.get(k).unwrap_or(&Value::Bool(false)), rows);
             }
         }
-        _ if unknown == &Value::Bool(true) => rows.push((prefix.to_string(), "(known after apply)".into())),
+        _ if unknown == &Value::Bool(true) => {
+            rows.push((prefix.to_string(), "(known after apply)".into()))
+        }
         Value::Array(a) if a.iter().any(Value::is_object) => {
             let items: String = a.iter().map(|x| format!("\n          {x},")).collect();
             rows.push((prefix.to_string(), format!("[{items}\n        ]")));
@@ -112,22 +125,34 @@ pub fn value(v: &Value) -> String {
 fn as_lines(before: Option<&Value>, after: Option<&Value>) -> Option<(String, String)> {
     let lines = |v: Option<&Value>| -> Option<String> {
         match v? {
-            Value::String(s) if s.contains('\n') => Some(if s.ends_with('\n') { s.clone() } else { format!("{s}\n") }),
-            Value::Array(a) if a.iter().any(Value::is_object) => Some(a.iter().map(|x| format!("{x}\n")).collect()),
+            Value::String(s) if s.contains('\n') => Some(if s.ends_with('\n') {
+                s.clone()
+            } else {
+                format!("{s}\n")
+            }),
+            Value::Array(a) if a.iter().any(Value::is_object) => {
+                Some(a.iter().map(|x| format!("{x}\n")).collect())
+            }
             _ => None,
         }
     };
     match (lines(before), lines(after)) {
         (None, None) => None,
         (b, a) => Some((
-            b.or_else(|| before.filter(|v| !v.is_null()).map(|v| format!("{v}\n"))).unwrap_or_default(),
-            a.or_else(|| after.filter(|v| !v.is_null()).map(|v| format!("{v}\n"))).unwrap_or_default(),
+            b.or_else(|| before.filter(|v| !v.is_null()).map(|v| format!("{v}\n")))
+                .unwrap_or_default(),
+            a.or_else(|| after.filter(|v| !v.is_null()).map(|v| format!("{v}\n")))
+                .unwrap_or_default(),
         )),
     }
 }
 
 fn attr(out: &mut String, d: &AttrDiff, w: usize, paint: Paint) {
-    let note = if d.forces_replacement { paint.red("  # forces replacement") } else { String::new() };
+    let note = if d.forces_replacement {
+        paint.red("  # forces replacement")
+    } else {
+        String::new()
+    };
     let before = d.before.as_ref();
     let after = d.after.as_ref();
     if let Some((b, a)) = as_lines(before, after).filter(|_| !d.unknown) {
@@ -137,14 +162,24 @@ fn attr(out: &mut String, d: &AttrDiff, w: usize, paint: Paint) {
             let line = change.value().trim_end_matches('\n');
             let _ = match change.tag() {
                 similar::ChangeTag::Equal => writeln!(out, "            {line}"),
-                similar::ChangeTag::Delete => writeln!(out, "          {}", paint.red(&format!("- {line}"))),
-                similar::ChangeTag::Insert => writeln!(out, "          {}", paint.green(&format!("+ {line}"))),
+                similar::ChangeTag::Delete => {
+                    writeln!(out, "          {}", paint.red(&format!("- {line}")))
+                }
+                similar::ChangeTag::Insert => {
+                    writeln!(out, "          {}", paint.green(&format!("+ {line}")))
+                }
             };
         }
         return;
     }
     let (sym, text) = match (before, after, d.unknown) {
-        (_, _, true) => (paint.yellow("~"), format!("{} -> (known after apply)", before.map(value).unwrap_or("null".into()))),
+        (_, _, true) => (
+            paint.yellow("~"),
+            format!(
+                "{} -> (known after apply)",
+                before.map(value).unwrap_or("null".into())
+            ),
+        ),
         (None, Some(a), _) => (paint.green("+"), value(a)),
         (Some(b), None, _) => (paint.red("-"), format!("{} -> null", value(b))),
         (Some(b), Some(a), _) => (paint.yellow("~"), format!("{} -> {}", value(b), value(a))),

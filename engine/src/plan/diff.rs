@@ -12,7 +12,9 @@ pub fn diff(before: &Value, after: &Value, unknown: &Value, ignore: &[String]) -
 }
 
 fn ignored(path: &str, ignore: &[String]) -> bool {
-    ignore.iter().any(|i| path == i || path.starts_with(&format!("{i}.")))
+    ignore
+        .iter()
+        .any(|i| path == i || path.starts_with(&format!("{i}.")))
 }
 
 fn is_unknown(u: &Value) -> bool {
@@ -24,7 +26,14 @@ fn is_unknown(u: &Value) -> bool {
     }
 }
 
-fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, unknown: &Value, ignore: &[String], out: &mut Vec<AttrDiff>) {
+fn walk(
+    path: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    unknown: &Value,
+    ignore: &[String],
+    out: &mut Vec<AttrDiff>,
+) {
     if !path.is_empty() && ignored(path, ignore) {
         return;
     }
@@ -33,7 +42,11 @@ fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, unknown: &Val
         keys.sort();
         keys.dedup();
         for k in keys {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             let u = unknown.get(k).unwrap_or(&Value::Bool(false));
             walk(&p, b.get(k), a.get(k), u, ignore, out);
         }

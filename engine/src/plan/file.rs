@@ -32,8 +32,13 @@ enum ActionV1 {
     NoOp,
     Create,
     Update,
-    Replace { reason: String, create_before_destroy: bool },
-    Delete { reason: String },
+    Replace {
+        reason: String,
+        create_before_destroy: bool,
+    },
+    Delete {
+        reason: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,10 +93,16 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                     Action::NoOp => ActionV1::NoOp,
                     Action::Create => ActionV1::Create,
                     Action::Update => ActionV1::Update,
-                    Action::Replace { reason, create_before_destroy } => {
-                        ActionV1::Replace { reason: reason.clone(), create_before_destroy: *create_before_destroy }
-                    }
-                    Action::Delete { reason } => ActionV1::Delete { reason: reason.clone() },
+                    Action::Replace {
+                        reason,
+                        create_before_destroy,
+                    } => ActionV1::Replace {
+                        reason: reason.clone(),
+                        create_before_destroy: *create_before_destroy,
+                    },
+                    Action::Delete { reason } => ActionV1::Delete {
+                        reason: reason.clone(),
+                    },
                 },
                 before: c.before.clone(),
                 after: c.after.clone(),
@@ -130,7 +141,13 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
                 ActionV1::NoOp => Action::NoOp,
                 ActionV1::Create => Action::Create,
                 ActionV1::Update => Action::Update,
-                ActionV1::Replace { reason, create_before_destroy } => Action::Replace { reason, create_before_destroy },
+                ActionV1::Replace {
+                    reason,
+                    create_before_destroy,
+                } => Action::Replace {
+                    reason,
+                    create_before_destroy,
+                },
                 ActionV1::Delete { reason } => Action::Delete { reason },
             },
             before: c.before,
@@ -186,24 +203,44 @@ pub fn to_bytes(p: &Plan) -> Vec<u8> {
 
 /// Parses a plan file, checking format, version and checksum.
 pub fn from_bytes(bytes: &[u8]) -> Result<Plan, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not a prov plan file (invalid JSON: {e})"))?;
-    let body = v.get("plan").ok_or("not a prov plan file (no \"plan\" field)")?;
-    let fmt = body.get("format").and_then(Value::as_str).unwrap_or_default();
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not a prov plan file (invalid JSON: {e})"))?;
+    let body = v
+        .get("plan")
+        .ok_or("not a prov plan file (no \"plan\" field)")?;
+    let fmt = body
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if fmt != PLAN_FORMAT {
         return Err(format!("not a prov plan file (format {fmt:?})"));
     }
-    let ver = body.get("format_version").and_then(Value::as_u64).unwrap_or(0);
+    let ver = body
+        .get("format_version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     if ver != u64::from(PLAN_FORMAT_VERSION) {
         return Err(format!(
             "plan format version {ver} is not supported by this prov (it reads version {PLAN_FORMAT_VERSION}); make the plan again with this version"
         ));
     }
-    let want = v.get("checksum").and_then(Value::as_str).unwrap_or_default();
-    let got = checksum(serde_json::to_string(body).map_err(|e| e.to_string())?.as_bytes());
+    let want = v
+        .get("checksum")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let got = checksum(
+        serde_json::to_string(body)
+            .map_err(|e| e.to_string())?
+            .as_bytes(),
+    );
     if want != got {
-        return Err("checksum mismatch: the plan file was modified or truncated after it was written".into());
+        return Err(
+            "checksum mismatch: the plan file was modified or truncated after it was written"
+                .into(),
+        );
     }
-    let f: PlanFileV1 = serde_json::from_value(body.clone()).map_err(|e| format!("malformed plan: {e}"))?;
+    let f: PlanFileV1 =
+        serde_json::from_value(body.clone()).map_err(|e| format!("malformed plan: {e}"))?;
     from_v1(f)
 }
 
@@ -211,16 +248,30 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Plan, String> {
 pub fn write(path: &Path, p: &Plan) -> Result<(), EngineError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |e| EngineError::Io { context: format!("writing plan file {}", path.display()), source: e };
+    let io = |e| EngineError::Io {
+        context: format!("writing plan file {}", path.display()),
+        source: e,
+    };
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(&to_bytes(p)).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
 pub fn read(path: &Path) -> Result<Plan, EngineError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| EngineError::PlanFile { path: path.to_path_buf(), detail: e.to_string() })?;
-    from_bytes(&bytes).map_err(|detail| EngineError::PlanFile { path: path.to_path_buf(), detail })
+    let bytes = std::fs::read(path).map_err(|e| EngineError::PlanFile {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    from_bytes(&bytes).map_err(|detail| EngineError::PlanFile {
+        path: path.to_path_buf(),
+        detail,
+    })
 }

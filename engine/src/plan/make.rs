@@ -32,7 +32,11 @@ pub fn parse_records(snap: &Snapshot) -> Result<BTreeMap<Address, &ResourceRecor
     let mut out = BTreeMap::new();
     for (k, r) in &snap.resources {
         let a: Address = k.parse().map_err(|e: String| {
-            EngineError::Invalid(vec![Diagnostic::new(Some(k.clone()), None, format!("state record has an invalid address: {e}"))])
+            EngineError::Invalid(vec![Diagnostic::new(
+                Some(k.clone()),
+                None,
+                format!("state record has an invalid address: {e}"),
+            )])
         })?;
         out.insert(a, r);
     }
@@ -40,7 +44,10 @@ pub fn parse_records(snap: &Snapshot) -> Result<BTreeMap<Address, &ResourceRecor
 }
 
 fn prior_deps(rec: &ResourceRecord) -> Vec<Address> {
-    rec.dependencies.iter().filter_map(|d| d.parse().ok()).collect()
+    rec.dependencies
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .collect()
 }
 
 /// Merges recorded outputs under the attributes: what `${...}` can refer to.
@@ -66,7 +73,11 @@ pub fn make_plan(
     let mut errors = Vec::new();
     for a in opts.targets.iter().chain(&opts.replace) {
         if !model.resources.contains_key(a) && !records.contains_key(a) {
-            errors.push(Diagnostic::new(Some(a.to_string()), None, "is neither declared nor in the state"));
+            errors.push(Diagnostic::new(
+                Some(a.to_string()),
+                None,
+                "is neither declared nor in the state",
+            ));
         }
     }
     if !errors.is_empty() {
@@ -88,7 +99,8 @@ pub fn make_plan(
                 let (target, attr) = resolve_ref(rp, &addrs)?;
                 if let Some(p) = planned.get(&target) {
                     if let Some(v) = get_path(&p.after, &attr) {
-                        let unk = get_path(&p.unknown, &attr).is_some_and(|u| u != &Value::Bool(false));
+                        let unk =
+                            get_path(&p.unknown, &attr).is_some_and(|u| u != &Value::Bool(false));
                         if !unk && !v.is_null() {
                             return Ok(Resolved::Known(v.clone()));
                         }
@@ -106,18 +118,31 @@ pub fn make_plan(
                 }
             };
             let sub = substitute(&r.config, &mut lookup).map_err(|e| {
-                EngineError::Invalid(vec![Diagnostic::new(Some(a.to_string()), r.declared_at.clone(), e)])
+                EngineError::Invalid(vec![Diagnostic::new(
+                    Some(a.to_string()),
+                    r.declared_at.clone(),
+                    e,
+                )])
             })?;
             let placement_replaced = r.depends_on.iter().find(|d| {
                 let placement = a.parent().as_ref() == Some(*d)
                     || (matches!(a, Address::Cluster(_)) && matches!(d, Address::Server(_)));
-                placement && matches!(actions.get(*d), Some(Action::Replace { .. }) | Some(Action::Create))
+                placement
+                    && matches!(
+                        actions.get(*d),
+                        Some(Action::Replace { .. }) | Some(Action::Create)
+                    )
             });
             let cbd = r.lifecycle.create_before_destroy;
             let (action, diffs) = match rec {
                 None => (Action::Create, Vec::new()),
                 Some(rec) => {
-                    let mut diffs = diff(&rec.attributes, &sub.value, &sub.unknown, &r.lifecycle.ignore_changes);
+                    let mut diffs = diff(
+                        &rec.attributes,
+                        &sub.value,
+                        &sub.unknown,
+                        &r.lifecycle.ignore_changes,
+                    );
                     let forcing: Vec<String> = if matches!(a, Address::Server(_)) {
                         let p = bound.provider(&r.implementation)?;
                         let force = p.replace_on_change();
@@ -132,11 +157,17 @@ pub fn make_plan(
                     } else {
                         Vec::new()
                     };
-                    let replace = |reason: String| Action::Replace { reason, create_before_destroy: cbd };
+                    let replace = |reason: String| Action::Replace {
+                        reason,
+                        create_before_destroy: cbd,
+                    };
                     let action = if opts.replace.contains(a) {
                         replace("requested with --replace".into())
                     } else if rec.implementation != r.implementation {
-                        replace(format!("implementation changes from {:?} to {:?}", rec.implementation, r.implementation))
+                        replace(format!(
+                            "implementation changes from {:?} to {:?}",
+                            rec.implementation, r.implementation
+                        ))
                     } else if let Some(p) = placement_replaced {
                         replace(format!("{p} is replaced"))
                     } else if !forcing.is_empty() {
@@ -150,7 +181,14 @@ pub fn make_plan(
                 }
             };
             let fresh = matches!(action, Action::Create | Action::Replace { .. });
-            planned.insert(a.clone(), Planned { after: sub.value.clone(), unknown: sub.unknown.clone(), fresh });
+            planned.insert(
+                a.clone(),
+                Planned {
+                    after: sub.value.clone(),
+                    unknown: sub.unknown.clone(),
+                    fresh,
+                },
+            );
             if !in_scope(a) {
                 continue;
             }
@@ -178,11 +216,17 @@ pub fn make_plan(
             continue;
         }
         let declared = model.resources.get(a);
-        let reason = if opts.destroy { "destroy requested" } else { "no longer in the configuration" };
+        let reason = if opts.destroy {
+            "destroy requested"
+        } else {
+            "no longer in the configuration"
+        };
         changes.push(ResourceChange {
             address: a.clone(),
             implementation: rec.implementation.clone(),
-            action: Action::Delete { reason: reason.into() },
+            action: Action::Delete {
+                reason: reason.into(),
+            },
             before: Some(rec.attributes.clone()),
             after: None,
             after_unknown: Value::Bool(false),
@@ -198,7 +242,9 @@ pub fn make_plan(
     changes.sort_by(|x, y| x.address.cmp(&y.address));
 
     for c in &changes {
-        if c.lifecycle.prevent_destroy && matches!(c.action, Action::Delete { .. } | Action::Replace { .. }) {
+        if c.lifecycle.prevent_destroy
+            && matches!(c.action, Action::Delete { .. } | Action::Replace { .. })
+        {
             let what = match &c.action {
                 Action::Replace { reason, .. } => format!("replace it ({reason})"),
                 _ => "destroy it".to_string(),
@@ -215,12 +261,20 @@ pub fn make_plan(
     }
     Ok(Plan {
         prov_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: if opts.destroy { PlanMode::Destroy } else { PlanMode::Normal },
+        mode: if opts.destroy {
+            PlanMode::Destroy
+        } else {
+            PlanMode::Normal
+        },
         lineage: snap.meta.lineage.clone(),
         serial: snap.meta.serial,
         config_hash: config_hash.to_string(),
         changes,
-        outputs: if opts.destroy { Default::default() } else { model.outputs.clone() },
+        outputs: if opts.destroy {
+            Default::default()
+        } else {
+            model.outputs.clone()
+        },
         providers: model.providers.clone(),
         targets: opts.targets.clone(),
     })

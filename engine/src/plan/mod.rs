@@ -15,8 +15,13 @@ pub enum Action {
     Update,
     /// Delete and create again, because of `reason`; with `create_before_destroy` the new one
     /// is created first.
-    Replace { reason: String, create_before_destroy: bool },
-    Delete { reason: String },
+    Replace {
+        reason: String,
+        create_before_destroy: bool,
+    },
+    Delete {
+        reason: String,
+    },
 }
 
 impl Action {
@@ -26,8 +31,14 @@ impl Action {
             Action::NoOp => " ",
             Action::Create => "+",
             Action::Update => "~",
-            Action::Replace { create_before_destroy: false, .. } => "-/+",
-            Action::Replace { create_before_destroy: true, .. } => "+/-",
+            Action::Replace {
+                create_before_destroy: false,
+                ..
+            } => "-/+",
+            Action::Replace {
+                create_before_destroy: true,
+                ..
+            } => "+/-",
             Action::Delete { .. } => "-",
         }
     }
@@ -40,8 +51,14 @@ impl Action {
             Action::NoOp => vec!["no-op"],
             Action::Create => vec!["create"],
             Action::Update => vec!["update"],
-            Action::Replace { create_before_destroy: false, .. } => vec!["delete", "create"],
-            Action::Replace { create_before_destroy: true, .. } => vec!["create", "delete"],
+            Action::Replace {
+                create_before_destroy: false,
+                ..
+            } => vec!["delete", "create"],
+            Action::Replace {
+                create_before_destroy: true,
+                ..
+            } => vec!["create", "delete"],
             Action::Delete { .. } => vec!["delete"],
         }
     }
