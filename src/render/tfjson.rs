@@ -41,11 +41,32 @@ pub fn plan(p: &Plan) -> Value {
             rc
         })
         .collect();
+    let planned: Vec<Value> = p
+        .changes
+        .iter()
+        .filter(|c| !matches!(c.action, Action::Delete { .. }))
+        .zip(
+            changes
+                .iter()
+                .filter(|rc| rc["change"]["actions"] != json!(["delete"])),
+        )
+        .map(|(c, rc)| {
+            json!({
+                "address": rc["address"], "mode": "managed", "type": rc["type"], "name": rc["name"],
+                "provider_name": rc["provider_name"],
+                "values": c.after.clone().or_else(|| c.before.clone()).unwrap_or(Value::Null),
+                "sensitive_values": {},
+            })
+        })
+        .collect();
     json!({
         "format_version": FORMAT_VERSION,
         "terraform_version": format!("prov-{}", p.prov_version),
         "prov": { "lineage": p.lineage, "serial": p.serial, "config_hash": p.config_hash, "mode": if p.mode == PlanMode::Destroy { "destroy" } else { "normal" } },
+        "planned_values": { "root_module": { "resources": planned } },
         "resource_changes": changes,
+        "applyable": p.has_changes(),
+        "complete": true,
         "errored": false,
     })
 }

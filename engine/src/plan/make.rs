@@ -181,11 +181,24 @@ pub fn make_plan(
                 }
             };
             let fresh = matches!(action, Action::Create | Action::Replace { .. });
+            let (mut after, mut after_unknown) = (sub.value, sub.unknown);
+            if fresh && matches!(a, Address::Server(_)) {
+                // What the provider computes is unknown until the server exists.
+                let p = bound.provider(&r.implementation)?;
+                if let (Value::Object(v), Value::Object(u)) = (&mut after, &mut after_unknown) {
+                    for k in p.computed_attributes() {
+                        if !v.contains_key(*k) {
+                            v.insert(k.to_string(), Value::Null);
+                            u.insert(k.to_string(), Value::Bool(true));
+                        }
+                    }
+                }
+            }
             planned.insert(
                 a.clone(),
                 Planned {
-                    after: sub.value.clone(),
-                    unknown: sub.unknown.clone(),
+                    after: after.clone(),
+                    unknown: after_unknown.clone(),
                     fresh,
                 },
             );
@@ -198,8 +211,8 @@ pub fn make_plan(
                 implementation: r.implementation.clone(),
                 action,
                 before: rec.map(|x| x.attributes.clone()),
-                after: Some(sub.value),
-                after_unknown: sub.unknown,
+                after: Some(after),
+                after_unknown,
                 config: Some(r.config.clone()),
                 diffs,
                 depends_on: r.depends_on.clone(),

@@ -147,6 +147,10 @@ pub trait Provider: Send + Sync {
     fn replace_on_change(&self) -> &[&str] {
         &["zone", "os"]
     }
+    /// Server attributes known only once the server exists (shown as "known after apply").
+    fn computed_attributes(&self) -> &[&str] {
+        &["id", "public_ip", "private_ip"]
+    }
     /// The taskserv implementation used on this provider's servers when a taskserv names none.
     fn default_taskserv(&self) -> Option<&str> {
         None
