@@ -608,7 +608,15 @@ fn prepare(
         (Step::Destroy, _) | (_, None) => None,
         (_, Some(cfg)) => {
             let mut lookup = |rp: &RefPath| lookup_record(rp, records, addrs);
-            Some(substitute(cfg, &mut lookup)?.value)
+            let mut v = substitute(cfg, &mut lookup)?.value;
+            if let (Step::Update, Some(p)) = (step, &prior) {
+                crate::plan::diff::keep_ignored(
+                    &mut v,
+                    &p.attributes,
+                    &change.lifecycle.ignore_changes,
+                );
+            }
+            Some(v)
         }
     };
     let attrs_for_placement = resolved

@@ -16,7 +16,8 @@
 //!
 //! # Versions
 //! A taskserv's available versions are `settings.available_versions` (strings) or, by default,
-//! [`DEFAULT_VERSIONS`]; "latest" (or no version) means the highest of them.
+//! [`DEFAULT_VERSIONS`]; "latest" (or no version) means the highest of them. Without
+//! `available_versions` any explicit version installs.
 //!
 //! # Environment (the taskserv factory gets no settings)
 //! - `PROV_SIM_LATENCY_MS`: every call sleeps this long first (default 0).
@@ -357,12 +358,22 @@ fn available_versions(req: &TaskservRequest) -> OpResult<Vec<String>> {
     Ok(versions)
 }
 
+fn has_release_list(req: &TaskservRequest) -> bool {
+    !matches!(
+        req.settings.get("available_versions"),
+        None | Some(Value::Null)
+    )
+}
+
 /// The concrete version `wanted` means ("latest" or none: the highest available).
 fn resolve_version(req: &TaskservRequest, wanted: Option<&str>) -> OpResult<String> {
     let versions = available_versions(req)?;
     match wanted {
         None | Some("latest") => Ok(versions.last().cloned().unwrap_or_default()),
         Some(v) if versions.iter().any(|a| a == v) => Ok(v.to_string()),
+        // Without a declared release list any explicit version installs: the simulation has no
+        // real catalogue to hold it against.
+        Some(v) if !has_release_list(req) => Ok(v.to_string()),
         Some(v) => Err((
             ErrorKind::Invalid,
             format!(

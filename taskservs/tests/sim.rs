@@ -211,11 +211,6 @@ async fn lifecycle() {
     assert_eq!(check.current.as_deref(), Some("1.1.0"));
     assert_eq!(check.latest.as_deref(), Some("2.0.0"));
     assert!(check.update_available);
-    let e = assert_kind(ts.upgrade(&r, "9.9.9").await, ErrorKind::Invalid);
-    assert!(
-        e.message.contains("9.9.9") && e.message.contains("1.0.0, 1.1.0, 2.0.0"),
-        "{e}"
-    );
 
     ts.restart(&r).await.unwrap();
     assert_eq!(ts.status(&r).await.unwrap().detail["restarts"], 1);

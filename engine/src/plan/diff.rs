@@ -11,6 +11,43 @@ pub fn diff(before: &Value, after: &Value, unknown: &Value, ignore: &[String]) -
     out
 }
 
+/// Keeps the recorded value at every `ignore_changes` path, so an ignored difference is neither
+/// planned nor sent to the provider (Terraform's semantics).
+pub fn keep_ignored(after: &mut Value, before: &Value, ignore: &[String]) {
+    for path in ignore {
+        let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+        let old = crate::refs::get_path(before, &parts).cloned();
+        set_path(after, &parts, old);
+    }
+}
+
+fn set_path(v: &mut Value, parts: &[String], new: Option<Value>) {
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for p in parents {
+        match cur {
+            Value::Object(o) => {
+                cur = o
+                    .entry(p.clone())
+                    .or_insert_with(|| Value::Object(Default::default()))
+            }
+            _ => return,
+        }
+    }
+    if let Value::Object(o) = cur {
+        match new {
+            Some(x) => {
+                o.insert(last.clone(), x);
+            }
+            None => {
+                o.remove(last);
+            }
+        }
+    }
+}
+
 fn ignored(path: &str, ignore: &[String]) -> bool {
     ignore
         .iter()

@@ -117,13 +117,20 @@ pub fn make_plan(
                     None => Ok(Resolved::Unknown),
                 }
             };
-            let sub = substitute(&r.config, &mut lookup).map_err(|e| {
+            let mut sub = substitute(&r.config, &mut lookup).map_err(|e| {
                 EngineError::Invalid(vec![Diagnostic::new(
                     Some(a.to_string()),
                     r.declared_at.clone(),
                     e,
                 )])
             })?;
+            if let Some(rec) = rec {
+                super::diff::keep_ignored(
+                    &mut sub.value,
+                    &rec.attributes,
+                    &r.lifecycle.ignore_changes,
+                );
+            }
             let placement_replaced = r.depends_on.iter().find(|d| {
                 let placement = a.parent().as_ref() == Some(*d)
                     || (matches!(a, Address::Cluster(_)) && matches!(d, Address::Server(_)));

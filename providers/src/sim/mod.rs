@@ -80,6 +80,7 @@ impl SimProvider {
         &self.world
     }
 
+    /// The options in effect (settings, then environment fallbacks).
     pub fn options(&self) -> &SimOptions {
         &self.opts
     }

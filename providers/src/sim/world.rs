@@ -56,6 +56,8 @@ const PUBLIC_RANGES: &[([u8; 3], u32)] = &[
     ([198, 18, 0], 512),
 ];
 const HOSTS_PER_NET: u32 = 254;
+/// How often (in slots) the `ips/.next` hint is rewritten; a power of two (tested with a mask).
+const HINT_EVERY: u32 = 32;
 /// How many servers can exist at once (one address slot each).
 pub const POOL_SIZE: u32 = (1 + 1 + 1 + 512) * HOSTS_PER_NET;
 
@@ -563,9 +565,12 @@ impl World {
                 Ok(mut f) => {
                     // The content only guards the release; a torn claim merely leaks one slot.
                     let _ = f.write_all(id.as_bytes());
-                    // The hint spares the next process a probe through every claimed slot; a
-                    // stale hint only costs probes, so a failed write is ignored.
-                    let _ = files::write_json_atomic(&hint_path, &(u64::from(slot) + 1));
+                    // The hint spares the next process a probe through every claimed slot. It
+                    // is refreshed every HINT_EVERY claims (a stale hint only costs that many
+                    // probes), and a failed write is ignored for the same reason.
+                    if slot & (HINT_EVERY - 1) == 0 {
+                        let _ = files::write_json_atomic(&hint_path, &(u64::from(slot) + 1));
+                    }
                     return Ok(slot);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
