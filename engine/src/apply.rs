@@ -244,8 +244,12 @@ struct StepInput {
     cluster: Option<ClusterRequest>,
 }
 
+fn put(r: ResourceRecord) -> StepResult {
+    StepResult::Put(Box::new(r))
+}
+
 enum StepResult {
-    Put(ResourceRecord),
+    Put(Box<ResourceRecord>),
     Delete(Address),
     Nothing,
 }
@@ -358,7 +362,7 @@ pub async fn apply(
             match result {
                 Ok(r) => {
                     match &r {
-                        StepResult::Put(rec) => changes.push(Change::Put(rec.clone())),
+                        StepResult::Put(rec) => changes.push(Change::Put((**rec).clone())),
                         StepResult::Delete(a) => changes.push(Change::Delete(a.to_string())),
                         StepResult::Nothing => {}
                     }
@@ -404,7 +408,7 @@ pub async fn apply(
             }
             match r {
                 StepResult::Put(rec) => {
-                    records.insert(address.clone(), rec);
+                    records.insert(address.clone(), *rec);
                 }
                 StepResult::Delete(a) => {
                     records.remove(&a);
@@ -729,12 +733,7 @@ async fn run_step(
             };
             let info = p.create_server(&spec(&resolved, addr)?, &owner).await?;
             let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
-            Ok(StepResult::Put(record(
-                input,
-                resolved,
-                outputs,
-                Some(info.id),
-            )))
+            Ok(put(record(input, resolved, outputs, Some(info.id))))
         }
         (Address::Server(_), Step::Update) => {
             let p = bound.provider(&c.implementation)?;
@@ -770,12 +769,7 @@ async fn run_step(
                 })?
             };
             let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
-            Ok(StepResult::Put(record(
-                input,
-                resolved,
-                outputs,
-                Some(info.id),
-            )))
+            Ok(put(record(input, resolved, outputs, Some(info.id))))
         }
         (Address::Server(_), Step::Destroy) => {
             let p = bound.provider(&c.implementation)?;
@@ -824,9 +818,7 @@ async fn run_step(
                 match r {
                     Err(e) if attempt < retries && !is_not_found(&e) => attempt += 1,
                     Ok(None) => return Ok(destroy_result()),
-                    Ok(Some(outputs)) => {
-                        return Ok(StepResult::Put(record(input, resolved, outputs, None)))
-                    }
+                    Ok(Some(outputs)) => return Ok(put(record(input, resolved, outputs, None))),
                     Err(e) => return Err(e),
                 }
             }
@@ -845,7 +837,7 @@ async fn run_step(
             let r = cl.create(&req).await?;
             let outputs =
                 json!({"status": r.status, "endpoints": r.endpoints, "outputs": r.outputs});
-            Ok(StepResult::Put(record(input, resolved, outputs, None)))
+            Ok(put(record(input, resolved, outputs, None)))
         }
         (Address::Component(..), step) => {
             let cl = bound.cluster(&c.implementation)?;
@@ -911,7 +903,7 @@ async fn run_step(
                 }
             };
             let outputs = serde_json::to_value(&status).unwrap_or(Value::Null);
-            Ok(StepResult::Put(record(input, resolved, outputs, None)))
+            Ok(put(record(input, resolved, outputs, None)))
         }
     }
 }
