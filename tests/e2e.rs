@@ -533,3 +533,34 @@ fn sigint_stops_starting_steps_and_records_finished_ones() {
     ws.prov(&["apply", "--auto-approve"]).ok();
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 }
+
+#[test]
+fn output_only_changes_are_planned_and_applied() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.write(&TWO_SERVERS.replace(
+        "outputs = {",
+        r#"outputs = { db_ip = "${server.db.private_ip}", "#,
+    ));
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("Changes to outputs:")
+        .has("+ db_ip = \"10.");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["output", "db_ip"]).ok().has("10.");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+}
+
+#[test]
+fn bad_input_unknown_taskserv_implementation() {
+    bad_input(
+        r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a",
+             taskservs = { redis = { implementation = "nope" } } } } }"#,
+        &[
+            "taskserv.web.redis",
+            "unknown taskserv \"nope\"",
+            "known: sim",
+            "main.ncl:2:",
+        ],
+    );
+}

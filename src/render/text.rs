@@ -8,7 +8,7 @@ use std::fmt::Write;
 pub fn plan(p: &Plan, paint: Paint) -> String {
     let mut out = String::new();
     let changed: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.action.is_noop()).collect();
-    if changed.is_empty() {
+    if changed.is_empty() && p.output_changes.is_empty() {
         out.push_str("No changes. The infrastructure matches the configuration.\n");
         return out;
     }
@@ -19,6 +19,38 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     let _ = writeln!(out, "{head}\n");
     for c in changed {
         resource(&mut out, c, paint);
+        out.push('\n');
+    }
+    if !p.output_changes.is_empty() {
+        out.push_str("Changes to outputs:\n");
+        for o in &p.output_changes {
+            let line = match (&o.before, &o.after) {
+                (None, Some(a)) => format!("{} {} = {}", paint.green("+"), o.name, value(a)),
+                (None, None) => format!("{} {} = (known after apply)", paint.green("+"), o.name),
+                (Some(b), Some(a)) => format!(
+                    "{} {} = {} -> {}",
+                    paint.yellow("~"),
+                    o.name,
+                    value(b),
+                    value(a)
+                ),
+                (Some(b), None)
+                    if p.mode == PlanMode::Normal && !p.outputs.contains_key(&o.name) =>
+                {
+                    format!("{} {} = {}", paint.red("-"), o.name, value(b))
+                }
+                (Some(b), None) if p.mode == PlanMode::Destroy => {
+                    format!("{} {} = {}", paint.red("-"), o.name, value(b))
+                }
+                (Some(b), None) => format!(
+                    "{} {} = {} -> (known after apply)",
+                    paint.yellow("~"),
+                    o.name,
+                    value(b)
+                ),
+            };
+            let _ = writeln!(out, "  {line}");
+        }
         out.push('\n');
     }
     let s = p.summary();

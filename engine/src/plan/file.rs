@@ -1,6 +1,6 @@
 //! The persisted plan file: a versioned JSON format kept apart from the in-memory `Plan`, with a checksum.
 
-use super::{Action, AttrDiff, Plan, PlanMode, ResourceChange};
+use super::{Action, AttrDiff, OutputChange, Plan, PlanMode, ResourceChange};
 use crate::error::EngineError;
 use crate::model::{Address, Lifecycle};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,14 @@ struct PlanFileV1 {
     outputs: serde_json::Map<String, Value>,
     providers: serde_json::Map<String, Value>,
     changes: Vec<ChangeV1>,
+    output_changes: Vec<OutputChangeV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutputChangeV1 {
+    name: String,
+    before: Option<Value>,
+    after: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,6 +91,15 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
         targets: addrs(&p.targets),
         outputs: p.outputs.clone(),
         providers: p.providers.clone(),
+        output_changes: p
+            .output_changes
+            .iter()
+            .map(|o| OutputChangeV1 {
+                name: o.name.clone(),
+                before: o.before.clone(),
+                after: o.after.clone(),
+            })
+            .collect(),
         changes: p
             .changes
             .iter()
@@ -186,6 +203,15 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         outputs: f.outputs,
         providers: f.providers,
         targets: addrs(&f.targets)?,
+        output_changes: f
+            .output_changes
+            .into_iter()
+            .map(|o| OutputChange {
+                name: o.name,
+                before: o.before,
+                after: o.after,
+            })
+            .collect(),
     })
 }
 

@@ -1,11 +1,11 @@
 //! Makes the plan: desired model vs recorded state, resource by resource in dependency order.
 
-use super::{diff::diff, Action, Plan, PlanMode, ResourceChange};
+use super::{diff::diff, Action, OutputChange, Plan, PlanMode, ResourceChange};
 use crate::error::{Diagnostic, EngineError};
 use crate::graph::Graph;
 use crate::load::{resolve_ref, Model};
 use crate::model::{Address, Lifecycle};
-use crate::refs::{get_path, substitute, Resolved};
+use crate::refs::{get_path, substitute, RefPath, Resolved};
 use crate::registry::Bound;
 use prov_state::{ResourceRecord, Snapshot};
 use serde_json::Value;
@@ -25,6 +25,35 @@ struct Planned {
     after: Value,
     unknown: Value,
     fresh: bool,
+}
+
+/// Resolves a reference while planning: from the planned value of its target where known, else
+/// unknown when the target is (re)created, else from the target's record.
+fn plan_lookup(
+    rp: &RefPath,
+    planned: &HashMap<Address, Planned>,
+    records: &BTreeMap<Address, &ResourceRecord>,
+    addrs: &BTreeSet<Address>,
+) -> Result<Resolved, String> {
+    let (target, attr) = resolve_ref(rp, addrs)?;
+    if let Some(p) = planned.get(&target) {
+        if let Some(v) = get_path(&p.after, &attr) {
+            let unk = get_path(&p.unknown, &attr).is_some_and(|u| u != &Value::Bool(false));
+            if !unk && !v.is_null() {
+                return Ok(Resolved::Known(v.clone()));
+            }
+        }
+        if p.fresh {
+            return Ok(Resolved::Unknown);
+        }
+    }
+    match records.get(&target) {
+        Some(tr) => get_path(&referable(&tr.attributes, &tr.outputs), &attr)
+            .cloned()
+            .map(Resolved::Known)
+            .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join("."))),
+        None => Ok(Resolved::Unknown),
+    }
 }
 
 /// Parses the records' addresses; a record whose address does not parse is corrupt state.
@@ -95,28 +124,7 @@ pub fn make_plan(
         for a in &graph.order {
             let r = &model.resources[a];
             let rec = records.get(a).copied();
-            let mut lookup = |rp: &crate::refs::RefPath| -> Result<Resolved, String> {
-                let (target, attr) = resolve_ref(rp, &addrs)?;
-                if let Some(p) = planned.get(&target) {
-                    if let Some(v) = get_path(&p.after, &attr) {
-                        let unk =
-                            get_path(&p.unknown, &attr).is_some_and(|u| u != &Value::Bool(false));
-                        if !unk && !v.is_null() {
-                            return Ok(Resolved::Known(v.clone()));
-                        }
-                    }
-                    if p.fresh {
-                        return Ok(Resolved::Unknown);
-                    }
-                }
-                match records.get(&target) {
-                    Some(tr) => get_path(&referable(&tr.attributes, &tr.outputs), &attr)
-                        .cloned()
-                        .map(Resolved::Known)
-                        .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join("."))),
-                    None => Ok(Resolved::Unknown),
-                }
-            };
+            let mut lookup = |rp: &RefPath| plan_lookup(rp, &planned, &records, &addrs);
             let mut sub = substitute(&r.config, &mut lookup).map_err(|e| {
                 EngineError::Invalid(vec![Diagnostic::new(
                     Some(a.to_string()),
@@ -279,7 +287,13 @@ pub fn make_plan(
     if !errors.is_empty() {
         return Err(EngineError::Invalid(errors));
     }
+    let output_changes = if opts.targets.is_empty() {
+        output_changes(model, snap, opts.destroy, &planned, &records, &addrs)
+    } else {
+        Vec::new()
+    };
     Ok(Plan {
+        output_changes,
         prov_version: env!("CARGO_PKG_VERSION").to_string(),
         mode: if opts.destroy {
             PlanMode::Destroy
@@ -333,4 +347,45 @@ fn scope(
 /// Lifecycle for callers that only have a record.
 pub fn no_lifecycle() -> Lifecycle {
     Lifecycle::default()
+}
+
+/// Outputs whose value would change: new, removed, different, or not known until apply.
+fn output_changes(
+    model: &Model,
+    snap: &Snapshot,
+    destroy: bool,
+    planned: &HashMap<Address, Planned>,
+    records: &BTreeMap<Address, &ResourceRecord>,
+    addrs: &BTreeSet<Address>,
+) -> Vec<OutputChange> {
+    let mut out = Vec::new();
+    if !destroy {
+        for (name, v) in &model.outputs {
+            let mut lookup = |rp: &RefPath| plan_lookup(rp, planned, records, addrs);
+            let before = snap.outputs.get(name).cloned();
+            let after = substitute(v, &mut lookup)
+                .ok()
+                .filter(|s| s.is_fully_known())
+                .map(|s| s.value);
+            if after.is_none() || after != before {
+                out.push(OutputChange {
+                    name: name.clone(),
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+    for (name, v) in &snap.outputs {
+        if destroy || !model.outputs.contains_key(name) {
+            out.push(OutputChange {
+                name: name.clone(),
+                before: Some(v.clone()),
+                after: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|a, b| a.name == b.name);
+    out
 }

@@ -128,6 +128,17 @@ pub struct Plan {
     /// Provider settings the plan is applied with.
     pub providers: serde_json::Map<String, Value>,
     pub targets: Vec<Address>,
+    /// Outputs that would change (after None: removed, or known only after apply).
+    pub output_changes: Vec<OutputChange>,
+}
+
+/// One workspace output's planned change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputChange {
+    pub name: String,
+    pub before: Option<Value>,
+    /// None when removed or not known until apply (then `before` tells which).
+    pub after: Option<Value>,
 }
 
 /// Counts for the summary line.
@@ -157,6 +168,6 @@ impl Plan {
         self.changes.iter().any(|c| !c.action.is_noop()) || self.outputs_changed()
     }
     fn outputs_changed(&self) -> bool {
-        false
+        !self.output_changes.is_empty()
     }
 }
