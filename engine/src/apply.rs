@@ -665,6 +665,14 @@ fn is_not_found(e: &ExtError) -> bool {
     e.kind == ErrorKind::NotFound
 }
 
+/// A destroy of something already gone has reached its goal.
+fn already_gone_ok(r: Result<(), ExtError>) -> Result<(), ExtError> {
+    match r {
+        Err(e) if is_not_found(&e) => Ok(()),
+        other => other,
+    }
+}
+
 fn record(
     input: &StepInput,
     attributes: Value,
@@ -774,11 +782,7 @@ async fn run_step(
         (Address::Server(_), Step::Destroy) => {
             let p = bound.provider(&c.implementation)?;
             if let Some(id) = old_id() {
-                match p.delete_server(&id).await {
-                    Ok(()) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(e),
-                }
+                already_gone_ok(p.delete_server(&id).await)?;
             }
             Ok(destroy_result())
         }
@@ -827,11 +831,7 @@ async fn run_step(
             let cl = bound.cluster(&c.implementation)?;
             let req = input.cluster.clone().expect("prepared");
             if step == Step::Destroy {
-                match cl.delete(&req).await {
-                    Ok(()) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(e),
-                }
+                already_gone_ok(cl.delete(&req).await)?;
                 return Ok(destroy_result());
             }
             let r = cl.create(&req).await?;
@@ -858,11 +858,7 @@ async fn run_step(
             };
             let status = match step {
                 Step::Destroy => {
-                    match cl.remove_component(&req).await {
-                        Ok(()) => {}
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => return Err(e),
-                    }
+                    already_gone_ok(cl.remove_component(&req).await)?;
                     return Ok(destroy_result());
                 }
                 Step::Create => cl.deploy_component(&req).await?,
@@ -924,11 +920,7 @@ async fn taskserv_step(
     };
     match step {
         Step::Create => Ok(Some(outputs(t.install(req).await?))),
-        Step::Destroy => match t.uninstall(req).await {
-            Ok(()) => Ok(None),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e),
-        },
+        Step::Destroy => already_gone_ok(t.uninstall(req).await).map(|()| None),
         Step::Update => {
             let before = input
                 .prior

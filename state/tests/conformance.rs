@@ -55,7 +55,18 @@ fn mode(path: &Path) -> u32 {
 
 /// Writes `raw` under `address` straight into the sled trees, as a newer or broken prov would.
 fn sled_put_raw(dir: &Path, tree: &str, key: &str, raw: &[u8]) {
-    let db = sled::Config::new().path(dir).open().unwrap();
+    // sled's background threads may hold its directory lock briefly after a store is dropped.
+    let t0 = std::time::Instant::now();
+    let db = loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => break db,
+            Err(e) if t0.elapsed() < std::time::Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening sled at {}: {e}", dir.display()),
+        }
+    };
     db.open_tree(tree).unwrap().insert(key, raw).unwrap();
     db.flush().unwrap();
 }
