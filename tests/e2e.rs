@@ -564,3 +564,30 @@ fn bad_input_unknown_taskserv_implementation() {
         ],
     );
 }
+
+#[test]
+fn apply_json_emits_one_event_per_line() {
+    let ws = Ws::new(TWO_SERVERS);
+    let out = ws.prov(&["apply", "--auto-approve", "--json"]).ok().stdout;
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"apply_started"));
+    assert_eq!(kinds.last(), Some(&"apply_finished"));
+    assert_eq!(kinds.iter().filter(|k| **k == "succeeded").count(), 3);
+    // Each resource is recorded before anything that depends on it starts.
+    let pos = |kind: &str, addr: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == kind && e["address"] == addr)
+            .unwrap()
+    };
+    assert!(pos("succeeded", "server.db") < pos("running", "taskserv.db.redis"));
+    assert!(pos("succeeded", "server.db") < pos("running", "server.web"));
+    assert!(events.iter().any(|e| e["event"] == "state_written"));
+}
