@@ -591,3 +591,52 @@ fn apply_json_emits_one_event_per_line() {
     assert!(pos("succeeded", "server.db") < pos("running", "server.web"));
     assert!(events.iter().any(|e| e["event"] == "state_written"));
 }
+
+#[test]
+fn create_before_destroy_replaces_new_first() {
+    let cfg = r#"{ servers = {
+      web = { provider = "sim", plan = "small", zone = "sim-a", lifecycle = { create_before_destroy = true } },
+      app = { provider = "sim", plan = "small", zone = "sim-a", tags = { web = "${server.web.private_ip}" } },
+    } }"#;
+    let ws = Ws::new(cfg);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let old = ws
+        .prov(&["state", "show", "server.web", "--json"])
+        .ok()
+        .stdout;
+    ws.write(&cfg.replacen("sim-a", "sim-b", 1));
+    ws.prov(&["plan"])
+        .ok()
+        .has("+/- server.web")
+        .has("(new one first)")
+        .has("~ server.app");
+    let out = ws.prov(&["apply", "--auto-approve", "--json"]).ok().stdout;
+    let steps: Vec<(String, String)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "succeeded")
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap().to_string(),
+                e["step"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let at = |a: &str, s: &str| steps.iter().position(|x| x.0 == a && x.1 == s).unwrap();
+    assert!(at("server.web", "create") < at("server.app", "update"));
+    assert!(
+        at("server.app", "update") < at("server.web", "destroy"),
+        "{steps:?}"
+    );
+    let new = ws
+        .prov(&["state", "show", "server.web", "--json"])
+        .ok()
+        .stdout;
+    assert_ne!(old, new);
+    assert_eq!(
+        ws.prov(&["sim", "list"]).ok().stdout.lines().count(),
+        2,
+        "the old server is gone"
+    );
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+}
