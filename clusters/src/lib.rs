@@ -1,6 +1,5 @@
 //! prov's clusters: implementations of the engine's `Cluster` trait (currently `sim`).
 
-mod files;
 pub mod sim;
 
 use prov_engine::registry::Registry;

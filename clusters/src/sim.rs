@@ -23,8 +23,8 @@
 //!
 //! Both are read once, when the cluster implementation is built.
 
-use crate::files;
 use async_trait::async_trait;
+use prov_engine::fsutil;
 use prov_engine::registry::{ClusterFactory, ExtContext};
 use prov_engine::traits::{
     Cluster, ClusterRequest, ClusterResult, ClusterStatus, ComponentRequest, ComponentStatus,
@@ -123,13 +123,13 @@ struct ClusterPaths {
 }
 
 impl ClusterPaths {
-    fn lock(&self) -> OpResult<files::StripeLock> {
+    fn lock(&self) -> OpResult<fsutil::StripeLock> {
         std::fs::create_dir_all(&self.locks).map_err(io_fail(&self.locks))?;
-        files::lock_stripe(&self.locks, &format!("clusters/{}", self.name))
+        fsutil::lock_stripe(&self.locks, &format!("clusters/{}", self.name))
             .map_err(io_fail(&self.locks))
     }
     fn read(&self) -> OpResult<Option<ClusterRecord>> {
-        files::read_json(&self.file).map_err(io_fail(&self.file))
+        fsutil::read_json(&self.file).map_err(io_fail(&self.file))
     }
     fn existing(&self) -> OpResult<ClusterRecord> {
         self.read()?.ok_or_else(|| {
@@ -142,10 +142,10 @@ impl ClusterPaths {
     fn write(&self, rec: &ClusterRecord) -> OpResult<()> {
         let parent = self.file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io_fail(parent))?;
-        files::write_json_atomic(&self.file, rec).map_err(io_fail(&self.file))
+        fsutil::write_json_atomic(&self.file, rec).map_err(io_fail(&self.file))
     }
     fn component_file(&self, component: &str) -> OpResult<PathBuf> {
-        if !files::is_safe_component(component) {
+        if !fsutil::is_safe_component(component) {
             return Err((
                 ErrorKind::Invalid,
                 format!("invalid component name {component:?}"),
@@ -155,12 +155,12 @@ impl ClusterPaths {
     }
     fn read_component(&self, component: &str) -> OpResult<Option<ComponentRecord>> {
         let f = self.component_file(component)?;
-        files::read_json(&f).map_err(io_fail(&f))
+        fsutil::read_json(&f).map_err(io_fail(&f))
     }
     fn write_component(&self, rec: &ComponentRecord) -> OpResult<()> {
         std::fs::create_dir_all(&self.components).map_err(io_fail(&self.components))?;
         let f = self.component_file(&rec.name)?;
-        files::write_json_atomic(&f, rec).map_err(io_fail(&f))
+        fsutil::write_json_atomic(&f, rec).map_err(io_fail(&f))
     }
     fn list_components(&self) -> OpResult<Vec<ComponentRecord>> {
         let entries = match std::fs::read_dir(&self.components) {
@@ -171,11 +171,13 @@ impl ClusterPaths {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_fail(&self.components))?;
-            if !files::is_data_file(&entry.file_name().to_string_lossy()) {
+            if !fsutil::is_data_file(&entry.file_name().to_string_lossy()) {
                 continue;
             }
             let path = entry.path();
-            if let Some(rec) = files::read_json::<ComponentRecord>(&path).map_err(io_fail(&path))? {
+            if let Some(rec) =
+                fsutil::read_json::<ComponentRecord>(&path).map_err(io_fail(&path))?
+            {
                 out.push(rec);
             }
         }
@@ -244,7 +246,7 @@ impl SimCluster {
     }
 
     fn paths(&self, cluster: &str) -> OpResult<ClusterPaths> {
-        if !files::is_safe_component(cluster) {
+        if !fsutil::is_safe_component(cluster) {
             return Err((
                 ErrorKind::Invalid,
                 format!("invalid cluster name {cluster:?}"),
@@ -309,7 +311,7 @@ impl SimCluster {
                 )
             })?;
             change(&mut rec);
-            rec.updated_at = Some(files::now_rfc3339());
+            rec.updated_at = Some(fsutil::now_rfc3339());
             p.write_component(&rec)?;
             Ok(rec.status())
         })
@@ -370,13 +372,13 @@ impl Cluster for SimCluster {
             let created_at = p
                 .read()?
                 .map(|r| r.created_at)
-                .unwrap_or_else(files::now_rfc3339);
+                .unwrap_or_else(fsutil::now_rfc3339);
             let rec = ClusterRecord {
                 name: p.name.clone(),
                 config,
                 servers,
                 created_at,
-                updated_at: Some(files::now_rfc3339()),
+                updated_at: Some(fsutil::now_rfc3339()),
             };
             p.write(&rec)?;
             Ok(ClusterResult {
@@ -399,8 +401,8 @@ impl Cluster for SimCluster {
             let _lock = p.lock()?;
             p.existing()?;
             // Components first, the record last: an interrupted delete is found and redone.
-            files::remove_dir_all(&p.dir).map_err(io_fail(&p.dir))?;
-            files::remove_file(&p.file).map_err(io_fail(&p.file))?;
+            fsutil::remove_dir_all(&p.dir).map_err(io_fail(&p.dir))?;
+            fsutil::remove_file(&p.file).map_err(io_fail(&p.file))?;
             Ok(())
         })
         .await
@@ -499,7 +501,7 @@ impl Cluster for SimCluster {
             status: "running".into(),
             replicas,
             config: cfg.clone(),
-            deployed_at: files::now_rfc3339(),
+            deployed_at: fsutil::now_rfc3339(),
             restarts: 0,
             updated_at: None,
         };
@@ -535,7 +537,7 @@ impl Cluster for SimCluster {
         self.blocking(OP, &req.address, &req.cluster.name, move |p| {
             let _lock = p.lock()?;
             let f = p.component_file(&component)?;
-            if files::remove_file(&f).map_err(io_fail(&f))? {
+            if fsutil::remove_file(&f).map_err(io_fail(&f))? {
                 Ok(())
             } else {
                 Err((

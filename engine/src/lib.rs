@@ -4,6 +4,7 @@ pub mod apply;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fsutil;
 pub mod graph;
 pub mod load;
 pub mod model;

@@ -1,6 +1,5 @@
 //! prov's providers: implementations of the engine's `Provider` trait (currently `sim`).
 
-mod files;
 pub mod sim;
 
 use prov_engine::registry::Registry;

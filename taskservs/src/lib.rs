@@ -1,6 +1,5 @@
 //! prov's taskservs: implementations of the engine's `TaskServ` trait (currently `sim`).
 
-mod files;
 pub mod sim;
 
 use prov_engine::registry::Registry;

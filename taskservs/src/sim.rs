@@ -26,8 +26,8 @@
 //!
 //! Both are read once, when the taskserv is built.
 
-use crate::files;
 use async_trait::async_trait;
+use prov_engine::fsutil;
 use prov_engine::registry::{ExtContext, TaskservFactory};
 use prov_engine::traits::{
     ErrorKind, ExtError, ExtResult, ServerInfo, ServerStatus, TaskServ, TaskservRequest,
@@ -214,13 +214,13 @@ impl SimTaskServ {
 
     fn paths(&self, req: &TaskservRequest) -> OpResult<TaskservPaths> {
         let (server_id, name) = (&req.server.provider_id, &req.name);
-        if !files::is_safe_component(server_id) {
+        if !fsutil::is_safe_component(server_id) {
             return Err((
                 ErrorKind::Invalid,
                 format!("invalid server id {server_id:?}"),
             ));
         }
-        if !files::is_safe_component(name) {
+        if !fsutil::is_safe_component(name) {
             return Err((
                 ErrorKind::Invalid,
                 format!("invalid taskserv name {name:?}"),
@@ -269,7 +269,7 @@ impl SimTaskServ {
             let _lock = p.lock()?;
             let mut rec = p.read()?.ok_or(missing)?;
             change(&mut rec);
-            rec.updated_at = Some(files::now_rfc3339());
+            rec.updated_at = Some(fsutil::now_rfc3339());
             p.write(&rec)?;
             Ok(rec)
         })
@@ -299,16 +299,16 @@ struct TaskservPaths {
 }
 
 impl TaskservPaths {
-    fn lock(&self) -> OpResult<files::StripeLock> {
+    fn lock(&self) -> OpResult<fsutil::StripeLock> {
         std::fs::create_dir_all(&self.locks).map_err(io_fail(&self.locks))?;
-        files::lock_stripe(&self.locks, &self.key).map_err(io_fail(&self.locks))
+        fsutil::lock_stripe(&self.locks, &self.key).map_err(io_fail(&self.locks))
     }
     fn read(&self) -> OpResult<Option<InstalledTaskserv>> {
-        files::read_json(&self.file).map_err(io_fail(&self.file))
+        fsutil::read_json(&self.file).map_err(io_fail(&self.file))
     }
     fn write(&self, rec: &InstalledTaskserv) -> OpResult<()> {
         std::fs::create_dir_all(&self.dir).map_err(io_fail(&self.dir))?;
-        files::write_json_atomic(&self.file, rec).map_err(io_fail(&self.file))
+        fsutil::write_json_atomic(&self.file, rec).map_err(io_fail(&self.file))
     }
 }
 
@@ -426,7 +426,7 @@ impl TaskServ for SimTaskServ {
             version,
             settings: req.settings.clone(),
             status: RunState::Running,
-            installed_at: files::now_rfc3339(),
+            installed_at: fsutil::now_rfc3339(),
             configured: 0,
             restarts: 0,
             server_id: server.id,
@@ -450,7 +450,7 @@ impl TaskServ for SimTaskServ {
         let missing = not_installed(req);
         self.blocking(OP, req, move |p| {
             let _lock = p.lock()?;
-            if files::remove_file(&p.file).map_err(io_fail(&p.file))? {
+            if fsutil::remove_file(&p.file).map_err(io_fail(&p.file))? {
                 Ok(())
             } else {
                 Err(missing)

@@ -11,7 +11,7 @@
 //!   clusters/<name>/components/<comp>.json  one of its components
 //!   ips/<slot>                              address-pool claim: contains the owning server id
 //!   ips/.next                               hint: the slot to try next (any value is safe)
-//!   locks/NN.lock                           64 flock stripes (see `files::lock_stripe`)
+//!   locks/NN.lock                           64 flock stripes (see `prov_engine::fsutil::lock_stripe`)
 //! ```
 //!
 //! A taskserv file is a JSON object `{ name, version, settings, status ("running"|"stopped"),
@@ -29,7 +29,7 @@
 //!
 //! All methods do blocking file I/O; async callers run them on `spawn_blocking`.
 
-use crate::files;
+use prov_engine::fsutil;
 use prov_engine::traits::{
     ErrorKind, FirewallRule, Ownership, ServerInfo, ServerSpec, ServerStatus,
 };
@@ -221,9 +221,9 @@ impl World {
         self.dir("servers").join(format!("{id}.json"))
     }
 
-    fn lock(&self, key: &str) -> WorldResult<files::StripeLock> {
+    fn lock(&self, key: &str) -> WorldResult<fsutil::StripeLock> {
         let dir = self.dir("locks");
-        files::lock_stripe(&dir, key).map_err(io_err(&dir))
+        fsutil::lock_stripe(&dir, key).map_err(io_err(&dir))
     }
 
     // --- reads ---------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ impl World {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if !files::is_data_file(&name) {
+            if !fsutil::is_data_file(&name) {
                 continue;
             }
             // A server deleted between the listing and the read is simply gone.
@@ -249,12 +249,12 @@ impl World {
     }
 
     fn read_server_file(&self, path: &Path) -> WorldResult<Option<SimServer>> {
-        files::read_json(path).map_err(io_err(path))
+        fsutil::read_json(path).map_err(io_err(path))
     }
 
     /// The server with this id; `None` when there is none (or the id could not be one).
     pub fn get_server(&self, id: &str) -> WorldResult<Option<SimServer>> {
-        if !files::is_safe_component(id) {
+        if !fsutil::is_safe_component(id) {
             return Ok(None);
         }
         self.read_server_file(&self.server_path(id))
@@ -292,7 +292,7 @@ impl World {
         let mut n = 0;
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
-            if files::is_data_file(&entry.file_name().to_string_lossy()) {
+            if fsutil::is_data_file(&entry.file_name().to_string_lossy()) {
                 n += 1;
             }
         }
@@ -345,11 +345,11 @@ impl World {
                 storage: spec.storage.clone(),
                 network: spec.network.clone(),
                 ssh_keys: spec.ssh_keys.clone(),
-                created_at: files::now_rfc3339(),
+                created_at: fsutil::now_rfc3339(),
                 boots: 1,
                 slot: Some(slot),
             };
-            if files::create_json_exclusive(&path, &server).map_err(io_err(&path))? {
+            if fsutil::create_json_exclusive(&path, &server).map_err(io_err(&path))? {
                 return Ok(server);
             }
             // Another process published the same id in the meantime: give the slot back, retry.
@@ -364,7 +364,7 @@ impl World {
         change: impl FnOnce(&mut SimServer) -> WorldResult<()>,
     ) -> WorldResult<SimServer> {
         let missing = || WorldError::NotFound(format!("server {id:?}"));
-        if !files::is_safe_component(id) {
+        if !fsutil::is_safe_component(id) {
             return Err(missing());
         }
         let _lock = self.lock(&format!("servers/{id}"))?;
@@ -373,21 +373,21 @@ impl World {
         change(&mut server)?;
         // The id names the file: it cannot change.
         server.id = id.to_string();
-        files::write_json_atomic(&path, &server).map_err(io_err(&path))?;
+        fsutil::write_json_atomic(&path, &server).map_err(io_err(&path))?;
         Ok(server)
     }
 
     /// Deletes one server, its address claim and its taskservs; `NotFound` when it does not exist.
     pub fn remove_server(&self, id: &str) -> WorldResult<SimServer> {
         let missing = || WorldError::NotFound(format!("server {id:?}"));
-        if !files::is_safe_component(id) {
+        if !fsutil::is_safe_component(id) {
             return Err(missing());
         }
         let server = {
             let _lock = self.lock(&format!("servers/{id}"))?;
             let path = self.server_path(id);
             let server = self.read_server_file(&path)?.ok_or_else(missing)?;
-            files::remove_file(&path).map_err(io_err(&path))?;
+            fsutil::remove_file(&path).map_err(io_err(&path))?;
             server
         };
         if let Some(slot) = server.slot {
@@ -395,7 +395,7 @@ impl World {
         }
         // A deleted server's software goes with it.
         let ts = self.dir("taskservs").join(id);
-        files::remove_dir_all(&ts).map_err(io_err(&ts))?;
+        fsutil::remove_dir_all(&ts).map_err(io_err(&ts))?;
         Ok(server)
     }
 
@@ -478,7 +478,7 @@ impl World {
     }
 
     fn taskserv_path(&self, server_id: &str, name: &str) -> WorldResult<PathBuf> {
-        if !files::is_safe_component(name) {
+        if !fsutil::is_safe_component(name) {
             return Err(WorldError::Invalid(format!(
                 "invalid taskserv name {name:?}"
             )));
@@ -500,18 +500,17 @@ impl World {
         let s = self.resolve(server)?;
         let path = self.taskserv_path(&s.id, name)?;
         let _lock = self.lock(&format!("taskservs/{}/{name}", s.id))?;
-        let mut record: Value =
-            files::read_json(&path)
-                .map_err(io_err(&path))?
-                .ok_or_else(|| {
-                    WorldError::NotFound(format!("taskserv {name:?} on server {server:?}"))
-                })?;
+        let mut record: Value = fsutil::read_json(&path)
+            .map_err(io_err(&path))?
+            .ok_or_else(|| {
+                WorldError::NotFound(format!("taskserv {name:?} on server {server:?}"))
+            })?;
         let obj = record
             .as_object_mut()
             .ok_or_else(|| WorldError::Failed(format!("{}: not a JSON object", path.display())))?;
         obj.insert(field.into(), Value::String(value.into()));
-        obj.insert("updated_at".into(), Value::String(files::now_rfc3339()));
-        files::write_json_atomic(&path, &record).map_err(io_err(&path))
+        obj.insert("updated_at".into(), Value::String(fsutil::now_rfc3339()));
+        fsutil::write_json_atomic(&path, &record).map_err(io_err(&path))
     }
 
     /// Stops an installed taskserv behind prov's back.
@@ -537,11 +536,11 @@ impl World {
         for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !files::is_data_file(&name) {
+            if !fsutil::is_data_file(&name) {
                 continue;
             }
             let path = entry.path();
-            if let Some(v) = files::read_json(&path).map_err(io_err(&path))? {
+            if let Some(v) = fsutil::read_json(&path).map_err(io_err(&path))? {
                 out.push((name, v));
             }
         }
@@ -555,7 +554,7 @@ impl World {
         let ips = self.dir("ips");
         let hint_path = ips.join(".next");
         let cursor = self.inner.next_slot.get_or_init(|| {
-            let hint = files::read_json::<u64>(&hint_path).ok().flatten();
+            let hint = fsutil::read_json::<u64>(&hint_path).ok().flatten();
             AtomicU64::new(hint.unwrap_or(0))
         });
         for _ in 0..POOL_SIZE {
@@ -569,7 +568,7 @@ impl World {
                     // is refreshed every HINT_EVERY claims (a stale hint only costs that many
                     // probes), and a failed write is ignored for the same reason.
                     if slot & (HINT_EVERY - 1) == 0 {
-                        let _ = files::write_json_atomic(&hint_path, &(u64::from(slot) + 1));
+                        let _ = fsutil::write_json_atomic(&hint_path, &(u64::from(slot) + 1));
                     }
                     return Ok(slot);
                 }
