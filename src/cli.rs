@@ -45,6 +45,19 @@ pub struct PlanArgs {
     /// Replace this resource even if it has not changed (repeatable).
     #[arg(long = "replace", value_name = "ADDR")]
     pub replace: Vec<String>,
+    /// Ask the real world before planning (default true; `--refresh=false` plans against the
+    /// state as recorded, without any provider call).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub refresh: bool,
+    /// Only accept the real world into the state: no resource is changed.
+    #[arg(long)]
+    pub refresh_only: bool,
+    /// Read-only queries running at once during refresh.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub refresh_parallelism: usize,
+    /// Fail (exit 1, listing them) if anything would change: a convergence check for CI.
+    #[arg(long)]
+    pub expect_no_changes: bool,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +139,45 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Resolve operations an interrupted apply left pending: adopt what was created, clear the rest.
+    Refresh {
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Adopt an existing server into the state: ADDR must be declared in the configuration.
+    Import {
+        address: String,
+        /// The server's id at its provider.
+        id: String,
+        #[arg(long = "dir", value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Clear a state lock whose holder is gone (sled). PostgreSQL locks end with their session.
+    ForceUnlock {
+        /// The lock id, as printed in the "state is locked" error.
+        lock_id: String,
+    },
+    /// Report what changed outside prov: read-only, the state is never written. Exit 0 no drift,
+    /// 2 drift, 1 error.
+    Drift {
+        dir: Option<PathBuf>,
+        /// JSON report (schema: docs/drift-json.md).
+        #[arg(long)]
+        json: bool,
+        /// Acknowledged drift to leave out: JSON [{"address", "attribute"?, "reason", "expires"?}].
+        #[arg(long, value_name = "FILE")]
+        ignore: Option<PathBuf>,
+        #[arg(long, default_value_t = 32, value_name = "N")]
+        refresh_parallelism: usize,
+        /// Time limit per provider call.
+        #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+        call_timeout: std::time::Duration,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
     /// Inspect and edit the simulated world of the `sim` provider (tests and drift demos only).
     Sim {
         #[command(subcommand)]
@@ -142,6 +194,44 @@ pub enum StateCommand {
     },
     /// Show one resource's record.
     Show {
+        address: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Forget resources: remove their records (the real objects are left alone).
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Move a record to another address of the same kind (after a rename in the configuration).
+    Mv {
+        from: String,
+        to: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Write the whole state as versioned JSON (stdout, or --out FILE with mode 0600).
+    Pull {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Replace the whole state with a pulled file; refuses another lineage or an older serial.
+    Push {
+        file: PathBuf,
+        /// Push even across lineages or over a newer serial.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Earlier versions of a record, newest first.
+    History {
         address: String,
         #[arg(long)]
         json: bool,

@@ -4,9 +4,10 @@ use crate::cli::Global;
 use prov_engine::config::EvalOptions;
 use prov_engine::ops::Workspace;
 use prov_engine::registry::Registry;
-use prov_state::{OpenOptions, SledStore};
+use prov_state::{OpenOptions, SledStore, StateStore};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Context {
@@ -66,12 +67,23 @@ impl Context {
         operation: &str,
         lock_timeout: Duration,
         create: bool,
-    ) -> Result<SledStore, prov_state::StateError> {
+    ) -> Result<OpenState, prov_state::StateError> {
         let opts = OpenOptions {
             operation: operation.to_string(),
             lock_timeout,
             create,
         };
-        SledStore::open(&ws.state_dir(), &opts)
+        let store = SledStore::open(&ws.state_dir(), &opts)?;
+        let lock_id = store.lock_info().id.clone();
+        Ok(OpenState {
+            store: Arc::new(store),
+            lock_id,
+        })
     }
+}
+
+/// An open state store and the id of the lock this command holds on it.
+pub struct OpenState {
+    pub store: Arc<dyn StateStore>,
+    pub lock_id: String,
 }

@@ -640,3 +640,218 @@ fn create_before_destroy_replaces_new_first() {
     );
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 }
+
+/// A chain-shaped workspace of `n` servers: server i refers to server i-10's address.
+fn many_servers(n: usize) -> String {
+    let mut cfg = String::from("{ servers = {\n");
+    for i in 0..n {
+        let tag = if i >= 10 {
+            format!(
+                ", tags = {{ prev = \"${{server.s{}.private_ip}}\" }}",
+                i - 10
+            )
+        } else {
+            String::new()
+        };
+        cfg.push_str(&format!(
+            "  s{i} = {{ provider = \"sim\", plan = \"small\", zone = \"sim-a\"{tag} }},\n"
+        ));
+    }
+    cfg.push_str("} }\n");
+    cfg
+}
+
+/// A small deterministic generator (no extra crate): xorshift seeded from the clock, printed.
+struct Rng(u64);
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("rng seed {seed}");
+        Rng(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Servers in the sim world by hostname.
+fn sim_hosts(ws: &Ws) -> std::collections::BTreeMap<String, String> {
+    ws.prov(&["sim", "list"])
+        .ok()
+        .stdout
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[1].to_string(), f[0].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing() {
+    const N: usize = 300;
+    let ws = Ws::new(&many_servers(N));
+    let mut rng = Rng::new();
+    let mut kills = 0;
+    let mut trials = 0;
+    while trials < 20 {
+        trials += 1;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prov"))
+            .args(["apply", "--auto-approve"])
+            .current_dir(&ws.dir)
+            .env("NO_COLOR", "1")
+            .env("PROV_SIM_LATENCY_MS", "30")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150 + rng.below(1500)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+
+        // The state opens and every record decodes.
+        let pulled: serde_json::Value =
+            serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+        let recorded: std::collections::BTreeMap<String, String> = pulled["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["record"])
+            .map(|r| {
+                (
+                    r["address"].as_str().unwrap().to_string(),
+                    r["provider_id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let pending: std::collections::BTreeSet<String> = pulled["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["address"].as_str().unwrap().to_string())
+            .collect();
+        // Every server in the world is in the state or in a pending operation.
+        let world = sim_hosts(&ws);
+        for (host, id) in &world {
+            let addr = format!("server.{host}");
+            assert!(
+                recorded.get(&addr) == Some(id) || pending.contains(&addr),
+                "trial {trials}: {addr} ({id}) exists but is neither recorded nor pending"
+            );
+        }
+        // The next plan creates exactly what does not exist yet.
+        let plan = ws.prov(&["plan"]).ok().stdout;
+        let creates: std::collections::BTreeSet<String> = plan
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("+ server."))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+            .collect();
+        let missing: std::collections::BTreeSet<String> = (0..N)
+            .map(|i| format!("s{i}"))
+            .filter(|h| !world.contains_key(h))
+            .collect();
+        assert_eq!(
+            creates, missing,
+            "trial {trials}: the plan's creates are exactly the servers not yet created"
+        );
+        if missing.is_empty() {
+            // Finished: start over so later trials kill an apply in progress again.
+            ws.prov(&["destroy", "--auto-approve"]).ok();
+        }
+    }
+    assert!(
+        kills >= 10,
+        "most trials should have killed a running apply ({kills} of {trials})"
+    );
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+    assert_state_matches_world(&ws);
+}
+
+/// The state's servers are exactly the sim world's, id for id.
+fn assert_state_matches_world(ws: &Ws) {
+    let pulled: serde_json::Value =
+        serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+    let recorded: std::collections::BTreeMap<String, String> = pulled["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["record"])
+        .filter(|r| r["kind"] == "server")
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap()["server.".len()..].to_string(),
+                r["provider_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, sim_hosts(ws));
+}
+
+#[test]
+fn concurrent_applies_take_turns_on_the_lock() {
+    let ws = Ws::new(&many_servers(40));
+    let spawn = |timeout: &str| {
+        Command::new(env!("CARGO_BIN_EXE_prov"))
+            .args(["apply", "--auto-approve", "--lock-timeout", timeout])
+            .current_dir(&ws.dir)
+            .env("NO_COLOR", "1")
+            .env("PROV_SIM_LATENCY_MS", "300")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Short lock timeout: one applies, the other seven give up naming it.
+    let children: Vec<_> = (0..8).map(|_| spawn("300ms")).collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let winners: Vec<usize> = (0..8).filter(|&i| outs[i].status.success()).collect();
+    assert_eq!(winners.len(), 1, "exactly one apply ran");
+    let winner = pids[winners[0]];
+    for (i, o) in outs.iter().enumerate() {
+        if i == winners[0] {
+            continue;
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            err.contains("state is locked by") && err.contains(&format!("pid {winner}")),
+            "{err}"
+        );
+    }
+    assert_state_matches_world(&ws);
+
+    // Long lock timeout: they queue; the first applies a change, the rest find nothing to do.
+    ws.write(&many_servers(40).replace("plan = \"small\"", "plan = \"medium\""));
+    let outs: Vec<_> = (0..8)
+        .map(|_| spawn("120s"))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    assert!(outs.iter().all(|o| o.status.success()));
+    let changed = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("Apply complete: 40 succeeded"))
+        .count();
+    assert_eq!(
+        changed, 1,
+        "one apply made the change, the others found it done"
+    );
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+    assert_state_matches_world(&ws);
+}

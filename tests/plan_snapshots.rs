@@ -38,6 +38,7 @@ fn load(ws: &Workspace, reg: &Registry) -> ops::Loaded {
 }
 
 fn run_case(case: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let reg = registry();
     let tmp = tempfile::tempdir().unwrap();
     let ws = Workspace::new(tmp.path().join("ws"));
@@ -49,8 +50,9 @@ fn run_case(case: &Path) -> Vec<String> {
     if case.join("prior.ncl").exists() {
         std::fs::copy(case.join("prior.ncl"), ws.dir.join("main.ncl")).unwrap();
         let loaded = load(&ws, &reg);
-        let plan = ops::plan(&loaded, &*store, &PlanOptions::default()).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
+        let plan = rt
+            .block_on(ops::plan(&loaded, &*store, &PlanOptions::default()))
+            .unwrap();
         let report = rt
             .block_on(ops::apply(
                 &plan,
@@ -86,10 +88,12 @@ fn run_case(case: &Path) -> Vec<String> {
         destroy: args.destroy,
         targets: args.targets.iter().map(|t| t.parse().unwrap()).collect(),
         replace: args.replace.iter().map(|t| t.parse().unwrap()).collect(),
+        ..PlanOptions::default()
     };
     let loaded = load(&ws, &reg);
-    let plan =
-        ops::plan(&loaded, &*store, &opts).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let plan = rt
+        .block_on(ops::plan(&loaded, &*store, &opts))
+        .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let txt = text::plan(&plan, Paint { on: false });
     let json =
         serde_json::to_string_pretty(&tfjson::plan(&plan)["resource_changes"]).unwrap() + "\n";

@@ -12,7 +12,7 @@ use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget,
     ServerUpdate, TaskservRequest,
 };
-use prov_state::{Change, ResourceRecord, StateStore};
+use prov_state::{Change, PendingOp, ResourceRecord, StateStore};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,8 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Set (e.g. on SIGINT/SIGTERM) to stop starting steps; running ones finish and are recorded.
     pub interrupt: Arc<AtomicBool>,
+    /// Identifies this apply in pending notes (the state lock's id).
+    pub run_id: String,
 }
 
 impl Default for ApplyOptions {
@@ -34,6 +36,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             parallelism: 10,
             interrupt: Arc::new(AtomicBool::new(false)),
+            run_id: String::new(),
         }
     }
 }
@@ -300,32 +303,49 @@ pub async fn apply(
         serial: snap.meta.serial,
         ..Default::default()
     };
-    let mut running: JoinSet<(usize, Result<StepResult, String>, Duration)> = JoinSet::new();
+    let mut running: JoinSet<(usize, Result<StepResult, ExtError>, Duration)> = JoinSet::new();
     let mut fatal: Option<EngineError> = None;
 
     loop {
+        // Every step about to start is recorded as pending first (one commit for the round), so
+        // a crash mid-step leaves a note the next run resolves by asking the provider.
+        let mut starting = Vec::new();
         while fatal.is_none() && !opts.interrupt.load(Ordering::SeqCst) {
             let Some(i) = ready.pop_front() else { break };
             launched[i] = true;
             let op = &ops[i];
             let change = &plan.changes[op.change];
-            let input = match prepare(change, op.step, &records, &addrs, &bound) {
-                Ok(x) => x,
-                Err(msg) => {
-                    fail(
-                        i,
-                        msg,
-                        &ops,
-                        plan,
-                        &dependents,
-                        &mut skipped,
-                        &mut report,
-                        &events,
-                    );
-                    continue;
+            match prepare(change, op.step, &records, &addrs, &bound) {
+                Ok(input) => {
+                    let sem = provider_semaphore(change, &records, &bound, &mut per_provider);
+                    starting.push((i, input, sem));
                 }
-            };
-            let sem = provider_semaphore(change, &records, &bound, &mut per_provider);
+                Err(msg) => fail(
+                    i,
+                    msg,
+                    &ops,
+                    plan,
+                    &dependents,
+                    &mut skipped,
+                    &mut report,
+                    &events,
+                ),
+            }
+        }
+        if !starting.is_empty() {
+            let notes: Vec<Change> = starting
+                .iter()
+                .map(|(_, input, _)| Change::PutPending(pending_note(input, &opts.run_id)))
+                .collect();
+            if let Err(e) = commit(&store, notes).await {
+                fatal = Some(e);
+                for (i, _, _) in &starting {
+                    launched[*i] = false;
+                }
+                starting.clear();
+            }
+        }
+        for (i, input, sem) in starting {
             let global = global.clone();
             let bound = bound.clone();
             let events = events.clone();
@@ -341,9 +361,7 @@ pub async fn apply(
                     step: input.step,
                 });
                 let t = Instant::now();
-                let r = run_step(&input, &bound, &workspace)
-                    .await
-                    .map_err(|e| e.to_string());
+                let r = run_step(&input, &bound, &workspace).await;
                 (i, r, t.elapsed())
             });
         }
@@ -359,6 +377,7 @@ pub async fn apply(
         for joined in batch {
             let (i, result, elapsed) =
                 joined.map_err(|e| EngineError::Internal(format!("apply task failed: {e}")))?;
+            let address = plan.changes[ops[i].change].address.to_string();
             match result {
                 Ok(r) => {
                     match &r {
@@ -366,30 +385,38 @@ pub async fn apply(
                         StepResult::Delete(a) => changes.push(Change::Delete(a.to_string())),
                         StepResult::Nothing => {}
                     }
+                    changes.push(Change::ClearPending(address));
                     done.push((i, r, elapsed));
                 }
-                Err(msg) => fail(
-                    i,
-                    msg,
-                    &ops,
-                    plan,
-                    &dependents,
-                    &mut skipped,
-                    &mut report,
-                    &events,
-                ),
+                Err(e) => {
+                    // A timeout leaves the outcome unknown: keep the note for the next run.
+                    if e.kind != ErrorKind::Timeout {
+                        changes.push(Change::ClearPending(address));
+                    }
+                    fail(
+                        i,
+                        e.to_string(),
+                        &ops,
+                        plan,
+                        &dependents,
+                        &mut skipped,
+                        &mut report,
+                        &events,
+                    )
+                }
             }
         }
         if !changes.is_empty() && fatal.is_none() {
-            let s = store.clone();
-            let n = changes.len();
-            match tokio::task::spawn_blocking(move || s.commit(&changes)).await {
-                Ok(Ok(serial)) => {
+            let n = changes
+                .iter()
+                .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
+                .count();
+            match commit(&store, changes).await {
+                Ok(serial) => {
                     report.serial = serial;
                     events(Event::StateWritten { serial, records: n });
                 }
-                Ok(Err(e)) => fatal = Some(EngineError::State(e)),
-                Err(e) => fatal = Some(EngineError::Internal(e.to_string())),
+                Err(e) => fatal = Some(e),
             }
         }
         for (i, r, elapsed) in done {
@@ -469,6 +496,49 @@ pub async fn apply(
     report.outputs = outputs;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+async fn commit(store: &Arc<dyn StateStore>, changes: Vec<Change>) -> Result<u64, EngineError> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.commit(&changes))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
+        .map_err(EngineError::State)
+}
+
+/// The note recorded before a step starts: enough to find or undo its effect after a crash.
+fn pending_note(input: &StepInput, run_id: &str) -> PendingOp {
+    let c = &input.change;
+    let operation = match input.step {
+        Step::Create => "create",
+        Step::Update => "update",
+        Step::Destroy => "delete",
+    };
+    let attributes = match input.step {
+        Step::Destroy => input
+            .prior
+            .as_ref()
+            .map(|p| p.attributes.clone())
+            .or_else(|| c.before.clone()),
+        _ => input.resolved.clone(),
+    };
+    PendingOp {
+        address: c.address.to_string(),
+        operation: operation.to_string(),
+        kind: c.address.kind().as_str().to_string(),
+        implementation: c.implementation.clone(),
+        provider_id: match input.step {
+            Step::Destroy => c
+                .provider_id
+                .clone()
+                .or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone())),
+            _ => input.prior.as_ref().and_then(|p| p.provider_id.clone()),
+        },
+        spec: json!({"config": c.config, "attributes": attributes}),
+        dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
+        started_at: now(),
+        run_id: run_id.to_string(),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -690,6 +760,7 @@ fn record(
         outputs,
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
         updated_at: now(),
+        sensitive_paths: Vec::new(),
     }
 }
 
@@ -755,7 +826,8 @@ async fn run_step(
                 )
             })?;
             let id = prior.provider_id.clone().unwrap_or_default();
-            let before = spec(&prior.attributes, addr)?;
+            // The plan's `before` is the refreshed view when the plan refreshed: compare with that.
+            let before = spec(c.before.as_ref().unwrap_or(&prior.attributes), addr)?;
             let after = spec(&resolved, addr)?;
             if before.firewall_rules != after.firewall_rules {
                 p.configure_firewall(&id, &after.firewall_rules).await?;
@@ -863,10 +935,10 @@ async fn run_step(
                 }
                 Step::Create => cl.deploy_component(&req).await?,
                 Step::Update => {
-                    let before = input
-                        .prior
-                        .as_ref()
-                        .map(|p| p.attributes.clone())
+                    let before = c
+                        .before
+                        .clone()
+                        .or_else(|| input.prior.as_ref().map(|p| p.attributes.clone()))
                         .unwrap_or(Value::Null);
                     let replicas =
                         |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
@@ -923,9 +995,10 @@ async fn taskserv_step(
         Step::Destroy => already_gone_ok(t.uninstall(req).await).map(|()| None),
         Step::Update => {
             let before = input
-                .prior
-                .as_ref()
-                .map(|p| p.attributes.clone())
+                .change
+                .before
+                .clone()
+                .or_else(|| input.prior.as_ref().map(|p| p.attributes.clone()))
                 .unwrap_or(Value::Null);
             let mut out = input
                 .prior

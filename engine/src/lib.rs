@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod events;
 pub mod fsutil;
@@ -10,6 +11,7 @@ pub mod load;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod refresh;
 pub mod refs;
 pub mod registry;
 pub mod traits;

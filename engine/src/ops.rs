@@ -2,12 +2,14 @@
 
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::config::{self, EvalOptions, Evaluated};
+use crate::drift;
 use crate::error::{Diagnostic, EngineError};
 use crate::events::EventSink;
 use crate::graph::Graph;
 use crate::load::{build_model, Model};
 use crate::plan::make::{make_plan, PlanOptions};
 use crate::plan::Plan;
+use crate::refresh;
 use crate::registry::{Bound, Registry};
 use prov_state::{StateRead, StateStore};
 use sha2::{Digest, Sha256};
@@ -119,21 +121,151 @@ pub async fn validate(loaded: &Loaded) -> Result<Vec<String>, EngineError> {
     }
 }
 
-/// `prov plan`: diff the loaded configuration against the state.
-pub fn plan(
+/// `prov plan`: diff the loaded configuration against the state. Operations an earlier apply
+/// left pending are resolved first (read-only queries), and the plan diffs against the state as
+/// it will be once they are settled.
+pub async fn plan(
     loaded: &Loaded,
     state: &dyn StateRead,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
     let snap = state.snapshot()?;
-    make_plan(
+    let resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
+    let mut view = refresh::resolved_view(&snap, &resolutions);
+    let mut found = Vec::new();
+    let mut refreshed = Vec::new();
+    if opts.refresh || opts.refresh_only {
+        let obs = drift::observe(&view, &loaded.bound, &opts.refresh_opts, None).await;
+        let errors: Vec<Diagnostic> = obs
+            .iter()
+            .flat_map(|o| &o.drift)
+            .filter_map(|d| match &d.kind {
+                drift::DriftKind::Error(m) => Some(Diagnostic::new(
+                    Some(d.address.clone()),
+                    None,
+                    format!("refresh failed: {m}"),
+                )),
+                _ => None,
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(EngineError::Invalid(errors));
+        }
+        refreshed = obs
+            .iter()
+            .filter(|o| !o.drift.is_empty())
+            .map(|o| (o.address.clone(), o.refreshed.clone()))
+            .collect();
+        found = drift::collect(&obs, Vec::new());
+        view = drift::refreshed_view(&view, &obs);
+    }
+    let mut plan = make_plan(
         &loaded.model,
         &loaded.graph,
-        &snap,
+        &view,
         &loaded.bound,
         opts,
         &loaded.config_hash,
-    )
+    )?;
+    plan.resolutions = resolutions;
+    if opts.refresh_only {
+        plan.mode = crate::plan::PlanMode::RefreshOnly;
+        plan.changes.clear();
+        plan.output_changes.clear();
+        plan.drift = found;
+        plan.refreshed = refreshed;
+    } else {
+        // Records of objects deleted outside prov are dropped at apply (a create that brings
+        // one back writes a new record anyway).
+        plan.refreshed = refreshed.into_iter().filter(|(_, r)| r.is_none()).collect();
+        // Only the drift that matters here: resources the configuration declares, and records
+        // that apply will drop.
+        let dropped: std::collections::BTreeSet<String> =
+            plan.refreshed.iter().map(|(a, _)| a.to_string()).collect();
+        plan.drift = found
+            .into_iter()
+            .filter(|d| {
+                dropped.contains(&d.address)
+                    || d.address
+                        .parse::<crate::model::Address>()
+                        .is_ok_and(|a| loaded.model.resources.contains_key(&a))
+            })
+            .collect();
+    }
+    Ok(plan)
+}
+
+/// `prov drift`: what changed outside prov, read-only. The state is never written.
+pub async fn drift(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    opts: &drift::RefreshOptions,
+) -> Result<DriftReport, EngineError> {
+    let snap = state.snapshot()?;
+    let obs = drift::observe(&snap, &loaded.bound, opts, None).await;
+    let providers = drift::providers_in_use(
+        &snap,
+        loaded
+            .model
+            .resources
+            .values()
+            .filter(|r| r.kind() == crate::model::ResourceKind::Server)
+            .map(|r| r.implementation.clone()),
+    );
+    let unmanaged = drift::unmanaged(&snap, &loaded.bound, &providers, opts.timeout).await;
+    Ok(DriftReport {
+        checked: obs.len(),
+        drift: drift::collect(&obs, unmanaged),
+        workspace: loaded.bound.workspace_name.clone(),
+    })
+}
+
+/// The result of `prov drift`.
+pub struct DriftReport {
+    pub workspace: String,
+    /// How many recorded resources were checked.
+    pub checked: usize,
+    pub drift: Vec<drift::Drift>,
+}
+
+/// Records what the plan found about pending operations, finishing interrupted deletes of
+/// servers nothing refers to. Runs before any step of an apply, and as `prov refresh`.
+pub async fn settle(
+    resolutions: &[refresh::Resolution],
+    bound: &Bound,
+    store: &Arc<dyn StateStore>,
+) -> Result<u64, EngineError> {
+    let mut changes = refresh::changes(resolutions);
+    for r in resolutions {
+        if let refresh::Outcome::FinishDelete { provider_id } = &r.outcome {
+            let p = bound.provider(&r.pending.implementation)?;
+            match p.delete_server(provider_id).await {
+                Ok(()) => {}
+                Err(e) if e.kind == crate::traits::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            changes.push(prov_state::Change::ClearPending(r.pending.address.clone()));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(store.meta()?.serial);
+    }
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.commit(&changes))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
+        .map_err(EngineError::State)
+}
+
+/// `prov refresh`: resolve pending operations and record the outcome.
+pub async fn refresh(
+    bound: &Bound,
+    store: &Arc<dyn StateStore>,
+) -> Result<Vec<refresh::Resolution>, EngineError> {
+    let snap = store.snapshot()?;
+    let res = refresh::resolve_pending(&snap, bound).await?;
+    settle(&res, bound, store).await?;
+    Ok(res)
 }
 
 /// `prov apply`: carry out a plan (fresh or saved) against the state it was made from.
@@ -148,5 +280,97 @@ pub async fn apply(
     if let Some(path) = plan_path {
         apply::check_plan_current(plan, &store.meta()?, path)?;
     }
+    settle(&plan.resolutions, &bound, &store).await?;
+    if !plan.refreshed.is_empty() {
+        // Refresh-only: the real world is accepted into the state; nothing else is touched.
+        let changes: Vec<prov_state::Change> = plan
+            .refreshed
+            .iter()
+            .map(|(a, r)| match r {
+                Some(r) => prov_state::Change::Put(r.clone()),
+                None => prov_state::Change::Delete(a.to_string()),
+            })
+            .collect();
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.commit(&changes))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+    }
+    if plan.mode == crate::plan::PlanMode::RefreshOnly {
+        let mut report = apply::ApplyReport {
+            serial: store.meta()?.serial,
+            ..Default::default()
+        };
+        report.outputs = store.snapshot()?.outputs;
+        return Ok(report);
+    }
     apply::apply(plan, bound, store, opts, events).await
+}
+
+/// `prov import`: adopts an existing server into the state under a declared address. The record
+/// holds what the provider reports, so the next plan shows how it differs from the configuration.
+pub async fn import(
+    loaded: &Loaded,
+    store: &Arc<dyn StateStore>,
+    addr: &crate::model::Address,
+    id: &str,
+) -> Result<prov_state::ResourceRecord, EngineError> {
+    let invalid =
+        |m: String| EngineError::Invalid(vec![Diagnostic::new(Some(addr.to_string()), None, m)]);
+    let r = loaded.model.resources.get(addr).ok_or_else(|| {
+        invalid("is not declared in the configuration: declare it first, then import".into())
+    })?;
+    if !matches!(addr, crate::model::Address::Server(_)) {
+        return Err(invalid("only servers can be imported".into()));
+    }
+    if store.record(&addr.to_string())?.is_some() {
+        return Err(invalid(
+            "is already in the state (see `prov state show`)".into(),
+        ));
+    }
+    let p = loaded.bound.provider(&r.implementation)?;
+    let info = p.get_server_info(id).await?.ok_or_else(|| {
+        invalid(format!(
+            "provider {:?} has no server with id {id:?}",
+            r.implementation
+        ))
+    })?;
+    // Observed values where the provider reports them; the rest as configured.
+    let mut attrs = r.config.as_object().cloned().unwrap_or_default();
+    let tags: serde_json::Map<String, serde_json::Value> = info
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with("prov:"))
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    attrs.insert("hostname".into(), info.hostname.clone().into());
+    attrs.insert("plan".into(), info.plan.clone().into());
+    attrs.insert("zone".into(), info.zone.clone().into());
+    attrs.insert("os".into(), info.os.clone().into());
+    attrs.insert("tags".into(), serde_json::Value::Object(tags));
+    attrs.insert(
+        "firewall_rules".into(),
+        serde_json::to_value(&info.firewall_rules).unwrap_or_default(),
+    );
+    let rec = prov_state::ResourceRecord {
+        address: addr.to_string(),
+        kind: "server".into(),
+        implementation: r.implementation.clone(),
+        provider_id: Some(info.id.clone()),
+        config: r.config.clone(),
+        attributes: serde_json::Value::Object(attrs),
+        outputs: refresh::server_outputs(&info),
+        dependencies: r.depends_on.iter().map(|d| d.to_string()).collect(),
+        updated_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        sensitive_paths: Vec::new(),
+    };
+    let s = store.clone();
+    let put = rec.clone();
+    tokio::task::spawn_blocking(move || s.commit(&[prov_state::Change::Put(put)]))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    Ok(rec)
 }

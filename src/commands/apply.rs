@@ -2,13 +2,12 @@
 
 use super::{runtime, CmdResult, Failure};
 use crate::cli::{LockArgs, PlanArgs};
-use crate::context::Context;
+use crate::context::{Context, OpenState};
 use crate::render::{progress, text, Paint};
 use prov_engine::apply::ApplyOptions;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::Plan;
-use prov_state::StateStore;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,10 +22,7 @@ pub fn run(
     lock: &LockArgs,
 ) -> CmdResult {
     let paint = Paint { on: ctx.color };
-    let apply_opts = ApplyOptions {
-        parallelism,
-        ..ApplyOptions::default()
-    };
+    let rt = runtime()?;
     let saved = target.map(|t| ctx.base.join(t)).filter(|p| p.is_file());
     if let Some(path) = saved {
         if args.destroy || !args.targets.is_empty() || !args.replace.is_empty() {
@@ -34,14 +30,15 @@ pub fn run(
         }
         let plan = planfile::read(&path)?;
         let ws = ctx.workspace(None)?;
-        let store = ctx.open_state(&ws, "apply", lock.lock_timeout, true)?;
+        let state = ctx.open_state(&ws, "apply", lock.lock_timeout, true)?;
         let bound = ops::bind_for_plan(&ws, &ctx.registry, &plan);
         return execute(
+            &rt,
             &plan,
             Some(&path),
             bound,
-            Arc::new(store),
-            &apply_opts,
+            &state,
+            parallelism,
             json,
             paint,
         );
@@ -49,29 +46,31 @@ pub fn run(
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
-    let store = ctx.open_state(
-        &ws,
-        if args.destroy { "destroy" } else { "apply" },
-        lock.lock_timeout,
-        true,
-    )?;
-    let plan = ops::plan(&loaded, &store, &opts)?;
+    let operation = if args.destroy { "destroy" } else { "apply" };
+    let state = ctx.open_state(&ws, operation, lock.lock_timeout, true)?;
+    let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
     if !json {
         print!("{}", text::plan(&plan, paint));
     }
     if !plan.has_changes() {
         return Ok(0);
     }
+    if args.expect_no_changes {
+        return Err(Failure(
+            "--expect-no-changes: the plan above has changes; nothing was applied".into(),
+        ));
+    }
     if !auto_approve && !confirm(&plan)? {
         println!("Apply cancelled; nothing was changed.");
         return Ok(1);
     }
     execute(
+        &rt,
         &plan,
         None,
         loaded.bound.clone(),
-        Arc::new(store),
-        &apply_opts,
+        &state,
+        parallelism,
         json,
         paint,
     )
@@ -92,19 +91,32 @@ fn confirm(plan: &Plan) -> Result<bool, Failure> {
     Ok(line.trim() == "yes")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execute(
+    rt: &tokio::runtime::Runtime,
     plan: &Plan,
     plan_path: Option<&Path>,
     bound: Arc<prov_engine::registry::Bound>,
-    store: Arc<dyn StateStore>,
-    opts: &ApplyOptions,
+    state: &OpenState,
+    parallelism: usize,
     json: bool,
     paint: Paint,
 ) -> CmdResult {
-    let rt = runtime()?;
+    let opts = ApplyOptions {
+        parallelism,
+        run_id: state.lock_id.clone(),
+        ..ApplyOptions::default()
+    };
     let sink = progress::sink(json, paint);
     rt.spawn(on_signals(opts.interrupt.clone()));
-    let report = rt.block_on(ops::apply(plan, plan_path, bound, store, opts, sink))?;
+    let report = rt.block_on(ops::apply(
+        plan,
+        plan_path,
+        bound,
+        state.store.clone(),
+        &opts,
+        sink,
+    ))?;
     if !json {
         print!("\n{}", progress::summary(&report, paint));
     }

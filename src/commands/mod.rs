@@ -1,9 +1,12 @@
 //! One module per command; `run` dispatches and turns errors into exit codes.
 
 mod apply;
+mod drift;
 mod graph;
+mod import;
 mod output;
 mod plan;
+mod refresh;
 mod show;
 mod sim;
 mod state;
@@ -75,6 +78,10 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             lock,
         } => {
             let plan = crate::cli::PlanArgs {
+                refresh: true,
+                refresh_only: false,
+                refresh_parallelism: 32,
+                expect_no_changes: false,
                 destroy: true,
                 targets,
                 replace: Vec::new(),
@@ -94,6 +101,30 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         Command::State { command } => state::run(ctx, command),
         Command::Output { name, json } => output::run(ctx, name.as_deref(), json),
         Command::Sim { command } => sim::run(ctx, command),
+        Command::Drift {
+            dir,
+            json,
+            ignore,
+            refresh_parallelism,
+            call_timeout,
+            lock,
+        } => drift::run(
+            ctx,
+            dir.as_deref(),
+            json,
+            ignore.as_deref(),
+            refresh_parallelism,
+            call_timeout,
+            &lock,
+        ),
+        Command::Refresh { dir, lock } => refresh::run(ctx, dir.as_deref(), &lock),
+        Command::Import {
+            address,
+            id,
+            dir,
+            lock,
+        } => import::run(ctx, &address, &id, dir.as_deref(), &lock),
+        Command::ForceUnlock { lock_id } => state::force_unlock(ctx, &lock_id),
     };
     match r {
         Ok(code) => code,

@@ -3,13 +3,12 @@
 use super::{CmdResult, Failure};
 use crate::context::Context;
 use crate::render::text::value;
-use prov_state::StateRead;
 use std::time::Duration;
 
 pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
     let ws = ctx.workspace(None)?;
-    let store = ctx.open_state(&ws, "output", Duration::ZERO, false)?;
-    let outputs = store.snapshot()?.outputs;
+    let state = ctx.open_state(&ws, "output", Duration::ZERO, false)?;
+    let outputs = state.store.snapshot()?.outputs;
     match name {
         Some(n) => {
             let v = outputs.get(n).ok_or_else(|| {

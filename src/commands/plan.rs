@@ -21,6 +21,12 @@ pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
             .collect()
     };
     Ok(PlanOptions {
+        refresh: a.refresh,
+        refresh_only: a.refresh_only,
+        refresh_opts: prov_engine::drift::RefreshOptions {
+            parallelism: a.refresh_parallelism,
+            ..Default::default()
+        },
         destroy: a.destroy,
         targets: parse(&a.targets, "--target")?,
         replace: parse(&a.replace, "--replace")?,
@@ -39,8 +45,8 @@ pub fn run(
     let ws = ctx.workspace(dir)?;
     let opts = options(args)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
-    let store = ctx.open_state(&ws, "plan", lock.lock_timeout, false)?;
-    let plan = ops::plan(&loaded, &store, &opts)?;
+    let state = ctx.open_state(&ws, "plan", lock.lock_timeout, false)?;
+    let plan = super::runtime()?.block_on(ops::plan(&loaded, &*state.store, &opts))?;
     if let Some(path) = out {
         planfile::write(&ctx.base.join(path), &plan)?;
     }
@@ -55,6 +61,11 @@ pub fn run(
                 path.display()
             );
         }
+    }
+    if args.expect_no_changes && plan.has_changes() {
+        return Err(super::Failure(
+            "--expect-no-changes: the plan above has changes".into(),
+        ));
     }
     Ok(if detailed && plan.has_changes() { 2 } else { 0 })
 }

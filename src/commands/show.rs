@@ -4,7 +4,6 @@ use super::CmdResult;
 use crate::context::Context;
 use crate::render::{text, tfjson, Paint};
 use prov_engine::plan::file as planfile;
-use prov_state::StateRead;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,8 +18,8 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
         return Ok(0);
     }
     let ws = ctx.workspace(None)?;
-    let store = ctx.open_state(&ws, "show", Duration::ZERO, false)?;
-    let snap = store.snapshot()?;
+    let state = ctx.open_state(&ws, "show", Duration::ZERO, false)?;
+    let snap = state.store.snapshot()?;
     if json {
         let v = serde_json::json!({
             "lineage": snap.meta.lineage,

@@ -1,10 +1,11 @@
-//! `prov state list|show`: read the recorded resources.
+//! `prov state list|show|rm|mv|pull|push|history` and `prov force-unlock`: read and edit the recorded resources.
 
 use super::{CmdResult, Failure};
 use crate::cli::StateCommand;
 use crate::context::Context;
 use crate::render::text::value;
-use prov_state::{ResourceRecord, StateRead};
+use prov_engine::model::Address;
+use prov_state::{format_utc, Change, ResourceRecord, StateDump};
 
 pub fn print_record_attrs(r: &ResourceRecord) {
     for (title, v) in [("attributes", &r.attributes), ("outputs", &r.outputs)] {
@@ -21,13 +22,25 @@ pub fn print_record_attrs(r: &ResourceRecord) {
     }
 }
 
+fn parse(a: &str) -> Result<Address, Failure> {
+    a.parse().map_err(Failure)
+}
+
 pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
     let ws = ctx.workspace(None)?;
     match cmd {
         StateCommand::List { lock } => {
-            let store = ctx.open_state(&ws, "state list", lock.lock_timeout, false)?;
-            for a in store.snapshot()?.resources.keys() {
+            let state = ctx.open_state(&ws, "state list", lock.lock_timeout, false)?;
+            let snap = state.store.snapshot()?;
+            for a in snap.resources.keys() {
                 println!("{a}");
+            }
+            for (a, p) in &snap.pending {
+                eprintln!(
+                    "pending: {a} ({} started {}; `prov refresh` resolves it)",
+                    p.operation,
+                    format_utc(p.started_at)
+                );
             }
         }
         StateCommand::Show {
@@ -35,11 +48,9 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             json,
             lock,
         } => {
-            address
-                .parse::<prov_engine::model::Address>()
-                .map_err(Failure)?;
-            let store = ctx.open_state(&ws, "state show", lock.lock_timeout, false)?;
-            let r = store.record(&address)?.ok_or_else(|| {
+            parse(&address)?;
+            let state = ctx.open_state(&ws, "state show", lock.lock_timeout, false)?;
+            let r = state.store.record(&address)?.ok_or_else(|| {
                 Failure(format!(
                     "{address} is not in the state (see `prov state list`)"
                 ))
@@ -47,18 +58,144 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
-                    "{} ({}{})",
-                    r.address,
-                    r.implementation,
-                    r.provider_id
-                        .as_ref()
-                        .map(|i| format!(", id {i}"))
-                        .unwrap_or_default()
-                );
+                println!("{} ({}{})", r.address, r.implementation, id_note(&r));
                 print_record_attrs(&r);
             }
         }
+        StateCommand::Rm { addresses, lock } => {
+            for a in &addresses {
+                parse(a)?;
+            }
+            let state = ctx.open_state(&ws, "state rm", lock.lock_timeout, false)?;
+            for a in &addresses {
+                if state.store.record(a)?.is_none() {
+                    return Err(Failure(format!(
+                        "{a} is not in the state; nothing was removed"
+                    )));
+                }
+            }
+            let changes: Vec<Change> = addresses
+                .iter()
+                .map(|a| Change::Delete(a.clone()))
+                .collect();
+            state.store.commit(&changes)?;
+            for a in &addresses {
+                println!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
+            }
+        }
+        StateCommand::Mv { from, to, lock } => {
+            let (f, t) = (parse(&from)?, parse(&to)?);
+            if f.kind() != t.kind() {
+                return Err(Failure(format!(
+                    "cannot move {f} to {t}: a {} record cannot become a {}",
+                    f.kind().as_str(),
+                    t.kind().as_str()
+                )));
+            }
+            let state = ctx.open_state(&ws, "state mv", lock.lock_timeout, false)?;
+            let mut rec = state
+                .store
+                .record(&from)?
+                .ok_or_else(|| Failure(format!("{from} is not in the state")))?;
+            if state.store.record(&to)?.is_some() {
+                return Err(Failure(format!(
+                    "{to} is already in the state; nothing was moved"
+                )));
+            }
+            rec.address = to.clone();
+            state
+                .store
+                .commit(&[Change::Put(rec), Change::Delete(from.clone())])?;
+            println!("Moved {from} to {to}.");
+        }
+        StateCommand::Pull { out, lock } => {
+            let state = ctx.open_state(&ws, "state pull", lock.lock_timeout, false)?;
+            let bytes = state.store.dump()?.to_json();
+            match out {
+                Some(p) => write_private(&ctx.base.join(p), &bytes)?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+            }
+        }
+        StateCommand::Push { file, force, lock } => {
+            let path = ctx.base.join(&file);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
+            let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
+            let state = ctx.open_state(&ws, "state push", lock.lock_timeout, true)?;
+            let serial = state.store.replace_all(&dump, force)?;
+            println!(
+                "Pushed {} records; the state is now at serial {serial}.",
+                dump.resources.len()
+            );
+        }
+        StateCommand::History {
+            address,
+            json,
+            lock,
+        } => {
+            parse(&address)?;
+            let state = ctx.open_state(&ws, "state history", lock.lock_timeout, false)?;
+            let h = state.store.history(&address)?;
+            if json {
+                let v: Vec<serde_json::Value> = h
+                    .iter()
+                    .map(|e| serde_json::json!({"serial": e.serial, "at": e.at, "replaced_by": e.replaced_by, "record": e.record}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if h.is_empty() {
+                println!("No earlier versions of {address} are kept.");
+            } else {
+                for e in &h {
+                    println!(
+                        "serial {} ({}, {}): {}{}",
+                        e.serial,
+                        format_utc(e.at),
+                        e.replaced_by,
+                        e.record.address,
+                        id_note(&e.record)
+                    );
+                    print_record_attrs(&e.record);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn id_note(r: &ResourceRecord) -> String {
+    r.provider_id
+        .as_ref()
+        .map(|i| format!(", id {i}"))
+        .unwrap_or_default()
+}
+
+/// Writes a file only its owner can read: pulled states hold everything prov knows.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure(format!("writing {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(|e| Failure(format!("writing {}: {e}", path.display())))
+}
+
+/// `prov force-unlock LOCK_ID`.
+pub fn force_unlock(ctx: &Context, lock_id: &str) -> CmdResult {
+    let ws = ctx.workspace(None)?;
+    match prov_state::force_unlock_sled(&ws.state_dir(), lock_id)? {
+        prov_state::ForceUnlock::StaleNoteCleared(h) => println!(
+            "Cleared the lock note left by {}@{} (pid {}, operation {:?}, since {}); its process had already released the lock.",
+            h.user,
+            h.host,
+            h.pid,
+            h.operation,
+            format_utc(h.since)
+        ),
     }
     Ok(0)
 }

@@ -2,12 +2,40 @@
 
 use super::Paint;
 use prov_engine::plan::{Action, AttrDiff, Plan, PlanMode, ResourceChange};
+use prov_engine::refresh::{Outcome, Resolution};
 use serde_json::Value;
 use std::fmt::Write;
 
 pub fn plan(p: &Plan, paint: Paint) -> String {
     let mut out = String::new();
     let changed: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.action.is_noop()).collect();
+    if !p.resolutions.is_empty() {
+        out.push_str(&resolutions(&p.resolutions, paint));
+    }
+    if !p.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.bold("Changed outside prov (found by refresh):")
+        );
+        out.push_str(&drift(&p.drift, paint));
+        out.push('\n');
+    }
+    if p.mode == PlanMode::RefreshOnly {
+        if p.refreshed.is_empty() {
+            out.push_str("No changes outside prov: the state matches the real world.\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "{}",
+                paint.bold(&format!(
+                    "Refresh: {} record(s) to update from the real world.",
+                    p.refreshed.len()
+                ))
+            );
+        }
+        return out;
+    }
     if changed.is_empty() && p.output_changes.is_empty() {
         out.push_str("No changes. The infrastructure matches the configuration.\n");
         return out;
@@ -15,6 +43,7 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     let head = match p.mode {
         PlanMode::Destroy => "prov will destroy the following resources:",
         PlanMode::Normal => "prov will perform the following actions:",
+        PlanMode::RefreshOnly => "prov will accept these changes made outside prov into the state (nothing else changes):",
     };
     let _ = writeln!(out, "{head}\n");
     for c in changed {
@@ -62,6 +91,104 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
             s.add, s.change, s.replace, s.destroy
         ))
     );
+    out
+}
+
+/// Operations an earlier apply left unfinished, and what apply will record about each.
+pub fn resolutions(res: &[Resolution], paint: Paint) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint.yellow(&paint.bold("Interrupted operations from an earlier apply:"))
+    );
+    for r in res {
+        let what = match &r.outcome {
+            Outcome::Adopt(_) => "will be adopted into the state",
+            Outcome::Clear => "the pending note will be cleared",
+            Outcome::DeleteRecord => "its record will be removed",
+            Outcome::FinishDelete { .. } => "the delete will be finished",
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} (started {}, run {}): {}; {what}",
+            r.pending.address,
+            r.pending.operation,
+            prov_state::format_utc(r.pending.started_at),
+            r.pending.run_id,
+            r.note
+        );
+    }
+    out.push('\n');
+    out
+}
+
+/// Drift lines: what differs between the records and the real world.
+pub fn drift(items: &[prov_engine::drift::Drift], paint: Paint) -> String {
+    use prov_engine::drift::DriftKind;
+    let mut out = String::new();
+    for d in items {
+        match &d.kind {
+            DriftKind::Gone => {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: deleted outside prov",
+                    paint.red("-"),
+                    d.address
+                );
+            }
+            DriftKind::Changed(diffs) => {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: changed outside prov (recorded -> real)",
+                    paint.yellow("~"),
+                    d.address
+                );
+                let w = diffs.iter().map(|x| x.path.len()).max().unwrap_or(0);
+                for x in diffs {
+                    attr(&mut out, x, w, paint);
+                }
+            }
+            DriftKind::Stopped => {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: stopped outside prov",
+                    paint.yellow("~"),
+                    d.address
+                );
+            }
+            DriftKind::Version { recorded, real } => {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: version {} recorded, {} installed",
+                    paint.yellow("~"),
+                    d.address,
+                    recorded.as_deref().unwrap_or("(none)"),
+                    real.as_deref().unwrap_or("(none)")
+                );
+            }
+            DriftKind::Unmanaged {
+                provider,
+                id,
+                hostname,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: server {id} ({hostname}) at {provider} carries this workspace's ownership tag but is not in the state",
+                    paint.magenta("?"),
+                    d.address
+                );
+            }
+            DriftKind::Error(m) => {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: could not be checked: {m}",
+                    paint.red("!"),
+                    d.address
+                );
+            }
+        }
+    }
     out
 }
 

@@ -68,6 +68,76 @@ pub enum StateError {
 
     #[error("invalid state path {path}: {detail}", path = path.display())]
     InvalidPath { path: PathBuf, detail: String },
+
+    /// A problem reaching or using a database backend (PostgreSQL): `backend` names it
+    /// ("PostgreSQL state at 127.0.0.1:5432/prov (workspace default)", never with a password).
+    #[error("{backend}: {detail}; what to do: {what_to_do}")]
+    Backend {
+        backend: String,
+        kind: BackendErrorKind,
+        detail: String,
+        what_to_do: String,
+    },
+
+    /// A connection string that does not parse; `detail` has any password redacted.
+    #[error("invalid PostgreSQL connection string: {detail}")]
+    InvalidConnection { detail: String },
+
+    /// `replace_all` (push) of a dump from another state, without force.
+    #[error(
+        "the pushed state has lineage {theirs}, but this state has lineage {ours}: it is another \
+         state (push it with --force to replace this one anyway)"
+    )]
+    LineageMismatch { ours: String, theirs: String },
+
+    /// `replace_all` (push) of a dump older than the state, without force.
+    #[error(
+        "the pushed state has serial {theirs}, older than this state's serial {ours}: the state \
+         changed after it was pulled; pull it again and redo the edit (or push with --force to \
+         overwrite those changes)"
+    )]
+    OlderSerial { ours: u64, theirs: u64 },
+
+    /// A state dump that cannot be read or pushed.
+    #[error("{input} is not a usable prov state dump: {detail}")]
+    InvalidDump { input: String, detail: String },
+
+    /// force-unlock with a lock id that is not the current holder's.
+    #[error("{}", LockIdMismatchDisplay { location, given, holder: holder.as_deref() })]
+    LockIdMismatch {
+        location: String,
+        given: String,
+        holder: Option<Box<LockInfo>>,
+    },
+
+    /// force-unlock of a lock that a live process holds: only that process can release it.
+    #[error(
+        "the lock at {} is held by a live process: {detail}; stop that process (prov cannot \
+         release another process's lock; it is released when the process exits)",
+        holder.location
+    )]
+    LockHeld {
+        holder: Box<LockInfo>,
+        detail: String,
+    },
+}
+
+/// What went wrong with a database backend, for callers that react differently (retry, exit
+/// code, hint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// No server answered (closed port, unknown host, timeout).
+    Unreachable,
+    /// The server refused the credentials.
+    Authentication,
+    /// The role may not create or use prov's tables.
+    Permission,
+    /// The database named in the connection string does not exist.
+    NoDatabase,
+    /// The session ended while in use (server restart, terminated backend); its lock went with it.
+    ConnectionLost,
+    /// The server reported something else.
+    Other,
 }
 
 /// Formats the holder so a user knows whom to ask, or what to wait for.
@@ -80,9 +150,9 @@ impl fmt::Display for LockedDisplay<'_> {
             // Holder wrote no info: a non-prov process (or a prov killed before writing it).
             return write!(
                 f,
-                "state is locked by another process (lock file {} names no holder): \
+                "state is locked by another process ({} names no holder): \
                  wait for it to finish or retry with --lock-timeout",
-                h.path.display()
+                h.location
             );
         }
         write!(
@@ -96,5 +166,37 @@ impl fmt::Display for LockedDisplay<'_> {
             format_utc(h.since),
             h.id
         )
+    }
+}
+
+struct LockIdMismatchDisplay<'a> {
+    location: &'a str,
+    given: &'a str,
+    holder: Option<&'a LockInfo>,
+}
+
+impl fmt::Display for LockIdMismatchDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.holder {
+            Some(h) => write!(
+                f,
+                "lock id {} does not match the holder of {} (lock id {}, {}@{} pid {}, \
+                 operation \"{}\", since {}); nothing was unlocked",
+                self.given,
+                self.location,
+                h.id,
+                h.user,
+                h.host,
+                h.pid,
+                h.operation,
+                format_utc(h.since)
+            ),
+            None => write!(
+                f,
+                "lock id {} does not match: {} records no holder (the state is not locked); \
+                 nothing was unlocked",
+                self.given, self.location
+            ),
+        }
     }
 }

@@ -1,36 +1,47 @@
 //! prov's state store: what has been applied, one record per resource, behind small traits
-//! (`StateRead`, `StateWrite`, `StateLock`) with sled (embedded default) and in-memory backends.
+//! (`StateRead`, `StateWrite`, `StateLock`) with sled (embedded default), PostgreSQL (team
+//! backend) and in-memory backends.
 //!
 //! Invariants every backend keeps:
 //! - a commit writes only the records it names, atomically and durably, and bumps the serial
-//!   by exactly one: never a rewrite of the whole state;
+//!   by exactly one: never a rewrite of the whole state; the versions it replaces go to the
+//!   record's history in the same transaction (at most `HISTORY_LIMIT` per address);
 //! - a snapshot is consistent: it never mixes records of two commits;
 //! - unreadable data is an error naming the backend and record, never a panic and never silently
 //!   an empty state (that would make the next plan recreate everything).
 
+mod dump;
 mod error;
 mod lock;
 mod memory;
+mod pg;
 mod record;
 mod sled_store;
 mod util;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use error::StateError;
+pub use dump::{StateDump, DUMP_FORMAT, DUMP_FORMAT_VERSION};
+pub use error::{BackendErrorKind, StateError};
+pub use lock::{force_unlock_sled, ForceUnlock};
 pub use memory::MemoryStore;
+pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSION};
 pub use record::{ResourceRecord, RECORD_FORMAT_VERSION};
 pub use sled_store::{lock_path_for, SledStore, STATE_FORMAT_VERSION};
 pub use util::format_utc;
 
+/// How many earlier versions of one address a state keeps; a commit that adds one more drops
+/// the oldest in the same transaction, so history costs O(1) per change and stays bounded.
+pub const HISTORY_LIMIT: usize = 20;
+
 /// Identity and version of a state. `lineage` is fixed when the state is created (random 128-bit
-/// hex; empty for a state that does not exist yet); `serial` counts commits. A saved plan records
-/// both and applies only when they still match.
+/// hex; empty for a state that does not exist yet) and changes only when a dump of another
+/// lineage is pushed with force; `serial` counts commits. A saved plan records both and applies
+/// only when they still match.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateMeta {
     pub lineage: String,
@@ -45,17 +56,61 @@ pub struct Snapshot {
     pub resources: BTreeMap<String, ResourceRecord>,
     /// Workspace outputs as last applied.
     pub outputs: serde_json::Map<String, Value>,
+    /// Operations recorded as started and not yet resolved, keyed by address.
+    pub pending: BTreeMap<String, PendingOp>,
 }
+
+/// An operation recorded before it starts, so a crash leaves a trace that the next run resolves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingOp {
+    pub address: String,
+    /// "create" | "delete" | "update"
+    pub operation: String,
+    /// "server" | "taskserv" | "cluster" | "component"
+    pub kind: String,
+    pub implementation: String,
+    /// Known for delete/update.
+    pub provider_id: Option<String>,
+    /// What was requested (resolved attributes), to find or adopt the object later.
+    pub spec: Value,
+    pub dependencies: Vec<String>,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// The lock id of the apply that started it.
+    pub run_id: String,
+}
+
+/// The operations a `PendingOp` may record.
+pub const PENDING_OPERATIONS: &[&str] = &["create", "delete", "update"];
 
 /// One change within a commit.
 #[derive(Clone, Debug, PartialEq)]
 // Changes live only as short slices handed to `commit`; boxing records would burden every caller.
 #[allow(clippy::large_enum_variant)]
 pub enum Change {
-    /// Insert or replace the record at `record.address`.
+    /// Insert or replace the record at `record.address`; a replaced record goes to history.
     Put(ResourceRecord),
-    /// Remove the record at this address; removing an absent record is not an error.
+    /// Remove the record at this address (it goes to history); removing an absent record is not
+    /// an error.
     Delete(String),
+    /// Record that an operation on `op.address` is starting (replaces any earlier one there).
+    PutPending(PendingOp),
+    /// The pending operation at this address finished or was resolved; clearing an absent one is
+    /// not an error.
+    ClearPending(String),
+}
+
+/// One earlier version of a record, kept when a commit replaced or deleted it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryEntry {
+    /// The serial of the commit that replaced it.
+    pub serial: u64,
+    /// When that commit ran (unix seconds).
+    pub at: u64,
+    /// The version that was replaced, upgraded to the current record format.
+    pub record: ResourceRecord,
+    /// "update" | "delete"
+    pub replaced_by: String,
 }
 
 pub trait StateRead: Send + Sync {
@@ -65,16 +120,36 @@ pub trait StateRead: Send + Sync {
     fn meta(&self) -> Result<StateMeta, StateError>;
     /// One record, without reading the rest of the state.
     fn record(&self, address: &str) -> Result<Option<ResourceRecord>, StateError>;
+    /// Earlier versions of the record at `address`, newest first (at most `HISTORY_LIMIT`).
+    /// History outlives the record: a deleted address still has its history.
+    fn history(&self, address: &str) -> Result<Vec<HistoryEntry>, StateError>;
+    /// The whole state as a versioned, portable document (`prov state pull`).
+    fn dump(&self) -> Result<StateDump, StateError> {
+        Ok(StateDump::from(self.snapshot()?))
+    }
 }
 
 pub trait StateWrite: Send + Sync {
     /// Applies all changes atomically and durably (fsync'd before returning); bumps serial by
     /// one (also for an empty list); returns the new serial. Changes apply in order, so a later
-    /// change to the same address wins. On error nothing was applied, except that a failure of
-    /// the final fsync leaves it unknown whether the commit survives a crash.
+    /// change to the same address wins (and only the version before the commit goes to history).
+    /// On error nothing was applied, except that a failure of the final fsync (or a lost
+    /// connection during COMMIT) leaves it unknown whether the commit survives.
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError>;
     /// Replaces the workspace outputs, with the same guarantees as `commit`.
     fn set_outputs(&self, outputs: serde_json::Map<String, Value>) -> Result<u64, StateError>;
+    /// Replaces the whole state with `dump` (`prov state push`), atomically, returning the new
+    /// serial.
+    ///
+    /// Without `force` it refuses a dump of another lineage (`LineageMismatch`) unless this
+    /// state is still empty (serial 0: nothing to lose, which is how a state moves to a new
+    /// backend), and a dump whose serial is older than this state's (`OlderSerial`: someone
+    /// committed after it was pulled). An equal serial is accepted: pull, edit, push.
+    ///
+    /// On success the state takes the dump's lineage and serial `max(ours, theirs) + 1`, as
+    /// Terraform's push does: the serial never goes back, and saved plans made against either
+    /// side no longer match. Records the push replaces or removes go to history like any commit.
+    fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError>;
 }
 
 pub trait StateStore: StateRead + StateWrite {}
@@ -87,8 +162,8 @@ pub trait StateLock {
     fn lock_info(&self) -> &LockInfo;
 }
 
-/// Who holds a state lock. Written as JSON into the lock file so a waiting prov can say who it
-/// is waiting for.
+/// Who holds a state lock. Written as JSON beside the lock (sled: into the lock file; PostgreSQL:
+/// into `prov_locks`) so a waiting prov can say who it is waiting for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     /// Random id of this acquisition (hex).
@@ -100,8 +175,9 @@ pub struct LockInfo {
     pub operation: String,
     /// Unix seconds.
     pub since: u64,
-    /// The lock file.
-    pub path: PathBuf,
+    /// Where the lock is: the lock file for sled (".prov/state.lock"),
+    /// `postgresql://host:port/db (workspace W)` for PostgreSQL (never with a password).
+    pub location: String,
 }
 
 /// How to open a persistent store.
@@ -113,7 +189,8 @@ pub struct OpenOptions {
     /// How long to wait for a held lock; zero fails at once.
     pub lock_timeout: Duration,
     /// Create the state if it does not exist. False for read-only commands: a missing state is
-    /// then an empty snapshot (lineage "", serial 0) and no database is created.
+    /// then an empty snapshot (lineage "", serial 0) and nothing is created (no sled database;
+    /// no PostgreSQL tables or rows).
     pub create: bool,
 }
 

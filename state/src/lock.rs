@@ -3,15 +3,17 @@
 //!
 //! `flock` belongs to the open file description, so it is released by the kernel when the
 //! holder exits for any reason (kill -9 included): there are no stale locks to break by hand.
+//! Only the note can outlive its holder; `force_unlock_sled` clears such a note.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::sled_store::lock_path_for;
 use crate::util::{now_secs, random_hex};
 use crate::{LockInfo, StateError};
 
@@ -65,7 +67,7 @@ impl FileLock {
             pid: std::process::id(),
             operation: operation.to_string(),
             since: now_secs(),
-            path: path.to_path_buf(),
+            location: path.display().to_string(),
         };
         // Not fsync'd: the note only matters while this process lives.
         let note = serde_json::to_vec(&info).expect("LockInfo always serialises");
@@ -116,19 +118,19 @@ fn read_holder(path: &Path) -> LockInfo {
             .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
         if let Some(mut n) = note.filter(|n| n.host != here || pid_alive(n.pid)) {
             // The holder may have used a path relative to another cwd.
-            n.path = path.to_path_buf();
+            n.location = path.display().to_string();
             return n;
         }
         if start.elapsed() >= NOTE_GRACE {
             // No note, or one left by a dead process (notes are not cleared on kill -9): the
             // holder is something that does not write notes.
-            return unknown_holder(path.to_path_buf());
+            return unknown_holder(path.display().to_string());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn unknown_holder(path: PathBuf) -> LockInfo {
+pub(crate) fn unknown_holder(location: String) -> LockInfo {
     LockInfo {
         id: String::new(),
         user: String::new(),
@@ -136,8 +138,92 @@ fn unknown_holder(path: PathBuf) -> LockInfo {
         pid: 0,
         operation: String::new(),
         since: 0,
-        path,
+        location,
     }
+}
+
+/// What a successful force-unlock did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForceUnlock {
+    /// The lock itself was free (its holder had exited without releasing it cleanly, e.g. killed)
+    /// and the holder note it left behind, shown here, was removed.
+    StaleNoteCleared(LockInfo),
+}
+
+/// `prov force-unlock LOCK_ID` for a sled state. The lock is an `flock` that dies with its
+/// process, so it cannot go stale; only its holder note can. This clears a note whose lock is
+/// free, refuses a `lock_id` that is not the note's (`LockIdMismatch`), and for a lock a live
+/// process holds returns `LockHeld` naming it: prov cannot release another process's OS lock.
+pub fn force_unlock_sled(state_dir: &Path, lock_id: &str) -> Result<ForceUnlock, StateError> {
+    let path = lock_path_for(state_dir)?;
+    let location = path.display().to_string();
+    let io_err = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StateError::LockIdMismatch {
+                location,
+                given: lock_id.to_string(),
+                holder: None,
+            })
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    // The note as written, dead holder or not: that is what the user is asking about.
+    let note = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
+    let mut holder = match note {
+        Some(n) if n.id == lock_id && !lock_id.is_empty() => n,
+        other => {
+            return Err(StateError::LockIdMismatch {
+                location,
+                given: lock_id.to_string(),
+                holder: other.map(Box::new),
+            })
+        }
+    };
+    holder.location = location;
+    if try_flock(&file).map_err(io_err)? {
+        file.set_len(0).map_err(io_err)?;
+        // SAFETY: plain syscall on a valid fd; closing the file would release it too.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return Ok(ForceUnlock::StaleNoteCleared(holder));
+    }
+    let detail = if holder.host != hostname() {
+        format!(
+            "the note names pid {} on host {}, and the lock file is locked by some process on \
+             this host",
+            holder.pid, holder.host
+        )
+    } else if pid_alive(holder.pid) {
+        format!(
+            "pid {} ({}@{}, operation \"{}\", since {})",
+            holder.pid,
+            holder.user,
+            holder.host,
+            holder.operation,
+            crate::format_utc(holder.since)
+        )
+    } else {
+        format!(
+            "not pid {} named by the note (it has exited) but another process that wrote no \
+             note; find it with `fuser {}`",
+            holder.pid,
+            path.display()
+        )
+    };
+    Err(StateError::LockHeld {
+        holder: Box::new(holder),
+        detail,
+    })
 }
 
 fn pid_alive(pid: u32) -> bool {

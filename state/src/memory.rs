@@ -1,14 +1,21 @@
 //! `MemoryStore`: the in-memory backend for tests. It keeps records encoded exactly as the
 //! persistent backends do, so the conformance suite exercises the same encode/decode path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
-use crate::record::{decode, decode_all, encode_changes};
-use crate::util::random_hex;
-use crate::{Change, ResourceRecord, Snapshot, StateError, StateMeta, StateRead, StateWrite};
+use crate::dump::push_serial;
+use crate::record::{
+    decode, decode_all, decode_history, decode_pending, encode_body, encode_history,
+    encode_pending, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+};
+use crate::util::{now_secs, random_hex};
+use crate::{
+    Change, HistoryEntry, ResourceRecord, Snapshot, StateDump, StateError, StateMeta, StateRead,
+    StateWrite, HISTORY_LIMIT,
+};
 
 const BACKEND: &str = "in-memory state";
 
@@ -22,8 +29,12 @@ pub struct MemoryStore {
 struct Inner {
     lineage: String,
     serial: u64,
+    /// Record envelopes, as sled stores them.
     records: BTreeMap<String, Vec<u8>>,
     outputs: Map<String, Value>,
+    pending: BTreeMap<String, Vec<u8>>,
+    /// Newest last; entries in sled's encoding.
+    history: BTreeMap<String, VecDeque<Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -35,6 +46,8 @@ impl MemoryStore {
                 serial: 0,
                 records: BTreeMap::new(),
                 outputs: Map::new(),
+                pending: BTreeMap::new(),
+                history: BTreeMap::new(),
             })),
         }
     }
@@ -64,19 +77,28 @@ impl Default for MemoryStore {
 impl StateRead for MemoryStore {
     fn snapshot(&self) -> Result<Snapshot, StateError> {
         // Copy under the lock, decode outside it: a consistent view without stalling writers.
-        let (meta, outputs, raw) = {
+        let (meta, outputs, raw, pending) = {
             let inner = self.lock();
             let raw: Vec<(String, Vec<u8>)> = inner
                 .records
                 .iter()
                 .map(|(a, r)| (a.clone(), r.clone()))
                 .collect();
-            (inner.meta(), inner.outputs.clone(), raw)
+            (
+                inner.meta(),
+                inner.outputs.clone(),
+                raw,
+                inner.pending.clone(),
+            )
         };
         Ok(Snapshot {
             meta,
-            resources: decode_all(BACKEND, raw)?,
+            resources: decode_all(raw, |(a, r)| decode(BACKEND, a, r))?,
             outputs,
+            pending: pending
+                .iter()
+                .map(|(a, raw)| Ok((a.clone(), decode_pending(BACKEND, a, raw)?)))
+                .collect::<Result<_, StateError>>()?,
         })
     }
 
@@ -92,19 +114,25 @@ impl StateRead for MemoryStore {
             .map(|raw| decode(BACKEND, address, raw))
             .transpose()
     }
+
+    fn history(&self, address: &str) -> Result<Vec<HistoryEntry>, StateError> {
+        let inner = self.lock();
+        inner
+            .history
+            .get(address)
+            .into_iter()
+            .flat_map(|h| h.iter().rev())
+            .map(|raw| decode_history(BACKEND, address, raw))
+            .collect()
+    }
 }
 
 impl StateWrite for MemoryStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
-        let encoded = encode_changes(changes)?;
+        let encoded = crate::record::encode_commit(changes)?;
         let mut inner = self.lock();
-        for (addr, raw) in encoded {
-            match raw {
-                Some(raw) => inner.records.insert(addr, raw),
-                None => inner.records.remove(&addr),
-            };
-        }
         inner.serial += 1;
+        inner.apply(encoded, now_secs());
         Ok(inner.serial)
     }
 
@@ -114,6 +142,35 @@ impl StateWrite for MemoryStore {
         inner.serial += 1;
         Ok(inner.serial)
     }
+
+    fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
+        let mut commit = EncodedCommit::default();
+        for r in &dump.resources {
+            commit
+                .records
+                .insert(r.address.clone(), Some(encode_body(r)?));
+        }
+        for op in &dump.pending {
+            commit
+                .pending
+                .insert(op.address.clone(), Some(encode_pending(op)?));
+        }
+        let mut inner = self.lock();
+        let empty =
+            inner.records.is_empty() && inner.pending.is_empty() && inner.outputs.is_empty();
+        let serial = push_serial(&inner.meta(), empty, dump, force, "the pushed state")?;
+        for address in inner.records.keys() {
+            commit.records.entry(address.clone()).or_insert(None);
+        }
+        for address in inner.pending.keys() {
+            commit.pending.entry(address.clone()).or_insert(None);
+        }
+        inner.serial = serial;
+        inner.lineage = dump.lineage.clone();
+        inner.outputs = dump.outputs.clone();
+        inner.apply(commit, now_secs());
+        Ok(serial)
+    }
 }
 
 impl Inner {
@@ -121,6 +178,38 @@ impl Inner {
         StateMeta {
             lineage: self.lineage.clone(),
             serial: self.serial,
+        }
+    }
+
+    /// Applies an encoded commit whose serial `self.serial` already is.
+    fn apply(&mut self, commit: EncodedCommit, at: u64) {
+        for (address, body) in commit.records {
+            let new = body.map(|b| envelope(&b));
+            let old = match &new {
+                Some(raw) => self.records.insert(address.clone(), raw.clone()),
+                None => self.records.remove(&address),
+            };
+            let Some(old) = old else { continue };
+            // Re-putting the identical record replaces nothing worth keeping.
+            if new.as_ref() == Some(&old) {
+                continue;
+            }
+            let why = if new.is_some() {
+                REPLACED_BY_UPDATE
+            } else {
+                REPLACED_BY_DELETE
+            };
+            let h = self.history.entry(address).or_default();
+            h.push_back(encode_history(self.serial, at, why, &old));
+            if h.len() > HISTORY_LIMIT {
+                h.pop_front();
+            }
+        }
+        for (address, raw) in commit.pending {
+            match raw {
+                Some(raw) => self.pending.insert(address, raw),
+                None => self.pending.remove(&address),
+            };
         }
     }
 }

@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Change, StateError};
+use crate::{Change, HistoryEntry, PendingOp, StateError, PENDING_OPERATIONS};
 
 /// Version of the record format written by this build. Bump it when `ResourceRecord` changes
 /// shape, and teach `record::upgrade` to turn the previous version into the new one.
-pub const RECORD_FORMAT_VERSION: u32 = 1;
+///
+/// - 1: the first format.
+/// - 2: adds `sensitive_paths` (a v1 record upgrades with none).
+pub const RECORD_FORMAT_VERSION: u32 = 2;
 
 /// What the state knows about one applied resource.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,62 +36,187 @@ pub struct ResourceRecord {
     pub dependencies: Vec<String>,
     /// Unix seconds.
     pub updated_at: u64,
+    /// Attribute paths (as plan diffs name them, e.g. "tags.token") whose values are sensitive:
+    /// renderers redact them. The state itself stores the values as they are.
+    pub sensitive_paths: Vec<String>,
 }
 
 /// Stored form: `{"format_version": N, "record": {...}}`. The version sits outside the record so a
 /// reader can tell "newer than me" from "damaged" before trying to decode the record itself.
+/// PostgreSQL keeps the same two parts as two columns; a state dump keeps one envelope per record.
 #[derive(Serialize)]
-struct EnvelopeOut<'a> {
-    format_version: u32,
-    record: &'a ResourceRecord,
+pub(crate) struct EnvelopeOut<'a> {
+    pub(crate) format_version: u32,
+    pub(crate) record: &'a ResourceRecord,
 }
 
 #[derive(Deserialize)]
-struct EnvelopeIn<R> {
-    format_version: u32,
-    record: R,
+pub(crate) struct EnvelopeIn<R> {
+    pub(crate) format_version: u32,
+    pub(crate) record: R,
 }
 
-/// Serialises a record into its stored bytes (JSON envelope at the current version).
-pub(crate) fn encode(record: &ResourceRecord) -> Result<Vec<u8>, StateError> {
-    serde_json::to_vec(&EnvelopeOut {
-        format_version: RECORD_FORMAT_VERSION,
-        record,
-    })
-    .map_err(|source| StateError::Encode {
+/// Serialises a record at the current version, without the envelope.
+pub(crate) fn encode_body(record: &ResourceRecord) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(record).map_err(|source| StateError::Encode {
         address: record.address.clone(),
         source,
     })
 }
 
-/// A change ready to store: address and encoded record, or `None` to delete.
-pub(crate) type EncodedChange = (String, Option<Vec<u8>>);
+/// Wraps an encoded current-version record in its envelope, byte for byte what
+/// `EnvelopeOut` would produce, without serialising the record twice.
+pub(crate) fn envelope(body: &[u8]) -> Vec<u8> {
+    let head = format!("{{\"format_version\":{RECORD_FORMAT_VERSION},\"record\":");
+    let mut out = Vec::with_capacity(head.len() + body.len() + 1);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    out.push(b'}');
+    out
+}
+
+/// Serialises a record into its stored bytes (JSON envelope at the current version).
+#[cfg(test)]
+pub(crate) fn encode(record: &ResourceRecord) -> Result<Vec<u8>, StateError> {
+    Ok(envelope(&encode_body(record)?))
+}
+
+/// A commit ready to store: the final effect per address (the last change wins), in address
+/// order. Records are encoded bodies (current version, no envelope); `None` deletes or clears.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedCommit {
+    pub(crate) records: BTreeMap<String, Option<Vec<u8>>>,
+    pub(crate) pending: BTreeMap<String, Option<Vec<u8>>>,
+}
 
 /// Validates and encodes a whole commit before anything is written, so that a bad change aborts
 /// the commit with nothing applied.
-pub(crate) fn encode_changes(changes: &[Change]) -> Result<Vec<EncodedChange>, StateError> {
-    changes
-        .iter()
-        .map(|c| match c {
+pub(crate) fn encode_commit(changes: &[Change]) -> Result<EncodedCommit, StateError> {
+    let mut out = EncodedCommit::default();
+    for c in changes {
+        match c {
             Change::Put(r) => {
                 check_new_address(&r.address)?;
-                Ok((r.address.clone(), Some(encode(r)?)))
+                out.records.insert(r.address.clone(), Some(encode_body(r)?));
             }
             Change::Delete(a) => {
                 check_new_address(a)?;
-                Ok((a.clone(), None))
+                out.records.insert(a.clone(), None);
             }
-        })
-        .collect()
+            Change::PutPending(op) => {
+                out.pending
+                    .insert(op.address.clone(), Some(encode_pending(op)?));
+            }
+            Change::ClearPending(a) => {
+                check_new_address(a)?;
+                out.pending.insert(a.clone(), None);
+            }
+        }
+    }
+    Ok(out)
 }
 
-fn check_new_address(address: &str) -> Result<(), StateError> {
+/// Validates and encodes a pending operation (stored as plain JSON: the state layout version,
+/// not a per-op envelope, covers its shape).
+pub(crate) fn encode_pending(op: &PendingOp) -> Result<Vec<u8>, StateError> {
+    check_new_address(&op.address)?;
+    if !PENDING_OPERATIONS.contains(&op.operation.as_str()) {
+        return Err(StateError::InvalidChange {
+            detail: format!(
+                "pending operation \"{}\" on \"{}\" is none of {}",
+                op.operation,
+                op.address,
+                PENDING_OPERATIONS.join(", ")
+            ),
+        });
+    }
+    serde_json::to_vec(op).map_err(|source| StateError::Encode {
+        address: op.address.clone(),
+        source,
+    })
+}
+
+pub(crate) fn decode_pending(
+    backend: &str,
+    address: &str,
+    raw: &[u8],
+) -> Result<PendingOp, StateError> {
+    let op: PendingOp = serde_json::from_slice(raw).map_err(|e| {
+        corrupt_record(
+            backend,
+            address,
+            format!("its pending operation does not decode ({e})"),
+        )
+    })?;
+    if op.address != address {
+        return Err(corrupt_record(
+            backend,
+            address,
+            format!(
+                "a pending operation stored under \"{address}\" says it is for \"{}\"",
+                op.address
+            ),
+        ));
+    }
+    Ok(op)
+}
+
+/// Addresses become keys (and, in sled's history tree, key prefixes ended by a NUL byte), so
+/// they must be non-empty and free of control characters.
+pub(crate) fn check_new_address(address: &str) -> Result<(), StateError> {
     if address.is_empty() {
         return Err(StateError::InvalidChange {
             detail: "a record address is empty".to_string(),
         });
     }
+    if address.chars().any(char::is_control) {
+        return Err(StateError::InvalidChange {
+            detail: format!("the address {address:?} contains a control character"),
+        });
+    }
     Ok(())
+}
+
+/// Why a version was replaced, as stored in history.
+pub(crate) const REPLACED_BY_UPDATE: &str = "update";
+pub(crate) const REPLACED_BY_DELETE: &str = "delete";
+
+/// History entry as sled and the memory store keep it: a fixed header (serial, time, why) then
+/// the replaced version's stored bytes untouched, so keeping a version costs no re-encoding and
+/// an old-format version is upgraded when read, like any record.
+pub(crate) fn encode_history(serial: u64, at: u64, replaced_by: &str, stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + stored.len());
+    out.extend_from_slice(&serial.to_be_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
+    out.push(u8::from(replaced_by == REPLACED_BY_DELETE));
+    out.extend_from_slice(stored);
+    out
+}
+
+pub(crate) fn decode_history(
+    backend: &str,
+    address: &str,
+    raw: &[u8],
+) -> Result<HistoryEntry, StateError> {
+    if raw.len() < 17 || raw[16] > 1 {
+        return Err(corrupt_record(
+            backend,
+            address,
+            "a history entry is truncated".to_string(),
+        ));
+    }
+    let word = |at: usize| u64::from_be_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
+    Ok(HistoryEntry {
+        serial: word(0),
+        at: word(8),
+        replaced_by: if raw[16] == 1 {
+            REPLACED_BY_DELETE
+        } else {
+            REPLACED_BY_UPDATE
+        }
+        .to_string(),
+        record: decode(backend, address, &raw[17..])?,
+    })
 }
 
 /// Decodes stored bytes found under `address` in the state described by `backend`
@@ -115,12 +243,36 @@ pub(crate) fn decode(
     decode_value(backend, address, env.format_version, env.record)
 }
 
-/// Decodes many stored records (sorted by address) into a map. Decoding is the bulk of a
-/// snapshot's cost (building JSON value trees), so large states are split across threads; the
-/// error reported is that of the first bad record in address order, as if decoded one by one.
-pub(crate) fn decode_all<B: AsRef<[u8]> + Sync>(
+/// Decodes a record kept as separate version and body (PostgreSQL's two columns), upgrading
+/// older formats.
+pub(crate) fn decode_body(
     backend: &str,
-    raw: Vec<(String, B)>,
+    address: &str,
+    format_version: u32,
+    body: &[u8],
+) -> Result<ResourceRecord, StateError> {
+    if format_version == RECORD_FORMAT_VERSION {
+        if let Ok(record) = serde_json::from_slice::<ResourceRecord>(body) {
+            return check_address(backend, address, record);
+        }
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        corrupt_record(
+            backend,
+            address,
+            format!("the stored record is not JSON ({e})"),
+        )
+    })?;
+    decode_value(backend, address, format_version, value)
+}
+
+/// Decodes many stored records (sorted by address) into a map, with `decode_one` turning an item
+/// into a record. Decoding is the bulk of a snapshot's cost (building JSON value trees), so large
+/// states are split across threads; the error reported is that of the first bad record in
+/// address order, as if decoded one by one.
+pub(crate) fn decode_all<T: Sync>(
+    raw: Vec<T>,
+    decode_one: impl Fn(&T) -> Result<ResourceRecord, StateError> + Sync,
 ) -> Result<BTreeMap<String, ResourceRecord>, StateError> {
     // Below this many records per thread, spawning costs more than it saves.
     const MIN_PER_THREAD: usize = 1000;
@@ -130,11 +282,8 @@ pub(crate) fn decode_all<B: AsRef<[u8]> + Sync>(
         .min(8)
         .min(raw.len() / MIN_PER_THREAD)
         .max(1);
-    let decode_chunk = |chunk: &[(String, B)]| -> Result<Vec<ResourceRecord>, StateError> {
-        chunk
-            .iter()
-            .map(|(address, bytes)| decode(backend, address, bytes.as_ref()))
-            .collect()
+    let decode_chunk = |chunk: &[T]| -> Result<Vec<ResourceRecord>, StateError> {
+        chunk.iter().map(&decode_one).collect()
     };
     let decoded: Vec<ResourceRecord> = if threads == 1 {
         decode_chunk(&raw)?
@@ -143,7 +292,7 @@ pub(crate) fn decode_all<B: AsRef<[u8]> + Sync>(
         let parts = std::thread::scope(|scope| {
             let handles: Vec<_> = raw
                 .chunks(chunk_len)
-                .map(|chunk| scope.spawn(move || decode_chunk(chunk)))
+                .map(|chunk| scope.spawn(|| decode_chunk(chunk)))
                 .collect();
             handles
                 .into_iter()
@@ -194,14 +343,29 @@ pub(crate) fn decode_value(
     check_address(backend, address, record)
 }
 
-/// Turns a record of an older format version into the current format. No older version exists
-/// yet; when version 2 arrives, add `1 => { ...rewrite value... }` here and loop until current.
-pub(crate) fn upgrade(from_version: u32, record: Value) -> Result<Value, String> {
-    let _ = record;
-    Err(format!(
-        "record format version {from_version} was never written by any prov \
-         (known versions: 1..={RECORD_FORMAT_VERSION})"
-    ))
+/// Turns a record of an older format version into the current format, one version at a time.
+/// To add version N+1: bump `RECORD_FORMAT_VERSION` and add the `N => ...` step here.
+pub(crate) fn upgrade(from_version: u32, mut record: Value) -> Result<Value, String> {
+    let mut version = from_version;
+    while version < RECORD_FORMAT_VERSION {
+        record = match version {
+            1 => {
+                let Value::Object(mut fields) = record else {
+                    return Err("a version 1 record is not a JSON object".to_string());
+                };
+                fields.insert("sensitive_paths".to_string(), Value::Array(Vec::new()));
+                Value::Object(fields)
+            }
+            other => {
+                return Err(format!(
+                    "record format version {other} was never written by any prov \
+                     (known versions: 1..={RECORD_FORMAT_VERSION})"
+                ))
+            }
+        };
+        version += 1;
+    }
+    Ok(record)
 }
 
 fn check_address(
@@ -250,6 +414,7 @@ mod tests {
             outputs: json!({"ip": "10.0.0.2"}),
             dependencies: vec!["server.a".into()],
             updated_at: 1_700_000_000,
+            sensitive_paths: vec!["tags.peer".into()],
         }
     }
 
@@ -257,8 +422,50 @@ mod tests {
     fn round_trip() {
         let r = rec("server.b");
         let raw = encode(&r).unwrap();
-        assert!(raw.starts_with(b"{\"format_version\":1,"));
+        assert!(raw.starts_with(b"{\"format_version\":2,"));
+        let via_serde = serde_json::to_vec(&EnvelopeOut {
+            format_version: RECORD_FORMAT_VERSION,
+            record: &r,
+        })
+        .unwrap();
+        assert_eq!(raw, via_serde, "envelope() matches the serde form");
         assert_eq!(decode("test", "server.b", &raw).unwrap(), r);
+        let body = encode_body(&r).unwrap();
+        assert_eq!(decode_body("test", "server.b", 2, &body).unwrap(), r);
+    }
+
+    #[test]
+    fn v1_upgrades_to_v2() {
+        let mut v1 = serde_json::to_value(rec("server.b")).unwrap();
+        v1.as_object_mut().unwrap().remove("sensitive_paths");
+        let raw = json!({"format_version": 1, "record": v1}).to_string();
+        let got = decode("test", "server.b", raw.as_bytes()).unwrap();
+        assert!(got.sensitive_paths.is_empty());
+        assert_eq!(got.attributes, rec("server.b").attributes);
+        let body = serde_json::to_vec(&v1).unwrap();
+        assert_eq!(decode_body("test", "server.b", 1, &body).unwrap(), got);
+        // A v2 record must carry the field: only the upgrade adds it.
+        let raw = json!({"format_version": 2, "record": v1}).to_string();
+        assert!(matches!(
+            decode("test", "server.b", raw.as_bytes()),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn history_entry_round_trip() {
+        let stored = encode(&rec("server.b")).unwrap();
+        let raw = encode_history(7, 1_700_000_001, REPLACED_BY_DELETE, &stored);
+        let e = decode_history("test", "server.b", &raw).unwrap();
+        assert_eq!(
+            (e.serial, e.at, e.replaced_by.as_str()),
+            (7, 1_700_000_001, "delete")
+        );
+        assert_eq!(e.record, rec("server.b"));
+        assert!(matches!(
+            decode_history("test", "server.b", &raw[..10]),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -279,6 +486,7 @@ mod tests {
             b"\xff\x00",
             b"{\"format_version\":1}",
             b"{\"format_version\":1,\"record\":{\"address\":\"server.b\"}}",
+            b"{\"format_version\":1,\"record\":[]}",
             b"{\"format_version\":0,\"record\":{}}",
         ] {
             match decode("test", "server.b", raw) {

@@ -1,10 +1,19 @@
 //! `SledStore`: the embedded default backend, a sled database in the workspace (`.prov/state`),
 //! guarded by the lock file `.prov/state.lock`.
 //!
-//! Layout (state format version 1):
+//! Layout (state format version 2):
 //! - tree `records`: address -> record envelope (JSON, see record.rs), one entry per resource;
-//! - tree `meta`: `format_version`, `lineage`, `serial`, `outputs`, each a JSON value;
+//! - tree `meta`: `format_version`, `lineage`, `serial`, `outputs`, each a JSON value, and
+//!   `previous_lineage` once a push replaced the lineage;
+//! - tree `pending` (since 2): address -> `PendingOp` JSON;
+//! - tree `history` (since 2): `address NUL seq(u64 BE)` -> replaced version (record.rs'
+//!   `encode_history`), and `address SOH` -> `next seq, count` (two u64 BE), so a commit appends
+//!   and trims with point reads and writes only (sled transactions cannot scan);
 //! - file `prov-guard.json` in the state dir: `{"lineage", "serial"}` of the last commit.
+//!
+//! Version 1 had only `records` and `meta`; a writing open upgrades it by setting the version
+//! (the new trees start empty), so an older prov refuses the state rather than ignore pending
+//! operations it does not know.
 //!
 //! Why the guard file: sled recovers a damaged or truncated log by silently dropping everything
 //! after the first bad entry, so a damaged state would open as an older or empty one and the
@@ -26,23 +35,30 @@ use serde_json::{Map, Value};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
+use crate::dump::push_serial;
 use crate::lock::FileLock;
-use crate::record::{decode, decode_all, encode_changes};
-use crate::util::{create_private_dir_all, random_hex};
+use crate::record::{
+    decode, decode_all, decode_history, decode_pending, encode_body, encode_commit, encode_history,
+    encode_pending, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+};
+use crate::util::{create_private_dir_all, now_secs, random_hex};
 use crate::{
-    Change, LockInfo, OpenOptions, ResourceRecord, Snapshot, StateError, StateLock, StateMeta,
-    StateRead, StateWrite,
+    Change, HistoryEntry, LockInfo, OpenOptions, ResourceRecord, Snapshot, StateDump, StateError,
+    StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
 };
 
 type TxError = ConflictableTransactionError<StateError>;
 
 /// Version of the sled layout described in the module docs.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 const RECORDS_TREE: &str = "records";
 const META_TREE: &str = "meta";
+const PENDING_TREE: &str = "pending";
+const HISTORY_TREE: &str = "history";
 const K_FORMAT: &str = "format_version";
 const K_LINEAGE: &str = "lineage";
+const K_PREV_LINEAGE: &str = "previous_lineage";
 const K_SERIAL: &str = "serial";
 const K_OUTPUTS: &str = "outputs";
 const GUARD_FILE: &str = "prov-guard.json";
@@ -80,7 +96,8 @@ struct Db {
     db: sled::Db,
     records: sled::Tree,
     meta: sled::Tree,
-    lineage: String,
+    pending: sled::Tree,
+    history: sled::Tree,
     /// Commits take it exclusively, snapshots shared: sled iteration alone could see half of a
     /// concurrent commit.
     gate: RwLock<()>,
@@ -89,7 +106,16 @@ struct Db {
 
 struct Guard {
     file: File,
+    lineage: String,
     written: u64,
+}
+
+/// The trees of one sled transaction.
+struct Tx<'a> {
+    records: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    pending: &'a TransactionalTree,
+    history: &'a TransactionalTree,
 }
 
 /// Which state an error is about, for messages.
@@ -145,39 +171,141 @@ impl SledStore {
         })
     }
 
-    /// Runs one sled transaction over both trees, then makes it durable.
+    /// Runs one sled transaction over all trees under the exclusive gate, then makes it
+    /// durable. `f` gets the current serial and returns the new one, which is stored with it.
     fn transact(
         &self,
-        f: impl Fn(&TransactionalTree, &TransactionalTree) -> Result<(), TxError>,
+        f: impl Fn(&Tx<'_>, u64) -> Result<u64, TxError>,
     ) -> Result<u64, StateError> {
         let db = self.db()?;
         let serial = {
             let _excl = db.gate.write().unwrap_or_else(|e| e.into_inner());
-            (&db.records, &db.meta)
-                .transaction(|(records, meta)| {
-                    let current = match meta.get(K_SERIAL)? {
-                        Some(raw) => self
-                            .at
-                            .decode_meta::<u64>(K_SERIAL, &raw)
-                            .map_err(TxError::Abort)?,
-                        None => 0,
-                    };
-                    let next = current + 1;
-                    f(records, meta)?;
-                    meta.insert(K_SERIAL, encode_meta(&next))?;
-                    Ok(next)
-                })
-                .map_err(|e| match e {
-                    TransactionError::Abort(e) => e,
-                    TransactionError::Storage(e) => self.at.sled(e),
-                })?
+            self.transact_gated(db, f)?
         };
-        // Outside the gate so concurrent committers share fsyncs; once this returns, every
-        // commit up to `serial` is on disk.
+        self.make_durable(db, serial, None)
+    }
+
+    /// The transaction of `transact`, for a caller that holds the gate exclusively.
+    fn transact_gated(
+        &self,
+        db: &Db,
+        f: impl Fn(&Tx<'_>, u64) -> Result<u64, TxError>,
+    ) -> Result<u64, StateError> {
+        (&db.records, &db.meta, &db.pending, &db.history)
+            .transaction(|(records, meta, pending, history)| {
+                let current = match meta.get(K_SERIAL)? {
+                    Some(raw) => self
+                        .at
+                        .decode_meta::<u64>(K_SERIAL, &raw)
+                        .map_err(TxError::Abort)?,
+                    None => 0,
+                };
+                let tx = Tx {
+                    records,
+                    meta,
+                    pending,
+                    history,
+                };
+                let next = f(&tx, current)?;
+                meta.insert(K_SERIAL, encode_meta(&next))?;
+                Ok(next)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => self.at.sled(e),
+            })
+    }
+
+    /// Flushes (outside the gate, so concurrent committers share fsyncs; once this returns,
+    /// every commit up to `serial` is on disk) and notes the serial (and a pushed `lineage`) in
+    /// the guard.
+    fn make_durable(&self, db: &Db, serial: u64, lineage: Option<&str>) -> Result<u64, StateError> {
         db.db.flush().map_err(|e| self.at.sled(e))?;
-        db.note_serial(serial);
+        db.note_serial(serial, lineage);
         Ok(serial)
     }
+
+    /// Applies an encoded commit at `serial` inside a transaction, keeping replaced versions.
+    fn apply(
+        &self,
+        tx: &Tx<'_>,
+        commit: &EncodedCommit,
+        serial: u64,
+        at: u64,
+    ) -> Result<(), TxError> {
+        for (address, body) in &commit.records {
+            let new = body.as_deref().map(envelope);
+            let old = match &new {
+                Some(raw) => tx.records.insert(address.as_bytes(), raw.as_slice())?,
+                None => tx.records.remove(address.as_bytes())?,
+            };
+            let Some(old) = old else { continue };
+            // Re-putting the identical record replaces nothing worth keeping.
+            if new.as_deref() == Some(&old[..]) {
+                continue;
+            }
+            let why = if new.is_some() {
+                REPLACED_BY_UPDATE
+            } else {
+                REPLACED_BY_DELETE
+            };
+            self.push_history(tx.history, address, encode_history(serial, at, why, &old))?;
+        }
+        for (address, raw) in &commit.pending {
+            match raw {
+                Some(raw) => tx.pending.insert(address.as_bytes(), raw.as_slice())?,
+                None => tx.pending.remove(address.as_bytes())?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Appends one history entry for `address` and drops the oldest beyond `HISTORY_LIMIT`:
+    /// two point reads and at most three writes, whatever the state's size.
+    fn push_history(
+        &self,
+        history: &TransactionalTree,
+        address: &str,
+        entry: Vec<u8>,
+    ) -> Result<(), TxError> {
+        let index_key = history_key(address, None);
+        let (next, count) = match history.get(&index_key)? {
+            Some(raw) if raw.len() == 16 => (
+                u64::from_be_bytes(raw[..8].try_into().expect("8 bytes")),
+                u64::from_be_bytes(raw[8..].try_into().expect("8 bytes")),
+            ),
+            Some(_) => {
+                return Err(TxError::Abort(
+                    self.at
+                        .corrupt(format!("the history index of \"{address}\" is damaged")),
+                ))
+            }
+            None => (0, 0),
+        };
+        history.insert(history_key(address, Some(next)), entry)?;
+        let (next, mut count) = (next + 1, count + 1);
+        if count > HISTORY_LIMIT as u64 {
+            history.remove(history_key(address, Some(next - count)))?;
+            count -= 1;
+        }
+        let mut index = next.to_be_bytes().to_vec();
+        index.extend_from_slice(&count.to_be_bytes());
+        history.insert(index_key, index)?;
+        Ok(())
+    }
+}
+
+/// `address NUL seq` for an entry, `address SOH` for the address's index (see module docs).
+fn history_key(address: &str, seq: Option<u64>) -> Vec<u8> {
+    let mut key = address.as_bytes().to_vec();
+    match seq {
+        Some(seq) => {
+            key.push(0);
+            key.extend_from_slice(&seq.to_be_bytes());
+        }
+        None => key.push(1),
+    }
+    key
 }
 
 impl StateLock for SledStore {
@@ -209,7 +337,7 @@ impl StateRead for SledStore {
             return Ok(Snapshot::default());
         };
         // Read the raw bytes under the gate (consistent with one serial), decode outside it.
-        let (meta, outputs, raw) = {
+        let (meta, outputs, raw, pending) = {
             let _shared = db.gate.read().unwrap_or_else(|e| e.into_inner());
             let meta = self.meta()?;
             let outputs = db.meta.get(K_OUTPUTS).map_err(|e| self.at.sled(e))?;
@@ -224,7 +352,14 @@ impl StateRead for SledStore {
                 })?;
                 raw.push((address, bytes));
             }
-            (meta, outputs, raw)
+            let mut pending = std::collections::BTreeMap::new();
+            for item in db.pending.iter() {
+                let (key, bytes) = item.map_err(|e| self.at.sled(e))?;
+                let address = String::from_utf8_lossy(&key).into_owned();
+                let op = decode_pending(&self.at.backend, &address, &bytes)?;
+                pending.insert(address, op);
+            }
+            (meta, outputs, raw, pending)
         };
         let outputs = match outputs {
             Some(bytes) => self
@@ -232,10 +367,12 @@ impl StateRead for SledStore {
                 .decode_meta::<Map<String, Value>>(K_OUTPUTS, &bytes)?,
             None => Map::new(),
         };
+        let backend = self.at.backend.as_str();
         Ok(Snapshot {
             meta,
-            resources: decode_all(&self.at.backend, raw)?,
+            resources: decode_all(raw, |(a, r)| decode(backend, a, r))?,
             outputs,
+            pending,
         })
     }
 
@@ -243,14 +380,16 @@ impl StateRead for SledStore {
         let Some(db) = &self.db else {
             return Ok(StateMeta::default());
         };
-        let serial = match db.meta.get(K_SERIAL).map_err(|e| self.at.sled(e))? {
+        let get = |key: &str| db.meta.get(key).map_err(|e| self.at.sled(e));
+        let serial = match get(K_SERIAL)? {
             Some(raw) => self.at.decode_meta(K_SERIAL, &raw)?,
             None => 0,
         };
-        Ok(StateMeta {
-            lineage: db.lineage.clone(),
-            serial,
-        })
+        let lineage = match get(K_LINEAGE)? {
+            Some(raw) => self.at.decode_meta(K_LINEAGE, &raw)?,
+            None => return Err(self.at.corrupt("its lineage is gone".to_string())),
+        };
+        Ok(StateMeta { lineage, serial })
     }
 
     fn record(&self, address: &str) -> Result<Option<ResourceRecord>, StateError> {
@@ -263,40 +402,129 @@ impl StateRead for SledStore {
             .map(|raw| decode(&self.at.backend, address, &raw))
             .transpose()
     }
+
+    fn history(&self, address: &str) -> Result<Vec<HistoryEntry>, StateError> {
+        let Some(db) = &self.db else {
+            return Ok(Vec::new());
+        };
+        let raw = {
+            let _shared = db.gate.read().unwrap_or_else(|e| e.into_inner());
+            let mut prefix = address.as_bytes().to_vec();
+            prefix.push(0);
+            db.history
+                .scan_prefix(prefix)
+                .values()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.at.sled(e))?
+        };
+        // Keys sort by sequence number, oldest first.
+        raw.iter()
+            .rev()
+            .map(|r| decode_history(&self.at.backend, address, r))
+            .collect()
+    }
 }
 
 impl StateWrite for SledStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
-        let encoded = encode_changes(changes)?;
-        self.transact(|records, _meta| {
-            for (address, raw) in &encoded {
-                match raw {
-                    Some(raw) => records.insert(address.as_bytes(), raw.as_slice())?,
-                    None => records.remove(address.as_bytes())?,
-                };
-            }
-            Ok(())
+        let encoded = encode_commit(changes)?;
+        let at = now_secs();
+        self.transact(|tx, current| {
+            let next = current + 1;
+            self.apply(tx, &encoded, next, at)?;
+            Ok(next)
         })
     }
 
     fn set_outputs(&self, outputs: Map<String, Value>) -> Result<u64, StateError> {
         let raw = encode_meta(&outputs);
-        self.transact(|_records, meta| {
-            meta.insert(K_OUTPUTS, raw.as_slice())?;
-            Ok(())
+        self.transact(|tx, current| {
+            tx.meta.insert(K_OUTPUTS, raw.as_slice())?;
+            Ok(current + 1)
         })
+    }
+
+    fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
+        let db = self.db()?;
+        let mut commit = EncodedCommit::default();
+        for r in &dump.resources {
+            commit
+                .records
+                .insert(r.address.clone(), Some(encode_body(r)?));
+        }
+        for op in &dump.pending {
+            commit
+                .pending
+                .insert(op.address.clone(), Some(encode_pending(op)?));
+        }
+        let outputs = encode_meta(&dump.outputs);
+        let lineage_raw = encode_meta(&dump.lineage);
+        let at = now_secs();
+        let sled_err = |e| self.at.sled(e);
+        let _excl = db.gate.write().unwrap_or_else(|e| e.into_inner());
+        // Read under the exclusive gate but outside the transaction: sled transactions cannot
+        // scan, and nothing else writes meanwhile.
+        for key in db.records.iter().keys() {
+            let key = String::from_utf8_lossy(&key.map_err(sled_err)?).into_owned();
+            commit.records.entry(key).or_insert(None);
+        }
+        let mut had_pending = false;
+        for key in db.pending.iter().keys() {
+            let key = String::from_utf8_lossy(&key.map_err(sled_err)?).into_owned();
+            commit.pending.entry(key).or_insert(None);
+            had_pending = true;
+        }
+        let had_records = !db.records.is_empty();
+        let serial = self.transact_gated(db, |tx, current| {
+            let lineage: String = match tx.meta.get(K_LINEAGE)? {
+                Some(raw) => self
+                    .at
+                    .decode_meta(K_LINEAGE, &raw)
+                    .map_err(TxError::Abort)?,
+                None => String::new(),
+            };
+            let outputs_empty = match tx.meta.get(K_OUTPUTS)? {
+                Some(raw) => self
+                    .at
+                    .decode_meta::<Map<String, Value>>(K_OUTPUTS, &raw)
+                    .map_err(TxError::Abort)?
+                    .is_empty(),
+                None => true,
+            };
+            let ours = StateMeta {
+                lineage: lineage.clone(),
+                serial: current,
+            };
+            let empty = !had_records && !had_pending && outputs_empty;
+            let serial = push_serial(&ours, empty, dump, force, "the pushed state")
+                .map_err(TxError::Abort)?;
+            self.apply(tx, &commit, serial, at)?;
+            tx.meta.insert(K_OUTPUTS, outputs.as_slice())?;
+            if lineage != dump.lineage {
+                // Lets open tell this push, if the guard note missed it, from copied-in files.
+                tx.meta.insert(K_PREV_LINEAGE, encode_meta(&lineage))?;
+                tx.meta.insert(K_LINEAGE, lineage_raw.as_slice())?;
+            }
+            Ok(serial)
+        })?;
+        drop(_excl);
+        self.make_durable(db, serial, Some(&dump.lineage))
     }
 }
 
 impl Db {
-    /// Records in the guard that `serial` is durable. Best effort: the commit already is, and
-    /// failing it now would make the caller believe it was not.
-    fn note_serial(&self, serial: u64) {
+    /// Records in the guard that `serial` (of `lineage`, when a push changed it) is durable.
+    /// Best effort: the commit already is, and failing it now would make the caller believe it
+    /// was not.
+    fn note_serial(&self, serial: u64, lineage: Option<&str>) {
         let mut guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lineage) = lineage {
+            guard.lineage = lineage.to_string();
+        }
         if serial <= guard.written {
             return;
         }
-        if write_guard(&guard.file, &self.lineage, serial).is_ok() {
+        if write_guard(&guard.file, &guard.lineage, serial).is_ok() {
             guard.written = serial;
         }
     }
@@ -330,7 +558,10 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
     let sled_err = |e| at.sled(e);
     let records = db.open_tree(RECORDS_TREE).map_err(sled_err)?;
     let meta = db.open_tree(META_TREE).map_err(sled_err)?;
+    let pending = db.open_tree(PENDING_TREE).map_err(sled_err)?;
+    let history = db.open_tree(HISTORY_TREE).map_err(sled_err)?;
 
+    let mut upgrade = false;
     if let Some(raw) = meta.get(K_FORMAT).map_err(sled_err)? {
         let found: u32 = at.decode_meta(K_FORMAT, &raw)?;
         if found > STATE_FORMAT_VERSION {
@@ -341,6 +572,8 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
                 supported: STATE_FORMAT_VERSION,
             });
         }
+        // Version 1 -> 2 only adds trees, which now exist; a read-only open leaves the mark.
+        upgrade = found < STATE_FORMAT_VERSION && create;
     }
     let lineage = match meta.get(K_LINEAGE).map_err(sled_err)? {
         Some(raw) => Some(at.decode_meta::<String>(K_LINEAGE, &raw)?),
@@ -351,9 +584,16 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
         None => 0,
     };
 
+    let previous_lineage = match meta.get(K_PREV_LINEAGE).map_err(sled_err)? {
+        Some(raw) => Some(at.decode_meta::<String>(K_PREV_LINEAGE, &raw)?),
+        None => None,
+    };
+
     let lineage = match (lineage, &guard_note) {
         (Some(lineage), Some(note)) => {
-            if lineage != note.lineage {
+            // A push replaced the lineage and the process died before updating the note.
+            let pushed = previous_lineage.as_deref() == Some(note.lineage.as_str());
+            if lineage != note.lineage && !pushed {
                 return Err(corrupt(format!(
                     "its data belongs to lineage {lineage}, but {} says this directory last held \
                      lineage {} (files from another state were copied in?); if that is what you \
@@ -408,6 +648,11 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
             lineage
         }
     };
+    if upgrade {
+        meta.insert(K_FORMAT, encode_meta(&STATE_FORMAT_VERSION))
+            .map_err(sled_err)?;
+        db.flush().map_err(sled_err)?;
+    }
     let guard_is_current = guard_note
         .as_ref()
         .is_some_and(|n| n.lineage == lineage && n.serial == serial);
@@ -432,10 +677,12 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
         db,
         records,
         meta,
-        lineage,
+        pending,
+        history,
         gate: RwLock::new(()),
         guard: Mutex::new(Guard {
             file,
+            lineage,
             written: serial,
         }),
     }))

@@ -1,12 +1,18 @@
-//! The conformance suite every state backend must pass (run here against MemoryStore and
-//! SledStore; the PostgreSQL backend plugs into `run_suite` too), followed by sled-specific tests:
-//! locking, damaged files, `create: false`, file modes, kill -9 during commits, snapshot speed.
+//! The conformance suite every state backend must pass (MemoryStore, SledStore and, with a
+//! server, PgStore), followed by backend-specific tests: sled's locking, damaged files,
+//! `create: false`, file modes, kill -9 during commits, snapshot speed; PostgreSQL's locking
+//! across sessions, sessions that die, connection and permission errors.
+//!
+//! PostgreSQL tests read `PROV_TEST_PG` (a superuser connection string; start a throwaway server
+//! with `eval "$(state/tests/start-pg.sh start)"`). Without it they print a skip line and pass,
+//! unless `PROV_REQUIRE_PG` is set (as in CI), where a missing server fails them.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +42,35 @@ fn rec(address: &str, generation: u64) -> ResourceRecord {
         outputs: json!({"public_ip": "203.0.113.7", "private_ip": "10.0.0.7", "gen": generation}),
         dependencies: vec!["server.web-01".to_string()],
         updated_at: 1_795_615_387,
+        sensitive_paths: vec!["tags.team".to_string()],
     }
+}
+
+fn pending(address: &str, operation: &str) -> PendingOp {
+    PendingOp {
+        address: address.to_string(),
+        operation: operation.to_string(),
+        kind: "server".to_string(),
+        implementation: "sim".to_string(),
+        provider_id: (operation != "create").then(|| format!("sim-{address}")),
+        spec: json!({"plan": "small", "zone": "z1", "tags": {"b": 1, "a": 2}}),
+        dependencies: vec!["server.web-01".to_string()],
+        started_at: 1_795_615_400,
+        run_id: "0123456789abcdef".to_string(),
+    }
+}
+
+/// The v1 record kept as a fixture (exactly what prov stored before format 2) and the v2 record
+/// it must upgrade to.
+fn v1_fixture() -> (Vec<u8>, ResourceRecord) {
+    let raw =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/record-v1.json"))
+            .unwrap();
+    let env: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(env["format_version"], 1);
+    let mut upgraded = env["record"].clone();
+    upgraded["sensitive_paths"] = json!([]);
+    (raw, serde_json::from_value(upgraded).unwrap())
 }
 
 fn sled_opts(operation: &str) -> OpenOptions {
@@ -79,7 +113,8 @@ trait Harness {
     /// Opens the state: the same one every time, as reopening a workspace would. The caller
     /// drops the previous store first.
     fn open(&mut self) -> Box<dyn StateStore>;
-    /// Stores `raw` verbatim as the record at `address`; no store is open meanwhile.
+    /// Stores `raw` (a record envelope, possibly damaged) as the record at `address`, as an
+    /// older, newer or broken prov would have; no store is open meanwhile.
     fn put_raw(&mut self, address: &str, raw: &[u8]);
 }
 
@@ -113,6 +148,11 @@ type Check = fn(&mut dyn Harness);
 
 const CHECKS: &[(&str, Check)] = &[
     ("empty snapshot", check_empty_snapshot),
+    ("pending operations put, clear, snapshot", check_pending),
+    ("history order and limit", check_history),
+    ("dump and replace_all", check_dump_replace_all),
+    ("replace_all into a fresh state", check_replace_all_fresh),
+    ("v1 record fixture upgrades", check_v1_fixture),
     ("put, get, replace, delete", check_put_get_delete),
     ("serial bumps once per commit", check_serial),
     ("lineage and data survive reopen", check_reopen),
@@ -257,42 +297,315 @@ fn check_outputs(h: &mut dyn Harness) {
 
 fn check_batch_atomic(h: &mut dyn Harness) {
     let s = h.open();
-    s.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    s.commit(&[
+        Change::Put(rec("server.a", 1)),
+        Change::PutPending(pending("server.p", "create")),
+    ])
+    .unwrap();
+    s.commit(&[Change::Put(rec("server.a", 5))]).unwrap();
     let before = s.snapshot().unwrap();
+    let history_before = s.history("server.a").unwrap();
     let mut bad = rec("server.b", 1);
     bad.address = String::new();
-    let err = s
+    let mut bad_op = pending("server.q", "create");
+    bad_op.operation = "explode".into();
+    for bad_change in [Change::Put(bad), Change::PutPending(bad_op)] {
+        let err = s
+            .commit(&[
+                Change::Put(rec("server.a", 2)),
+                Change::Delete("server.a".into()),
+                Change::ClearPending("server.p".into()),
+                Change::PutPending(pending("server.c", "create")),
+                Change::Put(rec("server.c", 1)),
+                bad_change,
+            ])
+            .unwrap_err();
+        assert!(matches!(err, StateError::InvalidChange { .. }), "{err:?}");
+        assert_eq!(
+            s.snapshot().unwrap(),
+            before,
+            "nothing of a failed commit applies"
+        );
+        assert_eq!(s.history("server.a").unwrap(), history_before);
+    }
+    // Changes apply in order within a commit: the later one wins, and only the version from
+    // before the commit goes to history.
+    let serial = s
         .commit(&[
             Change::Put(rec("server.a", 2)),
             Change::Delete("server.a".into()),
             Change::Put(rec("server.c", 1)),
-            Change::Put(bad),
+            Change::Put(rec("server.c", 3)),
+            Change::ClearPending("server.p".into()),
+            Change::PutPending(pending("server.c", "create")),
+            Change::ClearPending("server.c".into()),
         ])
-        .unwrap_err();
-    assert!(matches!(err, StateError::InvalidChange { .. }), "{err:?}");
-    assert_eq!(
-        s.snapshot().unwrap(),
-        before,
-        "nothing of a failed commit applies"
-    );
-    // Changes apply in order within a commit: the later one wins.
-    s.commit(&[
-        Change::Put(rec("server.a", 2)),
-        Change::Delete("server.a".into()),
-        Change::Put(rec("server.c", 1)),
-        Change::Put(rec("server.c", 3)),
-    ])
-    .unwrap();
+        .unwrap();
     let snap = s.snapshot().unwrap();
     assert_eq!(snap.resources.len(), 1);
     assert_eq!(snap.resources["server.c"], rec("server.c", 3));
+    assert!(snap.pending.is_empty(), "{:?}", snap.pending);
+    let h = s.history("server.a").unwrap();
+    assert_eq!(h.len(), history_before.len() + 1);
+    assert_eq!((h[0].serial, h[0].replaced_by.as_str()), (serial, "delete"));
+    assert_eq!(h[0].record, rec("server.a", 5));
+    assert!(s.history("server.c").unwrap().is_empty());
+}
+
+fn check_pending(h: &mut dyn Harness) {
+    let s = h.open();
+    let create = pending("server.web-02", "create");
+    let delete = pending("server.web-01", "delete");
+    // A pending op and a record at the same address are independent (an update in flight).
+    let serial = s
+        .commit(&[
+            Change::Put(rec("server.web-01", 1)),
+            Change::PutPending(create.clone()),
+            Change::PutPending(delete.clone()),
+        ])
+        .unwrap();
+    assert_eq!(serial, 1, "pending changes commit like any other");
+    let snap = s.snapshot().unwrap();
+    assert_eq!(snap.pending.len(), 2);
+    assert_eq!(snap.pending["server.web-02"], create);
+    assert_eq!(snap.pending["server.web-01"], delete);
+    assert_eq!(snap.resources.len(), 1);
+    drop(s);
+
+    let s = h.open();
+    let snap = s.snapshot().unwrap();
+    assert_eq!(
+        snap.pending["server.web-02"], create,
+        "pending survives reopen"
+    );
+    assert_eq!(
+        serde_json::to_string(&snap.pending["server.web-02"].spec).unwrap(),
+        r#"{"plan":"small","zone":"z1","tags":{"b":1,"a":2}}"#,
+        "spec keeps its key order"
+    );
+    // The finished create replaces its pending op with the record, in one commit.
+    let mut updated = delete.clone();
+    updated.operation = "update".into();
+    s.commit(&[
+        Change::Put(rec("server.web-02", 1)),
+        Change::ClearPending("server.web-02".into()),
+        Change::PutPending(updated.clone()),
+    ])
+    .unwrap();
+    let snap = s.snapshot().unwrap();
+    assert_eq!(
+        snap.pending.values().cloned().collect::<Vec<_>>(),
+        vec![updated]
+    );
+    assert_eq!(snap.resources.len(), 2);
+    // Clearing what is not there is fine (a resolved op cleared twice).
+    s.commit(&[
+        Change::ClearPending("server.web-01".into()),
+        Change::ClearPending("server.none".into()),
+    ])
+    .unwrap();
+    assert!(s.snapshot().unwrap().pending.is_empty());
+    assert_eq!(s.meta().unwrap().serial, 3);
+}
+
+fn check_history(h: &mut dyn Harness) {
+    let s = h.open();
+    assert!(s.history("server.a").unwrap().is_empty());
+    s.commit(&[Change::Put(rec("server.a", 0))]).unwrap();
+    assert!(
+        s.history("server.a").unwrap().is_empty(),
+        "a first put replaces nothing"
+    );
+    // Re-putting the identical record keeps nothing.
+    s.commit(&[Change::Put(rec("server.a", 0))]).unwrap();
+    assert!(s.history("server.a").unwrap().is_empty());
+    let mut serials = Vec::new();
+    for g in 1..=(HISTORY_LIMIT as u64 + 5) {
+        serials.push(
+            s.commit(&[
+                Change::Put(rec("server.a", g)),
+                Change::Put(rec(&format!("server.other{g}"), g)),
+            ])
+            .unwrap(),
+        );
+    }
+    let hist = s.history("server.a").unwrap();
+    assert_eq!(hist.len(), HISTORY_LIMIT, "at most HISTORY_LIMIT versions");
+    // Newest first: the version replaced by the last commit is generation N-1.
+    for (i, e) in hist.iter().enumerate() {
+        let replaced_gen = HISTORY_LIMIT as u64 + 4 - i as u64;
+        assert_eq!(e.record, rec("server.a", replaced_gen), "entry {i}");
+        assert_eq!(e.serial, serials[replaced_gen as usize], "entry {i}");
+        assert_eq!(e.replaced_by, "update");
+        assert!(e.at > 1_700_000_000);
+    }
+    let del = s.commit(&[Change::Delete("server.a".into())]).unwrap();
+    drop(s);
+    let s = h.open();
+    assert_eq!(s.record("server.a").unwrap(), None);
+    let hist = s.history("server.a").unwrap();
+    assert_eq!(hist.len(), HISTORY_LIMIT, "history outlives the record");
+    assert_eq!(hist[0].replaced_by, "delete");
+    assert_eq!(hist[0].serial, del);
+    assert_eq!(hist[0].record, rec("server.a", HISTORY_LIMIT as u64 + 5));
+    assert_eq!(hist[1].record, rec("server.a", HISTORY_LIMIT as u64 + 4));
+    // Other addresses keep their own history; a prefix of an address is another address.
+    assert!(s.history("server.other1").unwrap().is_empty());
+    assert!(s.history("server").unwrap().is_empty());
+    s.commit(&[Change::Put(rec("server.a", 99))]).unwrap();
+    assert_eq!(s.history("server.a").unwrap().len(), HISTORY_LIMIT);
+    assert!(s.history("server.a2").unwrap().is_empty());
+}
+
+fn check_dump_replace_all(h: &mut dyn Harness) {
+    let s = h.open();
+    let mut outputs = Map::new();
+    outputs.insert("z".into(), json!(1));
+    outputs.insert("a".into(), json!({"y": 1, "b": 2}));
+    s.commit(&[
+        Change::Put(rec("server.a", 1)),
+        Change::Put(rec("server.b", 1)),
+        Change::PutPending(pending("server.c", "create")),
+    ])
+    .unwrap();
+    s.set_outputs(outputs.clone()).unwrap();
+    let dump = s.dump().unwrap();
+    let meta = s.meta().unwrap();
+    assert_eq!(dump.format, "prov-state");
+    assert_eq!(dump.format_version, DUMP_FORMAT_VERSION);
+    assert_eq!(
+        (dump.lineage.clone(), dump.serial),
+        (meta.lineage.clone(), 2)
+    );
+    assert_eq!(dump.resources, vec![rec("server.a", 1), rec("server.b", 1)]);
+    assert_eq!(dump.pending, vec![pending("server.c", "create")]);
+    assert_eq!(dump.outputs, outputs);
+    // The JSON form round-trips, records in their envelopes.
+    let text = dump.to_json();
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(v["resources"][0]["format_version"], RECORD_FORMAT_VERSION);
+    assert_eq!(StateDump::from_json(&text, "pulled.json").unwrap(), dump);
+
+    // Edit and push back at the same serial: accepted; serial max(ours, theirs) + 1.
+    let mut edited = dump.clone();
+    edited.resources.retain(|r| r.address != "server.b");
+    edited.resources.push(rec("server.d", 1));
+    edited.resources[0] = rec("server.a", 2);
+    edited.pending.clear();
+    edited.outputs = Map::new();
+    assert_eq!(s.replace_all(&edited, false).unwrap(), 3);
+    let snap = s.snapshot().unwrap();
+    assert_eq!(
+        snap.meta,
+        StateMeta {
+            lineage: meta.lineage.clone(),
+            serial: 3
+        }
+    );
+    assert_eq!(
+        snap.resources.keys().collect::<Vec<_>>(),
+        vec!["server.a", "server.d"]
+    );
+    assert_eq!(snap.resources["server.a"], rec("server.a", 2));
+    assert!(snap.pending.is_empty());
+    assert!(snap.outputs.is_empty());
+    let ha = s.history("server.a").unwrap();
+    assert_eq!(
+        (ha.len(), ha[0].serial, ha[0].replaced_by.as_str()),
+        (1, 3, "update")
+    );
+    let hb = s.history("server.b").unwrap();
+    assert_eq!((hb.len(), hb[0].replaced_by.as_str()), (1, "delete"));
+
+    // An older serial is refused (the state moved on since the pull), nothing written.
+    let before = s.snapshot().unwrap();
+    match s.replace_all(&dump, false).unwrap_err() {
+        StateError::OlderSerial { ours: 3, theirs: 2 } => {}
+        other => panic!("expected OlderSerial, got {other:?}"),
+    }
+    // Another lineage is refused.
+    let mut foreign = edited.clone();
+    foreign.lineage = "f".repeat(32);
+    foreign.serial = 50;
+    match s.replace_all(&foreign, false).unwrap_err() {
+        e @ StateError::LineageMismatch { .. } => {
+            assert!(
+                e.to_string().contains(&"f".repeat(32)) && e.to_string().contains("--force"),
+                "{e}"
+            )
+        }
+        other => panic!("expected LineageMismatch, got {other:?}"),
+    }
+    // A malformed dump is refused.
+    let mut dup = edited.clone();
+    dup.resources.push(rec("server.d", 2));
+    assert!(matches!(
+        s.replace_all(&dup, true),
+        Err(StateError::InvalidDump { .. })
+    ));
+    assert_eq!(
+        s.snapshot().unwrap(),
+        before,
+        "refused pushes write nothing"
+    );
+
+    // With force: the state takes the pushed lineage, and the serial still moves forward.
+    let mut old = dump.clone();
+    old.lineage = "e".repeat(32);
+    old.serial = 1;
+    assert_eq!(s.replace_all(&old, true).unwrap(), 4);
+    drop(s);
+    let s = h.open();
+    let snap = s.snapshot().unwrap();
+    assert_eq!(
+        snap.meta,
+        StateMeta {
+            lineage: "e".repeat(32),
+            serial: 4
+        }
+    );
+    assert_eq!(snap.resources.len(), 2);
+    assert_eq!(snap.pending.len(), 1);
+    assert_eq!(snap.outputs, outputs);
+    assert_eq!(s.commit(&[]).unwrap(), 5, "commits continue after a push");
+}
+
+fn check_replace_all_fresh(h: &mut dyn Harness) {
+    // Moving a state to a new backend: the new, empty state takes any lineage without force.
+    let s = h.open();
+    let source = MemoryStore::new();
+    source.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    source.commit(&[Change::Put(rec("server.b", 1))]).unwrap();
+    let dump = source.dump().unwrap();
+    assert_eq!(s.replace_all(&dump, false).unwrap(), 3);
+    let snap = s.snapshot().unwrap();
+    assert_eq!(snap.meta.lineage, dump.lineage);
+    assert_eq!(snap.resources.len(), 2);
+}
+
+fn check_v1_fixture(h: &mut dyn Harness) {
+    let (raw, want) = v1_fixture();
+    drop(h.open());
+    h.put_raw("server.web-01", &raw);
+    let s = h.open();
+    assert_eq!(s.record("server.web-01").unwrap(), Some(want.clone()));
+    assert_eq!(s.snapshot().unwrap().resources["server.web-01"], want);
+    assert_eq!(s.dump().unwrap().resources, vec![want.clone()]);
+    // Replacing it keeps the v1 version in history, read back upgraded.
+    s.commit(&[Change::Put(rec("server.web-01", 1))]).unwrap();
+    let hist = s.history("server.web-01").unwrap();
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0].record, want);
 }
 
 fn check_newer_format(h: &mut dyn Harness) {
     let s = h.open();
     s.commit(&[Change::Put(rec("server.old", 1))]).unwrap();
     drop(s);
-    let raw = json!({"format_version": RECORD_FORMAT_VERSION + 1, "record": {"address": "server.new", "shape": "unknown"}});
+    let raw = json!({
+        "format_version": RECORD_FORMAT_VERSION + 1,
+        "record": {"address": "server.new", "shape": "unknown"},
+    });
     h.put_raw("server.new", raw.to_string().as_bytes());
     let s = h.open();
     for err in [
@@ -333,7 +646,7 @@ fn check_damaged_record(h: &mut dyn Harness) {
     other["address"] = json!("server.y");
     h.put_raw(
         "server.x",
-        json!({"format_version": 1, "record": other})
+        json!({"format_version": RECORD_FORMAT_VERSION, "record": other})
             .to_string()
             .as_bytes(),
     );
@@ -401,7 +714,7 @@ fn locked_message_names_the_holder() {
         pid: 4242,
         operation: "apply".into(),
         since: 1_795_615_387,
-        path: ".prov/state.lock".into(),
+        location: ".prov/state.lock".into(),
     };
     assert_eq!(
         StateError::Locked {
@@ -533,6 +846,14 @@ fn child_process_helper() {
             println!("ready {}", std::process::id());
             std::thread::sleep(Duration::from_secs(60));
         }
+        "pg-hold" => {
+            // `dir` carries the workspace name here.
+            let url = std::env::var("PROV_TEST_PG").unwrap();
+            let s = PgStore::open(&url, dir.to_str().unwrap(), &sled_opts("child-apply")).unwrap();
+            s.commit(&[Change::Put(rec("server.child", 1))]).unwrap();
+            println!("ready {} {}", std::process::id(), s.lock_info().id);
+            std::thread::sleep(Duration::from_secs(60));
+        }
         "commit" => {
             let mut opts = sled_opts("apply");
             opts.lock_timeout = Duration::from_secs(5);
@@ -553,6 +874,7 @@ fn child_process_helper() {
 
 /// Re-executes this test binary as a child running `child_process_helper` in `mode`.
 fn spawn_child(mode: &str, dir: &Path) -> (Child, impl Iterator<Item = String>) {
+    // Test binaries run from the package directory, but `dir` may be relative (a workspace name).
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -630,7 +952,7 @@ fn sled_lock_held_by_flock_tool_reports_unknown_holder() {
         pid: dead_pid(),
         operation: "apply".into(),
         since: 0,
-        path: lock.clone(),
+        location: lock.display().to_string(),
     };
     std::fs::write(&lock, serde_json::to_vec(&stale).unwrap()).unwrap();
     let (holder, msg) = expect_locked(SledStore::open(&dir, &sled_opts("plan")));
@@ -1006,4 +1328,839 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, String) {
     let out = f();
     let cost = format!("{:?} wall, {:?} CPU", t.elapsed(), cpu_time() - cpu);
     (out, cost)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sled: force-unlock, layout upgrade, push and the guard note
+
+/// The id in the holder note of the sled lock at `dir`.
+fn sled_note(dir: &Path) -> LockInfo {
+    serde_json::from_slice(&std::fs::read(lock_path_for(dir).unwrap()).unwrap()).unwrap()
+}
+
+#[test]
+fn sled_force_unlock() {
+    let (_tmp, dir) = workspace();
+    // No lock file at all: nothing to unlock.
+    match force_unlock_sled(&dir, "abcd").unwrap_err() {
+        e @ StateError::LockIdMismatch { holder: None, .. } => {
+            assert!(e.to_string().contains("not locked"), "{e}")
+        }
+        other => panic!("expected LockIdMismatch, got {other:?}"),
+    }
+    let (mut child, mut lines) = spawn_child("hold", &dir);
+    let child_pid: u32 = lines
+        .find_map(|l| {
+            l.split_once("ready ")
+                .map(|(_, p)| p.trim().parse().unwrap())
+        })
+        .expect("child got the lock");
+    let note = sled_note(&dir);
+    assert_eq!(note.pid, child_pid);
+
+    // A live holder: a wrong id is refused naming the holder; the right one names the process.
+    match force_unlock_sled(&dir, "0000").unwrap_err() {
+        e @ StateError::LockIdMismatch { .. } => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&note.id) && msg.contains("nothing was unlocked"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected LockIdMismatch, got {other:?}"),
+    }
+    match force_unlock_sled(&dir, &note.id).unwrap_err() {
+        e @ StateError::LockHeld { .. } => {
+            let msg = e.to_string();
+            eprintln!("{msg}");
+            assert!(
+                msg.contains(&format!("pid {child_pid}")) && msg.contains("stop that process"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected LockHeld, got {other:?}"),
+    }
+    assert_eq!(
+        sled_note(&dir),
+        note,
+        "a refused force-unlock changes nothing"
+    );
+
+    // kill -9 leaves the note behind (the flock itself died): force-unlock clears it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    match force_unlock_sled(&dir, &note.id).unwrap() {
+        ForceUnlock::StaleNoteCleared(h) => {
+            assert_eq!((h.id.as_str(), h.pid), (note.id.as_str(), child_pid))
+        }
+    }
+    assert_eq!(std::fs::read(lock_path_for(&dir).unwrap()).unwrap(), b"");
+    assert!(matches!(
+        force_unlock_sled(&dir, &note.id),
+        Err(StateError::LockIdMismatch { holder: None, .. })
+    ));
+    SledStore::open(&dir, &sled_opts("apply")).unwrap();
+}
+
+#[test]
+fn sled_v1_layout_is_upgraded_by_a_writing_open_only() {
+    let (_tmp, dir) = workspace();
+    {
+        let s = SledStore::open(&dir, &sled_opts("apply")).unwrap();
+        s.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    }
+    // What prov wrote before layout 2: format 1, and a v1 record.
+    sled_put_raw(&dir, "meta", "format_version", b"1");
+    let (raw, want) = v1_fixture();
+    sled_put_raw(&dir, "records", "server.web-01", &raw);
+    let read_format = |dir: &Path| -> String {
+        let t0 = Instant::now();
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(_) if t0.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let v = db
+            .open_tree("meta")
+            .unwrap()
+            .get("format_version")
+            .unwrap()
+            .unwrap();
+        String::from_utf8(v.to_vec()).unwrap()
+    };
+    let mut ro = sled_opts("plan");
+    ro.create = false;
+    {
+        let s = SledStore::open(&dir, &ro).unwrap();
+        assert_eq!(s.record("server.web-01").unwrap(), Some(want.clone()));
+        assert_eq!(s.snapshot().unwrap().resources.len(), 2);
+    }
+    assert_eq!(
+        read_format(&dir),
+        "1",
+        "a read-only open leaves the layout alone"
+    );
+    {
+        let s = SledStore::open(&dir, &sled_opts("apply")).unwrap();
+        s.commit(&[Change::PutPending(pending("server.b", "create"))])
+            .unwrap();
+        assert_eq!(s.snapshot().unwrap().resources["server.web-01"], want);
+    }
+    assert_eq!(read_format(&dir), STATE_FORMAT_VERSION.to_string());
+}
+
+#[test]
+fn sled_push_of_another_lineage_survives_a_crash_before_the_guard_note() {
+    let (_tmp, dir) = workspace();
+    let guard = dir.join("prov-guard.json");
+    let s = SledStore::open(&dir, &sled_opts("apply")).unwrap();
+    s.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    let old_note = std::fs::read(&guard).unwrap();
+    let mut dump = s.dump().unwrap();
+    dump.lineage = "a".repeat(32);
+    assert_eq!(s.replace_all(&dump, true).unwrap(), 2);
+    drop(s);
+    // As if killed between sled's flush and the note's rewrite.
+    std::fs::write(&guard, &old_note).unwrap();
+    let s = SledStore::open(&dir, &sled_opts("plan")).unwrap();
+    assert_eq!(
+        s.meta().unwrap(),
+        StateMeta {
+            lineage: "a".repeat(32),
+            serial: 2
+        }
+    );
+    drop(s);
+    // Files of an unrelated state are still told apart.
+    std::fs::write(
+        &guard,
+        serde_json::to_vec(&json!({"lineage": "b".repeat(32), "serial": 1})).unwrap(),
+    )
+    .unwrap();
+    match SledStore::open(&dir, &sled_opts("plan")) {
+        Err(StateError::Corrupt { detail, .. }) => assert!(detail.contains("lineage"), "{detail}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn dump_files_are_checked() {
+    let m = MemoryStore::new();
+    m.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    let dump = m.dump().unwrap();
+    let text = String::from_utf8(dump.to_json()).unwrap();
+    let bad = |text: &str| StateDump::from_json(text.as_bytes(), "s.json").unwrap_err();
+    assert!(matches!(bad("[]"), StateError::InvalidDump { .. }));
+    assert!(bad(r#"{"format": "terraform"}"#)
+        .to_string()
+        .contains("s.json"));
+    match bad(&text.replace(
+        "\"format_version\": 1,\n  \"lineage\"",
+        "\"format_version\": 9,\n  \"lineage\"",
+    )) {
+        StateError::UnsupportedFormat { found: 9, .. } => {}
+        other => panic!("expected UnsupportedFormat, got {other:?}"),
+    }
+    // A record of a newer format inside an otherwise good dump.
+    let newer = text.replacen(
+        &format!("\"format_version\": {RECORD_FORMAT_VERSION}"),
+        "\"format_version\": 77",
+        1,
+    );
+    assert!(
+        bad(&newer).to_string().contains("newer prov"),
+        "{}",
+        bad(&newer)
+    );
+    // An old dump holding a v1 record reads upgraded.
+    let (raw, want) = v1_fixture();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["resources"] = json!([serde_json::from_slice::<serde_json::Value>(&raw).unwrap()]);
+    let old = StateDump::from_json(v.to_string().as_bytes(), "old.json").unwrap();
+    assert_eq!(old.resources, vec![want]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// The test server's superuser connection string, or `None` (with a skip line) when there is
+/// none and none is required.
+fn pg_url(test: &str) -> Option<String> {
+    match std::env::var("PROV_TEST_PG") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("PROV_REQUIRE_PG").is_none(),
+                "{test}: PROV_REQUIRE_PG is set but PROV_TEST_PG is not; start a server with \
+                 eval \"$(state/tests/start-pg.sh start)\""
+            );
+            eprintln!(
+                "SKIPPED {test}: PROV_TEST_PG is not set (start a throwaway server with \
+                 eval \"$(state/tests/start-pg.sh start)\")"
+            );
+            None
+        }
+    }
+}
+
+fn admin(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
+
+/// A name no other test (or earlier run against the same server) uses.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A key=value connection string to `db` on the test server, as `user` (password given) or as
+/// the test superuser.
+fn pg_conn(url: &str, db: &str, user: Option<(&str, &str)>) -> String {
+    let c: postgres::Config = url.parse().unwrap();
+    let host = match &c.get_hosts()[0] {
+        postgres::config::Host::Tcp(h) => h.clone(),
+        postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let (user, password) = match user {
+        Some((u, p)) => (u.to_string(), p.to_string()),
+        None => (
+            c.get_user().unwrap().to_string(),
+            String::from_utf8(c.get_password().unwrap_or_default().to_vec()).unwrap(),
+        ),
+    };
+    format!("host={host} port={port} user={user} password='{password}' dbname={db}")
+}
+
+/// A fresh database, dropped with the guard.
+struct TempDb {
+    url: String,
+    name: String,
+}
+
+impl TempDb {
+    fn new(url: &str) -> TempDb {
+        let name = unique("prov_test_db");
+        admin(url)
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        TempDb {
+            url: url.to_string(),
+            name,
+        }
+    }
+    fn conn(&self, user: Option<(&str, &str)>) -> String {
+        pg_conn(&self.url, &self.name, user)
+    }
+    fn admin(&self) -> postgres::Client {
+        admin(&self.conn(None))
+    }
+    fn prov_tables(&self) -> Vec<String> {
+        self.admin()
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'prov\\_%' ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = admin(&self.url).batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+struct PgHarness {
+    url: String,
+    workspace: String,
+}
+
+impl Harness for PgHarness {
+    fn open(&mut self) -> Box<dyn StateStore> {
+        Box::new(PgStore::open(&self.url, &self.workspace, &sled_opts("test")).unwrap())
+    }
+    fn put_raw(&mut self, address: &str, raw: &[u8]) {
+        // The table keeps version and body apart; bytes that are no envelope at all (a
+        // truncated file in sled) become a body that is no record.
+        let (version, body) = match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(v) if v["format_version"].is_u64() => (
+                v["format_version"].as_u64().unwrap() as i32,
+                v["record"].to_string(),
+            ),
+            _ => (1, "\"damaged\"".to_string()),
+        };
+        admin(&self.url)
+            .execute(
+                "INSERT INTO prov_resources (workspace, address, format_version, record) \
+                 VALUES ($1, $2, $3, $4::text::json) ON CONFLICT (workspace, address) \
+                 DO UPDATE SET format_version = EXCLUDED.format_version, record = EXCLUDED.record",
+                &[&self.workspace, &address, &version, &body],
+            )
+            .unwrap();
+    }
+}
+
+impl Drop for PgHarness {
+    fn drop(&mut self) {
+        let mut c = admin(&self.url);
+        for table in [
+            "prov_resources",
+            "prov_pending",
+            "prov_history",
+            "prov_locks",
+            "prov_meta",
+        ] {
+            let _ = c.execute(
+                &format!("DELETE FROM {table} WHERE workspace = $1"),
+                &[&self.workspace],
+            );
+        }
+    }
+}
+
+#[test]
+fn pg_store_conformance() {
+    let Some(url) = pg_url("pg_store_conformance") else {
+        return;
+    };
+    run_suite("postgres", &|| {
+        Box::new(PgHarness {
+            url: url.clone(),
+            workspace: unique("conf"),
+        })
+    });
+}
+
+fn expect_pg_locked(res: Result<PgStore, StateError>) -> (LockInfo, String) {
+    match res {
+        Err(e @ StateError::Locked { .. }) => {
+            let msg = e.to_string();
+            let StateError::Locked { holder } = e else {
+                unreachable!()
+            };
+            (*holder, msg)
+        }
+        Err(e) => panic!("expected Locked, got {e:?}"),
+        Ok(_) => panic!("expected Locked, but the open succeeded"),
+    }
+}
+
+fn password_of(url: &str) -> String {
+    let c: postgres::Config = url.parse().unwrap();
+    String::from_utf8(c.get_password().unwrap().to_vec()).unwrap()
+}
+
+#[test]
+fn pg_lock_names_the_holder_across_sessions_and_waits() {
+    let Some(url) = pg_url("pg_lock_names_the_holder_across_sessions_and_waits") else {
+        return;
+    };
+    let ws = unique("lock");
+    let first = PgStore::open(&url, &ws, &sled_opts("apply")).unwrap();
+    assert!(first.lock_info().location.starts_with("postgresql://"));
+    assert!(first
+        .lock_info()
+        .location
+        .ends_with(&format!("(workspace {ws})")));
+    let t = Instant::now();
+    let (holder, msg) = expect_pg_locked(PgStore::open(&url, &ws, &sled_opts("plan")));
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "timeout 0 fails at once"
+    );
+    eprintln!("{msg}");
+    assert_eq!(&holder, first.lock_info());
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("operation \"apply\"") && msg.contains(&holder.id),
+        "{msg}"
+    );
+    assert!(!msg.contains(&password_of(&url)), "{msg}");
+    let dbg = format!("{first:?}");
+    assert!(!dbg.contains(&password_of(&url)), "{dbg}");
+    // A read-only open takes the same lock; another workspace is not blocked.
+    let mut ro = sled_opts("state list");
+    ro.create = false;
+    expect_pg_locked(PgStore::open(&url, &ws, &ro));
+    let other = PgStore::open(&url, &unique("lock_other"), &sled_opts("apply")).unwrap();
+    other.commit(&[Change::Put(rec("server.x", 1))]).unwrap();
+    assert!(
+        first.snapshot().unwrap().resources.is_empty(),
+        "workspaces are separate"
+    );
+
+    first.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(first);
+    });
+    let mut opts = sled_opts("apply");
+    opts.lock_timeout = Duration::from_secs(5);
+    let t = Instant::now();
+    let second = PgStore::open(&url, &ws, &opts).unwrap();
+    let waited = t.elapsed();
+    eprintln!("waited {waited:?} for the lock");
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert_eq!(second.meta().unwrap().serial, 1);
+    releaser.join().unwrap();
+    drop((second, other));
+}
+
+#[test]
+fn pg_lock_dies_with_a_killed_process_and_force_unlock_clears_its_row() {
+    let Some(url) = pg_url("pg_lock_dies_with_a_killed_process_and_force_unlock_clears_its_row")
+    else {
+        return;
+    };
+    let ws = unique("kill");
+    let (mut child, mut lines) = spawn_child("pg-hold", Path::new(&ws));
+    let ready = lines
+        .find_map(|l| l.split_once("ready ").map(|(_, r)| r.trim().to_string()))
+        .expect("child got the lock");
+    let (pid, lock_id) = ready.split_once(' ').unwrap();
+    let child_pid: u32 = pid.parse().unwrap();
+
+    let (holder, msg) = expect_pg_locked(PgStore::open(&url, &ws, &sled_opts("plan")));
+    eprintln!("{msg}");
+    assert_eq!((holder.pid, holder.id.as_str()), (child_pid, lock_id));
+    assert_eq!(holder.operation, "child-apply");
+
+    // force-unlock cannot take a live session's lock: it names it and how to end it.
+    assert!(matches!(
+        force_unlock_pg(&url, &ws, "0000"),
+        Err(StateError::LockIdMismatch {
+            holder: Some(_),
+            ..
+        })
+    ));
+    match force_unlock_pg(&url, &ws, lock_id).unwrap_err() {
+        e @ StateError::LockHeld { .. } => {
+            let msg = e.to_string();
+            eprintln!("{msg}");
+            assert!(
+                msg.contains(&format!("pid {child_pid}")) && msg.contains("pg_terminate_backend"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected LockHeld, got {other:?}"),
+    }
+
+    // kill -9: the server ends the session and its lock; the holder row stays behind.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    let cleared = loop {
+        match force_unlock_pg(&url, &ws, lock_id) {
+            Ok(ForceUnlock::StaleNoteCleared(h)) => break h,
+            // The server may take a moment to notice the closed socket.
+            Err(StateError::LockHeld { .. }) if t.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("expected StaleNoteCleared, got {other:?}"),
+        }
+    };
+    assert_eq!(cleared.pid, child_pid);
+    assert!(matches!(
+        force_unlock_pg(&url, &ws, lock_id),
+        Err(StateError::LockIdMismatch { holder: None, .. })
+    ));
+    let mut opts = sled_opts("apply");
+    opts.lock_timeout = Duration::from_secs(5);
+    let s = PgStore::open(&url, &ws, &opts).unwrap();
+    assert_eq!(
+        s.snapshot().unwrap().resources.len(),
+        1,
+        "the child's commit is kept"
+    );
+}
+
+#[test]
+fn pg_lock_dies_with_a_terminated_session() {
+    let Some(url) = pg_url("pg_lock_dies_with_a_terminated_session") else {
+        return;
+    };
+    let ws = unique("term");
+    let first = PgStore::open(&url, &ws, &sled_opts("apply")).unwrap();
+    first.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    let mut c = admin(&url);
+    let backend: i32 = c
+        .query_one(
+            "SELECT backend_pid FROM prov_locks WHERE workspace = $1",
+            &[&ws],
+        )
+        .unwrap()
+        .get(0);
+    c.execute("SELECT pg_terminate_backend($1)", &[&backend])
+        .unwrap();
+    let mut opts = sled_opts("apply");
+    opts.lock_timeout = Duration::from_secs(5);
+    let second = PgStore::open(&url, &ws, &opts).unwrap();
+    // The first store lost its session and lock: it can write nothing more.
+    match first
+        .commit(&[Change::Put(rec("server.b", 1))])
+        .unwrap_err()
+    {
+        e @ StateError::Backend {
+            kind: BackendErrorKind::ConnectionLost,
+            ..
+        } => eprintln!("{e}"),
+        other => panic!("expected ConnectionLost, got {other:?}"),
+    }
+    let snap = second.snapshot().unwrap();
+    assert_eq!(snap.meta.serial, 1);
+    assert_eq!(snap.resources.keys().collect::<Vec<_>>(), vec!["server.a"]);
+    drop(first);
+    assert!(second.commit(&[]).is_ok(), "the new holder keeps its lock");
+}
+
+#[test]
+fn pg_commit_failing_midway_is_rolled_back() {
+    let Some(url) = pg_url("pg_commit_failing_midway_is_rolled_back") else {
+        return;
+    };
+    let ws = unique("atomic");
+    let s = PgStore::open(&url, &ws, &sled_opts("apply")).unwrap();
+    s.commit(&[
+        Change::Put(rec("server.a", 1)),
+        Change::Put(rec("server.b", 1)),
+        Change::PutPending(pending("server.p", "create")),
+    ])
+    .unwrap();
+    s.commit(&[Change::Put(rec("server.a", 2))]).unwrap();
+    let before = s.snapshot().unwrap();
+    let history = s.history("server.a").unwrap();
+    // The server rejects the last change of the commit, after the others were executed.
+    let func = unique("prov_test_boom");
+    let mut c = admin(&url);
+    c.batch_execute(&format!(
+        "CREATE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.workspace = '{ws}' AND NEW.address = 'server.zz-boom' THEN \
+         RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER {func} BEFORE INSERT ON prov_resources \
+         FOR EACH ROW EXECUTE FUNCTION {func}();"
+    ))
+    .unwrap();
+    let res = s.commit(&[
+        Change::Put(rec("server.a", 3)),
+        Change::Delete("server.b".into()),
+        Change::ClearPending("server.p".into()),
+        Change::Put(rec("server.zz-boom", 1)),
+    ]);
+    c.batch_execute(&format!(
+        "DROP TRIGGER {func} ON prov_resources; DROP FUNCTION {func}();"
+    ))
+    .unwrap();
+    match res.unwrap_err() {
+        e @ StateError::Backend { .. } => {
+            assert!(e.to_string().contains("boom"), "{e}")
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    assert_eq!(
+        s.snapshot().unwrap(),
+        before,
+        "nothing of the failed commit applies"
+    );
+    assert_eq!(s.history("server.a").unwrap(), history);
+    assert!(s.history("server.b").unwrap().is_empty());
+    assert_eq!(
+        s.commit(&[]).unwrap(),
+        3,
+        "the session goes on after a rollback"
+    );
+}
+
+#[test]
+fn pg_unreachable_server_is_a_clear_error() {
+    // Needs no server: a port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let conn = format!("postgresql://prov:hunter2@127.0.0.1:{port}/infra");
+    let t = Instant::now();
+    let err = PgStore::open(&conn, "default", &sled_opts("plan")).unwrap_err();
+    let msg = err.to_string();
+    eprintln!("{msg} ({:?})", t.elapsed());
+    assert!(
+        matches!(
+            err,
+            StateError::Backend {
+                kind: BackendErrorKind::Unreachable,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains(&format!("PostgreSQL state at 127.0.0.1:{port}/infra")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("what to do") && msg.contains("running"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2") && !format!("{err:?}").contains("hunter2"));
+    let err = force_unlock_pg(&conn, "default", "ab").unwrap_err();
+    assert!(!err.to_string().contains("hunter2"));
+}
+
+#[test]
+fn pg_wrong_password_missing_database_and_missing_permission_are_clear_errors() {
+    let Some(url) = pg_url("pg_wrong_password_missing_database_and_missing_permission") else {
+        return;
+    };
+    let db = TempDb::new(&url);
+    let role = unique("prov_role");
+    let password = "right-Pw-1";
+    {
+        let mut c = db.admin();
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+        ))
+        .unwrap();
+    }
+    let drop_role = || {
+        let _ = admin(&url).batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+    };
+
+    let check = |res: Result<PgStore, StateError>, kind: BackendErrorKind, wants: &[&str]| {
+        let err = res.unwrap_err();
+        let msg = err.to_string();
+        eprintln!("{msg}");
+        match &err {
+            StateError::Backend { kind: k, .. } => assert_eq!(*k, kind, "{msg}"),
+            other => panic!("expected Backend, got {other:?}"),
+        }
+        assert!(
+            msg.contains(&format!("PostgreSQL state at 127.0.0.1:")) && msg.contains("what to do"),
+            "{msg}"
+        );
+        for w in wants {
+            assert!(msg.contains(w), "{msg} lacks {w}");
+        }
+        assert!(
+            !msg.contains("wrong-Pw") && !msg.contains(password),
+            "{msg}"
+        );
+    };
+    check(
+        PgStore::open(
+            &db.conn(Some((&role, "wrong-Pw"))),
+            "w",
+            &sled_opts("apply"),
+        ),
+        BackendErrorKind::Authentication,
+        &["password"],
+    );
+    check(
+        PgStore::open(
+            &pg_conn(&url, &unique("prov_missing_db"), None),
+            "w",
+            &sled_opts("apply"),
+        ),
+        BackendErrorKind::NoDatabase,
+        &["createdb"],
+    );
+    // Right password, but the role may not create tables in the fresh database.
+    check(
+        PgStore::open(&db.conn(Some((&role, password))), "w", &sled_opts("apply")),
+        BackendErrorKind::Permission,
+        &[&role, "GRANT"],
+    );
+    assert!(db.prov_tables().is_empty(), "nothing was written");
+    // A read-only open needs no permission to create: an empty state, nothing written.
+    let mut ro = sled_opts("plan");
+    ro.create = false;
+    let s = PgStore::open(&db.conn(Some((&role, password))), "w", &ro).unwrap();
+    assert!(!s.exists());
+    assert_eq!(s.snapshot().unwrap(), Snapshot::default());
+    drop(s);
+    assert!(db.prov_tables().is_empty());
+    drop(db);
+    drop_role();
+}
+
+#[test]
+fn pg_create_false_creates_nothing_and_newer_schema_is_refused() {
+    let Some(url) = pg_url("pg_create_false_creates_nothing_and_newer_schema_is_refused") else {
+        return;
+    };
+    let db = TempDb::new(&url);
+    let mut ro = sled_opts("state list");
+    ro.create = false;
+    let s = PgStore::open(&db.conn(None), "ws", &ro).unwrap();
+    assert!(!s.exists());
+    assert_eq!(s.snapshot().unwrap(), Snapshot::default());
+    assert_eq!(s.meta().unwrap(), StateMeta::default());
+    assert_eq!(s.record("server.a").unwrap(), None);
+    assert!(s.history("server.a").unwrap().is_empty());
+    assert!(matches!(
+        s.commit(&[Change::Put(rec("server.a", 1))]),
+        Err(StateError::NotCreated { .. })
+    ));
+    assert!(s.set_outputs(Map::new()).is_err());
+    drop(s);
+    assert!(db.prov_tables().is_empty(), "no schema created");
+
+    let s = PgStore::open(&db.conn(None), "ws", &sled_opts("apply")).unwrap();
+    s.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+    drop(s);
+    assert_eq!(
+        db.prov_tables(),
+        vec![
+            "prov_history",
+            "prov_locks",
+            "prov_meta",
+            "prov_pending",
+            "prov_resources",
+            "prov_schema"
+        ]
+    );
+    // Another workspace, read-only: empty, and no rows for it appear.
+    let s = PgStore::open(&db.conn(None), "other", &ro).unwrap();
+    assert!(!s.exists());
+    drop(s);
+    let mut c = db.admin();
+    let rows: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM prov_meta WHERE workspace = 'other') + \
+             (SELECT count(*) FROM prov_locks WHERE workspace = 'other')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+    // A read-only open of the existing workspace sees its data.
+    let s = PgStore::open(&db.conn(None), "ws", &ro).unwrap();
+    assert!(s.exists());
+    assert_eq!(s.snapshot().unwrap().resources.len(), 1);
+    drop(s);
+
+    c.batch_execute("UPDATE prov_schema SET version = 99")
+        .unwrap();
+    for create in [true, false] {
+        let mut opts = sled_opts("plan");
+        opts.create = create;
+        match PgStore::open(&db.conn(None), "ws", &opts).unwrap_err() {
+            e @ StateError::UnsupportedFormat { found: 99, .. } => {
+                assert!(e.to_string().contains("newer prov"), "{e}")
+            }
+            other => panic!("expected UnsupportedFormat, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn pg_concurrent_first_uses_create_the_schema_once() {
+    let Some(url) = pg_url("pg_concurrent_first_uses_create_the_schema_once") else {
+        return;
+    };
+    let db = TempDb::new(&url);
+    let conn = db.conn(None);
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                let s = PgStore::open(&conn, &format!("ws{i}"), &sled_opts("apply")).unwrap();
+                s.commit(&[Change::Put(rec("server.a", i))]).unwrap()
+            })
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap(), 1);
+    }
+    let n: i64 = db
+        .admin()
+        .query_one("SELECT count(*) FROM prov_meta", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn pg_store_works_from_inside_a_tokio_runtime() {
+    let Some(url) = pg_url("pg_store_works_from_inside_a_tokio_runtime") else {
+        return;
+    };
+    // The engine calls the store from spawn_blocking, but a call from async code must not panic
+    // either (the sync `postgres` crate would: it nests runtimes).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ws = unique("rt");
+    rt.block_on(async {
+        let s = PgStore::open(&url, &ws, &sled_opts("apply")).unwrap();
+        s.commit(&[Change::Put(rec("server.a", 1))]).unwrap();
+        let s = std::sync::Arc::new(s);
+        let s2 = s.clone();
+        tokio::task::spawn_blocking(move || s2.commit(&[]).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(s.meta().unwrap().serial, 2);
+    });
 }

@@ -1,8 +1,11 @@
 //! The persisted plan file: a versioned JSON format kept apart from the in-memory `Plan`, with a checksum.
 
 use super::{Action, AttrDiff, OutputChange, Plan, PlanMode, ResourceChange};
+use crate::drift::{Drift, DriftKind};
 use crate::error::EngineError;
 use crate::model::{Address, Lifecycle};
+use crate::refresh::{Outcome, Resolution};
+use prov_state::{PendingOp, ResourceRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -25,6 +28,59 @@ struct PlanFileV1 {
     providers: serde_json::Map<String, Value>,
     changes: Vec<ChangeV1>,
     output_changes: Vec<OutputChangeV1>,
+    resolutions: Vec<ResolutionV1>,
+    drift: Vec<DriftV1>,
+    refreshed: Vec<RefreshedV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DriftV1 {
+    address: String,
+    kind: DriftKindV1,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum DriftKindV1 {
+    Gone,
+    Changed {
+        diffs: Vec<DiffV1>,
+    },
+    Stopped,
+    Version {
+        recorded: Option<String>,
+        real: Option<String>,
+    },
+    Unmanaged {
+        provider: String,
+        id: String,
+        hostname: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefreshedV1 {
+    address: String,
+    record: Option<ResourceRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResolutionV1 {
+    pending: PendingOp,
+    outcome: OutcomeV1,
+    note: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutcomeV1 {
+    Adopt { record: ResourceRecord },
+    Clear,
+    DeleteRecord,
+    FinishDelete { provider_id: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,13 +140,68 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
         mode: match p.mode {
             PlanMode::Normal => "normal".into(),
             PlanMode::Destroy => "destroy".into(),
+            PlanMode::RefreshOnly => "refresh-only".into(),
         },
+        drift: p
+            .drift
+            .iter()
+            .map(|d| DriftV1 {
+                address: d.address.clone(),
+                kind: match &d.kind {
+                    DriftKind::Gone => DriftKindV1::Gone,
+                    DriftKind::Changed(diffs) => DriftKindV1::Changed {
+                        diffs: diffs.iter().map(diff_v1).collect(),
+                    },
+                    DriftKind::Stopped => DriftKindV1::Stopped,
+                    DriftKind::Version { recorded, real } => DriftKindV1::Version {
+                        recorded: recorded.clone(),
+                        real: real.clone(),
+                    },
+                    DriftKind::Unmanaged {
+                        provider,
+                        id,
+                        hostname,
+                    } => DriftKindV1::Unmanaged {
+                        provider: provider.clone(),
+                        id: id.clone(),
+                        hostname: hostname.clone(),
+                    },
+                    DriftKind::Error(m) => DriftKindV1::Error { message: m.clone() },
+                },
+            })
+            .collect(),
+        refreshed: p
+            .refreshed
+            .iter()
+            .map(|(a, r)| RefreshedV1 {
+                address: a.to_string(),
+                record: r.clone(),
+            })
+            .collect(),
         lineage: p.lineage.clone(),
         serial: p.serial,
         config_hash: p.config_hash.clone(),
         targets: addrs(&p.targets),
         outputs: p.outputs.clone(),
         providers: p.providers.clone(),
+        resolutions: p
+            .resolutions
+            .iter()
+            .map(|r| ResolutionV1 {
+                pending: r.pending.clone(),
+                outcome: match &r.outcome {
+                    Outcome::Adopt(rec) => OutcomeV1::Adopt {
+                        record: (**rec).clone(),
+                    },
+                    Outcome::Clear => OutcomeV1::Clear,
+                    Outcome::DeleteRecord => OutcomeV1::DeleteRecord,
+                    Outcome::FinishDelete { provider_id } => OutcomeV1::FinishDelete {
+                        provider_id: provider_id.clone(),
+                    },
+                },
+                note: r.note.clone(),
+            })
+            .collect(),
         output_changes: p
             .output_changes
             .iter()
@@ -194,6 +305,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         mode: match f.mode.as_str() {
             "normal" => PlanMode::Normal,
             "destroy" => PlanMode::Destroy,
+            "refresh-only" => PlanMode::RefreshOnly,
             m => return Err(format!("unknown plan mode {m:?}")),
         },
         lineage: f.lineage,
@@ -203,6 +315,54 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         outputs: f.outputs,
         providers: f.providers,
         targets: addrs(&f.targets)?,
+        drift: f
+            .drift
+            .into_iter()
+            .map(|d| Drift {
+                address: d.address,
+                kind: match d.kind {
+                    DriftKindV1::Gone => DriftKind::Gone,
+                    DriftKindV1::Changed { diffs } => {
+                        DriftKind::Changed(diffs.into_iter().map(diff_from_v1).collect())
+                    }
+                    DriftKindV1::Stopped => DriftKind::Stopped,
+                    DriftKindV1::Version { recorded, real } => {
+                        DriftKind::Version { recorded, real }
+                    }
+                    DriftKindV1::Unmanaged {
+                        provider,
+                        id,
+                        hostname,
+                    } => DriftKind::Unmanaged {
+                        provider,
+                        id,
+                        hostname,
+                    },
+                    DriftKindV1::Error { message } => DriftKind::Error(message),
+                },
+            })
+            .collect(),
+        refreshed: f
+            .refreshed
+            .into_iter()
+            .map(|r| Ok((addr(&r.address)?, r.record)))
+            .collect::<Result<Vec<_>, String>>()?,
+        resolutions: f
+            .resolutions
+            .into_iter()
+            .map(|r| Resolution {
+                pending: r.pending,
+                outcome: match r.outcome {
+                    OutcomeV1::Adopt { record } => Outcome::Adopt(Box::new(record)),
+                    OutcomeV1::Clear => Outcome::Clear,
+                    OutcomeV1::DeleteRecord => Outcome::DeleteRecord,
+                    OutcomeV1::FinishDelete { provider_id } => {
+                        Outcome::FinishDelete { provider_id }
+                    }
+                },
+                note: r.note,
+            })
+            .collect(),
         output_changes: f
             .output_changes
             .into_iter()
@@ -213,6 +373,26 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             })
             .collect(),
     })
+}
+
+fn diff_v1(d: &AttrDiff) -> DiffV1 {
+    DiffV1 {
+        path: d.path.clone(),
+        before: d.before.clone(),
+        after: d.after.clone(),
+        unknown: d.unknown,
+        forces_replacement: d.forces_replacement,
+    }
+}
+
+fn diff_from_v1(d: DiffV1) -> AttrDiff {
+    AttrDiff {
+        path: d.path,
+        before: d.before,
+        after: d.after,
+        unknown: d.unknown,
+        forces_replacement: d.forces_replacement,
+    }
 }
 
 fn checksum(body: &[u8]) -> String {

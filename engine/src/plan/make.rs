@@ -14,6 +14,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
     pub destroy: bool,
+    /// Ask the real world first and plan against what it has (default in the CLI).
+    pub refresh: bool,
+    /// Only accept the real world into the state.
+    pub refresh_only: bool,
+    pub refresh_opts: crate::drift::RefreshOptions,
     /// Limit the plan to these resources and what they depend on.
     pub targets: Vec<Address>,
     /// Force these resources to be replaced.
@@ -293,6 +298,9 @@ pub fn make_plan(
         Vec::new()
     };
     Ok(Plan {
+        resolutions: Vec::new(),
+        drift: Vec::new(),
+        refreshed: Vec::new(),
         output_changes,
         prov_version: env!("CARGO_PKG_VERSION").to_string(),
         mode: if opts.destroy {

@@ -109,6 +109,8 @@ impl ResourceChange {
 pub enum PlanMode {
     Normal,
     Destroy,
+    /// Accept the real world into the state; no resource is changed.
+    RefreshOnly,
 }
 
 /// A whole plan: what apply will do, and the state and config it was made from.
@@ -130,6 +132,12 @@ pub struct Plan {
     pub targets: Vec<Address>,
     /// Outputs that would change (after None: removed, or known only after apply).
     pub output_changes: Vec<OutputChange>,
+    /// Operations an earlier apply left pending, and how apply will settle them first.
+    pub resolutions: Vec<crate::refresh::Resolution>,
+    /// What refresh found changed outside prov (shown before the changes).
+    pub drift: Vec<crate::drift::Drift>,
+    /// Refresh-only plans: the records as the real world has them (None: gone).
+    pub refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)>,
 }
 
 /// One workspace output's planned change.
@@ -165,7 +173,10 @@ impl Plan {
         s
     }
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| !c.action.is_noop()) || self.outputs_changed()
+        self.changes.iter().any(|c| !c.action.is_noop())
+            || self.outputs_changed()
+            || !self.resolutions.is_empty()
+            || !self.refreshed.is_empty()
     }
     fn outputs_changed(&self) -> bool {
         !self.output_changes.is_empty()

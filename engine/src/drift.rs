@@ -1,0 +1,564 @@
+//! Drift: reads the real state of every recorded resource concurrently (never writing anything) and compares it with the records.
+
+use crate::model::Address;
+use crate::plan::diff::diff;
+use crate::plan::make::referable;
+use crate::plan::AttrDiff;
+use crate::registry::Bound;
+use crate::traits::{
+    ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerTarget,
+    TaskservRequest,
+};
+use prov_state::{ResourceRecord, Snapshot};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Clone, Debug)]
+pub struct RefreshOptions {
+    /// Read-only queries running at once (`--refresh-parallelism`).
+    pub parallelism: usize,
+    /// Per-call time limit.
+    pub timeout: Duration,
+}
+
+impl Default for RefreshOptions {
+    fn default() -> Self {
+        RefreshOptions {
+            parallelism: 32,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How one recorded resource differs from the real world.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DriftKind {
+    /// Deleted outside prov.
+    Gone,
+    /// Attributes differ: recorded (before) vs real (after).
+    Changed(Vec<AttrDiff>),
+    /// A taskserv or component that is installed but not running.
+    Stopped,
+    /// Installed at another version than recorded.
+    Version {
+        recorded: Option<String>,
+        real: Option<String>,
+    },
+    /// A server carrying this workspace's ownership tag that the state does not know.
+    Unmanaged {
+        provider: String,
+        id: String,
+        hostname: String,
+    },
+    /// The query failed: nothing can be said.
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drift {
+    pub address: String,
+    pub kind: DriftKind,
+}
+
+/// What refresh learned about one record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub address: Address,
+    /// The record as it would be if the real world were accepted (None: gone).
+    pub refreshed: Option<ResourceRecord>,
+    pub drift: Vec<Drift>,
+}
+
+/// Server attributes a provider reports; the others (ssh_keys, storage, network) cannot be observed.
+const OBSERVED_SERVER_ATTRS: &[&str] =
+    &["hostname", "plan", "zone", "os", "tags", "firewall_rules"];
+
+fn observed_server_attrs(info: &ServerInfo) -> Map<String, Value> {
+    let tags: Map<String, Value> = info
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with("prov:"))
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let mut m = Map::new();
+    m.insert("hostname".into(), json!(info.hostname));
+    m.insert("plan".into(), json!(info.plan));
+    m.insert("zone".into(), json!(info.zone));
+    m.insert("os".into(), json!(info.os));
+    m.insert("tags".into(), Value::Object(tags));
+    m.insert(
+        "firewall_rules".into(),
+        serde_json::to_value(&info.firewall_rules).unwrap_or(Value::Null),
+    );
+    m
+}
+
+fn only(v: &Value, keys: &[&str]) -> Value {
+    Value::Object(
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| keys.contains(&k.as_str()))
+                    .map(|(k, x)| (k.clone(), x.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// A failed query: the extension's error kind when it answered, and the message.
+struct QueryError {
+    kind: Option<ErrorKind>,
+    message: String,
+}
+
+async fn timed<T>(
+    t: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, ExtError>>,
+) -> Result<T, QueryError> {
+    match tokio::time::timeout(t, f).await {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(e)) => Err(QueryError {
+            kind: Some(e.kind),
+            message: e.to_string(),
+        }),
+        Err(_) => Err(QueryError {
+            kind: None,
+            message: format!("{what}: no answer within {}s", t.as_secs_f64()),
+        }),
+    }
+}
+
+fn target_for(addr: &Address, snap: &Snapshot, bound: &Bound) -> Option<ServerTarget> {
+    let rec = snap.resources.get(&addr.to_string())?;
+    Some(ServerTarget {
+        address: addr.to_string(),
+        provider_id: rec.provider_id.clone().unwrap_or_default(),
+        hostname: rec
+            .attributes
+            .get("hostname")
+            .and_then(Value::as_str)
+            .unwrap_or(addr.name().as_str())
+            .to_string(),
+        facts: referable(&rec.attributes, &rec.outputs),
+        provider: bound.provider(&rec.implementation).ok()?,
+    })
+}
+
+fn cluster_req(addr: &Address, attrs: &Value, snap: &Snapshot, bound: &Bound) -> ClusterRequest {
+    let servers = attrs
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| format!("server.{}", s.as_str()?).parse::<Address>().ok())
+        .filter_map(|a| target_for(&a, snap, bound))
+        .collect();
+    ClusterRequest {
+        address: addr.to_string(),
+        name: attrs
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(addr.name().as_str())
+            .to_string(),
+        config: attrs.clone(),
+        servers,
+    }
+}
+
+/// Observes one record.
+async fn observe_one(
+    addr: Address,
+    rec: ResourceRecord,
+    snap: Arc<Snapshot>,
+    bound: Arc<Bound>,
+    t: Duration,
+) -> Observation {
+    let a = addr.to_string();
+    let one = |kind| {
+        vec![Drift {
+            address: a.clone(),
+            kind,
+        }]
+    };
+    let (refreshed, drift) = match &addr {
+        Address::Server(_) => {
+            let id = rec.provider_id.clone().unwrap_or_default();
+            let r = match bound.provider(&rec.implementation) {
+                Ok(p) => {
+                    timed(
+                        t,
+                        "get-server-info",
+                        async move { p.get_server_info(&id).await },
+                    )
+                    .await
+                }
+                Err(e) => Err(QueryError {
+                    kind: Some(e.kind),
+                    message: e.to_string(),
+                }),
+            };
+            match r {
+                Err(e) => (Some(rec), one(DriftKind::Error(e.message))),
+                Ok(None) => (None, one(DriftKind::Gone)),
+                Ok(Some(info)) => {
+                    let real = observed_server_attrs(&info);
+                    let recorded = only(&rec.attributes, OBSERVED_SERVER_ATTRS);
+                    let diffs = diff(
+                        &recorded,
+                        &Value::Object(real.clone()),
+                        &Value::Bool(false),
+                        &[],
+                    );
+                    let mut new = rec.clone();
+                    if let Value::Object(attrs) = &mut new.attributes {
+                        attrs.extend(real);
+                    }
+                    new.outputs = crate::refresh::server_outputs(&info);
+                    let d = if diffs.is_empty() {
+                        Vec::new()
+                    } else {
+                        one(DriftKind::Changed(diffs))
+                    };
+                    (Some(new), d)
+                }
+            }
+        }
+        Address::Taskserv(..) => {
+            let server = addr.parent().expect("taskserv has a server");
+            match (
+                target_for(&server, &snap, &bound),
+                bound.taskserv(&rec.implementation),
+            ) {
+                (None, _) => (None, one(DriftKind::Gone)),
+                (_, Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                (Some(target), Ok(ts)) => {
+                    let req = TaskservRequest {
+                        address: a.clone(),
+                        name: addr.name().to_string(),
+                        version: rec
+                            .attributes
+                            .get("version")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        settings: rec.attributes.get("settings").cloned().unwrap_or(json!({})),
+                        server: target,
+                    };
+                    match timed(t, "status", ts.status(&req)).await {
+                        Err(e) if e.kind == Some(ErrorKind::NotFound) => {
+                            (None, one(DriftKind::Gone))
+                        }
+                        Err(e) => (Some(rec), one(DriftKind::Error(e.message))),
+                        Ok(s) if !s.installed => (None, one(DriftKind::Gone)),
+                        Ok(s) => {
+                            let mut d = Vec::new();
+                            let mut new = rec.clone();
+                            let recorded = rec
+                                .outputs
+                                .get("version")
+                                .and_then(Value::as_str)
+                                .map(str::to_string);
+                            let real =
+                                match timed(t, "get-current-version", ts.get_current_version(&req))
+                                    .await
+                                {
+                                    Ok(v) => v.or(s.version.clone()),
+                                    Err(_) => s.version.clone(),
+                                };
+                            if real.is_some() && real != recorded {
+                                d.push(Drift {
+                                    address: a.clone(),
+                                    kind: DriftKind::Version {
+                                        recorded: recorded.clone(),
+                                        real: real.clone(),
+                                    },
+                                });
+                                if let Value::Object(o) = &mut new.outputs {
+                                    o.insert("version".into(), json!(real));
+                                }
+                                if let Value::Object(o) = &mut new.attributes {
+                                    o.insert("version".into(), json!(real));
+                                }
+                            }
+                            // A stop already accepted into the state (refresh-only) is no longer drift.
+                            let recorded_stopped =
+                                rec.outputs.get("status").and_then(Value::as_str)
+                                    == Some("stopped");
+                            if !s.running && !recorded_stopped {
+                                d.push(Drift {
+                                    address: a.clone(),
+                                    kind: DriftKind::Stopped,
+                                });
+                                if let Value::Object(o) = &mut new.outputs {
+                                    o.insert("status".into(), json!("stopped"));
+                                }
+                            }
+                            (Some(new), d)
+                        }
+                    }
+                }
+            }
+        }
+        Address::Cluster(_) => match bound.cluster(&rec.implementation) {
+            Err(e) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+            Ok(cl) => {
+                let req = cluster_req(&addr, &rec.attributes, &snap, &bound);
+                match tokio::time::timeout(t, cl.status(&req)).await {
+                    Ok(Ok(_)) => (Some(rec), Vec::new()),
+                    Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
+                    Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                    Err(_) => (Some(rec), one(DriftKind::Error("status: timed out".into()))),
+                }
+            }
+        },
+        Address::Component(..) => {
+            let parent = addr.parent().expect("component has a cluster");
+            match (
+                snap.resources.get(&parent.to_string()),
+                bound.cluster(&rec.implementation),
+            ) {
+                (None, _) => (None, one(DriftKind::Gone)),
+                (_, Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                (Some(crec), Ok(cl)) => {
+                    let req = ComponentRequest {
+                        address: a.clone(),
+                        cluster: cluster_req(&parent, &crec.attributes, &snap, &bound),
+                        name: addr.name().to_string(),
+                        config: rec.attributes.clone(),
+                    };
+                    match tokio::time::timeout(t, cl.component_status(&req)).await {
+                        Ok(Ok(None)) => (None, one(DriftKind::Gone)),
+                        Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
+                        Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                        Err(_) => (
+                            Some(rec),
+                            one(DriftKind::Error("component-status: timed out".into())),
+                        ),
+                        Ok(Ok(Some(s))) => {
+                            let mut d = Vec::new();
+                            let recorded = rec
+                                .attributes
+                                .get("version")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string();
+                            if !s.version.is_empty()
+                                && !recorded.is_empty()
+                                && s.version != recorded
+                            {
+                                d.push(Drift {
+                                    address: a.clone(),
+                                    kind: DriftKind::Version {
+                                        recorded: Some(recorded),
+                                        real: Some(s.version.clone()),
+                                    },
+                                });
+                            }
+                            if s.status != "running" {
+                                d.push(Drift {
+                                    address: a.clone(),
+                                    kind: DriftKind::Stopped,
+                                });
+                            }
+                            (Some(rec), d)
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Observation {
+        address: addr,
+        refreshed,
+        drift,
+    }
+}
+
+/// Observes every record (or those in `only`), at most `parallelism` queries at once.
+pub async fn observe(
+    snap: &Snapshot,
+    bound: &Arc<Bound>,
+    opts: &RefreshOptions,
+    only: Option<&BTreeSet<Address>>,
+) -> Vec<Observation> {
+    let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
+    let snap = Arc::new(snap.clone());
+    let mut set = tokio::task::JoinSet::new();
+    for (k, rec) in snap.resources.iter() {
+        let Ok(addr) = k.parse::<Address>() else {
+            continue;
+        };
+        if only.is_some_and(|o| !o.contains(&addr)) {
+            continue;
+        }
+        let (sem, snap, bound, rec, t) = (
+            sem.clone(),
+            snap.clone(),
+            bound.clone(),
+            rec.clone(),
+            opts.timeout,
+        );
+        set.spawn(async move {
+            let _p = sem.acquire_owned().await.expect("semaphore open");
+            observe_one(addr, rec, snap, bound, t).await
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(o) = r {
+            out.push(o);
+        }
+    }
+    out.sort_by(|a, b| a.address.cmp(&b.address));
+    out
+}
+
+/// Servers that carry this workspace's ownership tag but are not in the state (nor pending).
+pub async fn unmanaged(
+    snap: &Snapshot,
+    bound: &Bound,
+    providers: &BTreeSet<String>,
+    t: Duration,
+) -> Vec<Drift> {
+    let known: BTreeSet<&str> = snap
+        .resources
+        .values()
+        .filter_map(|r| r.provider_id.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    for name in providers {
+        let p = match bound.provider(name) {
+            Ok(p) => p,
+            Err(e) => {
+                out.push(Drift {
+                    address: format!("provider.{name}"),
+                    kind: DriftKind::Error(e.to_string()),
+                });
+                continue;
+            }
+        };
+        match timed(t, "list-servers", p.list_servers()).await {
+            Err(e) => out.push(Drift {
+                address: format!("provider.{name}"),
+                kind: DriftKind::Error(e.message),
+            }),
+            Ok(list) => {
+                for s in list {
+                    if s.tags.get("prov:workspace").map(String::as_str)
+                        != Some(bound.workspace_name.as_str())
+                        || known.contains(s.id.as_str())
+                    {
+                        continue;
+                    }
+                    let pending = s
+                        .tags
+                        .get("prov:address")
+                        .is_some_and(|a| snap.pending.contains_key(a));
+                    if pending {
+                        continue;
+                    }
+                    let address = s
+                        .tags
+                        .get("prov:address")
+                        .cloned()
+                        .unwrap_or_else(|| format!("server.{}", s.hostname));
+                    out.push(Drift {
+                        address,
+                        kind: DriftKind::Unmanaged {
+                            provider: name.clone(),
+                            id: s.id.clone(),
+                            hostname: s.hostname.clone(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every drift an observation set found, plus unmanaged servers, in address order.
+pub fn collect(obs: &[Observation], unmanaged: Vec<Drift>) -> Vec<Drift> {
+    let mut v: Vec<Drift> = obs
+        .iter()
+        .flat_map(|o| o.drift.clone())
+        .chain(unmanaged)
+        .collect();
+    v.sort_by(|a, b| a.address.cmp(&b.address));
+    v
+}
+
+/// The snapshot with the real world accepted: what a refreshing plan diffs against.
+pub fn refreshed_view(snap: &Snapshot, obs: &[Observation]) -> Snapshot {
+    let mut s = snap.clone();
+    for o in obs {
+        let k = o.address.to_string();
+        match &o.refreshed {
+            Some(r) => {
+                s.resources.insert(k, r.clone());
+            }
+            None => {
+                s.resources.remove(&k);
+            }
+        }
+    }
+    s
+}
+
+/// Providers that recorded servers use, for the unmanaged-server scan.
+pub fn providers_in_use(
+    snap: &Snapshot,
+    extra: impl IntoIterator<Item = String>,
+) -> BTreeSet<String> {
+    snap.resources
+        .values()
+        .filter(|r| r.kind == "server")
+        .map(|r| r.implementation.clone())
+        .chain(extra)
+        .collect()
+}
+
+/// Acknowledged drift (`--ignore FILE`): JSON `[{"address", "attribute"?, "reason", "expires"?}]`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct IgnoreRule {
+    pub address: String,
+    #[serde(default)]
+    pub attribute: Option<String>,
+    pub reason: String,
+    /// `YYYY-MM-DD`; from that day on the entry no longer hides anything.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// Whether a rule covers a drift, and whether it has expired (`today` is `YYYY-MM-DD`).
+pub fn rule_for<'a>(
+    rules: &'a [IgnoreRule],
+    d: &Drift,
+    attribute: Option<&str>,
+    today: &str,
+) -> Option<(&'a IgnoreRule, bool)> {
+    rules
+        .iter()
+        .find(|r| {
+            r.address == d.address
+                && match (&r.attribute, attribute) {
+                    (None, _) => true,
+                    (Some(ra), Some(a)) => a == ra || a.starts_with(&format!("{ra}.")),
+                    (Some(_), None) => false,
+                }
+        })
+        .map(|r| (r, r.expires.as_deref().is_some_and(|e| e <= today)))
+}
+
+/// Per-address drift, grouped, for reports.
+pub fn by_address(d: &[Drift]) -> BTreeMap<String, Vec<&Drift>> {
+    let mut m: BTreeMap<String, Vec<&Drift>> = BTreeMap::new();
+    for x in d {
+        m.entry(x.address.clone()).or_default().push(x);
+    }
+    m
+}

@@ -1,0 +1,355 @@
+//! Reads the real world, never changing it: resolves operations a crashed apply left pending (adopt what was created, clear what was not).
+
+use crate::error::EngineError;
+use crate::model::Address;
+use crate::registry::Bound;
+use crate::traits::{
+    ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerTarget,
+    TaskservRequest,
+};
+use prov_state::{Change, PendingOp, ResourceRecord, Snapshot};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// What to do about one interrupted operation, decided by asking its implementation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The create went through: record the object found.
+    Adopt(Box<ResourceRecord>),
+    /// The create never happened, or the update's record stands: drop the pending note.
+    Clear,
+    /// The delete went through: drop the record too.
+    DeleteRecord,
+    /// A server prov was deleting still exists and no record refers to it: delete it (at apply).
+    FinishDelete { provider_id: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolution {
+    pub pending: PendingOp,
+    pub outcome: Outcome,
+    /// What was found, for the report ("found sim-3a… running", "not found").
+    pub note: String,
+}
+
+impl Resolution {
+    pub fn address(&self) -> &str {
+        &self.pending.address
+    }
+}
+
+/// The state changes that record these resolutions (FinishDelete keeps its pending note until
+/// the delete is done).
+pub fn changes(res: &[Resolution]) -> Vec<Change> {
+    let mut out = Vec::new();
+    for r in res {
+        match &r.outcome {
+            Outcome::Adopt(rec) => {
+                out.push(Change::Put((**rec).clone()));
+                out.push(Change::ClearPending(r.pending.address.clone()));
+            }
+            Outcome::Clear => out.push(Change::ClearPending(r.pending.address.clone())),
+            Outcome::DeleteRecord => {
+                out.push(Change::Delete(r.pending.address.clone()));
+                out.push(Change::ClearPending(r.pending.address.clone()));
+            }
+            Outcome::FinishDelete { .. } => {}
+        }
+    }
+    out
+}
+
+/// The snapshot as it will be once the resolutions are recorded: what `plan` diffs against, so
+/// an adopted server is not planned as a create.
+pub fn resolved_view(snap: &Snapshot, res: &[Resolution]) -> Snapshot {
+    let mut s = snap.clone();
+    for r in res {
+        let a = &r.pending.address;
+        match &r.outcome {
+            Outcome::Adopt(rec) => {
+                s.resources.insert(a.clone(), (**rec).clone());
+                s.pending.remove(a);
+            }
+            Outcome::Clear => {
+                s.pending.remove(a);
+            }
+            Outcome::DeleteRecord => {
+                s.resources.remove(a);
+                s.pending.remove(a);
+            }
+            Outcome::FinishDelete { .. } => {}
+        }
+    }
+    s
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The record an adopted object gets: the requested attributes, the outputs found.
+fn adopted(p: &PendingOp, provider_id: Option<String>, outputs: Value) -> ResourceRecord {
+    ResourceRecord {
+        address: p.address.clone(),
+        kind: p.kind.clone(),
+        implementation: p.implementation.clone(),
+        provider_id,
+        config: p.spec.get("config").cloned().unwrap_or(Value::Null),
+        attributes: p.spec.get("attributes").cloned().unwrap_or(Value::Null),
+        outputs,
+        dependencies: p.dependencies.clone(),
+        updated_at: now(),
+        sensitive_paths: Vec::new(),
+    }
+}
+
+/// A server's outputs as apply records them.
+pub fn server_outputs(info: &ServerInfo) -> Value {
+    json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra})
+}
+
+fn owned_by(info: &ServerInfo, workspace: &str, address: &str) -> bool {
+    info.tags.get("prov:workspace").map(String::as_str) == Some(workspace)
+        && info.tags.get("prov:address").map(String::as_str) == Some(address)
+}
+
+fn server_target(
+    addr: &Address,
+    snap: &Snapshot,
+    bound: &Bound,
+) -> Result<Option<ServerTarget>, ExtError> {
+    let Some(rec) = snap.resources.get(&addr.to_string()) else {
+        return Ok(None);
+    };
+    Ok(Some(ServerTarget {
+        address: addr.to_string(),
+        provider_id: rec.provider_id.clone().unwrap_or_default(),
+        hostname: rec
+            .attributes
+            .get("hostname")
+            .and_then(Value::as_str)
+            .unwrap_or(addr.name().as_str())
+            .to_string(),
+        facts: crate::plan::make::referable(&rec.attributes, &rec.outputs),
+        provider: bound.provider(&rec.implementation)?,
+    }))
+}
+
+fn cluster_request(
+    addr: &Address,
+    attrs: &Value,
+    snap: &Snapshot,
+    bound: &Bound,
+) -> Result<ClusterRequest, ExtError> {
+    let mut servers = Vec::new();
+    for s in attrs
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(a) = format!("server.{}", s.as_str().unwrap_or_default()).parse::<Address>() {
+            if let Some(t) = server_target(&a, snap, bound)? {
+                servers.push(t);
+            }
+        }
+    }
+    Ok(ClusterRequest {
+        address: addr.to_string(),
+        name: attrs
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(addr.name().as_str())
+            .to_string(),
+        config: attrs.clone(),
+        servers,
+    })
+}
+
+/// Asks the implementations about every pending operation. Read-only: nothing is written here.
+pub async fn resolve_pending(
+    snap: &Snapshot,
+    bound: &Bound,
+) -> Result<Vec<Resolution>, EngineError> {
+    let mut out = Vec::new();
+    // Servers are listed once per provider, not once per pending create.
+    let mut listed: BTreeMap<String, Vec<ServerInfo>> = BTreeMap::new();
+    for p in snap.pending.values() {
+        let addr: Address = p
+            .address
+            .parse()
+            .map_err(|e: String| EngineError::Internal(format!("pending operation: {e}")))?;
+        let record = snap.resources.get(&p.address);
+        let (outcome, note) = match (&addr, p.operation.as_str()) {
+            (Address::Server(_), "create") => {
+                if !listed.contains_key(&p.implementation) {
+                    let prov = bound.provider(&p.implementation)?;
+                    listed.insert(p.implementation.clone(), prov.list_servers().await?);
+                }
+                let found: Vec<&ServerInfo> = listed[&p.implementation]
+                    .iter()
+                    .filter(|i| owned_by(i, &bound.workspace_name, &p.address))
+                    .filter(|i| {
+                        record.and_then(|r| r.provider_id.as_deref()) != Some(i.id.as_str())
+                    })
+                    .collect();
+                match found.first() {
+                    Some(info) => (
+                        Outcome::Adopt(Box::new(adopted(
+                            p,
+                            Some(info.id.clone()),
+                            server_outputs(info),
+                        ))),
+                        format!(
+                            "the create went through: found {} ({:?})",
+                            info.id, info.status
+                        ),
+                    ),
+                    None => (
+                        Outcome::Clear,
+                        "the create never happened: no server carries its ownership tag".into(),
+                    ),
+                }
+            }
+            (Address::Server(_), "delete") => {
+                let id = p.provider_id.clone().unwrap_or_default();
+                let prov = bound.provider(&p.implementation)?;
+                let exists = prov.get_server_info(&id).await?.is_some();
+                let recorded = record.and_then(|r| r.provider_id.as_deref()) == Some(id.as_str());
+                match (exists, recorded) {
+                    (false, true) => (
+                        Outcome::DeleteRecord,
+                        format!("the delete went through: {id} is gone"),
+                    ),
+                    (false, false) => (Outcome::Clear, format!("{id} is gone")),
+                    (true, true) => (
+                        Outcome::Clear,
+                        format!("the delete never happened: {id} still exists"),
+                    ),
+                    (true, false) => (
+                        Outcome::FinishDelete {
+                            provider_id: id.clone(),
+                        },
+                        format!("{id} still exists and no record refers to it: apply deletes it"),
+                    ),
+                }
+            }
+            (Address::Taskserv(..), op) => {
+                let server = addr.parent().expect("taskserv has a server");
+                match server_target(&server, snap, bound)? {
+                    None => (Outcome::Clear, format!("{server} is not in the state")),
+                    Some(target) => {
+                        let t = bound.taskserv(&p.implementation)?;
+                        let attrs = p.spec.get("attributes").cloned().unwrap_or(Value::Null);
+                        let req = TaskservRequest {
+                            address: p.address.clone(),
+                            name: addr.name().to_string(),
+                            version: attrs
+                                .get("version")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                            settings: attrs.get("settings").cloned().unwrap_or(json!({})),
+                            server: target,
+                        };
+                        let st = match t.status(&req).await {
+                            Ok(s) => Some(s),
+                            Err(e) if e.kind == ErrorKind::NotFound => None,
+                            Err(e) => return Err(e.into()),
+                        };
+                        let installed = st.as_ref().is_some_and(|s| s.installed);
+                        match (op, installed) {
+                            ("create", true) => {
+                                let s = st.expect("installed");
+                                let outputs = json!({"version": s.version, "status": if s.running { "running" } else { "stopped" }});
+                                (
+                                    Outcome::Adopt(Box::new(adopted(p, None, outputs))),
+                                    "the install went through".into(),
+                                )
+                            }
+                            ("delete", false) if record.is_some() => {
+                                (Outcome::DeleteRecord, "the uninstall went through".into())
+                            }
+                            _ => (
+                                Outcome::Clear,
+                                format!("{op} did not complete; the next plan decides again"),
+                            ),
+                        }
+                    }
+                }
+            }
+            (Address::Cluster(_) | Address::Component(..), op) => {
+                let cl = bound.cluster(&p.implementation)?;
+                let present = match &addr {
+                    Address::Cluster(_) => {
+                        let attrs = p
+                            .spec
+                            .get("attributes")
+                            .cloned()
+                            .or_else(|| record.map(|r| r.attributes.clone()))
+                            .unwrap_or(Value::Null);
+                        let req = cluster_request(&addr, &attrs, snap, bound)?;
+                        match cl.status(&req).await {
+                            Ok(_) => true,
+                            Err(e) if e.kind == ErrorKind::NotFound => false,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    _ => {
+                        let parent = addr.parent().expect("component has a cluster");
+                        match snap.resources.get(&parent.to_string()) {
+                            None => false,
+                            Some(crec) => {
+                                let req = ComponentRequest {
+                                    address: p.address.clone(),
+                                    cluster: cluster_request(
+                                        &parent,
+                                        &crec.attributes,
+                                        snap,
+                                        bound,
+                                    )?,
+                                    name: addr.name().to_string(),
+                                    config: p
+                                        .spec
+                                        .get("attributes")
+                                        .cloned()
+                                        .unwrap_or(Value::Null),
+                                };
+                                match cl.component_status(&req).await {
+                                    Ok(s) => s.is_some(),
+                                    Err(e) if e.kind == ErrorKind::NotFound => false,
+                                    Err(e) => return Err(e.into()),
+                                }
+                            }
+                        }
+                    }
+                };
+                match (op, present) {
+                    ("create", true) => (
+                        Outcome::Adopt(Box::new(adopted(p, None, json!({})))),
+                        "the create went through".into(),
+                    ),
+                    ("delete", false) if record.is_some() => {
+                        (Outcome::DeleteRecord, "the delete went through".into())
+                    }
+                    _ => (
+                        Outcome::Clear,
+                        format!("{op} did not complete; the next plan decides again"),
+                    ),
+                }
+            }
+            (_, op) => (
+                Outcome::Clear,
+                format!("{op} did not complete; the next plan decides again"),
+            ),
+        };
+        out.push(Resolution {
+            pending: p.clone(),
+            outcome,
+            note,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,27 @@
+//! `prov import ADDR ID`: adopt a server that exists at its provider into the state.
+
+use super::{runtime, CmdResult, Failure};
+use crate::cli::LockArgs;
+use crate::context::Context;
+use prov_engine::model::Address;
+use prov_engine::ops;
+use std::path::Path;
+
+pub fn run(
+    ctx: &Context,
+    address: &str,
+    id: &str,
+    dir: Option<&Path>,
+    lock: &LockArgs,
+) -> CmdResult {
+    let addr: Address = address.parse().map_err(Failure)?;
+    let ws = ctx.workspace(dir)?;
+    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let state = ctx.open_state(&ws, "import", lock.lock_timeout, true)?;
+    let rec = runtime()?.block_on(ops::import(&loaded, &state.store, &addr, id))?;
+    println!(
+        "Imported {} as {addr}. Run `prov plan` to see how it differs from the configuration.",
+        rec.provider_id.as_deref().unwrap_or(id)
+    );
+    Ok(0)
+}

@@ -1,0 +1,22 @@
+//! `prov refresh`: settle operations an interrupted apply left pending, by asking the implementations.
+
+use super::{runtime, CmdResult};
+use crate::cli::LockArgs;
+use crate::context::Context;
+use crate::render::{text, Paint};
+use prov_engine::ops;
+use std::path::Path;
+
+pub fn run(ctx: &Context, dir: Option<&Path>, lock: &LockArgs) -> CmdResult {
+    let ws = ctx.workspace(dir)?;
+    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let state = ctx.open_state(&ws, "refresh", lock.lock_timeout, false)?;
+    let res = runtime()?.block_on(ops::refresh(&loaded.bound, &state.store))?;
+    if res.is_empty() {
+        println!("Nothing pending: every operation of earlier applies finished.");
+    } else {
+        print!("{}", text::resolutions(&res, Paint { on: ctx.color }));
+        println!("Recorded {} resolution(s).", res.len());
+    }
+    Ok(0)
+}
