@@ -855,3 +855,240 @@ fn concurrent_applies_take_turns_on_the_lock() {
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
     assert_state_matches_world(&ws);
 }
+
+/// Drift found by `prov drift --json`, as (address, status, attribute) triples.
+fn drift_items(ws: &Ws, extra: &[&str], code: i32) -> Vec<(String, String, String)> {
+    let mut args = vec!["drift", "--json"];
+    args.extend_from_slice(extra);
+    let out = ws.prov(&args).code(code).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["format"], "prov-drift");
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["drift"], code == 2);
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["ignored"].is_null() || i["ignored"]["expired"] == true)
+        .map(|i| {
+            (
+                i["address"].as_str().unwrap().to_string(),
+                i["status"].as_str().unwrap().to_string(),
+                i["attribute"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn drift_finds_out_of_band_changes_and_never_writes_the_state() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    assert!(drift_items(&ws, &[], 0).is_empty());
+    ws.prov(&["drift"]).ok().has("No drift");
+
+    ws.prov(&["sim", "delete", "web"]).ok();
+    ws.prov(&["sim", "set", "db", "plan", "\"large\""]).ok();
+    ws.prov(&["sim", "stop-taskserv", "db", "redis"]).ok();
+    ws.prov(&["sim", "add-unmanaged", "stray"]).ok();
+    let state_before = ws.state();
+    let lock_dir = std::fs::read_dir(ws.dir.join(".prov/state"))
+        .unwrap()
+        .count();
+    let items = drift_items(&ws, &[], 2);
+    let want = |a: &str, s: &str, attr: &str| (a.to_string(), s.to_string(), attr.to_string());
+    assert!(items.contains(&want("server.web", "gone", "")), "{items:?}");
+    assert!(
+        items.contains(&want("server.db", "changed", "plan")),
+        "{items:?}"
+    );
+    assert!(
+        items.contains(&want("taskserv.db.redis", "stopped", "")),
+        "{items:?}"
+    );
+    assert!(
+        items.contains(&want("server.stray", "unmanaged", "")),
+        "{items:?}"
+    );
+    assert_eq!(items.len(), 4, "{items:?}");
+    ws.prov(&["drift"])
+        .code(2)
+        .has("- server.web: deleted outside prov")
+        .has(r#"plan = "small" -> "large""#);
+    // Drift never writes the state.
+    assert_eq!(state_before, ws.state());
+    assert_eq!(
+        lock_dir,
+        std::fs::read_dir(ws.dir.join(".prov/state"))
+            .unwrap()
+            .count()
+    );
+
+    // Acknowledged drift is left out until it expires; expired entries count again.
+    let ignore = ws.dir.join("ignore.json");
+    std::fs::write(
+        &ignore,
+        r#"[{"address": "server.db", "attribute": "plan", "reason": "resized by the DBA, ticket 42", "expires": "2999-01-01"},
+           {"address": "server.stray", "reason": "a colleague's test box", "expires": "2000-01-01"}]"#,
+    )
+    .unwrap();
+    let items = drift_items(&ws, &["--ignore", "ignore.json"], 2);
+    assert!(
+        !items.iter().any(|i| i.0 == "server.db"),
+        "acknowledged: {items:?}"
+    );
+    assert!(
+        items.contains(&want("server.stray", "unmanaged", "")),
+        "expired entries count again: {items:?}"
+    );
+    ws.prov(&["drift", "--ignore", "ignore.json"])
+        .code(2)
+        .has("ticket 42")
+        .has("EXPIRED, counted again");
+
+    // A plan refreshes and shows what changed outside prov before its own changes.
+    ws.prov(&["plan"])
+        .ok()
+        .has("Changed outside prov")
+        .has(r#"plan = "large" -> "small""#)
+        .has("+ server.web");
+    ws.prov(&["plan", "--refresh=false", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+    ws.prov(&["plan", "--expect-no-changes"])
+        .code(1)
+        .has("--expect-no-changes");
+
+    // Accept the real world; then nothing but the unmanaged server is drift.
+    ws.prov(&["apply", "--refresh-only", "--auto-approve"]).ok();
+    assert_eq!(
+        drift_items(&ws, &[], 2),
+        vec![want("server.stray", "unmanaged", "")]
+    );
+    ws.prov(&["sim", "delete", "stray"]).ok();
+    assert!(drift_items(&ws, &[], 0).is_empty());
+    ws.prov(&["state", "list"]).ok().lacks("server.web");
+    // And converging again brings the configuration back.
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["plan", "--expect-no-changes"]).ok();
+}
+
+#[test]
+fn interrupted_operations_are_adopted_or_finished() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let web_id = sim_hosts(&ws)["web"].clone();
+    // As if an apply died after the provider created server.web but before recording it, and
+    // another died while deleting a server the state no longer holds.
+    ws.prov(&["sim", "add-unmanaged", "orphan"]).ok();
+    let orphan_id = sim_hosts(&ws)["orphan"].clone();
+    let mut dump: serde_json::Value =
+        serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+    let res = dump["resources"].as_array_mut().unwrap();
+    let idx = res
+        .iter()
+        .position(|r| r["record"]["address"] == "server.web")
+        .unwrap();
+    let web = res.remove(idx)["record"].clone();
+    dump["pending"] = serde_json::json!([
+        {"address": "server.web", "operation": "create", "kind": "server", "implementation": "sim",
+         "provider_id": null, "spec": {"config": web["config"], "attributes": web["attributes"]},
+         "dependencies": [], "started_at": 1764000000, "run_id": "crashed"},
+        {"address": "server.orphan", "operation": "delete", "kind": "server", "implementation": "sim",
+         "provider_id": orphan_id, "spec": {}, "dependencies": [], "started_at": 1764000000, "run_id": "crashed"}
+    ]);
+    std::fs::write(
+        ws.dir.join("edited.json"),
+        serde_json::to_string(&dump).unwrap(),
+    )
+    .unwrap();
+    ws.prov(&["state", "push", "edited.json", "--force"]).ok();
+    ws.prov(&["state", "list"])
+        .ok()
+        .has("pending: server.web")
+        .has("pending: server.orphan");
+
+    ws.prov(&["plan"])
+        .ok()
+        .has("Interrupted operations")
+        .has(&format!("found {web_id}"))
+        .has("will be adopted")
+        .has("the delete will be finished")
+        .lacks("+ server.web");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let show = ws
+        .prov(&["state", "show", "server.web", "--json"])
+        .ok()
+        .stdout;
+    assert!(show.contains(&web_id), "adopted with its id: {show}");
+    assert!(
+        !sim_hosts(&ws).contains_key("orphan"),
+        "the interrupted delete was finished"
+    );
+    ws.prov(&["state", "list"]).ok().lacks("pending");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+}
+
+#[test]
+fn state_commands_rm_mv_history_pull_push_import() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let db_id = sim_hosts(&ws)["db"].clone();
+
+    // rm forgets; the record stays in history; import adopts the real server again.
+    ws.prov(&["state", "rm", "server.db"])
+        .ok()
+        .has("Removed server.db");
+    ws.prov(&["state", "list"]).ok().lacks("server.db\n");
+    ws.prov(&["state", "history", "server.db"])
+        .ok()
+        .has("delete")
+        .has(&db_id);
+    ws.prov(&["state", "rm", "server.nope"])
+        .code(1)
+        .has("not in the state");
+    ws.prov(&["import", "server.db", "sim-doesnotexist"])
+        .code(1)
+        .has("no server with id");
+    ws.prov(&["import", "server.db", &db_id])
+        .ok()
+        .has("Imported");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+    ws.prov(&["import", "server.db", &db_id])
+        .code(1)
+        .has("already in the state");
+
+    // mv after a rename in the configuration: no replacement.
+    ws.write(
+        &TWO_SERVERS
+            .replace("web = {", r#"frontend = { hostname = "web","#)
+            .replace("server.web.public_ip", "server.frontend.public_ip"),
+    );
+    ws.prov(&["plan"]).ok().has("+ server.frontend").has("- server.web");
+    ws.prov(&["state", "mv", "server.web", "server.frontend"]).ok();
+    ws.prov(&["state", "mv", "server.frontend", "taskserv.db.x"]).code(1).has("cannot move");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+
+    // pull writes a private, versioned file; push refuses an older serial unless forced.
+    ws.prov(&["state", "pull", "--out", "old.json"]).ok();
+    let mode = std::fs::metadata(ws.dir.join("old.json"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    ws.prov(&["state", "rm", "taskserv.db.redis"]).ok();
+    ws.prov(&["state", "push", "old.json"])
+        .code(1)
+        .has("serial");
+    ws.prov(&["state", "push", "old.json", "--force"]).ok();
+    ws.prov(&["state", "list"]).ok().has("taskserv.db.redis");
+    let other = Ws::new(TWO_SERVERS);
+    other.prov(&["apply", "--auto-approve"]).ok();
+    std::fs::copy(ws.dir.join("old.json"), other.dir.join("foreign.json")).unwrap();
+    other
+        .prov(&["state", "push", "foreign.json"])
+        .code(1)
+        .has("lineage");
+}
