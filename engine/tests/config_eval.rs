@@ -760,3 +760,42 @@ fn default_options() {
     assert_eq!(opts.max_bytes, 64 << 20);
     assert!(!opts.color);
 }
+
+#[test]
+fn unchanged_configuration_is_served_from_the_cache_and_edits_invalidate_it() {
+    let ws = workspace("import_helper");
+    let opts = EvalOptions::default();
+    let first = evaluate(ws.path(), &opts).unwrap();
+    let cache = ws.path().join(".prov/cache/eval.json");
+    assert!(cache.is_file(), "the evaluation is cached");
+    let second = evaluate(ws.path(), &opts).unwrap();
+    assert_eq!(
+        first, second,
+        "a cache hit gives the same value, positions and files"
+    );
+
+    // Editing an imported file (not main.ncl) changes the key: evaluated again.
+    let helper = ws.path().join("lib/helpers.ncl");
+    let text = std::fs::read_to_string(&helper).unwrap();
+    std::fs::write(&helper, format!("{text}\n# edited\n")).unwrap();
+    let before = std::fs::read(&cache).unwrap();
+    let third = evaluate(ws.path(), &opts).unwrap();
+    assert_eq!(first.value, third.value);
+    assert_ne!(
+        before,
+        std::fs::read(&cache).unwrap(),
+        "a new entry for the new inputs"
+    );
+
+    // A broken edit is an error, never a stale cached value.
+    std::fs::write(&helper, "{ broken = ").unwrap();
+    assert!(matches!(
+        evaluate(ws.path(), &opts),
+        Err(ConfigError::Nickel { .. })
+    ));
+    let no_cache = EvalOptions {
+        cache: false,
+        ..EvalOptions::default()
+    };
+    assert!(evaluate(ws.path(), &no_cache).is_err());
+}

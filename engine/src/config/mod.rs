@@ -32,6 +32,7 @@
 //! workspace's own values have the normal priority 0. So a workspace overrides both by plain
 //! merging: `prov.clusters.buildkit & { resources.min_nodes = 3 }`.
 
+mod cache;
 mod eval;
 mod library;
 mod positions;
@@ -51,6 +52,8 @@ pub struct EvalOptions {
     pub max_bytes: u64,
     /// Render Nickel diagnostics with ANSI colours.
     pub color: bool,
+    /// Reuse the result of an earlier evaluation of byte-identical inputs (`.prov/cache/`).
+    pub cache: bool,
 }
 
 impl Default for EvalOptions {
@@ -59,6 +62,7 @@ impl Default for EvalOptions {
             max_depth: 1000,
             max_bytes: 64 << 20,
             color: false,
+            cache: std::env::var_os("PROV_NO_EVAL_CACHE").is_none(),
         }
     }
 }
@@ -129,6 +133,21 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         opts,
     )?;
 
+    // Nickel evaluation dominates a plan's time; an unchanged configuration (same bytes in every
+    // file it reads, same prov) evaluates to the same value, so it is evaluated once.
+    let key = if opts.cache {
+        cache::key(&scanned.files)
+    } else {
+        None
+    };
+    if let Some(hit) = key.as_deref().and_then(|k| cache::load(workspace_dir, k)) {
+        return Ok(Evaluated {
+            value: hit.0,
+            positions: hit.1,
+            files: scanned.files,
+        });
+    }
+
     let output = eval::run(eval::Job {
         workspace_dir: workspace_dir.to_path_buf(),
         main: main.clone(),
@@ -137,6 +156,9 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         color: opts.color,
     })?;
 
+    if let Some(k) = key.as_deref() {
+        cache::store(workspace_dir, k, &output.value, &output.positions);
+    }
     Ok(Evaluated {
         value: output.value,
         positions: output.positions,
