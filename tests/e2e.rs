@@ -1064,9 +1064,15 @@ fn state_commands_rm_mv_history_pull_push_import() {
             .replace("web = {", r#"frontend = { hostname = "web","#)
             .replace("server.web.public_ip", "server.frontend.public_ip"),
     );
-    ws.prov(&["plan"]).ok().has("+ server.frontend").has("- server.web");
-    ws.prov(&["state", "mv", "server.web", "server.frontend"]).ok();
-    ws.prov(&["state", "mv", "server.frontend", "taskserv.db.x"]).code(1).has("cannot move");
+    ws.prov(&["plan"])
+        .ok()
+        .has("+ server.frontend")
+        .has("- server.web");
+    ws.prov(&["state", "mv", "server.web", "server.frontend"])
+        .ok();
+    ws.prov(&["state", "mv", "server.frontend", "taskserv.db.x"])
+        .code(1)
+        .has("cannot move");
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 
     // pull writes a private, versioned file; push refuses an older serial unless forced.

@@ -8,6 +8,7 @@ use crate::plan::make::referable;
 use crate::plan::{Action, Plan, PlanMode, ResourceChange};
 use crate::refs::{get_path, substitute, RefPath, Resolved};
 use crate::registry::Bound;
+use crate::targets::{cluster_request, server_target};
 use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget,
     ServerUpdate, TaskservRequest,
@@ -616,60 +617,6 @@ fn lookup_record(
         .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join(".")))
 }
 
-fn server_target(
-    addr: &Address,
-    records: &HashMap<Address, ResourceRecord>,
-    bound: &Bound,
-) -> Result<ServerTarget, String> {
-    let rec = records
-        .get(addr)
-        .ok_or_else(|| format!("{addr} is not in the state"))?;
-    let provider = bound
-        .provider(&rec.implementation)
-        .map_err(|e| e.to_string())?;
-    Ok(ServerTarget {
-        address: addr.to_string(),
-        provider_id: rec.provider_id.clone().unwrap_or_default(),
-        hostname: rec
-            .attributes
-            .get("hostname")
-            .and_then(Value::as_str)
-            .unwrap_or(addr.name().as_str())
-            .to_string(),
-        facts: referable(&rec.attributes, &rec.outputs),
-        provider,
-    })
-}
-
-fn cluster_request(
-    addr: &Address,
-    config: &Value,
-    records: &HashMap<Address, ResourceRecord>,
-    bound: &Bound,
-) -> Result<ClusterRequest, String> {
-    let mut servers = Vec::new();
-    for s in config
-        .get("servers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = s.as_str().unwrap_or_default();
-        let a: Address = format!("server.{name}").parse()?;
-        servers.push(server_target(&a, records, bound)?);
-    }
-    Ok(ClusterRequest {
-        address: addr.to_string(),
-        name: config
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(addr.name().as_str())
-            .to_string(),
-        config: config.clone(),
-        servers,
-    })
-}
-
 fn prepare(
     change: &ResourceChange,
     step: Step,
@@ -697,19 +644,19 @@ fn prepare(
         .clone()
         .or_else(|| prior.as_ref().map(|p| p.attributes.clone()))
         .unwrap_or(Value::Null);
+    let lookup = |a: &Address| records.get(a);
     let server = match &change.address {
-        Address::Taskserv(..) => Some(server_target(
-            &change.address.parent().expect("taskserv has a server"),
-            records,
-            bound,
-        )?),
+        Address::Taskserv(..) => {
+            let s = change.address.parent().expect("taskserv has a server");
+            Some(server_target(&s, records.get(&s), bound)?)
+        }
         _ => None,
     };
     let cluster = match &change.address {
         Address::Cluster(_) => Some(cluster_request(
             &change.address,
             &attrs_for_placement,
-            records,
+            lookup,
             bound,
         )?),
         Address::Component(..) => {
@@ -717,7 +664,7 @@ fn prepare(
             let crec = records
                 .get(&parent)
                 .ok_or_else(|| format!("{parent} is not in the state"))?;
-            Some(cluster_request(&parent, &crec.attributes, records, bound)?)
+            Some(cluster_request(&parent, &crec.attributes, lookup, bound)?)
         }
         _ => None,
     };

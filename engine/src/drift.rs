@@ -2,9 +2,9 @@
 
 use crate::model::Address;
 use crate::plan::diff::diff;
-use crate::plan::make::referable;
 use crate::plan::AttrDiff;
 use crate::registry::Bound;
+use crate::targets;
 use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerTarget,
     TaskservRequest,
@@ -134,40 +134,16 @@ async fn timed<T>(
 }
 
 fn target_for(addr: &Address, snap: &Snapshot, bound: &Bound) -> Option<ServerTarget> {
-    let rec = snap.resources.get(&addr.to_string())?;
-    Some(ServerTarget {
-        address: addr.to_string(),
-        provider_id: rec.provider_id.clone().unwrap_or_default(),
-        hostname: rec
-            .attributes
-            .get("hostname")
-            .and_then(Value::as_str)
-            .unwrap_or(addr.name().as_str())
-            .to_string(),
-        facts: referable(&rec.attributes, &rec.outputs),
-        provider: bound.provider(&rec.implementation).ok()?,
-    })
+    targets::server_target(addr, snap.resources.get(&addr.to_string()), bound).ok()
 }
 
-fn cluster_req(addr: &Address, attrs: &Value, snap: &Snapshot, bound: &Bound) -> ClusterRequest {
-    let servers = attrs
-        .get("servers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| format!("server.{}", s.as_str()?).parse::<Address>().ok())
-        .filter_map(|a| target_for(&a, snap, bound))
-        .collect();
-    ClusterRequest {
-        address: addr.to_string(),
-        name: attrs
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(addr.name().as_str())
-            .to_string(),
-        config: attrs.clone(),
-        servers,
-    }
+fn cluster_req(
+    addr: &Address,
+    attrs: &Value,
+    snap: &Snapshot,
+    bound: &Bound,
+) -> Result<ClusterRequest, String> {
+    targets::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
 }
 
 /// Observes one record.
@@ -303,17 +279,18 @@ async fn observe_one(
                 }
             }
         }
-        Address::Cluster(_) => match bound.cluster(&rec.implementation) {
-            Err(e) => (Some(rec), one(DriftKind::Error(e.to_string()))),
-            Ok(cl) => {
-                let req = cluster_req(&addr, &rec.attributes, &snap, &bound);
-                match tokio::time::timeout(t, cl.status(&req)).await {
-                    Ok(Ok(_)) => (Some(rec), Vec::new()),
-                    Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
-                    Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
-                    Err(_) => (Some(rec), one(DriftKind::Error("status: timed out".into()))),
-                }
-            }
+        Address::Cluster(_) => match bound
+            .cluster(&rec.implementation)
+            .map_err(|e| e.to_string())
+            .and_then(|cl| Ok((cl, cluster_req(&addr, &rec.attributes, &snap, &bound)?)))
+        {
+            Err(e) => (Some(rec), one(DriftKind::Error(e))),
+            Ok((cl, req)) => match tokio::time::timeout(t, cl.status(&req)).await {
+                Ok(Ok(_)) => (Some(rec), Vec::new()),
+                Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
+                Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                Err(_) => (Some(rec), one(DriftKind::Error("status: timed out".into()))),
+            },
         },
         Address::Component(..) => {
             let parent = addr.parent().expect("component has a cluster");
@@ -323,51 +300,57 @@ async fn observe_one(
             ) {
                 (None, _) => (None, one(DriftKind::Gone)),
                 (_, Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
-                (Some(crec), Ok(cl)) => {
-                    let req = ComponentRequest {
-                        address: a.clone(),
-                        cluster: cluster_req(&parent, &crec.attributes, &snap, &bound),
-                        name: addr.name().to_string(),
-                        config: rec.attributes.clone(),
-                    };
-                    match tokio::time::timeout(t, cl.component_status(&req)).await {
-                        Ok(Ok(None)) => (None, one(DriftKind::Gone)),
-                        Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
-                        Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
-                        Err(_) => (
-                            Some(rec),
-                            one(DriftKind::Error("component-status: timed out".into())),
-                        ),
-                        Ok(Ok(Some(s))) => {
-                            let mut d = Vec::new();
-                            let recorded = rec
-                                .attributes
-                                .get("version")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_string();
-                            if !s.version.is_empty()
-                                && !recorded.is_empty()
-                                && s.version != recorded
-                            {
-                                d.push(Drift {
-                                    address: a.clone(),
-                                    kind: DriftKind::Version {
-                                        recorded: Some(recorded),
-                                        real: Some(s.version.clone()),
-                                    },
-                                });
+                (Some(crec), Ok(cl)) => match cluster_req(&parent, &crec.attributes, &snap, &bound)
+                {
+                    Err(e) => (Some(rec), one(DriftKind::Error(e))),
+                    Ok(cluster) => {
+                        let req = ComponentRequest {
+                            address: a.clone(),
+                            cluster,
+                            name: addr.name().to_string(),
+                            config: rec.attributes.clone(),
+                        };
+                        match tokio::time::timeout(t, cl.component_status(&req)).await {
+                            Ok(Ok(None)) => (None, one(DriftKind::Gone)),
+                            Ok(Err(e)) if e.kind == ErrorKind::NotFound => {
+                                (None, one(DriftKind::Gone))
                             }
-                            if s.status != "running" {
-                                d.push(Drift {
-                                    address: a.clone(),
-                                    kind: DriftKind::Stopped,
-                                });
+                            Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                            Err(_) => (
+                                Some(rec),
+                                one(DriftKind::Error("component-status: timed out".into())),
+                            ),
+                            Ok(Ok(Some(s))) => {
+                                let mut d = Vec::new();
+                                let recorded = rec
+                                    .attributes
+                                    .get("version")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string();
+                                if !s.version.is_empty()
+                                    && !recorded.is_empty()
+                                    && s.version != recorded
+                                {
+                                    d.push(Drift {
+                                        address: a.clone(),
+                                        kind: DriftKind::Version {
+                                            recorded: Some(recorded),
+                                            real: Some(s.version.clone()),
+                                        },
+                                    });
+                                }
+                                if s.status != "running" {
+                                    d.push(Drift {
+                                        address: a.clone(),
+                                        kind: DriftKind::Stopped,
+                                    });
+                                }
+                                (Some(rec), d)
                             }
-                            (Some(rec), d)
                         }
                     }
-                }
+                },
             }
         }
     };

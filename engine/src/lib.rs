@@ -14,4 +14,5 @@ pub mod plan;
 pub mod refresh;
 pub mod refs;
 pub mod registry;
+pub mod targets;
 pub mod traits;

@@ -3,6 +3,7 @@
 use crate::error::EngineError;
 use crate::model::Address;
 use crate::registry::Bound;
+use crate::targets;
 use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerTarget,
     TaskservRequest,
@@ -121,21 +122,12 @@ fn server_target(
     snap: &Snapshot,
     bound: &Bound,
 ) -> Result<Option<ServerTarget>, ExtError> {
-    let Some(rec) = snap.resources.get(&addr.to_string()) else {
-        return Ok(None);
-    };
-    Ok(Some(ServerTarget {
-        address: addr.to_string(),
-        provider_id: rec.provider_id.clone().unwrap_or_default(),
-        hostname: rec
-            .attributes
-            .get("hostname")
-            .and_then(Value::as_str)
-            .unwrap_or(addr.name().as_str())
-            .to_string(),
-        facts: crate::plan::make::referable(&rec.attributes, &rec.outputs),
-        provider: bound.provider(&rec.implementation)?,
-    }))
+    match snap.resources.get(&addr.to_string()) {
+        None => Ok(None),
+        Some(r) => targets::server_target(addr, Some(r), bound)
+            .map(Some)
+            .map_err(|e| not_found(addr, e)),
+    }
 }
 
 fn cluster_request(
@@ -144,29 +136,18 @@ fn cluster_request(
     snap: &Snapshot,
     bound: &Bound,
 ) -> Result<ClusterRequest, ExtError> {
-    let mut servers = Vec::new();
-    for s in attrs
-        .get("servers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Ok(a) = format!("server.{}", s.as_str().unwrap_or_default()).parse::<Address>() {
-            if let Some(t) = server_target(&a, snap, bound)? {
-                servers.push(t);
-            }
-        }
-    }
-    Ok(ClusterRequest {
-        address: addr.to_string(),
-        name: attrs
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(addr.name().as_str())
-            .to_string(),
-        config: attrs.clone(),
-        servers,
-    })
+    targets::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
+        .map_err(|e| not_found(addr, e))
+}
+
+fn not_found(addr: &Address, message: String) -> ExtError {
+    ExtError::new(
+        "prov",
+        "refresh",
+        Some(&addr.to_string()),
+        ErrorKind::NotFound,
+        message,
+    )
 }
 
 /// Asks the implementations about every pending operation. Read-only: nothing is written here.
