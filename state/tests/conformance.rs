@@ -7,7 +7,7 @@
 //! with `eval "$(state/tests/start-pg.sh start)"`). Without it they print a skip line and pass,
 //! unless `PROV_REQUIRE_PG` is set (as in CI), where a missing server fails them.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -1538,7 +1538,9 @@ fn pg_url(test: &str) -> Option<String> {
                 "{test}: PROV_REQUIRE_PG is set but PROV_TEST_PG is not; start a server with \
                  eval \"$(state/tests/start-pg.sh start)\""
             );
-            eprintln!(
+            // Straight to stderr: libtest would hide eprintln! output of a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: PROV_TEST_PG is not set (start a throwaway server with \
                  eval \"$(state/tests/start-pg.sh start)\")"
             );
@@ -1996,7 +1998,7 @@ fn pg_wrong_password_missing_database_and_missing_permission_are_clear_errors() 
             other => panic!("expected Backend, got {other:?}"),
         }
         assert!(
-            msg.contains(&format!("PostgreSQL state at 127.0.0.1:")) && msg.contains("what to do"),
+            msg.contains("PostgreSQL state at 127.0.0.1:") && msg.contains("what to do"),
             "{msg}"
         );
         for w in wants {
