@@ -25,6 +25,10 @@ pub struct Global {
     /// No colours (also when NO_COLOR is set).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// State backend: sled (default) or pg; overrides PROV_BACKEND and the configuration's
+    /// `backend`. The pg connection string comes from PROV_PG_CONN or `backend.conn`.
+    #[arg(long, global = true, value_name = "sled|pg")]
+    pub backend: Option<String>,
 }
 
 #[derive(Args, Clone, Default)]

@@ -4,7 +4,7 @@ use crate::cli::Global;
 use prov_engine::config::EvalOptions;
 use prov_engine::ops::Workspace;
 use prov_engine::registry::Registry;
-use prov_state::{OpenOptions, SledStore, StateStore};
+use prov_state::{OpenOptions, PgStore, SledStore, StateStore};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,8 @@ pub struct Context {
     pub base: PathBuf,
     pub color: bool,
     pub registry: Registry,
+    /// `--backend`.
+    pub backend_flag: Option<String>,
 }
 
 impl Context {
@@ -35,6 +37,7 @@ impl Context {
             base,
             color,
             registry,
+            backend_flag: g.backend.clone(),
         })
     }
 
@@ -60,30 +63,84 @@ impl Context {
         }
     }
 
+    /// Which state backend the workspace uses: `--backend`, else `PROV_BACKEND`, else the
+    /// configuration's `backend`, else sled. `config` is the evaluated configuration when the
+    /// command has it; otherwise it is evaluated here (served from the evaluation cache).
+    pub fn backend(&self, ws: &Workspace, config: Option<&serde_json::Value>) -> Result<Backend, String> {
+        let evaluated;
+        let config = match config {
+            Some(c) => Some(c),
+            None if self.backend_flag.is_none() && std::env::var_os("PROV_BACKEND").is_none() && ws.dir.join("main.ncl").is_file() => {
+                evaluated = prov_engine::config::evaluate(&ws.dir, &self.eval_options())
+                    .map_err(|e| format!("{e}\n(the configuration says which state backend to use; or pass --backend sled|pg)"))?;
+                Some(&evaluated.value)
+            }
+            None => None,
+        };
+        let section = config.and_then(|c| c.get("backend"));
+        let field = |k: &str| section.and_then(|b| b.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+        let kind = self
+            .backend_flag
+            .clone()
+            .or_else(|| std::env::var("PROV_BACKEND").ok())
+            .or_else(|| field("type"))
+            .unwrap_or_else(|| "sled".into());
+        match kind.as_str() {
+            "sled" => Ok(Backend::Sled { dir: ws.state_dir() }),
+            "pg" | "postgres" | "postgresql" => {
+                let conn = std::env::var("PROV_PG_CONN").ok().filter(|c| !c.is_empty()).or_else(|| field("conn")).ok_or(
+                    "the pg backend needs a connection string: set backend.conn in main.ncl or PROV_PG_CONN",
+                )?;
+                // The key that identifies the workspace in a shared database: stable across
+                // clones (CI runners check out into different directories).
+                let workspace = field("workspace").unwrap_or_else(|| {
+                    ws.dir
+                        .canonicalize()
+                        .ok()
+                        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .unwrap_or_else(|| "default".into())
+                });
+                Ok(Backend::Pg { conn, workspace })
+            }
+            other => Err(format!("unknown state backend {other:?}: use \"sled\" or \"pg\"")),
+        }
+    }
+
     /// Opens the workspace's state, taking its lock for the whole command.
     pub fn open_state(
         &self,
         ws: &Workspace,
+        config: Option<&serde_json::Value>,
         operation: &str,
         lock_timeout: Duration,
         create: bool,
-    ) -> Result<OpenState, prov_state::StateError> {
-        let opts = OpenOptions {
-            operation: operation.to_string(),
-            lock_timeout,
-            create,
-        };
-        let store = SledStore::open(&ws.state_dir(), &opts)?;
-        let lock_id = store.lock_info().id.clone();
-        Ok(OpenState {
-            store: Arc::new(store),
-            lock_id,
-        })
+    ) -> Result<OpenState, String> {
+        let opts = OpenOptions { operation: operation.to_string(), lock_timeout, create };
+        match self.backend(ws, config)? {
+            Backend::Sled { dir } => {
+                let store = SledStore::open(&dir, &opts).map_err(|e| e.to_string())?;
+                let lock_id = store.lock_info().id.clone();
+                Ok(OpenState { store: Arc::new(store), lock_id, backend: Backend::Sled { dir } })
+            }
+            Backend::Pg { conn, workspace } => {
+                let store = PgStore::open(&conn, &workspace, &opts).map_err(|e| e.to_string())?;
+                let lock_id = store.lock_info().id.clone();
+                Ok(OpenState { store: Arc::new(store), lock_id, backend: Backend::Pg { conn, workspace } })
+            }
+        }
     }
+}
+
+/// Where a workspace's state lives.
+#[derive(Clone)]
+pub enum Backend {
+    Sled { dir: PathBuf },
+    Pg { conn: String, workspace: String },
 }
 
 /// An open state store and the id of the lock this command holds on it.
 pub struct OpenState {
     pub store: Arc<dyn StateStore>,
     pub lock_id: String,
+    pub backend: Backend,
 }

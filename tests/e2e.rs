@@ -81,7 +81,8 @@ fn prov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env_remove("PROV_SIM_FAIL_SERVERS")
-        .env_remove("PROV_SIM_LATENCY_MS");
+        .env_remove("PROV_SIM_LATENCY_MS")
+        .env_remove("PROV_BACKEND");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -1097,4 +1098,112 @@ fn state_commands_rm_mv_history_pull_push_import() {
         .prov(&["state", "push", "foreign.json"])
         .code(1)
         .has("lineage");
+}
+
+/// The test PostgreSQL server (`.ci/run` starts one), or None to skip — unless PROV_REQUIRE_PG is set.
+fn test_pg() -> Option<String> {
+    match std::env::var("PROV_TEST_PG") {
+        Ok(c) if !c.is_empty() => Some(c),
+        _ if std::env::var_os("PROV_REQUIRE_PG").is_some() => {
+            panic!("PROV_REQUIRE_PG is set but PROV_TEST_PG is not")
+        }
+        _ => {
+            eprintln!("SKIPPED: no PostgreSQL (set PROV_TEST_PG; see state/tests/start-pg.sh)");
+            None
+        }
+    }
+}
+
+/// A workspace whose state is in PostgreSQL under a key of its own.
+fn pg_ws(config: &str, tag: &str) -> Ws {
+    let unique = format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let with_backend = config.replacen(
+        '{',
+        &format!("{{ backend = {{ type = \"pg\", workspace = \"{unique}\" }},"),
+        1,
+    );
+    Ws::new(&with_backend)
+}
+
+#[test]
+fn postgresql_backend_lifecycle() {
+    let Some(conn) = test_pg() else { return };
+    let ws = pg_ws(
+        TWO_SERVERS
+            .trim_start()
+            .trim_start_matches("let prov = import \"prov/schemas.ncl\" in"),
+        "lifecycle",
+    );
+    let env = [("PROV_PG_CONN", conn.as_str())];
+    ws.prov_env(&["apply", "--auto-approve"], &env)
+        .ok()
+        .has("Apply complete: 3 succeeded");
+    assert!(
+        !ws.dir.join(".prov/state").exists(),
+        "no sled state: the records are in PostgreSQL"
+    );
+    ws.prov_env(&["plan", "--detailed-exitcode"], &env).ok();
+    ws.prov_env(&["state", "list"], &env)
+        .ok()
+        .has("server.db\nserver.web\ntaskserv.db.redis");
+    ws.prov_env(&["drift"], &env).ok();
+    ws.prov_env(&["destroy", "--auto-approve"], &env).ok();
+    assert_eq!(ws.prov_env(&["state", "list"], &env).ok().stdout, "");
+    // Errors name the backend, hide the password, and change nothing.
+    let bad = [(
+        "PROV_PG_CONN",
+        "postgresql://prov:secret-pw@127.0.0.1:1/prov",
+    )];
+    ws.prov_env(&["plan"], &bad)
+        .code(1)
+        .has("PostgreSQL")
+        .lacks("secret-pw");
+}
+
+#[test]
+fn postgresql_concurrent_applies_take_turns() {
+    let Some(conn) = test_pg() else { return };
+    let ws = pg_ws(&many_servers(30), "concurrency");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_prov"))
+            .args(["apply", "--auto-approve", "--lock-timeout", "300ms"])
+            .current_dir(&ws.dir)
+            .env("NO_COLOR", "1")
+            .env("PROV_PG_CONN", &conn)
+            .env("PROV_SIM_LATENCY_MS", "300")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..8).map(|_| spawn()).collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let winners: Vec<usize> = (0..8).filter(|&i| outs[i].status.success()).collect();
+    assert_eq!(winners.len(), 1, "exactly one apply ran");
+    for (i, o) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{i}: {err}");
+        assert!(
+            err.contains("state is locked by")
+                && err.contains(&format!("pid {}", pids[winners[0]])),
+            "{err}"
+        );
+    }
+    let env = [("PROV_PG_CONN", conn.as_str())];
+    ws.prov_env(&["plan", "--detailed-exitcode"], &env).ok();
+    let pulled: serde_json::Value =
+        serde_json::from_str(&ws.prov_env(&["state", "pull"], &env).ok().stdout).unwrap();
+    assert_eq!(pulled["resources"].as_array().unwrap().len(), 30);
+    assert_eq!(sim_hosts(&ws).len(), 30);
 }

@@ -30,7 +30,7 @@ pub fn run(
         }
         let plan = planfile::read(&path)?;
         let ws = ctx.workspace(None)?;
-        let state = ctx.open_state(&ws, "apply", lock.lock_timeout, true)?;
+        let state = ctx.open_state(&ws, None, "apply", lock.lock_timeout, true)?;
         let bound = ops::bind_for_plan(&ws, &ctx.registry, &plan);
         return execute(
             &rt,
@@ -47,7 +47,7 @@ pub fn run(
     let opts = super::plan::options(args)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
     let operation = if args.destroy { "destroy" } else { "apply" };
-    let state = ctx.open_state(&ws, operation, lock.lock_timeout, true)?;
+    let state = ctx.open_state(&ws, Some(&loaded.evaluated.value), operation, lock.lock_timeout, true)?;
     let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
     if !json {
         print!("{}", text::plan(&plan, paint));

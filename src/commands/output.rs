@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
     let ws = ctx.workspace(None)?;
-    let state = ctx.open_state(&ws, "output", Duration::ZERO, false)?;
+    let state = ctx.open_state(&ws, None, "output", Duration::ZERO, false)?;
     let outputs = state.store.snapshot()?.outputs;
     match name {
         Some(n) => {

@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
         return Ok(0);
     }
     let ws = ctx.workspace(None)?;
-    let state = ctx.open_state(&ws, "show", Duration::ZERO, false)?;
+    let state = ctx.open_state(&ws, None, "show", Duration::ZERO, false)?;
     let snap = state.store.snapshot()?;
     if json {
         let v = serde_json::json!({

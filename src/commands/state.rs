@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
     let ws = ctx.workspace(None)?;
     match cmd {
         StateCommand::List { lock } => {
-            let state = ctx.open_state(&ws, "state list", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state list", lock.lock_timeout, false)?;
             let snap = state.store.snapshot()?;
             for a in snap.resources.keys() {
                 println!("{a}");
@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             lock,
         } => {
             parse(&address)?;
-            let state = ctx.open_state(&ws, "state show", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state show", lock.lock_timeout, false)?;
             let r = state.store.record(&address)?.ok_or_else(|| {
                 Failure(format!(
                     "{address} is not in the state (see `prov state list`)"
@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             for a in &addresses {
                 parse(a)?;
             }
-            let state = ctx.open_state(&ws, "state rm", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state rm", lock.lock_timeout, false)?;
             for a in &addresses {
                 if state.store.record(a)?.is_none() {
                     return Err(Failure(format!(
@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                     t.kind().as_str()
                 )));
             }
-            let state = ctx.open_state(&ws, "state mv", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state mv", lock.lock_timeout, false)?;
             let mut rec = state
                 .store
                 .record(&from)?
@@ -109,7 +109,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             println!("Moved {from} to {to}.");
         }
         StateCommand::Pull { out, lock } => {
-            let state = ctx.open_state(&ws, "state pull", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state pull", lock.lock_timeout, false)?;
             let bytes = state.store.dump()?.to_json();
             match out {
                 Some(p) => write_private(&ctx.base.join(p), &bytes)?,
@@ -121,7 +121,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             let bytes = std::fs::read(&path)
                 .map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
             let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
-            let state = ctx.open_state(&ws, "state push", lock.lock_timeout, true)?;
+            let state = ctx.open_state(&ws, None, "state push", lock.lock_timeout, true)?;
             let serial = state.store.replace_all(&dump, force)?;
             println!(
                 "Pushed {} records; the state is now at serial {serial}.",
@@ -134,7 +134,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             lock,
         } => {
             parse(&address)?;
-            let state = ctx.open_state(&ws, "state history", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state history", lock.lock_timeout, false)?;
             let h = state.store.history(&address)?;
             if json {
                 let v: Vec<serde_json::Value> = h
@@ -187,7 +187,11 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
 /// `prov force-unlock LOCK_ID`.
 pub fn force_unlock(ctx: &Context, lock_id: &str) -> CmdResult {
     let ws = ctx.workspace(None)?;
-    match prov_state::force_unlock_sled(&ws.state_dir(), lock_id)? {
+    let outcome = match ctx.backend(&ws, None)? {
+        crate::context::Backend::Sled { dir } => prov_state::force_unlock_sled(&dir, lock_id)?,
+        crate::context::Backend::Pg { conn, workspace } => prov_state::force_unlock_pg(&conn, &workspace, lock_id)?,
+    };
+    match outcome {
         prov_state::ForceUnlock::StaleNoteCleared(h) => println!(
             "Cleared the lock note left by {}@{} (pid {}, operation {:?}, since {}); its process had already released the lock.",
             h.user,
