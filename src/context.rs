@@ -66,11 +66,18 @@ impl Context {
     /// Which state backend the workspace uses: `--backend`, else `PROV_BACKEND`, else the
     /// configuration's `backend`, else sled. `config` is the evaluated configuration when the
     /// command has it; otherwise it is evaluated here (served from the evaluation cache).
-    pub fn backend(&self, ws: &Workspace, config: Option<&serde_json::Value>) -> Result<Backend, String> {
+    pub fn backend(
+        &self,
+        ws: &Workspace,
+        config: Option<&serde_json::Value>,
+    ) -> Result<Backend, String> {
         let evaluated;
         let config = match config {
             Some(c) => Some(c),
-            None if self.backend_flag.is_none() && std::env::var_os("PROV_BACKEND").is_none() && ws.dir.join("main.ncl").is_file() => {
+            None if self.backend_flag.is_none()
+                && std::env::var_os("PROV_BACKEND").is_none()
+                && ws.dir.join("main.ncl").is_file() =>
+            {
                 evaluated = prov_engine::config::evaluate(&ws.dir, &self.eval_options())
                     .map_err(|e| format!("{e}\n(the configuration says which state backend to use; or pass --backend sled|pg)"))?;
                 Some(&evaluated.value)
@@ -78,7 +85,12 @@ impl Context {
             None => None,
         };
         let section = config.and_then(|c| c.get("backend"));
-        let field = |k: &str| section.and_then(|b| b.get(k)).and_then(|v| v.as_str()).map(str::to_string);
+        let field = |k: &str| {
+            section
+                .and_then(|b| b.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         let kind = self
             .backend_flag
             .clone()
@@ -86,7 +98,9 @@ impl Context {
             .or_else(|| field("type"))
             .unwrap_or_else(|| "sled".into());
         match kind.as_str() {
-            "sled" => Ok(Backend::Sled { dir: ws.state_dir() }),
+            "sled" => Ok(Backend::Sled {
+                dir: ws.state_dir(),
+            }),
             "pg" | "postgres" | "postgresql" => {
                 let conn = std::env::var("PROV_PG_CONN").ok().filter(|c| !c.is_empty()).or_else(|| field("conn")).ok_or(
                     "the pg backend needs a connection string: set backend.conn in main.ncl or PROV_PG_CONN",
@@ -102,7 +116,9 @@ impl Context {
                 });
                 Ok(Backend::Pg { conn, workspace })
             }
-            other => Err(format!("unknown state backend {other:?}: use \"sled\" or \"pg\"")),
+            other => Err(format!(
+                "unknown state backend {other:?}: use \"sled\" or \"pg\""
+            )),
         }
     }
 
@@ -115,17 +131,29 @@ impl Context {
         lock_timeout: Duration,
         create: bool,
     ) -> Result<OpenState, String> {
-        let opts = OpenOptions { operation: operation.to_string(), lock_timeout, create };
+        let opts = OpenOptions {
+            operation: operation.to_string(),
+            lock_timeout,
+            create,
+        };
         match self.backend(ws, config)? {
             Backend::Sled { dir } => {
                 let store = SledStore::open(&dir, &opts).map_err(|e| e.to_string())?;
                 let lock_id = store.lock_info().id.clone();
-                Ok(OpenState { store: Arc::new(store), lock_id, backend: Backend::Sled { dir } })
+                Ok(OpenState {
+                    store: Arc::new(store),
+                    lock_id,
+                    backend: Backend::Sled { dir },
+                })
             }
             Backend::Pg { conn, workspace } => {
                 let store = PgStore::open(&conn, &workspace, &opts).map_err(|e| e.to_string())?;
                 let lock_id = store.lock_info().id.clone();
-                Ok(OpenState { store: Arc::new(store), lock_id, backend: Backend::Pg { conn, workspace } })
+                Ok(OpenState {
+                    store: Arc::new(store),
+                    lock_id,
+                    backend: Backend::Pg { conn, workspace },
+                })
             }
         }
     }

@@ -47,7 +47,13 @@ pub fn run(
     let opts = super::plan::options(args)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
     let operation = if args.destroy { "destroy" } else { "apply" };
-    let state = ctx.open_state(&ws, Some(&loaded.evaluated.value), operation, lock.lock_timeout, true)?;
+    let state = ctx.open_state(
+        &ws,
+        Some(&loaded.evaluated.value),
+        operation,
+        lock.lock_timeout,
+        true,
+    )?;
     let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
     if !json {
         print!("{}", text::plan(&plan, paint));

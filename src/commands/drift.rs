@@ -58,7 +58,13 @@ pub fn run(
     };
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
     // Read-only: a missing state stays missing, and nothing below writes.
-    let state = ctx.open_state(&ws, Some(&loaded.evaluated.value), "drift", lock.lock_timeout, false)?;
+    let state = ctx.open_state(
+        &ws,
+        Some(&loaded.evaluated.value),
+        "drift",
+        lock.lock_timeout,
+        false,
+    )?;
     let opts = RefreshOptions {
         parallelism,
         timeout: call_timeout,

@@ -17,7 +17,13 @@ pub fn run(
     let addr: Address = address.parse().map_err(Failure)?;
     let ws = ctx.workspace(dir)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
-    let state = ctx.open_state(&ws, Some(&loaded.evaluated.value), "import", lock.lock_timeout, true)?;
+    let state = ctx.open_state(
+        &ws,
+        Some(&loaded.evaluated.value),
+        "import",
+        lock.lock_timeout,
+        true,
+    )?;
     let rec = runtime()?.block_on(ops::import(&loaded, &state.store, &addr, id))?;
     println!(
         "Imported {} as {addr}. Run `prov plan` to see how it differs from the configuration.",

@@ -45,7 +45,13 @@ pub fn run(
     let ws = ctx.workspace(dir)?;
     let opts = options(args)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
-    let state = ctx.open_state(&ws, Some(&loaded.evaluated.value), "plan", lock.lock_timeout, false)?;
+    let state = ctx.open_state(
+        &ws,
+        Some(&loaded.evaluated.value),
+        "plan",
+        lock.lock_timeout,
+        false,
+    )?;
     let plan = super::runtime()?.block_on(ops::plan(&loaded, &*state.store, &opts))?;
     if let Some(path) = out {
         planfile::write(&ctx.base.join(path), &plan)?;

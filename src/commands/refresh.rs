@@ -10,7 +10,13 @@ use std::path::Path;
 pub fn run(ctx: &Context, dir: Option<&Path>, lock: &LockArgs) -> CmdResult {
     let ws = ctx.workspace(dir)?;
     let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
-    let state = ctx.open_state(&ws, Some(&loaded.evaluated.value), "refresh", lock.lock_timeout, false)?;
+    let state = ctx.open_state(
+        &ws,
+        Some(&loaded.evaluated.value),
+        "refresh",
+        lock.lock_timeout,
+        false,
+    )?;
     let res = runtime()?.block_on(ops::refresh(&loaded.bound, &state.store))?;
     if res.is_empty() {
         println!("Nothing pending: every operation of earlier applies finished.");

@@ -189,7 +189,9 @@ pub fn force_unlock(ctx: &Context, lock_id: &str) -> CmdResult {
     let ws = ctx.workspace(None)?;
     let outcome = match ctx.backend(&ws, None)? {
         crate::context::Backend::Sled { dir } => prov_state::force_unlock_sled(&dir, lock_id)?,
-        crate::context::Backend::Pg { conn, workspace } => prov_state::force_unlock_pg(&conn, &workspace, lock_id)?,
+        crate::context::Backend::Pg { conn, workspace } => {
+            prov_state::force_unlock_pg(&conn, &workspace, lock_id)?
+        }
     };
     match outcome {
         prov_state::ForceUnlock::StaleNoteCleared(h) => println!(
