@@ -78,9 +78,18 @@ impl Context {
                 && std::env::var_os("PROV_BACKEND").is_none()
                 && ws.dir.join("main.ncl").is_file() =>
             {
-                evaluated = prov_engine::config::evaluate(&ws.dir, &self.eval_options())
-                    .map_err(|e| format!("{e}\n(the configuration says which state backend to use; or pass --backend sled|pg)"))?;
-                Some(&evaluated.value)
+                match prov_engine::config::evaluate(&ws.dir, &self.eval_options()) {
+                    Ok(e) => {
+                        evaluated = e;
+                        Some(&evaluated.value)
+                    }
+                    // A broken configuration must not hide the state: an existing sled state is
+                    // read as it is; anything else needs the backend named.
+                    Err(_) if ws.state_dir().is_dir() => None,
+                    Err(e) => {
+                        return Err(format!("{e}\n(the configuration says which state backend to use; fix it or pass --backend sled|pg)"))
+                    }
+                }
             }
             None => None,
         };
