@@ -1207,3 +1207,53 @@ fn postgresql_concurrent_applies_take_turns() {
     assert_eq!(pulled["resources"].as_array().unwrap().len(), 30);
     assert_eq!(sim_hosts(&ws).len(), 30);
 }
+
+#[test]
+fn sensitive_values_never_appear_in_plans_or_state_listings() {
+    let cfg = r#"{ servers = { db = { provider = "sim", plan = "small", zone = "sim-a",
+        tags = { token = "tag-secret-1" }, sensitive = ["tags.token"],
+        taskservs = { pg = { version = "1.0.0", settings = { user = "app", password = "pw-secret-1" },
+                             sensitive = ["settings.password"] } } } } }"#;
+    let ws = Ws::new(cfg);
+    ws.prov(&["plan", "--out", "p.plan"])
+        .ok()
+        .lacks("secret")
+        .has("(sensitive)")
+        .has(r#""app""#);
+    ws.prov(&["show", "--json", "p.plan"])
+        .ok()
+        .lacks("secret")
+        .has("after_sensitive");
+    ws.prov(&["apply", "p.plan"]).ok().lacks("secret");
+    ws.prov(&["state", "show", "taskserv.db.pg"])
+        .ok()
+        .lacks("secret")
+        .has("(sensitive)");
+    ws.prov(&["state", "show", "taskserv.db.pg", "--json"])
+        .ok()
+        .lacks("secret");
+    ws.prov(&["show", "--json"]).ok().lacks("secret");
+    ws.write(
+        &cfg.replace("pw-secret-1", "pw-secret-2")
+            .replace("tag-secret-1", "tag-secret-2"),
+    );
+    ws.prov(&["plan"])
+        .ok()
+        .lacks("secret")
+        .has("~ taskserv.db.pg")
+        .has("settings.password")
+        .has("~ server.db");
+    ws.prov(&["apply", "--auto-approve"]).ok().lacks("secret");
+    ws.prov(&["sim", "set", "db", "tags.token", "tag-secret-3"])
+        .ok();
+    ws.prov(&["drift"])
+        .code(2)
+        .lacks("secret")
+        .has("tags.token");
+    ws.prov(&["drift", "--json"]).code(2).lacks("secret");
+    ws.prov(&["state", "history", "server.db"])
+        .ok()
+        .lacks("secret");
+    // `state pull` is the full backup (mode 0600): it keeps the values so a push restores them.
+    ws.prov(&["state", "pull"]).ok().has("pw-secret-2");
+}

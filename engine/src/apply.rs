@@ -707,7 +707,7 @@ fn record(
         outputs,
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
         updated_at: now(),
-        sensitive_paths: Vec::new(),
+        sensitive_paths: c.sensitive.clone(),
     }
 }
 

@@ -319,6 +319,7 @@ fn load_server(
         depends_on: Vec::new(),
         lifecycle: lifecycle(srv),
         declared_at,
+        sensitive: strings(srv.get("sensitive")),
     });
 
     let taskservs = obj(srv.get("taskservs").unwrap_or(&Value::Null));
@@ -407,6 +408,7 @@ fn load_server(
             depends_on: deps,
             lifecycle: lifecycle(ts),
             declared_at,
+            sensitive: strings(ts.get("sensitive")),
         });
     }
     Some(provider)
@@ -472,6 +474,7 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
         depends_on: deps,
         lifecycle: lc.clone(),
         declared_at,
+        sensitive: Vec::new(),
     });
 
     let comps: Vec<Value> = cl
@@ -518,6 +521,7 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
             depends_on: cdeps,
             lifecycle: lc.clone(),
             declared_at,
+            sensitive: Vec::new(),
         });
     }
 }

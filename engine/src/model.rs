@@ -192,6 +192,8 @@ pub struct Resource {
     pub lifecycle: Lifecycle,
     /// Where it was declared (`main.ncl:12:5`), when known.
     pub declared_at: Option<String>,
+    /// Attribute paths whose values are secrets: redacted wherever they are shown.
+    pub sensitive: Vec<String>,
 }
 
 impl Resource {

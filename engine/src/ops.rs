@@ -213,6 +213,14 @@ pub async fn drift(
             .map(|r| r.implementation.clone()),
     );
     let unmanaged = drift::unmanaged(&snap, &loaded.bound, &providers, opts.timeout).await;
+    let mut obs = obs;
+    for o in &mut obs {
+        if let Some(r) = snap.resources.get(&o.address.to_string()) {
+            for d in &mut o.drift {
+                crate::plan::redact::redact_drift(d, &r.sensitive_paths);
+            }
+        }
+    }
     Ok(DriftReport {
         checked: obs.len(),
         drift: drift::collect(&obs, unmanaged),

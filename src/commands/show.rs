@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
         let v = serde_json::json!({
             "lineage": snap.meta.lineage,
             "serial": snap.meta.serial,
-            "resources": snap.resources.values().collect::<Vec<_>>(),
+            "resources": snap.resources.values().map(super::state::redacted).collect::<Vec<_>>(),
             "outputs": snap.outputs,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -7,7 +7,17 @@ use crate::render::text::value;
 use prov_engine::model::Address;
 use prov_state::{format_utc, Change, ResourceRecord, StateDump};
 
+/// A record fit to show: values at its sensitive paths replaced.
+pub fn redacted(r: &ResourceRecord) -> ResourceRecord {
+    let mut r = r.clone();
+    for v in [&mut r.config, &mut r.attributes, &mut r.outputs] {
+        prov_engine::plan::redact::redact_value(v, &r.sensitive_paths);
+    }
+    r
+}
+
 pub fn print_record_attrs(r: &ResourceRecord) {
+    let r = &redacted(r);
     for (title, v) in [("attributes", &r.attributes), ("outputs", &r.outputs)] {
         if let Some(o) = v.as_object().filter(|o| !o.is_empty()) {
             println!("  {title}:");
@@ -56,7 +66,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 ))
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                println!("{}", serde_json::to_string_pretty(&redacted(&r))?);
             } else {
                 println!("{} ({}{})", r.address, r.implementation, id_note(&r));
                 print_record_attrs(&r);
@@ -139,7 +149,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             if json {
                 let v: Vec<serde_json::Value> = h
                     .iter()
-                    .map(|e| serde_json::json!({"serial": e.serial, "at": e.at, "replaced_by": e.replaced_by, "record": e.record}))
+                    .map(|e| serde_json::json!({"serial": e.serial, "at": e.at, "replaced_by": e.replaced_by, "record": redacted(&e.record)}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else if h.is_empty() {

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::fmt::Write;
 
 pub fn plan(p: &Plan, paint: Paint) -> String {
+    let redacted = p.redacted();
+    let p = &redacted;
     let mut out = String::new();
     let changed: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.action.is_noop()).collect();
     if !p.resolutions.is_empty() {

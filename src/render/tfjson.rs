@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 pub const FORMAT_VERSION: &str = "1.2";
 
 pub fn plan(p: &Plan) -> Value {
+    let redacted = p.redacted();
+    let p = &redacted;
     let changes: Vec<Value> = p
         .changes
         .iter()
@@ -24,8 +26,8 @@ pub fn plan(p: &Plan) -> Value {
                     "before": c.before.clone().unwrap_or(Value::Null),
                     "after": c.after.clone().unwrap_or(Value::Null),
                     "after_unknown": if c.after.is_some() { c.after_unknown.clone() } else { json!({}) },
-                    "before_sensitive": false,
-                    "after_sensitive": false,
+                    "before_sensitive": marks(&c.sensitive),
+                    "after_sensitive": marks(&c.sensitive),
                     "replace_paths": c.diffs.iter().filter(|d| d.forces_replacement).map(|d| vec![d.path.clone()]).collect::<Vec<_>>(),
                 },
             });
@@ -69,4 +71,28 @@ pub fn plan(p: &Plan) -> Value {
         "complete": true,
         "errored": false,
     })
+}
+
+/// Terraform's `*_sensitive` shape: `true` at each sensitive path, `false` when there are none.
+fn marks(paths: &[String]) -> Value {
+    if paths.is_empty() {
+        return Value::Bool(false);
+    }
+    let mut root = serde_json::Map::new();
+    for p in paths {
+        let parts: Vec<&str> = p.split('.').collect();
+        let mut cur = &mut root;
+        for (i, part) in parts.iter().enumerate() {
+            if i + 1 == parts.len() {
+                cur.insert(part.to_string(), Value::Bool(true));
+            } else {
+                let next = cur.entry(part.to_string()).or_insert_with(|| json!({}));
+                if !next.is_object() {
+                    break;
+                }
+                cur = next.as_object_mut().expect("checked");
+            }
+        }
+    }
+    Value::Object(root)
 }

@@ -129,6 +129,8 @@ struct ChangeV1 {
     provider_id: Option<String>,
     lifecycle: Lifecycle,
     declared_at: Option<String>,
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 fn to_v1(p: &Plan) -> PlanFileV1 {
@@ -252,6 +254,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                 provider_id: c.provider_id.clone(),
                 lifecycle: c.lifecycle.clone(),
                 declared_at: c.declared_at.clone(),
+                sensitive: c.sensitive.clone(),
             })
             .collect(),
     }
@@ -298,6 +301,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             provider_id: c.provider_id,
             lifecycle: c.lifecycle,
             declared_at: c.declared_at,
+            sensitive: c.sensitive,
         });
     }
     Ok(Plan {

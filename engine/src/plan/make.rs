@@ -240,6 +240,7 @@ pub fn make_plan(
                 provider_id: rec.and_then(|x| x.provider_id.clone()),
                 lifecycle: r.lifecycle.clone(),
                 declared_at: r.declared_at.clone(),
+                sensitive: r.sensitive.clone(),
             });
         }
     }
@@ -270,6 +271,7 @@ pub fn make_plan(
             provider_id: rec.provider_id.clone(),
             lifecycle: declared.map(|r| r.lifecycle.clone()).unwrap_or_default(),
             declared_at: declared.and_then(|r| r.declared_at.clone()),
+            sensitive: rec.sensitive_paths.clone(),
         });
     }
     changes.sort_by(|x, y| x.address.cmp(&y.address));

@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod file;
 pub mod make;
+pub mod redact;
 
 use crate::model::{Address, Lifecycle, ResourceKind};
 use serde_json::Value;
@@ -97,6 +98,8 @@ pub struct ResourceChange {
     pub provider_id: Option<String>,
     pub lifecycle: Lifecycle,
     pub declared_at: Option<String>,
+    /// Attribute paths whose values are secrets (redacted when shown).
+    pub sensitive: Vec<String>,
 }
 
 impl ResourceChange {
