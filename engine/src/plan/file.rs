@@ -77,7 +77,7 @@ struct ResolutionV1 {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum OutcomeV1 {
-    Adopt { record: ResourceRecord },
+    Adopt { record: Box<ResourceRecord> },
     Clear,
     DeleteRecord,
     FinishDelete { provider_id: String },
@@ -193,7 +193,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                 pending: r.pending.clone(),
                 outcome: match &r.outcome {
                     Outcome::Adopt(rec) => OutcomeV1::Adopt {
-                        record: (**rec).clone(),
+                        record: rec.clone(),
                     },
                     Outcome::Clear => OutcomeV1::Clear,
                     Outcome::DeleteRecord => OutcomeV1::DeleteRecord,
@@ -357,7 +357,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             .map(|r| Resolution {
                 pending: r.pending,
                 outcome: match r.outcome {
-                    OutcomeV1::Adopt { record } => Outcome::Adopt(Box::new(record)),
+                    OutcomeV1::Adopt { record } => Outcome::Adopt(record),
                     OutcomeV1::Clear => Outcome::Clear,
                     OutcomeV1::DeleteRecord => Outcome::DeleteRecord,
                     OutcomeV1::FinishDelete { provider_id } => {
