@@ -260,6 +260,13 @@ pub enum SimCommand {
     AddUnmanaged { hostname: String },
     /// Stop a taskserv outside prov.
     StopTaskserv { server: String, name: String },
+    /// Change an installed taskserv's version outside prov.
+    TaskservVersion {
+        server: String,
+        name: String,
+        #[arg(value_name = "VERSION")]
+        new_version: String,
+    },
 }
 
 /// Parses `30s`, `2m`, `1h`, `500ms` or a plain number of seconds.
@@ -284,4 +291,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
     };
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks the whole command tree in debug builds on every parse; check it here first.
+    #[test]
+    fn command_line_grammar_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

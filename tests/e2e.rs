@@ -968,6 +968,21 @@ fn drift_finds_out_of_band_changes_and_never_writes_the_state() {
     );
     ws.prov(&["sim", "delete", "stray"]).ok();
     assert!(drift_items(&ws, &[], 0).is_empty());
+    // A taskserv at another version than recorded.
+    ws.prov(&["sim", "taskserv-version", "db", "redis", "2.0.0"])
+        .ok();
+    assert_eq!(
+        drift_items(&ws, &[], 2),
+        vec![want("taskserv.db.redis", "version", "")]
+    );
+    ws.prov(&["drift"])
+        .code(2)
+        .has("version 1.0.0 recorded, 2.0.0 installed");
+    ws.prov(&["plan", "--refresh-only", "--out", "accept.plan"])
+        .ok()
+        .has("Refresh: 1 record");
+    ws.prov(&["apply", "accept.plan"]).ok();
+    assert!(drift_items(&ws, &[], 0).is_empty());
     ws.prov(&["state", "list"]).ok().lacks("server.web");
     // And converging again brings the configuration back.
     ws.prov(&["apply", "--auto-approve"]).ok();

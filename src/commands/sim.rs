@@ -45,6 +45,14 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
             )?;
             println!("added unmanaged server {} ({})", s.hostname, s.id);
         }
+        SimCommand::TaskservVersion {
+            server,
+            name,
+            new_version,
+        } => {
+            world.set_taskserv_version(&server, &name, &new_version)?;
+            println!("set taskserv {name} on {server} to version {new_version} outside prov");
+        }
         SimCommand::StopTaskserv { server, name } => {
             world.stop_taskserv(&server, &name)?;
             println!("stopped taskserv {name} on {server} outside prov");
