@@ -4,9 +4,8 @@ use crate::error::{Diagnostic, EngineError};
 use crate::events::{Event, EventSink, Step};
 use crate::load::resolve_ref;
 use crate::model::Address;
-use crate::plan::make::referable;
 use crate::plan::{Action, Plan, PlanMode, ResourceChange};
-use crate::refs::{get_path, substitute, RefPath, Resolved};
+use crate::refs::{substitute, RefPath, Resolved};
 use crate::registry::Bound;
 use crate::targets::{cluster_request, server_target};
 use crate::traits::{
@@ -611,7 +610,7 @@ fn lookup_record(
     let rec = records
         .get(&target)
         .ok_or_else(|| format!("{target} is not in the state (it was not applied)"))?;
-    get_path(&referable(&rec.attributes, &rec.outputs), &attr)
+    crate::plan::make::record_attr(rec, &attr)
         .cloned()
         .map(Resolved::Known)
         .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join(".")))

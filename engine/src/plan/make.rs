@@ -53,7 +53,7 @@ fn plan_lookup(
         }
     }
     match records.get(&target) {
-        Some(tr) => get_path(&referable(&tr.attributes, &tr.outputs), &attr)
+        Some(tr) => record_attr(tr, &attr)
             .cloned()
             .map(Resolved::Known)
             .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join("."))),
@@ -82,6 +82,12 @@ fn prior_deps(rec: &ResourceRecord) -> Vec<Address> {
         .iter()
         .filter_map(|d| d.parse().ok())
         .collect()
+}
+
+/// What `${...}` finds at `attr` in a record: its outputs first, then its attributes (the same
+/// precedence as `referable`, without building the merged value on every lookup).
+pub fn record_attr<'a>(rec: &'a ResourceRecord, attr: &[String]) -> Option<&'a Value> {
+    get_path(&rec.outputs, attr).or_else(|| get_path(&rec.attributes, attr))
 }
 
 /// Merges recorded outputs under the attributes: what `${...}` can refer to.
