@@ -3,6 +3,10 @@
 //! `Workspace` contract + deep evaluation + JSON export) and writes to OUT.json the time it took,
 //! plus, for scale, the time serde_json takes to parse the resulting JSON.
 
+/// The same global allocator as the `prov` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -1,21 +1,31 @@
 //! `prov-bench-phases DIR OUT.json`: what `prov plan DIR` does, through the same public
-//! functions in the same order (`prov_engine::ops::load` unrolled, `Context::open_state`,
-//! `StateRead::snapshot`, `make_plan`, the text renderer, the drops at exit), timing each phase
-//! and reading the process's RSS and peak RSS after it (/proc/self/status). Writes JSON to OUT.json.
-//! It follows the CLI as of the commit it was written against; when the engine's API changes it
-//! may need adjusting (bench/run then reports the phases as unavailable).
+//! functions in the same order (`ops::load` and `ops::plan` unrolled: evaluate, model, graph,
+//! hash, open the state, snapshot, resolve pending operations, refresh, diff, render, the drops),
+//! timing each phase and reading the process's RSS and peak RSS after it (/proc/self/status).
+//! The plan options come from parsing `prov plan DIR` with the CLI's own grammar, so its defaults
+//! (refresh on) apply. Writes JSON to OUT.json.
+//!
+//! It mirrors `engine/src/ops.rs` and `src/commands/plan.rs` as of the commit it was last
+//! adjusted to; when their API changes it stops compiling and bench/run reports the phases as
+//! unavailable (the other measurements are unaffected).
 
-use prov::cli::Global;
+/// The same global allocator as the `prov` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use clap::Parser;
+use prov::cli::{Cli, Command};
 use prov::context::Context;
 use prov::render::{text, Paint};
 use prov_engine::config;
+use prov_engine::drift::{self, RefreshOptions};
 use prov_engine::graph::Graph;
 use prov_engine::load::build_model;
 use prov_engine::plan::make::{make_plan, PlanOptions};
-use prov_state::StateRead;
+use prov_engine::refresh;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn status_kb(key: &str) -> f64 {
@@ -62,18 +72,34 @@ fn main() {
         start: Instant::now(),
         rows: Vec::new(),
     };
-    let ctx = Context::new(&Global {
-        chdir: None,
-        no_color: true,
-    })
-    .unwrap_or_else(|e| die("context", e));
+    let cli = Cli::try_parse_from(["prov", "--no-color", "plan", args[1].as_str()])
+        .unwrap_or_else(|e| die("cli", e));
+    let Command::Plan { dir, plan: a, .. } = &cli.command else {
+        die("cli", "not a plan command")
+    };
+    let opts = PlanOptions {
+        refresh: a.refresh,
+        refresh_only: a.refresh_only,
+        refresh_opts: RefreshOptions {
+            parallelism: a.refresh_parallelism,
+            ..Default::default()
+        },
+        destroy: a.destroy,
+        targets: Vec::new(),
+        replace: Vec::new(),
+    };
+    let ctx = Context::new(&cli.global).unwrap_or_else(|e| die("context", e));
     let ws = ctx
-        .workspace(Some(Path::new(&args[1])))
+        .workspace(dir.as_deref())
         .unwrap_or_else(|e| die("workspace", e));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| die("runtime", e));
 
     // ops::load, unrolled.
     let evaluated = p
-        .run("evaluate (Nickel)", || {
+        .run("evaluate (Nickel or its cache)", || {
             config::evaluate(&ws.dir, &ctx.eval_options())
         })
         .unwrap_or_else(|e| die("evaluate", e));
@@ -84,7 +110,7 @@ fn main() {
             .and_then(|v| v.as_object())
             .cloned()
             .unwrap_or_default();
-        std::sync::Arc::new(ctx.registry.bind(ws.dir.clone(), &providers))
+        Arc::new(ctx.registry.bind(ws.dir.clone(), &providers))
     });
     let model = p
         .run("build model", || {
@@ -101,38 +127,52 @@ fn main() {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     });
-    // ops::plan, unrolled.
-    let store = p
-        .run("open state (sled)", || {
-            ctx.open_state(&ws, "plan", Duration::ZERO, false)
+    let state = p
+        .run("open state", || {
+            ctx.open_state(&ws, Some(&evaluated.value), "plan", Duration::ZERO, false)
         })
         .unwrap_or_else(|e| die("open state", e));
+
+    // ops::plan, unrolled.
     let snap = p
-        .run("read state snapshot", || store.snapshot())
+        .run("read state snapshot", || state.store.snapshot())
         .unwrap_or_else(|e| die("snapshot", e));
+    let resolutions = p
+        .run("resolve pending operations", || {
+            rt.block_on(refresh::resolve_pending(&snap, &bound))
+        })
+        .unwrap_or_else(|e| die("pending", e));
+    let mut view = p.run("resolved view (snapshot copy)", || {
+        refresh::resolved_view(&snap, &resolutions)
+    });
+    if opts.refresh || opts.refresh_only {
+        let obs = p.run("refresh (provider reads)", || {
+            rt.block_on(drift::observe(&view, &bound, &opts.refresh_opts, None))
+        });
+        view = p.run("refreshed view (snapshot copy)", || {
+            let _found = drift::collect(&obs, Vec::new());
+            drift::refreshed_view(&view, &obs)
+        });
+        std::mem::forget(obs);
+    }
     let plan = p
         .run("make plan (diff)", || {
-            make_plan(
-                &model,
-                &graph,
-                &snap,
-                &bound,
-                &PlanOptions::default(),
-                &hash,
-            )
+            make_plan(&model, &graph, &view, &bound, &opts, &hash)
         })
         .unwrap_or_else(|e| die("plan", e));
     let rendered = p.run("render plan text", || text::plan(&plan, Paint { on: false }));
     let changes = plan.has_changes();
-    p.run("drop plan, snapshot, model, config", move || {
+    // Timed for information: `prov plan` forgets these instead (a process exit frees them).
+    p.run("drop plan, views, snapshot, model, config", move || {
         drop(rendered);
         drop(plan);
+        drop(view);
         drop(snap);
         drop(graph);
         drop(model);
         drop(evaluated);
     });
-    p.run("close state", move || drop(store));
+    p.run("close state", move || drop(state));
     let total_ms = p.start.elapsed().as_secs_f64() * 1000.0;
     let out = json!({
         "phases": p.rows,
