@@ -75,7 +75,8 @@ impl Run {
     }
 }
 
-fn prov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+/// The built `prov`, in `dir`, with a clean environment for the sim world and backends.
+fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_prov"));
     c.args(args)
         .current_dir(dir)
@@ -86,6 +87,20 @@ fn prov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         c.env(k, v);
     }
+    c
+}
+
+/// `command`, started in the background with its output captured.
+fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    command(dir, args, env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn prov_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = command(dir, args, env);
     let Output {
         status,
         stdout,
@@ -455,14 +470,11 @@ fn quickstart_example_applies_and_is_idempotent() {
 #[test]
 fn state_lock_names_the_holder_and_lock_timeout_waits() {
     let ws = Ws::new(TWO_SERVERS);
-    let mut slow = Command::new(env!("CARGO_BIN_EXE_prov"))
-        .args(["apply", "--auto-approve"])
-        .current_dir(&ws.dir)
-        .env("NO_COLOR", "1")
-        .env("PROV_SIM_LATENCY_MS", "700")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut slow = spawn(
+        &ws.dir,
+        &["apply", "--auto-approve"],
+        &[("PROV_SIM_LATENCY_MS", "700")],
+    );
     // Wait until the apply holds the lock (its holder note is written).
     let lock = ws.dir.join(".prov/state.lock");
     let t0 = std::time::Instant::now();
@@ -500,15 +512,11 @@ fn sigint_stops_starting_steps_and_records_finished_ones() {
     }
     cfg.push_str("} }\n");
     let ws = Ws::new(&cfg);
-    let child = Command::new(env!("CARGO_BIN_EXE_prov"))
-        .args(["apply", "--auto-approve"])
-        .current_dir(&ws.dir)
-        .env("NO_COLOR", "1")
-        .env("PROV_SIM_LATENCY_MS", "400")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        &ws.dir,
+        &["apply", "--auto-approve"],
+        &[("PROV_SIM_LATENCY_MS", "400")],
+    );
     // Let the first server or two finish, then interrupt.
     std::thread::sleep(std::time::Duration::from_millis(1200));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -704,15 +712,15 @@ fn sigkill_at_random_moments_loses_nothing() {
     let mut trials = 0;
     while trials < 20 {
         trials += 1;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prov"))
-            .args(["apply", "--auto-approve"])
-            .current_dir(&ws.dir)
-            .env("NO_COLOR", "1")
-            .env("PROV_SIM_LATENCY_MS", "30")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = command(
+            &ws.dir,
+            &["apply", "--auto-approve"],
+            &[("PROV_SIM_LATENCY_MS", "30")],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(150 + rng.below(1500)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -779,6 +787,29 @@ fn sigkill_at_random_moments_loses_nothing() {
     assert_state_matches_world(&ws);
 }
 
+/// Eight applies started together with a 300 ms lock timeout: exactly one runs; the others fail
+/// naming its pid.
+fn race_of_eight(ws: &Ws, env: &[(&str, &str)]) {
+    let args = ["apply", "--auto-approve", "--lock-timeout", "300ms"];
+    let children: Vec<_> = (0..8).map(|_| spawn(&ws.dir, &args, env)).collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let winners: Vec<usize> = (0..8).filter(|&i| outs[i].status.success()).collect();
+    assert_eq!(winners.len(), 1, "exactly one apply ran");
+    let winner = pids[winners[0]];
+    for (i, o) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{i}: {err}");
+        assert!(
+            err.contains("state is locked by") && err.contains(&format!("pid {winner}")),
+            "{err}"
+        );
+    }
+}
+
 /// The state's servers are exactly the sim world's, id for id.
 fn assert_state_matches_world(ws: &Ws) {
     let pulled: serde_json::Value =
@@ -802,44 +833,21 @@ fn assert_state_matches_world(ws: &Ws) {
 #[test]
 fn concurrent_applies_take_turns_on_the_lock() {
     let ws = Ws::new(&many_servers(40));
-    let spawn = |timeout: &str| {
-        Command::new(env!("CARGO_BIN_EXE_prov"))
-            .args(["apply", "--auto-approve", "--lock-timeout", timeout])
-            .current_dir(&ws.dir)
-            .env("NO_COLOR", "1")
-            .env("PROV_SIM_LATENCY_MS", "300")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
     // Short lock timeout: one applies, the other seven give up naming it.
-    let children: Vec<_> = (0..8).map(|_| spawn("300ms")).collect();
-    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let winners: Vec<usize> = (0..8).filter(|&i| outs[i].status.success()).collect();
-    assert_eq!(winners.len(), 1, "exactly one apply ran");
-    let winner = pids[winners[0]];
-    for (i, o) in outs.iter().enumerate() {
-        if i == winners[0] {
-            continue;
-        }
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1));
-        assert!(
-            err.contains("state is locked by") && err.contains(&format!("pid {winner}")),
-            "{err}"
-        );
-    }
+    race_of_eight(&ws, &[("PROV_SIM_LATENCY_MS", "300")]);
     assert_state_matches_world(&ws);
 
     // Long lock timeout: they queue; the first applies a change, the rest find nothing to do.
     ws.write(&many_servers(40).replace("plan = \"small\"", "plan = \"medium\""));
+    let latency = [("PROV_SIM_LATENCY_MS", "300")];
     let outs: Vec<_> = (0..8)
-        .map(|_| spawn("120s"))
+        .map(|_| {
+            spawn(
+                &ws.dir,
+                &["apply", "--auto-approve", "--lock-timeout", "120s"],
+                &latency,
+            )
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
@@ -1186,35 +1194,10 @@ fn postgresql_backend_lifecycle() {
 fn postgresql_concurrent_applies_take_turns() {
     let Some(conn) = test_pg() else { return };
     let ws = pg_ws(&many_servers(30), "concurrency");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_prov"))
-            .args(["apply", "--auto-approve", "--lock-timeout", "300ms"])
-            .current_dir(&ws.dir)
-            .env("NO_COLOR", "1")
-            .env("PROV_PG_CONN", &conn)
-            .env("PROV_SIM_LATENCY_MS", "300")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let children: Vec<_> = (0..8).map(|_| spawn()).collect();
-    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let winners: Vec<usize> = (0..8).filter(|&i| outs[i].status.success()).collect();
-    assert_eq!(winners.len(), 1, "exactly one apply ran");
-    for (i, o) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{i}: {err}");
-        assert!(
-            err.contains("state is locked by")
-                && err.contains(&format!("pid {}", pids[winners[0]])),
-            "{err}"
-        );
-    }
+    race_of_eight(
+        &ws,
+        &[("PROV_SIM_LATENCY_MS", "300"), ("PROV_PG_CONN", &conn)],
+    );
     let env = [("PROV_PG_CONN", conn.as_str())];
     ws.prov_env(&["plan", "--detailed-exitcode"], &env).ok();
     let pulled: serde_json::Value =
