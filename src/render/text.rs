@@ -130,64 +130,29 @@ pub fn drift(items: &[prov_engine::drift::Drift], paint: Paint) -> String {
     use prov_engine::drift::DriftKind;
     let mut out = String::new();
     for d in items {
-        match &d.kind {
-            DriftKind::Gone => {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: deleted outside prov",
-                    paint.red("-"),
-                    d.address
-                );
-            }
-            DriftKind::Changed(diffs) => {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: changed outside prov (recorded -> real)",
-                    paint.yellow("~"),
-                    d.address
-                );
-                let w = diffs.iter().map(|x| x.path.len()).max().unwrap_or(0);
-                for x in diffs {
-                    attr(&mut out, x, w, paint);
-                }
-            }
-            DriftKind::Stopped => {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: stopped outside prov",
-                    paint.yellow("~"),
-                    d.address
-                );
-            }
-            DriftKind::Version { recorded, real } => {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: version {} recorded, {} installed",
-                    paint.yellow("~"),
-                    d.address,
+        let (sym, what) = match &d.kind {
+            DriftKind::Gone => (paint.red("-"), "deleted outside prov".to_string()),
+            DriftKind::Changed(_) => (paint.yellow("~"), "changed outside prov (recorded -> real)".to_string()),
+            DriftKind::Stopped => (paint.yellow("~"), "stopped outside prov".to_string()),
+            DriftKind::Version { recorded, real } => (
+                paint.yellow("~"),
+                format!(
+                    "version {} recorded, {} installed",
                     recorded.as_deref().unwrap_or("(none)"),
                     real.as_deref().unwrap_or("(none)")
-                );
-            }
-            DriftKind::Unmanaged {
-                provider,
-                id,
-                hostname,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: server {id} ({hostname}) at {provider} carries this workspace's ownership tag but is not in the state",
-                    paint.magenta("?"),
-                    d.address
-                );
-            }
-            DriftKind::Error(m) => {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: could not be checked: {m}",
-                    paint.red("!"),
-                    d.address
-                );
+                ),
+            ),
+            DriftKind::Unmanaged { provider, id, hostname } => (
+                paint.magenta("?"),
+                format!("server {id} ({hostname}) at {provider} carries this workspace's ownership tag but is not in the state"),
+            ),
+            DriftKind::Error(m) => (paint.red("!"), format!("could not be checked: {m}")),
+        };
+        let _ = writeln!(out, "  {sym} {}: {what}", d.address);
+        if let DriftKind::Changed(diffs) = &d.kind {
+            let w = diffs.iter().map(|x| x.path.len()).max().unwrap_or(0);
+            for x in diffs {
+                attr(&mut out, x, w, paint);
             }
         }
     }
