@@ -67,7 +67,8 @@ pub struct Drift {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     pub address: Address,
-    /// The record as it would be if the real world were accepted (None: gone).
+    /// When `drift` is not empty: the record as it would be if the real world were accepted
+    /// (None: gone). Not meaningful without drift.
     pub refreshed: Option<ResourceRecord>,
     pub drift: Vec<Drift>,
 }
@@ -149,12 +150,13 @@ fn cluster_req(
 /// Observes one record.
 async fn observe_one(
     addr: Address,
-    rec: ResourceRecord,
+    key: String,
     snap: Arc<Snapshot>,
     bound: Arc<Bound>,
     t: Duration,
 ) -> Observation {
-    let a = addr.to_string();
+    let rec = &snap.resources[&key];
+    let a = key.clone();
     let one = |kind| {
         vec![Drift {
             address: a.clone(),
@@ -179,7 +181,7 @@ async fn observe_one(
                 }),
             };
             match r {
-                Err(e) => (Some(rec), one(DriftKind::Error(e.message))),
+                Err(e) => (Some(rec.clone()), one(DriftKind::Error(e.message))),
                 Ok(None) => (None, one(DriftKind::Gone)),
                 Ok(Some(info)) => {
                     let real = observed_server_attrs(&info);
@@ -190,17 +192,17 @@ async fn observe_one(
                         &Value::Bool(false),
                         &[],
                     );
-                    let mut new = rec.clone();
-                    if let Value::Object(attrs) = &mut new.attributes {
-                        attrs.extend(real);
-                    }
-                    new.outputs = crate::refresh::server_outputs(&info);
-                    let d = if diffs.is_empty() {
-                        Vec::new()
+                    if diffs.is_empty() {
+                        // Unchanged: nothing to carry (callers only read `refreshed` on drift).
+                        (None, Vec::new())
                     } else {
-                        one(DriftKind::Changed(diffs))
-                    };
-                    (Some(new), d)
+                        let mut new = rec.clone();
+                        if let Value::Object(attrs) = &mut new.attributes {
+                            attrs.extend(real);
+                        }
+                        new.outputs = crate::refresh::server_outputs(&info);
+                        (Some(new), one(DriftKind::Changed(diffs)))
+                    }
                 }
             }
         }
@@ -211,7 +213,7 @@ async fn observe_one(
                 bound.taskserv(&rec.implementation),
             ) {
                 (None, _) => (None, one(DriftKind::Gone)),
-                (_, Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                (_, Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
                 (Some(target), Ok(ts)) => {
                     let req = TaskservRequest {
                         address: a.clone(),
@@ -228,7 +230,7 @@ async fn observe_one(
                         Err(e) if e.kind == Some(ErrorKind::NotFound) => {
                             (None, one(DriftKind::Gone))
                         }
-                        Err(e) => (Some(rec), one(DriftKind::Error(e.message))),
+                        Err(e) => (Some(rec.clone()), one(DriftKind::Error(e.message))),
                         Ok(s) if !s.installed => (None, one(DriftKind::Gone)),
                         Ok(s) => {
                             let mut d = Vec::new();
@@ -284,12 +286,15 @@ async fn observe_one(
             .map_err(|e| e.to_string())
             .and_then(|cl| Ok((cl, cluster_req(&addr, &rec.attributes, &snap, &bound)?)))
         {
-            Err(e) => (Some(rec), one(DriftKind::Error(e))),
+            Err(e) => (Some(rec.clone()), one(DriftKind::Error(e))),
             Ok((cl, req)) => match tokio::time::timeout(t, cl.status(&req)).await {
-                Ok(Ok(_)) => (Some(rec), Vec::new()),
+                Ok(Ok(_)) => (Some(rec.clone()), Vec::new()),
                 Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
-                Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
-                Err(_) => (Some(rec), one(DriftKind::Error("status: timed out".into()))),
+                Ok(Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
+                Err(_) => (
+                    Some(rec.clone()),
+                    one(DriftKind::Error("status: timed out".into())),
+                ),
             },
         },
         Address::Component(..) => {
@@ -299,10 +304,10 @@ async fn observe_one(
                 bound.cluster(&rec.implementation),
             ) {
                 (None, _) => (None, one(DriftKind::Gone)),
-                (_, Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                (_, Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
                 (Some(crec), Ok(cl)) => match cluster_req(&parent, &crec.attributes, &snap, &bound)
                 {
-                    Err(e) => (Some(rec), one(DriftKind::Error(e))),
+                    Err(e) => (Some(rec.clone()), one(DriftKind::Error(e))),
                     Ok(cluster) => {
                         let req = ComponentRequest {
                             address: a.clone(),
@@ -315,9 +320,9 @@ async fn observe_one(
                             Ok(Err(e)) if e.kind == ErrorKind::NotFound => {
                                 (None, one(DriftKind::Gone))
                             }
-                            Ok(Err(e)) => (Some(rec), one(DriftKind::Error(e.to_string()))),
+                            Ok(Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
                             Err(_) => (
-                                Some(rec),
+                                Some(rec.clone()),
                                 one(DriftKind::Error("component-status: timed out".into())),
                             ),
                             Ok(Ok(Some(s))) => {
@@ -346,7 +351,7 @@ async fn observe_one(
                                         kind: DriftKind::Stopped,
                                     });
                                 }
-                                (Some(rec), d)
+                                (Some(rec.clone()), d)
                             }
                         }
                     }
@@ -363,31 +368,30 @@ async fn observe_one(
 
 /// Observes every record (or those in `only`), at most `parallelism` queries at once.
 pub async fn observe(
-    snap: &Snapshot,
+    snap: Arc<Snapshot>,
     bound: &Arc<Bound>,
     opts: &RefreshOptions,
     only: Option<&BTreeSet<Address>>,
 ) -> Vec<Observation> {
     let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
-    let snap = Arc::new(snap.clone());
     let mut set = tokio::task::JoinSet::new();
-    for (k, rec) in snap.resources.iter() {
+    for k in snap.resources.keys() {
         let Ok(addr) = k.parse::<Address>() else {
             continue;
         };
         if only.is_some_and(|o| !o.contains(&addr)) {
             continue;
         }
-        let (sem, snap, bound, rec, t) = (
+        let (sem, snap, bound, key, t) = (
             sem.clone(),
             snap.clone(),
             bound.clone(),
-            rec.clone(),
+            k.clone(),
             opts.timeout,
         );
         set.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            observe_one(addr, rec, snap, bound, t).await
+            observe_one(addr, key, snap, bound, t).await
         });
     }
     let mut out = Vec::new();
@@ -476,9 +480,9 @@ pub fn collect(obs: &[Observation], unmanaged: Vec<Drift>) -> Vec<Drift> {
 }
 
 /// The snapshot with the real world accepted: what a refreshing plan diffs against.
-pub fn refreshed_view(snap: &Snapshot, obs: &[Observation]) -> Snapshot {
-    let mut s = snap.clone();
-    for o in obs {
+pub fn refreshed_view(mut s: Snapshot, obs: &[Observation]) -> Snapshot {
+    // Only what drifted differs; everything else stays as recorded.
+    for o in obs.iter().filter(|o| !o.drift.is_empty()) {
         let k = o.address.to_string();
         match &o.refreshed {
             Some(r) => {

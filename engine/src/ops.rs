@@ -131,11 +131,14 @@ pub async fn plan(
 ) -> Result<Plan, EngineError> {
     let snap = state.snapshot()?;
     let resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
-    let mut view = refresh::resolved_view(&snap, &resolutions);
+    let mut view = refresh::resolved_view(snap, &resolutions);
     let mut found = Vec::new();
     let mut refreshed = Vec::new();
     if opts.refresh || opts.refresh_only {
-        let obs = drift::observe(&view, &loaded.bound, &opts.refresh_opts, None).await;
+        let shared = Arc::new(view);
+        let obs = drift::observe(shared.clone(), &loaded.bound, &opts.refresh_opts, None).await;
+        // Every observation task has finished: the snapshot is ours alone again.
+        let unshared = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
         let errors: Vec<Diagnostic> = obs
             .iter()
             .flat_map(|o| &o.drift)
@@ -157,7 +160,7 @@ pub async fn plan(
             .map(|o| (o.address.clone(), o.refreshed.clone()))
             .collect();
         found = drift::collect(&obs, Vec::new());
-        view = drift::refreshed_view(&view, &obs);
+        view = drift::refreshed_view(unshared, &obs);
     }
     let mut plan = make_plan(
         &loaded.model,
@@ -202,7 +205,8 @@ pub async fn drift(
     opts: &drift::RefreshOptions,
 ) -> Result<DriftReport, EngineError> {
     let snap = state.snapshot()?;
-    let obs = drift::observe(&snap, &loaded.bound, opts, None).await;
+    let snap = Arc::new(snap);
+    let obs = drift::observe(snap.clone(), &loaded.bound, opts, None).await;
     let providers = drift::providers_in_use(
         &snap,
         loaded

@@ -62,8 +62,8 @@ pub fn changes(res: &[Resolution]) -> Vec<Change> {
 
 /// The snapshot as it will be once the resolutions are recorded: what `plan` diffs against, so
 /// an adopted server is not planned as a create.
-pub fn resolved_view(snap: &Snapshot, res: &[Resolution]) -> Snapshot {
-    let mut s = snap.clone();
+pub fn resolved_view(snap: Snapshot, res: &[Resolution]) -> Snapshot {
+    let mut s = snap;
     for r in res {
         let a = &r.pending.address;
         match &r.outcome {

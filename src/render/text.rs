@@ -7,8 +7,13 @@ use serde_json::Value;
 use std::fmt::Write;
 
 pub fn plan(p: &Plan, paint: Paint) -> String {
-    let redacted = p.redacted();
-    let p = &redacted;
+    let redacted;
+    let p = if p.changes.iter().any(|c| !c.sensitive.is_empty()) {
+        redacted = p.redacted();
+        &redacted
+    } else {
+        p
+    };
     let mut out = String::new();
     let changed: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.action.is_noop()).collect();
     if !p.resolutions.is_empty() {

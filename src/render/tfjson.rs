@@ -7,8 +7,13 @@ use serde_json::{json, Value};
 pub const FORMAT_VERSION: &str = "1.2";
 
 pub fn plan(p: &Plan) -> Value {
-    let redacted = p.redacted();
-    let p = &redacted;
+    let redacted;
+    let p = if p.changes.iter().any(|c| !c.sensitive.is_empty()) {
+        redacted = p.redacted();
+        &redacted
+    } else {
+        p
+    };
     let changes: Vec<Value> = p
         .changes
         .iter()
