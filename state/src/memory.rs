@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::dump::push_serial;
 use crate::record::{
-    decode, decode_all, decode_history, decode_pending, encode_body, encode_history,
-    encode_pending, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+    decode, decode_all, decode_history, decode_pending, encode_history, envelope, EncodedCommit,
+    REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
@@ -144,17 +144,7 @@ impl StateWrite for MemoryStore {
     }
 
     fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
-        let mut commit = EncodedCommit::default();
-        for r in &dump.resources {
-            commit
-                .records
-                .insert(r.address.clone(), Some(encode_body(r)?));
-        }
-        for op in &dump.pending {
-            commit
-                .pending
-                .insert(op.address.clone(), Some(encode_pending(op)?));
-        }
+        let mut commit = crate::record::encode_dump(dump)?;
         let mut inner = self.lock();
         let empty =
             inner.records.is_empty() && inner.pending.is_empty() && inner.outputs.is_empty();

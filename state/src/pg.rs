@@ -39,8 +39,8 @@ use tokio_postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, State
 use crate::dump::push_serial;
 use crate::lock::{current_user, hostname, unknown_holder};
 use crate::record::{
-    decode_all, decode_body, decode_pending, encode_body, encode_commit, encode_pending,
-    EncodedCommit, RECORD_FORMAT_VERSION, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+    decode_all, decode_body, decode_pending, encode_commit, EncodedCommit, RECORD_FORMAT_VERSION,
+    REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
@@ -495,17 +495,7 @@ impl StateWrite for PgStore {
     }
 
     fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
-        let mut commit = EncodedCommit::default();
-        for r in &dump.resources {
-            commit
-                .records
-                .insert(r.address.clone(), Some(encode_body(r)?));
-        }
-        for op in &dump.pending {
-            commit
-                .pending
-                .insert(op.address.clone(), Some(encode_pending(op)?));
-        }
+        let mut commit = crate::record::encode_dump(dump)?;
         let outputs = serde_json::to_string(&dump.outputs).expect("outputs always serialise");
         let mut s = self.writable()?;
         let s = &mut *s;

@@ -89,6 +89,22 @@ pub(crate) struct EncodedCommit {
     pub(crate) pending: BTreeMap<String, Option<Vec<u8>>>,
 }
 
+/// Encodes a whole dump (`state push`): every record and pending operation, nothing removed yet.
+pub(crate) fn encode_dump(dump: &crate::StateDump) -> Result<EncodedCommit, StateError> {
+    let mut commit = EncodedCommit::default();
+    for r in &dump.resources {
+        commit
+            .records
+            .insert(r.address.clone(), Some(encode_body(r)?));
+    }
+    for op in &dump.pending {
+        commit
+            .pending
+            .insert(op.address.clone(), Some(encode_pending(op)?));
+    }
+    Ok(commit)
+}
+
 /// Validates and encodes a whole commit before anything is written, so that a bad change aborts
 /// the commit with nothing applied.
 pub(crate) fn encode_commit(changes: &[Change]) -> Result<EncodedCommit, StateError> {

@@ -38,8 +38,8 @@ use sled::Transactional;
 use crate::dump::push_serial;
 use crate::lock::FileLock;
 use crate::record::{
-    decode, decode_all, decode_history, decode_pending, encode_body, encode_commit, encode_history,
-    encode_pending, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+    decode, decode_all, decode_history, decode_pending, encode_commit, encode_history, envelope,
+    EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
 };
 use crate::util::{create_private_dir_all, now_secs, random_hex};
 use crate::{
@@ -446,17 +446,7 @@ impl StateWrite for SledStore {
 
     fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
         let db = self.db()?;
-        let mut commit = EncodedCommit::default();
-        for r in &dump.resources {
-            commit
-                .records
-                .insert(r.address.clone(), Some(encode_body(r)?));
-        }
-        for op in &dump.pending {
-            commit
-                .pending
-                .insert(op.address.clone(), Some(encode_pending(op)?));
-        }
+        let mut commit = crate::record::encode_dump(dump)?;
         let outputs = encode_meta(&dump.outputs);
         let lineage_raw = encode_meta(&dump.lineage);
         let at = now_secs();
