@@ -317,7 +317,7 @@ pub async fn apply(
             let change = &plan.changes[op.change];
             match prepare(change, op.step, &records, &addrs, &bound) {
                 Ok(input) => {
-                    let sem = provider_semaphore(change, &records, &bound, &mut per_provider);
+                    let sem = provider_semaphore(change, &bound, &mut per_provider);
                     starting.push((i, input, sem));
                 }
                 Err(msg) => fail(
@@ -582,13 +582,11 @@ fn fail(
 
 fn provider_semaphore(
     change: &ResourceChange,
-    records: &HashMap<Address, ResourceRecord>,
     bound: &Bound,
     cache: &mut HashMap<String, Arc<Semaphore>>,
 ) -> Option<Arc<Semaphore>> {
     // Servers call their provider directly; the limit applies to them.
     if !matches!(change.address, Address::Server(_)) {
-        let _ = records;
         return None;
     }
     let name = &change.implementation;

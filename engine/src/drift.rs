@@ -11,7 +11,7 @@ use crate::traits::{
 };
 use prov_state::{ResourceRecord, Snapshot};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -539,13 +539,4 @@ pub fn rule_for<'a>(
                 }
         })
         .map(|r| (r, r.expires.as_deref().is_some_and(|e| e <= today)))
-}
-
-/// Per-address drift, grouped, for reports.
-pub fn by_address(d: &[Drift]) -> BTreeMap<String, Vec<&Drift>> {
-    let mut m: BTreeMap<String, Vec<&Drift>> = BTreeMap::new();
-    for x in d {
-        m.entry(x.address.clone()).or_default().push(x);
-    }
-    m
 }

@@ -4,7 +4,7 @@ use super::{diff::diff, Action, OutputChange, Plan, PlanMode, ResourceChange};
 use crate::error::{Diagnostic, EngineError};
 use crate::graph::Graph;
 use crate::load::{resolve_ref, Model};
-use crate::model::{Address, Lifecycle};
+use crate::model::Address;
 use crate::refs::{get_path, substitute, RefPath, Resolved};
 use crate::registry::Bound;
 use prov_state::{ResourceRecord, Snapshot};
@@ -358,11 +358,6 @@ fn scope(
         }
     }
     Some(out)
-}
-
-/// Lifecycle for callers that only have a record.
-pub fn no_lifecycle() -> Lifecycle {
-    Lifecycle::default()
 }
 
 /// Outputs whose value would change: new, removed, different, or not known until apply.
