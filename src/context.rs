@@ -56,6 +56,16 @@ impl Context {
         Ok(Workspace::new(d))
     }
 
+    /// The built-in implementations plus the extension directories found for `ws`
+    /// (`WS/extensions`, then `PROV_EXTENSIONS_PATH`; see `prov_engine::extension`).
+    pub fn registry(&self, ws: &Workspace) -> Result<Registry, String> {
+        let roots = prov_engine::extension::search_path(&ws.dir);
+        let mut r = self.registry.clone();
+        prov_providers::register_extensions(&mut r, &roots).map_err(|e| e.to_string())?;
+        prov_taskservs::register_extensions(&mut r, &roots).map_err(|e| e.to_string())?;
+        Ok(r)
+    }
+
     pub fn eval_options(&self) -> EvalOptions {
         EvalOptions {
             color: self.color && std::io::stderr().is_terminal(),

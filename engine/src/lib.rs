@@ -5,6 +5,7 @@ pub mod config;
 pub mod drift;
 pub mod error;
 pub mod events;
+pub mod extension;
 pub mod fsutil;
 pub mod graph;
 pub mod load;

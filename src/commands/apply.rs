@@ -31,7 +31,7 @@ pub fn run(
         let plan = planfile::read(&path)?;
         let ws = ctx.workspace(None)?;
         let state = ctx.open_state(&ws, None, "apply", lock.lock_timeout, true)?;
-        let bound = ops::bind_for_plan(&ws, &ctx.registry, &plan);
+        let bound = ops::bind_for_plan(&ws, &ctx.registry(&ws)?, &plan);
         return execute(
             &rt,
             &plan,
@@ -45,7 +45,7 @@ pub fn run(
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
-    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let operation = if args.destroy { "destroy" } else { "apply" };
     let state = ctx.open_state(
         &ws,

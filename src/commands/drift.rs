@@ -56,7 +56,7 @@ pub fn run(
             })?
         }
     };
-    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     // Read-only: a missing state stays missing, and nothing below writes.
     let state = ctx.open_state(
         &ws,

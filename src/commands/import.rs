@@ -16,7 +16,7 @@ pub fn run(
 ) -> CmdResult {
     let addr: Address = address.parse().map_err(Failure)?;
     let ws = ctx.workspace(dir)?;
-    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),

@@ -44,7 +44,7 @@ pub fn run(
 ) -> CmdResult {
     let ws = ctx.workspace(dir)?;
     let opts = options(args)?;
-    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),

@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub fn run(ctx: &Context, dir: Option<&Path>, lock: &LockArgs) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),

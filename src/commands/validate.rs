@@ -8,7 +8,7 @@ use std::path::Path;
 
 pub fn run(ctx: &Context, dir: Option<&Path>, json: bool) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let loaded = ops::load(&ws, &ctx.registry, &ctx.eval_options())?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let warnings = runtime()?.block_on(ops::validate(&loaded))?;
     let count = |k: ResourceKind| {
         loaded

@@ -1,0 +1,3 @@
+//! The providers crate's one integration-test binary: one module per provider.
+
+mod sim;
