@@ -3,10 +3,12 @@
 pub mod cluster;
 pub mod provider;
 pub mod taskserv;
+pub mod transport;
 
 pub use cluster::*;
 pub use provider::*;
 pub use taskserv::*;
+pub use transport::*;
 
 /// An error from an extension: which implementation, which operation, on what, and why.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]

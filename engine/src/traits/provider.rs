@@ -186,5 +186,10 @@ pub trait Provider: Send + Sync {
     async fn get_zones(&self) -> ExtResult<Vec<Zone>>;
 
     async fn get_ssh_access(&self, id: &str) -> ExtResult<SshAccess>;
+    /// How taskservs reach the server: SSH with get-ssh-access unless the provider runs
+    /// servers on this machine without SSH (e.g. the local provider without root).
+    async fn transport(&self, id: &str) -> ExtResult<super::TransportSpec> {
+        Ok(super::TransportSpec::Ssh(self.get_ssh_access(id).await?))
+    }
     async fn configure_firewall(&self, id: &str, rules: &[FirewallRule]) -> ExtResult<()>;
 }
