@@ -361,7 +361,7 @@ pub async fn apply(
                     step: input.step,
                 });
                 let t = Instant::now();
-                let r = run_step(&input, &bound, &workspace).await;
+                let r = run_step(&input, &bound, &workspace, &events).await;
                 (i, r, t.elapsed())
             });
         }
@@ -373,6 +373,7 @@ pub async fn apply(
             batch.push(more);
         }
         let mut done = Vec::new();
+        let mut continued = Vec::new();
         let mut changes = Vec::new();
         for joined in batch {
             let (i, result, elapsed) =
@@ -392,6 +393,20 @@ pub async fn apply(
                     // A timeout leaves the outcome unknown: keep the note for the next run.
                     if e.kind != ErrorKind::Timeout {
                         changes.push(Change::ClearPending(address));
+                    }
+                    if continues_on_error(&plan.changes[ops[i].change]) {
+                        let address = plan.changes[ops[i].change].address.clone();
+                        let msg = format!("{e} (on_error = Continue: dependents still run)");
+                        report
+                            .failed
+                            .push((address.clone(), ops[i].step, msg.clone()));
+                        events(Event::Failed {
+                            address,
+                            step: ops[i].step,
+                            error: msg,
+                        });
+                        continued.push(i);
+                        continue;
                     }
                     fail(
                         i,
@@ -417,6 +432,14 @@ pub async fn apply(
                     events(Event::StateWritten { serial, records: n });
                 }
                 Err(e) => fatal = Some(e),
+            }
+        }
+        for i in continued {
+            for &k in &dependents[i] {
+                waiting[k] -= 1;
+                if waiting[k] == 0 && !skipped[k] {
+                    ready.push_back(k);
+                }
             }
         }
         for (i, r, elapsed) in done {
@@ -720,10 +743,35 @@ fn spec(v: &Value, addr: &Address) -> Result<ServerSpec, ExtError> {
     })
 }
 
+/// Turns a taskserv's output lines into `Event::Output` for `addr`.
+fn output_sink(addr: &Address, events: &EventSink) -> crate::traits::OutputFn {
+    let (addr, events) = (addr.clone(), events.clone());
+    Arc::new(move |line: &str| {
+        events(Event::Output {
+            address: addr.clone(),
+            line: line.to_string(),
+        })
+    })
+}
+
+/// `on_error = 'Continue` on a taskserv: its failure is reported (the apply still exits 1 and
+/// nothing is recorded for it), but the resources that depend on it run anyway, as if it had
+/// succeeded. Stop (the default) and Retry (after its last attempt) skip them.
+fn continues_on_error(change: &ResourceChange) -> bool {
+    matches!(change.address, Address::Taskserv(..))
+        && change
+            .config
+            .as_ref()
+            .and_then(|c| c.get("on_error"))
+            .and_then(Value::as_str)
+            == Some("Continue")
+}
+
 async fn run_step(
     input: &StepInput,
     bound: &Bound,
     workspace: &str,
+    events: &EventSink,
 ) -> Result<StepResult, ExtError> {
     let c = &input.change;
     let addr = &c.address;
@@ -823,6 +871,8 @@ async fn run_step(
                     .map(str::to_string),
                 settings: source.get("settings").cloned().unwrap_or(json!({})),
                 server: input.server.clone().expect("prepared"),
+                health_check: source.get("health_check").cloned(),
+                output: Some(output_sink(addr, events)),
             };
             let retries = if source.get("on_error").and_then(Value::as_str) == Some("Retry") {
                 source
@@ -963,6 +1013,11 @@ async fn taskserv_step(
             };
             if strip(&before) != strip(resolved) {
                 t.configure(req).await?;
+                if let (Some(Value::Object(new)), Value::Object(o)) =
+                    (t.configured_outputs(req).await?, &mut out)
+                {
+                    o.extend(new);
+                }
             }
             Ok(Some(out))
         }

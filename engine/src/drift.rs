@@ -225,6 +225,8 @@ async fn observe_one(
                             .map(str::to_string),
                         settings: rec.attributes.get("settings").cloned().unwrap_or(json!({})),
                         server: target,
+                        health_check: rec.attributes.get("health_check").cloned(),
+                        output: None,
                     };
                     match timed(t, "status", ts.status(&req)).await {
                         Err(e) if e.kind == Some(ErrorKind::NotFound) => {

@@ -16,4 +16,5 @@ pub mod refresh;
 pub mod refs;
 pub mod registry;
 pub mod targets;
+pub mod taskserv_ops;
 pub mod traits;

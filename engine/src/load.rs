@@ -348,9 +348,11 @@ fn load_server(
             cx.err(
                 Some(&taddr),
                 &tkey,
-                format!(
-                    "unknown taskserv {implementation:?} (known: {})",
-                    cx.bound.registry().taskserv_names().join(", ")
+                crate::registry::unknown_message(
+                    "taskserv",
+                    &implementation,
+                    &cx.bound.registry().taskserv_names(),
+                    cx.bound.registry().searched("taskserv"),
                 ),
             );
             continue;
@@ -368,12 +370,21 @@ fn load_server(
                 config.insert(k.into(), v.clone());
             }
         }
-        for d in ts
+        let mut declared_deps = ts
             .get("depends_on")
             .and_then(Value::as_array)
             .cloned()
-            .unwrap_or_default()
-        {
+            .unwrap_or_default();
+        // What the implementation's manifest says it needs counts as `Requires`.
+        for need in cx.bound.registry().taskserv_requires(&implementation) {
+            let listed = declared_deps.iter().any(|d| {
+                d.as_str() == Some(need.as_str()) || str_field(d, "name") == Some(need.as_str())
+            });
+            if !listed {
+                declared_deps.push(serde_json::json!({"name": need, "kind": "Requires"}));
+            }
+        }
+        for d in declared_deps {
             let (dname, kind) = match &d {
                 Value::String(s) => (s.clone(), "Requires".to_string()),
                 other => (

@@ -87,6 +87,7 @@ pub fn bind_for_plan(ws: &Workspace, registry: &Registry, plan: &Plan) -> Arc<Bo
 /// `prov validate`: the configuration evaluates, the model is consistent, and every provider
 /// in use accepts its settings.
 pub async fn validate(loaded: &Loaded) -> Result<Vec<String>, EngineError> {
+    crate::taskserv_ops::check_settings(loaded).await?;
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     let mut used: Vec<&str> = loaded
@@ -129,6 +130,8 @@ pub async fn plan(
     state: &dyn StateRead,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
+    // Taskserv settings are checked against their schemas before anything is planned.
+    crate::taskserv_ops::check_settings(loaded).await?;
     let snap = state.snapshot()?;
     let resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = refresh::resolved_view(snap, &resolutions);

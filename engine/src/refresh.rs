@@ -234,6 +234,8 @@ pub async fn resolve_pending(
                                 .map(str::to_string),
                             settings: attrs.get("settings").cloned().unwrap_or(json!({})),
                             server: target,
+                            health_check: attrs.get("health_check").cloned(),
+                            output: None,
                         };
                         let st = match t.status(&req).await {
                             Ok(s) => Some(s),

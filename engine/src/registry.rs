@@ -28,9 +28,34 @@ pub struct Registry {
     providers: BTreeMap<String, ProviderFactory>,
     taskservs: BTreeMap<String, TaskservFactory>,
     clusters: BTreeMap<String, ClusterFactory>,
+    /// Per kind ("taskserv", ...): where extension directories were looked for, for errors
+    /// about unknown names.
+    searched: BTreeMap<String, Vec<String>>,
+    /// Taskserv implementation → the taskservs it needs on the same server (its manifest's
+    /// `dependencies`): treated as `Requires` entries of every use.
+    taskserv_requires: BTreeMap<String, Vec<String>>,
 }
 
 impl Registry {
+    /// Records where extensions of `kind` were looked for (named in unknown-name errors).
+    pub fn set_searched(&mut self, kind: &str, places: Vec<String>) {
+        self.searched.insert(kind.to_string(), places);
+    }
+    /// Records the taskservs `name` needs on the same server.
+    pub fn set_taskserv_requires(&mut self, name: &str, requires: Vec<String>) {
+        self.taskserv_requires.insert(name.to_string(), requires);
+    }
+    /// The taskservs implementation `name` needs on the same server.
+    pub fn taskserv_requires(&self, name: &str) -> &[String] {
+        self.taskserv_requires
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+    /// Where extensions of `kind` were looked for (empty when nobody said).
+    pub fn searched(&self, kind: &str) -> &[String] {
+        self.searched.get(kind).map(Vec::as_slice).unwrap_or(&[])
+    }
     pub fn new() -> Registry {
         Registry::default()
     }
@@ -100,14 +125,29 @@ pub struct Bound {
     clusters: Mutex<HashMap<String, Arc<dyn Cluster>>>,
 }
 
-fn unknown(kind: &str, name: &str, known: Vec<&str>) -> ExtError {
+fn unknown(kind: &str, name: &str, registry: &Registry) -> ExtError {
+    let known = match kind {
+        "provider" => registry.provider_names(),
+        "taskserv" => registry.taskserv_names(),
+        _ => registry.cluster_names(),
+    };
     ExtError::new(
         name,
         "load",
         None,
         ErrorKind::Invalid,
-        format!("unknown {kind} {name:?} (known: {})", known.join(", ")),
+        unknown_message(kind, name, &known, registry.searched(kind)),
     )
+}
+
+/// "unknown taskserv "x" (known: a, b; searched: DIR, DIR)".
+pub fn unknown_message(kind: &str, name: &str, known: &[&str], searched: &[String]) -> String {
+    let mut m = format!("unknown {kind} {name:?} (known: {}", known.join(", "));
+    if !searched.is_empty() {
+        m.push_str(&format!("; searched: {}", searched.join(", ")));
+    }
+    m.push(')');
+    m
 }
 
 impl Bound {
@@ -137,7 +177,7 @@ impl Bound {
             .registry
             .providers
             .get(name)
-            .ok_or_else(|| unknown("provider", name, self.registry.provider_names()))?;
+            .ok_or_else(|| unknown("provider", name, &self.registry))?;
         let p = f(&self.ctx(name, self.provider_settings(name)))?;
         cache.insert(name.to_string(), p.clone());
         Ok(p)
@@ -151,7 +191,7 @@ impl Bound {
             .registry
             .taskservs
             .get(name)
-            .ok_or_else(|| unknown("taskserv", name, self.registry.taskserv_names()))?;
+            .ok_or_else(|| unknown("taskserv", name, &self.registry))?;
         let p = f(&self.ctx(name, Value::Object(Default::default())))?;
         cache.insert(name.to_string(), p.clone());
         Ok(p)
@@ -165,7 +205,7 @@ impl Bound {
             .registry
             .clusters
             .get(name)
-            .ok_or_else(|| unknown("cluster", name, self.registry.cluster_names()))?;
+            .ok_or_else(|| unknown("cluster", name, &self.registry))?;
         let p = f(&self.ctx(name, Value::Object(Default::default())))?;
         cache.insert(name.to_string(), p.clone());
         Ok(p)

@@ -1,6 +1,7 @@
 //! The human plan: one line per changed resource with its symbol and reason, then attribute diffs; multi-line strings diffed line by line.
 
 use super::Paint;
+use prov_engine::model::Address;
 use prov_engine::plan::{Action, AttrDiff, Plan, PlanMode, ResourceChange};
 use prov_engine::refresh::{Outcome, Resolution};
 use serde_json::Value;
@@ -175,9 +176,22 @@ fn symbol(a: &Action, paint: Paint) -> String {
     }
 }
 
+/// A taskserv update says what apply runs: `upgrade` when the version changes, `configure`
+/// when anything else (settings, health check) does, both in that order.
+fn taskserv_update(c: &ResourceChange) -> String {
+    let version = c.diffs.iter().any(|d| d.path == "version");
+    let other = c.diffs.iter().any(|d| d.path != "version");
+    match (version, other) {
+        (true, true) => "will be upgraded, then configured (upgrade + configure)".to_string(),
+        (true, false) => "will be upgraded (upgrade)".to_string(),
+        _ => "will be configured (configure, restarts it)".to_string(),
+    }
+}
+
 fn resource(out: &mut String, c: &ResourceChange, paint: Paint) {
     let what = match &c.action {
         Action::Create => "will be created".to_string(),
+        Action::Update if matches!(c.address, Address::Taskserv(..)) => taskserv_update(c),
         Action::Update => "will be updated in place".to_string(),
         Action::Replace {
             reason,

@@ -24,7 +24,8 @@ pub(crate) struct Job {
     pub workspace_dir: PathBuf,
     pub main: PathBuf,
     pub lib_dir: PathBuf,
-    pub contract: PathBuf,
+    /// Applied to the whole value (the workspace contract); `None` for extension schema files.
+    pub contract: Option<PathBuf>,
     pub color: bool,
 }
 
@@ -93,7 +94,7 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
     let program = ProgramBuilder::new()
         .add_path(&job.main)
         .add_import_paths([job.lib_dir.clone()])
-        .add_contract_paths([&job.contract])
+        .add_contract_paths(job.contract.iter())
         .with_trace(std::io::stderr())
         .with_reporter(StderrReporter { color })
         .build::<CacheImpl>()

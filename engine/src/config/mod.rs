@@ -152,7 +152,7 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         workspace_dir: workspace_dir.to_path_buf(),
         main: main.clone(),
         lib_dir,
-        contract,
+        contract: Some(contract),
         color: opts.color,
     })?;
 
@@ -164,6 +164,63 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         positions: output.positions,
         files: scanned.files,
     })
+}
+
+/// Evaluates one Nickel file of an extension (e.g. a taskserv's `schemas/version.ncl`) to JSON,
+/// with the file's own directory as the import path. Errors are Nickel's diagnostics (file, line).
+pub fn eval_file(file: &Path) -> Result<serde_json::Value, ConfigError> {
+    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok(eval::run(eval::Job {
+        workspace_dir: dir.clone(),
+        main: file.to_path_buf(),
+        lib_dir: dir,
+        contract: None,
+        color: false,
+    })?
+    .value)
+}
+
+/// Applies the contract that `contract_file` evaluates to (e.g. a taskserv's
+/// `schemas/settings.ncl`) to `value` and returns the checked value with the contract's defaults
+/// filled. A violation is Nickel's diagnostic, pointing at the line of `contract_file`.
+pub fn check_against(
+    contract_file: &Path,
+    value: &serde_json::Value,
+) -> Result<serde_json::Value, ConfigError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let contract_file = contract_file
+        .canonicalize()
+        .map_err(|source| ConfigError::Io {
+            path: contract_file.to_path_buf(),
+            source,
+        })?;
+    // The value enters as a JSON string literal (Nickel's escapes: backslash, quote, `%`).
+    let json = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+    let escaped = json
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "\\%");
+    let import = contract_file.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"");
+    let source = format!("(std.deserialize 'Json \"{escaped}\") | (import \"{import}\")\n");
+    let main = std::env::temp_dir().join(format!(
+        "prov-check-{}-{}.ncl",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&main, source).map_err(|source| ConfigError::Io {
+        path: main.clone(),
+        source,
+    })?;
+    let dir = contract_file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let out = eval::run(eval::Job {
+        workspace_dir: dir.clone(),
+        main: main.clone(),
+        lib_dir: dir,
+        contract: None,
+        color: false,
+    });
+    let _ = std::fs::remove_file(&main);
+    Ok(out?.value)
 }
 
 /// The embedded schema library: (path relative to the library directory, contents), e.g.

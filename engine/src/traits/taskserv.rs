@@ -17,6 +17,10 @@ pub struct ServerTarget {
     pub provider: Arc<dyn Provider>,
 }
 
+/// Receives lines of output from a running taskserv operation (scripts); the apply walker turns
+/// them into `Event::Output` for the progress display.
+pub type OutputFn = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// One taskserv on one server, settings with references substituted.
 #[derive(Clone)]
 pub struct TaskservRequest {
@@ -25,6 +29,12 @@ pub struct TaskservRequest {
     pub version: Option<String>,
     pub settings: Value,
     pub server: ServerTarget,
+    /// The configuration's `health_check` (endpoint or command, expect, timeout, retries), which
+    /// overrides the implementation's own. Implementations run it after install, configure,
+    /// upgrade and restart, and fail the operation when it does not pass (a health gate).
+    pub health_check: Option<Value>,
+    /// Where to stream output lines while an operation runs (`None`: nobody watches).
+    pub output: Option<OutputFn>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +75,12 @@ pub trait TaskServ: Send + Sync {
     async fn install(&self, req: &TaskservRequest) -> ExtResult<TaskservResult>;
     async fn uninstall(&self, req: &TaskservRequest) -> ExtResult<()>;
     async fn configure(&self, req: &TaskservRequest) -> ExtResult<()>;
+    /// Outputs to record after a successful `configure` (merged into the recorded ones, e.g. a
+    /// new hash of the rendered files); `None` keeps them as they were.
+    async fn configured_outputs(&self, req: &TaskservRequest) -> ExtResult<Option<Value>> {
+        let _ = req;
+        Ok(None)
+    }
     async fn status(&self, req: &TaskservRequest) -> ExtResult<TaskservStatus>;
     async fn restart(&self, req: &TaskservRequest) -> ExtResult<()>;
     async fn upgrade(&self, req: &TaskservRequest, version: &str) -> ExtResult<TaskservResult>;

@@ -148,6 +148,8 @@ fn req(
             facts: json!({}),
             provider: provider.clone(),
         },
+        health_check: None,
+        output: None,
     }
 }
 

@@ -1,0 +1,222 @@
+//! Taskserv entry points beyond plan/apply: the settings check run before planning, and the
+//! `prov taskserv status|versions|check-updates|restart` queries over recorded taskservs.
+
+use crate::error::{Diagnostic, EngineError};
+use crate::model::Address;
+use crate::ops::Loaded;
+use crate::refs::find_refs;
+use crate::registry::Bound;
+use crate::targets::server_target;
+use crate::traits::{ExtError, ServerTarget, TaskservRequest, TaskservStatus, UpdateCheck};
+use prov_state::{ResourceRecord, StateRead};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Runs every declared taskserv's `validate` (its settings schema) before anything is planned.
+/// Settings that still hold `${...}` references are checked at apply, once they are resolved.
+pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
+    let mut errors = Vec::new();
+    for r in loaded.model.resources.values() {
+        let Address::Taskserv(server, name) = &r.addr else {
+            continue;
+        };
+        let mut refs = Vec::new();
+        if find_refs(&r.config, "", &mut refs).is_err() || !refs.is_empty() {
+            continue;
+        }
+        let saddr = Address::Server(server.clone());
+        let Some(srv) = loaded.model.resources.get(&saddr) else {
+            continue;
+        };
+        let provider = loaded.bound.provider(&srv.implementation)?;
+        let t = loaded.bound.taskserv(&r.implementation)?;
+        let req = TaskservRequest {
+            address: r.addr.to_string(),
+            name: name.to_string(),
+            version: r
+                .config
+                .get("version")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            settings: r.config.get("settings").cloned().unwrap_or(json!({})),
+            server: ServerTarget {
+                address: saddr.to_string(),
+                provider_id: String::new(),
+                hostname: srv
+                    .config
+                    .get("hostname")
+                    .and_then(Value::as_str)
+                    .unwrap_or(server.as_str())
+                    .to_string(),
+                facts: srv.config.clone(),
+                provider,
+            },
+            health_check: r.config.get("health_check").cloned(),
+            output: None,
+        };
+        let v = t.validate(&req).await?;
+        errors.extend(
+            v.errors
+                .into_iter()
+                .map(|e| Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e)),
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
+}
+
+/// One recorded taskserv and what its implementation answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskservReport<T: Serialize> {
+    pub address: String,
+    pub implementation: String,
+    pub recorded_version: Option<String>,
+    /// The answer, or the error (the other entries still run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The request for a recorded taskserv (settings as applied).
+fn request(addr: &Address, rec: &ResourceRecord, all: &[(Address, ResourceRecord)], bound: &Bound) -> Result<TaskservRequest, String> {
+    let server = addr.parent().ok_or("a taskserv has a server")?;
+    let srec = all.iter().find(|(a, _)| *a == server).map(|(_, r)| r);
+    let target = server_target(&server, srec, bound)?;
+    Ok(TaskservRequest {
+        address: addr.to_string(),
+        name: addr.name().to_string(),
+        version: rec
+            .attributes
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        settings: rec.attributes.get("settings").cloned().unwrap_or(json!({})),
+        server: target,
+        health_check: rec.attributes.get("health_check").cloned(),
+        output: None,
+    })
+}
+
+/// Which recorded taskservs a query covers: all, or those whose address is `filter` or whose
+/// taskserv name or server name is `filter`.
+fn selected(
+    state: &dyn StateRead,
+    filter: Option<&str>,
+) -> Result<Vec<(Address, ResourceRecord)>, EngineError> {
+    let snap = state.snapshot()?;
+    let all: Vec<(Address, ResourceRecord)> = crate::plan::make::parse_records(&snap)?
+        .into_iter()
+        .map(|(a, r)| (a, r.clone()))
+        .collect();
+    let picked: Vec<_> = all
+        .iter()
+        .filter(|(a, _)| matches!(a, Address::Taskserv(..)))
+        .filter(|(a, _)| match (filter, a) {
+            (None, _) => true,
+            (Some(f), Address::Taskserv(s, n)) => {
+                a.to_string() == f || n.as_str() == f || s.as_str() == f
+            }
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    if let Some(f) = filter {
+        if picked.is_empty() {
+            return Err(EngineError::Invalid(vec![Diagnostic::new(
+                None,
+                None,
+                format!("no recorded taskserv matches {f:?} (give an address taskserv.SERVER.NAME, a taskserv name or a server name)"),
+            )]));
+        }
+    }
+    // Servers are needed to build targets: keep them alongside.
+    let mut out = picked;
+    out.extend(all.into_iter().filter(|(a, _)| matches!(a, Address::Server(_))));
+    Ok(out)
+}
+
+async fn each<T, F, Fut>(
+    bound: &Bound,
+    state: &dyn StateRead,
+    filter: Option<&str>,
+    f: F,
+) -> Result<Vec<TaskservReport<T>>, EngineError>
+where
+    T: Serialize,
+    F: Fn(std::sync::Arc<dyn crate::traits::TaskServ>, TaskservRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ExtError>>,
+{
+    let all = selected(state, filter)?;
+    let mut out = Vec::new();
+    for (addr, rec) in all.iter().filter(|(a, _)| matches!(a, Address::Taskserv(..))) {
+        let recorded_version = rec
+            .outputs
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let r = match (request(addr, rec, &all, bound), bound.taskserv(&rec.implementation)) {
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(e.to_string()),
+            (Ok(req), Ok(t)) => f(t, req).await.map_err(|e| e.to_string()),
+        };
+        let (result, error) = match r {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        out.push(TaskservReport {
+            address: addr.to_string(),
+            implementation: rec.implementation.clone(),
+            recorded_version,
+            result,
+            error,
+        });
+    }
+    Ok(out)
+}
+
+/// `prov taskserv status`: each recorded taskserv's status (installed, running, version, health).
+pub async fn status(
+    bound: &Bound,
+    state: &dyn StateRead,
+    filter: Option<&str>,
+) -> Result<Vec<TaskservReport<TaskservStatus>>, EngineError> {
+    each(bound, state, filter, |t, req| async move { t.status(&req).await }).await
+}
+
+/// `prov taskserv versions`: the versions each recorded taskserv's source offers.
+pub async fn versions(
+    bound: &Bound,
+    state: &dyn StateRead,
+    filter: Option<&str>,
+) -> Result<Vec<TaskservReport<Vec<String>>>, EngineError> {
+    each(bound, state, filter, |t, req| async move {
+        t.get_available_versions(&req).await
+    })
+    .await
+}
+
+/// `prov taskserv check-updates`: installed version against the newest available.
+pub async fn check_updates(
+    bound: &Bound,
+    state: &dyn StateRead,
+    filter: Option<&str>,
+) -> Result<Vec<TaskservReport<UpdateCheck>>, EngineError> {
+    each(bound, state, filter, |t, req| async move { t.check_updates(&req).await }).await
+}
+
+/// `prov taskserv restart`: restarts the matching taskservs (health gate included). Changes
+/// nothing in the state.
+pub async fn restart(
+    bound: &Bound,
+    state: &dyn StateRead,
+    filter: Option<&str>,
+) -> Result<Vec<TaskservReport<String>>, EngineError> {
+    each(bound, state, filter, |t, req| async move {
+        t.restart(&req).await.map(|()| "restarted".to_string())
+    })
+    .await
+}

@@ -1,0 +1,3 @@
+# Restarts prov's instance.
+redis_start
+prov_log "redis restarted with the new configuration"
