@@ -1,0 +1,3 @@
+# Moves Cilium to PROV_VERSION.
+cilium_cli
+cilium upgrade --version "$PROV_VERSION" --values "$VALUES" >&2

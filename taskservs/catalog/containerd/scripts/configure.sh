@@ -1,0 +1,2 @@
+# New configuration: restart containerd with it.
+containerd_start

@@ -1,0 +1,2 @@
+# Restarts prov's containerd.
+containerd_start

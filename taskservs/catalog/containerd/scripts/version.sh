@@ -1,0 +1,2 @@
+# The installed upstream version of containerd.
+prov_pkg_version containerd || true

@@ -1,0 +1,2 @@
+# New Corefile: restart CoreDNS with it.
+coredns_start

@@ -1,0 +1,3 @@
+# Installs the CoreDNS release binary and starts it with the rendered Corefile.
+coredns_binary "$(coredns_want)"
+coredns_start

@@ -1,0 +1,2 @@
+# Restarts CoreDNS.
+coredns_start

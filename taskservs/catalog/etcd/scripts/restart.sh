@@ -1,0 +1,2 @@
+# Restarts prov's etcd member.
+etcd_start

@@ -1,0 +1,2 @@
+# The installed upstream version of etcd-server (nothing when not installed).
+prov_pkg_version etcd-server || true

@@ -1,0 +1,2 @@
+# The installed kubeadm version.
+prov_pkg_version kubeadm || true

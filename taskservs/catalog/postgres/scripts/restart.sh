@@ -1,0 +1,2 @@
+# Restarts prov's cluster.
+pg_restart

@@ -1,0 +1,2 @@
+# The major version of the installed PostgreSQL.
+pg_major || true
