@@ -134,8 +134,10 @@ prov_apt_install() {
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold --no-install-recommends "$pkg$full" >&2 \
-    || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold --no-install-recommends "$pkg$full" >&2; } || rc=$?
+  # Other installs on the machine hold the dpkg lock for a while: wait for it.
+  local opts=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold --no-install-recommends)
+  DEBIAN_FRONTEND=noninteractive apt-get install "${opts[@]}" "$pkg$full" >&2 \
+    || { apt-get -o DPkg::Lock::Timeout=600 update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install "${opts[@]}" "$pkg$full" >&2; } || rc=$?
   [ -z "$made" ] || rm -f /usr/sbin/policy-rc.d
   return $rc
 }
@@ -515,8 +517,10 @@ impl ExtTaskserv {
                 ));
             }
             if let Some(e) = &expect {
-                if !out.stdout.contains(e.as_str()) {
-                    return Err(format!("command `{cmd}` printed {:?}, expected {e:?}", out.stdout.trim()));
+                // Some tools (etcdctl) report on stderr: either stream may carry the answer.
+                let printed = format!("{}{}", out.stdout, out.stderr);
+                if !printed.contains(e.as_str()) {
+                    return Err(format!("command `{cmd}` printed {:?}, expected {e:?}", printed.trim()));
                 }
             }
             return Ok(());
