@@ -187,6 +187,57 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Taskservs: the ones available, and status, versions, updates and restarts of the
+    /// recorded ones.
+    Taskserv {
+        #[command(subcommand)]
+        command: TaskservCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TaskservCommand {
+    /// The taskservs this workspace can use: the built-in catalog and extension directories.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Installed, running, version and health of recorded taskservs (exit 1 if a query failed).
+    Status {
+        /// An address (taskserv.SERVER.NAME), a taskserv name or a server name; default all.
+        filter: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// The versions each recorded taskserv's version source offers.
+    Versions {
+        filter: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Installed version against the newest available (exit 2 with --detailed-exitcode when
+    /// an update is available).
+    CheckUpdates {
+        filter: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Restart recorded taskservs (their health checks must pass); the state is not changed.
+    Restart {
+        filter: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
 }
 
 #[derive(Subcommand)]

@@ -24,7 +24,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     walk(&root, &mut files);
-    let mut src = String::from("/// (path relative to `catalog/`, contents)\npub static FILES: &[(&str, &[u8])] = &[\n");
+    let mut src = String::from(
+        "/// (path relative to `catalog/`, contents)\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let rel = f.strip_prefix(&root).expect("under the catalog");

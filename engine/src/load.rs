@@ -339,9 +339,11 @@ fn load_server(
             continue;
         };
         let taddr = Address::Taskserv(name.clone(), tn);
+        // A provider's own default comes first (the sim provider's servers cannot run
+        // scripts, so they get the sim taskserv); otherwise the taskserv of the same name
+        // (an extension directory or the built-in catalog).
         let implementation = match str_field(ts, "implementation") {
             Some(i) => i.to_string(),
-            None if cx.bound.registry().has_taskserv(tname) => tname.clone(),
             None => default_ts.clone().unwrap_or_else(|| tname.clone()),
         };
         if !cx.bound.registry().has_taskserv(&implementation) {

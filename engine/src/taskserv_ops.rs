@@ -82,7 +82,12 @@ pub struct TaskservReport<T: Serialize> {
 }
 
 /// The request for a recorded taskserv (settings as applied).
-fn request(addr: &Address, rec: &ResourceRecord, all: &[(Address, ResourceRecord)], bound: &Bound) -> Result<TaskservRequest, String> {
+fn request(
+    addr: &Address,
+    rec: &ResourceRecord,
+    all: &[(Address, ResourceRecord)],
+    bound: &Bound,
+) -> Result<TaskservRequest, String> {
     let server = addr.parent().ok_or("a taskserv has a server")?;
     let srec = all.iter().find(|(a, _)| *a == server).map(|(_, r)| r);
     let target = server_target(&server, srec, bound)?;
@@ -135,7 +140,10 @@ fn selected(
     }
     // Servers are needed to build targets: keep them alongside.
     let mut out = picked;
-    out.extend(all.into_iter().filter(|(a, _)| matches!(a, Address::Server(_))));
+    out.extend(
+        all.into_iter()
+            .filter(|(a, _)| matches!(a, Address::Server(_))),
+    );
     Ok(out)
 }
 
@@ -152,13 +160,19 @@ where
 {
     let all = selected(state, filter)?;
     let mut out = Vec::new();
-    for (addr, rec) in all.iter().filter(|(a, _)| matches!(a, Address::Taskserv(..))) {
+    for (addr, rec) in all
+        .iter()
+        .filter(|(a, _)| matches!(a, Address::Taskserv(..)))
+    {
         let recorded_version = rec
             .outputs
             .get("version")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let r = match (request(addr, rec, &all, bound), bound.taskserv(&rec.implementation)) {
+        let r = match (
+            request(addr, rec, &all, bound),
+            bound.taskserv(&rec.implementation),
+        ) {
             (Err(e), _) => Err(e),
             (_, Err(e)) => Err(e.to_string()),
             (Ok(req), Ok(t)) => f(t, req).await.map_err(|e| e.to_string()),
@@ -184,7 +198,10 @@ pub async fn status(
     state: &dyn StateRead,
     filter: Option<&str>,
 ) -> Result<Vec<TaskservReport<TaskservStatus>>, EngineError> {
-    each(bound, state, filter, |t, req| async move { t.status(&req).await }).await
+    each(bound, state, filter, |t, req| async move {
+        t.status(&req).await
+    })
+    .await
 }
 
 /// `prov taskserv versions`: the versions each recorded taskserv's source offers.
@@ -205,7 +222,10 @@ pub async fn check_updates(
     state: &dyn StateRead,
     filter: Option<&str>,
 ) -> Result<Vec<TaskservReport<UpdateCheck>>, EngineError> {
-    each(bound, state, filter, |t, req| async move { t.check_updates(&req).await }).await
+    each(bound, state, filter, |t, req| async move {
+        t.check_updates(&req).await
+    })
+    .await
 }
 
 /// `prov taskserv restart`: restarts the matching taskservs (health gate included). Changes

@@ -10,6 +10,7 @@ mod refresh;
 mod show;
 mod sim;
 mod state;
+mod taskserv;
 mod validate;
 
 use crate::cli::Command;
@@ -125,6 +126,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             lock,
         } => import::run(ctx, &address, &id, dir.as_deref(), &lock),
         Command::ForceUnlock { lock_id } => state::force_unlock(ctx, &lock_id),
+        Command::Taskserv { command } => taskserv::run(ctx, command),
     };
     match r {
         Ok(code) => code,

@@ -34,7 +34,12 @@ pub fn materialize() -> std::io::Result<PathBuf> {
         h.update([0]);
         h.update(c);
     }
-    let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let digest: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let base = std::env::temp_dir().join(format!("prov-catalog-{digest}"));
     if base.join("complete").is_file() {
         return Ok(base);

@@ -159,7 +159,13 @@ prov_stop_pid() {
 }
 "#;
 
-fn err(t: &ExtTaskserv, op: &str, req: &TaskservRequest, kind: ErrorKind, msg: impl Into<String>) -> ExtError {
+fn err(
+    t: &ExtTaskserv,
+    op: &str,
+    req: &TaskservRequest,
+    kind: ErrorKind,
+    msg: impl Into<String>,
+) -> ExtError {
     ExtError::new(t.ext.name.as_str(), op, Some(&req.address), kind, msg)
 }
 
@@ -217,9 +223,10 @@ impl ExtTaskserv {
         }
         let settings = req.settings.clone();
         let s2 = schema.clone();
-        let r = tokio::task::spawn_blocking(move || prov_engine::config::check_against(&s2, &settings))
-            .await
-            .map_err(|e| err(self, op, req, ErrorKind::Failed, e.to_string()))?;
+        let r =
+            tokio::task::spawn_blocking(move || prov_engine::config::check_against(&s2, &settings))
+                .await
+                .map_err(|e| err(self, op, req, ErrorKind::Failed, e.to_string()))?;
         r.map_err(|e| {
             err(
                 self,
@@ -241,12 +248,23 @@ impl ExtTaskserv {
         tokio::task::spawn_blocking(move || prov_engine::config::eval_file(&f2))
             .await
             .map_err(|e| err(self, op, req, ErrorKind::Failed, e.to_string()))?
-            .map_err(|e| err(self, op, req, ErrorKind::Invalid, format!("{}:\n{e}", file.display())))
+            .map_err(|e| {
+                err(
+                    self,
+                    op,
+                    req,
+                    ErrorKind::Invalid,
+                    format!("{}:\n{e}", file.display()),
+                )
+            })
     }
 
     /// The address scripts and health checks use for the server: its private or public IP, or
     /// the SSH host, or loopback for a local server without one.
-    fn server_address(req: &TaskservRequest, transport: Option<&prov_engine::traits::TransportSpec>) -> String {
+    fn server_address(
+        req: &TaskservRequest,
+        transport: Option<&prov_engine::traits::TransportSpec>,
+    ) -> String {
         let f = &req.server.facts;
         for k in ["private_ip", "public_ip", "address", "ip"] {
             if let Some(s) = f.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()) {
@@ -268,7 +286,10 @@ impl ExtTaskserv {
         server.insert("facts".into(), req.server.facts.clone());
         server.insert("address".into(), json!(address));
         server.insert("hostname".into(), json!(req.server.hostname));
-        server.insert("name".into(), json!(req.server.address.rsplit('.').next().unwrap_or_default()));
+        server.insert(
+            "name".into(),
+            json!(req.server.address.rsplit('.').next().unwrap_or_default()),
+        );
         server.insert("id".into(), json!(req.server.provider_id));
         json!({
             "taskserv": {
@@ -286,7 +307,8 @@ impl ExtTaskserv {
     fn render_str(&self, what: &str, src: &str, ctx: &Value) -> Result<String, String> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.render_named_str(what, src, ctx).map_err(|e| render_error(what, &e))
+        env.render_named_str(what, src, ctx)
+            .map_err(|e| render_error(what, &e))
     }
 
     /// Renders every template: (server path, contents, mode). Errors name the template file and line.
@@ -325,11 +347,18 @@ impl ExtTaskserv {
                 .map_err(|e| render_error(&shown, &e))?;
             let mode = match &f.mode {
                 None => 0o644,
-                Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
-                    .map_err(|_| format!("{}: [taskserv.files] mode {m:?} is not octal", self.dir().join("manifest.toml").display()))?,
+                Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8).map_err(|_| {
+                    format!(
+                        "{}: [taskserv.files] mode {m:?} is not octal",
+                        self.dir().join("manifest.toml").display()
+                    )
+                })?,
             };
-            let dest = self
-                .render_str(&format!("[taskserv.files] path of {}", f.template), &f.path, ctx)?;
+            let dest = self.render_str(
+                &format!("[taskserv.files] path of {}", f.template),
+                &f.path,
+                ctx,
+            )?;
             if !dest.starts_with('/') {
                 return Err(format!(
                     "{}: [taskserv.files] path {dest:?} must be absolute",
@@ -344,7 +373,11 @@ impl ExtTaskserv {
     /// Everything an operation needs: transport, checked settings, context, rendered files.
     async fn prepare(&self, req: &TaskservRequest, op: &str) -> ExtResult<Prepared> {
         let settings = self.checked_settings(req, op).await?;
-        let spec = req.server.provider.transport(&req.server.provider_id).await?;
+        let spec = req
+            .server
+            .provider
+            .transport(&req.server.provider_id)
+            .await?;
         let transport = transport::open(&spec, &self.ssh);
         let address = Self::server_address(req, Some(&spec));
         let ctx = self.context(req, &settings, &address, &transport.root());
@@ -383,7 +416,13 @@ impl ExtTaskserv {
     }
 
     /// The environment of a script (see docs/taskservs.md, "Scripts").
-    fn env(&self, req: &TaskservRequest, op: &str, p: &Prepared, version: Option<&str>) -> BTreeMap<String, String> {
+    fn env(
+        &self,
+        req: &TaskservRequest,
+        op: &str,
+        p: &Prepared,
+        version: Option<&str>,
+    ) -> BTreeMap<String, String> {
         let root = p.transport.root();
         let mut env = BTreeMap::new();
         env.insert("PROV_OPERATION".into(), op.to_string());
@@ -392,19 +431,35 @@ impl ExtTaskserv {
         env.insert("PROV_SERVER".into(), req.server.hostname.clone());
         env.insert("PROV_SERVER_ADDRESS".into(), p.address.clone());
         env.insert("PROV_ROOT".into(), root.clone());
-        env.insert("PROV_CONF_DIR".into(), format!("{root}/etc/prov/{}", self.name()));
-        env.insert("PROV_STATE_DIR".into(), format!("{root}/var/lib/prov/{}", self.name()));
+        env.insert(
+            "PROV_CONF_DIR".into(),
+            format!("{root}/etc/prov/{}", self.name()),
+        );
+        env.insert(
+            "PROV_STATE_DIR".into(),
+            format!("{root}/var/lib/prov/{}", self.name()),
+        );
         env.insert("PROV_VERSION".into(), version.unwrap_or("").to_string());
         env.insert("PROV_SETTINGS".into(), p.settings.to_string());
         env.insert(
             "PROV_FILES".into(),
-            p.files.iter().map(|(f, _, _)| f.as_str()).collect::<Vec<_>>().join("\n"),
+            p.files
+                .iter()
+                .map(|(f, _, _)| f.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
         );
         if let Value::Object(o) = &p.settings {
             for (k, v) in o {
                 let key: String = k
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
                     .collect();
                 let val = match v {
                     Value::String(s) => s.clone(),
@@ -474,11 +529,17 @@ impl ExtTaskserv {
     ) -> ExtResult<RunOutput> {
         let env = self.env(req, op, p, version);
         // scripts/lib.sh, when present, holds helpers shared by the extension's scripts.
-        let lib = std::fs::read_to_string(self.dir().join("scripts").join("lib.sh")).unwrap_or_default();
+        let lib =
+            std::fs::read_to_string(self.dir().join("scripts").join("lib.sh")).unwrap_or_default();
         let script = format!("{PRELUDE}\n{lib}\n{body}");
         let output = if stream { req.output.as_ref() } else { None };
         p.transport
-            .run(&script, &env, Duration::from_secs(self.spec.timeout.max(1)), output)
+            .run(
+                &script,
+                &env,
+                Duration::from_secs(self.spec.timeout.max(1)),
+                output,
+            )
             .await
             .map_err(|e| transport_error(self, op, req, &*p.transport, e))
     }
@@ -486,15 +547,26 @@ impl ExtTaskserv {
     /// The health check in force: the configuration's, else the manifest's.
     fn health(&self, req: &TaskservRequest) -> ExtResult<Option<HealthSpec>> {
         match &req.health_check {
-            Some(v) if !v.is_null() => serde_json::from_value(v.clone())
-                .map(Some)
-                .map_err(|e| err(self, "health-check", req, ErrorKind::Invalid, format!("health_check: {e}"))),
+            Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                err(
+                    self,
+                    "health-check",
+                    req,
+                    ErrorKind::Invalid,
+                    format!("health_check: {e}"),
+                )
+            }),
             _ => Ok(self.spec.health.clone()),
         }
     }
 
     /// One attempt of the health check: Ok(()) or why it did not pass.
-    async fn health_once(&self, req: &TaskservRequest, p: &Prepared, h: &HealthSpec) -> Result<(), String> {
+    async fn health_once(
+        &self,
+        req: &TaskservRequest,
+        p: &Prepared,
+        h: &HealthSpec,
+    ) -> Result<(), String> {
         let expect = match &h.expect {
             Some(e) => Some(self.render_str("health expect", e, &p.ctx)?),
             None => None,
@@ -503,7 +575,8 @@ impl ExtTaskserv {
         if let Some(cmd) = &h.command {
             let cmd = self.render_str("health command", cmd, &p.ctx)?;
             let env = self.env(req, "health-check", p, req.version.as_deref());
-            let lib = std::fs::read_to_string(self.dir().join("scripts").join("lib.sh")).unwrap_or_default();
+            let lib = std::fs::read_to_string(self.dir().join("scripts").join("lib.sh"))
+                .unwrap_or_default();
             let out = p
                 .transport
                 .run(&format!("{PRELUDE}\n{lib}\n{cmd}"), &env, timeout, None)
@@ -512,7 +585,9 @@ impl ExtTaskserv {
             if !out.success() {
                 return Err(format!(
                     "command `{cmd}` exited with {}: {}",
-                    out.code.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into()),
+                    out.code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "a signal".into()),
                     out.tail(3)
                 ));
             }
@@ -520,7 +595,10 @@ impl ExtTaskserv {
                 // Some tools (etcdctl) report on stderr: either stream may carry the answer.
                 let printed = format!("{}{}", out.stdout, out.stderr);
                 if !printed.contains(e.as_str()) {
-                    return Err(format!("command `{cmd}` printed {:?}, expected {e:?}", printed.trim()));
+                    return Err(format!(
+                        "command `{cmd}` printed {:?}, expected {e:?}",
+                        printed.trim()
+                    ));
                 }
             }
             return Ok(());
@@ -535,7 +613,10 @@ impl ExtTaskserv {
             }
             if let Some(e) = &expect {
                 if !body.contains(e.as_str()) {
-                    return Err(format!("endpoint {url} answered {:?}, expected {e:?}", body.trim()));
+                    return Err(format!(
+                        "endpoint {url} answered {:?}, expected {e:?}",
+                        body.trim()
+                    ));
                 }
             }
             return Ok(());
@@ -568,7 +649,10 @@ impl ExtTaskserv {
             op,
             req,
             ErrorKind::Failed,
-            format!("health check failed after {} attempt(s): {last}", h.retries + 1),
+            format!(
+                "health check failed after {} attempt(s): {last}",
+                h.retries + 1
+            ),
         ))
     }
 
@@ -577,25 +661,42 @@ impl ExtTaskserv {
         m.insert("files_hash".into(), json!(Self::files_hash(&p.files)));
         m.insert(
             "files".into(),
-            json!(p.files.iter().map(|(f, _, _)| f.clone()).collect::<Vec<_>>()),
+            json!(p
+                .files
+                .iter()
+                .map(|(f, _, _)| f.clone())
+                .collect::<Vec<_>>()),
         );
         m.insert("server_address".into(), json!(p.address));
         for (k, t) in &self.spec.outputs {
-            let v = self.render_str(&format!("[taskserv.outputs] {k}"), t, &p.ctx).map_err(|m| {
-                ExtError::new(self.name(), "outputs", None, ErrorKind::Invalid, m)
-            })?;
+            let v = self
+                .render_str(&format!("[taskserv.outputs] {k}"), t, &p.ctx)
+                .map_err(|m| ExtError::new(self.name(), "outputs", None, ErrorKind::Invalid, m))?;
             m.insert(k.clone(), json!(v));
         }
         Ok(Value::Object(m))
     }
 
-    async fn current_version_with(&self, req: &TaskservRequest, p: &Prepared) -> ExtResult<Option<String>> {
+    async fn current_version_with(
+        &self,
+        req: &TaskservRequest,
+        p: &Prepared,
+    ) -> ExtResult<Option<String>> {
         if let Some((_, body)) = self.script("version") {
-            let out = self.run_raw(req, "version", p, req.version.as_deref(), &body, false).await?;
+            let out = self
+                .run_raw(req, "version", p, req.version.as_deref(), &body, false)
+                .await?;
             if !out.success() {
                 return Ok(None);
             }
-            let v = out.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            let v = out
+                .stdout
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
             return Ok(Some(v).filter(|v| !v.is_empty()));
         }
         Ok(self.status_with(req, p).await?.version)
@@ -603,34 +704,43 @@ impl ExtTaskserv {
 
     async fn status_with(&self, req: &TaskservRequest, p: &Prepared) -> ExtResult<TaskservStatus> {
         let (path, body) = self.script("status").ok_or_else(|| {
-            err(self, "status", req, ErrorKind::Unsupported, format!("{} has no scripts/status.sh", self.dir().display()))
+            err(
+                self,
+                "status",
+                req,
+                ErrorKind::Unsupported,
+                format!("{} has no scripts/status.sh", self.dir().display()),
+            )
         })?;
-        let out = self.run_raw(req, "status", p, req.version.as_deref(), &body, false).await?;
+        let out = self
+            .run_raw(req, "status", p, req.version.as_deref(), &body, false)
+            .await?;
         let version = out
             .stdout
             .lines()
             .find_map(|l| l.trim().strip_prefix("version="))
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
-        let (installed, running) = match out.code {
-            Some(0) => (true, true),
-            Some(3) => (true, false),
-            Some(4) => (false, false),
-            other => {
-                return Err(err(
-                    self,
-                    "status",
-                    req,
-                    ErrorKind::Failed,
-                    format!(
+        let (installed, running) =
+            match out.code {
+                Some(0) => (true, true),
+                Some(3) => (true, false),
+                Some(4) => (false, false),
+                other => {
+                    return Err(err(
+                        self,
+                        "status",
+                        req,
+                        ErrorKind::Failed,
+                        format!(
                         "{} exited with {} (expected 0 running, 3 stopped, 4 not installed): {}",
                         path.display(),
                         other.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into()),
                         out.tail(TAIL_LINES)
                     ),
-                ))
-            }
-        };
+                    ))
+                }
+            };
         let healthy = match (running, self.health(req)?) {
             (true, Some(h)) => Some(self.health_once(req, p, &h).await.is_ok()),
             _ => None,
@@ -645,7 +755,11 @@ impl ExtTaskserv {
     }
 
     /// The versions the source in `schemas/version.ncl` offers, newest last.
-    async fn available_with(&self, req: &TaskservRequest, p: Option<&Prepared>) -> ExtResult<Vec<String>> {
+    async fn available_with(
+        &self,
+        req: &TaskservRequest,
+        p: Option<&Prepared>,
+    ) -> ExtResult<Vec<String>> {
         let op = "get-available-versions";
         let schema = self.version_schema(req, op).await?;
         let source = schema.get("source").cloned().unwrap_or(Value::Null);
@@ -655,14 +769,29 @@ impl ExtTaskserv {
                 let mut v: Vec<String> = source
                     .get("versions")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if let Some(f) = source.get("file").and_then(Value::as_str) {
                     let path = self.dir().join(f);
                     let text = std::fs::read_to_string(&path).map_err(|e| {
-                        err(self, op, req, ErrorKind::Invalid, format!("{}: {e}", path.display()))
+                        err(
+                            self,
+                            op,
+                            req,
+                            ErrorKind::Invalid,
+                            format!("{}: {e}", path.display()),
+                        )
                     })?;
-                    v.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+                    v.extend(
+                        text.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                            .map(str::to_string),
+                    );
                 }
                 v
             }
@@ -671,22 +800,53 @@ impl ExtTaskserv {
                     return Ok(Vec::new());
                 };
                 let cmd = if kind == "apt" {
-                    let pkg = source.get("package").and_then(Value::as_str).ok_or_else(|| {
-                        err(self, op, req, ErrorKind::Invalid, format!("{}: source.package is missing", self.dir().join("schemas/version.ncl").display()))
-                    })?;
-                    format!("apt-cache madison {} | awk -F'|' '{{gsub(/ /, \"\", $2); print $2}}'", transport::shell_quote(pkg))
+                    let pkg = source
+                        .get("package")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            err(
+                                self,
+                                op,
+                                req,
+                                ErrorKind::Invalid,
+                                format!(
+                                    "{}: source.package is missing",
+                                    self.dir().join("schemas/version.ncl").display()
+                                ),
+                            )
+                        })?;
+                    format!(
+                        "apt-cache madison {} | awk -F'|' '{{gsub(/ /, \"\", $2); print $2}}'",
+                        transport::shell_quote(pkg)
+                    )
                 } else {
-                    source.get("command").and_then(Value::as_str).unwrap_or("true").to_string()
+                    source
+                        .get("command")
+                        .and_then(Value::as_str)
+                        .unwrap_or("true")
+                        .to_string()
                 };
                 let out = self.run_raw(req, op, p, None, &cmd, false).await?;
                 if !out.success() {
-                    return Err(err(self, op, req, ErrorKind::Failed, format!("`{cmd}` failed: {}", out.tail(5))));
+                    return Err(err(
+                        self,
+                        op,
+                        req,
+                        ErrorKind::Failed,
+                        format!("`{cmd}` failed: {}", out.tail(5)),
+                    ));
                 }
                 out.stdout
                     .lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty())
-                    .map(|l| if kind == "apt" { upstream_version(l) } else { l.to_string() })
+                    .map(|l| {
+                        if kind == "apt" {
+                            upstream_version(l)
+                        } else {
+                            l.to_string()
+                        }
+                    })
                     .collect()
             }
             other => {
@@ -695,7 +855,10 @@ impl ExtTaskserv {
                     op,
                     req,
                     ErrorKind::Unsupported,
-                    format!("{}: source type {other:?} is not supported (list, apt, command)", self.dir().join("schemas/version.ncl").display()),
+                    format!(
+                        "{}: source type {other:?} is not supported (list, apt, command)",
+                        self.dir().join("schemas/version.ncl").display()
+                    ),
                 ))
             }
         };
@@ -704,7 +867,12 @@ impl ExtTaskserv {
         Ok(versions)
     }
 
-    fn result(&self, version: Option<String>, status: &str, p: &Prepared) -> ExtResult<TaskservResult> {
+    fn result(
+        &self,
+        version: Option<String>,
+        status: &str,
+        p: &Prepared,
+    ) -> ExtResult<TaskservResult> {
         Ok(TaskservResult {
             version,
             status: status.to_string(),
@@ -733,7 +901,13 @@ fn render_error(what: &str, e: &minijinja::Error) -> String {
     m
 }
 
-fn transport_error(t: &ExtTaskserv, op: &str, req: &TaskservRequest, tr: &dyn Transport, e: TransportError) -> ExtError {
+fn transport_error(
+    t: &ExtTaskserv,
+    op: &str,
+    req: &TaskservRequest,
+    tr: &dyn Transport,
+    e: TransportError,
+) -> ExtError {
     let kind = match &e {
         TransportError::Timeout(_) => ErrorKind::Timeout,
         TransportError::Auth(_) => ErrorKind::Auth,
@@ -751,16 +925,28 @@ pub async fn http_get(url: &str) -> Result<(u16, String), String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| format!("endpoint {url}: {e}"))?;
-    let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport);
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+    let host = hostport
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(hostport);
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("endpoint {url}: {e}"))?;
+    let mut buf = Vec::new();
+    s.take(1 << 20)
+        .read_to_end(&mut buf)
         .await
         .map_err(|e| format!("endpoint {url}: {e}"))?;
-    let mut buf = Vec::new();
-    s.take(1 << 20).read_to_end(&mut buf).await.map_err(|e| format!("endpoint {url}: {e}"))?;
     let text = String::from_utf8_lossy(&buf);
     let status = text
         .lines()
@@ -768,7 +954,10 @@ pub async fn http_get(url: &str) -> Result<(u16, String), String> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("endpoint {url}: not an HTTP answer"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -801,7 +990,12 @@ impl TaskServ for ExtTaskserv {
             let schema = self.version_schema(req, "validate").await;
             match schema {
                 Err(e) => v.errors.push(e.message),
-                Ok(s) if s.pointer("/source/type").and_then(Value::as_str).unwrap_or("list") == "list" => {
+                Ok(s)
+                    if s.pointer("/source/type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("list")
+                        == "list" =>
+                {
                     let offered = self.available_with(req, None).await?;
                     if !offered.is_empty() && !offered.iter().any(|o| o == want) {
                         v.errors.push(format!(
@@ -820,7 +1014,8 @@ impl TaskServ for ExtTaskserv {
     async fn install(&self, req: &TaskservRequest) -> ExtResult<TaskservResult> {
         let p = self.prepare(req, "install").await?;
         self.upload(req, "install", &p).await?;
-        self.run_script(req, "install", &p, req.version.as_deref(), true).await?;
+        self.run_script(req, "install", &p, req.version.as_deref(), true)
+            .await?;
         self.health_gate(req, "install", &p).await?;
         let version = self.current_version_with(req, &p).await?;
         self.result(version, "running", &p)
@@ -828,14 +1023,16 @@ impl TaskServ for ExtTaskserv {
 
     async fn uninstall(&self, req: &TaskservRequest) -> ExtResult<()> {
         let p = self.prepare(req, "uninstall").await?;
-        self.run_script(req, "uninstall", &p, req.version.as_deref(), true).await?;
+        self.run_script(req, "uninstall", &p, req.version.as_deref(), true)
+            .await?;
         Ok(())
     }
 
     async fn configure(&self, req: &TaskservRequest) -> ExtResult<()> {
         let p = self.prepare(req, "configure").await?;
         self.upload(req, "configure", &p).await?;
-        self.run_script(req, "configure", &p, req.version.as_deref(), true).await?;
+        self.run_script(req, "configure", &p, req.version.as_deref(), true)
+            .await?;
         self.health_gate(req, "configure", &p).await
     }
 
@@ -851,15 +1048,24 @@ impl TaskServ for ExtTaskserv {
 
     async fn restart(&self, req: &TaskservRequest) -> ExtResult<()> {
         let p = self.prepare(req, "restart").await?;
-        let op = if self.script("restart").is_some() { "restart" } else { "configure" };
-        self.run_script(req, op, &p, req.version.as_deref(), true).await?;
+        let op = if self.script("restart").is_some() {
+            "restart"
+        } else {
+            "configure"
+        };
+        self.run_script(req, op, &p, req.version.as_deref(), true)
+            .await?;
         self.health_gate(req, "restart", &p).await
     }
 
     async fn upgrade(&self, req: &TaskservRequest, version: &str) -> ExtResult<TaskservResult> {
         let p = self.prepare(req, "upgrade").await?;
         self.upload(req, "upgrade", &p).await?;
-        let op = if self.script("upgrade").is_some() { "upgrade" } else { "install" };
+        let op = if self.script("upgrade").is_some() {
+            "upgrade"
+        } else {
+            "install"
+        };
         self.run_script(req, op, &p, Some(version), true).await?;
         self.health_gate(req, "upgrade", &p).await?;
         let v = self.current_version_with(req, &p).await?;
@@ -873,7 +1079,11 @@ impl TaskServ for ExtTaskserv {
 
     async fn get_available_versions(&self, req: &TaskservRequest) -> ExtResult<Vec<String>> {
         let schema = self.version_schema(req, "get-available-versions").await?;
-        let local = schema.pointer("/source/type").and_then(Value::as_str).unwrap_or("list") == "list";
+        let local = schema
+            .pointer("/source/type")
+            .and_then(Value::as_str)
+            .unwrap_or("list")
+            == "list";
         if local {
             return self.available_with(req, None).await;
         }

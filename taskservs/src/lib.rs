@@ -43,7 +43,11 @@ pub fn extensions(roots: &[PathBuf]) -> Result<Vec<(Extension, bool)>, Extension
 pub fn register_extensions(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), ExtensionError> {
     let mut searched: Vec<String> = roots
         .iter()
-        .map(|r| r.join(ExtensionKind::Taskserv.dir_name()).display().to_string())
+        .map(|r| {
+            // Absolute, so the message means the same wherever it is read.
+            let d = r.join(ExtensionKind::Taskserv.dir_name());
+            std::path::absolute(&d).unwrap_or(d).display().to_string()
+        })
         .collect();
     searched.push(CATALOG_LABEL.to_string());
     reg.set_searched("taskserv", searched);

@@ -408,8 +408,11 @@ impl TaskServ for SimTaskServ {
         } else if let Err((_, msg)) = resolve_version(req, req.version.as_deref()) {
             v.errors.push(msg);
         }
-        if let Err((_, msg)) = self.paths(req) {
-            v.errors.push(msg);
+        // Before its server exists (a plan's settings check) there is no id to check yet.
+        if !req.server.provider_id.is_empty() {
+            if let Err((_, msg)) = self.paths(req) {
+                v.errors.push(msg);
+            }
         }
         Ok(v)
     }

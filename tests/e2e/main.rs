@@ -1,5 +1,7 @@
 //! End-to-end tests over the built `prov` binary: plan/apply/destroy cycles, saved plans, failures, bad input.
 
+mod taskservs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -200,7 +200,10 @@ pub fn check_against(
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('%', "\\%");
-    let import = contract_file.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"");
+    let import = contract_file
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     let source = format!("(std.deserialize 'Json \"{escaped}\") | (import \"{import}\")\n");
     let main = std::env::temp_dir().join(format!(
         "prov-check-{}-{}.ncl",
@@ -211,7 +214,10 @@ pub fn check_against(
         path: main.clone(),
         source,
     })?;
-    let dir = contract_file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let dir = contract_file
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
     let out = eval::run(eval::Job {
         workspace_dir: dir.clone(),
         main: main.clone(),

@@ -34,7 +34,10 @@ impl Transport for Local {
         format!("local {}", self.root.display())
     }
     fn root(&self) -> String {
-        self.root.to_string_lossy().trim_end_matches('/').to_string()
+        self.root
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string()
     }
     async fn upload(&self, path: &str, content: &[u8], mode: u32) -> Result<(), TransportError> {
         let dest = self.host_path(path);

@@ -123,7 +123,9 @@ fn unsafe_uid() -> u32 {
 /// The transport the provider describes.
 pub fn open(spec: &TransportSpec, ssh: &SshOptions) -> Box<dyn Transport> {
     match spec {
-        TransportSpec::Local { root, env } => Box::new(local::Local::new(root.clone(), env.clone())),
+        TransportSpec::Local { root, env } => {
+            Box::new(local::Local::new(root.clone(), env.clone()))
+        }
         TransportSpec::Ssh(access) => Box::new(ssh::Ssh::new(access.clone(), ssh.clone())),
     }
 }

@@ -50,7 +50,12 @@ impl Ssh {
             self.access.port.to_string(),
         ];
         if let Some(k) = &self.access.key_path {
-            a.extend(["-i".into(), k.clone(), "-o".into(), "IdentitiesOnly=yes".into()]);
+            a.extend([
+                "-i".into(),
+                k.clone(),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
         }
         a.push(format!("{}@{}", self.access.user, self.access.host));
         a
@@ -63,7 +68,8 @@ impl Ssh {
         };
         let d = &self.opts.control_dir;
         std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(d, e))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io(d, e))?;
         if let Some(p) = self.opts.known_hosts.parent() {
             std::fs::create_dir_all(p).map_err(|e| io(p, e))?;
         }
@@ -86,10 +92,17 @@ impl Ssh {
         if out.code == Some(255) {
             let tail = out.tail(5);
             let lower = tail.to_lowercase();
-            if lower.contains("permission denied") || lower.contains("host key verification failed") || lower.contains("remote host identification has changed") {
+            if lower.contains("permission denied")
+                || lower.contains("host key verification failed")
+                || lower.contains("remote host identification has changed")
+            {
                 return Err(TransportError::Auth(format!("{}: {tail}", self.describe())));
             }
-            if lower.contains("connection") || lower.contains("could not resolve") || lower.contains("no route") || lower.contains("timed out") {
+            if lower.contains("connection")
+                || lower.contains("could not resolve")
+                || lower.contains("no route")
+                || lower.contains("timed out")
+            {
                 return Err(TransportError::Io(format!("{}: {tail}", self.describe())));
             }
         }
@@ -139,7 +152,12 @@ impl Transport for Ssh {
             p = shell_quote(path),
         );
         let out = self
-            .ssh(&remote, Some(content.to_vec()), Duration::from_secs(120), None)
+            .ssh(
+                &remote,
+                Some(content.to_vec()),
+                Duration::from_secs(120),
+                None,
+            )
             .await?;
         if out.success() {
             Ok(())
@@ -147,7 +165,9 @@ impl Transport for Ssh {
             Err(TransportError::Io(format!(
                 "upload of {path} to {} failed (exit code {}): {}",
                 self.describe(),
-                out.code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+                out.code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "signal".into()),
                 out.tail(5)
             )))
         }

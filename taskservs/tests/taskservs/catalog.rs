@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 fn runnable(test: &str) -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     let apt = Path::new("/usr/bin/apt-get").is_file();
     if root && apt {
@@ -53,21 +56,41 @@ async fn redis_from_the_catalog_for_real() {
     let t = catalog(ws.path(), "redis");
     let port = free_port();
     let (sink, lines) = collector();
-    let mut req = request(&p, "redis", None, json!({"port": port, "maxmemory": "32mb"}));
+    let mut req = request(
+        &p,
+        "redis",
+        None,
+        json!({"port": port, "maxmemory": "32mb"}),
+    );
     req.output = Some(sink);
     let r = t.install(&req).await.unwrap();
-    assert!(r.version.as_deref().is_some_and(|v| v.starts_with('7')), "{r:?}");
+    assert!(
+        r.version.as_deref().is_some_and(|v| v.starts_with('7')),
+        "{r:?}"
+    );
     assert_eq!(r.outputs["endpoint"], format!("127.0.0.1:{port}"));
-    assert!(lines.lock().unwrap().iter().any(|l| l == "health check passed"));
+    assert!(lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l == "health check passed"));
     let conf = std::fs::read_to_string(server.path().join("etc/prov/redis/redis.conf")).unwrap();
-    assert!(conf.contains(&format!("port {port}\n")) && conf.contains("maxmemory 32mb\n"), "{conf}");
+    assert!(
+        conf.contains(&format!("port {port}\n")) && conf.contains("maxmemory 32mb\n"),
+        "{conf}"
+    );
     let s = t.status(&req).await.unwrap();
     assert!(s.running && s.healthy == Some(true), "{s:?}");
 
     // New settings: configure restarts it with them (a new pid, the setting live).
     let pidfile = server.path().join("var/lib/prov/redis/redis.pid");
     let pid1 = std::fs::read_to_string(&pidfile).unwrap();
-    let req2 = request(&p, "redis", None, json!({"port": port, "maxmemory": "48mb"}));
+    let req2 = request(
+        &p,
+        "redis",
+        None,
+        json!({"port": port, "maxmemory": "48mb"}),
+    );
     t.configure(&req2).await.unwrap();
     let pid2 = std::fs::read_to_string(&pidfile).unwrap();
     assert_ne!(pid1, pid2);
@@ -83,7 +106,10 @@ async fn redis_from_the_catalog_for_real() {
     assert_eq!(u.current, r.version);
 
     // Stopped out of band: installed, not running.
-    std::process::Command::new("kill").arg(pid2.trim()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg(pid2.trim())
+        .status()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let s = t.status(&req2).await.unwrap();
     assert!(s.installed && !s.running, "{s:?}");
@@ -102,13 +128,26 @@ async fn etcd_from_the_catalog_for_real() {
     let p = BoxProvider::local(server.path());
     let t = catalog(ws.path(), "etcd");
     let (cp, pp) = (free_port(), free_port());
-    let req = request(&p, "etcd", None, json!({"client_port": cp, "peer_port": pp}));
+    let req = request(
+        &p,
+        "etcd",
+        None,
+        json!({"client_port": cp, "peer_port": pp}),
+    );
     let r = t.install(&req).await.unwrap();
-    assert!(r.version.as_deref().is_some_and(|v| v.starts_with('3')), "{r:?}");
+    assert!(
+        r.version.as_deref().is_some_and(|v| v.starts_with('3')),
+        "{r:?}"
+    );
     assert_eq!(r.outputs["client_url"], format!("http://127.0.0.1:{cp}"));
     let s = t.status(&req).await.unwrap();
     assert!(s.running && s.healthy == Some(true), "{s:?}");
-    let req2 = request(&p, "etcd", None, json!({"client_port": cp, "peer_port": pp, "snapshot_count": 5000}));
+    let req2 = request(
+        &p,
+        "etcd",
+        None,
+        json!({"client_port": cp, "peer_port": pp, "snapshot_count": 5000}),
+    );
     t.configure(&req2).await.unwrap();
     t.uninstall(&req2).await.unwrap();
     assert!(!t.status(&req2).await.unwrap().installed);

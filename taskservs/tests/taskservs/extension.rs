@@ -155,8 +155,15 @@ fn catalog_is_built_in_and_the_workspace_overrides_it_by_name() {
     let listed = prov_taskservs::available(&roots).unwrap();
     let redis = listed.iter().find(|a| a.name == "redis").unwrap();
     assert_eq!(redis.version, "9.9.9");
-    assert!(redis.source.contains("extensions/taskservs/redis"), "{}", redis.source);
-    assert_eq!(listed.iter().find(|a| a.name == "etcd").unwrap().source, "built-in");
+    assert!(
+        redis.source.contains("extensions/taskservs/redis"),
+        "{}",
+        redis.source
+    );
+    assert_eq!(
+        listed.iter().find(|a| a.name == "etcd").unwrap().source,
+        "built-in"
+    );
 
     // An unknown taskserv names every place searched.
     let mut reg = Registry::new();
@@ -164,7 +171,10 @@ fn catalog_is_built_in_and_the_workspace_overrides_it_by_name() {
     let bound = reg.bind(ws.path().to_path_buf(), &Default::default());
     let e = bound.taskserv("nginx").err().unwrap().to_string();
     assert!(e.contains("unknown taskserv \"nginx\""), "{e}");
-    assert!(e.contains(&format!("{}", roots[0].join("taskservs").display())), "{e}");
+    assert!(
+        e.contains(&format!("{}", roots[0].join("taskservs").display())),
+        "{e}"
+    );
     assert!(e.contains("the built-in catalog"), "{e}");
 }
 
@@ -185,7 +195,9 @@ async fn every_catalog_taskserv_validates_with_default_settings() {
         .await
         .unwrap();
     assert!(
-        v.errors.iter().any(|e| e.contains("redis/schemas/settings.ncl")),
+        v.errors
+            .iter()
+            .any(|e| e.contains("redis/schemas/settings.ncl")),
         "{:?}",
         v.errors
     );
@@ -266,7 +278,11 @@ async fn lifecycle_over_the_local_transport() {
     );
     let u = t.check_updates(&req2).await.unwrap();
     assert_eq!(
-        (u.current.as_deref(), u.latest.as_deref(), u.update_available),
+        (
+            u.current.as_deref(),
+            u.latest.as_deref(),
+            u.update_available
+        ),
         (Some("1.10.0"), Some("1.10.0"), false)
     );
 
@@ -304,8 +320,16 @@ async fn bad_settings_templates_and_versions_are_named() {
         .await
         .unwrap();
     assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
-    assert!(v.errors[0].contains("demo/schemas/settings.ncl"), "{}", v.errors[0]);
-    assert!(v.errors[0].contains(":3:"), "the line of `port`: {}", v.errors[0]);
+    assert!(
+        v.errors[0].contains("demo/schemas/settings.ncl"),
+        "{}",
+        v.errors[0]
+    );
+    assert!(
+        v.errors[0].contains(":3:"),
+        "the line of `port`: {}",
+        v.errors[0]
+    );
 
     let v = t
         .validate(&request(&p, "demo", None, json!({"greting": "typo"})))
@@ -366,7 +390,10 @@ async fn bad_settings_templates_and_versions_are_named() {
         .install(&request(&p, "demo", None, json!({})))
         .await
         .unwrap_err();
-    assert!(e.message.contains("templates/demo.conf.j2:1: syntax error"), "{e}");
+    assert!(
+        e.message.contains("templates/demo.conf.j2:1: syntax error"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -384,9 +411,14 @@ async fn a_failing_script_reports_its_exit_code_and_stderr_tail() {
     assert_eq!(e.kind, ErrorKind::Failed);
     assert_eq!(e.operation, "install");
     assert_eq!(e.target.as_deref(), Some("taskserv.box-1.demo"));
-    assert!(e.message.contains("scripts/install.sh failed with exit code 7"), "{e}");
     assert!(
-        e.message.contains("about to fail\ndisk full: cannot write /nowhere"),
+        e.message
+            .contains("scripts/install.sh failed with exit code 7"),
+        "{e}"
+    );
+    assert!(
+        e.message
+            .contains("about to fail\ndisk full: cannot write /nowhere"),
         "{e}"
     );
 }
@@ -418,7 +450,9 @@ async fn health_gates_fail_the_operation() {
     let p = BoxProvider::local(server.path());
     let t = load(ws.path(), &[ext.path().to_path_buf()], "demo");
     let mut req = request(&p, "demo", None, json!({}));
-    req.health_check = Some(json!({"command": "echo nope", "expect": "PONG", "retries": 1, "interval": 0.1, "timeout": 2}));
+    req.health_check = Some(
+        json!({"command": "echo nope", "expect": "PONG", "retries": 1, "interval": 0.1, "timeout": 2}),
+    );
     let e = t.install(&req).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Failed);
     assert!(
@@ -439,7 +473,10 @@ async fn http_server(status: &'static str, body: &'static str) -> u16 {
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
             let _ = s
-                .write_all(format!("HTTP/1.0 {status}\r\nContent-Type: application/json\r\n\r\n{body}").as_bytes())
+                .write_all(
+                    format!("HTTP/1.0 {status}\r\nContent-Type: application/json\r\n\r\n{body}")
+                        .as_bytes(),
+                )
                 .await;
         }
     });
@@ -456,15 +493,24 @@ async fn http_endpoint_health_checks() {
     let t = load(ws.path(), &[ext.path().to_path_buf()], "demo");
     let ok = http_server("200 OK", "{\"health\":\"true\"}").await;
     let mut req: TaskservRequest = request(&p, "demo", None, json!({"port": ok}));
-    req.health_check = Some(json!({"endpoint": "http://{{ server.address }}:{{ settings.port }}/health", "expect": "\"health\":\"true\"", "retries": 0}));
+    req.health_check = Some(
+        json!({"endpoint": "http://{{ server.address }}:{{ settings.port }}/health", "expect": "\"health\":\"true\"", "retries": 0}),
+    );
     t.install(&req).await.unwrap();
     assert_eq!(t.status(&req).await.unwrap().healthy, Some(true));
 
     let bad = http_server("503 Service Unavailable", "starting").await;
     let mut req = request(&p, "demo", None, json!({"port": bad}));
-    req.health_check = Some(json!({"endpoint": "http://127.0.0.1:{{ settings.port }}/health", "retries": 1, "interval": 0.1}));
+    req.health_check = Some(
+        json!({"endpoint": "http://127.0.0.1:{{ settings.port }}/health", "retries": 1, "interval": 0.1}),
+    );
     let e = t.configure(&req).await.unwrap_err();
-    assert!(e.message.contains(&format!("endpoint http://127.0.0.1:{bad}/health answered HTTP 503")), "{e}");
+    assert!(
+        e.message.contains(&format!(
+            "endpoint http://127.0.0.1:{bad}/health answered HTTP 503"
+        )),
+        "{e}"
+    );
     assert_eq!(t.status(&req).await.unwrap().healthy, Some(false));
     t.uninstall(&req).await.unwrap();
 }

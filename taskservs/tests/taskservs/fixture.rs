@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use prov_engine::traits::{
     ConnectionTest, ErrorKind, ExtError, ExtResult, FirewallRule, OutputFn, Ownership, PlanInfo,
-    Pricing, Provider, ProviderInfo, ServerInfo, ServerSpec, ServerTarget, ServerUpdate,
-    SshAccess, TaskservRequest, TransportSpec, Validation, Zone,
+    Pricing, Provider, ProviderInfo, ServerInfo, ServerSpec, ServerTarget, ServerUpdate, SshAccess,
+    TaskservRequest, TransportSpec, Validation, Zone,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,13 @@ impl BoxProvider {
 }
 
 fn unsupported<T>(op: &str) -> ExtResult<T> {
-    Err(ExtError::new("box", op, None, ErrorKind::Unsupported, "not in the fixture"))
+    Err(ExtError::new(
+        "box",
+        op,
+        None,
+        ErrorKind::Unsupported,
+        "not in the fixture",
+    ))
 }
 
 #[async_trait]
@@ -91,7 +97,13 @@ impl Provider for BoxProvider {
     }
     async fn transport(&self, id: &str) -> ExtResult<TransportSpec> {
         self.spec.lock().unwrap().clone().ok_or_else(|| {
-            ExtError::new("box", "transport", Some(id), ErrorKind::NotFound, "server is gone")
+            ExtError::new(
+                "box",
+                "transport",
+                Some(id),
+                ErrorKind::NotFound,
+                "server is gone",
+            )
         })
     }
     async fn configure_firewall(&self, _: &str, _: &[FirewallRule]) -> ExtResult<()> {
@@ -100,7 +112,12 @@ impl Provider for BoxProvider {
 }
 
 /// A request for taskserv `name` on box-1 (address 127.0.0.1).
-pub fn request(provider: &Arc<BoxProvider>, name: &str, version: Option<&str>, settings: Value) -> TaskservRequest {
+pub fn request(
+    provider: &Arc<BoxProvider>,
+    name: &str,
+    version: Option<&str>,
+    settings: Value,
+) -> TaskservRequest {
     TaskservRequest {
         address: format!("taskserv.box-1.{name}"),
         name: name.into(),
@@ -167,10 +184,21 @@ fn free_port() -> u16 {
 /// (a failure instead when PROV_REQUIRE_ROOT_NET=1).
 pub fn sshd(test: &str) -> Option<Sshd> {
     let have = Path::new("/usr/sbin/sshd").is_file()
-        && Command::new("ssh").arg("-V").stderr(Stdio::null()).status().is_ok()
-        && Command::new("ssh-keygen").arg("-?").stderr(Stdio::null()).status().is_ok();
+        && Command::new("ssh")
+            .arg("-V")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+        && Command::new("ssh-keygen")
+            .arg("-?")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
     if !have {
-        assert!(!require_root_net(), "{test}: PROV_REQUIRE_ROOT_NET=1 but /usr/sbin/sshd, ssh or ssh-keygen is missing");
+        assert!(
+            !require_root_net(),
+            "{test}: PROV_REQUIRE_ROOT_NET=1 but /usr/sbin/sshd, ssh or ssh-keygen is missing"
+        );
         println!("SKIPPED: {test}: OpenSSH (sshd, ssh, ssh-keygen) is not installed");
         return None;
     }
@@ -208,7 +236,10 @@ pub fn sshd(test: &str) -> Option<Sshd> {
         .unwrap();
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "{test}: sshd did not listen on {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{test}: sshd did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let key = d.join("client_key");

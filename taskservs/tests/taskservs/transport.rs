@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[tokio::test]
@@ -19,7 +22,10 @@ async fn local_transport_uploads_under_its_root_and_runs_there() {
     let root = tempfile::tempdir().unwrap();
     let t = transport::local::Local::new(root.path().to_path_buf(), env(&[("FROM_PROVIDER", "p")]));
     t.upload("/etc/x/a.conf", b"one\n", 0o640).await.unwrap();
-    assert_eq!(std::fs::read(root.path().join("etc/x/a.conf")).unwrap(), b"one\n");
+    assert_eq!(
+        std::fs::read(root.path().join("etc/x/a.conf")).unwrap(),
+        b"one\n"
+    );
     let (sink, lines) = collector();
     let out = t
         .run(
@@ -32,12 +38,20 @@ async fn local_transport_uploads_under_its_root_and_runs_there() {
         .unwrap();
     assert_eq!(out.code, Some(3));
     let here = root.path().canonicalize().unwrap();
-    assert_eq!(out.stdout, format!("{}\np it's mine\none\n", here.display()));
+    assert_eq!(
+        out.stdout,
+        format!("{}\np it's mine\none\n", here.display())
+    );
     assert_eq!(out.tail(5), "oops");
     assert_eq!(lines.lock().unwrap().len(), 4);
     let start = Instant::now();
     let e = t
-        .run("sleep 30", &BTreeMap::new(), Duration::from_millis(500), None)
+        .run(
+            "sleep 30",
+            &BTreeMap::new(),
+            Duration::from_millis(500),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, TransportError::Timeout(_)), "{e}");
@@ -59,13 +73,20 @@ async fn ssh_transport_against_a_real_sshd() {
     // First contact: the host key is accepted (accept-new) into the workspace's known_hosts.
     let t0 = Instant::now();
     let out = t
-        .run("echo \"hello $WHO\"", &env(&[("WHO", "there")]), Duration::from_secs(20), None)
+        .run(
+            "echo \"hello $WHO\"",
+            &env(&[("WHO", "there")]),
+            Duration::from_secs(20),
+            None,
+        )
         .await
         .unwrap();
     let first = t0.elapsed();
     assert_eq!(out.stdout, "hello there\n");
     assert!(opts.known_hosts.is_file());
-    assert!(std::fs::read_to_string(&opts.known_hosts).unwrap().contains("ssh-ed25519"));
+    assert!(std::fs::read_to_string(&opts.known_hosts)
+        .unwrap()
+        .contains("ssh-ed25519"));
 
     // The ControlMaster is up and reused: the socket exists and later commands are faster.
     assert!(t.master_running().await);
@@ -89,11 +110,19 @@ async fn ssh_transport_against_a_real_sshd() {
         .unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"uploaded\n");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // Exit codes and stderr tails come back; a script cannot eat its own rest from stdin.
     let out = t
-        .run("read -r x || true; echo one >&2; echo two >&2; exit 42", &BTreeMap::new(), Duration::from_secs(20), None)
+        .run(
+            "read -r x || true; echo one >&2; echo two >&2; exit 42",
+            &BTreeMap::new(),
+            Duration::from_secs(20),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(out.code, Some(42));
@@ -118,7 +147,10 @@ async fn ssh_transport_against_a_real_sshd() {
         .await
         .unwrap_err();
     assert!(matches!(e, TransportError::Auth(_)), "{e}");
-    assert!(e.to_string().contains("Host key verification failed"), "{e}");
+    assert!(
+        e.to_string().contains("Host key verification failed"),
+        "{e}"
+    );
 
     // A key the server does not know: an authentication error.
     let mut wrong = d.access();
@@ -146,11 +178,31 @@ async fn a_taskserv_over_ssh() {
     let b = base.path().display().to_string();
     let dd = ext.path().join("taskservs/hello");
     super::fixture::write(&dd, "manifest.toml", &format!("[extension]\nname = \"hello\"\ntype = \"taskserv\"\nversion = \"1.0.0\"\n\n[[taskserv.files]]\ntemplate = \"hello.txt.j2\"\npath = \"{b}/hello.txt\"\n\n[taskserv.health]\ncommand = \"cat {b}/hello.txt\"\nexpect = \"hello {{{{ settings.name }}}}\"\nretries = 0\n"));
-    super::fixture::write(&dd, "templates/hello.txt.j2", "hello {{ settings.name }} from {{ server.hostname }}\n");
-    super::fixture::write(&dd, "scripts/install.sh", &format!("echo \"root=[$PROV_ROOT]\"\necho installed > {b}/state\n"));
-    super::fixture::write(&dd, "scripts/configure.sh", &format!("echo configured >> {b}/state\n"));
-    super::fixture::write(&dd, "scripts/status.sh", &format!("[ -f {b}/state ] || exit 4\necho version=1.0.0\nexit 0\n"));
-    super::fixture::write(&dd, "scripts/uninstall.sh", &format!("rm -f {b}/state {b}/hello.txt\n"));
+    super::fixture::write(
+        &dd,
+        "templates/hello.txt.j2",
+        "hello {{ settings.name }} from {{ server.hostname }}\n",
+    );
+    super::fixture::write(
+        &dd,
+        "scripts/install.sh",
+        &format!("echo \"root=[$PROV_ROOT]\"\necho installed > {b}/state\n"),
+    );
+    super::fixture::write(
+        &dd,
+        "scripts/configure.sh",
+        &format!("echo configured >> {b}/state\n"),
+    );
+    super::fixture::write(
+        &dd,
+        "scripts/status.sh",
+        &format!("[ -f {b}/state ] || exit 4\necho version=1.0.0\nexit 0\n"),
+    );
+    super::fixture::write(
+        &dd,
+        "scripts/uninstall.sh",
+        &format!("rm -f {b}/state {b}/hello.txt\n"),
+    );
     let mut reg = Registry::new();
     prov_taskservs::register_extensions(&mut reg, &[ext.path().to_path_buf()]).unwrap();
     let t = reg
@@ -163,11 +215,17 @@ async fn a_taskserv_over_ssh() {
     req.output = Some(sink);
     let r = t.install(&req).await.unwrap();
     assert_eq!(r.version.as_deref(), Some("1.0.0"));
-    assert_eq!(std::fs::read_to_string(base.path().join("hello.txt")).unwrap(), "hello ssh from box-1\n");
+    assert_eq!(
+        std::fs::read_to_string(base.path().join("hello.txt")).unwrap(),
+        "hello ssh from box-1\n"
+    );
     assert!(lines.lock().unwrap().contains(&"root=[]".to_string()));
     let req = request(&p, "hello", None, json!({"name": "again"}));
     t.configure(&req).await.unwrap();
-    assert_eq!(std::fs::read_to_string(base.path().join("state")).unwrap(), "installed\nconfigured\n");
+    assert_eq!(
+        std::fs::read_to_string(base.path().join("state")).unwrap(),
+        "installed\nconfigured\n"
+    );
     assert!(t.status(&req).await.unwrap().running);
     t.uninstall(&req).await.unwrap();
     assert!(!t.status(&req).await.unwrap().installed);

@@ -1,0 +1,256 @@
+//! `prov taskserv list|status|versions|check-updates|restart`: each calls one function
+//! (`prov_taskservs::available` or `prov_engine::taskserv_ops`) and renders a table or JSON.
+
+use super::{runtime, CmdResult};
+use crate::cli::{LockArgs, TaskservCommand};
+use crate::context::Context;
+use prov_engine::ops;
+use prov_engine::taskserv_ops::{self, TaskservReport};
+use serde::Serialize;
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn json<T: Serialize>(v: &T) -> CmdResult {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(0)
+}
+
+/// Loads the workspace and opens its state read-only for a query over recorded taskservs.
+fn with_state<T>(
+    ctx: &Context,
+    lock: &LockArgs,
+    op: &str,
+    f: impl FnOnce(
+        &ops::Loaded,
+        &dyn prov_state::StateRead,
+    ) -> Result<T, prov_engine::error::EngineError>,
+) -> Result<T, super::Failure> {
+    let ws = ctx.workspace(None)?;
+    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let state = ctx.open_state(
+        &ws,
+        Some(&loaded.evaluated.value),
+        op,
+        lock.lock_timeout,
+        false,
+    )?;
+    Ok(f(&loaded, &*state.store)?)
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// Exit 1 when any query failed (the table still shows every row).
+fn code<T: Serialize>(r: &[TaskservReport<T>]) -> u8 {
+    u8::from(r.iter().any(|x| x.error.is_some()))
+}
+
+pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
+    match cmd {
+        TaskservCommand::List { json: j } => {
+            let ws = ctx.workspace(None)?;
+            let roots = prov_engine::extension::search_path(&ws.dir);
+            let list = prov_taskservs::available(&roots)?;
+            if j {
+                return json(&list);
+            }
+            let rows = list
+                .into_iter()
+                .map(|a| {
+                    vec![
+                        a.name,
+                        a.version,
+                        if a.dependencies.is_empty() {
+                            "-".into()
+                        } else {
+                            a.dependencies.join(",")
+                        },
+                        a.source,
+                        a.description,
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["NAME", "VERSION", "NEEDS", "SOURCE", "DESCRIPTION"], rows)
+            );
+            Ok(0)
+        }
+        TaskservCommand::Status {
+            filter,
+            json: j,
+            lock,
+        } => {
+            let rt = runtime()?;
+            let r = with_state(ctx, &lock, "taskserv status", |l, s| {
+                rt.block_on(taskserv_ops::status(&l.bound, s, filter.as_deref()))
+            })?;
+            if j {
+                json(&r)?;
+                return Ok(code(&r));
+            }
+            let rows = r
+                .iter()
+                .map(|x| match (&x.result, &x.error) {
+                    (Some(s), _) => vec![
+                        x.address.clone(),
+                        x.implementation.clone(),
+                        if s.installed { "yes" } else { "no" }.into(),
+                        if s.running { "yes" } else { "no" }.into(),
+                        match s.healthy {
+                            Some(true) => "yes".into(),
+                            Some(false) => "NO".into(),
+                            None => "-".into(),
+                        },
+                        opt(&s.version),
+                        opt(&x.recorded_version),
+                    ],
+                    (_, e) => vec![
+                        x.address.clone(),
+                        x.implementation.clone(),
+                        format!("error: {}", e.clone().unwrap_or_default()),
+                    ],
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "ADDRESS",
+                        "TASKSERV",
+                        "INSTALLED",
+                        "RUNNING",
+                        "HEALTHY",
+                        "VERSION",
+                        "RECORDED"
+                    ],
+                    rows
+                )
+            );
+            Ok(code(&r))
+        }
+        TaskservCommand::Versions {
+            filter,
+            json: j,
+            lock,
+        } => {
+            let rt = runtime()?;
+            let r = with_state(ctx, &lock, "taskserv versions", |l, s| {
+                rt.block_on(taskserv_ops::versions(&l.bound, s, filter.as_deref()))
+            })?;
+            if j {
+                json(&r)?;
+                return Ok(code(&r));
+            }
+            let rows = r
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.address.clone(),
+                        opt(&x.recorded_version),
+                        match (&x.result, &x.error) {
+                            (Some(v), _) if v.is_empty() => "(none offered)".into(),
+                            (Some(v), _) => v.join(" "),
+                            (_, e) => format!("error: {}", e.clone().unwrap_or_default()),
+                        },
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["ADDRESS", "INSTALLED", "AVAILABLE"], rows));
+            Ok(code(&r))
+        }
+        TaskservCommand::CheckUpdates {
+            filter,
+            json: j,
+            detailed_exitcode,
+            lock,
+        } => {
+            let rt = runtime()?;
+            let r = with_state(ctx, &lock, "taskserv check-updates", |l, s| {
+                rt.block_on(taskserv_ops::check_updates(&l.bound, s, filter.as_deref()))
+            })?;
+            let any = r
+                .iter()
+                .any(|x| x.result.as_ref().is_some_and(|u| u.update_available));
+            let exit = match (code(&r), detailed_exitcode && any) {
+                (1, _) => 1,
+                (_, true) => 2,
+                _ => 0,
+            };
+            if j {
+                json(&r)?;
+                return Ok(exit);
+            }
+            let rows = r
+                .iter()
+                .map(|x| match (&x.result, &x.error) {
+                    (Some(u), _) => vec![
+                        x.address.clone(),
+                        opt(&u.current),
+                        opt(&u.latest),
+                        if u.update_available {
+                            "update available"
+                        } else {
+                            "up to date"
+                        }
+                        .into(),
+                    ],
+                    (_, e) => vec![
+                        x.address.clone(),
+                        "-".into(),
+                        "-".into(),
+                        format!("error: {}", e.clone().unwrap_or_default()),
+                    ],
+                })
+                .collect();
+            print!("{}", table(&["ADDRESS", "CURRENT", "LATEST", ""], rows));
+            Ok(exit)
+        }
+        TaskservCommand::Restart {
+            filter,
+            json: j,
+            lock,
+        } => {
+            let rt = runtime()?;
+            let r = with_state(ctx, &lock, "taskserv restart", |l, s| {
+                rt.block_on(taskserv_ops::restart(&l.bound, s, filter.as_deref()))
+            })?;
+            if j {
+                json(&r)?;
+                return Ok(code(&r));
+            }
+            for x in &r {
+                match &x.error {
+                    None => println!("{}: restarted", x.address),
+                    Some(e) => println!("{}: error: {e}", x.address),
+                }
+            }
+            Ok(code(&r))
+        }
+    }
+}
