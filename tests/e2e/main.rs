@@ -570,7 +570,7 @@ fn bad_input_unknown_taskserv_implementation() {
         &[
             "taskserv.web.redis",
             "unknown taskserv \"nope\"",
-            "known: sim",
+            "known: cilium, containerd, coredns, etcd, kubernetes, postgres, redis, sim",
             "main.ncl:2:",
         ],
     );
