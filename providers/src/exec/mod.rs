@@ -331,17 +331,19 @@ impl ExecProvider {
                     format!("waiting for {}: {e}", self.program_name()),
                 ))
             }
-            Err(run::RunError::Timeout { stderr }) => return Err(self.err(
-                op,
-                target,
-                ErrorKind::Timeout,
-                format!(
+            Err(run::RunError::Timeout { stderr }) => {
+                return Err(self.err(
+                    op,
+                    target,
+                    ErrorKind::Timeout,
+                    format!(
                     "{} gave no answer within {:?} (timeout_secs); its process group was killed{}",
                     self.program_name(),
                     self.timeout,
                     stderr_note(&stderr)
                 ),
-            )),
+                ))
+            }
         };
         let status = run::describe(&out.status);
         let parsed: Result<Response, String> = serde_json::from_slice(&out.stdout)
