@@ -112,8 +112,13 @@ impl ExecSpec {
         if section.command.trim().is_empty() {
             return Err(bad("[exec] command is empty".into()));
         }
+        // Absolute, because the program runs with its directory as the working directory.
+        let dir = ext
+            .dir
+            .canonicalize()
+            .map_err(|e| bad(format!("cannot resolve the directory: {e}")))?;
         let command = if section.command.contains('/') {
-            let p = ext.dir.join(&section.command);
+            let p = dir.join(section.command.trim_start_matches("./"));
             if !run::is_executable(&p) {
                 return Err(bad(format!(
                     "[exec] command {:?}: {} is not an executable file",
@@ -136,7 +141,7 @@ impl ExecSpec {
             program: run::Program {
                 command,
                 args: section.args,
-                dir: ext.dir.clone(),
+                dir,
             },
             timeout,
             replace_on_change: section.replace_on_change.map(|v| intern(&v)),
