@@ -90,7 +90,8 @@ fn leftover_temp_files(dir: &Path) -> Vec<String> {
 fn spawn_child(mode: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "child_process_entry",
+        // The test's full name: this module is `sim` in the crate's one test binary.
+        "sim::child_process_entry",
         "--exact",
         "--nocapture",
         "--test-threads=1",
