@@ -282,3 +282,45 @@ fn send(
         retry_after,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upcloud::settings::{parse, UpcloudEnv};
+    use serde_json::json;
+
+    /// The HTTPS path (rustls with ring) is built and used: a peer that does not speak TLS is a
+    /// clear failure, not a panic over a missing crypto provider.
+    #[tokio::test]
+    async fn https_to_a_peer_without_tls_is_a_clear_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for c in listener.incoming().flatten() {
+                use std::io::Write;
+                let mut c = c;
+                let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            }
+        });
+        let o = parse(
+            &json!({"auth": {"method": "basic", "username": "u", "password": "p4ssw0rd"},
+                    "api": {"base_url": format!("https://127.0.0.1:{port}/1.3"), "timeout": 5, "retries": 0}}),
+            &UpcloudEnv::default(),
+        )
+        .unwrap();
+        let api = Api::new("upcloud", &o);
+        let e = api
+            .call("get-zones", None, Method::Get, "/zone", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Failed, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "upcloud: get-zones: cannot reach the UpCloud API (GET https://127.0.0.1:"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("p4ssw0rd"), "{text}");
+    }
+}
