@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod exec;
+
 struct Ws {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
