@@ -5,6 +5,8 @@ mod taskservs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod exec;
+
 struct Ws {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
