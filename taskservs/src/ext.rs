@@ -116,7 +116,11 @@ pub fn factory(ext: Extension, spec: Spec) -> TaskservFactory {
 /// Helpers every script gets in front of it (see docs/taskservs.md, "Script helpers").
 const PRELUDE: &str = r#"set -euo pipefail
 prov_log() { echo "[$PROV_TASKSERV] $*" >&2; }
-prov_has_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+# systemd runs, and this script is in its network namespace (a unit would not be in a sandbox's).
+prov_has_systemd() {
+  [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 \
+    && [ "$(readlink /proc/self/ns/net 2>/dev/null)" = "$(readlink /proc/1/ns/net 2>/dev/null)" ]
+}
 # prov_apt_install PACKAGE [VERSION]: installs (idempotently) the package, at the candidate
 # whose upstream version starts with VERSION when one is given.
 prov_apt_install() {
