@@ -1,0 +1,164 @@
+//! Catalog taskservs for real through the `prov` binary on a local server (root: a network
+//! namespace with its own sshd, so taskservs go over SSH): redis and etcd installed from Debian
+//! packages and health-checked, a settings change planned as configure and applied (redis
+//! restarted with it), the service stopped out of band showing as drift, redis uninstalled,
+//! everything destroyed. Skipped without root/ip/nft/sshd/apt; fails then with
+//! PROV_REQUIRE_ROOT_NET=1.
+
+use super::*;
+use serde_json::Value;
+
+struct Destroy<'a>(&'a Ws);
+
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.prov(&["destroy", "--auto-approve"]);
+    }
+}
+
+fn runnable(test: &str) -> bool {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root");
+    }
+    for tool in ["ip", "nft", "ssh", "ssh-keygen", "apt-get"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            missing.push(tool);
+        }
+    }
+    if !Path::new("/usr/sbin/sshd").exists() {
+        missing.push("/usr/sbin/sshd");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("PROV_REQUIRE_ROOT_NET").as_deref() != Ok("1"),
+        "{test}: PROV_REQUIRE_ROOT_NET=1 but missing: {}",
+        missing.join(", ")
+    );
+    println!("SKIPPED: {test}: needs {}", missing.join(", "));
+    false
+}
+
+fn config(maxmemory: &str, with_redis: bool) -> String {
+    let redis = if with_redis {
+        format!(
+            r#"redis = {{
+          settings = {{ maxmemory = "{maxmemory}", password = "s3cret-pw" }},
+          sensitive = ["settings.password"],
+          depends_on = ["etcd"],
+        }},"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{{
+  providers = {{
+    local = {{ bridge = "pvtask0", subnet = "10.213.91.0/24", defaults = {{ plan = "small", zone = "local" }} }},
+  }},
+  servers = {{
+    db = {{
+      provider = "local",
+      taskservs = {{
+        etcd = {{ settings = {{ snapshot_count = 5000 }} }},
+        {redis}
+      }},
+    }},
+  }},
+  outputs = {{ redis = "${{taskserv.db.etcd.client_url}}" }},
+}}"#
+    )
+}
+
+fn record(ws: &Ws, address: &str) -> Value {
+    let v: Value = serde_json::from_str(&ws.state()).unwrap();
+    v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn redis_cli(ip: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", ip, "-p", "6379"])
+        .args(args)
+        .env("REDISCLI_AUTH", "s3cret-pw")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn redis_and_etcd_on_a_local_server() {
+    if !runnable("redis_and_etcd_on_a_local_server") {
+        return;
+    }
+    let ws = Ws::new(&config("64mb", true));
+    let _destroy = Destroy(&ws);
+    ws.prov(&["plan"])
+        .code(0)
+        .has("+ taskserv.db.etcd (etcd)")
+        .has("+ taskserv.db.redis (redis)")
+        .lacks("s3cret-pw");
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Apply complete: 3 succeeded")
+        .has("taskserv.db.redis: health check passed")
+        .has("taskserv.db.etcd: health check passed")
+        .lacks("s3cret-pw");
+    let server = record(&ws, "server.db");
+    let ip = server["outputs"]["private_ip"].as_str().unwrap().to_string();
+    let redis = record(&ws, "taskserv.db.redis");
+    assert!(redis["outputs"]["version"].as_str().unwrap().starts_with('7'), "{redis}");
+    assert_eq!(redis["outputs"]["files_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(redis["outputs"]["endpoint"], format!("{ip}:6379"));
+    assert_eq!(redis_cli(&ip, &["ping"]), "PONG");
+    ws.prov(&["output"]).ok().has(&format!("http://{ip}:2379"));
+    ws.prov(&["plan", "--detailed-exitcode"]).ok().has("No changes.");
+    let st = ws.prov(&["taskserv", "status", "--json"]).ok().stdout;
+    let st: Value = serde_json::from_str(&st).unwrap();
+    for t in st.as_array().unwrap() {
+        assert_eq!(t["result"]["running"], true, "{t}");
+        assert_eq!(t["result"]["healthy"], true, "{t}");
+    }
+
+    // A settings change: the plan says configure, apply restarts redis with it.
+    ws.write(&config("96mb", true));
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("~ taskserv.db.redis (redis) will be configured (configure, restarts it)")
+        .has("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy.");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        redis_cli(&ip, &["config", "get", "maxmemory"]),
+        format!("maxmemory\n{}", 96 * 1024 * 1024)
+    );
+    let after = record(&ws, "taskserv.db.redis");
+    assert_ne!(after["outputs"]["files_hash"], redis["outputs"]["files_hash"]);
+
+    // Stopped out of band: drift says so.
+    let pid = std::fs::read_to_string("/var/lib/prov/redis/redis.pid").unwrap();
+    Command::new("kill").arg(pid.trim()).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ws.prov(&["drift"])
+        .code(2)
+        .has("taskserv.db.redis: stopped outside prov");
+
+    // Removed from the configuration: uninstalled; etcd stays.
+    ws.write(&config("96mb", false));
+    ws.prov(&["plan"]).has("- taskserv.db.redis");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    assert!(!Path::new("/etc/prov/redis").exists());
+    ws.prov(&["taskserv", "status"])
+        .ok()
+        .has("taskserv.db.etcd")
+        .lacks("taskserv.db.redis");
+    ws.prov(&["destroy", "--auto-approve"]).ok();
+    assert!(!Path::new("/etc/prov/etcd").exists());
+}
