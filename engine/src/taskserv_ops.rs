@@ -11,11 +11,14 @@ use crate::traits::{ExtError, ServerTarget, TaskservRequest, TaskservStatus, Upd
 use prov_state::{ResourceRecord, StateRead};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Runs every declared taskserv's `validate` (its settings schema) before anything is planned.
 /// Settings that still hold `${...}` references are checked at apply, once they are resolved.
 pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
-    let mut errors = Vec::new();
+    // Checks may be slow (a Nickel evaluation, a provider's latency): they run concurrently.
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut checks = tokio::task::JoinSet::new();
     for r in loaded.model.resources.values() {
         let Address::Taskserv(server, name) = &r.addr else {
             continue;
@@ -54,13 +57,22 @@ pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
             health_check: r.config.get("health_check").cloned(),
             output: None,
         };
-        let v = t.validate(&req).await?;
+        let (addr, at, limit) = (r.addr.to_string(), r.declared_at.clone(), limit.clone());
+        checks.spawn(async move {
+            let _slot = limit.acquire_owned().await.expect("semaphore open");
+            (addr, at, t.validate(&req).await)
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(done) = checks.join_next().await {
+        let (addr, at, v) = done.map_err(|e| EngineError::Internal(e.to_string()))?;
         errors.extend(
-            v.errors
+            v?.errors
                 .into_iter()
-                .map(|e| Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e)),
+                .map(|e| Diagnostic::new(Some(addr.clone()), at.clone(), e)),
         );
     }
+    errors.sort_by(|a, b| a.address.cmp(&b.address));
     if errors.is_empty() {
         Ok(())
     } else {

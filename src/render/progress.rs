@@ -61,7 +61,12 @@ pub fn sink(json: bool, paint: Paint) -> EventSink {
             Some(b) => b.set_message(format!("{} {address}", ing(step))),
             None => println!("{address}: {}...", ing(step)),
         },
-        Event::Output { address, line: l } => line(&bar, paint.dim(&format!("{address}: {l}"))),
+        // On a terminal the latest line of a running script replaces the bar's message (a
+        // failure's error carries the tail); in logs every line is kept.
+        Event::Output { address, line: l } => match &bar {
+            Some(b) => b.set_message(format!("{address}: {l}")),
+            None => println!("{}", paint.dim(&format!("{address}: {l}"))),
+        },
         Event::Succeeded {
             address,
             step,
