@@ -981,7 +981,15 @@ impl TaskServ for ExtTaskserv {
             }
             Err(e) => return Err(e),
         };
-        // Templates must render with these settings (server facts are placeholders here).
+        // Templates must render with these settings. Before the server exists its computed
+        // attributes (ids, addresses) are unknown: empty placeholders stand in for them.
+        let mut req = req.clone();
+        if let Value::Object(f) = &mut req.server.facts {
+            for k in req.server.provider.computed_attributes() {
+                f.entry(k.to_string()).or_insert(json!(""));
+            }
+        }
+        let req = &req;
         let ctx = self.context(req, &settings, "127.0.0.1", "");
         if let Err(m) = self.render(&ctx) {
             v.errors.push(m);

@@ -540,3 +540,37 @@ fn version_helpers() {
     assert_eq!(upstream_version("3.4.23-1+b2"), "3.4.23");
     assert_eq!(upstream_version("1.6.20~ds1-1+b1"), "1.6.20");
 }
+
+#[tokio::test]
+async fn plan_time_validation_accepts_attributes_known_after_create() {
+    let ws = tempfile::tempdir().unwrap();
+    let ext = tempfile::tempdir().unwrap();
+    let server = tempfile::tempdir().unwrap();
+    let d = ext.path().join("taskservs/facts");
+    write(
+        &d,
+        "manifest.toml",
+        "[extension]\nname = \"facts\"\ntype = \"taskserv\"\nversion = \"1.0.0\"\n",
+    );
+    write(
+        &d,
+        "templates/f.conf.j2",
+        "ip={{ server.private_ip }}\nid={{ server.id }}\nzone={{ server.zone }}\n",
+    );
+    let p = BoxProvider::local(server.path());
+    let t = load(ws.path(), &[ext.path().to_path_buf()], "facts");
+    // The server is not created yet: only its configuration is known.
+    let mut req = request(&p, "facts", None, json!({}));
+    req.server.facts = json!({"zone": "here", "plan": "small"});
+    req.server.provider_id = String::new();
+    let v = t.validate(&req).await.unwrap();
+    assert!(v.errors.is_empty(), "{:?}", v.errors);
+    // A fact that no provider computes is still an error.
+    write(&d, "templates/f.conf.j2", "x={{ server.nonsense }}\n");
+    let v = t.validate(&req).await.unwrap();
+    assert!(
+        v.errors[0].contains("templates/f.conf.j2:1"),
+        "{:?}",
+        v.errors
+    );
+}
