@@ -94,7 +94,7 @@ pub struct SshOptions {
 impl SshOptions {
     /// The defaults for a workspace; `PROV_SSH_HOST_KEY_POLICY` overrides the policy.
     pub fn for_workspace(workspace_dir: &Path) -> SshOptions {
-        let uid = unsafe_uid();
+        let uid = current_uid();
         SshOptions {
             host_key_policy: std::env::var("PROV_SSH_HOST_KEY_POLICY")
                 .ok()
@@ -107,7 +107,8 @@ impl SshOptions {
     }
 }
 
-fn unsafe_uid() -> u32 {
+/// The real uid of this process (names per-user directories under the temporary directory).
+pub fn current_uid() -> u32 {
     // The uid only names a directory; reading it from /proc avoids a libc dependency.
     std::fs::read_to_string("/proc/self/status")
         .ok()
