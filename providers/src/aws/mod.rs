@@ -148,10 +148,14 @@ impl AwsProvider {
         msg
     }
 
+    /// The endpoint in use, for messages: the settings', else the SDK's environment variables.
     fn endpoint(&self) -> String {
         self.settings
             .endpoint_url
             .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_EC2").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .filter(|e| !e.is_empty())
             .unwrap_or_else(|| format!("the EC2 endpoint of {}", self.settings.region))
     }
 

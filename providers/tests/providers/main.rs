@@ -1,3 +1,5 @@
 //! The providers crate's one integration-test binary: one module per provider.
 
+#[cfg(feature = "aws")]
+mod aws;
 mod sim;
