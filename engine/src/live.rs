@@ -48,7 +48,7 @@ fn known_servers(loaded: &Loaded, snap: &Snapshot) -> Vec<String> {
 /// Finds a managed server by name (`web-01`) or address (`server.web-01`) in the state.
 /// A name that is declared but not created yet, or unknown, is an error listing the known servers.
 pub fn find_server(loaded: &Loaded, snap: &Snapshot, name: &str) -> Result<ServerRef, EngineError> {
-    let address = if name.starts_with("server.") {
+    let address = if name.contains('.') {
         name.to_string()
     } else {
         format!("server.{name}")

@@ -1,5 +1,9 @@
 //! End-to-end tests over the built `prov` binary: plan/apply/destroy cycles, saved plans, failures, bad input.
 
+#[cfg(feature = "aws")]
+mod aws;
+mod live;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

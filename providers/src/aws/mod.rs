@@ -12,7 +12,7 @@ pub use settings::AwsSettings;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     AttributeValue, Filter, Instance, InstanceStateName, InstanceType, IpPermission, Placement,
     ResourceType, Tag, TagSpecification,
@@ -197,7 +197,7 @@ impl AwsProvider {
                     "cannot reach {} after {} retries: {}",
                     self.endpoint(),
                     s.retries,
-                    DisplayErrorContext(&e)
+                    chain(&e)
                 ),
             ),
             SdkError::ServiceError(_) => {
@@ -233,12 +233,7 @@ impl AwsProvider {
                 };
                 self.err(op, target, kind, format!("{code}: {message}{extra}"))
             }
-            _ => self.err(
-                op,
-                target,
-                ErrorKind::Failed,
-                DisplayErrorContext(&e).to_string(),
-            ),
+            _ => self.err(op, target, ErrorKind::Failed, chain(&e)),
         }
     }
 
@@ -535,7 +530,7 @@ impl AwsProvider {
                         .wait(sdk_max)
                         .await
                         .map(|_| ())
-                        .map_err(|e| DisplayErrorContext(&e).to_string())
+                        .map_err(|e| chain(&e))
                 })
                 .await
             }
@@ -546,7 +541,7 @@ impl AwsProvider {
                         .wait(sdk_max)
                         .await
                         .map(|_| ())
-                        .map_err(|e| DisplayErrorContext(&e).to_string())
+                        .map_err(|e| chain(&e))
                 })
                 .await
             }
@@ -557,7 +552,7 @@ impl AwsProvider {
                         .wait(sdk_max)
                         .await
                         .map(|_| ())
-                        .map_err(|e| DisplayErrorContext(&e).to_string())
+                        .map_err(|e| chain(&e))
                 })
                 .await
             }
@@ -645,6 +640,71 @@ impl AwsProvider {
         }
     }
 
+    /// Creates the server's security group; one left by an earlier failed or interrupted create
+    /// of the same server (same ownership tags) is taken over, anything else with the name is
+    /// an error naming it.
+    async fn create_group(
+        &self,
+        op: &str,
+        target: &str,
+        name: &str,
+        owner: &Ownership,
+        owned: &[Tag],
+    ) -> ExtResult<String> {
+        let c = self.client().await;
+        let created = c
+            .create_security_group()
+            .group_name(name)
+            .description(format!(
+                "prov firewall for {} ({})",
+                owner.address, owner.workspace
+            ))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .set_tags(Some(owned.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await;
+        match created {
+            Ok(sg) => Ok(sg.group_id().unwrap_or_default().to_string()),
+            Err(e) if e.code() == Some("InvalidGroup.Duplicate") => {
+                let out = c
+                    .describe_security_groups()
+                    .filters(Filter::builder().name("group-name").values(name).build())
+                    .send()
+                    .await
+                    .map_err(|e| self.sdk_err(op, Some(target), e))?;
+                let tagged = |g: &aws_sdk_ec2::types::SecurityGroup, k: &str, v: &str| {
+                    g.tags()
+                        .iter()
+                        .any(|t| t.key() == Some(k) && t.value() == Some(v))
+                };
+                out.security_groups()
+                    .iter()
+                    .find(|g| {
+                        tagged(g, "prov:workspace", &owner.workspace)
+                            && tagged(g, "prov:address", &owner.address)
+                    })
+                    .and_then(|g| g.group_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        self.err(
+                            op,
+                            Some(target),
+                            ErrorKind::Failed,
+                            format!(
+                                "a security group named {name:?} exists and does not belong to {} of workspace {:?}",
+                                owner.address, owner.workspace
+                            ),
+                        )
+                    })
+            }
+            Err(e) => Err(self.sdk_err(op, Some(target), e)),
+        }
+    }
+
     async fn create(&self, spec: &ServerSpec, owner: &Ownership) -> ExtResult<ServerInfo> {
         const OP: &str = "create-server";
         let target = spec.hostname.as_str();
@@ -658,23 +718,7 @@ impl AwsProvider {
         let name = self.resource_name(&spec.hostname);
         let owned = self.ownership_tags(owner, &spec.hostname);
 
-        let sg = c
-            .create_security_group()
-            .group_name(&name)
-            .description(format!(
-                "prov firewall for {} ({})",
-                owner.address, owner.workspace
-            ))
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::SecurityGroup)
-                    .set_tags(Some(owned.clone()))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.sdk_err(OP, Some(target), e))?;
-        let group_id = sg.group_id().unwrap_or_default().to_string();
+        let group_id = self.create_group(OP, target, &name, owner, &owned).await?;
         if let Err(e) = self
             .set_rules(OP, target, &group_id, &spec.firewall_rules)
             .await
@@ -697,6 +741,23 @@ impl AwsProvider {
                 )
                 .send()
                 .await;
+            let r =
+                match r {
+                    // Ours by its name (workspace and hostname), left by an earlier failed create:
+                    // replace it with the key now configured.
+                    Err(e) if e.code() == Some("InvalidKeyPair.Duplicate") => {
+                        let _ = c.delete_key_pair().key_name(&name).send().await;
+                        c.import_key_pair()
+                            .key_name(&name)
+                            .public_key_material(aws_sdk_ec2::primitives::Blob::new(
+                                self.public_key(OP, target, &spec.ssh_keys[0])?,
+                            ))
+                            .send()
+                            .await
+                            .map(|_| ())
+                    }
+                    other => other.map(|_| ()),
+                };
             if let Err(e) = r {
                 self.cleanup(Some(&group_id), None).await;
                 return Err(self.sdk_err(OP, Some(target), e));
@@ -750,6 +811,20 @@ impl AwsProvider {
         self.wait_for(OP, &id, InstanceStateName::Running).await?;
         self.info_of(OP, &id).await
     }
+}
+
+/// An error and its sources, Display only (the SDK's own context dump includes Debug output).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
 }
 
 fn tag(k: &str, v: &str) -> Tag {
