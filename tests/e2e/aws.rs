@@ -99,14 +99,19 @@ fn example_applies_stops_starts_edits_firewall_in_place_and_destroys() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aws-on-moto/main.ncl"),
     )
     .unwrap();
-    let config = example.replace("us-east-1", REGION);
+    // Credentials from the settings' auth block this time: the secret must never be shown.
+    let config = example.replace("us-east-1", REGION).replace(
+        "parallelism = 4,",
+        "parallelism = 4,\n    auth = { method = 'api_key, api_key = \"testing\", api_secret = \"e2e-secret-4711\" },",
+    );
+    assert!(config.contains("e2e-secret-4711"));
     let ws = Ws::new(&config);
     let env = [
         ("AWS_ENDPOINT_URL", url.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
     ];
-    let prov = |args: &[&str]| ws.prov_env(args, &env);
+    let prov = |args: &[&str]| ws.prov_env(args, &env).lacks("e2e-secret-4711");
 
     prov(&["plan", "--detailed-exitcode"])
         .code(2)
@@ -119,6 +124,7 @@ fn example_applies_stops_starts_edits_firewall_in_place_and_destroys() {
     prov(&["plan", "--detailed-exitcode"])
         .ok()
         .has("No changes.");
+    prov(&["state", "pull"]).ok().has("server.web-01");
     let (instances, groups) = in_moto(&url);
     assert_eq!(instances.len(), 2, "{instances:?}");
     assert_eq!(
