@@ -536,3 +536,107 @@ async fn a_dead_endpoint_is_a_clear_error_naming_provider_and_operation() {
         "{e}"
     );
 }
+
+/// A scripted EC2 endpoint for the failure modes moto cannot produce (throttling, rejected
+/// credentials, silence): answers every request with `status` and the EC2 error document for
+/// `code`, or never answers when `code` is None. Returns its URL and a request counter.
+fn scripted_endpoint(
+    status: u16,
+    code: Option<&'static str>,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let Some(code) = code else {
+                // Hold the connection open and say nothing.
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                    drop(conn);
+                });
+                continue;
+            };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let doc = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>scripted {code}</Message></Error></Errors><RequestID>r-1</RequestID></Response>"
+            );
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} Scripted\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{doc}",
+                doc.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+fn scripted_provider(url: &str, timeout: u64, retries: u64) -> Arc<dyn Provider> {
+    let mut s = settings(url, "us-east-1");
+    s["api"] = json!({"base_url": url, "timeout": timeout, "retries": retries});
+    provider(s)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_with_backoff_then_reported_as_throttled() {
+    let (url, count) = scripted_endpoint(503, Some("RequestLimitExceeded"));
+    let p = scripted_provider(&url, 10, 2);
+    let e = p.stop_server("i-0123").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
+    assert!(e.to_string().starts_with("aws: stop-server i-0123:"), "{e}");
+    assert!(e.message.contains("RequestLimitExceeded"), "{e}");
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one call and api.retries = 2 retries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_credentials_are_an_auth_error_without_the_secret() {
+    let (url, count) = scripted_endpoint(401, Some("AuthFailure"));
+    let p = scripted_provider(&url, 10, 3);
+    let e = p.list_servers().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+    assert!(e.to_string().starts_with("aws: list-servers:"), "{e}");
+    assert!(e.message.contains("providers.aws.auth"), "{e}");
+    assert!(!e.to_string().contains(SECRET));
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "auth failures are not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_endpoint_times_out_after_api_timeout() {
+    let (url, _) = scripted_endpoint(200, None);
+    let p = scripted_provider(&url, 1, 0);
+    let started = std::time::Instant::now();
+    let e = p.get_zones().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().starts_with("aws: get-zones:"), "{e}");
+    assert!(e.message.contains("api.timeout"), "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
