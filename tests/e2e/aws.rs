@@ -158,6 +158,16 @@ fn example_applies_stops_starts_edits_firewall_in_place_and_destroys() {
     assert_eq!(i["status"], "stopped");
     assert_eq!(ws.state(), state, "a stop leaves the state alone");
     prov(&["server", "start", "web-01"]).ok().has("now running");
+    // ssh: host, port and the OS's user from get-ssh-access (printed, not run: moto's
+    // addresses lead nowhere).
+    let ssh = prov(&["server", "ssh", "web-01", "--print", "--", "uptime"])
+        .ok()
+        .stdout;
+    assert!(
+        ssh.starts_with("ssh -p 22 -o ConnectTimeout=10 ec2-user@")
+            && ssh.trim_end().ends_with(" uptime"),
+        "{ssh}"
+    );
     prov(&["provider", "zones", "aws"])
         .ok()
         .has(&format!("{REGION}a"));
