@@ -400,7 +400,11 @@ fn bad_input_unknown_provider_and_taskserv() {
         &[
             "server.web",
             "unknown provider \"azure\"",
-            "known: sim",
+            if cfg!(feature = "aws") {
+                "known: aws, sim"
+            } else {
+                "known: sim"
+            },
             "main.ncl:1:",
         ],
     );

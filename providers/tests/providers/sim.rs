@@ -90,7 +90,7 @@ fn leftover_temp_files(dir: &Path) -> Vec<String> {
 fn spawn_child(mode: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "child_process_entry",
+        "sim::child_process_entry",
         "--exact",
         "--nocapture",
         "--test-threads=1",
