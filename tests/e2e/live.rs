@@ -97,8 +97,19 @@ fn server_list_info_and_power_operations() {
         (Some("server.db"), Some("running"))
     );
     assert_eq!(ws.state(), state);
-    let sim = ws.prov(&["sim", "list"]).ok().stdout;
-    assert!(sim.contains("db"), "{sim}");
+
+    // Deleted outside prov: listed as missing, and info says so.
+    ws.prov(&["sim", "delete", "db"]).ok();
+    ws.prov(&["server", "list"])
+        .ok()
+        .has("server.db: recorded as sim id ")
+        .has("but the provider does not report it");
+    let l = json(ws.prov(&["server", "list", "--json"]));
+    assert_eq!(l["missing"][0]["address"], "server.db");
+    ws.prov(&["server", "info", "db"])
+        .code(1)
+        .has("server.db")
+        .has("provider \"sim\" has no server with id");
 }
 
 fn info_has(table: &str, field: &str, value: &str) {

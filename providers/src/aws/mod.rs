@@ -914,11 +914,24 @@ impl Provider for AwsProvider {
             .map_err(|e| self.sdk_err(OP, Some(id), e))?;
         self.wait_for(OP, id, InstanceStateName::Terminated).await?;
         if let Some(g) = group {
-            c.delete_security_group()
-                .group_id(&g)
-                .send()
-                .await
-                .map_err(|e| self.sdk_err(OP, Some(id), e))?;
+            // AWS detaches a terminated instance's network interface a little after the state
+            // says terminated; until then the group is "in use" (DependencyViolation).
+            let deadline = tokio::time::Instant::now() + self.settings.wait_timeout;
+            let mut pause = Duration::from_millis(500);
+            loop {
+                match c.delete_security_group().group_id(&g).send().await {
+                    Ok(_) => break,
+                    Err(e) if e.code() == Some("InvalidGroup.NotFound") => break,
+                    Err(e)
+                        if e.code() == Some("DependencyViolation")
+                            && tokio::time::Instant::now() + pause < deadline =>
+                    {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(self.sdk_err(OP, Some(id), e)),
+                }
+            }
         }
         if let Some(k) = key {
             c.delete_key_pair()
