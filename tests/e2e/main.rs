@@ -1,5 +1,8 @@
 //! End-to-end tests over the built `prov` binary: plan/apply/destroy cycles, saved plans, failures, bad input.
 
+#[cfg(feature = "aws")]
+mod aws;
+mod live;
 mod taskservs;
 
 use std::path::{Path, PathBuf};
@@ -400,7 +403,11 @@ fn bad_input_unknown_provider_and_taskserv() {
         &[
             "server.web",
             "unknown provider \"azure\"",
-            "known: sim",
+            if cfg!(feature = "aws") {
+                "known: aws, sim"
+            } else {
+                "known: sim"
+            },
             "main.ncl:1:",
         ],
     );
