@@ -304,8 +304,16 @@ fn load_server(
         "storage",
         "network",
     ] {
-        if let Some(v) = srv.get(k).or_else(|| defaults.get(k)) {
-            config.insert(k.into(), v.clone());
+        // The server's own value, else the provider's default, else ServerCommon's default
+        // (the Server contract leaves these unset so the provider's defaults can apply).
+        let builtin = match k {
+            "os" => Some(Value::String("ubuntu-22.04".into())),
+            "ssh_keys" | "firewall_rules" => Some(Value::Array(Vec::new())),
+            "tags" => Some(Value::Object(Map::new())),
+            _ => None,
+        };
+        if let Some(v) = srv.get(k).or_else(|| defaults.get(k)).cloned().or(builtin) {
+            config.insert(k.into(), v);
         }
     }
     let declared_at = cx.at(&key);
