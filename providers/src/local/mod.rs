@@ -300,15 +300,15 @@ impl LocalProvider {
 
     /// Builds (or finishes building) the sandbox's network and sshd; every step is idempotent.
     async fn build(&self, dir: &Path, meta: &mut Meta, keys: &[String]) -> Result<(), String> {
-        if meta.isolation == Isolation::Netns {
-            self.ensure_network(dir, meta).await?;
-        }
         let has_sshd = Path::new(&self.opts.sshd).exists();
         if meta.isolation == Isolation::Netns && !has_sshd {
             return Err(format!(
                 "{} not found: install openssh-server (or set providers.{}.sshd)",
                 self.opts.sshd, self.name
             ));
+        }
+        if meta.isolation == Isolation::Netns {
+            self.ensure_network(dir, meta).await?;
         }
         sandbox::prepare_ssh(dir, keys).await?;
         meta.sshd = has_sshd;

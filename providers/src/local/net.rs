@@ -313,16 +313,22 @@ pub async fn setup_netns(
     Ok(())
 }
 
-/// Deletes the namespace (its nftables table and `eth0` go with it) and the host veth end.
+/// Deletes the host veth end (its peer goes with it, at once) and then the namespace (its
+/// nftables table goes with it). The veth first: a namespace is destroyed asynchronously, and
+/// its veth with it, so deleting the namespace first would leave the veth visible for a while.
 pub async fn teardown_netns(netns: &str, veth_host: &str) -> Result<(), String> {
+    if link_exists(veth_host, None).await {
+        let (code, _, err) = Cmd::new("ip")
+            .args(["link", "del", veth_host])
+            .output()
+            .await?;
+        // Gone between the check and the delete is gone.
+        if code != Some(0) && !err.contains("Cannot find device") {
+            return Err(format!("`ip link del {veth_host}` failed: {err}"));
+        }
+    }
     if netns_exists(netns) {
         Cmd::new("ip").args(["netns", "del", netns]).run().await?;
-    }
-    if link_exists(veth_host, None).await {
-        Cmd::new("ip")
-            .args(["link", "del", veth_host])
-            .run()
-            .await?;
     }
     Ok(())
 }

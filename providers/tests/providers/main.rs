@@ -1,3 +1,4 @@
 //! The providers crate's one integration-test binary: one module per provider.
 
+mod local;
 mod sim;
