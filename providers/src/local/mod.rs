@@ -336,7 +336,7 @@ impl LocalProvider {
     async fn destroy(&self, dir: &Path, meta: Option<&Meta>) -> Result<(), String> {
         let mut problems = Vec::new();
         if let Some(m) = meta {
-            if let Err(e) = sandbox::kill_all(m).await {
+            if let Err(e) = sandbox::kill_all(m, dir).await {
                 problems.push(e);
             }
             if let (Some(ns), Some(veth)) = (&m.netns, &m.veth_host) {
@@ -382,7 +382,7 @@ impl LocalProvider {
 
     async fn stop(&self, op: &str, id: &str) -> ExtResult<()> {
         let (dir, mut meta) = self.load(op, id)?;
-        sandbox::kill_all(&meta)
+        sandbox::kill_all(&meta, &dir)
             .await
             .map_err(|e| self.err(op, Some(id), ErrorKind::Failed, e))?;
         meta.state = State::Stopped;

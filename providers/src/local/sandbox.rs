@@ -121,21 +121,36 @@ pub fn sshd_pid(dir: &Path) -> Option<i32> {
     (text.contains("sshd") && alive(pid)).then_some(pid)
 }
 
-/// Every process of the sandbox (never this process).
-pub async fn pids(meta: &Meta) -> Vec<i32> {
+/// The parent pid of `pid` (field 4 of `/proc/PID/stat`, after the parenthesised name).
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Every process of the sandbox (never this process): those in its namespace, those carrying
+/// its marker, its sshd (which rewrites its title over its environment, hiding the marker) and
+/// every descendant of these (sshd's per-connection processes do the same).
+pub async fn pids(meta: &Meta, dir: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let mut out = Vec::new();
+    let mut found = std::collections::BTreeSet::new();
     if let Some(ns) = &meta.netns {
         if super::net::netns_exists(ns) {
             if let Ok(text) = Cmd::new("ip").args(["netns", "pids", ns]).run().await {
-                out.extend(
+                found.extend(
                     text.split_whitespace()
                         .filter_map(|p| p.parse::<i32>().ok()),
                 );
             }
         }
     }
+    found.extend(sshd_pid(dir));
     let needle = format!("{MARKER}={}", meta.key);
+    let mut parents = Vec::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -143,23 +158,38 @@ pub async fn pids(meta: &Meta) -> Vec<i32> {
             };
             if let Ok(env) = fs::read(e.path().join("environ")) {
                 if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-                    out.push(pid);
+                    found.insert(pid);
                 }
+            }
+            if let Some(pp) = ppid(pid) {
+                parents.push((pid, pp));
             }
         }
     }
-    out.retain(|p| *p != me && alive(*p));
-    out.sort_unstable();
-    out.dedup();
-    out
+    // Descendants, to a fixed point.
+    loop {
+        let before = found.len();
+        for (pid, pp) in &parents {
+            if found.contains(pp) {
+                found.insert(*pid);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    found
+        .into_iter()
+        .filter(|p| *p != me && *p > 1 && alive(*p))
+        .collect()
 }
 
 /// Ends every process of the sandbox: SIGTERM, then SIGKILL after 3 s.
-pub async fn kill_all(meta: &Meta) -> Result<(), String> {
+pub async fn kill_all(meta: &Meta, dir: &Path) -> Result<(), String> {
     let start = Instant::now();
     let mut signal = libc::SIGTERM;
     loop {
-        let left = pids(meta).await;
+        let left = pids(meta, dir).await;
         if left.is_empty() {
             return Ok(());
         }

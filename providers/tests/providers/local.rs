@@ -118,27 +118,31 @@ impl Drop for Cleanup {
 }
 
 fn ssh(a: &SshAccess, command: &str) -> std::process::Output {
-    Command::new("ssh")
-        .args([
-            "-i",
-            a.key_path.as_deref().expect("a key path"),
-            "-p",
-            &a.port.to_string(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-            &format!("{}@{}", a.user, a.host),
-            command,
-        ])
-        .output()
-        .expect("ssh runs")
+    ssh_command(a, command).output().expect("ssh runs")
+}
+
+fn ssh_command(a: &SshAccess, command: &str) -> Command {
+    let mut c = Command::new("ssh");
+    c.args([
+        "-i",
+        a.key_path.as_deref().expect("a key path"),
+        "-p",
+        &a.port.to_string(),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "LogLevel=ERROR",
+        &format!("{}@{}", a.user, a.host),
+        command,
+    ])
+    .stdin(std::process::Stdio::null());
+    c
 }
 
 fn assert_ssh_works(a: &SshAccess) -> String {
@@ -175,6 +179,11 @@ fn connects(ip: &str, port: u16) -> Result<(), std::io::ErrorKind> {
     TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map(|_| ())
         .map_err(|e| e.kind())
+}
+
+/// A live process (a zombie waiting for its parent to reap it has no command line left).
+fn running(pid: i64) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
 fn link_exists(name: &str) -> bool {
@@ -391,10 +400,13 @@ async fn sandbox_without_isolation_lifecycle() {
         .unwrap();
 
     let has_sshd = Path::new("/usr/sbin/sshd").exists();
+    let mut session = None;
     if has_sshd {
         let a = p.get_ssh_access(&info.id).await.unwrap();
         assert_eq!(a.host, "127.0.0.1");
         assert_ssh_works(&a);
+        // A session still open when the server stops.
+        session = Some(ssh_command(&a, "sleep 300").spawn().unwrap());
     } else {
         let e = p.get_ssh_access(&info.id).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported);
@@ -405,7 +417,12 @@ async fn sandbox_without_isolation_lifecycle() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].tags["prov:address"], "server.app");
 
-    // Stop ends every process of the sandbox, the one a taskserv would have started included.
+    // Stop ends every process of the sandbox: sshd, its sessions, and what a taskserv started.
+    let sshd_pid = extra(&info, "sshd_pid").as_i64();
+    if session.is_some() {
+        // Logged in before the stop.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     p.stop_server(&info.id).await.unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
@@ -416,6 +433,16 @@ async fn sandbox_without_isolation_lifecycle() {
         "the sandbox's process was ended by a signal"
     );
     assert!(marked_processes(&key).is_empty());
+    if let Some(pid) = sshd_pid {
+        assert!(!running(pid), "sshd {pid} ended");
+    }
+    if let Some(mut s) = session {
+        let st = tokio::task::spawn_blocking(move || s.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!st.success(), "the open ssh session ended with the server");
+    }
     let now = p.get_server_info(&info.id).await.unwrap().unwrap();
     assert_eq!(now.status, ServerStatus::Stopped);
 
@@ -479,9 +506,17 @@ async fn sandbox_without_isolation_lifecycle() {
     assert!(e.message.contains("zone cannot change in place"), "{e}");
 
     // Delete leaves nothing: no directory, no process.
+    let sshd_pid = extra(
+        &p.get_server_info(&info.id).await.unwrap().unwrap(),
+        "sshd_pid",
+    )
+    .as_i64();
     p.delete_server(&info.id).await.unwrap();
     assert!(!dir.exists());
     assert!(marked_processes(&key).is_empty());
+    if let Some(pid) = sshd_pid {
+        assert!(!running(pid), "sshd {pid} ended");
+    }
     assert_eq!(p.get_server_info(&info.id).await.unwrap(), None);
     let e = p.delete_server(&info.id).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
