@@ -1255,3 +1255,5 @@ fn sensitive_values_never_appear_in_plans_or_state_listings() {
     // `state pull` is the full backup (mode 0600): it keeps the values so a push restores them.
     ws.prov(&["state", "pull"]).ok().has("pw-secret-2");
 }
+
+mod local;

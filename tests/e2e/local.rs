@@ -1,0 +1,318 @@
+//! End-to-end tests of the `local` provider through the built `prov` binary: two netns servers
+//! (one with a firewall) applied, reached with the system ssh, the firewall enforced, drift on a
+//! killed sshd, destroy leaving nothing behind (root only); and the no-isolation mode, with its
+//! refusal of firewall rules, as any user.
+
+use super::*;
+use serde_json::Value;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
+use std::time::Duration;
+
+/// Destroys whatever the workspace still has when the test ends, passed or failed.
+struct Destroy<'a>(&'a Ws);
+
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.prov(&["destroy", "--auto-approve"]);
+    }
+}
+
+fn root_net(test: &str) -> bool {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root");
+    }
+    for tool in ["ip", "nft", "ssh", "ssh-keygen"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            missing.push(tool);
+        }
+    }
+    if !Path::new("/usr/sbin/sshd").exists() {
+        missing.push("/usr/sbin/sshd");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("PROV_REQUIRE_ROOT_NET").as_deref() == Ok("1") {
+        panic!(
+            "{test}: PROV_REQUIRE_ROOT_NET=1 but missing: {}",
+            missing.join(", ")
+        );
+    }
+    println!("SKIPPED: {test}: needs {}", missing.join(", "));
+    false
+}
+
+/// `outputs` of each server record in `prov show --json`, by address.
+fn server_outputs(ws: &Ws) -> std::collections::BTreeMap<String, Value> {
+    let v: Value = serde_json::from_str(&ws.state()).unwrap();
+    v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "server")
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap().to_string(),
+                r["outputs"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn ssh_true(key: &str, port: &str, user_host: &str) -> Output {
+    Command::new("ssh")
+        .args([
+            "-i",
+            key,
+            "-p",
+            port,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            user_host,
+            "true",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn listen_in(netns: &str, ports: &[u16]) -> Vec<TcpListener> {
+    let path = format!("/run/netns/{netns}");
+    let ports = ports.to_vec();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a valid namespace descriptor; only this short-lived thread moves.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        ports
+            .iter()
+            .map(|p| TcpListener::bind(("0.0.0.0", *p)).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+fn connect(ip: &str, port: u16) -> Result<(), std::io::ErrorKind> {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map(|_| ())
+        .map_err(|e| e.kind())
+}
+
+fn link_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+const NETNS_WS: &str = r#"
+{
+  providers = {
+    local = {
+      bridge = "pvte2e0",
+      subnet = "10.213.80.0/24",
+      defaults = { plan = "small", zone = "local" },
+    },
+  },
+  servers = {
+    web = {
+      provider = "local",
+      firewall_rules = [
+        { direction = 'ingress, protocol = 'tcp, port = "8080", action = 'allow },
+        { direction = 'ingress, protocol = 'tcp, port = "8081", action = 'deny },
+      ],
+    },
+    db = { provider = "local", plan = "medium", tags = { peer = "${server.web.private_ip}" } },
+  },
+  outputs = { web_ip = "${server.web.private_ip}" },
+}
+"#;
+
+#[test]
+fn local_netns_apply_ssh_firewall_drift_destroy() {
+    if !root_net("local_netns_apply_ssh_firewall_drift_destroy") {
+        return;
+    }
+    let ws = Ws::new(NETNS_WS);
+    let _destroy = Destroy(&ws);
+    ws.prov(&["validate"]).ok().has("2 servers");
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Apply complete: 2 succeeded");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+    let out = server_outputs(&ws);
+    let web = &out["server.web"];
+    let db = &out["server.db"];
+    let web_ip = web["private_ip"].as_str().unwrap();
+    let db_ip = db["private_ip"].as_str().unwrap();
+    assert!(web_ip.starts_with("10.213.80.") && db_ip.starts_with("10.213.80."));
+    assert_ne!(web_ip, db_ip);
+    ws.prov(&["output"])
+        .ok()
+        .has(&format!("web_ip = \"{web_ip}\""));
+
+    // ssh with the access the provider hands out: its key, port 22, root, the sandbox's address.
+    for o in [web, db] {
+        let dir = Path::new(o["extra"]["dir"].as_str().unwrap());
+        let key = dir.join("ssh/id_ed25519");
+        let ip = o["private_ip"].as_str().unwrap();
+        let r = ssh_true(key.to_str().unwrap(), "22", &format!("root@{ip}"));
+        assert!(
+            r.status.success(),
+            "ssh {ip}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+
+    // web's firewall: 8080 allowed, 8081 denied, 8082 not allowed by any rule; db has none.
+    let web_ns = web["extra"]["netns"].as_str().unwrap();
+    let db_ns = db["extra"]["netns"].as_str().unwrap();
+    let l1 = listen_in(web_ns, &[8080, 8081, 8082]);
+    let l2 = listen_in(db_ns, &[8081]);
+    assert_eq!(connect(web_ip, 8080), Ok(()));
+    assert_eq!(
+        connect(web_ip, 8081),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(
+        connect(web_ip, 8082),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(connect(db_ip, 8081), Ok(()));
+    drop((l1, l2));
+
+    // sshd killed behind prov's back: drift reports the server stopped.
+    ws.prov(&["drift"]).code(0);
+    let pid = web["extra"]["sshd_pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+    ws.prov(&["drift"])
+        .code(2)
+        .has("server.web: stopped outside prov");
+
+    // Destroy leaves nothing: namespaces, veths, bridge, NAT table, directories, processes.
+    ws.prov(&["destroy", "--auto-approve"]).ok();
+    for o in [web, db] {
+        let ns = o["extra"]["netns"].as_str().unwrap();
+        assert!(!Path::new("/run/netns").join(ns).exists(), "{ns}");
+        assert!(!link_exists(o["extra"]["veth"].as_str().unwrap()));
+        assert!(!Path::new(o["extra"]["dir"].as_str().unwrap()).exists());
+    }
+    assert!(!link_exists("pvte2e0"));
+    let nat = Command::new("nft")
+        .args(["list", "table", "ip", "prov_local_pvte2e0"])
+        .output()
+        .unwrap();
+    assert!(!nat.status.success(), "the NAT table is gone");
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ws_dir = ws.dir.display().to_string();
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains(&ws_dir),
+        "no process of the workspace's sandboxes is left"
+    );
+}
+
+const NONE_WS: &str = r#"
+{
+  providers = { local = { isolation = "none" } },
+  servers = {
+    app = { provider = "local", plan = "small", zone = "local", tags = { role = "app" } },
+  },
+}
+"#;
+
+#[test]
+fn local_without_isolation_apply_destroy() {
+    let ws = Ws::new(NONE_WS);
+    let _destroy = Destroy(&ws);
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Apply complete: 1 succeeded");
+    let out = server_outputs(&ws);
+    let app = &out["server.app"];
+    assert_eq!(app["extra"]["isolation"], "none");
+    assert_eq!(app["private_ip"], "127.0.0.1");
+    let dir = Path::new(app["extra"]["dir"].as_str().unwrap()).to_path_buf();
+    assert!(dir.starts_with(ws.dir.canonicalize().unwrap().join(".prov/local")));
+    assert!(dir.join("root").is_dir());
+    if let Some(port) = app["extra"]["ssh_port"].as_u64() {
+        // sshd on 127.0.0.1 as this user.
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+        let user = meta["ssh_user"].as_str().unwrap();
+        let key = dir.join("ssh/id_ed25519");
+        let r = ssh_true(
+            key.to_str().unwrap(),
+            &port.to_string(),
+            &format!("{user}@127.0.0.1"),
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+    ws.prov(&["destroy", "--auto-approve"]).ok();
+    assert!(!dir.exists());
+    ws.prov(&["drift"]).code(0);
+}
+
+#[test]
+fn local_firewall_rules_without_isolation_are_a_validate_error() {
+    let ws = Ws::new(
+        r#"
+{
+  providers = { local = { isolation = "none" } },
+  servers = {
+    web = {
+      provider = "local", plan = "small", zone = "local",
+      firewall_rules = [{ direction = 'ingress, protocol = 'tcp, port = "22", action = 'allow }],
+    },
+  },
+}
+"#,
+    );
+    let before = ws.state();
+    for cmd in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
+        ws.prov(cmd)
+            .code(1)
+            .has("server.web")
+            .has("firewall_rules: isolation \"none\" cannot enforce firewall rules")
+            .has("root")
+            .lacks("panicked");
+    }
+    assert_eq!(ws.state(), before);
+    assert!(!ws.dir.join(".prov/local").exists());
+}
+
+#[test]
+fn local_unknown_setting_is_an_error_naming_it() {
+    let ws = Ws::new(
+        r#"
+{
+  providers = { local = { isolaton = "none" } },
+  servers = { web = { provider = "local", plan = "small", zone = "local" } },
+}
+"#,
+    );
+    ws.prov(&["validate"])
+        .code(1)
+        .has("providers.local.isolaton: unknown setting");
+    ws.prov(&["plan"]).code(1).has("isolaton");
+}
