@@ -6,9 +6,9 @@
 //! | `medium` | 2     | 2048      | 0          |
 //! | `large`  | 4     | 4096      | 0          |
 //!
-//! The sizes are recorded with the sandbox and reported by get-server-info; they are not enforced
-//! as limits (see docs/providers/local.md: this machine's cgroup v2 hierarchy has no cpu/memory
-//! controllers to delegate). Storage is the host's disk, without a quota (0). Zone: `local`.
+//! As root the cores and memory are enforced as cgroup limits on the sandbox's processes (see
+//! [`super::cgroup`]: cgroup v2 where it offers the cpu and memory controllers, else cgroup v1);
+//! otherwise they are labels. Storage is the host's disk, without a quota (0). Zone: `local`.
 //! Price: 0.0 USD per hour and month.
 
 use prov_engine::traits::{PlanInfo, Pricing, Zone};
@@ -53,6 +53,11 @@ pub fn pricing() -> Vec<Pricing> {
             currency: CURRENCY.to_string(),
         })
         .collect()
+}
+
+/// A plan's (cores, memory MB).
+pub fn size(plan: &str) -> Option<(u32, u64)> {
+    PLANS.iter().find(|p| p.0 == plan).map(|p| (p.1, p.2))
 }
 
 /// Checks a plan name; the error names the bad value and the valid ones.

@@ -5,11 +5,13 @@
 //! (isolation `none`) commands run as local processes in the directory, an sshd on 127.0.0.1
 //! serves get-ssh-access when the sshd binary exists, and firewall rules are refused.
 //!
-//! Modules: [`options`] (settings), [`catalogue`] (plans, zone, prices), [`firewall`] (rules →
+//! Modules: [`options`] (settings), [`catalogue`] (plans, zone, prices), [`cgroup`] (plan sizes
+//! as CPU/memory limits), [`firewall`] (rules →
 //! nftables), [`net`] (bridge, NAT, leases, namespaces), [`sandbox`] (metadata, processes,
 //! sshd), [`cmd`] (subprocesses). User documentation: docs/providers/local.md.
 
 pub mod catalogue;
+pub mod cgroup;
 pub mod cmd;
 pub mod firewall;
 pub mod net;
@@ -291,7 +293,9 @@ impl LocalProvider {
                 "boots": m.boots,
                 "cores": plan.map(|p| p.1),
                 "memory_mb": plan.map(|p| p.2),
-                "limits_enforced": false,
+                "limits_enforced": !m.cgroups.is_empty(),
+                "cgroups": m.cgroups,
+                "limits_note": m.limits_note,
                 "created_at": m.created_at,
                 "note": note,
             }),
@@ -312,8 +316,19 @@ impl LocalProvider {
         }
         sandbox::prepare_ssh(dir, keys).await?;
         meta.sshd = has_sshd;
-        if has_sshd {
+        self.start_processes(dir, meta).await
+    }
+
+    /// Sets the plan's limits and starts sshd inside them (when the sandbox has one).
+    async fn start_processes(&self, dir: &Path, meta: &mut Meta) -> Result<(), String> {
+        if let Some((cores, mem)) = catalogue::size(&meta.plan) {
+            cgroup::apply(&meta.cgroups, cores, mem)?;
+        }
+        if meta.sshd {
             sandbox::start_sshd(&self.opts.sshd, meta, dir).await?;
+            if let Some(pid) = sandbox::sshd_pid(dir) {
+                cgroup::join(&meta.cgroups, pid)?;
+            }
         }
         Ok(())
     }
@@ -337,6 +352,9 @@ impl LocalProvider {
         let mut problems = Vec::new();
         if let Some(m) = meta {
             if let Err(e) = sandbox::kill_all(m, dir).await {
+                problems.push(e);
+            }
+            if let Err(e) = cgroup::remove(&m.cgroups).await {
                 problems.push(e);
             }
             if let (Some(ns), Some(veth)) = (&m.netns, &m.veth_host) {
@@ -368,11 +386,7 @@ impl LocalProvider {
             // A namespace lost (e.g. the machine rebooted: /run is tmpfs) is rebuilt.
             self.ensure_network(&dir, &mut meta).await.map_err(fail)?;
         }
-        if meta.sshd {
-            sandbox::start_sshd(&self.opts.sshd, &mut meta, &dir)
-                .await
-                .map_err(fail)?;
-        }
+        self.start_processes(&dir, &mut meta).await.map_err(fail)?;
         if meta.state != State::Running {
             meta.boots += 1;
         }
@@ -533,9 +547,22 @@ impl Provider for LocalProvider {
             state: State::Creating,
             created_at: fsutil::now_rfc3339(),
             boots: 0,
+            cgroups: Vec::new(),
+            limits_note: None,
         };
+        meta.cgroups = cgroup::dirs_for(&meta.key);
         // Recorded before anything is built, so a crash leaves a sandbox delete can clean up.
         self.save(OP, &dir, &meta)?;
+        if let Some((cores, mem)) = catalogue::size(&meta.plan) {
+            // Limits are best effort: a hierarchy that refuses them (e.g. a container's
+            // cgroup v2 root with processes in it) leaves the sizes as labels, said so in
+            // get-server-info, rather than failing the server.
+            if let Err(e) = cgroup::apply(&meta.cgroups, cores, mem) {
+                let _ = cgroup::remove(&meta.cgroups).await;
+                meta.cgroups.clear();
+                meta.limits_note = Some(e);
+            }
+        }
         if let Err(e) = self.build(&dir, &mut meta, &keys).await {
             let cleanup = match self.destroy(&dir, Some(&meta)).await {
                 Ok(()) => "the partial sandbox was removed".to_string(),
@@ -652,6 +679,12 @@ impl Provider for LocalProvider {
             }
         }
         meta.tags = tags;
+        if meta.plan != a.plan {
+            // A resize in place: the running processes get the new limits at once.
+            if let Some((cores, mem)) = catalogue::size(&a.plan) {
+                cgroup::apply(&meta.cgroups, cores, mem).map_err(fail)?;
+            }
+        }
         meta.plan = a.plan.clone();
         meta.ssh_keys = a.ssh_keys.clone();
         sandbox::write_authorized_keys(&dir, &keys).map_err(fail)?;

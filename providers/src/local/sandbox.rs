@@ -70,6 +70,12 @@ pub struct Meta {
     pub sshd: bool,
     #[serde(default)]
     pub ssh_port: Option<u16>,
+    /// The sandbox's cgroup directories (empty: limits not enforced).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
+    /// Why limits are not enforced, when prov tried and the kernel refused.
+    #[serde(default)]
+    pub limits_note: Option<String>,
     pub ssh_user: String,
     pub state: State,
     pub created_at: String,
@@ -149,6 +155,7 @@ pub async fn pids(meta: &Meta, dir: &Path) -> Vec<i32> {
         }
     }
     found.extend(sshd_pid(dir));
+    found.extend(super::cgroup::pids(&meta.cgroups));
     let needle = format!("{MARKER}={}", meta.key);
     let mut parents = Vec::new();
     if let Ok(entries) = fs::read_dir("/proc") {

@@ -186,6 +186,25 @@ fn running(pid: i64) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
+/// The memory limit of a sandbox's cgroup (v2 `memory.max` or v1 `memory.limit_in_bytes`).
+fn memory_limit(cgroups: &[PathBuf]) -> Option<u64> {
+    cgroups.iter().find_map(|d| {
+        ["memory.max", "memory.limit_in_bytes"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(d.join(f)).ok())
+            .and_then(|t| t.trim().parse().ok())
+    })
+}
+
+fn cgroup_has(cgroups: &[PathBuf], pid: i64) -> bool {
+    cgroups.iter().all(|d| {
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.trim() == pid.to_string())
+    })
+}
+
 fn link_exists(name: &str) -> bool {
     Command::new("ip")
         .args(["link", "show", "dev", name])
@@ -535,7 +554,12 @@ async fn sandbox_deleted_out_of_band_is_none() {
         .await
         .unwrap();
     p.stop_server(&info.id).await.unwrap();
+    // Deleted by hand: the directory and, where there are, its cgroups.
     std::fs::remove_dir_all(extra(&info, "dir").as_str().unwrap()).unwrap();
+    let cgroups: Vec<PathBuf> = serde_json::from_value(extra(&info, "cgroups").clone()).unwrap();
+    for c in &cgroups {
+        std::fs::remove_dir(c).unwrap();
+    }
     assert_eq!(p.get_server_info(&info.id).await.unwrap(), None);
     assert!(p.list_servers().await.unwrap().is_empty());
     assert_eq!(p.get_server_info("../../etc").await.unwrap(), None);
@@ -620,9 +644,25 @@ async fn netns_sandbox_ssh_firewall_lifecycle_and_cleanup() {
         connects(&ip, 8082),
         Err(std::io::ErrorKind::ConnectionRefused)
     );
-    // An update with only a deny rule: everything else passes again.
+    // Limits from the plan, where cgroups let prov set them: small = 512 MiB, 1 core.
+    let cgroups: Vec<PathBuf> = serde_json::from_value(extra(&info, "cgroups").clone()).unwrap();
+    let sshd_now = extra(&info, "sshd_pid").as_i64().unwrap();
+    if extra(&info, "limits_enforced") == true {
+        assert_eq!(memory_limit(&cgroups), Some(512 * 1024 * 1024));
+        assert!(
+            cgroup_has(&cgroups, sshd_now),
+            "sshd runs inside the sandbox's cgroup"
+        );
+    } else {
+        println!(
+            "NOTE: cgroup limits not enforced here: {}",
+            extra(&info, "limits_note")
+        );
+    }
+    // An update with only a deny rule (everything else passes again) and a bigger plan.
     let mut after = s.clone();
     after.firewall_rules = vec![rule("8080", "deny")];
+    after.plan = "large".into();
     let up = p
         .update_server(
             &info.id,
@@ -688,9 +728,20 @@ async fn netns_sandbox_ssh_firewall_lifecycle_and_cleanup() {
     );
     p.start_server(&info.id).await.unwrap();
 
-    // Delete leaves nothing behind: namespace, veth, processes, directory, lease, bridge, NAT.
+    if !cgroups.is_empty() {
+        assert_eq!(
+            memory_limit(&cgroups),
+            Some(4096 * 1024 * 1024),
+            "resized in place"
+        );
+    }
+    // Delete leaves nothing behind: namespace, veth, processes, directory, lease, bridge, NAT,
+    // cgroups.
     let dir = PathBuf::from(extra(&info, "dir").as_str().unwrap());
     p.delete_server(&info.id).await.unwrap();
+    for c in &cgroups {
+        assert!(!c.exists(), "{}", c.display());
+    }
     assert!(!Path::new("/run/netns").join(&netns).exists());
     assert!(!link_exists(&veth));
     assert!(marked_processes(&key).is_empty());
