@@ -316,3 +316,32 @@ fn local_unknown_setting_is_an_error_naming_it() {
         .has("providers.local.isolaton: unknown setting");
     ws.prov(&["plan"]).code(1).has("isolaton");
 }
+
+#[test]
+fn local_example_applies_and_is_idempotent() {
+    // As root the example uses namespaces on the default bridge; anyone else gets sandboxes
+    // without isolation. Both must work.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("local");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local/main.ncl"),
+        dir.join("main.ncl"),
+    )
+    .unwrap();
+    let ws = Ws {
+        _tmp: tmp,
+        dir: dir.clone(),
+    };
+    let _destroy = Destroy(&ws);
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Apply complete: 2 succeeded");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+    ws.prov(&["output"]).ok().has("app_address = ");
+    ws.prov(&["destroy", "--auto-approve"]).ok();
+    let left = std::fs::read_dir(dir.join(".prov/local")).map_or(0, |d| d.count());
+    assert_eq!(left, 0);
+}

@@ -305,9 +305,9 @@ fn sshd_config(dir: &Path, listen: &str, key: &str) -> String {
     format!(
         "# Written by prov's local provider for this sandbox only.\n\
          ListenAddress {listen}\n\
-         HostKey {}\n\
-         AuthorizedKeysFile {}\n\
-         PidFile {}\n\
+         HostKey \"{}\"\n\
+         AuthorizedKeysFile \"{}\"\n\
+         PidFile \"{}\"\n\
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          PermitRootLogin prohibit-password\n\
