@@ -7,7 +7,8 @@
 //! processes), and `BRIDGE/` with `subnet` (the subnet the bridge serves), `leases/ADDRESS`
 //! (one JSON file per address in use: the sandbox directory and namespace) and, when prov turned
 //! IPv4 forwarding on, `ip_forward.orig`. When the last lease goes, the bridge, the NAT table and
-//! `BRIDGE/` go too, and forwarding is restored.
+//! `BRIDGE/` go too, and forwarding is restored — unless another prov bridge is still in use,
+//! which then inherits `ip_forward.orig`.
 
 use super::cmd::Cmd;
 use super::firewall;
@@ -210,8 +211,22 @@ async fn teardown_host(bridge: &str) -> Result<(), String> {
         Cmd::new("ip").args(["link", "del", bridge]).run().await?;
     }
     let hd = host_dir(bridge);
-    if let Ok(orig) = fs::read_to_string(hd.join("ip_forward.orig")) {
-        let _ = fs::write(IP_FORWARD, orig.trim());
+    let orig_file = hd.join("ip_forward.orig");
+    if let Ok(orig) = fs::read_to_string(&orig_file) {
+        // Another prov bridge still in use needs forwarding: it inherits the duty to restore.
+        let heir = fs::read_dir(RUN_DIR).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.is_dir() && *p != hd && p.join("leases").is_dir())
+        });
+        match heir {
+            Some(other) => {
+                let _ = fs::rename(&orig_file, other.join("ip_forward.orig"));
+            }
+            None => {
+                let _ = fs::write(IP_FORWARD, orig.trim());
+            }
+        }
     }
     let _ = fs::remove_dir_all(&hd);
     Ok(())

@@ -843,3 +843,106 @@ async fn failed_create_leaves_nothing_behind() {
         .unwrap_or_default();
     assert!(left.is_empty());
 }
+
+/// A network namespace standing in for "the internet" behind the host, removed when dropped.
+struct Outside {
+    netns: &'static str,
+    veth: &'static str,
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.veth]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", self.netns])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn outbound_traffic_is_masqueraded() {
+    if !root_net("outbound_traffic_is_masqueraded") {
+        return;
+    }
+    // "Outside": a namespace reachable from the host over 10.214.99.0/30 that has no route back
+    // to the sandboxes' subnet, so only NAT makes a connection from a sandbox work.
+    let outside = Outside {
+        netns: "pvtoutside",
+        veth: "pvtoutH",
+    };
+    let run = |args: &[&str]| {
+        let o = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&["netns", "add", outside.netns]);
+    run(&[
+        "link",
+        "add",
+        outside.veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pvtoutN",
+    ]);
+    run(&["link", "set", "pvtoutN", "netns", outside.netns]);
+    run(&["addr", "add", "10.214.99.1/30", "dev", outside.veth]);
+    run(&["link", "set", outside.veth, "up"]);
+    run(&[
+        "-n",
+        outside.netns,
+        "addr",
+        "add",
+        "10.214.99.2/30",
+        "dev",
+        "pvtoutN",
+    ]);
+    run(&["-n", outside.netns, "link", "set", "pvtoutN", "up"]);
+    let listener = listen_in(outside.netns, &[9000]).pop().unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let p = provider(
+        tmp.path(),
+        json!({"bridge": "pvtnat0", "subnet": "10.213.96.0/24"}),
+    );
+    let _guard = Cleanup {
+        providers: vec![p.clone()],
+    };
+    let info = p
+        .create_server(&spec("nat"), &owner("server.nat"))
+        .await
+        .unwrap();
+    let a = p.get_ssh_access(&info.id).await.unwrap();
+    let out = ssh(
+        &a,
+        "timeout 5 bash -c 'echo hello > /dev/tcp/10.214.99.2/9000' && echo sent",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Never block forever: a broken NAT fails the test instead of hanging it.
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    for _ in 0..100 {
+        if let Ok(c) = listener.accept() {
+            accepted = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, peer) = accepted.expect("the connection from the sandbox arrived");
+    assert_eq!(
+        peer.ip().to_string(),
+        "10.214.99.1",
+        "the sandbox's {} left as the host's address",
+        info.private_ip.as_deref().unwrap()
+    );
+    p.delete_server(&info.id).await.unwrap();
+    drop(outside);
+}
