@@ -345,3 +345,48 @@ fn local_example_applies_and_is_idempotent() {
     let left = std::fs::read_dir(dir.join(".prov/local")).map_or(0, |d| d.count());
     assert_eq!(left, 0);
 }
+
+#[test]
+fn local_concurrent_applies_share_the_bridge() {
+    if !root_net("local_concurrent_applies_share_the_bridge") {
+        return;
+    }
+    // Two prov processes at once, three servers each, one bridge: the host lock keeps the
+    // addresses distinct across processes.
+    let config = r#"
+{
+  providers = { local = { bridge = "pvte2e1", subnet = "10.213.112.0/24",
+                          defaults = { plan = "small", zone = "local" } } },
+  servers = { a = { provider = "local" }, b = { provider = "local" }, c = { provider = "local" } },
+}
+"#;
+    let (w1, w2) = (Ws::new(config), Ws::new(config));
+    let (_d1, _d2) = (Destroy(&w1), Destroy(&w2));
+    let children: Vec<_> = [&w1, &w2]
+        .iter()
+        .map(|w| spawn(&w.dir, &["apply", "--auto-approve"], &[]))
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut ips: Vec<String> = [&w1, &w2]
+        .iter()
+        .flat_map(|w| server_outputs(w).into_values())
+        .map(|o| o["private_ip"].as_str().unwrap().to_string())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 6, "{ips:?}");
+    w1.prov(&["destroy", "--auto-approve"]).ok();
+    assert!(
+        link_exists("pvte2e1"),
+        "the other workspace still uses the bridge"
+    );
+    w2.prov(&["destroy", "--auto-approve"]).ok();
+    assert!(!link_exists("pvte2e1"));
+}
