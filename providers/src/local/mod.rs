@@ -246,8 +246,21 @@ impl LocalProvider {
 
     fn status(&self, dir: &Path, m: &Meta) -> (ServerStatus, Option<String>) {
         match m.state {
-            State::Creating => (ServerStatus::Creating, None),
+            State::Creating => match m.creator_pid {
+                Some(pid) if !sandbox::process_alive(pid) => (
+                    ServerStatus::Error,
+                    Some(format!(
+                        "the create was interrupted (prov process {pid} ended): start-server \
+                         finishes it, delete-server removes it"
+                    )),
+                ),
+                _ => (ServerStatus::Creating, None),
+            },
             State::Stopped => (ServerStatus::Stopped, None),
+            State::Deleting => (
+                ServerStatus::Error,
+                Some("a delete was interrupted: delete-server finishes it".to_string()),
+            ),
             State::Running => {
                 if let Some(ns) = &m.netns {
                     if !net::netns_exists(ns) {
@@ -302,6 +315,28 @@ impl LocalProvider {
         }
     }
 
+    /// Removes staging directories whose prov process is gone: `.creating-ID-PID` (a create
+    /// killed before its sandbox directory existed) and `.deleting-ID-PID` (a delete killed while
+    /// removing the directory, after everything else was gone).
+    fn collect_interrupted(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name
+                .strip_prefix(".creating-")
+                .or_else(|| name.strip_prefix(".deleting-"))
+            else {
+                continue;
+            };
+            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !sandbox::process_alive(p)) {
+                let _ = fsutil::remove_dir_all(&e.path());
+            }
+        }
+    }
+
     /// Builds (or finishes building) the sandbox's network and sshd; every step is idempotent.
     async fn build(&self, dir: &Path, meta: &mut Meta, keys: &[String]) -> Result<(), String> {
         let has_sshd = Path::new(&self.opts.sshd).exists();
@@ -351,6 +386,10 @@ impl LocalProvider {
     async fn destroy(&self, dir: &Path, meta: Option<&Meta>) -> Result<(), String> {
         let mut problems = Vec::new();
         if let Some(m) = meta {
+            // Marked first, so a delete cut short is reported as such.
+            let mut marked = m.clone();
+            marked.state = State::Deleting;
+            let _ = sandbox::write_meta(dir, &marked);
             if let Err(e) = sandbox::kill_all(m, dir).await {
                 problems.push(e);
             }
@@ -363,13 +402,30 @@ impl LocalProvider {
                 }
             }
         }
-        // The directory goes before the lease so the lease is no longer live for anyone.
-        if let Err(e) = fsutil::remove_dir_all(dir) {
-            problems.push(format!("cannot remove {}: {e}", dir.display()));
-        }
+        // The lease (and with the last one the bridge) before the directory: killed in between,
+        // the sandbox is still listed, and the delete is finished on the next run.
         if let Some(bridge) = meta.and_then(|m| m.bridge.as_deref()) {
             if let Err(e) = net::release(bridge, dir).await {
                 problems.push(e);
+            }
+        }
+        if problems.is_empty() {
+            // Renamed out of the way first: a removal cut short must not leave a directory
+            // that looks like a sandbox without its metadata.
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let doomed = self
+                .root
+                .join(format!(".deleting-{name}-{}", std::process::id()));
+            let gone = match std::fs::rename(dir, &doomed) {
+                Ok(()) => fsutil::remove_dir_all(&doomed),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(_) => fsutil::remove_dir_all(dir),
+            };
+            if let Err(e) = gone {
+                problems.push(format!("cannot remove {}: {e}", dir.display()));
             }
         }
         if problems.is_empty() {
@@ -382,11 +438,11 @@ impl LocalProvider {
     async fn start(&self, op: &str, id: &str) -> ExtResult<()> {
         let (dir, mut meta) = self.load(op, id)?;
         let fail = |e: String| self.err(op, Some(id), ErrorKind::Failed, e);
-        if meta.isolation == Isolation::Netns {
-            // A namespace lost (e.g. the machine rebooted: /run is tmpfs) is rebuilt.
-            self.ensure_network(&dir, &mut meta).await.map_err(fail)?;
-        }
-        self.start_processes(&dir, &mut meta).await.map_err(fail)?;
+        let keys = sandbox::resolve_keys(&meta.ssh_keys)
+            .map_err(|e| self.err(op, Some(id), ErrorKind::Invalid, e))?;
+        // Whatever is missing is built again: a namespace lost when the machine rebooted (/run is
+        // tmpfs), or the rest of a create that was interrupted.
+        self.build(&dir, &mut meta, &keys).await.map_err(fail)?;
         if meta.state != State::Running {
             meta.boots += 1;
         }
@@ -517,8 +573,7 @@ impl Provider for LocalProvider {
         let id = format!("{}-{}", spec.hostname, suffix());
         let dir = self.sandbox_dir(&id);
         let fail = |m: String| self.err(OP, Some(&id), ErrorKind::Failed, m);
-        std::fs::create_dir_all(dir.join("root"))
-            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        self.collect_interrupted();
         let key = hex(&Sha256::digest(dir.display().to_string().as_bytes()), 10);
         let mut tags = spec.tags.clone();
         tags.insert("prov:workspace".into(), owner.workspace.clone());
@@ -549,10 +604,19 @@ impl Provider for LocalProvider {
             boots: 0,
             cgroups: Vec::new(),
             limits_note: None,
+            creator_pid: Some(std::process::id()),
         };
         meta.cgroups = cgroup::dirs_for(&meta.key);
-        // Recorded before anything is built, so a crash leaves a sandbox delete can clean up.
-        self.save(OP, &dir, &meta)?;
+        // Recorded before anything is built, so a crash leaves a sandbox delete can clean up:
+        // the directory appears (renamed into place) with its metadata already in it.
+        let staging = self
+            .root
+            .join(format!(".creating-{id}-{}", std::process::id()));
+        std::fs::create_dir_all(staging.join("root"))
+            .map_err(|e| fail(format!("cannot create {}: {e}", staging.display())))?;
+        self.save(OP, &staging, &meta)?;
+        std::fs::rename(&staging, &dir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         if let Some((cores, mem)) = catalogue::size(&meta.plan) {
             // Limits are best effort: a hierarchy that refuses them (e.g. a container's
             // cgroup v2 root with processes in it) leaves the sizes as labels, said so in
@@ -572,6 +636,7 @@ impl Provider for LocalProvider {
         }
         meta.state = State::Running;
         meta.boots = 1;
+        meta.creator_pid = None;
         self.save(OP, &dir, &meta)?;
         Ok(self.info_of(&dir, &meta))
     }
@@ -579,6 +644,7 @@ impl Provider for LocalProvider {
     async fn delete_server(&self, id: &str) -> ExtResult<()> {
         const OP: &str = "delete-server";
         let dir = self.dir_of(OP, id)?;
+        self.collect_interrupted();
         if !dir.exists() {
             return Err(self.err(
                 OP,
@@ -609,6 +675,10 @@ impl Provider for LocalProvider {
         };
         let mut out = Vec::new();
         for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                // A create still staging its directory.
+                continue;
+            }
             let dir = e.path();
             if let Ok(Some(m)) = sandbox::read_meta(&dir) {
                 out.push(self.info_of(&dir, &m));

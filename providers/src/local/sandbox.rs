@@ -31,6 +31,8 @@ pub enum State {
     Creating,
     Running,
     Stopped,
+    /// delete-server has begun (or was interrupted): another delete finishes it.
+    Deleting,
 }
 
 /// `meta.json`.
@@ -76,6 +78,10 @@ pub struct Meta {
     /// Why limits are not enforced, when prov tried and the kernel refused.
     #[serde(default)]
     pub limits_note: Option<String>,
+    /// The prov process running create-server, while it runs: a create whose process is gone
+    /// was interrupted.
+    #[serde(default)]
+    pub creator_pid: Option<u32>,
     pub ssh_user: String,
     pub state: State,
     pub created_at: String,
@@ -107,6 +113,11 @@ fn pid_file(dir: &Path) -> PathBuf {
 
 fn log_file(dir: &Path) -> PathBuf {
     dir.join("log").join("sshd.log")
+}
+
+/// Whether process `pid` is alive (not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(alive)
 }
 
 fn alive(pid: i32) -> bool {
