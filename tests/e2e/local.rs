@@ -447,7 +447,9 @@ fn local_sigkill_during_apply_and_destroy_leaves_nothing_unknown() {
         child.wait().unwrap();
 
         // Every sandbox is in the state or in a pending operation: nothing prov does not know.
-        let pulled: Value = serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+        // (A child the killed prov was starting holds a copy of its lock until it has exec'd.)
+        let pull = ws.prov(&["state", "pull", "--lock-timeout", "10s"]).ok();
+        let pulled: Value = serde_json::from_str(&pull.stdout).unwrap();
         let mut known: Vec<String> = pulled["resources"]
             .as_array()
             .unwrap()

@@ -396,7 +396,7 @@ fn bad_input_unknown_provider_and_taskserv() {
         &[
             "server.web",
             "unknown provider \"azure\"",
-            "known: sim",
+            "known: local, sim",
             "main.ncl:1:",
         ],
     );
