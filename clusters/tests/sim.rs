@@ -320,6 +320,12 @@ fn environment_injects_failures_and_latency() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The child must really have run the entry test (a renamed test would run none).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Not a test of its own: the body of the child process the test above starts.

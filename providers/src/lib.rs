@@ -1,21 +1,29 @@
-//! prov's providers: implementations of the engine's `Provider` trait (`sim`, `local`).
+//! prov's providers: implementations of the engine's `Provider` trait — `sim` (simulated cloud),
+//! `local` (sandboxes on this machine: namespaces, sshd, nftables as root), `upcloud` (UpCloud
+//! REST API 1.3) and `exec` (extension directories naming an executable that speaks JSON on
+//! stdin/stdout, in any language).
 
+pub mod exec;
 pub mod local;
+pub mod retry;
 pub mod sim;
+pub mod upcloud;
 
 use prov_engine::extension::ExtensionError;
 use prov_engine::registry::Registry;
 use std::path::PathBuf;
 
-/// Registers every provider of this crate under its name (`sim`, `local`).
+/// Registers every built-in provider of this crate under its name (`sim`, `local`, `upcloud`).
 pub fn register_all(reg: &mut Registry) {
     reg.provider("sim", sim::factory());
     reg.provider("local", local::factory());
+    reg.provider("upcloud", upcloud::factory());
 }
 
-/// Registers the extension-directory providers (`exec`) found under `roots`
-/// (see `prov_engine::extension::search_path`). Filled in by the extension-directory work.
+/// Registers the extension-directory providers found under `roots` (see
+/// `prov_engine::extension::search_path`): each becomes an `exec` provider under its manifest's
+/// name. A broken manifest, or a name that is already a built-in provider, is an error naming
+/// the directory.
 pub fn register_extensions(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), ExtensionError> {
-    let _ = (reg, roots);
-    Ok(())
+    exec::register(reg, roots)
 }

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod exec;
+mod local;
+
 struct Ws {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
@@ -1255,5 +1258,3 @@ fn sensitive_values_never_appear_in_plans_or_state_listings() {
     // `state pull` is the full backup (mode 0600): it keeps the values so a push restores them.
     ws.prov(&["state", "pull"]).ok().has("pw-secret-2");
 }
-
-mod local;

@@ -1,4 +1,6 @@
 //! The providers crate's one integration-test binary: one module per provider.
 
+mod exec;
 mod local;
 mod sim;
+mod upcloud;

@@ -90,7 +90,7 @@ fn leftover_temp_files(dir: &Path) -> Vec<String> {
 fn spawn_child(mode: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "child_process_entry",
+        "sim::child_process_entry",
         "--exact",
         "--nocapture",
         "--test-threads=1",
@@ -115,6 +115,12 @@ fn wait_ok(child: std::process::Child) {
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The child must really have run the entry test (a renamed module would run none).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 

@@ -337,7 +337,7 @@ fn environment_injects_failures_and_latency() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
-            "child_process_entry",
+            "sim::child_process_entry",
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -355,6 +355,12 @@ fn environment_injects_failures_and_latency() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The child must really have run the entry test (a renamed module would run none).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 
