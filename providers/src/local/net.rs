@@ -315,6 +315,13 @@ pub async fn setup_netns(
         a.extend_from_slice(args);
         Cmd::new("ip").args(a.into_iter().map(str::to_string).collect::<Vec<_>>())
     };
+    // Announce the address when eth0 comes up (gratuitous ARP): a sandbox that had it before
+    // may still be in its neighbours' caches with another MAC.
+    Cmd::new("ip")
+        .args(["netns", "exec", netns, "sh", "-c"])
+        .args(["echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify"])
+        .run()
+        .await?;
     ns(&["addr", "replace", &cidr, "dev", "eth0"]).run().await?;
     ns(&["link", "set", "eth0", "up"]).run().await?;
     ns(&["link", "set", "lo", "up"]).run().await?;
@@ -325,6 +332,12 @@ pub async fn setup_netns(
         .args(["link", "set", veth_host, "master", &opts.bridge, "up"])
         .run()
         .await?;
+    // And forget it on the host side, so the next packet asks afresh.
+    let addr = address.to_string();
+    let _ = Cmd::new("ip")
+        .args(["neigh", "flush", "to", &addr, "dev", &opts.bridge])
+        .output()
+        .await;
     Ok(())
 }
 

@@ -946,3 +946,40 @@ async fn outbound_traffic_is_masqueraded() {
     p.delete_server(&info.id).await.unwrap();
     drop(outside);
 }
+
+#[tokio::test]
+async fn a_reused_address_is_reachable_at_once() {
+    if !root_net("a_reused_address_is_reachable_at_once") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = provider(
+        tmp.path(),
+        json!({"bridge": "pvtarp0", "subnet": "10.213.176.0/24"}),
+    );
+    let _guard = Cleanup {
+        providers: vec![p.clone()],
+    };
+    // `keep` holds the bridge (and its neighbour cache) across the delete and the create.
+    let _keep = p
+        .create_server(&spec("keep"), &owner("server.keep"))
+        .await
+        .unwrap();
+    let first = p
+        .create_server(&spec("first"), &owner("server.first"))
+        .await
+        .unwrap();
+    let a = p.get_ssh_access(&first.id).await.unwrap();
+    assert_ssh_works(&a); // the host now knows the address's MAC
+    p.delete_server(&first.id).await.unwrap();
+    let second = p
+        .create_server(&spec("second"), &owner("server.second"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.private_ip, first.private_ip,
+        "the freed address is handed out again"
+    );
+    // A new eth0, a new MAC: reachable at once, not after the old neighbour entry expires.
+    assert_ssh_works(&p.get_ssh_access(&second.id).await.unwrap());
+}
