@@ -167,15 +167,27 @@ fn local_netns_apply_ssh_firewall_drift_destroy() {
         .ok()
         .has(&format!("web_ip = \"{web_ip}\""));
 
-    // ssh with the access the provider hands out: its key, port 22, root, the sandbox's address.
+    // ssh with the access the provider hands out (get-ssh-access, recorded as extra.ssh): its
+    // key, port 22, root, the sandbox's address.
     for o in [web, db] {
-        let dir = Path::new(o["extra"]["dir"].as_str().unwrap());
-        let key = dir.join("ssh/id_ed25519");
-        let ip = o["private_ip"].as_str().unwrap();
-        let r = ssh_true(key.to_str().unwrap(), "22", &format!("root@{ip}"));
+        let a = &o["extra"]["ssh"];
+        assert_eq!(a["host"], o["private_ip"]);
+        assert_eq!(
+            (a["port"].as_u64(), a["user"].as_str()),
+            (Some(22), Some("root"))
+        );
+        let r = ssh_true(
+            a["key_path"].as_str().unwrap(),
+            &a["port"].to_string(),
+            &format!(
+                "{}@{}",
+                a["user"].as_str().unwrap(),
+                a["host"].as_str().unwrap()
+            ),
+        );
         assert!(
             r.status.success(),
-            "ssh {ip}: {}",
+            "ssh {a}: {}",
             String::from_utf8_lossy(&r.stderr)
         );
     }
@@ -252,18 +264,18 @@ fn local_without_isolation_apply_destroy() {
     let dir = Path::new(app["extra"]["dir"].as_str().unwrap()).to_path_buf();
     assert!(dir.starts_with(ws.dir.canonicalize().unwrap().join(".prov/local")));
     assert!(dir.join("root").is_dir());
-    if let Some(port) = app["extra"]["ssh_port"].as_u64() {
-        // sshd on 127.0.0.1 as this user.
-        let meta: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
-        let user = meta["ssh_user"].as_str().unwrap();
-        let key = dir.join("ssh/id_ed25519");
+    let a = &app["extra"]["ssh"];
+    if Path::new("/usr/sbin/sshd").exists() {
+        // sshd on 127.0.0.1:RANDOM as this user.
+        assert_eq!(a["host"], "127.0.0.1");
         let r = ssh_true(
-            key.to_str().unwrap(),
-            &port.to_string(),
-            &format!("{user}@127.0.0.1"),
+            a["key_path"].as_str().unwrap(),
+            &a["port"].to_string(),
+            &format!("{}@127.0.0.1", a["user"].as_str().unwrap()),
         );
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    } else {
+        assert!(a.is_null(), "no sshd, no ssh access: {a}");
     }
     ws.prov(&["plan", "--detailed-exitcode"])
         .ok()

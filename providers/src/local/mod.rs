@@ -123,6 +123,24 @@ fn current_user(root: bool) -> String {
         .unwrap_or_else(|_| "root".to_string())
 }
 
+/// get-ssh-access's answer for a sandbox with an sshd: its address (127.0.0.1 without a
+/// namespace), its port, the user, prov's own key.
+fn ssh_access(dir: &Path, meta: &Meta) -> Option<SshAccess> {
+    let host = match (&meta.isolation, &meta.address) {
+        (Isolation::Netns, Some(a)) => a.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    match (meta.sshd, meta.ssh_port) {
+        (true, Some(port)) => Some(SshAccess {
+            host,
+            port,
+            user: meta.ssh_user.clone(),
+            key_path: Some(sandbox::client_key(dir).display().to_string()),
+        }),
+        _ => None,
+    }
+}
+
 fn has_ref(s: &str) -> bool {
     s.contains("${")
 }
@@ -303,6 +321,8 @@ impl LocalProvider {
                 "bridge": m.bridge,
                 "ssh_port": m.ssh_port,
                 "sshd_pid": sandbox::sshd_pid(dir),
+                // What get-ssh-access answers, so `prov show` tells how to log in.
+                "ssh": ssh_access(dir, m),
                 "boots": m.boots,
                 "cores": plan.map(|p| p.1),
                 "memory_mb": plan.map(|p| p.2),
@@ -785,18 +805,9 @@ impl Provider for LocalProvider {
     async fn get_ssh_access(&self, id: &str) -> ExtResult<SshAccess> {
         const OP: &str = "get-ssh-access";
         let (dir, meta) = self.load(OP, id)?;
-        let host = match (&meta.isolation, &meta.address) {
-            (Isolation::Netns, Some(a)) => a.clone(),
-            _ => "127.0.0.1".to_string(),
-        };
-        match (meta.sshd, meta.ssh_port) {
-            (true, Some(port)) => Ok(SshAccess {
-                host,
-                port,
-                user: meta.ssh_user.clone(),
-                key_path: Some(sandbox::client_key(&dir).display().to_string()),
-            }),
-            _ => Err(self.err(
+        match ssh_access(&dir, &meta) {
+            Some(a) => Ok(a),
+            None => Err(self.err(
                 OP,
                 Some(id),
                 ErrorKind::Unsupported,
