@@ -313,6 +313,14 @@ fn free_port() -> Result<u16, String> {
 
 fn sshd_config(dir: &Path, listen: &str, key: &str) -> String {
     let ssh = dir.join("ssh");
+    // Without PAM a non-root sshd cannot read the shadow file and takes every account for a
+    // locked one; as root PAM's session modules (pam_loginuid) can fail in containers, and
+    // sshd reads the shadow file itself.
+    let pam = if super::options::is_root() {
+        "no"
+    } else {
+        "yes"
+    };
     format!(
         "# Written by prov's local provider for this sandbox only.\n\
          ListenAddress {listen}\n\
@@ -322,7 +330,7 @@ fn sshd_config(dir: &Path, listen: &str, key: &str) -> String {
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          PermitRootLogin prohibit-password\n\
-         UsePAM no\n\
+         UsePAM {pam}\n\
          StrictModes no\n\
          PrintMotd no\n\
          Subsystem sftp internal-sftp\n\
