@@ -653,6 +653,14 @@ async fn netns_sandbox_ssh_firewall_lifecycle_and_cleanup() {
             cgroup_has(&cgroups, sshd_now),
             "sshd runs inside the sandbox's cgroup"
         );
+        // And so does what runs over SSH.
+        let inside = String::from_utf8(ssh(&a, "cat /proc/self/cgroup").stdout).unwrap();
+        let group = cgroups[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(inside.contains(&format!("prov-local/{group}")), "{inside}");
     } else {
         println!(
             "NOTE: cgroup limits not enforced here: {}",
