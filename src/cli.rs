@@ -182,6 +182,16 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Live servers: list what the providers report, show, start, stop, reboot, ssh.
+    Server {
+        #[command(subcommand)]
+        command: ServerCommand,
+    },
+    /// Ask a provider: info, plans, zones, pricing, connection test.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Inspect and edit the simulated world of the `sim` provider (tests and drift demos only).
     Sim {
         #[command(subcommand)]
@@ -241,6 +251,104 @@ pub enum StateCommand {
         json: bool,
         #[command(flatten)]
         lock: LockArgs,
+    },
+}
+
+/// Where a live-object command runs: the workspace and how long to wait for the state lock.
+#[derive(Args, Clone, Default)]
+pub struct LiveArgs {
+    /// Workspace directory (default: current directory).
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// One JSON document on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Subcommand)]
+pub enum ServerCommand {
+    /// Servers every configured provider reports, marked managed (in the state) or not.
+    List {
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// What the provider reports about a managed server (NAME or server.NAME).
+    Info {
+        name: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Start a managed server (the state is not changed).
+    Start {
+        name: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Stop a managed server (the state is not changed; drift and plan see it stopped).
+    Stop {
+        name: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Reboot a managed server.
+    Reboot {
+        name: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Open an SSH session (or run CMD) on a managed server with the system `ssh`.
+    Ssh {
+        name: String,
+        /// `ssh` ConnectTimeout in seconds.
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        connect_timeout: u32,
+        /// Print the ssh command line instead of running it.
+        #[arg(long)]
+        print: bool,
+        /// Workspace directory (default: current directory).
+        #[arg(long = "dir", value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        lock: LockArgs,
+        /// Command to run remotely (after `--`).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProviderCommand {
+    /// Name, version, supported operations, OS and regions.
+    Info {
+        provider: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Server plans (sizes) the provider offers.
+    Plans {
+        provider: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Zones the provider offers.
+    Zones {
+        provider: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Prices per plan.
+    Pricing {
+        provider: String,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Check that the provider answers with the workspace's settings (exit 1 when it does not).
+    Test {
+        provider: String,
+        #[command(flatten)]
+        live: LiveArgs,
     },
 }
 

@@ -8,6 +8,7 @@ pub mod events;
 pub mod extension;
 pub mod fsutil;
 pub mod graph;
+pub mod live;
 pub mod load;
 pub mod model;
 pub mod ops;

@@ -4,6 +4,7 @@ mod apply;
 mod drift;
 mod graph;
 mod import;
+mod live;
 mod output;
 mod plan;
 mod refresh;
@@ -101,6 +102,8 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         Command::State { command } => state::run(ctx, command),
         Command::Output { name, json } => output::run(ctx, name.as_deref(), json),
         Command::Sim { command } => sim::run(ctx, command),
+        Command::Server { command } => live::server(ctx, command),
+        Command::Provider { command } => live::provider(ctx, command),
         Command::Drift {
             dir,
             json,

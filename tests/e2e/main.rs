@@ -1,5 +1,9 @@
 //! End-to-end tests over the built `prov` binary: plan/apply/destroy cycles, saved plans, failures, bad input.
 
+#[cfg(feature = "aws")]
+mod aws;
+mod live;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -399,7 +403,11 @@ fn bad_input_unknown_provider_and_taskserv() {
         &[
             "server.web",
             "unknown provider \"azure\"",
-            "known: local, sim",
+            if cfg!(feature = "aws") {
+                "known: aws, local, sim"
+            } else {
+                "known: local, sim"
+            },
             "main.ncl:1:",
         ],
     );
