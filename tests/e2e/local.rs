@@ -219,6 +219,44 @@ fn local_netns_apply_ssh_firewall_drift_destroy() {
         .code(2)
         .has("server.web: stopped outside prov");
 
+    // The live verbs: start brings sshd back; `server ssh` logs in with get-ssh-access (run
+    // here from its --print form, plus options that accept the new host key); stop ends it.
+    ws.prov(&["server", "start", "web"]).ok();
+    ws.prov(&["drift"]).code(0);
+    let printed = ws.prov(&["server", "ssh", "web", "--print"]).ok().stdout;
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(words[0], "ssh", "{printed}");
+    assert!(printed.contains(&format!("root@{web_ip}")), "{printed}");
+    let out = Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"])
+        .args(&words[1..])
+        .args(["echo", "hello-from-web"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello-from-web"),
+        "{printed}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.prov(&["server", "stop", "db"]).ok();
+    ws.prov(&["drift"])
+        .code(2)
+        .has("server.db: stopped outside prov");
+    assert_eq!(
+        connect(db_ip, 22),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    ws.prov(&["server", "reboot", "db"]).ok();
+    assert_eq!(connect(db_ip, 22), Ok(()));
+    ws.prov(&["drift"]).code(0);
+
     // Destroy leaves nothing: namespaces, veths, bridge, NAT table, directories, processes.
     ws.prov(&["destroy", "--auto-approve"]).ok();
     for o in [web, db] {
