@@ -271,11 +271,19 @@ fn local_netns_apply_ssh_firewall_drift_destroy() {
         .output()
         .unwrap();
     assert!(!nat.status.success(), "the NAT table is gone");
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let ws_dir = ws.dir.display().to_string();
+    // No process whose command line names the workspace (sshd's does) is left: read /proc
+    // rather than rely on ps being installed.
+    let ws_dir = ws.dir.canonicalize().unwrap().display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&ws_dir))
+        .collect();
     assert!(
-        !String::from_utf8_lossy(&ps.stdout).contains(&ws_dir),
-        "no process of the workspace's sandboxes is left"
+        left.is_empty(),
+        "processes of the workspace's sandboxes are left: {left:?}"
     );
 }
 
