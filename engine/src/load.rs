@@ -316,6 +316,16 @@ fn load_server(
             config.insert(k.into(), v);
         }
     }
+    let config = Value::Object(config);
+    if let Ok(p) = cx.bound.provider(&provider) {
+        for problem in p.check_server(&config) {
+            cx.err(
+                Some(&addr),
+                &key,
+                format!("{problem} (provider {provider})"),
+            );
+        }
+    }
     let declared_at = cx.at(&key);
     for d in strings(srv.get("depends_on")) {
         cx.explicit.push((addr.clone(), d));
@@ -323,7 +333,7 @@ fn load_server(
     cx.insert(Resource {
         addr: addr.clone(),
         implementation: provider.clone(),
-        config: Value::Object(config),
+        config,
         depends_on: Vec::new(),
         lifecycle: lifecycle(srv),
         declared_at,
