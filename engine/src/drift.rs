@@ -6,7 +6,7 @@ use crate::plan::AttrDiff;
 use crate::registry::Bound;
 use crate::targets;
 use crate::traits::{
-    ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerTarget,
+    ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerStatus, ServerTarget,
     TaskservRequest,
 };
 use prov_state::{ResourceRecord, Snapshot};
@@ -40,7 +40,7 @@ pub enum DriftKind {
     Gone,
     /// Attributes differ: recorded (before) vs real (after).
     Changed(Vec<AttrDiff>),
-    /// A taskserv or component that is installed but not running.
+    /// A server, taskserv or component that exists but is not running.
     Stopped,
     /// Installed at another version than recorded.
     Version {
@@ -192,16 +192,33 @@ async fn observe_one(
                         &Value::Bool(false),
                         &[],
                     );
-                    if diffs.is_empty() {
+                    // A server not running (stopped or broken outside prov) is drift too,
+                    // unless a stop was already accepted into the state (refresh-only).
+                    let recorded_stopped =
+                        rec.outputs.get("status").and_then(Value::as_str) == Some("stopped");
+                    let stopped =
+                        matches!(info.status, ServerStatus::Stopped | ServerStatus::Error)
+                            && !recorded_stopped;
+                    if diffs.is_empty() && !stopped {
                         // Unchanged: nothing to carry (callers only read `refreshed` on drift).
                         (None, Vec::new())
                     } else {
                         let mut new = rec.clone();
-                        if let Value::Object(attrs) = &mut new.attributes {
-                            attrs.extend(real);
-                        }
                         new.outputs = crate::refresh::server_outputs(&info);
-                        (Some(new), one(DriftKind::Changed(diffs)))
+                        let mut d = Vec::new();
+                        if !diffs.is_empty() {
+                            if let Value::Object(attrs) = &mut new.attributes {
+                                attrs.extend(real);
+                            }
+                            d.extend(one(DriftKind::Changed(diffs)));
+                        }
+                        if stopped {
+                            if let Value::Object(o) = &mut new.outputs {
+                                o.insert("status".into(), json!("stopped"));
+                            }
+                            d.extend(one(DriftKind::Stopped));
+                        }
+                        (Some(new), d)
                     }
                 }
             }

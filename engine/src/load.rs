@@ -304,8 +304,26 @@ fn load_server(
         "storage",
         "network",
     ] {
-        if let Some(v) = srv.get(k).or_else(|| defaults.get(k)) {
-            config.insert(k.into(), v.clone());
+        // The server's own value, else the provider's default, else ServerCommon's default
+        // (the Server contract leaves these unset so the provider's defaults can apply).
+        let builtin = match k {
+            "os" => Some(Value::String("ubuntu-22.04".into())),
+            "ssh_keys" | "firewall_rules" => Some(Value::Array(Vec::new())),
+            "tags" => Some(Value::Object(Map::new())),
+            _ => None,
+        };
+        if let Some(v) = srv.get(k).or_else(|| defaults.get(k)).cloned().or(builtin) {
+            config.insert(k.into(), v);
+        }
+    }
+    let config = Value::Object(config);
+    if let Ok(p) = cx.bound.provider(&provider) {
+        for problem in p.check_server(&config) {
+            cx.err(
+                Some(&addr),
+                &key,
+                format!("{problem} (provider {provider})"),
+            );
         }
     }
     let declared_at = cx.at(&key);
@@ -315,7 +333,7 @@ fn load_server(
     cx.insert(Resource {
         addr: addr.clone(),
         implementation: provider.clone(),
-        config: Value::Object(config),
+        config,
         depends_on: Vec::new(),
         lifecycle: lifecycle(srv),
         declared_at,

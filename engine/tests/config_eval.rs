@@ -90,7 +90,8 @@ fn valid_workspace_evaluates_to_expected_json_with_defaults() {
     );
     // Defaults are filled in.
     assert_eq!(v["backend"], json!({ "type": "sled" }));
-    assert_eq!(v["servers"]["web-02"]["os"], "ubuntu-22.04");
+    // (os is filled at load time, after providers.<p>.defaults; see the provider_defaults snapshot.)
+    assert_eq!(v["servers"]["web-02"]["os"], Value::Null);
     assert_eq!(
         v["servers"]["web-02"]["storage"],
         json!({ "size": 40, "encrypted": true })
@@ -187,9 +188,10 @@ fn unannotated_workspace_still_gets_defaults() {
     assert_eq!(v["outputs"], json!({}));
     let server = &v["servers"]["web-01"];
     assert_eq!(server["provider"], "sim");
-    assert_eq!(server["os"], "ubuntu-22.04");
-    assert_eq!(server["ssh_keys"], json!([]));
-    assert_eq!(server["firewall_rules"], json!([]));
+    // os/ssh_keys/firewall_rules stay unset so provider defaults can fill them at load time.
+    assert_eq!(server["os"], Value::Null);
+    assert_eq!(server["ssh_keys"], Value::Null);
+    assert_eq!(server["firewall_rules"], Value::Null);
     assert_eq!(server["depends_on"], json!([]));
     assert_eq!(
         server["taskservs"]["containerd"]["depends_on"],
@@ -245,7 +247,7 @@ fn positions_are_best_effort() {
 }"#,
     )
     .unwrap();
-    assert_eq!(evaluated.value["servers"]["gen-b"]["os"], "ubuntu-22.04");
+    assert_eq!(evaluated.value["servers"]["gen-b"]["provider"], "sim");
     // Names computed at evaluation time have no source position.
     assert_eq!(
         evaluated.positions.into_iter().collect::<Vec<_>>(),
@@ -317,7 +319,7 @@ fn relative_import_of_a_helper_file() {
     assert_eq!(v["servers"]["web-01"]["hostname"], "web-01.example.org");
     assert_eq!(v["servers"]["web-02"]["hostname"], "web-02.example.org");
     assert_eq!(v["servers"]["web-02"]["tags"], json!({ "role": "backup" }));
-    assert_eq!(v["servers"]["web-01"]["tags"], json!({}));
+    assert_eq!(v["servers"]["web-01"]["tags"], Value::Null);
     assert_eq!(
         v["servers"]["web-01"]["firewall_rules"],
         json!([{ "direction": "ingress", "protocol": "tcp", "port": "22", "action": "allow" }])

@@ -1,11 +1,12 @@
 //! prov's providers: implementations of the engine's `Provider` trait — `sim` (simulated cloud),
-//! `aws` (EC2 through the AWS SDK, cargo feature `aws`), `upcloud` (UpCloud REST API 1.3) and
-//! `exec` (extension directories naming an executable that speaks JSON on stdin/stdout, in any
-//! language).
+//! `local` (sandboxes on this machine: namespaces, sshd, nftables as root), `aws` (EC2 through
+//! the AWS SDK, cargo feature `aws`), `upcloud` (UpCloud REST API 1.3) and `exec` (extension
+//! directories naming an executable that speaks JSON on stdin/stdout, in any language).
 
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod exec;
+pub mod local;
 pub mod retry;
 pub mod sim;
 pub mod upcloud;
@@ -14,10 +15,11 @@ use prov_engine::extension::ExtensionError;
 use prov_engine::registry::Registry;
 use std::path::PathBuf;
 
-/// Registers every built-in provider of this crate under its name (`sim`, `upcloud`, and `aws`
-/// when built with the `aws` feature).
+/// Registers every built-in provider of this crate under its name (`sim`, `local`, `upcloud`,
+/// and `aws` when built with the `aws` feature).
 pub fn register_all(reg: &mut Registry) {
     reg.provider("sim", sim::factory());
+    reg.provider("local", local::factory());
     reg.provider("upcloud", upcloud::factory());
     #[cfg(feature = "aws")]
     reg.provider("aws", aws::factory());

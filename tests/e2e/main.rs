@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod exec;
+mod local;
 
 struct Ws {
     _tmp: tempfile::TempDir,
@@ -404,9 +405,9 @@ fn bad_input_unknown_provider_and_taskserv() {
             "server.web",
             "unknown provider \"azure\"",
             if cfg!(feature = "aws") {
-                "known: aws, sim"
+                "known: aws, local, sim"
             } else {
-                "known: sim"
+                "known: local, sim"
             },
             "main.ncl:1:",
         ],

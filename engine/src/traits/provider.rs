@@ -164,6 +164,14 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Problems with one server's configuration (`servers.NAME` after defaults, references not
+    /// yet substituted) that this provider can tell before any call; each message starts with
+    /// the field it is about. Reported when the configuration is loaded (validate, plan, apply).
+    fn check_server(&self, config: &Value) -> Vec<String> {
+        let _ = config;
+        Vec::new()
+    }
+
     async fn info(&self) -> ExtResult<ProviderInfo>;
     async fn validate_config(&self, settings: &Value) -> ExtResult<Validation>;
     async fn test_connection(&self) -> ExtResult<ConnectionTest>;

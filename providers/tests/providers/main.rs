@@ -3,5 +3,6 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod exec;
+mod local;
 mod sim;
 mod upcloud;
