@@ -4,6 +4,7 @@
 mod aws;
 mod live;
 mod taskservs;
+mod taskservs_local;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
