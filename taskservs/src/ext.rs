@@ -149,8 +149,14 @@ prov_apt_install() {
 prov_pkg_version() {
   dpkg-query -W -f='${Version}' "$1" 2>/dev/null | sed -e 's/^[0-9]*://' -e 's/-[^-]*$//' -e 's/[+~].*$//'
 }
-# prov_pid_alive PIDFILE: the process in PIDFILE is running.
-prov_pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# prov_pid_alive PIDFILE: the process in PIDFILE is running (a zombie left to an init that
+# does not reap, as in some containers, counts as stopped).
+prov_pid_alive() {
+  [ -s "$1" ] || return 1
+  local p; p="$(cat "$1")"
+  kill -0 "$p" 2>/dev/null || return 1
+  [ "$(sed -e 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)" != "Z" ]
+}
 # prov_stop_pid PIDFILE: stops it (TERM, then KILL after 10s) and removes the file.
 prov_stop_pid() {
   local f="$1" i

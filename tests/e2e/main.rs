@@ -460,24 +460,58 @@ fn too_deep_config_is_an_error_not_an_abort() {
 fn quickstart_example_applies_and_is_idempotent() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("quickstart");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart/main.ncl"),
-        dir.join("main.ncl"),
-    )
-    .unwrap();
+    copy_example(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart")),
+        &dir,
+    );
     prov_in(&dir, &["apply", "--auto-approve"], &[])
         .ok()
-        .has("Apply complete");
+        .has("Apply complete: 6 succeeded")
+        .has("taskserv.web-01.heartbeat: health check passed");
     prov_in(&dir, &["plan", "--detailed-exitcode"], &[])
         .ok()
         .has("No changes.");
-    prov_in(&dir, &["output"], &[])
+    let out = prov_in(&dir, &["output", "--json"], &[]).ok().stdout;
+    let outputs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let motd = std::fs::read_to_string(outputs["web_root"].as_str().unwrap()).unwrap();
+    assert!(motd.starts_with("Web server, this is web-01"), "{motd}");
+    // The heartbeat service really runs in web-01's sandbox.
+    let beat = outputs["heartbeat"].as_str().unwrap();
+    assert!(std::fs::read_to_string(beat).unwrap().contains("db at "));
+    // A settings change is planned as a configure of that one taskserv.
+    let main = std::fs::read_to_string(dir.join("main.ncl")).unwrap();
+    std::fs::write(
+        dir.join("main.ncl"),
+        main.replace("interval = 2,", "interval = 1,"),
+    )
+    .unwrap();
+    prov_in(&dir, &["plan"], &[])
         .ok()
-        .has("web_ip = ")
-        .has("db_address = ");
+        .has("taskserv.web-01.heartbeat (heartbeat) will be configured")
+        .has("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy.");
+    prov_in(&dir, &["apply", "--auto-approve"], &[]).ok();
     prov_in(&dir, &["destroy", "--auto-approve"], &[]).ok();
-    assert_eq!(prov_in(&dir, &["sim", "list"], &[]).ok().stdout, "");
+    let left: Vec<_> = std::fs::read_dir(dir.join(".prov/local"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sandboxes left behind: {left:?}");
+}
+
+/// Copies an example workspace (without its `.prov/`) into `to`.
+fn copy_example(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == ".prov" {
+            continue;
+        }
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_example(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -113,14 +113,25 @@ fn redis_and_etcd_on_a_local_server() {
         .has("taskserv.db.etcd: health check passed")
         .lacks("s3cret-pw");
     let server = record(&ws, "server.db");
-    let ip = server["outputs"]["private_ip"].as_str().unwrap().to_string();
+    let ip = server["outputs"]["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let redis = record(&ws, "taskserv.db.redis");
-    assert!(redis["outputs"]["version"].as_str().unwrap().starts_with('7'), "{redis}");
+    assert!(
+        redis["outputs"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with('7'),
+        "{redis}"
+    );
     assert_eq!(redis["outputs"]["files_hash"].as_str().unwrap().len(), 64);
     assert_eq!(redis["outputs"]["endpoint"], format!("{ip}:6379"));
     assert_eq!(redis_cli(&ip, &["ping"]), "PONG");
     ws.prov(&["output"]).ok().has(&format!("http://{ip}:2379"));
-    ws.prov(&["plan", "--detailed-exitcode"]).ok().has("No changes.");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
     let st = ws.prov(&["taskserv", "status", "--json"]).ok().stdout;
     let st: Value = serde_json::from_str(&st).unwrap();
     for t in st.as_array().unwrap() {
@@ -140,7 +151,10 @@ fn redis_and_etcd_on_a_local_server() {
         format!("maxmemory\n{}", 96 * 1024 * 1024)
     );
     let after = record(&ws, "taskserv.db.redis");
-    assert_ne!(after["outputs"]["files_hash"], redis["outputs"]["files_hash"]);
+    assert_ne!(
+        after["outputs"]["files_hash"],
+        redis["outputs"]["files_hash"]
+    );
 
     // Stopped out of band: drift says so.
     let pid = std::fs::read_to_string("/var/lib/prov/redis/redis.pid").unwrap();

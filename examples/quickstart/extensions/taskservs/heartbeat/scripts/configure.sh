@@ -1,0 +1,3 @@
+# The new heartbeat.conf is in place: restart with it.
+hb_start
+prov_log "heartbeat started (pid $(cat "$PIDFILE"))"

@@ -1,0 +1,2 @@
+hb_start
+prov_log "heartbeat started (pid $(cat "$PIDFILE"))"

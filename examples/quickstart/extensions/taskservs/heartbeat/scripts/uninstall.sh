@@ -1,0 +1,2 @@
+prov_stop_pid "$PIDFILE" || true
+rm -rf "$PROV_STATE_DIR" "$PROV_CONF_DIR"

@@ -1,0 +1,1 @@
+rm -f "$PROV_ROOT/etc/motd"
