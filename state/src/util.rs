@@ -83,6 +83,31 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> Result<(), StateError> {
         })
 }
 
+/// Gives every object and array in `v` exactly the capacity it holds. A parsed JSON object
+/// keeps the room its table grew to (a 9-key object has room for 14 entries of ~112 bytes);
+/// for values kept by the thousand (records in a snapshot, a large configuration) that slack
+/// is a tenth of their memory.
+pub fn compact_json(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            let mut m = std::mem::take(o);
+            for x in m.values_mut() {
+                compact_json(x);
+            }
+            // Collecting sizes the map from the exact length.
+            *o = m.into_iter().collect();
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                compact_json(x);
+            }
+            a.shrink_to_fit();
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +119,14 @@ mod tests {
         assert_eq!(format_utc(1_709_251_199), "2024-02-29 23:59:59 UTC");
         assert_eq!(format_utc(1_795_615_387), "2026-11-25 14:03:07 UTC");
         assert_eq!(format_utc(4_102_444_800), "2100-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn compact_json_keeps_values_and_order() {
+        let text = r#"{"z":1,"a":{"k9":[1,2,{"b":2,"a":1}],"k1":"x"},"m":[]}"#;
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        compact_json(&mut v);
+        assert_eq!(serde_json::to_string(&v).unwrap(), text);
     }
 
     #[test]
