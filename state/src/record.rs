@@ -269,7 +269,10 @@ struct RecordWithoutConfig {
     // Required like ResourceRecord's: a record without one is damaged either way.
     #[allow(dead_code)]
     config: serde::de::IgnoredAny,
+    // Kept by the thousand for a whole plan: without the parser's slack.
+    #[serde(deserialize_with = "crate::util::compact_value")]
     attributes: Value,
+    #[serde(deserialize_with = "crate::util::compact_value")]
     outputs: Value,
     dependencies: Vec<String>,
     updated_at: u64,
@@ -284,10 +287,7 @@ pub(crate) fn decode_without_config(
 ) -> Result<ResourceRecord, StateError> {
     if let Ok(env) = serde_json::from_slice::<EnvelopeIn<RecordWithoutConfig>>(raw) {
         if env.format_version == RECORD_FORMAT_VERSION {
-            let mut r = env.record;
-            // Kept by the thousand for a whole plan: without the parser's slack.
-            crate::util::compact_json(&mut r.attributes);
-            crate::util::compact_json(&mut r.outputs);
+            let r = env.record;
             return check_address(
                 backend,
                 address,

@@ -66,6 +66,8 @@ struct BodyOut<'a> {
 
 #[derive(serde::Deserialize)]
 struct BodyIn {
+    // The servers' values end up in the model for the whole run: without the parser's slack.
+    #[serde(deserialize_with = "prov_state::compact_value")]
     value: serde_json::Value,
     positions: BTreeMap<String, String>,
 }
@@ -92,9 +94,7 @@ pub(crate) fn load(workspace: &Path, opts: &EvalOptions) -> Option<Hit> {
     {
         return None;
     }
-    let mut body: BodyIn = serde_json::from_slice(lines.next()?).ok()?;
-    // The servers' values end up in the model for the whole run: without the parser's slack.
-    prov_state::compact_json(&mut body.value);
+    let body: BodyIn = serde_json::from_slice(lines.next()?).ok()?;
     Some(Hit {
         value: body.value,
         positions: body.positions,
