@@ -89,7 +89,6 @@ fn leftover_temp_files(dir: &Path) -> Vec<String> {
 /// Re-runs this test binary as a child process executing `child_process_entry` in `mode`.
 fn spawn_child(mode: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    // The full name: this file is the `sim` module of the `providers` test binary.
     cmd.args([
         "sim::child_process_entry",
         "--exact",
