@@ -147,6 +147,152 @@ fn cluster_req(
     targets::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
 }
 
+/// Whether the recorded attributes already say what the provider reports: the common case,
+/// decided without building the observed attributes. `false` only means "diff them".
+fn unchanged(recorded: &Value, info: &ServerInfo) -> bool {
+    let Some(r) = recorded.as_object() else {
+        return false;
+    };
+    let same = |k: &str, v: &str| r.get(k).and_then(Value::as_str) == Some(v);
+    if !(same("hostname", &info.hostname)
+        && same("plan", &info.plan)
+        && same("zone", &info.zone)
+        && same("os", &info.os))
+    {
+        return false;
+    }
+    let Some(Value::Object(tags)) = r.get("tags") else {
+        return false;
+    };
+    let real = info.tags.iter().filter(|(k, _)| !k.starts_with("prov:"));
+    if tags.len() != real.clone().count()
+        || !real
+            .into_iter()
+            .all(|(k, v)| tags.get(k).and_then(Value::as_str) == Some(v.as_str()))
+    {
+        return false;
+    }
+    match r.get("firewall_rules") {
+        Some(Value::Array(a)) if a.is_empty() => info.firewall_rules.is_empty(),
+        Some(v) => serde_json::to_value(&info.firewall_rules).is_ok_and(|x| &x == v),
+        None => false,
+    }
+}
+
+/// What one get-server-info answer says about a server's record.
+fn server_observation(
+    rec: &ResourceRecord,
+    address: &str,
+    r: Result<Option<ServerInfo>, QueryError>,
+) -> (Option<ResourceRecord>, Vec<Drift>) {
+    let one = |kind| {
+        vec![Drift {
+            address: address.to_string(),
+            kind,
+        }]
+    };
+    match r {
+        Err(e) => (Some(rec.clone()), one(DriftKind::Error(e.message))),
+        Ok(None) => (None, one(DriftKind::Gone)),
+        Ok(Some(info)) => {
+            // A server not running (stopped or broken outside prov) is drift too, unless a stop
+            // was already accepted into the state (refresh-only).
+            let recorded_stopped =
+                rec.outputs.get("status").and_then(Value::as_str) == Some("stopped");
+            let stopped = matches!(info.status, ServerStatus::Stopped | ServerStatus::Error)
+                && !recorded_stopped;
+            // Unchanged: nothing to carry (callers only read `refreshed` on drift).
+            if !stopped && unchanged(&rec.attributes, &info) {
+                return (None, Vec::new());
+            }
+            let real = observed_server_attrs(&info);
+            let recorded = only(&rec.attributes, OBSERVED_SERVER_ATTRS);
+            let diffs = diff(
+                &recorded,
+                &Value::Object(real.clone()),
+                &Value::Bool(false),
+                &[],
+            );
+            if diffs.is_empty() && !stopped {
+                return (None, Vec::new());
+            }
+            let mut new = rec.clone();
+            new.outputs = crate::refresh::server_outputs(&info);
+            let mut d = Vec::new();
+            if !diffs.is_empty() {
+                if let Value::Object(attrs) = &mut new.attributes {
+                    attrs.extend(real);
+                }
+                d.extend(one(DriftKind::Changed(diffs)));
+            }
+            if stopped {
+                if let Value::Object(o) = &mut new.outputs {
+                    o.insert("status".into(), json!("stopped"));
+                }
+                d.extend(one(DriftKind::Stopped));
+            }
+            (Some(new), d)
+        }
+    }
+}
+
+/// Reads a batch of servers from a provider that answers many per call (`read_batch` > 1):
+/// one call, one time limit, one observation per record.
+async fn observe_servers(
+    batch: Vec<(Address, String)>,
+    p: Arc<dyn crate::traits::Provider>,
+    snap: Arc<Snapshot>,
+    t: Duration,
+) -> Vec<Observation> {
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|(_, k)| snap.resources[k].provider_id.clone().unwrap_or_default())
+        .collect();
+    let failed = |message: String| -> Vec<Result<Option<ServerInfo>, QueryError>> {
+        ids.iter()
+            .map(|_| {
+                Err(QueryError {
+                    kind: None,
+                    message: message.clone(),
+                })
+            })
+            .collect()
+    };
+    let answers = match tokio::time::timeout(t, p.get_servers_info(&ids)).await {
+        Ok(v) if v.len() == ids.len() => v
+            .into_iter()
+            .map(|r| {
+                r.map_err(|e| QueryError {
+                    kind: Some(e.kind),
+                    message: e.to_string(),
+                })
+            })
+            .collect(),
+        Ok(v) => failed(format!(
+            "provider {:?}: get-servers-info answered {} of {} servers",
+            p.name(),
+            v.len(),
+            ids.len()
+        )),
+        Err(_) => failed(format!(
+            "get-server-info: no answer within {}s",
+            t.as_secs_f64()
+        )),
+    };
+    batch
+        .into_iter()
+        .zip(answers)
+        .map(|((address, key), r)| {
+            let (refreshed, drift) = server_observation(&snap.resources[&key], &key, r);
+            Observation {
+                address,
+                refreshed,
+                drift,
+            }
+        })
+        .collect()
+}
+
 /// Observes one record.
 async fn observe_one(
     addr: Address,
@@ -180,48 +326,7 @@ async fn observe_one(
                     message: e.to_string(),
                 }),
             };
-            match r {
-                Err(e) => (Some(rec.clone()), one(DriftKind::Error(e.message))),
-                Ok(None) => (None, one(DriftKind::Gone)),
-                Ok(Some(info)) => {
-                    let real = observed_server_attrs(&info);
-                    let recorded = only(&rec.attributes, OBSERVED_SERVER_ATTRS);
-                    let diffs = diff(
-                        &recorded,
-                        &Value::Object(real.clone()),
-                        &Value::Bool(false),
-                        &[],
-                    );
-                    // A server not running (stopped or broken outside prov) is drift too,
-                    // unless a stop was already accepted into the state (refresh-only).
-                    let recorded_stopped =
-                        rec.outputs.get("status").and_then(Value::as_str) == Some("stopped");
-                    let stopped =
-                        matches!(info.status, ServerStatus::Stopped | ServerStatus::Error)
-                            && !recorded_stopped;
-                    if diffs.is_empty() && !stopped {
-                        // Unchanged: nothing to carry (callers only read `refreshed` on drift).
-                        (None, Vec::new())
-                    } else {
-                        let mut new = rec.clone();
-                        new.outputs = crate::refresh::server_outputs(&info);
-                        let mut d = Vec::new();
-                        if !diffs.is_empty() {
-                            if let Value::Object(attrs) = &mut new.attributes {
-                                attrs.extend(real);
-                            }
-                            d.extend(one(DriftKind::Changed(diffs)));
-                        }
-                        if stopped {
-                            if let Value::Object(o) = &mut new.outputs {
-                                o.insert("status".into(), json!("stopped"));
-                            }
-                            d.extend(one(DriftKind::Stopped));
-                        }
-                        (Some(new), d)
-                    }
-                }
-            }
+            server_observation(rec, &a, r)
         }
         Address::Taskserv(..) => {
             let server = addr.parent().expect("taskserv has a server");
@@ -394,11 +499,25 @@ pub async fn observe(
 ) -> Vec<Observation> {
     let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for k in snap.resources.keys() {
+    // Servers of providers that answer many per call, by provider, in address order.
+    let mut batched: std::collections::BTreeMap<&str, Vec<(Address, String)>> =
+        std::collections::BTreeMap::new();
+    for (k, rec) in &snap.resources {
         let Ok(addr) = k.parse::<Address>() else {
             continue;
         };
         if only.is_some_and(|o| !o.contains(&addr)) {
+            continue;
+        }
+        if matches!(addr, Address::Server(_))
+            && bound
+                .provider(&rec.implementation)
+                .is_ok_and(|p| p.read_batch() > 1)
+        {
+            batched
+                .entry(rec.implementation.as_str())
+                .or_default()
+                .push((addr, k.clone()));
             continue;
         }
         let (sem, snap, bound, key, t) = (
@@ -410,13 +529,28 @@ pub async fn observe(
         );
         set.spawn(async move {
             let _p = sem.acquire_owned().await.expect("semaphore open");
-            observe_one(addr, key, snap, bound, t).await
+            vec![observe_one(addr, key, snap, bound, t).await]
         });
     }
-    let mut out = Vec::new();
+    for (implementation, servers) in batched {
+        let p = bound
+            .provider(implementation)
+            .expect("checked while grouping");
+        let size = p.read_batch();
+        let mut servers = servers.into_iter().peekable();
+        while servers.peek().is_some() {
+            let batch: Vec<(Address, String)> = servers.by_ref().take(size).collect();
+            let (sem, snap, p, t) = (sem.clone(), snap.clone(), p.clone(), opts.timeout);
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await.expect("semaphore open");
+                observe_servers(batch, p, snap, t).await
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(snap.resources.len());
     while let Some(r) = set.join_next().await {
         if let Ok(o) = r {
-            out.push(o);
+            out.extend(o);
         }
     }
     out.sort_by(|a, b| a.address.cmp(&b.address));

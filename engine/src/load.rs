@@ -4,6 +4,7 @@ use crate::error::Diagnostic;
 use crate::model::{Address, Lifecycle, Name, Resource};
 use crate::refs::{find_refs, RefPath};
 use crate::registry::Bound;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,13 +59,19 @@ fn obj(v: &Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
+/// The object at `v`, borrowed (empty when absent or not an object): walking the configuration
+/// copies nothing but what the model keeps.
+fn entries(v: Option<&Value>) -> impl Iterator<Item = (&String, &Value)> {
+    v.and_then(Value::as_object).into_iter().flatten()
+}
+
 fn str_field<'v>(v: &'v Value, k: &str) -> Option<&'v str> {
     v.get(k).and_then(Value::as_str)
 }
 
 fn lifecycle(v: &Value) -> Lifecycle {
     v.get("lifecycle")
-        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .and_then(|l| Lifecycle::deserialize(l).ok())
         .unwrap_or_default()
 }
 
@@ -84,6 +91,18 @@ pub fn build_model(
     positions: &BTreeMap<String, String>,
     bound: &Bound,
 ) -> Result<Model, Vec<Diagnostic>> {
+    build_model_from(&mut config.clone(), positions, bound)
+}
+
+/// [`build_model`] for a caller done with the configuration's servers: their attributes move
+/// into the model instead of being copied, and `config.servers` is left null.
+pub fn build_model_from(
+    config: &mut Value,
+    positions: &BTreeMap<String, String>,
+    bound: &Bound,
+) -> Result<Model, Vec<Diagnostic>> {
+    let mut servers = config.get_mut("servers").map(Value::take);
+    let config = &*config;
     let mut cx = Ctx {
         positions,
         bound,
@@ -94,23 +113,28 @@ pub fn build_model(
     let providers = obj(config.get("providers").unwrap_or(&Value::Null));
     let mut server_provider: BTreeMap<Name, String> = BTreeMap::new();
 
-    for (sname, srv) in obj(config.get("servers").unwrap_or(&Value::Null)) {
+    let no_servers = &mut Map::new();
+    let servers = servers
+        .as_mut()
+        .and_then(Value::as_object_mut)
+        .unwrap_or(no_servers);
+    for (sname, srv) in servers.iter_mut() {
         let key = format!("servers.{sname}");
-        let name = match Name::new(&sname) {
+        let name = match Name::new(sname) {
             Ok(n) => n,
             Err(e) => {
                 cx.err(None, &key, format!("servers.{sname}: {e}"));
                 continue;
             }
         };
-        if let Some(srv_addr) = load_server(&mut cx, &name, &srv, &providers) {
+        if let Some(srv_addr) = load_server(&mut cx, &name, srv, &providers) {
             server_provider.insert(name.clone(), srv_addr);
         }
     }
-    for (cname, cl) in obj(config.get("clusters").unwrap_or(&Value::Null)) {
+    for (cname, cl) in entries(config.get("clusters")) {
         let key = format!("clusters.{cname}");
-        match Name::new(&cname) {
-            Ok(n) => load_cluster(&mut cx, &n, &cl, &server_provider),
+        match Name::new(cname) {
+            Ok(n) => load_cluster(&mut cx, &n, cl, &server_provider),
             Err(e) => cx.err(None, &key, format!("clusters.{cname}: {e}")),
         }
     }
@@ -255,7 +279,7 @@ pub fn resolve_ref(
 fn load_server(
     cx: &mut Ctx,
     name: &Name,
-    srv: &Value,
+    srv: &mut Value,
     providers: &Map<String, Value>,
 ) -> Option<String> {
     let addr = Address::Server(name.clone());
@@ -275,19 +299,24 @@ fn load_server(
     let defaults = providers
         .get(&provider)
         .and_then(|p| p.get("defaults"))
-        .cloned()
-        .unwrap_or(Value::Null);
+        .unwrap_or(&Value::Null);
     let mut config = Map::new();
     config.insert(
         "hostname".into(),
-        srv.get("hostname")
-            .cloned()
+        srv.get_mut("hostname")
+            .map(Value::take)
             .unwrap_or_else(|| Value::String(name.to_string())),
     );
+    // The server's own values move into the model; provider defaults are copied.
+    let mut take = |k: &str| {
+        srv.get_mut(k)
+            .map(Value::take)
+            .or_else(|| defaults.get(k).cloned())
+    };
     for k in ["plan", "zone"] {
-        match srv.get(k).or_else(|| defaults.get(k)) {
+        match take(k) {
             Some(v) => {
-                config.insert(k.into(), v.clone());
+                config.insert(k.into(), v);
             }
             None => cx.err(
                 Some(&addr),
@@ -312,7 +341,7 @@ fn load_server(
             "tags" => Some(Value::Object(Map::new())),
             _ => None,
         };
-        if let Some(v) = srv.get(k).or_else(|| defaults.get(k)).cloned().or(builtin) {
+        if let Some(v) = take(k).or(builtin) {
             config.insert(k.into(), v);
         }
     }
@@ -340,13 +369,17 @@ fn load_server(
         sensitive: strings(srv.get("sensitive")),
     });
 
-    let taskservs = obj(srv.get("taskservs").unwrap_or(&Value::Null));
+    let no_taskservs = Map::new();
+    let taskservs = srv
+        .get("taskservs")
+        .and_then(Value::as_object)
+        .unwrap_or(&no_taskservs);
     let default_ts = cx
         .bound
         .provider(&provider)
         .ok()
         .and_then(|p| p.default_taskserv().map(str::to_string));
-    for (tname, ts) in &taskservs {
+    for (tname, ts) in taskservs {
         let tkey = format!("{key}.taskservs.{tname}");
         let Ok(tn) = Name::new(tname) else {
             cx.err(

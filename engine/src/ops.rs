@@ -6,13 +6,12 @@ use crate::drift;
 use crate::error::{Diagnostic, EngineError};
 use crate::events::EventSink;
 use crate::graph::Graph;
-use crate::load::{build_model, Model};
-use crate::plan::make::{make_plan, PlanOptions};
+use crate::load::{build_model_from, Model};
+use crate::plan::make::{make_plan_from, PlanOptions};
 use crate::plan::Plan;
 use crate::refresh;
 use crate::registry::{Bound, Registry};
 use prov_state::{StateRead, StateStore};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,6 +34,7 @@ impl Workspace {
 /// An evaluated, validated workspace ready to plan.
 pub struct Loaded {
     pub workspace: Workspace,
+    /// The evaluation; its `value.servers` is null, moved into `model` (`hash` still covers it).
     pub evaluated: Evaluated,
     pub model: Model,
     pub graph: Graph,
@@ -43,21 +43,13 @@ pub struct Loaded {
     pub config_hash: String,
 }
 
-fn hash_json(v: &serde_json::Value) -> String {
-    let bytes = serde_json::to_vec(v).expect("JSON serialises");
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Evaluates the configuration and builds the model and graph; every problem found is reported.
 pub fn load(
     ws: &Workspace,
     registry: &Registry,
     eval: &EvalOptions,
 ) -> Result<Loaded, EngineError> {
-    let evaluated = config::evaluate(&ws.dir, eval)?;
+    let mut evaluated = config::evaluate(&ws.dir, eval)?;
     let providers = evaluated
         .value
         .get("providers")
@@ -65,10 +57,11 @@ pub fn load(
         .cloned()
         .unwrap_or_default();
     let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
-    let model = build_model(&evaluated.value, &evaluated.positions, &bound)
+    // The servers' attributes move into the model (nothing reads them from the value later).
+    let model = build_model_from(&mut evaluated.value, &evaluated.positions, &bound)
         .map_err(EngineError::Invalid)?;
     let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
-    let config_hash = hash_json(&evaluated.value);
+    let config_hash = evaluated.hash.clone();
     Ok(Loaded {
         workspace: ws.clone(),
         evaluated,
@@ -132,7 +125,9 @@ pub async fn plan(
 ) -> Result<Plan, EngineError> {
     // Taskserv settings are checked against their schemas before anything is planned.
     crate::taskserv_ops::check_settings(loaded).await?;
-    let snap = state.snapshot()?;
+    // Records without their configurations: a plan never reads them (refreshed records, which
+    // apply may write back, get theirs again below).
+    let snap = state.snapshot_without_configs()?;
     let resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = refresh::resolved_view(snap, &resolutions);
     let mut found = Vec::new();
@@ -162,13 +157,20 @@ pub async fn plan(
             .filter(|o| !o.drift.is_empty())
             .map(|o| (o.address.clone(), o.refreshed.clone()))
             .collect();
+        for (a, r) in &mut refreshed {
+            if let Some(r) = r.as_mut().filter(|r| r.config.is_null()) {
+                if let Some(full) = state.record(&a.to_string())? {
+                    r.config = full.config;
+                }
+            }
+        }
         found = drift::collect(&obs, Vec::new());
         view = drift::refreshed_view(unshared, &obs);
     }
-    let mut plan = make_plan(
+    let mut plan = make_plan_from(
         &loaded.model,
         &loaded.graph,
-        &view,
+        view,
         &loaded.bound,
         opts,
         &loaded.config_hash,

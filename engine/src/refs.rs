@@ -62,27 +62,39 @@ pub fn parse_template(s: &str) -> Result<Vec<Segment>, String> {
 /// Every reference anywhere in a JSON value (strings in objects and arrays, at any depth).
 /// `path` names where each was found, e.g. `tags.peer`.
 pub fn find_refs(v: &Value, path: &str, out: &mut Vec<(String, RefPath)>) -> Result<(), String> {
+    let mut buf = path.to_string();
+    refs_at(v, &mut buf, out)
+}
+
+/// [`find_refs`] with one path buffer, extended and cut back while walking: a path string is
+/// only made for a reference found (most values hold none).
+fn refs_at(v: &Value, path: &mut String, out: &mut Vec<(String, RefPath)>) -> Result<(), String> {
     match v {
         Value::String(s) if s.contains("${") => {
             for seg in parse_template(s).map_err(|e| format!("{path}: {e}"))? {
                 if let Segment::Ref(r) = seg {
-                    out.push((path.to_string(), r));
+                    out.push((path.clone(), r));
                 }
             }
         }
         Value::Array(a) => {
+            let len = path.len();
             for (i, x) in a.iter().enumerate() {
-                find_refs(x, &format!("{path}[{i}]"), out)?;
+                use std::fmt::Write;
+                let _ = write!(path, "[{i}]");
+                refs_at(x, path, out)?;
+                path.truncate(len);
             }
         }
         Value::Object(o) => {
+            let len = path.len();
             for (k, x) in o {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                find_refs(x, &p, out)?;
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
+                refs_at(x, path, out)?;
+                path.truncate(len);
             }
         }
         _ => {}
@@ -197,6 +209,57 @@ pub fn substitute(
     }
 }
 
+/// Whether `substitute(v, lookup)` would give exactly `expected`, fully known, without building
+/// the substituted value (a plan's common case: an unchanged resource). Errors are reported as
+/// `false`: the caller substitutes for real and gets them there.
+pub fn substitutes_to(
+    v: &Value,
+    expected: &Value,
+    lookup: &mut dyn FnMut(&RefPath) -> Result<Resolved, String>,
+) -> bool {
+    match v {
+        Value::String(s) if s.contains('$') => {
+            let Ok(segs) = parse_template(s) else {
+                return false;
+            };
+            if let [Segment::Ref(r)] = segs.as_slice() {
+                return matches!(lookup(r), Ok(Resolved::Known(x)) if &x == expected);
+            }
+            let Value::String(want) = expected else {
+                return false;
+            };
+            let mut text = String::with_capacity(want.len());
+            for seg in segs {
+                match seg {
+                    Segment::Lit(l) => text.push_str(&l),
+                    Segment::Ref(r) => match lookup(&r) {
+                        Ok(Resolved::Known(Value::String(x))) => text.push_str(&x),
+                        Ok(Resolved::Known(x)) => text.push_str(&x.to_string()),
+                        _ => return false,
+                    },
+                }
+            }
+            &text == want
+        }
+        Value::Array(a) => match expected {
+            Value::Array(e) => {
+                a.len() == e.len() && a.iter().zip(e).all(|(x, y)| substitutes_to(x, y, lookup))
+            }
+            _ => false,
+        },
+        Value::Object(o) => match expected {
+            // Same size and every key of `v` present: the same keys.
+            Value::Object(e) => {
+                o.len() == e.len()
+                    && o.iter()
+                        .all(|(k, x)| e.get(k).is_some_and(|y| substitutes_to(x, y, lookup)))
+            }
+            _ => false,
+        },
+        other => other == expected,
+    }
+}
+
 /// Looks up a dotted attribute path (`tags.env`, `ips.0`) in a JSON value.
 pub fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = v;
@@ -236,6 +299,30 @@ mod tests {
             parse_template("cost: $5").unwrap(),
             vec![Segment::Lit("cost: $5".into())]
         );
+    }
+
+    #[test]
+    fn substitutes_to_agrees_with_substitute() {
+        let v = json!({"a": "${server.x.port}", "b": "p=${server.x.port}", "c": ["$${x}"], "n": 1});
+        let mut known = |_: &RefPath| Ok(Resolved::Known(json!(80)));
+        let want = substitute(&v, &mut known).unwrap().value;
+        assert!(substitutes_to(&v, &want, &mut known));
+        for other in [
+            json!({"a": 80, "b": "p=80", "c": ["${x}"]}),
+            json!({"a": 80, "b": "p=80", "c": ["${x}"], "n": 2}),
+            json!({"a": 80, "b": "p=81", "c": ["${x}"], "n": 1}),
+            json!({"a": 80, "b": "p=80", "c": ["${x}"], "n": 1, "extra": 0}),
+        ] {
+            assert!(!substitutes_to(&v, &other, &mut known), "{other}");
+        }
+        // Unknown references and errors never match: the caller substitutes for real.
+        assert!(!substitutes_to(&v, &want, &mut |_| Ok(Resolved::Unknown)));
+        assert!(!substitutes_to(&v, &want, &mut |_| Err("no".into())));
+        assert!(!substitutes_to(
+            &json!("${bad"),
+            &json!("${bad"),
+            &mut known
+        ));
     }
 
     #[test]

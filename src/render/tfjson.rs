@@ -29,8 +29,8 @@ pub fn plan(p: &Plan) -> Value {
                 "change": {
                     "actions": c.action.terraform_actions(),
                     "before": c.before.clone().unwrap_or(Value::Null),
-                    "after": c.after.clone().unwrap_or(Value::Null),
-                    "after_unknown": if c.after.is_some() { c.after_unknown.clone() } else { json!({}) },
+                    "after": c.after_values().cloned().unwrap_or(Value::Null),
+                    "after_unknown": if c.after_values().is_some() { c.after_unknown.clone() } else { json!({}) },
                     "before_sensitive": marks(&c.sensitive),
                     "after_sensitive": marks(&c.sensitive),
                     "replace_paths": c.diffs.iter().filter(|d| d.forces_replacement).map(|d| vec![d.path.clone()]).collect::<Vec<_>>(),
@@ -61,7 +61,7 @@ pub fn plan(p: &Plan) -> Value {
             json!({
                 "address": rc["address"], "mode": "managed", "type": rc["type"], "name": rc["name"],
                 "provider_name": rc["provider_name"],
-                "values": c.after.clone().or_else(|| c.before.clone()).unwrap_or(Value::Null),
+                "values": c.after_values().or(c.before.as_ref()).cloned().unwrap_or(Value::Null),
                 "sensitive_values": {},
             })
         })

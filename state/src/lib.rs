@@ -32,7 +32,7 @@ pub use memory::MemoryStore;
 pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSION};
 pub use record::{ResourceRecord, RECORD_FORMAT_VERSION};
 pub use sled_store::{lock_path_for, SledStore, STATE_FORMAT_VERSION};
-pub use util::format_utc;
+pub use util::{compact_value, format_utc, Compact};
 
 /// How many earlier versions of one address a state keeps; a commit that adds one more drops
 /// the oldest in the same transaction, so history costs O(1) per change and stays bounded.
@@ -116,6 +116,17 @@ pub struct HistoryEntry {
 pub trait StateRead: Send + Sync {
     /// The full state, consistent at one serial.
     fn snapshot(&self) -> Result<Snapshot, StateError>;
+    /// [`StateRead::snapshot`] with every record's `config` left null: what a plan reads (it
+    /// diffs attributes and resolves outputs). Decoding the configurations is about a third of
+    /// a large snapshot's time and memory. Never write such records back: re-read the ones to
+    /// keep with [`StateRead::record`].
+    fn snapshot_without_configs(&self) -> Result<Snapshot, StateError> {
+        let mut s = self.snapshot()?;
+        for r in s.resources.values_mut() {
+            r.config = Value::Null;
+        }
+        Ok(s)
+    }
     /// Lineage and serial only; cheap.
     fn meta(&self) -> Result<StateMeta, StateError>;
     /// One record, without reading the rest of the state.

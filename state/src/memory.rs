@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::dump::push_serial;
 use crate::record::{
-    decode, decode_all, decode_history, decode_pending, encode_history, envelope, EncodedCommit,
-    REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+    decode, decode_all, decode_history, decode_pending, decode_without_config, encode_history,
+    envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
@@ -74,8 +74,12 @@ impl Default for MemoryStore {
     }
 }
 
-impl StateRead for MemoryStore {
-    fn snapshot(&self) -> Result<Snapshot, StateError> {
+impl MemoryStore {
+    /// A snapshot, every record decoded with `decode_one`.
+    fn read_snapshot(
+        &self,
+        decode_one: fn(&str, &str, &[u8]) -> Result<ResourceRecord, StateError>,
+    ) -> Result<Snapshot, StateError> {
         // Copy under the lock, decode outside it: a consistent view without stalling writers.
         let (meta, outputs, raw, pending) = {
             let inner = self.lock();
@@ -93,13 +97,23 @@ impl StateRead for MemoryStore {
         };
         Ok(Snapshot {
             meta,
-            resources: decode_all(raw, |(a, r)| decode(BACKEND, a, r))?,
+            resources: decode_all(raw, |(a, r)| decode_one(BACKEND, a, r))?,
             outputs,
             pending: pending
                 .iter()
                 .map(|(a, raw)| Ok((a.clone(), decode_pending(BACKEND, a, raw)?)))
                 .collect::<Result<_, StateError>>()?,
         })
+    }
+}
+
+impl StateRead for MemoryStore {
+    fn snapshot(&self) -> Result<Snapshot, StateError> {
+        self.read_snapshot(decode)
+    }
+
+    fn snapshot_without_configs(&self) -> Result<Snapshot, StateError> {
+        self.read_snapshot(decode_without_config)
     }
 
     fn meta(&self) -> Result<StateMeta, StateError> {

@@ -259,6 +259,59 @@ pub(crate) fn decode(
     decode_value(backend, address, env.format_version, env.record)
 }
 
+/// A record as stored, but with its configuration skipped rather than built.
+#[derive(Deserialize)]
+struct RecordWithoutConfig {
+    address: String,
+    kind: String,
+    implementation: String,
+    provider_id: Option<String>,
+    // Required like ResourceRecord's: a record without one is damaged either way.
+    #[allow(dead_code)]
+    config: serde::de::IgnoredAny,
+    // Kept by the thousand for a whole plan: without the parser's slack.
+    #[serde(deserialize_with = "crate::util::compact_value")]
+    attributes: Value,
+    #[serde(deserialize_with = "crate::util::compact_value")]
+    outputs: Value,
+    dependencies: Vec<String>,
+    updated_at: u64,
+    sensitive_paths: Vec<String>,
+}
+
+/// [`decode`] with the record's `config` left null (see `StateRead::snapshot_without_configs`).
+pub(crate) fn decode_without_config(
+    backend: &str,
+    address: &str,
+    raw: &[u8],
+) -> Result<ResourceRecord, StateError> {
+    if let Ok(env) = serde_json::from_slice::<EnvelopeIn<RecordWithoutConfig>>(raw) {
+        if env.format_version == RECORD_FORMAT_VERSION {
+            let r = env.record;
+            return check_address(
+                backend,
+                address,
+                ResourceRecord {
+                    address: r.address,
+                    kind: r.kind,
+                    implementation: r.implementation,
+                    provider_id: r.provider_id,
+                    config: Value::Null,
+                    attributes: r.attributes,
+                    outputs: r.outputs,
+                    dependencies: r.dependencies,
+                    updated_at: r.updated_at,
+                    sensitive_paths: r.sensitive_paths,
+                },
+            );
+        }
+    }
+    // Older formats and damage: the full path upgrades or reports them.
+    let mut r = decode(backend, address, raw)?;
+    r.config = Value::Null;
+    Ok(r)
+}
+
 /// Decodes a record kept as separate version and body (PostgreSQL's two columns), upgrading
 /// older formats.
 pub(crate) fn decode_body(
@@ -448,6 +501,31 @@ mod tests {
         assert_eq!(decode("test", "server.b", &raw).unwrap(), r);
         let body = encode_body(&r).unwrap();
         assert_eq!(decode_body("test", "server.b", 2, &body).unwrap(), r);
+    }
+
+    #[test]
+    fn without_config_is_the_record_minus_its_config() {
+        let r = rec("server.b");
+        let raw = encode(&r).unwrap();
+        let lean = decode_without_config("test", "server.b", &raw).unwrap();
+        assert_eq!(lean.config, Value::Null);
+        assert_eq!(
+            ResourceRecord {
+                config: r.config.clone(),
+                ..lean
+            },
+            r
+        );
+        // Older formats and damage go the full way: upgraded, or reported as corrupt.
+        let mut v1 = serde_json::to_value(&r).unwrap();
+        v1.as_object_mut().unwrap().remove("sensitive_paths");
+        let raw = json!({"format_version": 1, "record": v1}).to_string();
+        let lean = decode_without_config("test", "server.b", raw.as_bytes()).unwrap();
+        assert!(lean.config.is_null() && lean.sensitive_paths.is_empty());
+        assert!(matches!(
+            decode_without_config("test", "server.c", &encode(&r).unwrap()),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 
     #[test]

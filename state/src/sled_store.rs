@@ -38,8 +38,8 @@ use sled::Transactional;
 use crate::dump::push_serial;
 use crate::lock::FileLock;
 use crate::record::{
-    decode, decode_all, decode_history, decode_pending, encode_commit, encode_history, envelope,
-    EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
+    decode, decode_all, decode_history, decode_pending, decode_without_config, encode_commit,
+    encode_history, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
 };
 use crate::util::{create_private_dir_all, now_secs, random_hex};
 use crate::{
@@ -331,8 +331,12 @@ impl fmt::Debug for SledStore {
     }
 }
 
-impl StateRead for SledStore {
-    fn snapshot(&self) -> Result<Snapshot, StateError> {
+impl SledStore {
+    /// A snapshot, every record decoded with `decode_one`.
+    fn read_snapshot(
+        &self,
+        decode_one: fn(&str, &str, &[u8]) -> Result<ResourceRecord, StateError>,
+    ) -> Result<Snapshot, StateError> {
         let Some(db) = &self.db else {
             return Ok(Snapshot::default());
         };
@@ -370,10 +374,20 @@ impl StateRead for SledStore {
         let backend = self.at.backend.as_str();
         Ok(Snapshot {
             meta,
-            resources: decode_all(raw, |(a, r)| decode(backend, a, r))?,
+            resources: decode_all(raw, |(a, r)| decode_one(backend, a, r))?,
             outputs,
             pending,
         })
+    }
+}
+
+impl StateRead for SledStore {
+    fn snapshot(&self) -> Result<Snapshot, StateError> {
+        self.read_snapshot(decode)
+    }
+
+    fn snapshot_without_configs(&self) -> Result<Snapshot, StateError> {
+        self.read_snapshot(decode_without_config)
     }
 
     fn meta(&self) -> Result<StateMeta, StateError> {

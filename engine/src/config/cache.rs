@@ -1,17 +1,29 @@
-//! A content-addressed cache of evaluated configurations: keyed by the bytes of every file the evaluation reads and the prov version.
+//! A content-addressed cache of evaluated configurations: keyed by the bytes of every file the evaluation reads, the limits and the prov version.
+//!
+//! One entry per workspace (`.prov/cache/eval.json`, the last configuration), written atomically:
+//! a first line naming the format, a second line with the key and what it covers (the files
+//! read, the import candidates that were absent, the value's hash), then the value and the
+//! positions. A hit is decided from the first two lines alone, without scanning the sources
+//! again (at 10,000 servers the scan is a 3.6 MB lexing pass) or parsing the value: the same
+//! bytes in the same files, with the same absent candidates, import the same files again.
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::EvalOptions;
+
 /// Bumped when the cached document's shape changes.
-const CACHE_FORMAT: &str = "prov-eval-cache-1";
+const CACHE_FORMAT: &str = "prov-eval-cache-2";
 
 /// The cache key, or None when a file cannot be read (then nothing is cached).
-pub(crate) fn key(files: &[PathBuf]) -> Option<String> {
+pub(crate) fn key(files: &[PathBuf], opts: &EvalOptions) -> Option<String> {
     let mut h = Sha256::new();
     h.update(CACHE_FORMAT);
     h.update(env!("CARGO_PKG_VERSION"));
+    // A hit skips the scan that enforces the limits: they are part of what was checked.
+    h.update((opts.max_depth as u64).to_le_bytes());
+    h.update(opts.max_bytes.to_le_bytes());
     let mut sorted: Vec<&PathBuf> = files.iter().collect();
     sorted.sort();
     for f in sorted {
@@ -20,35 +32,89 @@ pub(crate) fn key(files: &[PathBuf]) -> Option<String> {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
     }
-    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex(&h.finalize()))
+}
+
+/// sha256 of the value's compact JSON: `Loaded::config_hash`, which plans record.
+pub(crate) fn value_hash(value: &serde_json::Value) -> String {
+    let bytes = serde_json::to_vec(value).expect("JSON values serialise");
+    hex(&Sha256::digest(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn dir(workspace: &Path) -> PathBuf {
     workspace.join(".prov").join("cache")
 }
 
+/// The entry's second line.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Entry {
-    format: String,
+struct Meta {
     key: String,
+    files: Vec<PathBuf>,
+    misses: Vec<PathBuf>,
+    hash: String,
+}
+
+#[derive(serde::Serialize)]
+struct BodyOut<'a> {
+    value: &'a serde_json::Value,
+    positions: &'a BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct BodyIn {
+    // The servers' values end up in the model for the whole run: without the parser's slack.
+    #[serde(deserialize_with = "prov_state::compact_value")]
     value: serde_json::Value,
     positions: BTreeMap<String, String>,
 }
 
-pub(crate) fn load(
-    workspace: &Path,
-    key: &str,
-) -> Option<(serde_json::Value, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(dir(workspace).join("eval.json")).ok()?;
-    let e: Entry = serde_json::from_slice(&bytes).ok()?;
-    (e.format == CACHE_FORMAT && e.key == key).then_some((e.value, e.positions))
+/// A cached evaluation that still holds.
+pub(crate) struct Hit {
+    pub value: serde_json::Value,
+    pub positions: BTreeMap<String, String>,
+    pub files: Vec<PathBuf>,
+    pub hash: String,
 }
 
-/// Best effort: a cache that cannot be written only costs the next run an evaluation. One entry
-/// per workspace (the last configuration), written atomically.
+/// The cached evaluation, when every file it read has the same bytes and every import
+/// candidate that was absent still is.
+pub(crate) fn load(workspace: &Path, opts: &EvalOptions) -> Option<Hit> {
+    let bytes = std::fs::read(dir(workspace).join("eval.json")).ok()?;
+    let mut lines = bytes.splitn(3, |b| *b == b'\n');
+    if lines.next()? != CACHE_FORMAT.as_bytes() {
+        return None;
+    }
+    let meta: Meta = serde_json::from_slice(lines.next()?).ok()?;
+    if key(&meta.files, opts).as_deref() != Some(meta.key.as_str())
+        || meta.misses.iter().any(|m| m.is_file())
+    {
+        return None;
+    }
+    let body: BodyIn = serde_json::from_slice(lines.next()?).ok()?;
+    Some(Hit {
+        value: body.value,
+        positions: body.positions,
+        files: meta.files,
+        hash: meta.hash,
+    })
+}
+
+/// What [`store`] records besides the value.
+pub(crate) struct Covered<'a> {
+    pub key: &'a str,
+    pub files: &'a [PathBuf],
+    pub misses: &'a [PathBuf],
+    pub hash: &'a str,
+}
+
+/// Best effort: a cache that cannot be written only costs the next run an evaluation.
 pub(crate) fn store(
     workspace: &Path,
-    key: &str,
+    covered: &Covered,
     value: &serde_json::Value,
     positions: &BTreeMap<String, String>,
 ) {
@@ -56,17 +122,23 @@ pub(crate) fn store(
     if std::fs::create_dir_all(&d).is_err() {
         return;
     }
-    let e = Entry {
-        format: CACHE_FORMAT.into(),
-        key: key.into(),
-        value: value.clone(),
-        positions: positions.clone(),
+    let meta = Meta {
+        key: covered.key.into(),
+        files: covered.files.to_vec(),
+        misses: covered.misses.to_vec(),
+        hash: covered.hash.into(),
     };
-    let Ok(bytes) = serde_json::to_vec(&e) else {
+    let mut out = format!("{CACHE_FORMAT}\n").into_bytes();
+    // Compact JSON never holds a raw newline: the lines split where they were joined.
+    if serde_json::to_writer(&mut out, &meta).is_err() {
         return;
-    };
+    }
+    out.push(b'\n');
+    if serde_json::to_writer(&mut out, &BodyOut { value, positions }).is_err() {
+        return;
+    }
     let tmp = d.join(format!("eval.json.tmp.{}", std::process::id()));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, d.join("eval.json")).is_err() {
+    if std::fs::write(&tmp, out).is_ok() && std::fs::rename(&tmp, d.join("eval.json")).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }

@@ -80,6 +80,9 @@ pub struct Evaluated {
     /// The source files read: `main.ncl` first, then every file reached through a static
     /// `import "..."` (including the schema library under `.prov/lib/`), in discovery order.
     pub files: Vec<PathBuf>,
+    /// sha256 of `value` as compact JSON (kept with the cached value, so a hit does not
+    /// serialise the whole configuration again to hash it).
+    pub hash: String,
 }
 
 /// Why a workspace configuration could not be evaluated.
@@ -125,6 +128,19 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
     library::materialize(&lib_dir)?;
     let contract = lib_dir.join(library::WORKSPACE_CONTRACT);
 
+    // Nickel evaluation dominates a plan's time; an unchanged configuration (same bytes in every
+    // file it reads, same prov) evaluates to the same value, so it is evaluated once.
+    if opts.cache {
+        if let Some(hit) = cache::load(workspace_dir, opts) {
+            return Ok(Evaluated {
+                value: hit.value,
+                positions: hit.positions,
+                files: hit.files,
+                hash: hit.hash,
+            });
+        }
+    }
+
     // The workspace contract is read by Nickel too.
     let scanned = scan::scan_workspace(
         &[main.as_path(), contract.as_path()],
@@ -133,21 +149,6 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         opts,
     )?;
 
-    // Nickel evaluation dominates a plan's time; an unchanged configuration (same bytes in every
-    // file it reads, same prov) evaluates to the same value, so it is evaluated once.
-    let key = if opts.cache {
-        cache::key(&scanned.files)
-    } else {
-        None
-    };
-    if let Some(hit) = key.as_deref().and_then(|k| cache::load(workspace_dir, k)) {
-        return Ok(Evaluated {
-            value: hit.0,
-            positions: hit.1,
-            files: scanned.files,
-        });
-    }
-
     let output = eval::run(eval::Job {
         workspace_dir: workspace_dir.to_path_buf(),
         main: main.clone(),
@@ -155,14 +156,24 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         contract: Some(contract),
         color: opts.color,
     })?;
+    let hash = cache::value_hash(&output.value);
 
-    if let Some(k) = key.as_deref() {
-        cache::store(workspace_dir, k, &output.value, &output.positions);
+    if opts.cache {
+        if let Some(k) = cache::key(&scanned.files, opts) {
+            let covered = cache::Covered {
+                key: &k,
+                files: &scanned.files,
+                misses: &scanned.misses,
+                hash: &hash,
+            };
+            cache::store(workspace_dir, &covered, &output.value, &output.positions);
+        }
     }
     Ok(Evaluated {
         value: output.value,
         positions: output.positions,
         files: scanned.files,
+        hash,
     })
 }
 

@@ -24,6 +24,9 @@ use super::{ConfigError, EvalOptions};
 #[derive(Debug)]
 pub(crate) struct ScanResult {
     pub files: Vec<PathBuf>,
+    /// Import candidates looked for and not found (before the one found, or all of them): a
+    /// file appearing there would change what an import resolves to.
+    pub misses: Vec<PathBuf>,
 }
 
 /// An import found in a file: the literal path and the bracket depth of the import site.
@@ -60,6 +63,7 @@ pub(crate) fn scan_workspace(
     opts: &EvalOptions,
 ) -> Result<ScanResult, ConfigError> {
     let mut files: Vec<PathBuf> = Vec::new();
+    let mut misses: Vec<PathBuf> = Vec::new();
     // canonical path -> greatest depth of an import site of the file scanned so far
     let mut seen: HashMap<PathBuf, usize> = HashMap::new();
     let mut total_bytes: u64 = 0;
@@ -123,10 +127,13 @@ pub(crate) fn scan_workspace(
                 let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 for import in imports.into_iter().rev() {
                     let candidates = std::iter::once(&parent).chain(import_dirs.iter());
-                    if let Some(target) = candidates
-                        .map(|dir| dir.join(&import.path))
-                        .find(|p| p.is_file())
-                    {
+                    if let Some(target) = candidates.map(|dir| dir.join(&import.path)).find(|p| {
+                        let found = p.is_file();
+                        if !found {
+                            misses.push(p.clone());
+                        }
+                        found
+                    }) {
                         work.push((target, base + import.depth));
                     }
                 }
@@ -134,7 +141,7 @@ pub(crate) fn scan_workspace(
         }
     }
 
-    Ok(ScanResult { files })
+    Ok(ScanResult { files, misses })
 }
 
 /// Whether a file's bracket nesting is measured: Nickel and JSON sources (by extension, like

@@ -7,6 +7,10 @@ use serde_json::Value;
 /// arrays and scalars as whole values. `unknown` mirrors `after` (true where unknown).
 pub fn diff(before: &Value, after: &Value, unknown: &Value, ignore: &[String]) -> Vec<AttrDiff> {
     let mut out = Vec::new();
+    // Equal and fully known: nothing to walk (no path strings, no sorted key lists).
+    if !is_unknown(unknown) && before == after {
+        return out;
+    }
     walk("", Some(before), Some(after), unknown, ignore, &mut out);
     out
 }

@@ -84,11 +84,13 @@ pub struct ResourceChange {
     pub action: Action,
     /// Recorded attributes (None when the resource does not exist yet).
     pub before: Option<Value>,
-    /// Desired attributes with known references substituted; unknown places are null.
+    /// Desired attributes with known references substituted; unknown places are null. None for
+    /// a delete, and for a no-op, whose desired attributes are `before` (see [`Self::after_values`]).
     pub after: Option<Value>,
     /// Mirror of `after` with `true` where the value is known only after apply.
     pub after_unknown: Value,
     /// Desired config as written (references unresolved): what apply substitutes and records.
+    /// None for a delete and a no-op (nothing is applied).
     pub config: Option<Value>,
     pub diffs: Vec<AttrDiff>,
     /// Desired dependencies (apply order for creates and updates).
@@ -105,6 +107,13 @@ pub struct ResourceChange {
 impl ResourceChange {
     pub fn kind(&self) -> ResourceKind {
         self.address.kind()
+    }
+    /// The desired attributes: `after`, or for a no-op `before` (the same values).
+    pub fn after_values(&self) -> Option<&Value> {
+        match (&self.after, &self.action) {
+            (None, Action::NoOp) => self.before.as_ref(),
+            (a, _) => a.as_ref(),
+        }
     }
 }
 

@@ -182,6 +182,21 @@ pub trait Provider: Send + Sync {
     async fn list_servers(&self) -> ExtResult<Vec<ServerInfo>>;
     /// `Ok(None)` when the server does not exist.
     async fn get_server_info(&self, id: &str) -> ExtResult<Option<ServerInfo>>;
+    /// How many servers one [`Provider::get_servers_info`] call may ask about. 1 (the
+    /// default): refresh asks `get_server_info` about each server, concurrently.
+    fn read_batch(&self) -> usize {
+        1
+    }
+    /// get-server-info for several servers in one call, for providers whose API answers many
+    /// at once (a listing filtered by ids): one answer per id, in order. Refresh calls it with
+    /// at most [`Provider::read_batch`] ids. The default asks about each in turn.
+    async fn get_servers_info(&self, ids: &[String]) -> Vec<ExtResult<Option<ServerInfo>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_server_info(id).await);
+        }
+        out
+    }
     async fn start_server(&self, id: &str) -> ExtResult<()>;
     async fn stop_server(&self, id: &str) -> ExtResult<()>;
     async fn reboot_server(&self, id: &str) -> ExtResult<()>;

@@ -23,6 +23,9 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Servers one get-servers-info call reads, like a listing API filtered by ids.
+const SIM_READ_BATCH: usize = 500;
+
 /// Attributes whose change needs a new server; everything else is changed in place.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "storage", "hostname"];
 
@@ -52,6 +55,9 @@ pub struct SimProvider {
     world: World,
     opts: Arc<SimOptions>,
     mutating_calls: AtomicU64,
+    /// Batched reads running at once: as many as there are CPUs (the reads are local file
+    /// system work; more at once only keeps more answers in memory).
+    batch_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The factory registered under `sim`.
@@ -72,6 +78,9 @@ impl SimProvider {
             world,
             opts: Arc::new(opts),
             mutating_calls: AtomicU64::new(0),
+            batch_reads: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         })
     }
 
@@ -337,6 +346,41 @@ impl Provider for SimProvider {
             Ok(w.get_server(&id_owned)?.map(|s| s.to_info()))
         })
         .await
+    }
+
+    /// A refresh reads hundreds of server files per call (one latency pause, one blocking task)
+    /// instead of one call and one blocking task per server.
+    fn read_batch(&self) -> usize {
+        SIM_READ_BATCH
+    }
+
+    async fn get_servers_info(&self, ids: &[String]) -> Vec<ExtResult<Option<ServerInfo>>> {
+        const OP: &str = "get-server-info";
+        self.pause().await;
+        let _reading = self.batch_reads.acquire().await;
+        let owned = ids.to_vec();
+        let world = self.world.clone();
+        match tokio::task::spawn_blocking(move || world.get_servers(&owned)).await {
+            Ok(found) => found
+                .into_iter()
+                .zip(ids)
+                .map(|(r, id)| {
+                    r.map(|s| s.map(SimServer::into_info))
+                        .map_err(|e| self.err(OP, Some(id), e.kind(), e.to_string()))
+                })
+                .collect(),
+            Err(e) => ids
+                .iter()
+                .map(|id| {
+                    Err(self.err(
+                        OP,
+                        Some(id),
+                        ErrorKind::Failed,
+                        format!("sim world task failed: {e}"),
+                    ))
+                })
+                .collect(),
+        }
     }
 
     async fn start_server(&self, id: &str) -> ExtResult<()> {

@@ -117,6 +117,31 @@ impl SimServer {
         self.tags.contains_key(TAG_WORKSPACE)
     }
 
+    /// [`SimServer::to_info`] without copying.
+    pub fn into_info(self) -> ServerInfo {
+        let extra = serde_json::json!({
+            "simulated": true,
+            "storage": self.storage,
+            "network": self.network,
+            "ssh_keys": self.ssh_keys,
+            "created_at": self.created_at,
+            "boots": self.boots,
+        });
+        ServerInfo {
+            id: self.id,
+            hostname: self.hostname,
+            status: self.status,
+            plan: self.plan,
+            zone: self.zone,
+            os: self.os,
+            public_ip: self.public_ip,
+            private_ip: self.private_ip,
+            tags: self.tags,
+            firewall_rules: self.firewall_rules,
+            extra,
+        }
+    }
+
     pub fn to_info(&self) -> ServerInfo {
         ServerInfo {
             id: self.id.clone(),
@@ -258,6 +283,32 @@ impl World {
             return Ok(None);
         }
         self.read_server_file(&self.server_path(id))
+    }
+
+    /// The servers with these ids, in order (`None`: no such server), read with one reused
+    /// buffer: what a refresh of every server costs is then the file system's, not allocation's.
+    pub fn get_servers(&self, ids: &[String]) -> Vec<WorldResult<Option<SimServer>>> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        ids.iter()
+            .map(|id| {
+                if !fsutil::is_safe_component(id) {
+                    return Ok(None);
+                }
+                let path = self.server_path(id);
+                buf.clear();
+                match fs::File::open(&path).and_then(|mut f| f.read_to_end(&mut buf)) {
+                    Ok(_) => serde_json::from_slice(&buf).map(Some).map_err(|e| {
+                        io_err(&path)(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("invalid JSON: {e}"),
+                        ))
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&path)(e)),
+                }
+            })
+            .collect()
     }
 
     /// Every server with this hostname (hostnames need not be unique: create-before-destroy

@@ -774,3 +774,48 @@ fn child_process_entry() {
         }
     });
 }
+
+#[tokio::test]
+async fn get_servers_info_answers_each_id_in_order_like_get_server_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(dir.path(), json!({}));
+    assert!(p.read_batch() > 1, "sim reads servers in batches");
+    let a = p
+        .create_server(&spec("a"), &owner("server.a"))
+        .await
+        .unwrap();
+    let b = p
+        .create_server(&spec("b"), &owner("server.b"))
+        .await
+        .unwrap();
+    let ids: Vec<String> = vec![
+        b.id.clone(),
+        "sim-000000000000".into(),
+        a.id.clone(),
+        "../x".into(),
+    ];
+    let got: Vec<_> = p
+        .get_servers_info(&ids)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0], p.get_server_info(&b.id).await.unwrap());
+    assert_eq!(got[1], None, "an unknown id is absent, not an error");
+    assert_eq!(got[2], p.get_server_info(&a.id).await.unwrap());
+    assert_eq!(got[3], None, "an id that cannot be a file name is absent");
+    assert_eq!(got[2].as_ref().unwrap().hostname, "a");
+
+    // A damaged server file fails its own answer, not the others'.
+    std::fs::write(
+        dir.path().join(format!(".prov/sim/servers/{}.json", a.id)),
+        "{ not json",
+    )
+    .unwrap();
+    let got = p.get_servers_info(&[a.id.clone(), b.id.clone()]).await;
+    let e = got[0].as_ref().unwrap_err();
+    assert_eq!(e.operation, "get-server-info");
+    assert!(e.message.contains("invalid JSON"), "{e}");
+    assert_eq!(got[1].as_ref().unwrap().as_ref().unwrap().hostname, "b");
+}

@@ -1,6 +1,6 @@
 //! `prov-bench-phases DIR OUT.json`: what `prov plan DIR` does, through the same public
 //! functions in the same order (`ops::load` and `ops::plan` unrolled: evaluate, model, graph,
-//! hash, open the state, snapshot, resolve pending operations, refresh, diff, render, the drops),
+//! open the state, snapshot, resolve pending operations, refresh, diff, render, the drops),
 //! timing each phase and reading the process's RSS and peak RSS after it (/proc/self/status).
 //! The plan options come from parsing `prov plan DIR` with the CLI's own grammar, so its defaults
 //! (refresh on) apply. Writes JSON to OUT.json.
@@ -20,11 +20,10 @@ use prov::render::{text, Paint};
 use prov_engine::config;
 use prov_engine::drift::{self, RefreshOptions};
 use prov_engine::graph::Graph;
-use prov_engine::load::build_model;
-use prov_engine::plan::make::{make_plan, PlanOptions};
+use prov_engine::load::build_model_from;
+use prov_engine::plan::make::{make_plan_from, PlanOptions};
 use prov_engine::refresh;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,7 +97,7 @@ fn main() {
         .unwrap_or_else(|e| die("runtime", e));
 
     // ops::load, unrolled.
-    let evaluated = p
+    let mut evaluated = p
         .run("evaluate (Nickel or its cache)", || {
             config::evaluate(&ws.dir, &ctx.eval_options())
         })
@@ -114,19 +113,14 @@ fn main() {
     });
     let model = p
         .run("build model", || {
-            build_model(&evaluated.value, &evaluated.positions, &bound)
+            build_model_from(&mut evaluated.value, &evaluated.positions, &bound)
         })
         .unwrap_or_else(|e| die("model", format!("{e:?}")));
     let graph = p
         .run("build graph", || Graph::build(&model))
         .unwrap_or_else(|e| die("graph", format!("{e:?}")));
-    let hash = p.run("hash configuration", || {
-        let bytes = serde_json::to_vec(&evaluated.value).expect("JSON");
-        Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    });
+    // The hash comes with the evaluation (kept in the cache with the value).
+    let hash = evaluated.hash.clone();
     let state = p
         .run("open state", || {
             ctx.open_state(&ws, Some(&evaluated.value), "plan", Duration::ZERO, false)
@@ -142,32 +136,35 @@ fn main() {
             rt.block_on(refresh::resolve_pending(&snap, &bound))
         })
         .unwrap_or_else(|e| die("pending", e));
-    let mut view = p.run("resolved view (snapshot copy)", || {
-        refresh::resolved_view(&snap, &resolutions)
-    });
+    let mut view = p.run("resolved view", || refresh::resolved_view(snap, &resolutions));
     if opts.refresh || opts.refresh_only {
+        let shared = Arc::new(view);
         let obs = p.run("refresh (provider reads)", || {
-            rt.block_on(drift::observe(&view, &bound, &opts.refresh_opts, None))
+            rt.block_on(drift::observe(
+                shared.clone(),
+                &bound,
+                &opts.refresh_opts,
+                None,
+            ))
         });
-        view = p.run("refreshed view (snapshot copy)", || {
+        view = p.run("refreshed view", || {
+            let unshared = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
             let _found = drift::collect(&obs, Vec::new());
-            drift::refreshed_view(&view, &obs)
+            drift::refreshed_view(unshared, &obs)
         });
         std::mem::forget(obs);
     }
     let plan = p
         .run("make plan (diff)", || {
-            make_plan(&model, &graph, &view, &bound, &opts, &hash)
+            make_plan_from(&model, &graph, view, &bound, &opts, &hash)
         })
         .unwrap_or_else(|e| die("plan", e));
     let rendered = p.run("render plan text", || text::plan(&plan, Paint { on: false }));
     let changes = plan.has_changes();
     // Timed for information: `prov plan` forgets these instead (a process exit frees them).
-    p.run("drop plan, views, snapshot, model, config", move || {
+    p.run("drop plan, model, config", move || {
         drop(rendered);
         drop(plan);
-        drop(view);
-        drop(snap);
         drop(graph);
         drop(model);
         drop(evaluated);
