@@ -137,6 +137,27 @@ pub struct SshAccess {
     pub key_path: Option<String>,
 }
 
+/// Every operation of the `Provider` trait under its seed name (`info` answers with the ones an
+/// implementation supports; the built-in providers support them all).
+pub const PROVIDER_OPERATIONS: &[&str] = &[
+    "info",
+    "validate-config",
+    "test-connection",
+    "create-server",
+    "delete-server",
+    "list-servers",
+    "get-server-info",
+    "start-server",
+    "stop-server",
+    "reboot-server",
+    "update-server",
+    "get-pricing",
+    "get-plans",
+    "get-zones",
+    "get-ssh-access",
+    "configure-firewall",
+];
+
 /// A cloud (or simulated or local) provider of servers. Object-safe: the engine holds
 /// `Arc<dyn Provider>` and never names an implementation.
 #[async_trait]

@@ -37,25 +37,6 @@ const OS_TAG: &str = "prov:os";
 /// the name of the security group follow the hostname and keys.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "hostname", "ssh_keys", "storage", "network"];
 
-const OPERATIONS: &[&str] = &[
-    "info",
-    "validate-config",
-    "test-connection",
-    "create-server",
-    "delete-server",
-    "list-servers",
-    "get-server-info",
-    "start-server",
-    "stop-server",
-    "reboot-server",
-    "update-server",
-    "get-pricing",
-    "get-plans",
-    "get-zones",
-    "get-ssh-access",
-    "configure-firewall",
-];
-
 /// Instance states that still count as a server (terminated ones linger in DescribeInstances).
 const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped", "shutting-down"];
 
@@ -848,7 +829,10 @@ impl Provider for AwsProvider {
             name: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             interface: "prov-provider/1".to_string(),
-            supported_operations: OPERATIONS.iter().map(|s| s.to_string()).collect(),
+            supported_operations: prov_engine::traits::PROVIDER_OPERATIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             required_auth: vec!["api_key".to_string(), "api_secret".to_string()],
             supported_os: mapping::OS_IMAGES
                 .iter()

@@ -40,25 +40,6 @@ use std::sync::Arc;
 /// in place.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "hostname", "storage", "network"];
 
-const OPERATIONS: &[&str] = &[
-    "info",
-    "validate-config",
-    "test-connection",
-    "create-server",
-    "delete-server",
-    "list-servers",
-    "get-server-info",
-    "start-server",
-    "stop-server",
-    "reboot-server",
-    "update-server",
-    "get-pricing",
-    "get-plans",
-    "get-zones",
-    "get-ssh-access",
-    "configure-firewall",
-];
-
 /// The local provider for one workspace.
 pub struct LocalProvider {
     name: String,
@@ -519,7 +500,10 @@ impl Provider for LocalProvider {
             name: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             interface: "prov-provider/1".to_string(),
-            supported_operations: OPERATIONS.iter().map(|s| s.to_string()).collect(),
+            supported_operations: prov_engine::traits::PROVIDER_OPERATIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             required_auth: vec![],
             // The sandbox runs the host's own system: `os` is a label.
             supported_os: vec!["any".to_string()],

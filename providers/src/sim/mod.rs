@@ -29,25 +29,6 @@ const SIM_READ_BATCH: usize = 500;
 /// Attributes whose change needs a new server; everything else is changed in place.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "storage", "hostname"];
 
-const OPERATIONS: &[&str] = &[
-    "info",
-    "validate-config",
-    "test-connection",
-    "create-server",
-    "delete-server",
-    "list-servers",
-    "get-server-info",
-    "start-server",
-    "stop-server",
-    "reboot-server",
-    "update-server",
-    "get-pricing",
-    "get-plans",
-    "get-zones",
-    "get-ssh-access",
-    "configure-firewall",
-];
-
 /// The sim provider. One instance per (process, workspace): its `fail_call` counter is local to
 /// the instance.
 pub struct SimProvider {
@@ -267,7 +248,10 @@ impl Provider for SimProvider {
             name: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             interface: "prov-provider/1".to_string(),
-            supported_operations: OPERATIONS.iter().map(|s| s.to_string()).collect(),
+            supported_operations: prov_engine::traits::PROVIDER_OPERATIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             required_auth: vec![],
             // Any OS name is accepted: nothing is installed.
             supported_os: vec!["any".to_string()],

@@ -21,25 +21,6 @@ use std::time::Instant;
 /// Attributes UpCloud cannot change on an existing server.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "storage", "hostname", "network"];
 
-const OPERATIONS: &[&str] = &[
-    "info",
-    "validate-config",
-    "test-connection",
-    "create-server",
-    "delete-server",
-    "list-servers",
-    "get-server-info",
-    "start-server",
-    "stop-server",
-    "reboot-server",
-    "update-server",
-    "get-pricing",
-    "get-plans",
-    "get-zones",
-    "get-ssh-access",
-    "configure-firewall",
-];
-
 /// UpCloud's public zones at the time of writing (`get-zones` asks the API).
 const ZONES: &[&str] = &[
     "au-syd1", "de-fra1", "dk-cph1", "es-mad1", "fi-hel1", "fi-hel2", "nl-ams1", "pl-waw1",
@@ -293,7 +274,10 @@ impl Provider for UpcloudProvider {
             name: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             interface: "prov-provider/1".to_string(),
-            supported_operations: OPERATIONS.iter().map(|s| s.to_string()).collect(),
+            supported_operations: prov_engine::traits::PROVIDER_OPERATIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             required_auth: vec!["username".into(), "password".into()],
             supported_os: self.opts.templates.keys().cloned().collect(),
             regions: ZONES.iter().map(|z| z.to_string()).collect(),
