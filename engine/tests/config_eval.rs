@@ -770,6 +770,12 @@ fn unchanged_configuration_is_served_from_the_cache_and_edits_invalidate_it() {
     let first = evaluate(ws.path(), &opts).unwrap();
     let cache = ws.path().join(".prov/cache/eval.json");
     assert!(cache.is_file(), "the evaluation is cached");
+    // The evaluated configuration holds provider settings (credentials): owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let second = evaluate(ws.path(), &opts).unwrap();
     assert_eq!(
         first, second,

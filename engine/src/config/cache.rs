@@ -138,7 +138,19 @@ pub(crate) fn store(
         return;
     }
     let tmp = d.join(format!("eval.json.tmp.{}", std::process::id()));
-    if std::fs::write(&tmp, out).is_ok() && std::fs::rename(&tmp, d.join("eval.json")).is_err() {
+    // Mode 0600: the evaluated configuration holds provider settings, credentials included.
+    let written = {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&out))
+    };
+    if written.is_err() || std::fs::rename(&tmp, d.join("eval.json")).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }
