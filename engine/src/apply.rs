@@ -818,6 +818,9 @@ async fn run_step(
                 )
             })?;
             let id = prior.provider_id.clone().unwrap_or_default();
+            if crate::plan::make::starts_stopped(c) {
+                p.start_server(&id).await?;
+            }
             // The plan's `before` is the refreshed view when the plan refreshed: compare with that.
             let before = spec(c.before.as_ref().unwrap_or(&prior.attributes), addr)?;
             let after = spec(&resolved, addr)?;
@@ -999,6 +1002,12 @@ async fn taskserv_step(
                 .as_ref()
                 .map(|p| p.outputs.clone())
                 .unwrap_or(json!({}));
+            if crate::plan::make::starts_stopped(&input.change) {
+                t.restart(req).await?;
+                if let Value::Object(o) = &mut out {
+                    o.insert("status".into(), json!("running"));
+                }
+            }
             if before.get("version") != resolved.get("version") {
                 if let Some(v) = &req.version {
                     out = outputs(t.upgrade(req, v).await?);

@@ -183,6 +183,14 @@ pub async fn plan(
         plan.drift = found;
         plan.refreshed = refreshed;
     } else {
+        // What was stopped outside prov is started again (servers: start-server; taskservs:
+        // restart).
+        let stopped: std::collections::BTreeSet<crate::model::Address> = found
+            .iter()
+            .filter(|d| matches!(d.kind, drift::DriftKind::Stopped))
+            .filter_map(|d| d.address.parse().ok())
+            .collect();
+        crate::plan::make::start_stopped(&mut plan, &loaded.model, &stopped);
         // Records of objects deleted outside prov are dropped at apply (a create that brings
         // one back writes a new record anyway).
         plan.refreshed = refreshed.into_iter().filter(|(_, r)| r.is_none()).collect();

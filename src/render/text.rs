@@ -179,6 +179,9 @@ fn symbol(a: &Action, paint: Paint) -> String {
 /// A taskserv update says what apply runs: `upgrade` when the version changes, `configure`
 /// when anything else (settings, health check) does, both in that order.
 fn taskserv_update(c: &ResourceChange) -> String {
+    if c.diffs.iter().all(|d| d.path == "status") {
+        return "will be restarted (stopped outside prov)".to_string();
+    }
     let version = c.diffs.iter().any(|d| d.path == "version");
     let other = c.diffs.iter().any(|d| d.path != "version");
     match (version, other) {
@@ -192,6 +195,9 @@ fn resource(out: &mut String, c: &ResourceChange, paint: Paint) {
     let what = match &c.action {
         Action::Create => "will be created".to_string(),
         Action::Update if matches!(c.address, Address::Taskserv(..)) => taskserv_update(c),
+        Action::Update if c.diffs.iter().all(|d| d.path == "status") => {
+            "will be started (stopped outside prov)".to_string()
+        }
         Action::Update => "will be updated in place".to_string(),
         Action::Replace {
             reason,

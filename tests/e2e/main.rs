@@ -490,6 +490,26 @@ fn quickstart_example_applies_and_is_idempotent() {
         .has("taskserv.web-01.heartbeat (heartbeat) will be configured")
         .has("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy.");
     prov_in(&dir, &["apply", "--auto-approve"], &[]).ok();
+    // Stopped outside prov: drift, and the next plan starts it again.
+    let pid_file = std::path::PathBuf::from(beat).with_file_name("heartbeat.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    prov_in(&dir, &["drift"], &[])
+        .code(2)
+        .has("taskserv.web-01.heartbeat: stopped outside prov");
+    prov_in(&dir, &["plan"], &[])
+        .ok()
+        .has("taskserv.web-01.heartbeat (heartbeat) will be restarted (stopped outside prov)")
+        .has("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy.");
+    prov_in(&dir, &["apply", "--auto-approve"], &[])
+        .ok()
+        .has("taskserv.web-01.heartbeat: health check passed");
+    prov_in(&dir, &["drift"], &[]).ok().has("No drift");
     prov_in(&dir, &["destroy", "--auto-approve"], &[]).ok();
     let left: Vec<_> = std::fs::read_dir(dir.join(".prov/local"))
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())

@@ -479,6 +479,37 @@ fn noop_change(a: &Address, r: &crate::model::Resource, rec: &ResourceRecord) ->
     }
 }
 
+/// Servers and taskservs that refresh found stopped outside prov are started again: their
+/// no-op change becomes an update whose one difference is `status` ("stopped" → "running"),
+/// which apply carries out with start-server or the taskserv's restart. (A stop accepted into
+/// the state with `apply --refresh-only` is no longer drift, so it is left alone.)
+pub fn start_stopped(plan: &mut Plan, model: &Model, stopped: &BTreeSet<Address>) {
+    for c in plan.changes.iter_mut().filter(|c| {
+        c.action.is_noop()
+            && stopped.contains(&c.address)
+            && matches!(c.address, Address::Server(_) | Address::Taskserv(..))
+    }) {
+        let Some(r) = model.resources.get(&c.address) else {
+            continue;
+        };
+        c.action = Action::Update;
+        c.after = c.before.clone();
+        c.config = Some(r.config.clone());
+        c.diffs = vec![super::AttrDiff {
+            path: "status".into(),
+            before: Some(Value::String("stopped".into())),
+            after: Some(Value::String("running".into())),
+            unknown: false,
+            forces_replacement: false,
+        }];
+    }
+}
+
+/// Whether an update only starts again what was stopped outside prov (see [`start_stopped`]).
+pub fn starts_stopped(c: &ResourceChange) -> bool {
+    c.diffs.iter().any(|d| d.path == "status")
+}
+
 /// The addresses a targeted plan covers (None: everything).
 fn scope(
     model: &Model,
