@@ -162,7 +162,7 @@ fn main() {
     let rendered = p.run("render plan text", || text::plan(&plan, Paint { on: false }));
     let changes = plan.has_changes();
     // Timed for information: `prov plan` forgets these instead (a process exit frees them).
-    p.run("drop plan, model, config", move || {
+    p.run("drop plan, model, config (prov plan skips)", move || {
         drop(rendered);
         drop(plan);
         drop(graph);
