@@ -588,7 +588,9 @@ pub async fn unmanaged(
             }),
             Ok(list) => {
                 for s in list {
-                    if s.tags.get("prov:workspace").map(String::as_str)
+                    if s.tags
+                        .get(crate::traits::Ownership::TAG_WORKSPACE)
+                        .map(String::as_str)
                         != Some(bound.workspace_name.as_str())
                         || known.contains(s.id.as_str())
                     {
@@ -596,14 +598,14 @@ pub async fn unmanaged(
                     }
                     let pending = s
                         .tags
-                        .get("prov:address")
+                        .get(crate::traits::Ownership::TAG_ADDRESS)
                         .is_some_and(|a| snap.pending.contains_key(a));
                     if pending {
                         continue;
                     }
                     let address = s
                         .tags
-                        .get("prov:address")
+                        .get(crate::traits::Ownership::TAG_ADDRESS)
                         .cloned()
                         .unwrap_or_else(|| format!("server.{}", s.hostname));
                     out.push(Drift {

@@ -176,7 +176,10 @@ pub async fn server_list(
             seen.insert((name.clone(), info.id.clone()));
             out.servers.push(ListedServer {
                 provider: name.clone(),
-                workspace_tag: info.tags.get("prov:workspace").cloned(),
+                workspace_tag: info
+                    .tags
+                    .get(crate::traits::Ownership::TAG_WORKSPACE)
+                    .cloned(),
                 address,
                 info,
             });

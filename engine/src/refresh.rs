@@ -113,8 +113,15 @@ pub fn server_outputs(info: &ServerInfo) -> Value {
 }
 
 fn owned_by(info: &ServerInfo, workspace: &str, address: &str) -> bool {
-    info.tags.get("prov:workspace").map(String::as_str) == Some(workspace)
-        && info.tags.get("prov:address").map(String::as_str) == Some(address)
+    info.tags
+        .get(crate::traits::Ownership::TAG_WORKSPACE)
+        .map(String::as_str)
+        == Some(workspace)
+        && info
+            .tags
+            .get(crate::traits::Ownership::TAG_ADDRESS)
+            .map(String::as_str)
+            == Some(address)
 }
 
 fn server_target(

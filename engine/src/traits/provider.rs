@@ -28,6 +28,13 @@ pub struct Ownership {
     pub address: String,
 }
 
+impl Ownership {
+    /// The tag (or label) key naming the owning workspace.
+    pub const TAG_WORKSPACE: &'static str = "prov:workspace";
+    /// The tag (or label) key naming the owning resource address.
+    pub const TAG_ADDRESS: &'static str = "prov:address";
+}
+
 /// create-server's input: the seed's ServerConfig, references already substituted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerSpec {

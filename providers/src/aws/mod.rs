@@ -404,8 +404,11 @@ impl AwsProvider {
 
     fn ownership_tags(&self, owner: &Ownership, hostname: &str) -> Vec<Tag> {
         vec![
-            tag("prov:workspace", &owner.workspace),
-            tag("prov:address", &owner.address),
+            tag(
+                prov_engine::traits::Ownership::TAG_WORKSPACE,
+                &owner.workspace,
+            ),
+            tag(prov_engine::traits::Ownership::TAG_ADDRESS, &owner.address),
             tag(HOSTNAME_TAG, hostname),
         ]
     }
@@ -665,8 +668,8 @@ impl AwsProvider {
                 out.security_groups()
                     .iter()
                     .find(|g| {
-                        tagged(g, "prov:workspace", &owner.workspace)
-                            && tagged(g, "prov:address", &owner.address)
+                        tagged(g, prov_engine::traits::Ownership::TAG_WORKSPACE, &owner.workspace)
+                            && tagged(g, prov_engine::traits::Ownership::TAG_ADDRESS, &owner.address)
                     })
                     .and_then(|g| g.group_id())
                     .map(str::to_string)

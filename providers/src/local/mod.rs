@@ -580,8 +580,14 @@ impl Provider for LocalProvider {
         self.collect_interrupted();
         let key = hex(&Sha256::digest(dir.display().to_string().as_bytes()), 10);
         let mut tags = spec.tags.clone();
-        tags.insert("prov:workspace".into(), owner.workspace.clone());
-        tags.insert("prov:address".into(), owner.address.clone());
+        tags.insert(
+            prov_engine::traits::Ownership::TAG_WORKSPACE.into(),
+            owner.workspace.clone(),
+        );
+        tags.insert(
+            prov_engine::traits::Ownership::TAG_ADDRESS.into(),
+            owner.address.clone(),
+        );
         let netns = self.opts.isolation == Isolation::Netns;
         let mut meta = Meta {
             id: id.clone(),

@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Ownership tag keys (from `Ownership`), attached to every server the provider creates.
-pub const TAG_WORKSPACE: &str = "prov:workspace";
-pub const TAG_ADDRESS: &str = "prov:address";
+pub const TAG_WORKSPACE: &str = prov_engine::traits::Ownership::TAG_WORKSPACE;
+pub const TAG_ADDRESS: &str = prov_engine::traits::Ownership::TAG_ADDRESS;
 
 /// Public /24 networks in allocation order: (first three octets, number of consecutive /24s).
 const PUBLIC_RANGES: &[([u8; 3], u32)] = &[

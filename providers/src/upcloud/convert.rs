@@ -95,8 +95,14 @@ pub fn labels(tags: &BTreeMap<String, String>, prov_tags: &BTreeMap<String, Stri
 /// The `prov:*` tags a server carries: ownership plus the configured OS.
 pub fn prov_tags(owner: &Ownership, os: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("prov:workspace".to_string(), owner.workspace.clone()),
-        ("prov:address".to_string(), owner.address.clone()),
+        (
+            prov_engine::traits::Ownership::TAG_WORKSPACE.to_string(),
+            owner.workspace.clone(),
+        ),
+        (
+            prov_engine::traits::Ownership::TAG_ADDRESS.to_string(),
+            owner.address.clone(),
+        ),
         ("prov:os".to_string(), os.to_string()),
     ])
 }
