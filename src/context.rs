@@ -191,3 +191,9 @@ pub struct OpenState {
     pub lock_id: String,
     pub backend: Backend,
 }
+
+impl prov_engine::ops::OpenedState for OpenState {
+    fn reader(&self) -> &dyn prov_state::StateRead {
+        &*self.store
+    }
+}

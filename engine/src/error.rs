@@ -66,6 +66,10 @@ pub enum EngineError {
         context: String,
         source: std::io::Error,
     },
+    /// The caller could not open the state (its backend's own message: lock held, unreachable
+    /// database, …).
+    #[error("{0}")]
+    StateOpen(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

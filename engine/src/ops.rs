@@ -50,6 +50,106 @@ pub fn load(
     eval: &EvalOptions,
 ) -> Result<Loaded, EngineError> {
     let mut evaluated = config::evaluate(&ws.dir, eval)?;
+    let (model, graph, bound) = build(ws, registry, &mut evaluated)?;
+    let config_hash = evaluated.hash.clone();
+    Ok(Loaded {
+        workspace: ws.clone(),
+        evaluated,
+        model,
+        graph,
+        bound,
+        config_hash,
+    })
+}
+
+/// A state store the caller opened (the CLI owns backends, locks and their errors).
+pub trait OpenedState: Send {
+    /// What the engine reads through.
+    fn reader(&self) -> &dyn StateRead;
+}
+
+/// What `prov plan` needs before it diffs: the loaded workspace, the opened state and its
+/// snapshot (records without their configurations, as [`plan`] reads them).
+pub struct LoadedWithState<S> {
+    pub loaded: Loaded,
+    pub state: S,
+    pub snapshot: prov_state::Snapshot,
+}
+
+/// [`load`] and the state's snapshot, for a read-only plan. The state is opened and its snapshot
+/// read on a second thread while the model and graph are built: the two do not depend on each
+/// other, and at 10,000 resources each is tens of milliseconds (most of it first-touch page
+/// faults, which two cores take in parallel). `open` sees only the configuration's `backend`
+/// section. A configuration error wins over an error opening the state, as it would if the two
+/// ran one after the other.
+pub fn load_with_state<S: OpenedState>(
+    ws: &Workspace,
+    registry: &Registry,
+    eval: &EvalOptions,
+    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
+) -> Result<LoadedWithState<S>, EngineError> {
+    let evaluated = config::evaluate(&ws.dir, eval)?;
+    build_with_state(ws, registry, evaluated, open)
+}
+
+/// [`load_with_state`] after the evaluation (the benchmark probe times the two apart).
+pub fn build_with_state<S: OpenedState>(
+    ws: &Workspace,
+    registry: &Registry,
+    mut evaluated: Evaluated,
+    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
+) -> Result<LoadedWithState<S>, EngineError> {
+    let mut backend = serde_json::Map::new();
+    if let Some(b) = evaluated.value.get("backend") {
+        backend.insert("backend".into(), b.clone());
+    }
+    let backend = serde_json::Value::Object(backend);
+    let (built, opened) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("prov-state-read".into())
+            .spawn_scoped(scope, || {
+                let state = open(&backend)?;
+                // Decoded on this thread alone: the model is being built on the other core.
+                let snapshot = state.reader().snapshot_with(prov_state::ReadOptions {
+                    without_configs: true,
+                    one_thread: true,
+                })?;
+                Ok::<_, EngineError>((state, snapshot))
+            });
+        let built = build(ws, registry, &mut evaluated);
+        let opened = match reader {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => Err(EngineError::Internal(format!(
+                "cannot start a thread to read the state: {e}"
+            ))),
+        };
+        (built, opened)
+    });
+    let (model, graph, bound) = built?;
+    let (state, snapshot) = opened?;
+    let config_hash = evaluated.hash.clone();
+    Ok(LoadedWithState {
+        loaded: Loaded {
+            workspace: ws.clone(),
+            evaluated,
+            model,
+            graph,
+            bound,
+            config_hash,
+        },
+        state,
+        snapshot,
+    })
+}
+
+/// The model and graph of an evaluation, with the registry bound to its provider settings.
+fn build(
+    ws: &Workspace,
+    registry: &Registry,
+    evaluated: &mut Evaluated,
+) -> Result<(Model, Graph, Arc<Bound>), EngineError> {
     let providers = evaluated
         .value
         .get("providers")
@@ -61,15 +161,7 @@ pub fn load(
     let model = build_model_from(&mut evaluated.value, &evaluated.positions, &bound)
         .map_err(EngineError::Invalid)?;
     let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
-    let config_hash = evaluated.hash.clone();
-    Ok(Loaded {
-        workspace: ws.clone(),
-        evaluated,
-        model,
-        graph,
-        bound,
-        config_hash,
-    })
+    Ok((model, graph, bound))
 }
 
 /// Binds the registry for applying a saved plan (no evaluation: the plan is the whole contract).
@@ -123,11 +215,22 @@ pub async fn plan(
     state: &dyn StateRead,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
-    // Taskserv settings are checked against their schemas before anything is planned.
-    crate::taskserv_ops::check_settings(loaded).await?;
     // Records without their configurations: a plan never reads them (refreshed records, which
     // apply may write back, get theirs again below).
     let snap = state.snapshot_without_configs()?;
+    plan_from(loaded, state, snap, opts).await
+}
+
+/// [`plan`] from a snapshot already read (`snapshot_without_configs`, as [`load_with_state`]
+/// reads it).
+pub async fn plan_from(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    snap: prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Result<Plan, EngineError> {
+    // Taskserv settings are checked against their schemas before anything is planned.
+    crate::taskserv_ops::check_settings(loaded).await?;
     let resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = refresh::resolved_view(snap, &resolutions);
     let mut found = Vec::new();

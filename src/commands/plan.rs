@@ -44,15 +44,16 @@ pub fn run(
 ) -> CmdResult {
     let ws = ctx.workspace(dir)?;
     let opts = options(args)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    let state = ctx.open_state(
-        &ws,
-        Some(&loaded.evaluated.value),
-        "plan",
-        lock.lock_timeout,
-        false,
-    )?;
-    let plan = super::runtime()?.block_on(ops::plan(&loaded, &*state.store, &opts))?;
+    let ops::LoadedWithState {
+        loaded,
+        state,
+        snapshot,
+    } = ops::load_with_state(&ws, &ctx.registry(&ws)?, &ctx.eval_options(), |config| {
+        ctx.open_state(&ws, Some(config), "plan", lock.lock_timeout, false)
+            .map_err(prov_engine::error::EngineError::StateOpen)
+    })?;
+    let plan =
+        super::runtime()?.block_on(ops::plan_from(&loaded, &*state.store, snapshot, &opts))?;
     if let Some(path) = out {
         planfile::write(&ctx.base.join(path), &plan)?;
     }

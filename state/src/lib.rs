@@ -113,19 +113,33 @@ pub struct HistoryEntry {
     pub replaced_by: String,
 }
 
+/// How [`StateRead::snapshot_with`] reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Leave every record's `config` null: what a plan reads (it diffs attributes and resolves
+    /// outputs). Decoding the configurations is about a third of a large snapshot's time and
+    /// memory. Never write such records back: re-read the ones to keep with
+    /// [`StateRead::record`].
+    pub without_configs: bool,
+    /// Decode on the calling thread only, for a caller that keeps the other cores busy itself
+    /// (more decoding threads would then only add per-thread heaps to the peak memory).
+    pub one_thread: bool,
+}
+
 pub trait StateRead: Send + Sync {
+    /// The state, consistent at one serial, read as `opts` says.
+    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError>;
     /// The full state, consistent at one serial.
-    fn snapshot(&self) -> Result<Snapshot, StateError>;
-    /// [`StateRead::snapshot`] with every record's `config` left null: what a plan reads (it
-    /// diffs attributes and resolves outputs). Decoding the configurations is about a third of
-    /// a large snapshot's time and memory. Never write such records back: re-read the ones to
-    /// keep with [`StateRead::record`].
+    fn snapshot(&self) -> Result<Snapshot, StateError> {
+        self.snapshot_with(ReadOptions::default())
+    }
+    /// [`StateRead::snapshot`] with every record's `config` left null (see
+    /// [`ReadOptions::without_configs`]).
     fn snapshot_without_configs(&self) -> Result<Snapshot, StateError> {
-        let mut s = self.snapshot()?;
-        for r in s.resources.values_mut() {
-            r.config = Value::Null;
-        }
-        Ok(s)
+        self.snapshot_with(ReadOptions {
+            without_configs: true,
+            ..ReadOptions::default()
+        })
     }
     /// Lineage and serial only; cheap.
     fn meta(&self) -> Result<StateMeta, StateError>;

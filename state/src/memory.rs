@@ -13,8 +13,8 @@ use crate::record::{
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
-    Change, HistoryEntry, ResourceRecord, Snapshot, StateDump, StateError, StateMeta, StateRead,
-    StateWrite, HISTORY_LIMIT,
+    Change, HistoryEntry, ReadOptions, ResourceRecord, Snapshot, StateDump, StateError, StateMeta,
+    StateRead, StateWrite, HISTORY_LIMIT,
 };
 
 const BACKEND: &str = "in-memory state";
@@ -75,11 +75,13 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A snapshot, every record decoded with `decode_one`.
-    fn read_snapshot(
-        &self,
-        decode_one: fn(&str, &str, &[u8]) -> Result<ResourceRecord, StateError>,
-    ) -> Result<Snapshot, StateError> {
+    /// A snapshot read as `opts` says.
+    fn read_snapshot(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+        let decode_one = if opts.without_configs {
+            decode_without_config
+        } else {
+            decode
+        };
         // Copy under the lock, decode outside it: a consistent view without stalling writers.
         let (meta, outputs, raw, pending) = {
             let inner = self.lock();
@@ -97,7 +99,7 @@ impl MemoryStore {
         };
         Ok(Snapshot {
             meta,
-            resources: decode_all(raw, |(a, r)| decode_one(BACKEND, a, r))?,
+            resources: decode_all(raw, opts, |(a, r)| decode_one(BACKEND, a, r))?,
             outputs,
             pending: pending
                 .iter()
@@ -108,12 +110,8 @@ impl MemoryStore {
 }
 
 impl StateRead for MemoryStore {
-    fn snapshot(&self) -> Result<Snapshot, StateError> {
-        self.read_snapshot(decode)
-    }
-
-    fn snapshot_without_configs(&self) -> Result<Snapshot, StateError> {
-        self.read_snapshot(decode_without_config)
+    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+        self.read_snapshot(opts)
     }
 
     fn meta(&self) -> Result<StateMeta, StateError> {

@@ -44,8 +44,9 @@ use crate::record::{
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
-    BackendErrorKind, Change, ForceUnlock, HistoryEntry, LockInfo, OpenOptions, ResourceRecord,
-    Snapshot, StateDump, StateError, StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
+    BackendErrorKind, Change, ForceUnlock, HistoryEntry, LockInfo, OpenOptions, ReadOptions,
+    ResourceRecord, Snapshot, StateDump, StateError, StateLock, StateMeta, StateRead, StateWrite,
+    HISTORY_LIMIT,
 };
 
 /// Version of the PostgreSQL schema described in the module docs.
@@ -312,7 +313,7 @@ impl fmt::Debug for PgStore {
 }
 
 impl StateRead for PgStore {
-    fn snapshot(&self) -> Result<Snapshot, StateError> {
+    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
         if !self.exists {
             return Ok(Snapshot::default());
         }
@@ -364,8 +365,12 @@ impl StateRead for PgStore {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         let backend = self.at.backend.as_str();
-        let resources = decode_all(raw, |(a, v, body)| {
-            decode_body(backend, a, version_of(backend, a, *v)?, body.as_bytes())
+        let resources = decode_all(raw, opts, |(a, v, body)| {
+            let mut r = decode_body(backend, a, version_of(backend, a, *v)?, body.as_bytes())?;
+            if opts.without_configs {
+                r.config = Value::Null;
+            }
+            Ok(r)
         })?;
         let pending = pending
             .iter()

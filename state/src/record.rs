@@ -341,16 +341,17 @@ pub(crate) fn decode_body(
 /// address order, as if decoded one by one.
 pub(crate) fn decode_all<T: Sync>(
     raw: Vec<T>,
+    opts: crate::ReadOptions,
     decode_one: impl Fn(&T) -> Result<ResourceRecord, StateError> + Sync,
 ) -> Result<BTreeMap<String, ResourceRecord>, StateError> {
     // Below this many records per thread, spawning costs more than it saves.
     const MIN_PER_THREAD: usize = 1000;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8)
-        .min(raw.len() / MIN_PER_THREAD)
-        .max(1);
+    let cores = if opts.one_thread {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let threads = cores.min(8).min(raw.len() / MIN_PER_THREAD).max(1);
     let decode_chunk = |chunk: &[T]| -> Result<Vec<ResourceRecord>, StateError> {
         chunk.iter().map(&decode_one).collect()
     };

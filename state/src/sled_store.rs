@@ -43,8 +43,8 @@ use crate::record::{
 };
 use crate::util::{create_private_dir_all, now_secs, random_hex};
 use crate::{
-    Change, HistoryEntry, LockInfo, OpenOptions, ResourceRecord, Snapshot, StateDump, StateError,
-    StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
+    Change, HistoryEntry, LockInfo, OpenOptions, ReadOptions, ResourceRecord, Snapshot, StateDump,
+    StateError, StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
 };
 
 type TxError = ConflictableTransactionError<StateError>;
@@ -332,11 +332,13 @@ impl fmt::Debug for SledStore {
 }
 
 impl SledStore {
-    /// A snapshot, every record decoded with `decode_one`.
-    fn read_snapshot(
-        &self,
-        decode_one: fn(&str, &str, &[u8]) -> Result<ResourceRecord, StateError>,
-    ) -> Result<Snapshot, StateError> {
+    /// A snapshot read as `opts` says.
+    fn read_snapshot(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+        let decode_one = if opts.without_configs {
+            decode_without_config
+        } else {
+            decode
+        };
         let Some(db) = &self.db else {
             return Ok(Snapshot::default());
         };
@@ -374,7 +376,7 @@ impl SledStore {
         let backend = self.at.backend.as_str();
         Ok(Snapshot {
             meta,
-            resources: decode_all(raw, |(a, r)| decode_one(backend, a, r))?,
+            resources: decode_all(raw, opts, |(a, r)| decode_one(backend, a, r))?,
             outputs,
             pending,
         })
@@ -382,12 +384,8 @@ impl SledStore {
 }
 
 impl StateRead for SledStore {
-    fn snapshot(&self) -> Result<Snapshot, StateError> {
-        self.read_snapshot(decode)
-    }
-
-    fn snapshot_without_configs(&self) -> Result<Snapshot, StateError> {
-        self.read_snapshot(decode_without_config)
+    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+        self.read_snapshot(opts)
     }
 
     fn meta(&self) -> Result<StateMeta, StateError> {

@@ -1,6 +1,7 @@
 //! `prov-bench-phases DIR OUT.json`: what `prov plan DIR` does, through the same public
-//! functions in the same order (`ops::load` and `ops::plan` unrolled: evaluate, model, graph,
-//! open the state, snapshot, resolve pending operations, refresh, diff, render, the drops),
+//! functions in the same order (`ops::load_with_state` and `ops::plan_from` unrolled: evaluate;
+//! model and graph while the state is opened and its snapshot read on a second thread; resolve
+//! pending operations, refresh, diff, render, the drops),
 //! timing each phase and reading the process's RSS and peak RSS after it (/proc/self/status).
 //! The plan options come from parsing `prov plan DIR` with the CLI's own grammar, so its defaults
 //! (refresh on) apply. Writes JSON to OUT.json.
@@ -19,8 +20,7 @@ use prov::context::Context;
 use prov::render::{text, Paint};
 use prov_engine::config;
 use prov_engine::drift::{self, RefreshOptions};
-use prov_engine::graph::Graph;
-use prov_engine::load::build_model_from;
+use prov_engine::ops;
 use prov_engine::plan::make::{make_plan_from, PlanOptions};
 use prov_engine::refresh;
 use serde_json::{json, Value};
@@ -96,41 +96,32 @@ fn main() {
         .build()
         .unwrap_or_else(|e| die("runtime", e));
 
-    // ops::load, unrolled.
-    let mut evaluated = p
+    // ops::load_with_state, unrolled: the evaluation, then the model and graph built while the
+    // state is opened and its snapshot read on a second thread.
+    let evaluated = p
         .run("evaluate (Nickel or its cache)", || {
             config::evaluate(&ws.dir, &ctx.eval_options())
         })
         .unwrap_or_else(|e| die("evaluate", e));
-    let bound = p.run("bind registry", || {
-        let providers = evaluated
-            .value
-            .get("providers")
-            .and_then(|v| v.as_object())
-            .cloned()
-            .unwrap_or_default();
-        Arc::new(ctx.registry.bind(ws.dir.clone(), &providers))
-    });
-    let model = p
-        .run("build model", || {
-            build_model_from(&mut evaluated.value, &evaluated.positions, &bound)
+    let registry = ctx
+        .registry(&ws)
+        .unwrap_or_else(|e| die("registry", e));
+    let ops::LoadedWithState {
+        loaded,
+        state,
+        snapshot: snap,
+    } = p
+        .run("model + graph ∥ open state + snapshot", || {
+            ops::build_with_state(&ws, &registry, evaluated, |config| {
+                ctx.open_state(&ws, Some(config), "plan", Duration::ZERO, false)
+                    .map_err(prov_engine::error::EngineError::StateOpen)
+            })
         })
-        .unwrap_or_else(|e| die("model", format!("{e:?}")));
-    let graph = p
-        .run("build graph", || Graph::build(&model))
-        .unwrap_or_else(|e| die("graph", format!("{e:?}")));
-    // The hash comes with the evaluation (kept in the cache with the value).
-    let hash = evaluated.hash.clone();
-    let state = p
-        .run("open state", || {
-            ctx.open_state(&ws, Some(&evaluated.value), "plan", Duration::ZERO, false)
-        })
-        .unwrap_or_else(|e| die("open state", e));
+        .unwrap_or_else(|e| die("load", e));
+    let bound = loaded.bound.clone();
+    let hash = loaded.config_hash.clone();
 
-    // ops::plan, unrolled.
-    let snap = p
-        .run("read state snapshot", || state.store.snapshot())
-        .unwrap_or_else(|e| die("snapshot", e));
+    // ops::plan_from, unrolled.
     let resolutions = p
         .run("resolve pending operations", || {
             rt.block_on(refresh::resolve_pending(&snap, &bound))
@@ -156,7 +147,7 @@ fn main() {
     }
     let plan = p
         .run("make plan (diff)", || {
-            make_plan_from(&model, &graph, view, &bound, &opts, &hash)
+            make_plan_from(&loaded.model, &loaded.graph, view, &bound, &opts, &hash)
         })
         .unwrap_or_else(|e| die("plan", e));
     let rendered = p.run("render plan text", || text::plan(&plan, Paint { on: false }));
@@ -165,9 +156,7 @@ fn main() {
     p.run("drop plan, model, config (prov plan skips)", move || {
         drop(rendered);
         drop(plan);
-        drop(graph);
-        drop(model);
-        drop(evaluated);
+        drop(loaded);
     });
     p.run("close state", move || drop(state));
     let total_ms = p.start.elapsed().as_secs_f64() * 1000.0;
