@@ -164,6 +164,10 @@ const CHECKS: &[(&str, Check)] = &[
     ),
     ("damaged record is Corrupt", check_damaged_record),
     ("concurrent commits and snapshots", check_concurrent),
+    (
+        "every read option reads the same records",
+        check_read_options,
+    ),
 ];
 
 /// Runs every check against fresh states made by `factory`; reports all failures at once.
@@ -240,6 +244,41 @@ fn check_put_get_delete(h: &mut dyn Harness) {
         snap.resources.keys().collect::<Vec<_>>(),
         vec!["server.web-01"]
     );
+}
+
+/// `snapshot_with`: with or without configurations, decoded on one thread or many (enough
+/// records that the default splits the decoding across threads), the same records in the same
+/// order.
+fn check_read_options(h: &mut dyn Harness) {
+    let s = h.open();
+    let all: Vec<Change> = (0..2500)
+        .map(|i| Change::Put(rec(&format!("server.s{i:04}"), 1)))
+        .collect();
+    s.commit(&all).unwrap();
+    let full = s.snapshot().unwrap();
+    assert_eq!(full.resources.len(), 2500);
+    assert!(full.resources.values().all(|r| !r.config.is_null()));
+    let mut stripped = full.resources.clone();
+    for r in stripped.values_mut() {
+        r.config = serde_json::Value::Null;
+    }
+    for without_configs in [false, true] {
+        for one_thread in [false, true] {
+            let opts = ReadOptions {
+                without_configs,
+                one_thread,
+            };
+            let snap = s.snapshot_with(opts).unwrap();
+            let want = if without_configs {
+                &stripped
+            } else {
+                &full.resources
+            };
+            assert!(&snap.resources == want, "{opts:?}: other records");
+            assert_eq!(snap.meta, full.meta, "{opts:?}");
+        }
+    }
+    assert!(s.snapshot_without_configs().unwrap().resources == stripped);
 }
 
 fn check_serial(h: &mut dyn Harness) {

@@ -564,6 +564,31 @@ fn state_lock_names_the_holder_and_lock_timeout_waits() {
     assert!(slow.wait().unwrap().success());
 }
 
+/// `prov plan` opens the state while it builds the model: when both fail, the configuration's
+/// error is the one reported (as if one ran after the other), and alone each is reported.
+#[test]
+fn plan_reports_a_config_error_before_a_state_that_cannot_open() {
+    let unreachable = r#"backend = { type = "pg", conn = "host=127.0.0.1 port=1 user=prov dbname=prov connect_timeout=2" }"#;
+    let ws = Ws::new(&format!(
+        r#"{{ {unreachable}, servers = {{ a = {{ provider = "nope", plan = "small", zone = "sim-a" }} }} }}"#
+    ));
+    ws.prov(&["plan"])
+        .code(1)
+        .has("unknown provider \"nope\"")
+        .lacks("127.0.0.1");
+    std::fs::write(
+        ws.dir.join("main.ncl"),
+        format!(
+            r#"{{ {unreachable}, servers = {{ a = {{ provider = "sim", plan = "small", zone = "sim-a" }} }} }}"#
+        ),
+    )
+    .unwrap();
+    ws.prov(&["plan"])
+        .code(1)
+        .has("127.0.0.1")
+        .lacks("panicked");
+}
+
 #[test]
 fn sigint_stops_starting_steps_and_records_finished_ones() {
     let mut cfg = String::from("{ servers = {\n");
