@@ -478,16 +478,34 @@ fn local_sigkill_during_apply_and_destroy_leaves_nothing_unknown() {
     );
     let _destroy = Destroy(&ws);
     let mut kills = 0;
-    // An apply of the four takes about 0.5 s here and a destroy 0.35 s (0.1 s of it start-up).
+    // Kill points as fractions of how long an uninterrupted apply and destroy of the four take on
+    // this machine (measured after a first round, which also pays one-time setup such as the
+    // bridge): a fixed delay kills nothing on a machine fast enough to finish first.
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["destroy", "--auto-approve"]).ok();
+    let took = |verb: &str| {
+        let t = std::time::Instant::now();
+        ws.prov(&[verb, "--auto-approve"]).ok();
+        t.elapsed()
+    };
+    let apply_took = took("apply");
+    let destroy_took = took("destroy");
+    println!("uninterrupted: apply {apply_took:?}, destroy {destroy_took:?}");
     let trials = [
-        ("apply", 150u64),
-        ("destroy", 150),
-        ("apply", 250),
-        ("destroy", 220),
-        ("apply", 350),
-        ("destroy", 280),
+        ("apply", 0.3),
+        ("destroy", 0.3),
+        ("apply", 0.5),
+        ("destroy", 0.55),
+        ("apply", 0.7),
+        ("destroy", 0.75),
     ];
-    for (trial, (verb, delay_ms)) in trials.into_iter().enumerate() {
+    for (trial, (verb, fraction)) in trials.into_iter().enumerate() {
+        let whole = if verb == "apply" {
+            apply_took
+        } else {
+            destroy_took
+        };
+        let delay_ms = (whole.as_secs_f64() * 1000.0 * fraction) as u64;
         // Start from nothing (to kill an apply) or from everything (to kill a destroy).
         let other = if verb == "apply" { "destroy" } else { "apply" };
         ws.prov(&[other, "--auto-approve"]).ok();

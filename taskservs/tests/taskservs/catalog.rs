@@ -37,6 +37,21 @@ fn catalog(ws: &Path, name: &str) -> Arc<dyn TaskServ> {
         .unwrap()
 }
 
+/// Waits (up to 20 s) until process `pid` has exited: redis saves its data on SIGTERM first, which
+/// takes longer on a slow disk than any fixed pause.
+fn wait_gone(pid: &str) {
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let t = std::time::Instant::now();
+    // Gone, or a zombie its parent has yet to reap.
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "process {pid} still runs 20 s after kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -110,7 +125,7 @@ async fn redis_from_the_catalog_for_real() {
         .arg(pid2.trim())
         .status()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_gone(&pid2);
     let s = t.status(&req2).await.unwrap();
     assert!(s.installed && !s.running, "{s:?}");
 
