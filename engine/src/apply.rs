@@ -51,6 +51,8 @@ pub struct ApplyReport {
     pub interrupted: Vec<(Address, Step)>,
     pub serial: u64,
     pub outputs: Map<String, Value>,
+    /// Outputs that show a sensitive value (the plan's): redact them when showing `outputs`.
+    pub sensitive_outputs: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -517,6 +519,7 @@ pub async fn apply(
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
     report.outputs = outputs;
+    report.sensitive_outputs = plan.sensitive_outputs.clone();
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -16,6 +16,8 @@ pub struct Model {
     pub outputs: Map<String, Value>,
     /// `providers = { ... }` settings.
     pub providers: Map<String, Value>,
+    /// Outputs that show a sensitive value (through a reference): redacted wherever shown.
+    pub sensitive_outputs: BTreeSet<String>,
 }
 
 struct Ctx<'a> {
@@ -175,6 +177,7 @@ pub fn build_model_from(
     // References: each is an edge, and must point at a declared resource.
     let addrs: BTreeSet<Address> = cx.resources.keys().cloned().collect();
     let mut ref_edges = Vec::new();
+    let mut ref_paths: Vec<RefAt> = Vec::new();
     for r in cx.resources.values() {
         let mut found = Vec::new();
         if let Err(e) = find_refs(&r.config, "", &mut found) {
@@ -187,7 +190,15 @@ pub fn build_model_from(
         }
         for (path, rp) in found {
             match resolve_ref(&rp, &addrs) {
-                Ok((target, _)) => ref_edges.push((r.addr.clone(), target)),
+                Ok((target, attr)) => {
+                    ref_paths.push(RefAt {
+                        from: r.addr.clone(),
+                        path,
+                        target: target.clone(),
+                        attr: attr.join("."),
+                    });
+                    ref_edges.push((r.addr.clone(), target));
+                }
                 Err(e) => cx.errors.push(Diagnostic::new(
                     Some(r.addr.to_string()),
                     r.declared_at.clone(),
@@ -199,7 +210,9 @@ pub fn build_model_from(
     for (from, to) in ref_edges {
         push_dep(&mut cx.resources, &from, to);
     }
+    propagate_sensitive(&mut cx.resources, &ref_paths);
     let outputs = obj(config.get("outputs").unwrap_or(&Value::Null));
+    let mut sensitive_outputs = BTreeSet::new();
     for (oname, ov) in &outputs {
         let mut found = Vec::new();
         let key = format!("outputs.{oname}");
@@ -207,12 +220,17 @@ pub fn build_model_from(
             cx.err(None, &key, format!("outputs.{oname}: {e}"));
         }
         for (_, rp) in found {
-            if let Err(e) = resolve_ref(&rp, &addrs) {
-                cx.err(
+            match resolve_ref(&rp, &addrs) {
+                Ok((target, attr)) => {
+                    if shows_secret(&attr.join("."), &cx.resources[&target].sensitive) {
+                        sensitive_outputs.insert(oname.clone());
+                    }
+                }
+                Err(e) => cx.err(
                     None,
                     &key,
                     format!("outputs.{oname} refers to {rp}, but {e}"),
-                );
+                ),
             }
         }
     }
@@ -222,9 +240,64 @@ pub fn build_model_from(
             resources: cx.resources,
             outputs,
             providers,
+            sensitive_outputs,
         })
     } else {
         Err(cx.errors)
+    }
+}
+
+/// A reference found in a resource's configuration: at `path` of `from`, to `attr` of `target`.
+struct RefAt {
+    from: Address,
+    path: String,
+    target: Address,
+    attr: String,
+}
+
+/// Whether a reference to `attr` shows a secret of a resource whose sensitive paths are
+/// `sensitive`: `attr` is one of them or lies under one, or holds one (a whole object
+/// referenced).
+fn shows_secret(attr: &str, sensitive: &[String]) -> bool {
+    crate::plan::redact::is_sensitive(attr, sensitive)
+        || sensitive.iter().any(|p| {
+            p.strip_prefix(attr)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+}
+
+/// A value that shows a secret is a secret: the configuration path holding a reference to a
+/// sensitive value becomes sensitive in the referencing resource, along chains of references
+/// (a worklist from the resources that declare secrets; nothing to do when none does).
+fn propagate_sensitive(resources: &mut BTreeMap<Address, Resource>, refs: &[RefAt]) {
+    let mut work: Vec<Address> = resources
+        .values()
+        .filter(|r| !r.sensitive.is_empty())
+        .map(|r| r.addr.clone())
+        .collect();
+    if work.is_empty() {
+        return;
+    }
+    let mut by_target: BTreeMap<&Address, Vec<&RefAt>> = BTreeMap::new();
+    for r in refs {
+        by_target.entry(&r.target).or_default().push(r);
+    }
+    while let Some(target) = work.pop() {
+        let Some(referrers) = by_target.get(&target) else {
+            continue;
+        };
+        for r in referrers {
+            if !shows_secret(&r.attr, &resources[&target].sensitive) {
+                continue;
+            }
+            let Some(from) = resources.get_mut(&r.from) else {
+                continue;
+            };
+            if !crate::plan::redact::is_sensitive(&r.path, &from.sensitive) {
+                from.sensitive.push(r.path.clone());
+                work.push(r.from.clone());
+            }
+        }
     }
 }
 

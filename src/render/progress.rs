@@ -184,7 +184,12 @@ pub fn summary(r: &ApplyReport, paint: Paint) -> String {
     if !r.outputs.is_empty() {
         s.push_str("\nOutputs:\n");
         for (k, v) in &r.outputs {
-            s.push_str(&format!("  {k} = {}\n", super::text::value(v)));
+            let shown = if r.sensitive_outputs.contains(k) {
+                prov_engine::plan::redact::REDACTED.to_string()
+            } else {
+                super::text::value(v)
+            };
+            s.push_str(&format!("  {k} = {shown}\n"));
         }
     }
     s

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 pub fn plan(p: &Plan, paint: Paint) -> String {
     let redacted;
-    let p = if p.changes.iter().any(|c| !c.sensitive.is_empty()) {
+    let p = if p.has_sensitive() {
         redacted = p.redacted();
         &redacted
     } else {

@@ -8,7 +8,7 @@ pub const FORMAT_VERSION: &str = "1.2";
 
 pub fn plan(p: &Plan) -> Value {
     let redacted;
-    let p = if p.changes.iter().any(|c| !c.sensitive.is_empty()) {
+    let p = if p.has_sensitive() {
         redacted = p.redacted();
         &redacted
     } else {

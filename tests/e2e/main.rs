@@ -1356,3 +1356,74 @@ fn sensitive_values_never_appear_in_plans_or_state_listings() {
     // `state pull` is the full backup (mode 0600): it keeps the values so a push restores them.
     ws.prov(&["state", "pull"]).ok().has("pw-secret-2");
 }
+
+/// A value that shows a secret is a secret: references carry sensitivity along a chain
+/// (db's token → web's tag → app's tag), into interpolated strings and into workspace outputs;
+/// apply still uses the real values.
+#[test]
+fn sensitivity_follows_references_into_other_resources_and_outputs() {
+    let cfg = r#"{ servers = {
+        db = { provider = "sim", plan = "small", zone = "sim-a",
+               tags = { token = "tok-secret-1", team = "data" }, sensitive = ["tags.token"] },
+        web = { provider = "sim", plan = "small", zone = "sim-a",
+                tags = { copy = "${server.db.tags.token}", auth = "Bearer ${server.db.tags.token}",
+                         team = "${server.db.tags.team}" } },
+        app = { provider = "sim", plan = "small", zone = "sim-a",
+                tags = { again = "${server.web.tags.copy}", whole = "${server.web.tags.team}" } },
+      },
+      outputs = { token = "${server.db.tags.token}", all_tags = "${server.db.tags}",
+                  team = "${server.db.tags.team}" } }"#;
+    let ws = Ws::new(cfg);
+    let plan = ws
+        .prov(&["plan", "--out", "p.plan"])
+        .ok()
+        .lacks("secret")
+        .has(r#"tags.team      = "data""#);
+    // Non-secret values referenced from the same resource stay visible.
+    assert!(
+        plan.stdout.contains(r#"+ team = "data""#),
+        "{}",
+        plan.stdout
+    );
+    for line in [
+        "tags.copy",
+        "tags.auth",
+        "tags.again",
+        "+ token",
+        "+ all_tags",
+    ] {
+        let shown = plan
+            .stdout
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("no {line} in\n{}", plan.stdout));
+        assert!(shown.contains("(sensitive)"), "{shown}");
+    }
+    ws.prov(&["show", "p.plan"]).ok().lacks("secret");
+    ws.prov(&["show", "--json", "p.plan"]).ok().lacks("secret");
+    ws.prov(&["apply", "p.plan"])
+        .ok()
+        .lacks("secret")
+        .has("token = (sensitive)")
+        .has(r#"team = "data""#);
+    for addr in ["server.web", "server.app"] {
+        ws.prov(&["state", "show", addr]).ok().lacks("secret");
+    }
+    ws.prov(&["drift", "--json"]).ok().lacks("secret");
+    // The real values were applied.
+    let pulled: serde_json::Value =
+        serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+    let tags = |addr: &str| {
+        pulled["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["record"]["address"] == addr)
+            .unwrap()["record"]["attributes"]["tags"]
+            .clone()
+    };
+    assert_eq!(tags("server.web")["auth"], "Bearer tok-secret-1");
+    assert_eq!(tags("server.app")["again"], "tok-secret-1");
+    assert_eq!(tags("server.app")["whole"], "data");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+}

@@ -25,6 +25,9 @@ struct PlanFileV1 {
     config_hash: String,
     targets: Vec<String>,
     outputs: serde_json::Map<String, Value>,
+    /// Absent in plan files written before sensitive outputs existed (none were then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sensitive_outputs: Vec<String>,
     providers: serde_json::Map<String, Value>,
     changes: Vec<ChangeV1>,
     output_changes: Vec<OutputChangeV1>,
@@ -185,6 +188,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
         config_hash: p.config_hash.clone(),
         targets: addrs(&p.targets),
         outputs: p.outputs.clone(),
+        sensitive_outputs: p.sensitive_outputs.clone(),
         providers: p.providers.clone(),
         resolutions: p
             .resolutions
@@ -317,6 +321,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         config_hash: f.config_hash,
         changes,
         outputs: f.outputs,
+        sensitive_outputs: f.sensitive_outputs,
         providers: f.providers,
         targets: addrs(&f.targets)?,
         drift: f

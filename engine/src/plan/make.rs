@@ -452,6 +452,7 @@ fn plan_changes(
         } else {
             model.outputs.clone()
         },
+        sensitive_outputs: model.sensitive_outputs.iter().cloned().collect(),
         providers: model.providers.clone(),
         targets: opts.targets.clone(),
     })

@@ -139,6 +139,8 @@ pub struct Plan {
     pub changes: Vec<ResourceChange>,
     /// `outputs` as written; resolved at the end of apply.
     pub outputs: serde_json::Map<String, Value>,
+    /// Outputs that show a sensitive value: redacted wherever a plan or apply shows them.
+    pub sensitive_outputs: Vec<String>,
     /// Provider settings the plan is applied with.
     pub providers: serde_json::Map<String, Value>,
     pub targets: Vec<Address>,

@@ -101,7 +101,19 @@ impl Plan {
                 redact_drift(d, paths);
             }
         }
+        for o in &mut p.output_changes {
+            if self.sensitive_outputs.contains(&o.name) {
+                for v in [&mut o.before, &mut o.after].into_iter().flatten() {
+                    *v = Value::String(REDACTED.into());
+                }
+            }
+        }
         p
+    }
+
+    /// Whether anything in the plan is sensitive (showing it needs [`Plan::redacted`]).
+    pub fn has_sensitive(&self) -> bool {
+        !self.sensitive_outputs.is_empty() || self.changes.iter().any(|c| !c.sensitive.is_empty())
     }
 }
 
