@@ -281,8 +281,8 @@ impl ExtTaskserv {
                 return s.to_string();
             }
         }
-        if let Some(prov_engine::traits::TransportSpec::Ssh(a)) = transport {
-            return a.host.clone();
+        if let Some(prov_engine::traits::TransportSpec::Ssh { access, .. }) = transport {
+            return access.host.clone();
         }
         "127.0.0.1".into()
     }

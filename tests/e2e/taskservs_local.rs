@@ -67,6 +67,13 @@ fn config(maxmemory: &str, with_redis: bool) -> String {
         {redis}
       }},
     }},
+    # A second sandbox with its own redis: same paths on the server, apart on this machine.
+    cache = {{
+      provider = "local",
+      taskservs = {{
+        redis = {{ settings = {{ maxmemory = "32mb", password = "s3cret-pw" }}, sensitive = ["settings.password"] }},
+      }},
+    }},
   }},
   outputs = {{ redis = "${{taskserv.db.etcd.client_url}}" }},
 }}"#
@@ -123,8 +130,9 @@ fn redis_and_etcd_on_a_local_server() {
         .lacks("s3cret-pw");
     ws.prov(&["apply", "--auto-approve"])
         .ok()
-        .has("Apply complete: 3 succeeded")
+        .has("Apply complete: 5 succeeded")
         .has("taskserv.db.redis: health check passed")
+        .has("taskserv.cache.redis: health check passed")
         .has("taskserv.db.etcd: health check passed")
         .lacks("s3cret-pw");
     let server = record(&ws, "server.db");
@@ -132,6 +140,32 @@ fn redis_and_etcd_on_a_local_server() {
         .as_str()
         .unwrap()
         .to_string();
+    // Where each sandbox's server paths land on this machine.
+    let root = |name: &str| {
+        let dir = record(&ws, &format!("server.{name}"))["outputs"]["extra"]["dir"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Path::new(&dir).join("root")
+    };
+    let cache_ip = record(&ws, "server.cache")["outputs"]["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(ip, cache_ip);
+    assert_eq!(redis_cli(&cache_ip, &["ping"]), "PONG");
+    assert_eq!(
+        redis_cli(&cache_ip, &["config", "get", "maxmemory"]),
+        format!("maxmemory\n{}", 32 * 1024 * 1024)
+    );
+    for name in ["db", "cache"] {
+        assert!(
+            root(name).join("etc/prov/redis/redis.conf").is_file(),
+            "{name}: {}",
+            root(name).display()
+        );
+    }
+    assert!(!Path::new("/etc/prov/redis").exists());
     let redis = record(&ws, "taskserv.db.redis");
     assert!(
         redis["outputs"]["version"]
@@ -172,22 +206,28 @@ fn redis_and_etcd_on_a_local_server() {
     );
 
     // Stopped out of band: drift says so.
-    let pid = std::fs::read_to_string("/var/lib/prov/redis/redis.pid").unwrap();
+    let pid = std::fs::read_to_string(root("db").join("var/lib/prov/redis/redis.pid")).unwrap();
     Command::new("kill").arg(pid.trim()).status().unwrap();
     wait_gone(&pid);
     ws.prov(&["drift"])
         .code(2)
-        .has("taskserv.db.redis: stopped outside prov");
+        .has("taskserv.db.redis: stopped outside prov")
+        .lacks("taskserv.cache.redis");
+    assert_eq!(redis_cli(&cache_ip, &["ping"]), "PONG");
 
     // Removed from the configuration: uninstalled; etcd stays.
     ws.write(&config("96mb", false));
     ws.prov(&["plan"]).has("- taskserv.db.redis");
     ws.prov(&["apply", "--auto-approve"]).ok();
-    assert!(!Path::new("/etc/prov/redis").exists());
+    assert!(!root("db").join("etc/prov/redis").exists());
+    assert!(root("cache").join("etc/prov/redis/redis.conf").is_file());
+    assert_eq!(redis_cli(&cache_ip, &["ping"]), "PONG");
     ws.prov(&["taskserv", "status"])
         .ok()
         .has("taskserv.db.etcd")
+        .has("taskserv.cache.redis")
         .lacks("taskserv.db.redis");
+    let db_root = root("db");
     ws.prov(&["destroy", "--auto-approve"]).ok();
-    assert!(!Path::new("/etc/prov/etcd").exists());
+    assert!(!db_root.exists());
 }

@@ -240,7 +240,7 @@ pub trait Provider: Send + Sync {
     /// How taskservs reach the server: SSH with get-ssh-access unless the provider runs
     /// servers on this machine without SSH (e.g. the local provider without root).
     async fn transport(&self, id: &str) -> ExtResult<super::TransportSpec> {
-        Ok(super::TransportSpec::Ssh(self.get_ssh_access(id).await?))
+        Ok(super::TransportSpec::ssh(self.get_ssh_access(id).await?))
     }
     async fn configure_firewall(&self, id: &str, rules: &[FirewallRule]) -> ExtResult<()>;
 }

@@ -18,6 +18,22 @@ pub enum TransportSpec {
         #[serde(default)]
         env: BTreeMap<String, String>,
     },
-    /// Commands run over SSH with the system OpenSSH client.
-    Ssh(SshAccess),
+    /// Commands run over SSH with the system OpenSSH client. `root` is the prefix under which
+    /// absolute server paths land: empty for a machine of its own; a local sandbox, which shares
+    /// this machine's filesystem, gives its directory so two sandboxes' taskservs keep apart.
+    Ssh {
+        access: SshAccess,
+        #[serde(default)]
+        root: String,
+    },
+}
+
+impl TransportSpec {
+    /// SSH to a machine of its own (no path prefix).
+    pub fn ssh(access: SshAccess) -> TransportSpec {
+        TransportSpec::Ssh {
+            access,
+            root: String::new(),
+        }
+    }
 }

@@ -813,7 +813,12 @@ impl Provider for LocalProvider {
     async fn transport(&self, id: &str) -> ExtResult<TransportSpec> {
         let (dir, meta) = self.load("transport", id)?;
         match meta.isolation {
-            Isolation::Netns => Ok(TransportSpec::Ssh(self.get_ssh_access(id).await?)),
+            // The sandbox has its own network but shares this machine's filesystem: its
+            // taskservs' files go under its own root, as without a namespace.
+            Isolation::Netns => Ok(TransportSpec::Ssh {
+                access: self.get_ssh_access(id).await?,
+                root: dir.join("root").to_string_lossy().into_owned(),
+            }),
             Isolation::None => Ok(TransportSpec::Local {
                 root: dir.join("root"),
                 env: BTreeMap::from([

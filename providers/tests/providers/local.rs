@@ -620,9 +620,17 @@ async fn netns_sandbox_ssh_firewall_lifecycle_and_cleanup() {
     let mut as_user = a.clone();
     as_user.key_path = Some(user_key.display().to_string());
     assert_ssh_works(&as_user);
+    // Taskservs reach it over SSH, their files under the sandbox's own root (the filesystem is
+    // shared with this machine and with other sandboxes).
     assert_eq!(
         p.transport(&info.id).await.unwrap(),
-        TransportSpec::Ssh(a.clone())
+        TransportSpec::Ssh {
+            access: a.clone(),
+            root: PathBuf::from(extra(&info, "dir").as_str().unwrap())
+                .join("root")
+                .display()
+                .to_string(),
+        }
     );
 
     // The firewall: 8080 allowed, 8081 denied, 8082 not listed (an allow list rejects it).

@@ -64,7 +64,7 @@ pub trait Transport: Send + Sync {
     /// For messages: `local /var/lib/...` or `ssh root@10.0.0.2:22`.
     fn describe(&self) -> String;
     /// The prefix under which absolute server paths land (`PROV_ROOT` for scripts): the
-    /// sandbox directory for local servers, empty over SSH.
+    /// sandbox directory for local servers (over SSH too), empty for a machine of its own.
     fn root(&self) -> String;
     /// Writes `content` to the absolute server path `path` (parents created, replaced atomically).
     async fn upload(&self, path: &str, content: &[u8], mode: u32) -> Result<(), TransportError>;
@@ -127,7 +127,9 @@ pub fn open(spec: &TransportSpec, ssh: &SshOptions) -> Box<dyn Transport> {
         TransportSpec::Local { root, env } => {
             Box::new(local::Local::new(root.clone(), env.clone()))
         }
-        TransportSpec::Ssh(access) => Box::new(ssh::Ssh::new(access.clone(), ssh.clone())),
+        TransportSpec::Ssh { access, root } => {
+            Box::new(ssh::Ssh::new(access.clone(), ssh.clone()).with_root(root))
+        }
     }
 }
 

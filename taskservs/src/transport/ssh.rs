@@ -14,6 +14,8 @@ use tokio::process::Command;
 pub struct Ssh {
     access: SshAccess,
     opts: SshOptions,
+    /// Prefix of absolute server paths (see `TransportSpec::Ssh`), without a trailing `/`.
+    root: String,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -23,7 +25,17 @@ pub const CONTROL_PERSIST: u64 = 60;
 
 impl Ssh {
     pub fn new(access: SshAccess, opts: SshOptions) -> Ssh {
-        Ssh { access, opts }
+        Ssh {
+            access,
+            opts,
+            root: String::new(),
+        }
+    }
+
+    /// Absolute server paths land under `root` (a local sandbox's directory).
+    pub fn with_root(mut self, root: &str) -> Ssh {
+        self.root = root.trim_end_matches('/').to_string();
+        self
     }
 
     /// The ssh arguments up to and including the destination.
@@ -136,9 +148,14 @@ impl Transport for Ssh {
         )
     }
     fn root(&self) -> String {
-        String::new()
+        self.root.clone()
     }
     async fn upload(&self, path: &str, content: &[u8], mode: u32) -> Result<(), TransportError> {
+        let path = &if path.starts_with('/') {
+            format!("{}{path}", self.root)
+        } else {
+            path.to_string()
+        };
         let dir = match path.rsplit_once('/') {
             Some(("", _)) => "/".to_string(),
             Some((d, _)) => d.to_string(),

@@ -91,7 +91,7 @@ impl Provider for BoxProvider {
     }
     async fn get_ssh_access(&self, id: &str) -> ExtResult<SshAccess> {
         match self.transport(id).await? {
-            TransportSpec::Ssh(a) => Ok(a),
+            TransportSpec::Ssh { access, .. } => Ok(access),
             _ => unsupported("get-ssh-access"),
         }
     }

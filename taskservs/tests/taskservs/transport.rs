@@ -209,7 +209,7 @@ async fn a_taskserv_over_ssh() {
         .bind(ws.path().to_path_buf(), &Default::default())
         .taskserv("hello")
         .unwrap();
-    let p = BoxProvider::new(TransportSpec::Ssh(d.access()));
+    let p = BoxProvider::new(TransportSpec::ssh(d.access()));
     let (sink, lines) = collector();
     let mut req = request(&p, "hello", None, json!({"name": "ssh"}));
     req.output = Some(sink);
