@@ -392,8 +392,19 @@ pub async fn apply(
                     done.push((i, r, elapsed));
                 }
                 Err(e) => {
-                    // A timeout leaves the outcome unknown: keep the note for the next run.
-                    if e.kind != ErrorKind::Timeout {
+                    // A timeout leaves the outcome unknown: keep the note for the next run. So
+                    // does a failed delete of the object a create_before_destroy replace left
+                    // behind: the record already names its successor, so the note is all that
+                    // remembers the old one (the next run finishes the delete).
+                    let old_left_behind = ops[i].step == Step::Destroy
+                        && matches!(
+                            plan.changes[ops[i].change].action,
+                            Action::Replace {
+                                create_before_destroy: true,
+                                ..
+                            }
+                        );
+                    if e.kind != ErrorKind::Timeout && !old_left_behind {
                         changes.push(Change::ClearPending(address));
                     }
                     if continues_on_error(&plan.changes[ops[i].change]) {

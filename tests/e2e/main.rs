@@ -693,6 +693,51 @@ fn apply_json_emits_one_event_per_line() {
     assert!(events.iter().any(|e| e["event"] == "state_written"));
 }
 
+/// The old server of a create_before_destroy replace whose delete fails is not lost: its record
+/// already names the new one, so the pending note keeps it, the next plan says apply deletes it,
+/// and the next apply does.
+#[test]
+fn create_before_destroy_whose_old_delete_fails_is_finished_next_run() {
+    let cfg = r#"{ providers = { sim = { FAIL } }, servers = {
+      web = { provider = "sim", plan = "small", zone = "sim-a", lifecycle = { create_before_destroy = true } },
+    } }"#;
+    let ws = Ws::new(&cfg.replace("FAIL", ""));
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let old = sim_hosts(&ws)["web"].clone();
+    // The replace's calls: create the new one (1st), delete the old one (2nd, fails).
+    ws.write(
+        &cfg.replace("FAIL", "fail_call = 2")
+            .replace("sim-a", "sim-b"),
+    );
+    ws.prov(&["apply", "--auto-approve"])
+        .code(1)
+        .has("injected failure");
+    let new = ws
+        .prov(&["state", "show", "server.web", "--json"])
+        .ok()
+        .stdout;
+    assert!(
+        !new.contains(&old),
+        "the record names the new server: {new}"
+    );
+    assert!(
+        ws.prov(&["sim", "list"]).ok().stdout.contains(&old),
+        "the old one still exists"
+    );
+    let pulled: serde_json::Value =
+        serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+    assert_eq!(pulled["pending"][0]["provider_id"], old.as_str());
+    ws.write(&cfg.replace("FAIL", "").replace("sim-a", "sim-b"));
+    ws.prov(&["plan"]).ok().has(&old).has("apply deletes it");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let left = ws.prov(&["sim", "list"]).ok().stdout;
+    assert!(!left.contains(&old), "{left}");
+    assert_eq!(left.lines().count(), 1, "{left}");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+}
+
 #[test]
 fn create_before_destroy_replaces_new_first() {
     let cfg = r#"{ servers = {
