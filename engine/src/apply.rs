@@ -393,10 +393,11 @@ pub async fn apply(
                 }
                 Err(e) => {
                     // A timeout leaves the outcome unknown: keep the note for the next run. So
-                    // does a failed delete of the object a create_before_destroy replace left
+                    // does a failed delete of the server a create_before_destroy replace left
                     // behind: the record already names its successor, so the note is all that
                     // remembers the old one (the next run finishes the delete).
                     let old_left_behind = ops[i].step == Step::Destroy
+                        && matches!(plan.changes[ops[i].change].address, Address::Server(_))
                         && matches!(
                             plan.changes[ops[i].change].action,
                             Action::Replace {
