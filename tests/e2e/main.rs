@@ -572,7 +572,9 @@ fn plan_reports_a_config_error_before_a_state_that_cannot_open() {
     let ws = Ws::new(&format!(
         r#"{{ {unreachable}, servers = {{ a = {{ provider = "nope", plan = "small", zone = "sim-a" }} }} }}"#
     ));
-    ws.prov(&["plan"])
+    // The configured connection, not a PROV_PG_CONN the test run may export.
+    let own_conn = [("PROV_PG_CONN", "")];
+    ws.prov_env(&["plan"], &own_conn)
         .code(1)
         .has("unknown provider \"nope\"")
         .lacks("127.0.0.1");
@@ -583,7 +585,7 @@ fn plan_reports_a_config_error_before_a_state_that_cannot_open() {
         ),
     )
     .unwrap();
-    ws.prov(&["plan"])
+    ws.prov_env(&["plan"], &own_conn)
         .code(1)
         .has("127.0.0.1")
         .lacks("panicked");
