@@ -49,17 +49,7 @@ pub fn load(
     registry: &Registry,
     eval: &EvalOptions,
 ) -> Result<Loaded, EngineError> {
-    let mut evaluated = config::evaluate(&ws.dir, eval)?;
-    let (model, graph, bound) = build(ws, registry, &mut evaluated)?;
-    let config_hash = evaluated.hash.clone();
-    Ok(Loaded {
-        workspace: ws.clone(),
-        evaluated,
-        model,
-        graph,
-        bound,
-        config_hash,
-    })
+    build(ws, registry, config::evaluate(&ws.dir, eval)?)
 }
 
 /// A state store the caller opened (the CLI owns backends, locks and their errors).
@@ -96,7 +86,7 @@ pub fn load_with_state<S: OpenedState>(
 pub fn build_with_state<S: OpenedState>(
     ws: &Workspace,
     registry: &Registry,
-    mut evaluated: Evaluated,
+    evaluated: Evaluated,
     open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
 ) -> Result<LoadedWithState<S>, EngineError> {
     let mut backend = serde_json::Map::new();
@@ -116,7 +106,7 @@ pub fn build_with_state<S: OpenedState>(
                 })?;
                 Ok::<_, EngineError>((state, snapshot))
             });
-        let built = build(ws, registry, &mut evaluated);
+        let built = build(ws, registry, evaluated);
         let opened = match reader {
             Ok(handle) => handle
                 .join()
@@ -127,18 +117,10 @@ pub fn build_with_state<S: OpenedState>(
         };
         (built, opened)
     });
-    let (model, graph, bound) = built?;
+    let loaded = built?;
     let (state, snapshot) = opened?;
-    let config_hash = evaluated.hash.clone();
     Ok(LoadedWithState {
-        loaded: Loaded {
-            workspace: ws.clone(),
-            evaluated,
-            model,
-            graph,
-            bound,
-            config_hash,
-        },
+        loaded,
         state,
         snapshot,
     })
@@ -148,8 +130,8 @@ pub fn build_with_state<S: OpenedState>(
 fn build(
     ws: &Workspace,
     registry: &Registry,
-    evaluated: &mut Evaluated,
-) -> Result<(Model, Graph, Arc<Bound>), EngineError> {
+    mut evaluated: Evaluated,
+) -> Result<Loaded, EngineError> {
     let providers = evaluated
         .value
         .get("providers")
@@ -161,7 +143,15 @@ fn build(
     let model = build_model_from(&mut evaluated.value, &evaluated.positions, &bound)
         .map_err(EngineError::Invalid)?;
     let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
-    Ok((model, graph, bound))
+    let config_hash = evaluated.hash.clone();
+    Ok(Loaded {
+        workspace: ws.clone(),
+        evaluated,
+        model,
+        graph,
+        bound,
+        config_hash,
+    })
 }
 
 /// Binds the registry for applying a saved plan (no evaluation: the plan is the whole contract).
