@@ -154,6 +154,39 @@ fn build(
     })
 }
 
+/// `prov output`: the workspace outputs as the last apply resolved them, and which of them show a
+/// sensitive value according to the configuration.
+pub struct Outputs {
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// Names to redact when listing. When the configuration does not evaluate, which outputs
+    /// are sensitive is unknown, and every one is listed here.
+    pub sensitive: std::collections::BTreeSet<String>,
+    /// Why sensitivity is unknown (the configuration's error), when it is.
+    pub unknown_because: Option<String>,
+}
+
+/// Reads the outputs and, from the configuration, which of them are sensitive.
+pub fn outputs(
+    ws: &Workspace,
+    registry: &Registry,
+    eval: &EvalOptions,
+    state: &dyn StateRead,
+) -> Result<Outputs, EngineError> {
+    let values = state.snapshot_without_configs()?.outputs;
+    Ok(match load(ws, registry, eval) {
+        Ok(loaded) => Outputs {
+            values,
+            sensitive: loaded.model.sensitive_outputs,
+            unknown_because: None,
+        },
+        Err(e) => Outputs {
+            sensitive: values.keys().cloned().collect(),
+            values,
+            unknown_because: Some(e.to_string()),
+        },
+    })
+}
+
 /// Binds the registry for applying a saved plan (no evaluation: the plan is the whole contract).
 pub fn bind_for_plan(ws: &Workspace, registry: &Registry, plan: &Plan) -> Arc<Bound> {
     Arc::new(registry.bind(ws.dir.clone(), &plan.providers))

@@ -1,14 +1,28 @@
-//! `prov output`: the workspace outputs as resolved at the last apply.
+//! `prov output`: the workspace outputs as resolved at the last apply (a list redacts sensitive ones).
 
 use super::{CmdResult, Failure};
 use crate::context::Context;
 use crate::render::text::value;
+use prov_engine::ops;
+use prov_engine::plan::redact::REDACTED;
 use std::time::Duration;
 
 pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
     let ws = ctx.workspace(None)?;
     let state = ctx.open_state(&ws, None, "output", Duration::ZERO, false)?;
-    let outputs = state.store.snapshot()?.outputs;
+    let ops::Outputs {
+        values: mut outputs,
+        sensitive,
+        unknown_because,
+    } = ops::outputs(&ws, &ctx.registry(&ws)?, &ctx.eval_options(), &*state.store)?;
+    // A list never shows a secret; naming an output is asking for its value (as scripts do).
+    if name.is_none() {
+        if let Some(why) = unknown_because.filter(|_| !outputs.is_empty()) {
+            eprintln!(
+                "warning: the configuration does not evaluate, so which outputs are sensitive is unknown: every one is shown as {REDACTED}; name one to print its value.\n{why}"
+            );
+        }
+    }
     match name {
         Some(n) => {
             let v = outputs.get(n).ok_or_else(|| {
@@ -22,10 +36,22 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
                 _ => println!("{v}"),
             }
         }
-        None if json => println!("{}", serde_json::to_string_pretty(&outputs)?),
+        None if json => {
+            for (k, v) in outputs.iter_mut() {
+                if sensitive.contains(k) {
+                    *v = serde_json::Value::String(REDACTED.into());
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&outputs)?)
+        }
         None => {
             for (k, v) in &outputs {
-                println!("{k} = {}", value(v));
+                let shown = if sensitive.contains(k) {
+                    REDACTED.to_string()
+                } else {
+                    value(v)
+                };
+                println!("{k} = {shown}");
             }
         }
     }

@@ -1456,6 +1456,28 @@ fn sensitivity_follows_references_into_other_resources_and_outputs() {
     for addr in ["server.web", "server.app"] {
         ws.prov(&["state", "show", addr]).ok().lacks("secret");
     }
+    // Listing outputs redacts; naming one prints its value (what scripts ask for).
+    ws.prov(&["output"])
+        .ok()
+        .lacks("secret")
+        .has("token = (sensitive)")
+        .has(r#"team = "data""#);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ws.prov(&["output", "--json"]).ok().stdout).unwrap();
+    assert_eq!(listed["all_tags"], "(sensitive)");
+    assert_eq!(listed["team"], "data");
+    assert_eq!(
+        ws.prov(&["output", "token"]).ok().stdout.trim(),
+        "tok-secret-1"
+    );
+    // When the configuration is broken, which outputs are sensitive is unknown: all redacted.
+    std::fs::write(ws.dir.join("main.ncl"), "{ servers = ").unwrap();
+    ws.prov(&["output"])
+        .ok()
+        .lacks("secret")
+        .lacks("data")
+        .has("which outputs are sensitive is unknown");
+    ws.write(cfg);
     ws.prov(&["drift", "--json"]).ok().lacks("secret");
     // The real values were applied.
     let pulled: serde_json::Value =
