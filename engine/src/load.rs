@@ -259,7 +259,8 @@ struct RefAt {
 /// `sensitive`: `attr` is one of them or lies under one, or holds one (a whole object
 /// referenced).
 fn shows_secret(attr: &str, sensitive: &[String]) -> bool {
-    crate::plan::redact::is_sensitive(attr, sensitive)
+    (attr.is_empty() && !sensitive.is_empty())
+        || crate::plan::redact::is_sensitive(attr, sensitive)
         || sensitive.iter().any(|p| {
             p.strip_prefix(attr)
                 .is_some_and(|rest| rest.starts_with('.'))
@@ -661,5 +662,23 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
             declared_at,
             sensitive: Vec::new(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_secret;
+
+    #[test]
+    fn a_reference_shows_a_secret_at_under_or_above_a_sensitive_path() {
+        let paths = vec!["tags.token".to_string()];
+        assert!(shows_secret("tags.token", &paths)); // the secret itself
+        assert!(shows_secret("tags.token.x", &paths)); // under it
+        assert!(shows_secret("tags", &paths)); // an object holding it
+        assert!(shows_secret("", &paths)); // the whole resource
+        assert!(!shows_secret("tags.team", &paths));
+        assert!(!shows_secret("tags.tokens", &paths));
+        assert!(!shows_secret("tag", &paths));
+        assert!(!shows_secret("", &[]));
     }
 }
