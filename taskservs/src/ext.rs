@@ -155,7 +155,19 @@ prov_pid_alive() {
   [ -s "$1" ] || return 1
   local p; p="$(cat "$1")"
   kill -0 "$p" 2>/dev/null || return 1
-  [ "$(sed -e 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)" != "Z" ]
+  local st; st="$(sed -e 's/.*) //' "/proc/$p/stat" 2>/dev/null)"
+  [ "${st:0:1}" != "Z" ] || return 1
+  # A process started after the pid file was written is another one that got the number back
+  # (pid_max is 32768 on many machines): the one in the file is gone. 2 s of slack for clocks.
+  local ticks btime hz written
+  ticks="$(echo "$st" | awk '{print $20}')"
+  btime="$(awk '/^btime/ {print $2}' /proc/stat 2>/dev/null)"
+  hz="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+  written="$(stat -c %Y "$1" 2>/dev/null)"
+  if [ -n "$ticks" ] && [ -n "$btime" ] && [ -n "$written" ]; then
+    [ $(( btime + ticks / hz )) -le $(( written + 2 )) ] || return 1
+  fi
+  return 0
 }
 # prov_stop_pid PIDFILE: stops it (TERM, then KILL after 10s) and removes the file.
 prov_stop_pid() {

@@ -498,7 +498,16 @@ fn quickstart_example_applies_and_is_idempotent() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Until it has exited (or is a zombie), however slow the machine.
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "heartbeat still runs after kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     prov_in(&dir, &["drift"], &[])
         .code(2)
         .has("taskserv.web-01.heartbeat: stopped outside prov");
