@@ -498,16 +498,7 @@ fn quickstart_example_applies_and_is_idempotent() {
         .status()
         .unwrap()
         .success());
-    // Until it has exited (or is a zombie), however slow the machine.
-    let stat = format!("/proc/{}/stat", pid.trim());
-    let t = std::time::Instant::now();
-    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
-        assert!(
-            t.elapsed().as_secs() < 20,
-            "heartbeat still runs after kill"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_gone(&pid);
     prov_in(&dir, &["drift"], &[])
         .code(2)
         .has("taskserv.web-01.heartbeat: stopped outside prov");
@@ -524,6 +515,20 @@ fn quickstart_example_applies_and_is_idempotent() {
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "sandboxes left behind: {left:?}");
+}
+
+/// Waits (up to 20 s) until process `pid` has exited, or is a zombie its parent has yet to reap:
+/// redis saves its data on SIGTERM first, which takes longer on a slow disk than any fixed pause.
+fn wait_gone(pid: &str) {
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "process {pid} still runs 20 s after kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Copies an example workspace (without its `.prov/`) into `to`.

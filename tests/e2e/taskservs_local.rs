@@ -80,21 +80,6 @@ fn config(maxmemory: &str, with_redis: bool) -> String {
     )
 }
 
-/// Waits (up to 20 s) until process `pid` has exited: redis saves its data on SIGTERM first, which
-/// takes longer on a slow disk than any fixed pause.
-fn wait_gone(pid: &str) {
-    let stat = format!("/proc/{}/stat", pid.trim());
-    let t = std::time::Instant::now();
-    // Gone, or a zombie its parent has yet to reap.
-    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
-        assert!(
-            t.elapsed().as_secs() < 20,
-            "process {pid} still runs 20 s after kill"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 fn record(ws: &Ws, address: &str) -> Value {
     let v: Value = serde_json::from_str(&ws.state()).unwrap();
     v["resources"]
