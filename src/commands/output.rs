@@ -2,7 +2,7 @@
 
 use super::{CmdResult, Failure};
 use crate::context::Context;
-use crate::render::text::value;
+use crate::render::text::output_value;
 use prov_engine::ops;
 use prov_engine::plan::redact::REDACTED;
 use std::time::Duration;
@@ -46,12 +46,7 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
         }
         None => {
             for (k, v) in &outputs {
-                let shown = if sensitive.contains(k) {
-                    REDACTED.to_string()
-                } else {
-                    value(v)
-                };
-                println!("{k} = {shown}");
+                println!("{k} = {}", output_value(v, sensitive.contains(k)));
             }
         }
     }

@@ -184,11 +184,7 @@ pub fn summary(r: &ApplyReport, paint: Paint) -> String {
     if !r.outputs.is_empty() {
         s.push_str("\nOutputs:\n");
         for (k, v) in &r.outputs {
-            let shown = if r.sensitive_outputs.contains(k) {
-                prov_engine::plan::redact::REDACTED.to_string()
-            } else {
-                super::text::value(v)
-            };
+            let shown = super::text::output_value(v, r.sensitive_outputs.contains(k));
             s.push_str(&format!("  {k} = {shown}\n"));
         }
     }

@@ -264,6 +264,15 @@ fn flatten(prefix: &str, v: &Value, unknown: &Value, rows: &mut Vec<(String, Str
 }
 
 /// A value as a reviewer reads it: strings quoted, the rest as compact JSON.
+/// A workspace output's value as a listing shows it: `(sensitive)` when it shows a secret.
+pub fn output_value(v: &Value, sensitive: bool) -> String {
+    if sensitive {
+        prov_engine::plan::redact::REDACTED.to_string()
+    } else {
+        value(v)
+    }
+}
+
 pub fn value(v: &Value) -> String {
     match v {
         Value::String(s) if s.contains('\n') => format!("<<{} lines>>", s.lines().count()),
