@@ -572,7 +572,7 @@ fn pending_note(input: &StepInput, run_id: &str) -> PendingOp {
                 .or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone())),
             _ => input.prior.as_ref().and_then(|p| p.provider_id.clone()),
         },
-        spec: json!({"config": c.config, "attributes": attributes}),
+        spec: json!({"config": c.config, "attributes": attributes, "sensitive": c.sensitive}),
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
         started_at: now(),
         run_id: run_id.to_string(),

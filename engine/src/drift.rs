@@ -1,5 +1,6 @@
 //! Drift: reads the real state of every recorded resource concurrently (never writing anything) and compares it with the records.
 
+use crate::error::{Diagnostic, EngineError};
 use crate::model::Address;
 use crate::plan::diff::diff;
 use crate::plan::AttrDiff;
@@ -674,6 +675,147 @@ pub struct IgnoreRule {
     /// `YYYY-MM-DD`; from that day on the entry no longer hides anything.
     #[serde(default)]
     pub expires: Option<String>,
+}
+
+/// Whether `s` is a calendar date `YYYY-MM-DD` (month 1-12, day within that month).
+pub fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !b
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return false;
+    }
+    let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(0);
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+/// The 1-based line on which each element of a top-level JSON array starts (for messages).
+fn entry_lines(text: &str) -> Vec<usize> {
+    let (mut depth, mut in_str, mut esc, mut line) = (0usize, false, false, 1usize);
+    let mut out = Vec::new();
+    let mut want = false;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        if want && !c.is_whitespace() && c != ',' && c != ']' {
+            out.push(line);
+            want = false;
+        }
+        match c {
+            '"' => in_str = true,
+            '[' | '{' => {
+                depth += 1;
+                if depth == 1 && c == '[' {
+                    want = true;
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 1 => want = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Reads an ignore file (`--ignore FILE`): a JSON list of rules. Every problem is reported,
+/// each naming the file, the entry (and its line) and the field: an `expires` that is not a
+/// date (it would otherwise never expire, or expire at once), an address that is not one.
+/// An error, never a silence: an entry that hides drift must say exactly what and until when.
+pub fn parse_ignore(bytes: &[u8], file: &str) -> Result<Vec<IgnoreRule>, EngineError> {
+    const SHAPE: &str = "expected a JSON list of {\"address\", \"attribute\" (optional), \"reason\", \"expires\" (optional, YYYY-MM-DD)}";
+    let fail = |m: String| EngineError::Invalid(vec![Diagnostic::new(None, None, m)]);
+    let text = std::str::from_utf8(bytes).map_err(|e| fail(format!("{file}: not UTF-8 text: {e}")))?;
+    let entries: Vec<Value> =
+        serde_json::from_str(text).map_err(|e| fail(format!("{file}: {e}; {SHAPE}")))?;
+    let lines = entry_lines(text);
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (i, v) in entries.into_iter().enumerate() {
+        let at = match lines.get(i) {
+            Some(l) => format!("{file}: entry {} (line {l})", i + 1),
+            None => format!("{file}: entry {}", i + 1),
+        };
+        let r: IgnoreRule = match serde_json::from_value(v) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(Diagnostic::new(None, None, format!("{at}: {e}; {SHAPE}")));
+                continue;
+            }
+        };
+        if let Err(e) = r.address.parse::<Address>() {
+            errors.push(Diagnostic::new(
+                None,
+                None,
+                format!("{at}: field \"address\": {:?} is not an address: {e}", r.address),
+            ));
+        }
+        if let Some(x) = r.expires.as_deref().filter(|x| !is_date(x)) {
+            errors.push(Diagnostic::new(None, None, format!("{at}: field \"expires\": {x:?} is not a date (YYYY-MM-DD, e.g. 2027-01-31); leave the field out for an entry that never expires")));
+        }
+        if r.attribute.as_deref().is_some_and(|a| a.is_empty()) {
+            errors.push(Diagnostic::new(None, None, format!("{at}: field \"attribute\": empty; leave the field out to cover the whole resource")));
+        }
+        rules.push((at, r));
+    }
+    if !errors.is_empty() {
+        return Err(EngineError::Invalid(errors));
+    }
+    Ok(rules.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Refuses ignore rules whose address prov does not know (`known`: declared, recorded, or found
+/// by this drift run, such as an unmanaged server): a typo would otherwise hide nothing, for ever,
+/// without a word.
+pub fn check_ignore_addresses(
+    rules: &[IgnoreRule],
+    file: &str,
+    known: impl Fn(&str) -> bool,
+) -> Result<(), EngineError> {
+    let errors: Vec<Diagnostic> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !known(&r.address))
+        .map(|(i, r)| {
+            Diagnostic::new(
+                None,
+                None,
+                format!(
+                    "{file}: entry {}: field \"address\": {} is unknown: not declared in the configuration, not in the state and not found by this drift run",
+                    i + 1,
+                    r.address
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
 }
 
 /// Whether a rule covers a drift, and whether it has expired (`today` is `YYYY-MM-DD`).

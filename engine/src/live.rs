@@ -226,7 +226,7 @@ fn gone(s: &ServerRef) -> EngineError {
     )
 }
 
-/// `prov server info NAME`: get-server-info of a managed server.
+/// `prov server info NAME`: get-server-info of a managed server, its secrets redacted.
 pub async fn server_info(
     loaded: &Loaded,
     state: &dyn StateRead,
@@ -236,7 +236,27 @@ pub async fn server_info(
     let s = find_server(loaded, &snap, name)?;
     let p = loaded.bound.provider(&s.provider)?;
     match p.get_server_info(&s.id).await? {
-        Some(info) => Ok((s, info)),
+        Some(info) => {
+            // Shown to the user: what the record and the configuration hold secret is redacted.
+            let rec = snap.resources.get(&s.address);
+            let paths = crate::ops::sensitive_paths(&s.address, rec, &loaded.model);
+            let mut secrets = Vec::new();
+            if let Some(r) = rec {
+                crate::plan::redact::secret_values(&r.config, &paths, &mut secrets);
+                crate::plan::redact::secret_values(&r.attributes, &paths, &mut secrets);
+                crate::plan::redact::secret_values(&r.outputs, &paths, &mut secrets);
+            }
+            if let Some(r) = s
+                .address
+                .parse::<Address>()
+                .ok()
+                .and_then(|a| loaded.model.resources.get(&a))
+            {
+                crate::plan::redact::secret_values(&r.config, &paths, &mut secrets);
+            }
+            let info = crate::plan::redact::redact_server_info(&info, &paths, &secrets);
+            Ok((s, info))
+        }
         None => Err(gone(&s)),
     }
 }

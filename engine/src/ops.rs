@@ -290,7 +290,22 @@ pub async fn plan_from(
                 }
             }
         }
+        // Records refreshed from the real world keep what the configuration declares secret
+        // now, as well as what they recorded.
+        for (a, r) in &mut refreshed {
+            if let (Some(r), Some(res)) = (r.as_mut(), loaded.model.resources.get(a)) {
+                for p in &res.sensitive {
+                    if !r.sensitive_paths.contains(p) {
+                        r.sensitive_paths.push(p.clone());
+                    }
+                }
+            }
+        }
         found = drift::collect(&obs, Vec::new());
+        for d in &mut found {
+            let paths = sensitive_paths(&d.address, unshared.resources.get(&d.address), &loaded.model);
+            crate::plan::redact::redact_drift(d, &paths);
+        }
         view = drift::refreshed_view(unshared, &obs);
     }
     let mut plan = make_plan_from(
@@ -358,10 +373,10 @@ pub async fn drift(
     let unmanaged = drift::unmanaged(&snap, &loaded.bound, &providers, opts.timeout).await;
     let mut obs = obs;
     for o in &mut obs {
-        if let Some(r) = snap.resources.get(&o.address.to_string()) {
-            for d in &mut o.drift {
-                crate::plan::redact::redact_drift(d, &r.sensitive_paths);
-            }
+        let a = o.address.to_string();
+        let paths = sensitive_paths(&a, snap.resources.get(&a), &loaded.model);
+        for d in &mut o.drift {
+            crate::plan::redact::redact_drift(d, &paths);
         }
     }
     Ok(DriftReport {
@@ -369,6 +384,29 @@ pub async fn drift(
         drift: drift::collect(&obs, unmanaged),
         workspace: loaded.bound.workspace_name.clone(),
     })
+}
+
+/// What is secret about a resource: the paths its record names and those the configuration
+/// declares now (either alone may lag behind: a record written before a path was declared, a
+/// block removed from the configuration).
+pub fn sensitive_paths(
+    address: &str,
+    rec: Option<&prov_state::ResourceRecord>,
+    model: &Model,
+) -> Vec<String> {
+    let mut paths: Vec<String> = rec.map(|r| r.sensitive_paths.clone()).unwrap_or_default();
+    if let Some(r) = address
+        .parse::<crate::model::Address>()
+        .ok()
+        .and_then(|a| model.resources.get(&a))
+    {
+        for p in &r.sensitive {
+            if !paths.contains(p) {
+                paths.push(p.clone());
+            }
+        }
+    }
+    paths
 }
 
 /// The result of `prov drift`.
@@ -450,12 +488,47 @@ pub async fn apply(
     if plan.mode == crate::plan::PlanMode::RefreshOnly {
         let mut report = apply::ApplyReport {
             serial: store.meta()?.serial,
+            sensitive_outputs: plan.sensitive_outputs.clone(),
             ..Default::default()
         };
         report.outputs = store.snapshot()?.outputs;
         return Ok(report);
     }
-    apply::apply(plan, bound, store, opts, events).await
+    // What an apply shows beyond the plan (script output, error messages) passes through here:
+    // the plan's secrets are scrubbed from it, whichever extension produced the text.
+    let secrets = Arc::new(plan.secrets());
+    let events = if secrets.is_empty() {
+        events
+    } else {
+        let s = secrets.clone();
+        let inner = events;
+        let scrubbed: EventSink = Arc::new(move |e| {
+            use crate::events::Event;
+            use crate::plan::redact::scrub_text;
+            inner(match e {
+                Event::Output { address, line } => Event::Output {
+                    address,
+                    line: scrub_text(&line, &s),
+                },
+                Event::Failed {
+                    address,
+                    step,
+                    error,
+                } => Event::Failed {
+                    address,
+                    step,
+                    error: scrub_text(&error, &s),
+                },
+                other => other,
+            })
+        });
+        scrubbed
+    };
+    let mut report = apply::apply(plan, bound, store, opts, events).await?;
+    for (_, _, e) in &mut report.failed {
+        *e = crate::plan::redact::scrub_text(e, &secrets);
+    }
+    Ok(report)
 }
 
 /// `prov import`: adopts an existing server into the state under a declared address. The record
@@ -516,7 +589,8 @@ pub async fn import(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        sensitive_paths: Vec::new(),
+        // What the configuration declares secret (and what references secrets) stays hidden.
+        sensitive_paths: r.sensitive.clone(),
     };
     let s = store.clone();
     let put = rec.clone();

@@ -103,7 +103,12 @@ fn adopted(p: &PendingOp, provider_id: Option<String>, outputs: Value) -> Resour
         outputs,
         dependencies: p.dependencies.clone(),
         updated_at: now(),
-        sensitive_paths: Vec::new(),
+        // Recorded with the pending note (notes written before they carried it have none).
+        sensitive_paths: p
+            .spec
+            .get("sensitive")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default(),
     }
 }
 

@@ -159,10 +159,14 @@ fn selected(
     Ok(out)
 }
 
+/// Runs `f` for each selected taskserv. What it answers is shown to the user: `redact` hides the
+/// record's secrets in an answer (given its sensitive paths and secret values), and an error
+/// message has them scrubbed.
 async fn each<T, F, Fut>(
     bound: &Bound,
     state: &dyn StateRead,
     filter: Option<&str>,
+    redact: fn(&mut T, &[String], &[String]),
     f: F,
 ) -> Result<Vec<TaskservReport<T>>, EngineError>
 where
@@ -189,9 +193,13 @@ where
             (_, Err(e)) => Err(e.to_string()),
             (Ok(req), Ok(t)) => f(t, req).await.map_err(|e| e.to_string()),
         };
+        let secrets = crate::plan::redact::record_secrets(rec);
         let (result, error) = match r {
-            Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(e)),
+            Ok(mut v) => {
+                redact(&mut v, &rec.sensitive_paths, &secrets);
+                (Some(v), None)
+            }
+            Err(e) => (None, Some(crate::plan::redact::scrub_text(&e, &secrets))),
         };
         out.push(TaskservReport {
             address: addr.to_string(),
@@ -210,9 +218,21 @@ pub async fn status(
     state: &dyn StateRead,
     filter: Option<&str>,
 ) -> Result<Vec<TaskservReport<TaskservStatus>>, EngineError> {
-    each(bound, state, filter, |t, req| async move {
-        t.status(&req).await
-    })
+    each(
+        bound,
+        state,
+        filter,
+        |s: &mut TaskservStatus, paths, secrets| {
+            // Implementations report settings in `detail` under their own names (the sim
+            // taskserv: `detail.settings`, as recorded): by path, then by value.
+            crate::plan::redact::redact_value(&mut s.detail, paths);
+            crate::plan::redact::scrub_value(&mut s.detail, secrets);
+            for v in s.version.iter_mut() {
+                *v = crate::plan::redact::scrub_text(v, secrets);
+            }
+        },
+        |t, req| async move { t.status(&req).await },
+    )
     .await
 }
 
@@ -222,9 +242,17 @@ pub async fn versions(
     state: &dyn StateRead,
     filter: Option<&str>,
 ) -> Result<Vec<TaskservReport<Vec<String>>>, EngineError> {
-    each(bound, state, filter, |t, req| async move {
-        t.get_available_versions(&req).await
-    })
+    each(
+        bound,
+        state,
+        filter,
+        |v: &mut Vec<String>, _, secrets| {
+            for x in v.iter_mut() {
+                *x = crate::plan::redact::scrub_text(x, secrets);
+            }
+        },
+        |t, req| async move { t.get_available_versions(&req).await },
+    )
     .await
 }
 
@@ -234,9 +262,13 @@ pub async fn check_updates(
     state: &dyn StateRead,
     filter: Option<&str>,
 ) -> Result<Vec<TaskservReport<UpdateCheck>>, EngineError> {
-    each(bound, state, filter, |t, req| async move {
-        t.check_updates(&req).await
-    })
+    each(
+        bound,
+        state,
+        filter,
+        |_: &mut UpdateCheck, _, _| {},
+        |t, req| async move { t.check_updates(&req).await },
+    )
     .await
 }
 
@@ -247,8 +279,12 @@ pub async fn restart(
     state: &dyn StateRead,
     filter: Option<&str>,
 ) -> Result<Vec<TaskservReport<String>>, EngineError> {
-    each(bound, state, filter, |t, req| async move {
-        t.restart(&req).await.map(|()| "restarted".to_string())
-    })
+    each(
+        bound,
+        state,
+        filter,
+        |_: &mut String, _, _| {},
+        |t, req| async move { t.restart(&req).await.map(|()| "restarted".to_string()) },
+    )
     .await
 }

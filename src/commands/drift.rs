@@ -48,12 +48,7 @@ pub fn run(
             let path = ctx.base.join(p);
             let bytes = std::fs::read(&path)
                 .map_err(|e| Failure(format!("reading ignore file {}: {e}", path.display())))?;
-            serde_json::from_slice(&bytes).map_err(|e| {
-                Failure(format!(
-                    "{}: {e}; expected a JSON list of {{\"address\", \"attribute\" (optional), \"reason\", \"expires\" (optional, YYYY-MM-DD)}}",
-                    path.display()
-                ))
-            })?
+            prov_engine::drift::parse_ignore(&bytes, &path.display().to_string())?
         }
     };
     let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
@@ -70,6 +65,19 @@ pub fn run(
         timeout: call_timeout,
     };
     let report = runtime()?.block_on(ops::drift(&loaded, &*state.store, &opts))?;
+    if let Some(p) = ignore {
+        let recorded = state.store.snapshot_without_configs()?.resources;
+        prov_engine::drift::check_ignore_addresses(
+            &rules,
+            &ctx.base.join(p).display().to_string(),
+            |a| {
+                recorded.contains_key(a)
+                    || report.drift.iter().any(|d| d.address == a)
+                    || a.parse::<prov_engine::model::Address>()
+                        .is_ok_and(|x| loaded.model.resources.contains_key(&x))
+            },
+        )?;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

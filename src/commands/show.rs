@@ -3,7 +3,9 @@
 use super::CmdResult;
 use crate::context::Context;
 use crate::render::{text, tfjson, Paint};
+use prov_engine::ops;
 use prov_engine::plan::file as planfile;
+use prov_engine::plan::redact::REDACTED;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,11 +23,23 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
     let state = ctx.open_state(&ws, None, "show", Duration::ZERO, false)?;
     let snap = state.store.snapshot()?;
     if json {
+        // Which outputs show a secret is the configuration's to say (all of them when it does
+        // not evaluate), as for `prov output`.
+        let ops::Outputs {
+            values: mut outputs,
+            sensitive,
+            ..
+        } = ops::outputs(&ws, &ctx.registry(&ws)?, &ctx.eval_options(), &*state.store)?;
+        for (k, v) in outputs.iter_mut() {
+            if sensitive.contains(k) {
+                *v = serde_json::Value::String(REDACTED.into());
+            }
+        }
         let v = serde_json::json!({
             "lineage": snap.meta.lineage,
             "serial": snap.meta.serial,
             "resources": snap.resources.values().map(super::state::redacted).collect::<Vec<_>>(),
-            "outputs": snap.outputs,
+            "outputs": outputs,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);

@@ -64,6 +64,9 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
             let line = match (&o.before, &o.after) {
                 (None, Some(a)) => format!("{} {} = {}", paint.green("+"), o.name, value(a)),
                 (None, None) => format!("{} {} = (known after apply)", paint.green("+"), o.name),
+                (Some(_), Some(a)) if changed_secret(a) => {
+                    format!("{} {} = {}", paint.yellow("~"), o.name, value(a))
+                }
                 (Some(b), Some(a)) => format!(
                     "{} {} = {} -> {}",
                     paint.yellow("~"),
@@ -263,8 +266,7 @@ fn flatten(prefix: &str, v: &Value, unknown: &Value, rows: &mut Vec<(String, Str
     }
 }
 
-/// A value as a reviewer reads it: strings quoted, the rest as compact JSON.
-/// A workspace output's value as a listing shows it: `(sensitive)` when it shows a secret.
+/// A workspace output's value as a listing shows it: `(sensitive value)` when it shows a secret.
 pub fn output_value(v: &Value, sensitive: bool) -> String {
     if sensitive {
         prov_engine::plan::redact::REDACTED.to_string()
@@ -273,8 +275,11 @@ pub fn output_value(v: &Value, sensitive: bool) -> String {
     }
 }
 
+/// A value as a reviewer reads it: strings quoted, the rest as compact JSON; a redacted value
+/// as its bare marker.
 pub fn value(v: &Value) -> String {
     match v {
+        Value::String(s) if prov_engine::plan::redact::is_marker(s) => s.clone(),
         Value::String(s) if s.contains('\n') => format!("<<{} lines>>", s.lines().count()),
         other => other.to_string(),
     }
@@ -305,6 +310,11 @@ fn as_lines(before: Option<&Value>, after: Option<&Value>) -> Option<(String, St
                 .unwrap_or_default(),
         )),
     }
+}
+
+/// A redacted new value that differs from the old one: shown alone, "(sensitive value changed)".
+fn changed_secret(v: &Value) -> bool {
+    v.as_str() == Some(prov_engine::plan::redact::REDACTED_CHANGED)
 }
 
 fn attr(out: &mut String, d: &AttrDiff, w: usize, paint: Paint) {
@@ -342,6 +352,7 @@ fn attr(out: &mut String, d: &AttrDiff, w: usize, paint: Paint) {
         ),
         (None, Some(a), _) => (paint.green("+"), value(a)),
         (Some(b), None, _) => (paint.red("-"), format!("{} -> null", value(b))),
+        (Some(_), Some(a), _) if changed_secret(a) => (paint.yellow("~"), value(a)),
         (Some(b), Some(a), _) => (paint.yellow("~"), format!("{} -> {}", value(b), value(a))),
         (None, None, _) => (paint.yellow("~"), "null".into()),
     };

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 mod exec;
 mod local;
+mod secrets;
 
 struct Ws {
     _tmp: tempfile::TempDir,
@@ -1378,7 +1379,7 @@ fn sensitive_values_never_appear_in_plans_or_state_listings() {
     ws.prov(&["plan", "--out", "p.plan"])
         .ok()
         .lacks("secret")
-        .has("(sensitive)")
+        .has("(sensitive value)")
         .has(r#""app""#);
     ws.prov(&["show", "--json", "p.plan"])
         .ok()
@@ -1388,7 +1389,7 @@ fn sensitive_values_never_appear_in_plans_or_state_listings() {
     ws.prov(&["state", "show", "taskserv.db.pg"])
         .ok()
         .lacks("secret")
-        .has("(sensitive)");
+        .has("(sensitive value)");
     ws.prov(&["state", "show", "taskserv.db.pg", "--json"])
         .ok()
         .lacks("secret");
@@ -1458,14 +1459,14 @@ fn sensitivity_follows_references_into_other_resources_and_outputs() {
             .lines()
             .find(|l| l.contains(line))
             .unwrap_or_else(|| panic!("no {line} in\n{}", plan.stdout));
-        assert!(shown.contains("(sensitive)"), "{shown}");
+        assert!(shown.contains("(sensitive value)"), "{shown}");
     }
     ws.prov(&["show", "p.plan"]).ok().lacks("secret");
     ws.prov(&["show", "--json", "p.plan"]).ok().lacks("secret");
     ws.prov(&["apply", "p.plan"])
         .ok()
         .lacks("secret")
-        .has("token = (sensitive)")
+        .has("token = (sensitive value)")
         .has(r#"team = "data""#);
     for addr in ["server.web", "server.app"] {
         ws.prov(&["state", "show", addr]).ok().lacks("secret");
@@ -1474,11 +1475,11 @@ fn sensitivity_follows_references_into_other_resources_and_outputs() {
     ws.prov(&["output"])
         .ok()
         .lacks("secret")
-        .has("token = (sensitive)")
+        .has("token = (sensitive value)")
         .has(r#"team = "data""#);
     let listed: serde_json::Value =
         serde_json::from_str(&ws.prov(&["output", "--json"]).ok().stdout).unwrap();
-    assert_eq!(listed["all_tags"], "(sensitive)");
+    assert_eq!(listed["all_tags"], "(sensitive value)");
     assert_eq!(listed["team"], "data");
     assert_eq!(
         ws.prov(&["output", "token"]).ok().stdout.trim(),

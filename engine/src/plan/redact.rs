@@ -4,8 +4,15 @@ use super::{AttrDiff, Plan};
 use crate::drift::{Drift, DriftKind};
 use serde_json::Value;
 
-/// What is shown instead of a sensitive value.
-pub const REDACTED: &str = "(sensitive)";
+/// What is shown instead of a sensitive value (renderers print it unquoted).
+pub const REDACTED: &str = "(sensitive value)";
+/// What a diff shows as the new side of a sensitive value that changed: that it changed, not how.
+pub const REDACTED_CHANGED: &str = "(sensitive value changed)";
+
+/// Whether a shown string is one of the redaction markers (printed bare, not as a JSON string).
+pub fn is_marker(s: &str) -> bool {
+    s == REDACTED || s == REDACTED_CHANGED
+}
 
 /// Whether `path` is, or lies under, one of the sensitive `paths`.
 pub fn is_sensitive(path: &str, paths: &[String]) -> bool {
@@ -49,10 +56,13 @@ fn redact_opt(v: &mut Option<Value>, paths: &[String]) {
 /// Redacts one attribute diff, rooted at the resource.
 pub fn redact_diff(d: &mut AttrDiff, paths: &[String]) {
     if is_sensitive(&d.path, paths) {
-        for side in [&mut d.before, &mut d.after] {
-            if side.is_some() {
-                *side = Some(Value::String(REDACTED.into()));
-            }
+        let changed = d.before.is_some() && d.after.is_some();
+        if d.before.is_some() {
+            d.before = Some(Value::String(REDACTED.into()));
+        }
+        if d.after.is_some() {
+            let shown = if changed { REDACTED_CHANGED } else { REDACTED };
+            d.after = Some(Value::String(shown.into()));
         }
         return;
     }
@@ -73,6 +83,162 @@ pub fn redact_drift(d: &mut Drift, paths: &[String]) {
             redact_diff(x, paths);
         }
     }
+}
+
+/// The string values at `paths` in `v` (whole, or leaves of an object or list there): what a
+/// secret looks like, to scrub it from text that is not laid out by path (provider answers,
+/// error messages). Strings shorter than 4 characters are left out: scrubbing them would hide
+/// unrelated text.
+pub fn secret_values(v: &Value, paths: &[String], out: &mut Vec<String>) {
+    fn leaves(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.chars().count() >= 4 && !is_marker(s) => {
+                if !out.contains(s) {
+                    out.push(s.clone())
+                }
+            }
+            Value::Object(o) => o.values().for_each(|x| leaves(x, out)),
+            Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+            _ => {}
+        }
+    }
+    for p in paths {
+        let mut cur = Some(v);
+        for part in p.split('.') {
+            cur = match cur {
+                Some(Value::Object(o)) => o.get(part),
+                Some(Value::Array(a)) => part.parse::<usize>().ok().and_then(|n| a.get(n)),
+                _ => None,
+            };
+        }
+        if let Some(x) = cur {
+            leaves(x, out);
+        }
+    }
+}
+
+/// The secrets a record holds: values at its sensitive paths in its configuration, attributes
+/// and outputs.
+pub fn record_secrets(r: &prov_state::ResourceRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in [&r.config, &r.attributes, &r.outputs] {
+        secret_values(v, &r.sensitive_paths, &mut out);
+    }
+    out
+}
+
+/// Whether a provider setting's key names a credential (`auth.api_key`, `password`, `token`...).
+fn is_credential_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    [
+        "auth",
+        "password",
+        "secret",
+        "token",
+        "api_key",
+        "private_key",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// The credentials among provider settings (`providers.NAME...`): string values under a key
+/// that names one.
+pub fn provider_secrets(providers: &serde_json::Map<String, Value>, out: &mut Vec<String>) {
+    fn walk(v: &Value, under: bool, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if under && s.chars().count() >= 4 && !out.contains(s) => {
+                out.push(s.clone())
+            }
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, x)| walk(x, under || is_credential_key(k), out)),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, under, out)),
+            _ => {}
+        }
+    }
+    providers.values().for_each(|v| walk(v, false, out));
+}
+
+/// `text` with every occurrence of a secret replaced by [`REDACTED`].
+pub fn scrub_text(text: &str, secrets: &[String]) -> String {
+    let mut s = text.to_string();
+    for x in secrets {
+        if s.contains(x.as_str()) {
+            s = s.replace(x.as_str(), REDACTED);
+        }
+    }
+    s
+}
+
+/// Every string in `v` (values and keys' values, at any depth) with its secrets scrubbed.
+pub fn scrub_value(v: &mut Value, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match v {
+        Value::String(s) => {
+            if secrets.iter().any(|x| s.contains(x.as_str())) {
+                *s = scrub_text(s, secrets);
+            }
+        }
+        Value::Object(o) => o.values_mut().for_each(|x| scrub_value(x, secrets)),
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(x, secrets)),
+        _ => {}
+    }
+}
+
+/// A server as its provider reports it, fit to show: the fields at sensitive paths (as the
+/// record names them: `tags.token`, `extra.x`, `hostname`) redacted, and any other string that
+/// holds one of `secrets` scrubbed (a provider may report a secret under another name).
+pub fn redact_server_info(
+    info: &crate::traits::ServerInfo,
+    paths: &[String],
+    secrets: &[String],
+) -> crate::traits::ServerInfo {
+    let mut i = info.clone();
+    for (k, v) in i.tags.iter_mut() {
+        if is_sensitive(&format!("tags.{k}"), paths) || secrets.iter().any(|x| v.contains(x.as_str())) {
+            *v = REDACTED.to_string();
+        }
+    }
+    for (name, field) in [
+        ("hostname", &mut i.hostname),
+        ("plan", &mut i.plan),
+        ("zone", &mut i.zone),
+        ("os", &mut i.os),
+    ] {
+        if is_sensitive(name, paths) {
+            *field = REDACTED.to_string();
+        } else {
+            *field = scrub_text(field, secrets);
+        }
+    }
+    for (name, field) in [("public_ip", &mut i.public_ip), ("private_ip", &mut i.private_ip)] {
+        if let Some(f) = field {
+            *f = if is_sensitive(name, paths) {
+                REDACTED.to_string()
+            } else {
+                scrub_text(f, secrets)
+            };
+        }
+    }
+    let extra: Vec<String> = paths
+        .iter()
+        .filter_map(|p| p.strip_prefix("extra.").map(str::to_string))
+        .collect();
+    if is_sensitive("extra", paths) {
+        i.extra = Value::String(REDACTED.into());
+    }
+    redact_value(&mut i.extra, &extra);
+    scrub_value(&mut i.extra, secrets);
+    for r in &mut i.firewall_rules {
+        for f in [&mut r.source, &mut r.destination].into_iter().flatten() {
+            *f = scrub_text(f, secrets);
+        }
+    }
+    i
 }
 
 impl Plan {
@@ -103,12 +269,32 @@ impl Plan {
         }
         for o in &mut p.output_changes {
             if self.sensitive_outputs.contains(&o.name) {
-                for v in [&mut o.before, &mut o.after].into_iter().flatten() {
+                let changed = o.before.is_some() && o.after.is_some();
+                if let Some(v) = &mut o.before {
                     *v = Value::String(REDACTED.into());
+                }
+                if let Some(v) = &mut o.after {
+                    let shown = if changed { REDACTED_CHANGED } else { REDACTED };
+                    *v = Value::String(shown.into());
                 }
             }
         }
         p
+    }
+
+    /// Every secret the plan holds: values at its changes' sensitive paths and the providers'
+    /// credentials, to scrub from text an apply shows (script output, error messages).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in self.changes.iter().filter(|c| !c.sensitive.is_empty()) {
+            for v in [&c.before, &c.after, &c.config].into_iter().flatten() {
+                secret_values(v, &c.sensitive, &mut out);
+            }
+        }
+        provider_secrets(&self.providers, &mut out);
+        // Longest first: a secret that contains another is replaced whole.
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out
     }
 
     /// Whether anything in the plan is sensitive (showing it needs [`Plan::redacted`]).
