@@ -837,3 +837,71 @@ pub fn rule_for<'a>(
         })
         .map(|r| (r, r.expires.as_deref().is_some_and(|e| e <= today)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_calendar_dates() {
+        for ok in ["2026-01-31", "2024-02-29", "2000-02-29", "2999-12-31"] {
+            assert!(is_date(ok), "{ok}");
+        }
+        for bad in [
+            "never",
+            "2026-13-45",
+            "2026-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-1-05",
+            "20260105",
+            "",
+            "2026-01-05T00:00:00Z",
+            "２０２６-01-05",
+        ] {
+            assert!(!is_date(bad), "{bad}");
+        }
+    }
+
+    fn message(r: Result<Vec<IgnoreRule>, EngineError>) -> String {
+        r.expect_err("an error").to_string()
+    }
+
+    #[test]
+    fn ignore_files_name_file_entry_line_and_field() {
+        let text = "[\n  {\"address\": \"server.a\", \"reason\": \"r\", \"expires\": \"2027-01-01\"},\n  {\"address\": \"server.b\", \"reason\": \"r\",\n   \"expires\": \"never\"}\n]";
+        let m = message(parse_ignore(text.as_bytes(), "ig.json"));
+        assert_eq!(
+            m,
+            "error: ig.json: entry 2 (line 3): field \"expires\": \"never\" is not a date (YYYY-MM-DD, e.g. 2027-01-31); leave the field out for an entry that never expires"
+        );
+        let m = message(parse_ignore(
+            br#"[{"address": "srv a", "reason": "r", "expires": "2026-13-45"}, {"reason": "r"}]"#,
+            "ig.json",
+        ));
+        assert!(m.contains("entry 1 (line 1): field \"address\""), "{m}");
+        assert!(m.contains("entry 1 (line 1): field \"expires\": \"2026-13-45\""), "{m}");
+        assert!(m.contains("entry 2 (line 1): missing field `address`"), "{m}");
+        assert!(message(parse_ignore(b"{}", "ig.json")).starts_with("error: ig.json: "));
+        let ok = parse_ignore(
+            br#"[{"address": "server.a", "attribute": "tags", "reason": "r"}]"#,
+            "ig.json",
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        let e = check_ignore_addresses(&ok, "ig.json", |a| a == "server.b")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ig.json: entry 1: field \"address\": server.a is unknown"), "{e}");
+        check_ignore_addresses(&ok, "ig.json", |a| a == "server.a").unwrap();
+    }
+
+    #[test]
+    fn entry_lines_skip_strings_and_nesting() {
+        let text = "[{\"a\": \"[x, {y}]\"},\n {\"b\": [1, 2]}, \n\n {}]";
+        assert_eq!(entry_lines(text), vec![1, 2, 4]);
+        assert_eq!(entry_lines("[]"), Vec::<usize>::new());
+    }
+}

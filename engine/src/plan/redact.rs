@@ -151,8 +151,10 @@ pub fn provider_secrets(providers: &serde_json::Map<String, Value>, out: &mut Ve
             Value::String(s) if under && s.chars().count() >= 4 && !out.contains(s) => {
                 out.push(s.clone())
             }
+            // `auth.method` names the kind of credential, not one.
             Value::Object(o) => o
                 .iter()
+                .filter(|(k, _)| k.as_str() != "method")
                 .for_each(|(k, x)| walk(x, under || is_credential_key(k), out)),
             Value::Array(a) => a.iter().for_each(|x| walk(x, under, out)),
             _ => {}
@@ -330,5 +332,66 @@ mod tests {
         };
         redact_diff(&mut d, &paths);
         assert_eq!(d.after, Some(json!({"password": REDACTED})));
+        // A changed secret says so, without either value.
+        let mut d = AttrDiff {
+            path: "tags.token".into(),
+            before: Some(json!("old-secret")),
+            after: Some(json!("new-secret")),
+            unknown: false,
+            forces_replacement: false,
+        };
+        redact_diff(&mut d, &paths);
+        assert_eq!(d.before, Some(json!(REDACTED)));
+        assert_eq!(d.after, Some(json!(REDACTED_CHANGED)));
+    }
+
+    #[test]
+    fn secrets_are_found_by_path_and_scrubbed_by_value() {
+        let paths = vec!["settings".to_string(), "tags.token".to_string()];
+        let mut found = Vec::new();
+        secret_values(
+            &json!({"settings": {"a": "pw-1234", "n": [1, "xy"]}, "tags": {"token": "tok-5678", "team": "data"}}),
+            &paths,
+            &mut found,
+        );
+        assert_eq!(found, vec!["pw-1234", "tok-5678"]);
+        assert_eq!(
+            scrub_text("auth: Bearer tok-5678 failed", &found),
+            format!("auth: Bearer {REDACTED} failed")
+        );
+        let mut v = json!({"detail": ["x pw-1234", {"k": "tok-5678"}], "n": 3});
+        scrub_value(&mut v, &found);
+        assert_eq!(v, json!({"detail": [format!("x {REDACTED}"), {"k": REDACTED}], "n": 3}));
+        let mut creds = Vec::new();
+        let providers = json!({"aws": {"region": "eu-1", "auth": {"api_key": "AKIA-1", "method": "api_key"},
+                                       "secret_access_key": "s3cr3t", "defaults": {"zone": "z-1"}}});
+        provider_secrets(providers.as_object().unwrap(), &mut creds);
+        assert_eq!(creds, vec!["AKIA-1", "s3cr3t"]);
+    }
+
+    #[test]
+    fn server_info_is_redacted_by_path_and_value() {
+        let info = crate::traits::ServerInfo {
+            id: "i-1".into(),
+            hostname: "db".into(),
+            status: crate::traits::ServerStatus::Running,
+            plan: "small".into(),
+            zone: "z".into(),
+            os: "os".into(),
+            public_ip: None,
+            private_ip: Some("10.0.0.1".into()),
+            tags: [("token", "tok-5678"), ("copy", "Bearer tok-5678"), ("team", "data")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            firewall_rules: vec![],
+            extra: json!({"note": "has tok-5678", "x": 1}),
+        };
+        let r = redact_server_info(&info, &["tags.token".into()], &["tok-5678".into()]);
+        assert_eq!(r.tags["token"], REDACTED);
+        assert_eq!(r.tags["copy"], REDACTED);
+        assert_eq!(r.tags["team"], "data");
+        assert_eq!(r.extra, json!({"note": format!("has {REDACTED}"), "x": 1}));
+        assert_eq!(r.private_ip.as_deref(), Some("10.0.0.1"));
     }
 }
