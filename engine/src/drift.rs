@@ -748,7 +748,8 @@ fn entry_lines(text: &str) -> Vec<usize> {
 pub fn parse_ignore(bytes: &[u8], file: &str) -> Result<Vec<IgnoreRule>, EngineError> {
     const SHAPE: &str = "expected a JSON list of {\"address\", \"attribute\" (optional), \"reason\", \"expires\" (optional, YYYY-MM-DD)}";
     let fail = |m: String| EngineError::Invalid(vec![Diagnostic::new(None, None, m)]);
-    let text = std::str::from_utf8(bytes).map_err(|e| fail(format!("{file}: not UTF-8 text: {e}")))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| fail(format!("{file}: not UTF-8 text: {e}")))?;
     let entries: Vec<Value> =
         serde_json::from_str(text).map_err(|e| fail(format!("{file}: {e}; {SHAPE}")))?;
     let lines = entry_lines(text);
@@ -770,7 +771,10 @@ pub fn parse_ignore(bytes: &[u8], file: &str) -> Result<Vec<IgnoreRule>, EngineE
             errors.push(Diagnostic::new(
                 None,
                 None,
-                format!("{at}: field \"address\": {:?} is not an address: {e}", r.address),
+                format!(
+                    "{at}: field \"address\": {:?} is not an address: {e}",
+                    r.address
+                ),
             ));
         }
         if let Some(x) = r.expires.as_deref().filter(|x| !is_date(x)) {
@@ -882,8 +886,14 @@ mod tests {
             "ig.json",
         ));
         assert!(m.contains("entry 1 (line 1): field \"address\""), "{m}");
-        assert!(m.contains("entry 1 (line 1): field \"expires\": \"2026-13-45\""), "{m}");
-        assert!(m.contains("entry 2 (line 1): missing field `address`"), "{m}");
+        assert!(
+            m.contains("entry 1 (line 1): field \"expires\": \"2026-13-45\""),
+            "{m}"
+        );
+        assert!(
+            m.contains("entry 2 (line 1): missing field `address`"),
+            "{m}"
+        );
         assert!(message(parse_ignore(b"{}", "ig.json")).starts_with("error: ig.json: "));
         let ok = parse_ignore(
             br#"[{"address": "server.a", "attribute": "tags", "reason": "r"}]"#,
@@ -894,7 +904,10 @@ mod tests {
         let e = check_ignore_addresses(&ok, "ig.json", |a| a == "server.b")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("ig.json: entry 1: field \"address\": server.a is unknown"), "{e}");
+        assert!(
+            e.contains("ig.json: entry 1: field \"address\": server.a is unknown"),
+            "{e}"
+        );
         check_ignore_addresses(&ok, "ig.json", |a| a == "server.a").unwrap();
     }
 

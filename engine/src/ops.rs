@@ -303,7 +303,11 @@ pub async fn plan_from(
         }
         found = drift::collect(&obs, Vec::new());
         for d in &mut found {
-            let paths = sensitive_paths(&d.address, unshared.resources.get(&d.address), &loaded.model);
+            let paths = sensitive_paths(
+                &d.address,
+                unshared.resources.get(&d.address),
+                &loaded.model,
+            );
             crate::plan::redact::redact_drift(d, &paths);
         }
         view = drift::refreshed_view(unshared, &obs);

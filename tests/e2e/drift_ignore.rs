@@ -5,9 +5,8 @@ use super::*;
 
 #[test]
 fn a_bad_ignore_entry_is_an_error_naming_file_entry_and_field() {
-    let ws = Ws::new(
-        r#"{ servers = { db = { provider = "sim", plan = "small", zone = "sim-a" } } }"#,
-    );
+    let ws =
+        Ws::new(r#"{ servers = { db = { provider = "sim", plan = "small", zone = "sim-a" } } }"#);
     ws.prov(&["apply", "--auto-approve"]).ok();
     ws.prov(&["sim", "set", "db", "plan", "large"]).ok();
     let file = ws.dir.join("ignore.json");
@@ -18,9 +17,24 @@ fn a_bad_ignore_entry_is_an_error_naming_file_entry_and_field() {
     };
     for (address, expires, field, what) in [
         ("server.db", "never", "expires", "\"never\" is not a date"),
-        ("server.db", "2026-13-45", "expires", "\"2026-13-45\" is not a date"),
-        ("server.db", "2027-02-29", "expires", "\"2027-02-29\" is not a date"),
-        ("server.dbb", "2999-01-01", "address", "server.dbb is unknown"),
+        (
+            "server.db",
+            "2026-13-45",
+            "expires",
+            "\"2026-13-45\" is not a date",
+        ),
+        (
+            "server.db",
+            "2027-02-29",
+            "expires",
+            "\"2027-02-29\" is not a date",
+        ),
+        (
+            "server.dbb",
+            "2999-01-01",
+            "address",
+            "server.dbb is unknown",
+        ),
         ("db", "2999-01-01", "address", "\"db\" is not an address"),
     ] {
         std::fs::write(&file, entry(address, expires)).unwrap();

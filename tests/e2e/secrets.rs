@@ -119,12 +119,7 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
     m.run(&["plan", "--destroy"], 0, true);
     m.run(&["show"], 0, true);
     m.run(&["state", "list"], 0, false);
-    for a in [
-        "server.db",
-        "server.web",
-        "server.app",
-        "taskserv.db.pg",
-    ] {
+    for a in ["server.db", "server.web", "server.app", "taskserv.db.pg"] {
         m.run(&["state", "show", a], 0, true);
         m.run(&["state", "history", a], 0, true);
     }
@@ -151,7 +146,11 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
     m.run(&["sim", "list"], 0, false);
 
     // The secret changes outside prov: reported as changed, never shown.
-    m.run(&["sim", "set", "db", "tags.token", "ZSEC-tag-drift"], 0, false);
+    m.run(
+        &["sim", "set", "db", "tags.token", "ZSEC-tag-drift"],
+        0,
+        false,
+    );
     m.run(&["drift"], 2, false)
         .has("tags.token = (sensitive value changed)");
     m.run(&["drift"], 2, true);
@@ -221,17 +220,28 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
     m.run(&["force-unlock", "no-such-lock"], 1, false);
 
     // The values themselves: asked for by name, or the full backup.
-    assert!(ws.prov(&["output", "chain"]).ok().stdout.contains("ZSEC-tag-2nd"));
-    assert!(ws.prov(&["output", "pw"]).ok().stdout.contains("ZSEC-set-2nd"));
+    assert!(ws
+        .prov(&["output", "chain"])
+        .ok()
+        .stdout
+        .contains("ZSEC-tag-2nd"));
+    assert!(ws
+        .prov(&["output", "pw"])
+        .ok()
+        .stdout
+        .contains("ZSEC-set-2nd"));
     let pulled = ws.prov(&["state", "pull"]).ok().stdout;
     for s in ["ZSEC-tag-2nd", "ZSEC-set-2nd", "Bearer ZSEC-tag-2nd"] {
         assert!(pulled.contains(s), "state pull keeps {s}");
     }
 
     // A broken configuration: errors do not quote the secrets either.
-    ws.write(&CFG.replace(r#"plan = "small", zone = "sim-a",
-           tags = { token"#, r#"plan = 5, zone = "sim-a",
-           tags = { token"#));
+    ws.write(&CFG.replace(
+        r#"plan = "small", zone = "sim-a",
+           tags = { token"#,
+        r#"plan = 5, zone = "sim-a",
+           tags = { token"#,
+    ));
     for args in [
         &["validate"][..],
         &["plan"],
@@ -251,9 +261,16 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
     m.run(&["plan"], 1, false);
 
     // Destroy, then what is left.
-    ws.write(&CFG.replace("ZSEC-tag-52", "ZSEC-tag-2nd").replace("ZSEC-set-63", "ZSEC-set-2nd"));
+    ws.write(
+        &CFG.replace("ZSEC-tag-52", "ZSEC-tag-2nd")
+            .replace("ZSEC-set-63", "ZSEC-set-2nd"),
+    );
     m.run(&["plan", "--destroy"], 0, false);
-    m.run(&["destroy", "--auto-approve", "--target", "server.app"], 0, true);
+    m.run(
+        &["destroy", "--auto-approve", "--target", "server.app"],
+        0,
+        true,
+    );
     m.run(&["destroy", "--auto-approve"], 0, true);
     m.run(&["show"], 0, true);
     m.run(&["state", "history", "server.db"], 0, true);
@@ -277,10 +294,7 @@ fn a_crashed_create_is_adopted_with_its_secrets_hidden() {
     let out = child.stdout.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
     loop {
-        let l = lines
-            .next()
-            .expect("apply ended before creating")
-            .unwrap();
+        let l = lines.next().expect("apply ended before creating").unwrap();
         if l.contains("server.db: creating") {
             break;
         }
@@ -301,5 +315,9 @@ fn a_crashed_create_is_adopted_with_its_secrets_hidden() {
         .ok()
         .lacks(MARK);
     ws.prov(&["show", "--json"]).ok().lacks(MARK);
-    assert!(ws.prov(&["state", "pull"]).ok().stdout.contains("ZSEC-crash-1"));
+    assert!(ws
+        .prov(&["state", "pull"])
+        .ok()
+        .stdout
+        .contains("ZSEC-crash-1"));
 }

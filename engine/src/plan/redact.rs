@@ -92,10 +92,8 @@ pub fn redact_drift(d: &mut Drift, paths: &[String]) {
 pub fn secret_values(v: &Value, paths: &[String], out: &mut Vec<String>) {
     fn leaves(v: &Value, out: &mut Vec<String>) {
         match v {
-            Value::String(s) if s.chars().count() >= 4 && !is_marker(s) => {
-                if !out.contains(s) {
-                    out.push(s.clone())
-                }
+            Value::String(s) if s.chars().count() >= 4 && !is_marker(s) && !out.contains(s) => {
+                out.push(s.clone())
             }
             Value::Object(o) => o.values().for_each(|x| leaves(x, out)),
             Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
@@ -180,10 +178,8 @@ pub fn scrub_value(v: &mut Value, secrets: &[String]) {
         return;
     }
     match v {
-        Value::String(s) => {
-            if secrets.iter().any(|x| s.contains(x.as_str())) {
-                *s = scrub_text(s, secrets);
-            }
+        Value::String(s) if secrets.iter().any(|x| s.contains(x.as_str())) => {
+            *s = scrub_text(s, secrets);
         }
         Value::Object(o) => o.values_mut().for_each(|x| scrub_value(x, secrets)),
         Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(x, secrets)),
@@ -201,7 +197,9 @@ pub fn redact_server_info(
 ) -> crate::traits::ServerInfo {
     let mut i = info.clone();
     for (k, v) in i.tags.iter_mut() {
-        if is_sensitive(&format!("tags.{k}"), paths) || secrets.iter().any(|x| v.contains(x.as_str())) {
+        if is_sensitive(&format!("tags.{k}"), paths)
+            || secrets.iter().any(|x| v.contains(x.as_str()))
+        {
             *v = REDACTED.to_string();
         }
     }
@@ -217,7 +215,10 @@ pub fn redact_server_info(
             *field = scrub_text(field, secrets);
         }
     }
-    for (name, field) in [("public_ip", &mut i.public_ip), ("private_ip", &mut i.private_ip)] {
+    for (name, field) in [
+        ("public_ip", &mut i.public_ip),
+        ("private_ip", &mut i.private_ip),
+    ] {
         if let Some(f) = field {
             *f = if is_sensitive(name, paths) {
                 REDACTED.to_string()
@@ -361,7 +362,10 @@ mod tests {
         );
         let mut v = json!({"detail": ["x pw-1234", {"k": "tok-5678"}], "n": 3});
         scrub_value(&mut v, &found);
-        assert_eq!(v, json!({"detail": [format!("x {REDACTED}"), {"k": REDACTED}], "n": 3}));
+        assert_eq!(
+            v,
+            json!({"detail": [format!("x {REDACTED}"), {"k": REDACTED}], "n": 3})
+        );
         let mut creds = Vec::new();
         let providers = json!({"aws": {"region": "eu-1", "auth": {"api_key": "AKIA-1", "method": "api_key"},
                                        "secret_access_key": "s3cr3t", "defaults": {"zone": "z-1"}}});
@@ -380,10 +384,14 @@ mod tests {
             os: "os".into(),
             public_ip: None,
             private_ip: Some("10.0.0.1".into()),
-            tags: [("token", "tok-5678"), ("copy", "Bearer tok-5678"), ("team", "data")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            tags: [
+                ("token", "tok-5678"),
+                ("copy", "Bearer tok-5678"),
+                ("team", "data"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
             firewall_rules: vec![],
             extra: json!({"note": "has tok-5678", "x": 1}),
         };
