@@ -303,6 +303,13 @@ pub enum StateCommand {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Lift the protection the state keeps for a resource applied with
+    /// `lifecycle.prevent_destroy` (it outlives the setting and the resource's block).
+    Unprotect {
+        address: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
 }
 
 /// Where a live-object command runs: the workspace and how long to wait for the state lock.

@@ -12,7 +12,7 @@ use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget,
     ServerUpdate, TaskservRequest,
 };
-use prov_state::{Change, PendingOp, ResourceRecord, StateStore};
+use prov_state::{Change, Deposed, PendingOp, ResourceRecord, StateStore};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,24 +101,64 @@ pub fn check_plan_current(
 }
 
 struct Op {
+    /// Index into the walk's changes: the plan's, then one per deposed object.
     change: usize,
     step: Step,
 }
 
-/// Orders the plan's steps. Creates and updates follow desired dependencies; destroys follow
+/// The plan's deposed objects as the walker sees them: a destroy of `provider_id` at their
+/// address (the change's `provider_id`).
+fn deposed_changes(plan: &Plan) -> Vec<ResourceChange> {
+    plan.deposed
+        .iter()
+        .map(|d| ResourceChange {
+            address: d.address.clone(),
+            implementation: d.implementation.clone(),
+            action: Action::Delete {
+                reason: DEPOSED.into(),
+            },
+            before: Some(d.before.clone()),
+            after: None,
+            after_unknown: Value::Bool(false),
+            config: None,
+            diffs: Vec::new(),
+            depends_on: Vec::new(),
+            prior_dependencies: Vec::new(),
+            provider_id: Some(d.provider_id.clone()),
+            lifecycle: Default::default(),
+            declared_at: None,
+            sensitive: d.sensitive.clone(),
+        })
+        .collect()
+}
+
+/// The reason of the walker's own deletes of deposed objects (never a plan's).
+const DEPOSED: &str = "deposed";
+
+/// Orders the walk's steps. Creates and updates follow desired dependencies; destroys follow
 /// recorded dependencies in reverse; a replace is destroy-then-create (or the other way round
-/// with create_before_destroy).
-fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
+/// with create_before_destroy). `changes` are the plan's, then its deposed objects' (from
+/// index `planned` on).
+fn build_ops(
+    changes: &[&ResourceChange],
+    planned: usize,
+) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
     let mut ops = Vec::new();
     let mut forward: HashMap<&Address, usize> = HashMap::new();
     let mut destroy: HashMap<&Address, usize> = HashMap::new();
+    let mut deposed: HashMap<&Address, Vec<usize>> = HashMap::new();
     let mut deps: Vec<Vec<usize>> = Vec::new();
     let push = |ops: &mut Vec<Op>, deps: &mut Vec<Vec<usize>>, change, step| {
         ops.push(Op { change, step });
         deps.push(Vec::new());
         ops.len() - 1
     };
-    for (i, c) in plan.changes.iter().enumerate() {
+    for (i, c) in changes.iter().enumerate() {
+        if i >= planned {
+            let d = push(&mut ops, &mut deps, i, Step::Destroy);
+            deposed.entry(&c.address).or_default().push(d);
+            continue;
+        }
         match &c.action {
             Action::NoOp => {}
             Action::Create => {
@@ -146,7 +186,8 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
             }
         }
     }
-    for c in &plan.changes {
+    let plan_changes = &changes[..planned];
+    for c in plan_changes {
         if let Some(&f) = forward.get(&c.address) {
             for d in &c.depends_on {
                 if let Some(&df) = forward.get(d) {
@@ -160,8 +201,7 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
                 if let Some(&dc) = destroy.get(&c.address) {
                     deps[dx].push(dc);
                 }
-                let x_deleted = plan
-                    .changes
+                let x_deleted = plan_changes
                     .iter()
                     .any(|o| &o.address == x && matches!(o.action, Action::Delete { .. }));
                 if x_deleted {
@@ -177,13 +217,46 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
         } = c.action
         {
             let dx = destroy[&c.address];
-            for o in &plan.changes {
+            for o in plan_changes {
                 if o.depends_on.contains(&c.address) {
                     if let Some(&fo) = forward.get(&o.address) {
                         deps[dx].push(fo);
                     }
                 }
             }
+        }
+    }
+    // A deposed object goes once its address has its new object and whatever refers to the
+    // address has moved to it, like the old object of a create_before_destroy replace (which
+    // then goes after it). When the address itself is destroyed first (a delete, or a replace
+    // that destroys before it creates), the deposed objects go before that destroy, which
+    // removes the record that remembers them. Steps at one address run one at a time: each
+    // records its pending note under the address.
+    for (x, ds) in &deposed {
+        let destroyed_first = destroy
+            .get(x)
+            .filter(|&&dx| !forward.get(x).is_some_and(|f| deps[dx].contains(f)));
+        for (k, &d) in ds.iter().enumerate() {
+            if k > 0 {
+                deps[d].push(ds[k - 1]);
+            }
+            if destroyed_first.is_some() {
+                continue;
+            }
+            if let Some(&f) = forward.get(x) {
+                deps[d].push(f);
+            }
+            for o in plan_changes {
+                if o.depends_on.contains(x) {
+                    if let Some(&fo) = forward.get(&o.address) {
+                        deps[d].push(fo);
+                    }
+                }
+            }
+        }
+        let last = *ds.last().expect("at least one");
+        if let Some(&dx) = destroy.get(x) {
+            deps[dx].push(last);
         }
     }
     for d in deps.iter_mut() {
@@ -213,11 +286,7 @@ fn build_ops(plan: &Plan) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
         let stuck: Vec<String> = (0..ops.len())
             .filter(|&i| indeg[i] > 0)
             .map(|i| {
-                format!(
-                    "{} {}",
-                    ops[i].step.verb(),
-                    plan.changes[ops[i].change].address
-                )
+                format!("{} {}", ops[i].step.verb(), changes[ops[i].change].address)
             })
             .collect();
         return Err(EngineError::Invalid(vec![Diagnostic::new(
@@ -243,6 +312,8 @@ fn now() -> u64 {
 struct StepInput {
     change: ResourceChange,
     step: Step,
+    /// Destroys a deposed object (`change.provider_id`), not the address's current one.
+    deposed: bool,
     resolved: Option<Value>,
     prior: Option<ResourceRecord>,
     server: Option<ServerTarget>,
@@ -256,6 +327,9 @@ fn put(r: ResourceRecord) -> StepResult {
 enum StepResult {
     Put(Box<ResourceRecord>),
     Delete(Address),
+    /// The deposed object with this id at this address is gone (the coordinator rewrites the
+    /// record, which it owns).
+    DropDeposed(Address, String),
     Nothing,
 }
 
@@ -282,7 +356,10 @@ pub async fn apply(
     let mut addrs: BTreeSet<Address> = records.keys().cloned().collect();
     addrs.extend(plan.changes.iter().map(|c| c.address.clone()));
 
-    let (ops, dependents) = build_ops(plan)?;
+    let extra = deposed_changes(plan);
+    let planned = plan.changes.len();
+    let changes: Vec<&ResourceChange> = plan.changes.iter().chain(&extra).collect();
+    let (ops, dependents) = build_ops(&changes, planned)?;
     let mut waiting: Vec<usize> = vec![0; ops.len()];
     for d in &dependents {
         for &k in d {
@@ -292,7 +369,7 @@ pub async fn apply(
     events(Event::ApplyStarted { steps: ops.len() });
     for op in &ops {
         events(Event::Waiting {
-            address: plan.changes[op.change].address.clone(),
+            address: changes[op.change].address.clone(),
             step: op.step,
         });
     }
@@ -316,8 +393,9 @@ pub async fn apply(
             let Some(i) = ready.pop_front() else { break };
             launched[i] = true;
             let op = &ops[i];
-            let change = &plan.changes[op.change];
-            match prepare(change, op.step, &records, &addrs, &bound) {
+            let change = changes[op.change];
+            let deposed = op.change >= planned;
+            match prepare(change, op.step, deposed, &records, &addrs, &bound) {
                 Ok(input) => {
                     let sem = provider_semaphore(change, &bound, &mut per_provider);
                     starting.push((i, input, sem));
@@ -326,7 +404,7 @@ pub async fn apply(
                     i,
                     msg,
                     &ops,
-                    plan,
+                    &changes,
                     &dependents,
                     &mut skipped,
                     &mut report,
@@ -376,40 +454,44 @@ pub async fn apply(
         }
         let mut done = Vec::new();
         let mut continued = Vec::new();
-        let mut changes = Vec::new();
+        let mut writes = Vec::new();
         for joined in batch {
             let (i, result, elapsed) =
                 joined.map_err(|e| EngineError::Internal(format!("apply task failed: {e}")))?;
-            let address = plan.changes[ops[i].change].address.to_string();
+            let change = changes[ops[i].change];
+            let address = change.address.to_string();
             match result {
                 Ok(r) => {
+                    // A deposed object is gone: its record forgets it (the coordinator owns the
+                    // records, and no other step at this address runs meanwhile).
+                    let r = match r {
+                        StepResult::DropDeposed(a, id) => match records.get(&a) {
+                            Some(rec) => {
+                                let mut rec = rec.clone();
+                                rec.deposed.retain(|d| d.provider_id != id);
+                                put(rec)
+                            }
+                            None => StepResult::Nothing,
+                        },
+                        other => other,
+                    };
                     match &r {
-                        StepResult::Put(rec) => changes.push(Change::Put((**rec).clone())),
-                        StepResult::Delete(a) => changes.push(Change::Delete(a.to_string())),
-                        StepResult::Nothing => {}
+                        StepResult::Put(rec) => writes.push(Change::Put((**rec).clone())),
+                        StepResult::Delete(a) => writes.push(Change::Delete(a.to_string())),
+                        StepResult::Nothing | StepResult::DropDeposed(..) => {}
                     }
-                    changes.push(Change::ClearPending(address));
+                    writes.push(Change::ClearPending(address));
                     done.push((i, r, elapsed));
                 }
                 Err(e) => {
-                    // A timeout leaves the outcome unknown: keep the note for the next run. So
-                    // does a failed delete of the server a create_before_destroy replace left
-                    // behind: the record already names its successor, so the note is all that
-                    // remembers the old one (the next run finishes the delete).
-                    let old_left_behind = ops[i].step == Step::Destroy
-                        && matches!(plan.changes[ops[i].change].address, Address::Server(_))
-                        && matches!(
-                            plan.changes[ops[i].change].action,
-                            Action::Replace {
-                                create_before_destroy: true,
-                                ..
-                            }
-                        );
-                    if e.kind != ErrorKind::Timeout && !old_left_behind {
-                        changes.push(Change::ClearPending(address));
+                    // A timeout leaves the outcome unknown: keep the note for the next run. (The
+                    // old object of a create_before_destroy replace whose delete failed needs no
+                    // note: its record keeps it as deposed, and the next plan destroys it.)
+                    if e.kind != ErrorKind::Timeout {
+                        writes.push(Change::ClearPending(address));
                     }
-                    if continues_on_error(&plan.changes[ops[i].change]) {
-                        let address = plan.changes[ops[i].change].address.clone();
+                    if continues_on_error(change) {
+                        let address = change.address.clone();
                         let msg = format!("{e} (on_error = Continue: dependents still run)");
                         report
                             .failed
@@ -426,7 +508,7 @@ pub async fn apply(
                         i,
                         e.to_string(),
                         &ops,
-                        plan,
+                        &changes,
                         &dependents,
                         &mut skipped,
                         &mut report,
@@ -435,12 +517,12 @@ pub async fn apply(
                 }
             }
         }
-        if !changes.is_empty() && fatal.is_none() {
-            let n = changes
+        if !writes.is_empty() && fatal.is_none() {
+            let n = writes
                 .iter()
                 .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
                 .count();
-            match commit(&store, changes).await {
+            match commit(&store, writes).await {
                 Ok(serial) => {
                     report.serial = serial;
                     events(Event::StateWritten { serial, records: n });
@@ -457,7 +539,7 @@ pub async fn apply(
             }
         }
         for (i, r, elapsed) in done {
-            let address = plan.changes[ops[i].change].address.clone();
+            let address = changes[ops[i].change].address.clone();
             if fatal.is_some() {
                 let msg = "finished, but the state could not be written".to_string();
                 report
@@ -477,7 +559,7 @@ pub async fn apply(
                 StepResult::Delete(a) => {
                     records.remove(&a);
                 }
-                StepResult::Nothing => {}
+                StepResult::Nothing | StepResult::DropDeposed(..) => {}
             }
             report.succeeded.push((address.clone(), ops[i].step));
             events(Event::Succeeded {
@@ -496,7 +578,7 @@ pub async fn apply(
     // Interrupted: whatever never started is reported, and stays planned for the next run.
     for (i, op) in ops.iter().enumerate() {
         if !launched[i] && !skipped[i] {
-            let address = plan.changes[op.change].address.clone();
+            let address = changes[op.change].address.clone();
             report.interrupted.push((address.clone(), op.step));
             events(Event::Interrupted {
                 address,
@@ -553,6 +635,7 @@ fn pending_note(input: &StepInput, run_id: &str) -> PendingOp {
         Step::Destroy => "delete",
     };
     let attributes = match input.step {
+        Step::Destroy if input.deposed => c.before.clone(),
         Step::Destroy => input
             .prior
             .as_ref()
@@ -584,13 +667,13 @@ fn fail(
     i: usize,
     msg: String,
     ops: &[Op],
-    plan: &Plan,
+    changes: &[&ResourceChange],
     dependents: &[Vec<usize>],
     skipped: &mut [bool],
     report: &mut ApplyReport,
     events: &EventSink,
 ) {
-    let address = plan.changes[ops[i].change].address.clone();
+    let address = changes[ops[i].change].address.clone();
     report
         .failed
         .push((address.clone(), ops[i].step, msg.clone()));
@@ -605,7 +688,7 @@ fn fail(
             continue;
         }
         skipped[k] = true;
-        let a = plan.changes[ops[k].change].address.clone();
+        let a = changes[ops[k].change].address.clone();
         report
             .skipped
             .push((a.clone(), ops[k].step, address.clone()));
@@ -655,6 +738,7 @@ fn lookup_record(
 fn prepare(
     change: &ResourceChange,
     step: Step,
+    deposed: bool,
     records: &HashMap<Address, ResourceRecord>,
     addrs: &BTreeSet<Address>,
     bound: &Bound,
@@ -706,6 +790,7 @@ fn prepare(
     Ok(StepInput {
         change: change.clone(),
         step,
+        deposed,
         resolved,
         prior,
         server,
@@ -732,6 +817,21 @@ fn record(
     provider_id: Option<String>,
 ) -> ResourceRecord {
     let c = &input.change;
+    let prior = input.prior.as_ref();
+    // Deposed objects stay with the address until destroyed. A new object taking a server's
+    // address from one that still exists (create_before_destroy) deposes the old one in this
+    // very record, so the commit that names the new object also remembers the old.
+    let mut deposed = prior.map(|p| p.deposed.clone()).unwrap_or_default();
+    if let (Address::Server(_), Step::Create, Some(p)) = (&c.address, input.step, prior) {
+        if let Some(old) = p.provider_id.as_ref().filter(|old| Some(*old) != provider_id.as_ref()) {
+            deposed.push(Deposed {
+                provider_id: old.clone(),
+                attributes: p.attributes.clone(),
+                outputs: p.outputs.clone(),
+                since: now(),
+            });
+        }
+    }
     ResourceRecord {
         address: c.address.to_string(),
         kind: c.address.kind().as_str().to_string(),
@@ -743,6 +843,9 @@ fn record(
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
         updated_at: now(),
         sensitive_paths: c.sensitive.clone(),
+        deposed,
+        // Once protected, protected until `prov state unprotect` lifts it.
+        protected: c.lifecycle.prevent_destroy || prior.is_some_and(|p| p.protected),
     }
 }
 
@@ -791,20 +894,22 @@ async fn run_step(
     let c = &input.change;
     let addr = &c.address;
     let resolved = input.resolved.clone().unwrap_or(Value::Null);
-    // A create_before_destroy replace destroys the old object, whose record was already overwritten.
+    // A create_before_destroy replace destroys the old object, whose record was already
+    // overwritten (it is deposed there); so does the destroy of a deposed object.
     let old_id = || {
         c.provider_id
             .clone()
             .or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone()))
     };
+    let cbd = matches!(
+        c.action,
+        Action::Replace {
+            create_before_destroy: true,
+            ..
+        }
+    );
     let destroy_result = || {
-        if matches!(
-            c.action,
-            Action::Replace {
-                create_before_destroy: true,
-                ..
-            }
-        ) {
+        if cbd {
             StepResult::Nothing
         } else {
             StepResult::Delete(addr.clone())
@@ -863,10 +968,15 @@ async fn run_step(
         }
         (Address::Server(_), Step::Destroy) => {
             let p = bound.provider(&c.implementation)?;
-            if let Some(id) = old_id() {
-                already_gone_ok(p.delete_server(&id).await)?;
+            let id = old_id();
+            if let Some(id) = &id {
+                already_gone_ok(p.delete_server(id).await)?;
             }
-            Ok(destroy_result())
+            match id {
+                Some(id) if cbd || input.deposed => Ok(StepResult::DropDeposed(addr.clone(), id)),
+                _ if input.deposed => Ok(StepResult::Nothing),
+                _ => Ok(destroy_result()),
+            }
         }
         (Address::Taskserv(..), step) => {
             let t = bound.taskserv(&c.implementation)?;

@@ -568,7 +568,13 @@ pub async fn unmanaged(
     let known: BTreeSet<&str> = snap
         .resources
         .values()
-        .filter_map(|r| r.provider_id.as_deref())
+        .flat_map(|r| {
+            // Deposed objects are known too: the next apply destroys them.
+            r.provider_id
+                .as_deref()
+                .into_iter()
+                .chain(r.deposed.iter().map(|d| d.provider_id.as_str()))
+        })
         .collect();
     let mut out = Vec::new();
     for name in providers {

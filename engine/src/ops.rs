@@ -595,6 +595,7 @@ pub async fn import(
             .unwrap_or(0),
         // What the configuration declares secret (and what references secrets) stays hidden.
         sensitive_paths: r.sensitive.clone(),
+        ..Default::default()
     };
     let s = store.clone();
     let put = rec.clone();

@@ -23,6 +23,8 @@ pub enum Outcome {
     DeleteRecord,
     /// A server prov was deleting still exists and no record refers to it: delete it (at apply).
     FinishDelete { provider_id: String },
+    /// A deposed object prov was deleting is gone: the record (given, without it) forgets it.
+    DeposedGone(Box<ResourceRecord>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -45,7 +47,7 @@ pub fn changes(res: &[Resolution]) -> Vec<Change> {
     let mut out = Vec::new();
     for r in res {
         match &r.outcome {
-            Outcome::Adopt(rec) => {
+            Outcome::Adopt(rec) | Outcome::DeposedGone(rec) => {
                 out.push(Change::Put((**rec).clone()));
                 out.push(Change::ClearPending(r.pending.address.clone()));
             }
@@ -67,7 +69,7 @@ pub fn resolved_view(snap: Snapshot, res: &[Resolution]) -> Snapshot {
     for r in res {
         let a = &r.pending.address;
         match &r.outcome {
-            Outcome::Adopt(rec) => {
+            Outcome::Adopt(rec) | Outcome::DeposedGone(rec) => {
                 s.resources.insert(a.clone(), (**rec).clone());
                 s.pending.remove(a);
             }
@@ -109,6 +111,7 @@ fn adopted(p: &PendingOp, provider_id: Option<String>, outputs: Value) -> Resour
             .get("sensitive")
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -182,25 +185,57 @@ pub async fn resolve_pending(
                     let prov = bound.provider(&p.implementation)?;
                     listed.insert(p.implementation.clone(), prov.list_servers().await?);
                 }
+                let known = |id: &str| {
+                    record.is_some_and(|r| {
+                        r.provider_id.as_deref() == Some(id)
+                            || r.deposed.iter().any(|d| d.provider_id == id)
+                    })
+                };
                 let found: Vec<&ServerInfo> = listed[&p.implementation]
                     .iter()
                     .filter(|i| owned_by(i, &bound.workspace_name, &p.address))
-                    .filter(|i| {
-                        record.and_then(|r| r.provider_id.as_deref()) != Some(i.id.as_str())
-                    })
+                    .filter(|i| !known(&i.id))
                     .collect();
-                match found.first() {
-                    Some(info) => (
-                        Outcome::Adopt(Box::new(adopted(
-                            p,
-                            Some(info.id.clone()),
-                            server_outputs(info),
-                        ))),
-                        format!(
+                match found.split_first() {
+                    Some((info, extra)) => {
+                        let mut rec = adopted(p, Some(info.id.clone()), server_outputs(info));
+                        // The object the record names (a create_before_destroy replace) and
+                        // any other server carrying this address's ownership tags (earlier
+                        // interrupted creates) are deposed: the plan destroys them.
+                        if let Some(r) = record {
+                            rec.deposed = r.deposed.clone();
+                            rec.protected = r.protected;
+                            if let Some(old) = &r.provider_id {
+                                rec.deposed.push(prov_state::Deposed {
+                                    provider_id: old.clone(),
+                                    attributes: r.attributes.clone(),
+                                    outputs: r.outputs.clone(),
+                                    since: now(),
+                                });
+                            }
+                        }
+                        for other in extra {
+                            rec.deposed.push(prov_state::Deposed {
+                                provider_id: other.id.clone(),
+                                attributes: rec.attributes.clone(),
+                                outputs: server_outputs(other),
+                                since: now(),
+                            });
+                        }
+                        let mut note = format!(
                             "the create went through: found {} ({:?})",
                             info.id, info.status
-                        ),
-                    ),
+                        );
+                        if !extra.is_empty() {
+                            let ids: Vec<&str> = extra.iter().map(|i| i.id.as_str()).collect();
+                            note.push_str(&format!(
+                                "; {} more carry its ownership tags and will be destroyed as deposed: {}",
+                                extra.len(),
+                                ids.join(", ")
+                            ));
+                        }
+                        (Outcome::Adopt(Box::new(rec)), note)
+                    }
                     None => (
                         Outcome::Clear,
                         "the create never happened: no server carries its ownership tag".into(),
@@ -212,6 +247,28 @@ pub async fn resolve_pending(
                 let prov = bound.provider(&p.implementation)?;
                 let exists = prov.get_server_info(&id).await?.is_some();
                 let recorded = record.and_then(|r| r.provider_id.as_deref()) == Some(id.as_str());
+                let deposed = record.filter(|r| r.deposed.iter().any(|d| d.provider_id == id));
+                if let Some(r) = deposed {
+                    let (outcome, note) = if exists {
+                        (
+                            Outcome::Clear,
+                            format!("the delete of deposed {id} never finished: the plan destroys it"),
+                        )
+                    } else {
+                        let mut r = r.clone();
+                        r.deposed.retain(|d| d.provider_id != id);
+                        (
+                            Outcome::DeposedGone(Box::new(r)),
+                            format!("the delete went through: deposed {id} is gone"),
+                        )
+                    };
+                    out.push(Resolution {
+                        pending: p.clone(),
+                        outcome,
+                        note,
+                    });
+                    continue;
+                }
                 match (exists, recorded) {
                     (false, true) => (
                         Outcome::DeleteRecord,
@@ -340,6 +397,11 @@ pub async fn resolve_pending(
                 format!("{op} did not complete; the next plan decides again"),
             ),
         };
+        let mut outcome = outcome;
+        if let (Outcome::Adopt(rec), Some(r)) = (&mut outcome, record) {
+            // A protection recorded for the address stays with whatever holds it.
+            rec.protected |= r.protected;
+        }
         out.push(Resolution {
             pending: p.clone(),
             outcome,

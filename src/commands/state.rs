@@ -13,6 +13,11 @@ pub fn redacted(r: &ResourceRecord) -> ResourceRecord {
     for v in [&mut r.config, &mut r.attributes, &mut r.outputs] {
         prov_engine::plan::redact::redact_value(v, &r.sensitive_paths);
     }
+    for d in &mut r.deposed {
+        for v in [&mut d.attributes, &mut d.outputs] {
+            prov_engine::plan::redact::redact_value(v, &r.sensitive_paths);
+        }
+    }
     r
 }
 
@@ -29,6 +34,16 @@ pub fn print_record_attrs(r: &ResourceRecord) {
     }
     if !r.dependencies.is_empty() {
         println!("  depends on: {}", r.dependencies.join(", "));
+    }
+    if r.protected {
+        println!("  protected: prevent_destroy was set (`prov state unprotect {}` lifts it)", r.address);
+    }
+    for d in &r.deposed {
+        println!(
+            "  deposed: {} (since {}; the next apply destroys it)",
+            d.provider_id,
+            format_utc(d.since)
+        );
     }
 }
 
@@ -136,6 +151,23 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             println!(
                 "Pushed {} records; the state is now at serial {serial}.",
                 dump.resources.len()
+            );
+        }
+        StateCommand::Unprotect { address, lock } => {
+            parse(&address)?;
+            let state = ctx.open_state(&ws, None, "state unprotect", lock.lock_timeout, false)?;
+            let mut rec = state.store.record(&address)?.ok_or_else(|| {
+                Failure(format!("{address} is not in the state; nothing was changed"))
+            })?;
+            if !rec.protected {
+                println!("{address} is not protected in the state; nothing was changed.");
+                return Ok(0);
+            }
+            rec.protected = false;
+            state.store.commit(&[Change::Put(rec)])?;
+            println!(
+                "Lifted the protection of {address}: plans may destroy or replace it unless its \
+                 configuration sets lifecycle.prevent_destroy."
             );
         }
         StateCommand::History {

@@ -44,7 +44,7 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
         }
         return out;
     }
-    if changed.is_empty() && p.output_changes.is_empty() {
+    if changed.is_empty() && p.output_changes.is_empty() && p.deposed.is_empty() {
         out.push_str("No changes. The infrastructure matches the configuration.\n");
         return out;
     }
@@ -57,6 +57,19 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     for c in changed {
         resource(&mut out, c, paint);
         out.push('\n');
+    }
+    for d in &p.deposed {
+        // Objects a create_before_destroy replace left behind: not the address's current one.
+        let _ = writeln!(
+            out,
+            "  {} {} {}\n",
+            paint.red("-"),
+            paint.bold(&format!("{} (deposed {})", d.address, d.provider_id)),
+            paint.dim(&format!(
+                "({}) will be destroyed: an earlier replace left it behind",
+                d.implementation
+            ))
+        );
     }
     if !p.output_changes.is_empty() {
         out.push_str("Changes to outputs:\n");
@@ -119,6 +132,7 @@ pub fn resolutions(res: &[Resolution], paint: Paint) -> String {
             Outcome::Clear => "the pending note will be cleared",
             Outcome::DeleteRecord => "its record will be removed",
             Outcome::FinishDelete { .. } => "the delete will be finished",
+            Outcome::DeposedGone(_) => "its record will forget it",
         };
         let _ = writeln!(
             out,

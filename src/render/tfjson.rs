@@ -48,6 +48,31 @@ pub fn plan(p: &Plan) -> Value {
             rc
         })
         .collect();
+    // Terraform's shape for a deposed object: its own entry with the object's key in `deposed`.
+    let changes: Vec<Value> = changes
+        .into_iter()
+        .chain(p.deposed.iter().map(|d| {
+            let addr = d.address.to_string();
+            let (ty, name) = addr.split_once('.').unwrap_or((addr.as_str(), ""));
+            json!({
+                "address": addr,
+                "mode": "managed",
+                "type": ty,
+                "name": name,
+                "provider_name": d.implementation,
+                "deposed": d.provider_id,
+                "change": {
+                    "actions": ["delete"],
+                    "before": d.before,
+                    "after": Value::Null,
+                    "after_unknown": {},
+                    "before_sensitive": marks(&d.sensitive),
+                    "after_sensitive": false,
+                    "replace_paths": [],
+                },
+            })
+        }))
+        .collect();
     let planned: Vec<Value> = p
         .changes
         .iter()

@@ -49,6 +49,7 @@ fn rec(i: usize, generation: u64) -> ResourceRecord {
         dependencies: vec!["server.web-00000".into()],
         updated_at: 1_795_615_387,
         sensitive_paths: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -30,7 +30,7 @@ pub use error::{BackendErrorKind, StateError};
 pub use lock::{force_unlock_sled, ForceUnlock};
 pub use memory::MemoryStore;
 pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSION};
-pub use record::{ResourceRecord, RECORD_FORMAT_VERSION};
+pub use record::{Deposed, ResourceRecord, RECORD_FORMAT_VERSION};
 pub use sled_store::{lock_path_for, SledStore, STATE_FORMAT_VERSION};
 pub use util::{compact_value, format_utc, Compact};
 

@@ -13,10 +13,19 @@ use crate::{Change, HistoryEntry, PendingOp, StateError, PENDING_OPERATIONS};
 ///
 /// - 1: the first format.
 /// - 2: adds `sensitive_paths` (a v1 record upgrades with none).
-pub const RECORD_FORMAT_VERSION: u32 = 2;
+/// - 3: adds `deposed` and `protected` (a v2 record upgrades with none deposed, unprotected).
+///   A version 2 reader must refuse such a record rather than silently forget a deposed
+///   object (it would leak) or a protection (it would destroy).
+pub const RECORD_FORMAT_VERSION: u32 = 3;
+
+/// Versions whose bodies decode straight into today's `ResourceRecord` (the fields added since
+/// have serde defaults that mean what the upgrade would write), skipping the `Value` detour.
+fn decodes_directly(format_version: u32) -> bool {
+    (2..=RECORD_FORMAT_VERSION).contains(&format_version)
+}
 
 /// What the state knows about one applied resource.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceRecord {
     /// e.g. "server.web-01", "taskserv.web-01.redis", "cluster.bk", "cluster.bk.registry"
     pub address: String,
@@ -39,6 +48,28 @@ pub struct ResourceRecord {
     /// Attribute paths (as plan diffs name them, e.g. "tags.token") whose values are sensitive:
     /// renderers redact them. The state itself stores the values as they are.
     pub sensitive_paths: Vec<String>,
+    /// Objects this address held before a create_before_destroy replace gave it a new one, not
+    /// yet destroyed (Terraform's "deposed" objects). Recorded in the same commit in which the
+    /// new object takes the address, so no interruption can forget them; every plan destroys them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<Deposed>,
+    /// `lifecycle.prevent_destroy` was set when this resource was applied. The protection stays
+    /// with the record, even when the block or the setting leaves the configuration, until the
+    /// user lifts it explicitly (`prov state unprotect ADDRESS`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+/// An object that no longer holds its address but still exists (see `ResourceRecord::deposed`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deposed {
+    /// Its id in the real world.
+    pub provider_id: String,
+    /// Its attributes and outputs when it was deposed (what the plan shows it destroys).
+    pub attributes: Value,
+    pub outputs: Value,
+    /// Unix seconds.
+    pub since: u64,
 }
 
 /// Stored form: `{"format_version": N, "record": {...}}`. The version sits outside the record so a
@@ -245,7 +276,7 @@ pub(crate) fn decode(
     // Fast path: current version, decoded straight into the struct without an intermediate Value
     // tree; this is what keeps a 10,000-record snapshot cheap.
     if let Ok(env) = serde_json::from_slice::<EnvelopeIn<ResourceRecord>>(raw) {
-        if env.format_version == RECORD_FORMAT_VERSION {
+        if decodes_directly(env.format_version) {
             return check_address(backend, address, env.record);
         }
     }
@@ -277,6 +308,10 @@ struct RecordWithoutConfig {
     dependencies: Vec<String>,
     updated_at: u64,
     sensitive_paths: Vec<String>,
+    #[serde(default)]
+    deposed: Vec<Deposed>,
+    #[serde(default)]
+    protected: bool,
 }
 
 /// [`decode`] with the record's `config` left null (see `StateRead::snapshot_without_configs`).
@@ -286,7 +321,7 @@ pub(crate) fn decode_without_config(
     raw: &[u8],
 ) -> Result<ResourceRecord, StateError> {
     if let Ok(env) = serde_json::from_slice::<EnvelopeIn<RecordWithoutConfig>>(raw) {
-        if env.format_version == RECORD_FORMAT_VERSION {
+        if decodes_directly(env.format_version) {
             let r = env.record;
             return check_address(
                 backend,
@@ -302,6 +337,8 @@ pub(crate) fn decode_without_config(
                     dependencies: r.dependencies,
                     updated_at: r.updated_at,
                     sensitive_paths: r.sensitive_paths,
+                    deposed: r.deposed,
+                    protected: r.protected,
                 },
             );
         }
@@ -320,7 +357,7 @@ pub(crate) fn decode_body(
     format_version: u32,
     body: &[u8],
 ) -> Result<ResourceRecord, StateError> {
-    if format_version == RECORD_FORMAT_VERSION {
+    if decodes_directly(format_version) {
         if let Ok(record) = serde_json::from_slice::<ResourceRecord>(body) {
             return check_address(backend, address, record);
         }
@@ -426,6 +463,8 @@ pub(crate) fn upgrade(from_version: u32, mut record: Value) -> Result<Value, Str
                 fields.insert("sensitive_paths".to_string(), Value::Array(Vec::new()));
                 Value::Object(fields)
             }
+            // Version 3 only adds fields whose absence means "none deposed, unprotected".
+            2 => record,
             other => {
                 return Err(format!(
                     "record format version {other} was never written by any prov \
@@ -485,6 +524,13 @@ mod tests {
             dependencies: vec!["server.a".into()],
             updated_at: 1_700_000_000,
             sensitive_paths: vec!["tags.peer".into()],
+            deposed: vec![Deposed {
+                provider_id: "sim-old".into(),
+                attributes: json!({"plan": "small"}),
+                outputs: json!({"ip": "10.0.0.9"}),
+                since: 1_699_999_999,
+            }],
+            protected: true,
         }
     }
 
@@ -492,7 +538,7 @@ mod tests {
     fn round_trip() {
         let r = rec("server.b");
         let raw = encode(&r).unwrap();
-        assert!(raw.starts_with(b"{\"format_version\":2,"));
+        assert!(raw.starts_with(b"{\"format_version\":3,"));
         let via_serde = serde_json::to_vec(&EnvelopeOut {
             format_version: RECORD_FORMAT_VERSION,
             record: &r,
@@ -501,7 +547,25 @@ mod tests {
         assert_eq!(raw, via_serde, "envelope() matches the serde form");
         assert_eq!(decode("test", "server.b", &raw).unwrap(), r);
         let body = encode_body(&r).unwrap();
+        assert_eq!(decode_body("test", "server.b", 3, &body).unwrap(), r);
+    }
+
+    #[test]
+    fn v2_upgrades_to_v3_with_nothing_deposed_or_protected() {
+        let mut r = rec("server.b");
+        r.deposed.clear();
+        r.protected = false;
+        let mut v2 = serde_json::to_value(&r).unwrap();
+        let o = v2.as_object_mut().unwrap();
+        assert!(!o.contains_key("deposed") && !o.contains_key("protected"));
+        o.remove("deposed");
+        let raw = json!({"format_version": 2, "record": v2}).to_string();
+        assert_eq!(decode("test", "server.b", raw.as_bytes()).unwrap(), r);
+        let lean = decode_without_config("test", "server.b", raw.as_bytes()).unwrap();
+        assert!(lean.deposed.is_empty() && !lean.protected);
+        let body = serde_json::to_vec(&v2).unwrap();
         assert_eq!(decode_body("test", "server.b", 2, &body).unwrap(), r);
+        assert_eq!(upgrade(2, v2.clone()).unwrap(), v2);
     }
 
     #[test]
@@ -519,10 +583,13 @@ mod tests {
         );
         // Older formats and damage go the full way: upgraded, or reported as corrupt.
         let mut v1 = serde_json::to_value(&r).unwrap();
-        v1.as_object_mut().unwrap().remove("sensitive_paths");
+        for k in ["sensitive_paths", "deposed", "protected"] {
+            v1.as_object_mut().unwrap().remove(k);
+        }
         let raw = json!({"format_version": 1, "record": v1}).to_string();
         let lean = decode_without_config("test", "server.b", raw.as_bytes()).unwrap();
         assert!(lean.config.is_null() && lean.sensitive_paths.is_empty());
+        assert!(lean.deposed.is_empty() && !lean.protected);
         assert!(matches!(
             decode_without_config("test", "server.c", &encode(&r).unwrap()),
             Err(StateError::Corrupt { .. })
@@ -532,7 +599,9 @@ mod tests {
     #[test]
     fn v1_upgrades_to_v2() {
         let mut v1 = serde_json::to_value(rec("server.b")).unwrap();
-        v1.as_object_mut().unwrap().remove("sensitive_paths");
+        for k in ["sensitive_paths", "deposed", "protected"] {
+            v1.as_object_mut().unwrap().remove(k);
+        }
         let raw = json!({"format_version": 1, "record": v1}).to_string();
         let got = decode("test", "server.b", raw.as_bytes()).unwrap();
         assert!(got.sensitive_paths.is_empty());

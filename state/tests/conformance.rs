@@ -43,6 +43,7 @@ fn rec(address: &str, generation: u64) -> ResourceRecord {
         dependencies: vec!["server.web-01".to_string()],
         updated_at: 1_795_615_387,
         sensitive_paths: vec!["tags.team".to_string()],
+        ..Default::default()
     }
 }
 

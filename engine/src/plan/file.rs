@@ -1,6 +1,6 @@
 //! The persisted plan file: a versioned JSON format kept apart from the in-memory `Plan`, with a checksum.
 
-use super::{Action, AttrDiff, OutputChange, Plan, PlanMode, ResourceChange};
+use super::{Action, AttrDiff, DeposedChange, OutputChange, Plan, PlanMode, ResourceChange};
 use crate::drift::{Drift, DriftKind};
 use crate::error::EngineError;
 use crate::model::{Address, Lifecycle};
@@ -34,6 +34,19 @@ struct PlanFileV1 {
     resolutions: Vec<ResolutionV1>,
     drift: Vec<DriftV1>,
     refreshed: Vec<RefreshedV1>,
+    /// Absent in plan files written before deposed objects were recorded (none were then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    deposed: Vec<DeposedV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeposedV1 {
+    address: String,
+    implementation: String,
+    provider_id: String,
+    before: Value,
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,6 +97,7 @@ enum OutcomeV1 {
     Clear,
     DeleteRecord,
     FinishDelete { provider_id: String },
+    DeposedGone { record: Box<ResourceRecord> },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,6 +153,17 @@ struct ChangeV1 {
 fn to_v1(p: &Plan) -> PlanFileV1 {
     let addrs = |v: &[Address]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     PlanFileV1 {
+        deposed: p
+            .deposed
+            .iter()
+            .map(|d| DeposedV1 {
+                address: d.address.to_string(),
+                implementation: d.implementation.clone(),
+                provider_id: d.provider_id.clone(),
+                before: d.before.clone(),
+                sensitive: d.sensitive.clone(),
+            })
+            .collect(),
         format: PLAN_FORMAT.into(),
         format_version: PLAN_FORMAT_VERSION,
         prov_version: p.prov_version.clone(),
@@ -203,6 +228,9 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                     Outcome::DeleteRecord => OutcomeV1::DeleteRecord,
                     Outcome::FinishDelete { provider_id } => OutcomeV1::FinishDelete {
                         provider_id: provider_id.clone(),
+                    },
+                    Outcome::DeposedGone(rec) => OutcomeV1::DeposedGone {
+                        record: rec.clone(),
                     },
                 },
                 note: r.note.clone(),
@@ -308,7 +336,21 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             sensitive: c.sensitive,
         });
     }
+    let deposed = f
+        .deposed
+        .into_iter()
+        .map(|d| {
+            Ok(DeposedChange {
+                address: addr(&d.address)?,
+                implementation: d.implementation,
+                provider_id: d.provider_id,
+                before: d.before,
+                sensitive: d.sensitive,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(Plan {
+        deposed,
         prov_version: f.prov_version,
         mode: match f.mode.as_str() {
             "normal" => PlanMode::Normal,
@@ -368,6 +410,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
                     OutcomeV1::FinishDelete { provider_id } => {
                         Outcome::FinishDelete { provider_id }
                     }
+                    OutcomeV1::DeposedGone { record } => Outcome::DeposedGone(record),
                 },
                 note: r.note,
             })

@@ -413,19 +413,31 @@ fn plan_changes(
         });
     }
     changes.sort_by(|x, y| x.address.cmp(&y.address));
+    let deposed = deposed_changes(&records, &in_scope);
 
     for c in &changes {
-        if c.lifecycle.prevent_destroy
-            && matches!(c.action, Action::Delete { .. } | Action::Replace { .. })
-        {
-            let what = match &c.action {
-                Action::Replace { reason, .. } => format!("replace it ({reason})"),
-                _ => "destroy it".to_string(),
-            };
+        if !matches!(c.action, Action::Delete { .. } | Action::Replace { .. }) {
+            continue;
+        }
+        let what = match &c.action {
+            Action::Replace { reason, .. } => format!("replace it ({reason})"),
+            _ => "destroy it".to_string(),
+        };
+        let recorded = records.get(&c.address).is_some_and(|r| r.protected);
+        if c.lifecycle.prevent_destroy {
             errors.push(Diagnostic::new(
                 Some(c.address.to_string()),
                 c.declared_at.clone(),
                 format!("lifecycle.prevent_destroy is set, but the plan would {what}; remove prevent_destroy first if this is intended"),
+            ));
+        } else if recorded {
+            // The configuration no longer protects it (the setting or the whole block is gone),
+            // but the state still does: losing the protection with the block is how a protected
+            // server gets destroyed by a careless edit.
+            errors.push(Diagnostic::new(
+                Some(c.address.to_string()),
+                c.declared_at.clone(),
+                format!("is protected: lifecycle.prevent_destroy was set when it was applied and the state keeps the protection, but the plan would {what}; if this is intended, lift it with `prov state unprotect {}` first", c.address),
             ));
         }
     }
@@ -433,6 +445,7 @@ fn plan_changes(
         return Err(EngineError::Invalid(errors));
     }
     Ok(Plan {
+        deposed,
         resolutions: Vec::new(),
         drift: Vec::new(),
         refreshed: Vec::new(),
@@ -456,6 +469,30 @@ fn plan_changes(
         providers: model.providers.clone(),
         targets: opts.targets.clone(),
     })
+}
+
+/// Every deposed object of the records in scope: each is destroyed, whatever the plan does to
+/// its address (they are ours and hold nothing any more).
+fn deposed_changes(
+    records: &BTreeMap<Address, &ResourceRecord>,
+    in_scope: &dyn Fn(&Address) -> bool,
+) -> Vec<super::DeposedChange> {
+    let mut out = Vec::new();
+    for (a, rec) in records {
+        if !in_scope(a) {
+            continue;
+        }
+        for d in &rec.deposed {
+            out.push(super::DeposedChange {
+                address: a.clone(),
+                implementation: rec.implementation.clone(),
+                provider_id: d.provider_id.clone(),
+                before: d.attributes.clone(),
+                sensitive: rec.sensitive_paths.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// An unchanged resource's entry. It carries no copies: `after` is `before` (filled in by the

@@ -152,6 +152,22 @@ pub struct Plan {
     pub drift: Vec<crate::drift::Drift>,
     /// Refresh-only plans: the records as the real world has them (None: gone).
     pub refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)>,
+    /// Deposed objects (left behind by create_before_destroy replaces) that apply destroys.
+    pub deposed: Vec<DeposedChange>,
+}
+
+/// A deposed object apply destroys: it once held `address` and still exists (see
+/// `prov_state::Deposed`). Every plan of a scope that covers the address destroys it, whatever
+/// happens to the address itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeposedChange {
+    pub address: Address,
+    pub implementation: String,
+    pub provider_id: String,
+    /// Its attributes when it was deposed.
+    pub before: Value,
+    /// Attribute paths whose values are secrets (those of the record).
+    pub sensitive: Vec<String>,
 }
 
 /// One workspace output's planned change.
@@ -184,10 +200,12 @@ impl Plan {
                 Action::Delete { .. } => s.destroy += 1,
             }
         }
+        s.destroy += self.deposed.len();
         s
     }
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| !c.action.is_noop())
+            || !self.deposed.is_empty()
             || self.outputs_changed()
             || !self.resolutions.is_empty()
             || !self.refreshed.is_empty()

@@ -270,6 +270,9 @@ impl Plan {
                 redact_drift(d, paths);
             }
         }
+        for d in &mut p.deposed {
+            redact_value(&mut d.before, &d.sensitive);
+        }
         for o in &mut p.output_changes {
             if self.sensitive_outputs.contains(&o.name) {
                 let changed = o.before.is_some() && o.after.is_some();
@@ -302,7 +305,9 @@ impl Plan {
 
     /// Whether anything in the plan is sensitive (showing it needs [`Plan::redacted`]).
     pub fn has_sensitive(&self) -> bool {
-        !self.sensitive_outputs.is_empty() || self.changes.iter().any(|c| !c.sensitive.is_empty())
+        !self.sensitive_outputs.is_empty()
+            || self.changes.iter().any(|c| !c.sensitive.is_empty())
+            || self.deposed.iter().any(|d| !d.sensitive.is_empty())
     }
 }
 
