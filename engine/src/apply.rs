@@ -285,9 +285,7 @@ fn build_ops(
     if seen != ops.len() {
         let stuck: Vec<String> = (0..ops.len())
             .filter(|&i| indeg[i] > 0)
-            .map(|i| {
-                format!("{} {}", ops[i].step.verb(), changes[ops[i].change].address)
-            })
+            .map(|i| format!("{} {}", ops[i].step.verb(), changes[ops[i].change].address))
             .collect();
         return Err(EngineError::Invalid(vec![Diagnostic::new(
             None,
@@ -823,7 +821,11 @@ fn record(
     // very record, so the commit that names the new object also remembers the old.
     let mut deposed = prior.map(|p| p.deposed.clone()).unwrap_or_default();
     if let (Address::Server(_), Step::Create, Some(p)) = (&c.address, input.step, prior) {
-        if let Some(old) = p.provider_id.as_ref().filter(|old| Some(*old) != provider_id.as_ref()) {
+        if let Some(old) = p
+            .provider_id
+            .as_ref()
+            .filter(|old| Some(*old) != provider_id.as_ref())
+        {
             deposed.push(Deposed {
                 provider_id: old.clone(),
                 attributes: p.attributes.clone(),

@@ -252,7 +252,9 @@ pub async fn resolve_pending(
                     let (outcome, note) = if exists {
                         (
                             Outcome::Clear,
-                            format!("the delete of deposed {id} never finished: the plan destroys it"),
+                            format!(
+                                "the delete of deposed {id} never finished: the plan destroys it"
+                            ),
                         )
                     } else {
                         let mut r = r.clone();

@@ -36,7 +36,10 @@ pub fn print_record_attrs(r: &ResourceRecord) {
         println!("  depends on: {}", r.dependencies.join(", "));
     }
     if r.protected {
-        println!("  protected: prevent_destroy was set (`prov state unprotect {}` lifts it)", r.address);
+        println!(
+            "  protected: prevent_destroy was set (`prov state unprotect {}` lifts it)",
+            r.address
+        );
     }
     for d in &r.deposed {
         println!(
@@ -157,7 +160,9 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             parse(&address)?;
             let state = ctx.open_state(&ws, None, "state unprotect", lock.lock_timeout, false)?;
             let mut rec = state.store.record(&address)?.ok_or_else(|| {
-                Failure(format!("{address} is not in the state; nothing was changed"))
+                Failure(format!(
+                    "{address} is not in the state; nothing was changed"
+                ))
             })?;
             if !rec.protected {
                 println!("{address} is not protected in the state; nothing was changed.");

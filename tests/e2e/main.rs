@@ -13,6 +13,7 @@ mod drift_ignore;
 mod exec;
 mod local;
 mod secrets;
+mod trust;
 
 struct Ws {
     _tmp: tempfile::TempDir,
@@ -711,9 +712,9 @@ fn apply_json_emits_one_event_per_line() {
     assert!(events.iter().any(|e| e["event"] == "state_written"));
 }
 
-/// The old server of a create_before_destroy replace whose delete fails is not lost: its record
-/// already names the new one, so the pending note keeps it, the next plan says apply deletes it,
-/// and the next apply does.
+/// The old server of a create_before_destroy replace whose delete fails is not lost: the record
+/// that names the new one keeps it as deposed, the next plan says it destroys it, and the next
+/// apply does.
 #[test]
 fn create_before_destroy_whose_old_delete_fails_is_finished_next_run() {
     let cfg = r#"{ providers = { sim = { FAIL } }, servers = {
@@ -730,12 +731,15 @@ fn create_before_destroy_whose_old_delete_fails_is_finished_next_run() {
     ws.prov(&["apply", "--auto-approve"])
         .code(1)
         .has("injected failure");
-    let new = ws
-        .prov(&["state", "show", "server.web", "--json"])
-        .ok()
-        .stdout;
-    assert!(
-        !new.contains(&old),
+    let new: serde_json::Value = serde_json::from_str(
+        &ws.prov(&["state", "show", "server.web", "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_ne!(
+        new["provider_id"],
+        old.as_str(),
         "the record names the new server: {new}"
     );
     assert!(
@@ -744,9 +748,16 @@ fn create_before_destroy_whose_old_delete_fails_is_finished_next_run() {
     );
     let pulled: serde_json::Value =
         serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
-    assert_eq!(pulled["pending"][0]["provider_id"], old.as_str());
+    // The record that names the new server remembers the old one as deposed.
+    assert_eq!(
+        pulled["resources"][0]["record"]["deposed"][0]["provider_id"],
+        old.as_str()
+    );
     ws.write(&cfg.replace("FAIL", "").replace("sim-a", "sim-b"));
-    ws.prov(&["plan"]).ok().has(&old).has("apply deletes it");
+    ws.prov(&["plan"])
+        .ok()
+        .has(&format!("- server.web (deposed {old})"))
+        .has("1 to destroy");
     ws.prov(&["apply", "--auto-approve"]).ok();
     let left = ws.prov(&["sim", "list"]).ok().stdout;
     assert!(!left.contains(&old), "{left}");
