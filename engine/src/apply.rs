@@ -354,6 +354,19 @@ pub async fn apply(
     let mut addrs: BTreeSet<Address> = records.keys().cloned().collect();
     addrs.extend(plan.changes.iter().map(|c| c.address.clone()));
 
+    if !plan.protect.is_empty() {
+        // Protections first, in one commit: they guard against what follows.
+        let mut writes = Vec::new();
+        for a in &plan.protect {
+            if let Some(r) = records.get_mut(a) {
+                r.protected = true;
+                writes.push(Change::Put(r.clone()));
+            }
+        }
+        let n = writes.len();
+        let serial = commit(&store, writes).await?;
+        events(Event::StateWritten { serial, records: n });
+    }
     let extra = deposed_changes(plan);
     let planned = plan.changes.len();
     let changes: Vec<&ResourceChange> = plan.changes.iter().chain(&extra).collect();

@@ -325,6 +325,8 @@ pub async fn plan_from(
         plan.mode = crate::plan::PlanMode::RefreshOnly;
         plan.changes.clear();
         plan.output_changes.clear();
+        plan.deposed.clear();
+        plan.protect.clear();
         plan.drift = found;
         plan.refreshed = refreshed;
     } else {

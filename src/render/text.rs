@@ -44,7 +44,11 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
         }
         return out;
     }
-    if changed.is_empty() && p.output_changes.is_empty() && p.deposed.is_empty() {
+    if changed.is_empty()
+        && p.output_changes.is_empty()
+        && p.deposed.is_empty()
+        && p.protect.is_empty()
+    {
         out.push_str("No changes. The infrastructure matches the configuration.\n");
         return out;
     }
@@ -69,6 +73,15 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
                 "({}) will be destroyed: an earlier replace left it behind",
                 d.implementation
             ))
+        );
+    }
+    for a in &p.protect {
+        let _ = writeln!(
+            out,
+            "  {} {} {}\n",
+            paint.yellow("~"),
+            paint.bold(&a.to_string()),
+            paint.dim("lifecycle.prevent_destroy will be kept in the state (only `prov state unprotect` lifts it)")
         );
     }
     if !p.output_changes.is_empty() {

@@ -373,3 +373,29 @@ fn recorded_protection_outlives_its_configuration() {
         .code(1)
         .has("not in the state");
 }
+
+/// A protection added to an unchanged resource is recorded by the next apply (the plan says
+/// so), so removing the block afterwards cannot destroy it either.
+#[test]
+fn protection_added_to_an_unchanged_resource_is_recorded() {
+    let plain = r#"{ servers = { db = { provider = "sim", plan = "small", zone = "sim-a" } } }"#;
+    let ws = Ws::new(plain);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.write(&plain.replace(
+        "zone = \"sim-a\"",
+        "zone = \"sim-a\", lifecycle = { prevent_destroy = true }",
+    ));
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("prevent_destroy will be kept in the state");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+    ws.prov(&["state", "show", "server.db"])
+        .ok()
+        .has("protected");
+    ws.write("{ servers = {} }");
+    ws.prov(&["apply", "--auto-approve"])
+        .code(1)
+        .has("prov state unprotect server.db");
+    assert_eq!(sim_servers(&ws, &[]).len(), 1);
+}

@@ -37,6 +37,9 @@ struct PlanFileV1 {
     /// Absent in plan files written before deposed objects were recorded (none were then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deposed: Vec<DeposedV1>,
+    /// Absent in plan files written before protections were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    protect: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,6 +156,7 @@ struct ChangeV1 {
 fn to_v1(p: &Plan) -> PlanFileV1 {
     let addrs = |v: &[Address]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     PlanFileV1 {
+        protect: addrs(&p.protect),
         deposed: p
             .deposed
             .iter()
@@ -350,6 +354,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Plan {
+        protect: addrs(&f.protect)?,
         deposed,
         prov_version: f.prov_version,
         mode: match f.mode.as_str() {

@@ -414,6 +414,12 @@ fn plan_changes(
     }
     changes.sort_by(|x, y| x.address.cmp(&y.address));
     let deposed = deposed_changes(&records, &in_scope);
+    let protect: Vec<Address> = changes
+        .iter()
+        .filter(|c| c.action.is_noop() && c.lifecycle.prevent_destroy)
+        .filter(|c| records.get(&c.address).is_some_and(|r| !r.protected))
+        .map(|c| c.address.clone())
+        .collect();
 
     for c in &changes {
         if !matches!(c.action, Action::Delete { .. } | Action::Replace { .. }) {
@@ -446,6 +452,7 @@ fn plan_changes(
     }
     Ok(Plan {
         deposed,
+        protect,
         resolutions: Vec::new(),
         drift: Vec::new(),
         refreshed: Vec::new(),

@@ -154,6 +154,9 @@ pub struct Plan {
     pub refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)>,
     /// Deposed objects (left behind by create_before_destroy replaces) that apply destroys.
     pub deposed: Vec<DeposedChange>,
+    /// Unchanged resources whose configuration sets `lifecycle.prevent_destroy` and whose record
+    /// does not keep the protection yet: apply records it (it then outlives the setting).
+    pub protect: Vec<Address>,
 }
 
 /// A deposed object apply destroys: it once held `address` and still exists (see
@@ -206,6 +209,7 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| !c.action.is_noop())
             || !self.deposed.is_empty()
+            || !self.protect.is_empty()
             || self.outputs_changed()
             || !self.resolutions.is_empty()
             || !self.refreshed.is_empty()
