@@ -623,16 +623,28 @@ fn sigint_stops_starting_steps_and_records_finished_ones() {
     }
     cfg.push_str("} }\n");
     let ws = Ws::new(&cfg);
-    let child = spawn(
+    let mut child = spawn(
         &ws.dir,
         &["apply", "--auto-approve"],
         &[("PROV_SIM_LATENCY_MS", "400")],
     );
-    // Let the first server or two finish, then interrupt.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Let the first server finish (however loaded the machine), then interrupt.
+    let mut seen = String::new();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.contains("server.s0: created") {
+            break;
+        }
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::io::Read::read_to_string(&mut reader, &mut seen).unwrap();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = seen + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("Apply interrupted"), "{stdout}");
     let listed = ws.prov(&["state", "list"]).ok().stdout;
