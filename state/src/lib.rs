@@ -32,7 +32,7 @@ pub use memory::MemoryStore;
 pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSION};
 pub use record::{Deposed, ResourceRecord, RECORD_FORMAT_VERSION};
 pub use sled_store::{lock_path_for, SledStore, STATE_FORMAT_VERSION};
-pub use util::{compact_value, format_utc, Compact};
+pub use util::{compact_value, format_utc, parse_duration, Compact};
 
 /// How many earlier versions of one address a state keeps; a commit that adds one more drops
 /// the oldest in the same transaction, so history costs O(1) per change and stays bounded.

@@ -27,6 +27,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
@@ -102,8 +103,15 @@ const POLL: Duration = Duration::from_millis(100);
 /// taking the lock, so a reader can catch the gap.
 const NOTE_GRACE: Duration = Duration::from_millis(300);
 /// Used when the connection string sets no connect_timeout: long enough for a slow network,
-/// short enough that an unreachable server is reported rather than waited on forever.
+/// short enough that an unreachable server is reported rather than waited on forever. It bounds
+/// the TCP connect and the PostgreSQL handshake together, as libpq's does (a port that accepts
+/// and never answers included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest prov waits for the server's next answer in a session (`PROV_PG_STATEMENT_TIMEOUT`
+/// overrides it): a server that stops answering is reported instead of waited on forever.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The environment variable that sets [`STATEMENT_TIMEOUT`].
+pub const ENV_STATEMENT_TIMEOUT: &str = "PROV_PG_STATEMENT_TIMEOUT";
 
 /// The advisory lock key of `workspace`: FNV-1a (64-bit) of `"prov-state\0" + workspace`. Every
 /// prov version must compute the same key, or two of them could hold "the" lock at once; the
@@ -154,6 +162,7 @@ struct Where {
 /// free) and closes the session.
 struct Conn {
     client: Client,
+    guard: Guard,
     key: i64,
     workspace: String,
     locked: bool,
@@ -171,12 +180,17 @@ struct Stmts {
 impl Drop for Conn {
     fn drop(&mut self) {
         if self.locked && !self.client.is_closed() {
-            // Best effort: if the session is gone, the server already dropped the lock.
-            let _ = block_on(self.client.execute(
-                "DELETE FROM prov_locks WHERE workspace = $1 AND backend_pid = pg_backend_pid()",
-                &[&self.workspace],
-            ));
+            // Best effort: if the session is gone, the server already dropped the lock (and a
+            // session that stopped answering is not waited on again: see `block_on`).
             let _ = block_on(
+                &self.guard,
+                self.client.execute(
+                    "DELETE FROM prov_locks WHERE workspace = $1 AND backend_pid = pg_backend_pid()",
+                    &[&self.workspace],
+                ),
+            );
+            let _ = block_on(
+                &self.guard,
                 self.client
                     .execute("SELECT pg_advisory_unlock($1)", &[&self.key]),
             );
@@ -193,7 +207,21 @@ impl PgStore {
     ///
     /// Without a user in `conn` the OS user is used, and without a password `PGPASSWORD`, as
     /// libpq does. Passwords never appear in errors or `Debug` output.
+    ///
+    /// Every wait for the server is bounded: connecting (TCP and the handshake) by the
+    /// connection string's `connect_timeout` (default 10 s), and each later answer by
+    /// `PROV_PG_STATEMENT_TIMEOUT` (default 60 s); a server that stays silent longer is an
+    /// error naming it, and the session is abandoned.
     pub fn open(conn: &str, workspace: &str, opts: &OpenOptions) -> Result<PgStore, StateError> {
+        Self::open_with(conn, workspace, opts, statement_timeout()?)
+    }
+
+    fn open_with(
+        conn: &str,
+        workspace: &str,
+        opts: &OpenOptions,
+        statement_timeout: Duration,
+    ) -> Result<PgStore, StateError> {
         if workspace.is_empty() || workspace.chars().any(char::is_control) {
             return Err(StateError::InvalidConnection {
                 detail: format!(
@@ -202,7 +230,7 @@ impl PgStore {
             });
         }
         let (config, at) = parse(conn, workspace)?;
-        let mut session = connect(&config, &at, workspace)?;
+        let mut session = connect(&config, &at, workspace, statement_timeout)?;
 
         let lock = acquire(&mut session, &at, &opts.operation, opts.lock_timeout)?;
         let version = ensure_schema(&mut session, &at, opts.create)?;
@@ -212,13 +240,16 @@ impl PgStore {
             // A read-only open of a missing workspace writes nothing, not even the holder row.
             if exists {
                 let holder = serde_json::to_string(&lock).expect("LockInfo always serialises");
-                block_on(session.client.execute(
-                    "INSERT INTO prov_locks (workspace, holder, backend_pid) \
+                block_on(
+                    &session.guard,
+                    session.client.execute(
+                        "INSERT INTO prov_locks (workspace, holder, backend_pid) \
                      VALUES ($1, $2::text::json, pg_backend_pid()) \
                      ON CONFLICT (workspace) DO UPDATE \
                      SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid",
-                    &[&workspace, &holder],
-                ))
+                        &[&workspace, &holder],
+                    ),
+                )
                 .map_err(|e| at.error(e, "recording the lock holder"))?;
                 session.stmts = Some(prepare(&mut session, &at)?);
             }
@@ -320,7 +351,8 @@ impl StateRead for PgStore {
         let mut s = self.session();
         let ws = &self.workspace;
         // One repeatable-read transaction: meta, records and pending of the same commit.
-        let (meta, records, pending) = block_on(async {
+        let guard = s.guard.clone();
+        let (meta, records, pending) = block_on(&guard, async {
             let tx = s
                 .client
                 .build_transaction()
@@ -395,10 +427,14 @@ impl StateRead for PgStore {
         if !self.exists {
             return Ok(StateMeta::default());
         }
-        let row = block_on(self.session().client.query_opt(
-            "SELECT lineage, serial FROM prov_meta WHERE workspace = $1",
-            &[&self.workspace],
-        ))
+        let s = self.session();
+        let row = block_on(
+            &s.guard,
+            s.client.query_opt(
+                "SELECT lineage, serial FROM prov_meta WHERE workspace = $1",
+                &[&self.workspace],
+            ),
+        )
         .map_err(|e| self.at.error(e, "reading the state"))?
         .ok_or_else(|| self.at.workspace_gone())?;
         Ok(StateMeta {
@@ -411,11 +447,15 @@ impl StateRead for PgStore {
         if !self.exists {
             return Ok(None);
         }
-        let row = block_on(self.session().client.query_opt(
-            "SELECT format_version, record::text FROM prov_resources \
+        let s = self.session();
+        let row = block_on(
+            &s.guard,
+            s.client.query_opt(
+                "SELECT format_version, record::text FROM prov_resources \
              WHERE workspace = $1 AND address = $2",
-            &[&self.workspace, &address],
-        ))
+                &[&self.workspace, &address],
+            ),
+        )
         .map_err(|e| self.at.error(e, "reading a record"))?;
         let Some(row) = row else { return Ok(None) };
         let backend = &self.at.backend;
@@ -433,11 +473,15 @@ impl StateRead for PgStore {
         if !self.exists {
             return Ok(Vec::new());
         }
-        let rows = block_on(self.session().client.query(
-            "SELECT serial, at, replaced_by, format_version, record::text FROM prov_history \
+        let s = self.session();
+        let rows = block_on(
+            &s.guard,
+            s.client.query(
+                "SELECT serial, at, replaced_by, format_version, record::text FROM prov_history \
              WHERE workspace = $1 AND address = $2 ORDER BY seq DESC",
-            &[&self.workspace, &address],
-        ))
+                &[&self.workspace, &address],
+            ),
+        )
         .map_err(|e| self.at.error(e, "reading history"))?;
         let backend = &self.at.backend;
         rows.iter()
@@ -473,7 +517,8 @@ impl StateWrite for PgStore {
         let at = now_secs() as i64;
         let s = &mut *s;
         let st = s.stmts.as_ref().expect("prepared when the state exists");
-        block_on(async {
+        let guard = s.guard.clone();
+        block_on(&guard, async {
             let tx = s.client.transaction().await?;
             // The serial first: history rows of this commit read it back.
             let serial: i64 = tx.query_one(&st.bump, &[&self.workspace]).await?.get(0);
@@ -489,11 +534,14 @@ impl StateWrite for PgStore {
         let text = serde_json::to_string(&outputs).expect("outputs always serialise");
         let s = self.writable()?;
         // One statement: atomic on its own.
-        let row = block_on(s.client.query_opt(
-            "UPDATE prov_meta SET outputs = $2::text::json, serial = serial + 1 \
+        let row = block_on(
+            &s.guard,
+            s.client.query_opt(
+                "UPDATE prov_meta SET outputs = $2::text::json, serial = serial + 1 \
              WHERE workspace = $1 RETURNING serial",
-            &[&self.workspace, &text],
-        ))
+                &[&self.workspace, &text],
+            ),
+        )
         .map_err(|e| self.at.error(e, "writing outputs"))?;
         row.map(|r| serial_of(r.get(0)))
             .ok_or_else(|| self.at.workspace_gone())
@@ -508,7 +556,8 @@ impl StateWrite for PgStore {
         let ws = &self.workspace;
         let at = now_secs() as i64;
         // Outer error: the refusal (nothing written, transaction rolled back on drop).
-        let res: Result<Result<u64, StateError>, tokio_postgres::Error> = block_on(async {
+        let guard = s.guard.clone();
+        let res: Result<Result<u64, StateError>, PgFail> = block_on(&guard, async {
             let tx = s.client.transaction().await?;
             let Some(row) = tx
                 .query_opt(
@@ -610,13 +659,26 @@ fn parse(conn: &str, workspace: &str) -> Result<(Config, Where), StateError> {
 
 enum Failed {
     Connect(tokio_postgres::Error),
+    /// No handshake within the connect timeout.
+    Silent(Duration),
     Runtime(std::io::Error),
 }
 
 /// Connects, running the connection task on a thread of its own (see module docs).
-fn connect(config: &Config, at: &Where, workspace: &str) -> Result<Conn, StateError> {
+fn connect(
+    config: &Config,
+    at: &Where,
+    workspace: &str,
+    statement_timeout: Duration,
+) -> Result<Conn, StateError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let config = config.clone();
+    // tokio-postgres applies connect_timeout to the TCP connect only; libpq (and users) mean
+    // the whole connection, handshake and authentication included.
+    let handshake = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
     std::thread::Builder::new()
         .name("prov-pg".to_string())
         .spawn(move || {
@@ -631,13 +693,16 @@ fn connect(config: &Config, at: &Where, workspace: &str) -> Result<Conn, StateEr
                 }
             };
             rt.block_on(async move {
-                match config.connect(NoTls).await {
-                    Ok((client, connection)) => {
+                match tokio::time::timeout(handshake, config.connect(NoTls)).await {
+                    Err(_) => {
+                        let _ = tx.send(Err(Failed::Silent(handshake)));
+                    }
+                    Ok(Ok((client, connection))) => {
                         let _ = tx.send(Ok(client));
                         // Runs until the client is dropped or the server closes the session.
                         let _ = connection.await;
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         let _ = tx.send(Err(Failed::Connect(e)));
                     }
                 }
@@ -653,12 +718,30 @@ fn connect(config: &Config, at: &Where, workspace: &str) -> Result<Conn, StateEr
     match rx.recv() {
         Ok(Ok(client)) => Ok(Conn {
             client,
+            guard: Guard {
+                limit: statement_timeout,
+                stalled: Arc::new(AtomicBool::new(false)),
+            },
             key: pg_lock_key(workspace),
             workspace: workspace.to_string(),
             locked: false,
             stmts: None,
         }),
         Ok(Err(Failed::Connect(e))) => Err(at.connect_error(e)),
+        Ok(Err(Failed::Silent(limit))) => Err(at.backend_error(
+            BackendErrorKind::Unreachable,
+            format!(
+                "cannot connect: no PostgreSQL handshake within {} (connect_timeout)",
+                show_duration(limit)
+            ),
+            &format!(
+                "check that {} is a PostgreSQL server that answers (host and port in the \
+                 connection string, PROV_PG_CONN or the workspace's backend.conn), or raise \
+                 connect_timeout=SECONDS in the connection string for a slow network; nothing \
+                 was written",
+                at.server
+            ),
+        )),
         Ok(Err(Failed::Runtime(e))) => Err(at.backend_error(
             BackendErrorKind::Other,
             format!("cannot start the client runtime: {e}"),
@@ -682,6 +765,7 @@ fn acquire(
     let deadline = Instant::now() + timeout;
     loop {
         let got: bool = block_on(
+            &s.guard,
             s.client
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&s.key]),
         )
@@ -728,15 +812,18 @@ fn read_holder(s: &Conn, at: &Where) -> LockInfo {
 }
 
 /// The holder row and its session's backend pid, if that session holds the lock now.
-fn live_holder(s: &Conn) -> Result<Option<(LockInfo, i32)>, tokio_postgres::Error> {
-    let row = block_on(s.client.query_opt(
-        "SELECT l.holder::text, l.backend_pid FROM prov_locks l \
+fn live_holder(s: &Conn) -> Result<Option<(LockInfo, i32)>, PgFail> {
+    let row = block_on(
+        &s.guard,
+        s.client.query_opt(
+            "SELECT l.holder::text, l.backend_pid FROM prov_locks l \
          WHERE l.workspace = $1 AND l.backend_pid = \
          (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
           AND ((classid::bigint << 32) | objid::bigint) = $2 LIMIT 1)",
-        &[&s.workspace, &s.key],
-    ))?;
+            &[&s.workspace, &s.key],
+        ),
+    )?;
     Ok(row.and_then(|r| {
         let holder: String = r.get(0);
         serde_json::from_str::<LockInfo>(&holder)
@@ -748,7 +835,7 @@ fn live_holder(s: &Conn) -> Result<Option<(LockInfo, i32)>, tokio_postgres::Erro
 /// Returns the schema version in use after creating or migrating it as allowed; 0 means no
 /// schema (only with `create: false`).
 fn ensure_schema(s: &mut Conn, at: &Where, create: bool) -> Result<u32, StateError> {
-    let version = schema_version(&s.client, at)?;
+    let version = schema_version(s, at)?;
     if version > PG_SCHEMA_VERSION {
         return Err(StateError::UnsupportedFormat {
             backend: at.backend.clone(),
@@ -771,7 +858,8 @@ fn ensure_schema(s: &mut Conn, at: &Where, create: bool) -> Result<u32, StateErr
         ));
     }
     let key = schema_lock_key();
-    let res = block_on(async {
+    let guard = s.guard.clone();
+    let res = block_on(&guard, async {
         let tx = s.client.transaction().await?;
         // Concurrent first uses wait here; the loser finds the schema made and does nothing.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
@@ -805,8 +893,8 @@ fn ensure_schema(s: &mut Conn, at: &Where, create: bool) -> Result<u32, StateErr
     Ok(version)
 }
 
-fn schema_version(client: &Client, at: &Where) -> Result<u32, StateError> {
-    block_on(read_version(client))
+fn schema_version(s: &Conn, at: &Where) -> Result<u32, StateError> {
+    block_on(&s.guard, read_version(&s.client))
         .map_err(|e| at.error(e, "reading the schema version"))?
         .ok_or_else(|| at.corrupt(None, "prov_schema holds no valid version".to_string()))
 }
@@ -835,6 +923,7 @@ async fn read_version(c: &impl GenericClient) -> Result<Option<u32>, tokio_postg
 fn ensure_workspace(s: &mut Conn, at: &Where, create: bool) -> Result<bool, StateError> {
     let ws = s.workspace.clone();
     let found = block_on(
+        &s.guard,
         s.client
             .query_opt("SELECT 1 FROM prov_meta WHERE workspace = $1", &[&ws]),
     )
@@ -846,18 +935,21 @@ fn ensure_workspace(s: &mut Conn, at: &Where, create: bool) -> Result<bool, Stat
         return Ok(false);
     }
     // Under the workspace lock nobody else creates it; the conflict clause is belt and braces.
-    block_on(s.client.execute(
-        "INSERT INTO prov_meta (workspace, lineage, serial, outputs) VALUES ($1, $2, 0, '{}') \
+    block_on(
+        &s.guard,
+        s.client.execute(
+            "INSERT INTO prov_meta (workspace, lineage, serial, outputs) VALUES ($1, $2, 0, '{}') \
          ON CONFLICT (workspace) DO NOTHING",
-        &[&ws, &random_hex(16)],
-    ))
+            &[&ws, &random_hex(16)],
+        ),
+    )
     .map_err(|e| at.error(e, "creating the workspace"))?;
     Ok(true)
 }
 
 fn prepare(s: &mut Conn, at: &Where) -> Result<Stmts, StateError> {
     let c = &s.client;
-    block_on(async {
+    block_on(&s.guard, async {
         Ok(Stmts {
             bump: c
                 .prepare(
@@ -936,20 +1028,23 @@ pub fn force_unlock_pg(
     lock_id: &str,
 ) -> Result<ForceUnlock, StateError> {
     let (config, at) = parse(conn, workspace)?;
-    let mut s = connect(&config, &at, workspace)?;
+    let mut s = connect(&config, &at, workspace, statement_timeout()?)?;
     let mismatch = |holder: Option<LockInfo>| StateError::LockIdMismatch {
         location: at.location.clone(),
         given: lock_id.to_string(),
         holder: holder.map(Box::new),
     };
-    let row = block_on(s.client.query_opt(
-        "SELECT holder::text, backend_pid FROM prov_locks WHERE workspace = $1",
-        &[&s.workspace],
-    ));
+    let row = block_on(
+        &s.guard,
+        s.client.query_opt(
+            "SELECT holder::text, backend_pid FROM prov_locks WHERE workspace = $1",
+            &[&s.workspace],
+        ),
+    );
     let row = match row {
         Ok(row) => row,
         // No table: nothing was ever locked with a holder here.
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+        Err(PgFail::Client(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
         Err(e) => return Err(at.error(e, "reading the lock holder")),
     };
     let Some(row) = row else {
@@ -962,6 +1057,7 @@ pub fn force_unlock_pg(
     };
     holder.location = at.location.clone();
     let got: bool = block_on(
+        &s.guard,
         s.client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&s.key]),
     )
@@ -969,10 +1065,13 @@ pub fn force_unlock_pg(
     .get(0);
     if got {
         s.locked = true;
-        block_on(s.client.execute(
-            "DELETE FROM prov_locks WHERE workspace = $1",
-            &[&s.workspace],
-        ))
+        block_on(
+            &s.guard,
+            s.client.execute(
+                "DELETE FROM prov_locks WHERE workspace = $1",
+                &[&s.workspace],
+            ),
+        )
         .map_err(|e| at.error(e, "clearing the lock holder"))?;
         // Conn's drop releases the lock.
         return Ok(ForceUnlock::StaleNoteCleared(holder));
@@ -1115,7 +1214,32 @@ impl Where {
     }
 
     /// Turns a client error into a `StateError` saying what to do; `doing` says what failed.
-    fn error(&self, e: tokio_postgres::Error, doing: &str) -> StateError {
+    fn error(&self, e: impl Into<PgFail>, doing: &str) -> StateError {
+        let e = match e.into() {
+            PgFail::Client(e) => e,
+            PgFail::Stalled(limit) => {
+                return self.backend_error(
+                    BackendErrorKind::ConnectionLost,
+                    format!(
+                        "{doing} failed: the server at {} did not answer within {} \
+                         ({ENV_STATEMENT_TIMEOUT})",
+                        self.server,
+                        show_duration(limit)
+                    ),
+                    &format!(
+                        "prov stopped waiting and abandoned the session (the server releases \
+                         its lock when the session ends); {}; check the server's load and the \
+                         network, or raise {ENV_STATEMENT_TIMEOUT} (e.g. 5m) for slow statements",
+                        if doing == "committing" || doing == "replacing the state" {
+                            "whether this last change was committed is unknown (the next plan \
+                             shows it)"
+                        } else {
+                            "nothing more was written"
+                        }
+                    ),
+                )
+            }
+        };
         if let Some(db) = e.as_db_error() {
             let code = db.code();
             let detail = format!(
@@ -1208,26 +1332,100 @@ fn version_of(backend: &str, address: &str, v: i32) -> Result<u32, StateError> {
     })
 }
 
-/// Wakes the parked caller of `block_on`.
-struct Unpark(Thread);
+/// Why a call to the server failed.
+enum PgFail {
+    Client(tokio_postgres::Error),
+    /// The server sent nothing for this long (the session's statement timeout).
+    Stalled(Duration),
+}
 
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
+impl From<tokio_postgres::Error> for PgFail {
+    fn from(e: tokio_postgres::Error) -> PgFail {
+        PgFail::Client(e)
     }
 }
 
-/// Polls `fut` to completion on this thread, parking between polls (see module docs).
-fn block_on<F: Future>(fut: F) -> F::Output {
+/// A session's bound on waiting for the server, and whether it was already exceeded.
+#[derive(Clone)]
+struct Guard {
+    limit: Duration,
+    stalled: Arc<AtomicBool>,
+}
+
+/// `PROV_PG_STATEMENT_TIMEOUT` (a duration like 30s, 5m, 500ms), or the default.
+fn statement_timeout() -> Result<Duration, StateError> {
+    let Some(raw) = std::env::var_os(ENV_STATEMENT_TIMEOUT) else {
+        return Ok(STATEMENT_TIMEOUT);
+    };
+    let raw = raw.to_string_lossy();
+    match crate::util::parse_duration(&raw) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(StateError::InvalidConnection {
+            detail: format!("{ENV_STATEMENT_TIMEOUT}={raw:?}: must be longer than zero"),
+        }),
+        Err(e) => Err(StateError::InvalidConnection {
+            detail: format!("{ENV_STATEMENT_TIMEOUT}: {e}"),
+        }),
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Wakes the parked caller of `block_on`, noting that something arrived.
+struct Unpark {
+    thread: Thread,
+    woken: AtomicBool,
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// Polls `fut` to completion on this thread, parking between polls (see module docs). The
+/// client's futures are woken only by what the server sends, so a wait longer than the guard's
+/// limit without a wake means the server stopped answering: the session is then marked stalled
+/// and every later call on it fails at once (its state on the server is unknown).
+fn block_on<T>(
+    guard: &Guard,
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, PgFail> {
+    if guard.stalled.load(Ordering::Acquire) {
+        return Err(PgFail::Stalled(guard.limit));
+    }
     let mut fut = std::pin::pin!(fut);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let unpark = Arc::new(Unpark {
+        thread: std::thread::current(),
+        woken: AtomicBool::new(false),
+    });
+    let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
+    let mut deadline = Instant::now() + guard.limit;
     loop {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
+            return out.map_err(PgFail::Client);
         }
-        // A spurious wake-up only costs another poll.
-        std::thread::park();
+        loop {
+            if unpark.woken.swap(false, Ordering::AcqRel) {
+                deadline = Instant::now() + guard.limit;
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                guard.stalled.store(true, Ordering::Release);
+                return Err(PgFail::Stalled(guard.limit));
+            }
+            // A spurious wake-up only costs another look at the flag.
+            std::thread::park_timeout(deadline - now);
+        }
     }
 }
 
@@ -1299,5 +1497,75 @@ mod tests {
             ),
             Ok(_) => panic!("a connection string without host must be refused"),
         }
+    }
+
+    /// A listener on loopback that accepts connections and, with `handshake`, completes
+    /// PostgreSQL's startup (AuthenticationOk, ReadyForQuery) and then never answers again;
+    /// without it, it never answers at all. Returns the port.
+    fn silent_server(handshake: bool) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut s in listener.incoming().flatten() {
+                if handshake {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).is_ok() {
+                        let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                        let _ = s.read_exact(&mut startup);
+                        let mut reply = vec![b'R'];
+                        reply.extend(8u32.to_be_bytes());
+                        reply.extend(0u32.to_be_bytes());
+                        reply.push(b'Z');
+                        reply.extend(5u32.to_be_bytes());
+                        reply.push(b'I');
+                        let _ = s.write_all(&reply);
+                    }
+                }
+                held.push(s);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_port_that_never_answers_fails_the_handshake_in_bounded_time() {
+        let port = silent_server(false);
+        let conn = format!(
+            "host=127.0.0.1 port={port} user=u password=hunter2 dbname=d connect_timeout=1"
+        );
+        let started = Instant::now();
+        let e = PgStore::open(&conn, "w", &OpenOptions::new("plan")).unwrap_err();
+        let elapsed = started.elapsed();
+        let msg = e.to_string();
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}/d")), "{msg}");
+        assert!(msg.contains("connect_timeout"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn a_server_that_stops_answering_fails_the_statement_in_bounded_time() {
+        let port = silent_server(true);
+        let conn = format!(
+            "host=127.0.0.1 port={port} user=u password=hunter2 dbname=d connect_timeout=5"
+        );
+        let started = Instant::now();
+        let e = PgStore::open_with(
+            &conn,
+            "w",
+            &OpenOptions::new("plan"),
+            Duration::from_millis(800),
+        )
+        .unwrap_err();
+        let elapsed = started.elapsed();
+        let msg = e.to_string();
+        // The lock query stalls; dropping the session does not wait a second time.
+        assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+        assert!(msg.contains("did not answer within 800ms"), "{msg}");
+        assert!(msg.contains(ENV_STATEMENT_TIMEOUT), "{msg}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}/d")), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 }

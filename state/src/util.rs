@@ -180,6 +180,39 @@ impl<'de> serde::de::Visitor<'de> for CompactVisitor {
     }
 }
 
+/// The longest duration a flag or variable takes: `Instant::now() + d` never overflows.
+const MAX_DURATION_SECS: f64 = 10.0 * 365.0 * 86400.0;
+
+/// Parses `30s`, `2m`, `1h`, `500ms` or a plain number of seconds, from 0 up to 10 years
+/// (87600h); anything else is an error saying what is expected, never a panic.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {unit:?} (ms, s, m, h)"
+            ))
+        }
+    };
+    if !(0.0..=MAX_DURATION_SECS).contains(&secs) {
+        return Err(format!(
+            "invalid duration {s:?}: longer than the maximum of 87600h (10 years)"
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

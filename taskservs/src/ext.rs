@@ -593,7 +593,7 @@ impl ExtTaskserv {
             Some(e) => Some(self.render_str("health expect", e, &p.ctx)?),
             None => None,
         };
-        let timeout = Duration::from_secs_f64(h.timeout.max(0.1));
+        let timeout = bounded_secs(h.timeout, 0.1);
         if let Some(cmd) = &h.command {
             let cmd = self.render_str("health command", cmd, &p.ctx)?;
             let env = self.env(req, "health-check", p, req.version.as_deref());
@@ -654,7 +654,7 @@ impl ExtTaskserv {
         let mut last = String::new();
         for attempt in 0..=h.retries {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs_f64(h.interval.max(0.0))).await;
+                tokio::time::sleep(bounded_secs(h.interval, 0.0)).await;
             }
             match self.health_once(req, p, &h).await {
                 Ok(()) => {
@@ -1137,4 +1137,14 @@ impl TaskServ for ExtTaskserv {
             update_available,
         })
     }
+}
+
+/// Seconds from a manifest as a duration from `min` to a day: NaN, infinity or a huge value
+/// must not panic `Duration`.
+fn bounded_secs(x: f64, min: f64) -> Duration {
+    Duration::from_secs_f64(if x.is_nan() {
+        min
+    } else {
+        x.clamp(min, 86_400.0)
+    })
 }

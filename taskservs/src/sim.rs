@@ -103,14 +103,17 @@ impl SimTaskServ {
     pub fn new(ctx: &ExtContext) -> ExtResult<SimTaskServ> {
         let latency = match std::env::var(ENV_LATENCY_MS) {
             Ok(raw) => match raw.trim().parse::<f64>() {
-                Ok(ms) if ms.is_finite() && ms >= 0.0 => Duration::from_secs_f64(ms / 1000.0),
+                // At most a day: a larger one would overflow the deadlines built from it.
+                Ok(ms) if ms.is_finite() && (0.0..=86_400_000.0).contains(&ms) => {
+                    Duration::from_secs_f64(ms / 1000.0)
+                }
                 _ => {
                     return Err(ExtError::new(
                         &ctx.name,
                         "load",
                         None,
                         ErrorKind::Invalid,
-                        format!("{ENV_LATENCY_MS} must be a non-negative number of milliseconds, got {raw:?}"),
+                        format!("{ENV_LATENCY_MS} must be a number of milliseconds from 0 to 86400000, got {raw:?}"),
                     ))
                 }
             },

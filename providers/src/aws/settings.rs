@@ -61,10 +61,12 @@ pub struct AwsSettings {
 
 fn non_negative_secs(key: &str, v: &Value, errors: &mut Vec<String>) -> Option<Duration> {
     match v.as_f64() {
-        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) if s.is_finite() && (0.0..=31_536_000.0).contains(&s) => {
+            Some(Duration::from_secs_f64(s))
+        }
         _ => {
             errors.push(format!(
-                "providers.aws.{key} must be a non-negative number of seconds, got {v}"
+                "providers.aws.{key} must be a number of seconds from 0 to 31536000 (a year), got {v}"
             ));
             None
         }

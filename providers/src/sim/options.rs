@@ -43,15 +43,17 @@ impl SimEnv {
     }
 }
 
-fn latency_from_ms(ms: f64) -> Duration {
-    Duration::from_secs_f64(ms / 1000.0)
+/// A latency of at most a day (a larger one would overflow the deadlines built from it).
+fn latency_from_ms(ms: f64) -> Option<Duration> {
+    (ms.is_finite() && (0.0..=86_400_000.0).contains(&ms))
+        .then(|| Duration::from_secs_f64(ms / 1000.0))
 }
 
 fn parse_latency_env(raw: &str) -> Result<Duration, String> {
     match raw.trim().parse::<f64>() {
-        Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok(latency_from_ms(ms)),
+        Ok(ms) if latency_from_ms(ms).is_some() => Ok(latency_from_ms(ms).unwrap_or_default()),
         _ => Err(format!(
-            "{ENV_LATENCY_MS} must be a non-negative number of milliseconds, got {raw:?}"
+            "{ENV_LATENCY_MS} must be a number of milliseconds from 0 to 86400000, got {raw:?}"
         )),
     }
 }
@@ -95,9 +97,11 @@ pub fn parse(settings: &Value, env: &SimEnv) -> Result<SimOptions, Vec<String>> 
 
     match get("latency_ms") {
         Some(v) => match v.as_f64() {
-            Some(ms) if ms.is_finite() && ms >= 0.0 => opts.latency = latency_from_ms(ms),
+            Some(ms) if latency_from_ms(ms).is_some() => {
+                opts.latency = latency_from_ms(ms).unwrap_or_default()
+            }
             _ => errors.push(format!(
-                "providers.sim.latency_ms must be a non-negative number, got {v}"
+                "providers.sim.latency_ms must be a number from 0 to 86400000, got {v}"
             )),
         },
         None => {

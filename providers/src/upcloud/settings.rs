@@ -187,9 +187,9 @@ pub fn parse(settings: &Value, env: &UpcloudEnv) -> Result<UpcloudOptions, Vec<S
         }
         if let Some(t) = api.get("timeout") {
             match number(t) {
-                Some(s) if s > 0.0 => o.timeout = Duration::from_secs_f64(s),
+                Some(s) if s > 0.0 && s <= 86_400.0 => o.timeout = Duration::from_secs_f64(s),
                 _ => errors.push(format!(
-                    "providers.upcloud.api.timeout must be a positive number of seconds, got {t}"
+                    "providers.upcloud.api.timeout must be a number of seconds above 0 and at most 86400, got {t}"
                 )),
             }
         }
