@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod out;
 pub mod render;
 
 use clap::Parser;
@@ -20,7 +21,7 @@ pub fn run() -> u8 {
     let ctx = match context::Context::new(&cli.global) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return 1;
         }
     };

@@ -8,7 +8,7 @@ use prov_engine::apply::ApplyOptions;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::Plan;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -56,7 +56,7 @@ pub fn run(
     )?;
     let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
     if !json {
-        print!("{}", text::plan(&plan, paint));
+        crate::out!("{}", text::plan(&plan, paint));
     }
     if !plan.has_changes() {
         return Ok(0);
@@ -67,7 +67,7 @@ pub fn run(
         ));
     }
     if !auto_approve && !confirm(&plan)? {
-        println!("Apply cancelled; nothing was changed.");
+        crate::outln!("Apply cancelled; nothing was changed.");
         return Ok(1);
     }
     execute(
@@ -87,11 +87,11 @@ fn confirm(plan: &Plan) -> Result<bool, Failure> {
         return Err(Failure("apply needs confirmation, but stdin is not a terminal: pass --auto-approve, or apply a saved plan (`prov plan --out FILE`, then `prov apply FILE`)".into()));
     }
     let s = plan.summary();
-    print!(
+    crate::out!(
         "\nDo you want to perform these actions ({} to add, {} to change, {} to replace, {} to destroy)?\n  Only 'yes' will be accepted: ",
         s.add, s.change, s.replace, s.destroy
     );
-    std::io::stdout().flush()?;
+    crate::out::flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")
@@ -124,7 +124,7 @@ fn execute(
         sink,
     ))?;
     if !json {
-        print!("\n{}", progress::summary(&report, paint));
+        crate::out!("\n{}", progress::summary(&report, paint));
     }
     Ok(if report.ok() { 0 } else { 1 })
 }
@@ -144,10 +144,12 @@ async fn on_signals(flag: Arc<std::sync::atomic::AtomicBool>) {
             _ = term.recv() => {}
         }
         if n > 0 {
-            eprintln!("Second interrupt: exiting now. Steps that were running may be unrecorded.");
+            crate::errln!(
+                "Second interrupt: exiting now. Steps that were running may be unrecorded."
+            );
             std::process::exit(130);
         }
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("Interrupt received: starting nothing new, waiting for running steps to finish and be recorded (interrupt again to exit now).");
+        crate::errln!("Interrupt received: starting nothing new, waiting for running steps to finish and be recorded (interrupt again to exit now).");
     }
 }

@@ -129,26 +129,26 @@ pub fn run(
             },
             "items": items.iter().map(item_json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let paint = Paint { on: ctx.color };
         let shown: Vec<Drift> = live.iter().map(|i| narrowed(i)).collect();
         if shown.is_empty() {
-            println!(
+            crate::outln!(
                 "No drift: {} recorded resources match the real world.",
                 report.checked
             );
         } else {
-            println!(
+            crate::outln!(
                 "Drift in {} of {} recorded resources:",
                 count_addresses(&shown),
                 report.checked
             );
-            print!("{}", text::drift(&shown, paint));
+            crate::out!("{}", text::drift(&shown, paint));
         }
         let ignored: Vec<&Item> = items.iter().filter(|i| i.ignored.is_some()).collect();
         if !ignored.is_empty() {
-            println!("\nAcknowledged drift:");
+            crate::outln!("\nAcknowledged drift:");
             for i in ignored {
                 let (r, expired) = i.ignored.expect("filtered");
                 let what = i
@@ -166,7 +166,7 @@ pub fn run(
                 } else {
                     "ignored"
                 };
-                println!("  {}{what}: {state}: {}{until}", i.drift.address, r.reason);
+                crate::outln!("  {}{what}: {state}: {}{until}", i.drift.address, r.reason);
             }
         }
     }

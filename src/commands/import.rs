@@ -25,7 +25,7 @@ pub fn run(
         true,
     )?;
     let rec = runtime()?.block_on(ops::import(&loaded, &state.store, &addr, id))?;
-    println!(
+    crate::outln!(
         "Imported {} as {addr}. Run `prov plan` to see how it differs from the configuration.",
         rec.provider_id.as_deref().unwrap_or(id)
     );

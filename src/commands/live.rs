@@ -38,7 +38,7 @@ fn status_str(s: ServerStatus) -> String {
 }
 
 fn print_json(v: &Value) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    crate::outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -100,9 +100,9 @@ fn list(ctx: &Context, a: &LiveArgs) -> CmdResult {
         }))?;
     } else {
         if l.providers.is_empty() {
-            println!("No providers are configured in this workspace.");
+            crate::outln!("No providers are configured in this workspace.");
         } else if l.servers.is_empty() {
-            println!("No servers at {}.", l.providers.join(", "));
+            crate::outln!("No servers at {}.", l.providers.join(", "));
         } else {
             let rows: Vec<Vec<String>> = l
                 .servers
@@ -131,7 +131,7 @@ fn list(ctx: &Context, a: &LiveArgs) -> CmdResult {
                     ]
                 })
                 .collect();
-            print!(
+            crate::out!(
                 "{}",
                 table(
                     &[
@@ -143,13 +143,15 @@ fn list(ctx: &Context, a: &LiveArgs) -> CmdResult {
             );
         }
         for m in &l.missing {
-            println!(
+            crate::outln!(
                 "{}: recorded as {} id {} but the provider does not report it",
-                m.address, m.provider, m.id
+                m.address,
+                m.provider,
+                m.id
             );
         }
         for (p, m) in &l.errors {
-            eprintln!("error: provider {p}: {m}");
+            crate::errln!("error: provider {p}: {m}");
         }
     }
     Ok(if l.errors.is_empty() { 0 } else { 1 })
@@ -200,7 +202,7 @@ fn info(ctx: &Context, name: &str, a: &LiveArgs) -> CmdResult {
         }
         rows.push(vec![format!("firewall_rules[{n}]"), d]);
     }
-    print!("{}", table(&["FIELD", "VALUE"], &rows));
+    crate::out!("{}", table(&["FIELD", "VALUE"], &rows));
     Ok(0)
 }
 
@@ -222,7 +224,7 @@ fn power(ctx: &Context, name: &str, a: &LiveArgs, action: PowerAction) -> CmdRes
             "status": status_str(status),
         }))?;
     } else {
-        println!(
+        crate::outln!(
             "{} ({} {}): {} done, now {}",
             s.address,
             s.provider,
@@ -282,7 +284,7 @@ fn ssh(
     args.push(format!("{}@{}", access.user, access.host));
     args.extend(remote.iter().cloned());
     if print {
-        println!("ssh {}", args.join(" "));
+        crate::outln!("ssh {}", args.join(" "));
         return Ok(0);
     }
     let mut cmd = std::process::Command::new("ssh");
@@ -323,7 +325,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
                     vec!["os".into(), i.supported_os.join(", ")],
                     vec!["regions".into(), i.regions.join(", ")],
                 ];
-                print!("{}", table(&["FIELD", "VALUE"], &rows));
+                crate::out!("{}", table(&["FIELD", "VALUE"], &rows));
             }
         }
         ProviderAnswer::Plans(p) => {
@@ -341,7 +343,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
                         ]
                     })
                     .collect();
-                print!(
+                crate::out!(
                     "{}",
                     table(&["PLAN", "CORES", "MEMORY_MB", "STORAGE_GB"], &rows)
                 );
@@ -355,7 +357,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
                     .iter()
                     .map(|z| vec![z.name.clone(), z.description.clone()])
                     .collect();
-                print!("{}", table(&["ZONE", "DESCRIPTION"], &rows));
+                crate::out!("{}", table(&["ZONE", "DESCRIPTION"], &rows));
             }
         }
         ProviderAnswer::Pricing(p) => {
@@ -374,7 +376,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
                         ]
                     })
                     .collect();
-                print!(
+                crate::out!(
                     "{}",
                     table(&["PLAN", "ZONE", "HOURLY", "MONTHLY", "CURRENCY"], &rows)
                 );
@@ -387,9 +389,9 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
             if a.json {
                 print_json(&json!({"provider": name, "success": t.success, "message": t.message}))?;
             } else if t.success {
-                println!("{name}: connection ok: {}", t.message);
+                crate::outln!("{name}: connection ok: {}", t.message);
             } else {
-                println!("{name}: connection FAILED: {}", t.message);
+                crate::outln!("{name}: connection FAILED: {}", t.message);
             }
         }
     }

@@ -131,11 +131,20 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         Command::ForceUnlock { lock_id } => state::force_unlock(ctx, &lock_id),
         Command::Taskserv { command } => taskserv::run(ctx, command),
     };
-    match r {
+    let code = match r {
         Ok(code) => code,
         Err(Failure(msg)) => {
-            eprintln!("{}", crate::render::error_text(&msg, ctx.color));
+            crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
             1
         }
+    };
+    // A reader that went away is not an error; losing output any other way is.
+    match crate::out::finish() {
+        Some(e) if code != 1 => {
+            let msg = format!("writing to stdout: {e}");
+            crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
+            1
+        }
+        _ => code,
     }
 }

@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
     // A list never shows a secret; naming an output is asking for its value (as scripts do).
     if name.is_none() {
         if let Some(why) = unknown_because.filter(|_| !outputs.is_empty()) {
-            eprintln!(
+            crate::errln!(
                 "warning: the configuration does not evaluate, so which outputs are sensitive is unknown: every one is shown as {REDACTED}; name one to print its value.\n{why}"
             );
         }
@@ -32,8 +32,8 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
                 ))
             })?;
             match (json, v) {
-                (false, serde_json::Value::String(s)) => println!("{s}"),
-                _ => println!("{v}"),
+                (false, serde_json::Value::String(s)) => crate::outln!("{s}"),
+                _ => crate::outln!("{v}"),
             }
         }
         None if json => {
@@ -42,11 +42,11 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
                     *v = serde_json::Value::String(REDACTED.into());
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&outputs)?)
+            crate::outln!("{}", serde_json::to_string_pretty(&outputs)?)
         }
         None => {
             for (k, v) in &outputs {
-                println!("{k} = {}", output_value(v, sensitive.contains(k)));
+                crate::outln!("{k} = {}", output_value(v, sensitive.contains(k)));
             }
         }
     }

@@ -58,11 +58,11 @@ pub fn run(
         planfile::write(&ctx.base.join(path), &plan)?;
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
+        crate::outln!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
     } else {
-        print!("{}", text::plan(&plan, Paint { on: ctx.color }));
+        crate::out!("{}", text::plan(&plan, Paint { on: ctx.color }));
         if let Some(path) = out {
-            println!(
+            crate::outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: prov apply {}",
                 path.display(),
                 path.display()

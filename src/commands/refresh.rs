@@ -19,10 +19,10 @@ pub fn run(ctx: &Context, dir: Option<&Path>, lock: &LockArgs) -> CmdResult {
     )?;
     let res = runtime()?.block_on(ops::refresh(&loaded.bound, &state.store))?;
     if res.is_empty() {
-        println!("Nothing pending: every operation of earlier applies finished.");
+        crate::outln!("Nothing pending: every operation of earlier applies finished.");
     } else {
-        print!("{}", text::resolutions(&res, Paint { on: ctx.color }));
-        println!("Recorded {} resolution(s).", res.len());
+        crate::out!("{}", text::resolutions(&res, Paint { on: ctx.color }));
+        crate::outln!("Recorded {} resolution(s).", res.len());
     }
     Ok(0)
 }

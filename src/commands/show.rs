@@ -13,9 +13,9 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
     if let Some(p) = plan {
         let plan = planfile::read(&ctx.base.join(p))?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
+            crate::outln!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
         } else {
-            print!("{}", text::plan(&plan, Paint { on: ctx.color }));
+            crate::out!("{}", text::plan(&plan, Paint { on: ctx.color }));
         }
         return Ok(0);
     }
@@ -41,14 +41,14 @@ pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
             "resources": snap.resources.values().map(super::state::redacted).collect::<Vec<_>>(),
             "outputs": outputs,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     if snap.resources.is_empty() {
-        println!("The state is empty.");
+        crate::outln!("The state is empty.");
     }
     for r in snap.resources.values() {
-        println!(
+        crate::outln!(
             "{} ({}{})",
             r.address,
             r.implementation,

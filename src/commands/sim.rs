@@ -12,7 +12,7 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
     match cmd {
         SimCommand::List => {
             for s in world.list_servers()? {
-                println!(
+                crate::outln!(
                     "{}\t{}\t{:?}\t{}\t{}\t{}",
                     s.id,
                     s.hostname,
@@ -25,12 +25,12 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
         }
         SimCommand::Delete { server } => {
             let s = world.delete_server_out_of_band(&server)?;
-            println!("deleted {} ({}) outside prov", s.hostname, s.id);
+            crate::outln!("deleted {} ({}) outside prov", s.hostname, s.id);
         }
         SimCommand::Set { server, key, value } => {
             let v = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
             let s = world.set_server_attribute(&server, &key, v)?;
-            println!("set {key} on {} ({}) outside prov", s.hostname, s.id);
+            crate::outln!("set {key} on {} ({}) outside prov", s.hostname, s.id);
         }
         SimCommand::AddUnmanaged { hostname } => {
             let name = ws
@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
                 &hostname,
                 BTreeMap::from([(TAG_WORKSPACE.to_string(), name)]),
             )?;
-            println!("added unmanaged server {} ({})", s.hostname, s.id);
+            crate::outln!("added unmanaged server {} ({})", s.hostname, s.id);
         }
         SimCommand::TaskservVersion {
             server,
@@ -51,11 +51,11 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
             new_version,
         } => {
             world.set_taskserv_version(&server, &name, &new_version)?;
-            println!("set taskserv {name} on {server} to version {new_version} outside prov");
+            crate::outln!("set taskserv {name} on {server} to version {new_version} outside prov");
         }
         SimCommand::StopTaskserv { server, name } => {
             world.stop_taskserv(&server, &name)?;
-            println!("stopped taskserv {name} on {server} outside prov");
+            crate::outln!("stopped taskserv {name} on {server} outside prov");
         }
     }
     Ok(0)

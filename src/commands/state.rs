@@ -25,15 +25,15 @@ pub fn print_record_attrs(r: &ResourceRecord) {
     let r = &redacted(r);
     for (title, v) in [("attributes", &r.attributes), ("outputs", &r.outputs)] {
         if let Some(o) = v.as_object().filter(|o| !o.is_empty()) {
-            println!("  {title}:");
+            crate::outln!("  {title}:");
             let w = o.keys().map(String::len).max().unwrap_or(0);
             for (k, x) in o {
-                println!("    {k:<w$} = {}", value(x));
+                crate::outln!("    {k:<w$} = {}", value(x));
             }
         }
     }
     if !r.dependencies.is_empty() {
-        println!("  depends on: {}", r.dependencies.join(", "));
+        crate::outln!("  depends on: {}", r.dependencies.join(", "));
     }
     if r.protected {
         println!(
@@ -61,10 +61,10 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             let state = ctx.open_state(&ws, None, "state list", lock.lock_timeout, false)?;
             let snap = state.store.snapshot()?;
             for a in snap.resources.keys() {
-                println!("{a}");
+                crate::outln!("{a}");
             }
             for (a, p) in &snap.pending {
-                eprintln!(
+                crate::errln!(
                     "pending: {a} ({} started {}; `prov refresh` resolves it)",
                     p.operation,
                     format_utc(p.started_at)
@@ -84,9 +84,9 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 ))
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&redacted(&r))?);
+                crate::outln!("{}", serde_json::to_string_pretty(&redacted(&r))?);
             } else {
-                println!("{} ({}{})", r.address, r.implementation, id_note(&r));
+                crate::outln!("{} ({}{})", r.address, r.implementation, id_note(&r));
                 print_record_attrs(&r);
             }
         }
@@ -108,7 +108,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 .collect();
             state.store.commit(&changes)?;
             for a in &addresses {
-                println!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
+                crate::outln!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
             }
         }
         StateCommand::Mv { from, to, lock } => {
@@ -134,14 +134,14 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             state
                 .store
                 .commit(&[Change::Put(rec), Change::Delete(from.clone())])?;
-            println!("Moved {from} to {to}.");
+            crate::outln!("Moved {from} to {to}.");
         }
         StateCommand::Pull { out, lock } => {
             let state = ctx.open_state(&ws, None, "state pull", lock.lock_timeout, false)?;
             let bytes = state.store.dump()?.to_json();
             match out {
                 Some(p) => write_private(&ctx.base.join(p), &bytes)?,
-                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+                None => crate::out::stdout_bytes(&bytes),
             }
         }
         StateCommand::Push { file, force, lock } => {
@@ -151,7 +151,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
             let state = ctx.open_state(&ws, None, "state push", lock.lock_timeout, true)?;
             let serial = state.store.replace_all(&dump, force)?;
-            println!(
+            crate::outln!(
                 "Pushed {} records; the state is now at serial {serial}.",
                 dump.resources.len()
             );
@@ -188,12 +188,12 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                     .iter()
                     .map(|e| serde_json::json!({"serial": e.serial, "at": e.at, "replaced_by": e.replaced_by, "record": redacted(&e.record)}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&v)?);
             } else if h.is_empty() {
-                println!("No earlier versions of {address} are kept.");
+                crate::outln!("No earlier versions of {address} are kept.");
             } else {
                 for e in &h {
-                    println!(
+                    crate::outln!(
                         "serial {} ({}, {}): {}{}",
                         e.serial,
                         format_utc(e.at),
@@ -241,7 +241,7 @@ pub fn force_unlock(ctx: &Context, lock_id: &str) -> CmdResult {
         }
     };
     match outcome {
-        prov_state::ForceUnlock::StaleNoteCleared(h) => println!(
+        prov_state::ForceUnlock::StaleNoteCleared(h) => crate::outln!(
             "Cleared the lock note left by {}@{} (pid {}, operation {:?}, since {}); its process had already released the lock.",
             h.user,
             h.host,

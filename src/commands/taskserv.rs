@@ -35,7 +35,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 fn json<T: Serialize>(v: &T) -> CmdResult {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    crate::outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(0)
 }
 
@@ -95,7 +95,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                     ]
                 })
                 .collect();
-            print!(
+            crate::out!(
                 "{}",
                 table(&["NAME", "VERSION", "NEEDS", "SOURCE", "DESCRIPTION"], rows)
             );
@@ -137,7 +137,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                     ],
                 })
                 .collect();
-            print!(
+            crate::out!(
                 "{}",
                 table(
                     &[
@@ -181,7 +181,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                     ]
                 })
                 .collect();
-            print!("{}", table(&["ADDRESS", "INSTALLED", "AVAILABLE"], rows));
+            crate::out!("{}", table(&["ADDRESS", "INSTALLED", "AVAILABLE"], rows));
             Ok(code(&r))
         }
         TaskservCommand::CheckUpdates {
@@ -228,7 +228,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                     ],
                 })
                 .collect();
-            print!("{}", table(&["ADDRESS", "CURRENT", "LATEST", ""], rows));
+            crate::out!("{}", table(&["ADDRESS", "CURRENT", "LATEST", ""], rows));
             Ok(exit)
         }
         TaskservCommand::Restart {
@@ -246,8 +246,8 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             }
             for x in &r {
                 match &x.error {
-                    None => println!("{}: restarted", x.address),
-                    Some(e) => println!("{}: error: {e}", x.address),
+                    None => crate::outln!("{}: restarted", x.address),
+                    Some(e) => crate::outln!("{}: error: {e}", x.address),
                 }
             }
             Ok(code(&r))

@@ -24,12 +24,12 @@ pub fn run(ctx: &Context, dir: Option<&Path>, json: bool) -> CmdResult {
             "resources": loaded.model.resources.len(),
             "warnings": warnings,
         });
-        println!("{v}");
+        crate::outln!("{v}");
     } else {
         for w in &warnings {
-            eprintln!("warning: {w}");
+            crate::errln!("warning: {w}");
         }
-        println!(
+        crate::outln!(
             "The configuration is valid: {} servers, {} taskservs, {} clusters, {} components.",
             count(ResourceKind::Server),
             count(ResourceKind::Taskserv),

@@ -4,8 +4,8 @@ use super::Paint;
 use indicatif::{ProgressBar, ProgressStyle};
 use prov_engine::apply::ApplyReport;
 use prov_engine::events::{Event, EventSink, Step};
-use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
+use std::io::IsTerminal;
+use std::sync::Arc;
 
 fn ing(step: Step) -> &'static str {
     match step {
@@ -26,11 +26,9 @@ fn ed(step: Step) -> &'static str {
 /// Builds the event sink for an apply.
 pub fn sink(json: bool, paint: Paint) -> EventSink {
     if json {
-        let out = Mutex::new(std::io::stdout());
         return Arc::new(move |e: Event| {
             if let Ok(line) = serde_json::to_string(&e) {
-                let mut o = out.lock().expect("stdout lock");
-                let _ = writeln!(o, "{line}");
+                crate::outln!("{line}");
             }
         });
     }
@@ -48,7 +46,7 @@ pub fn sink(json: bool, paint: Paint) -> EventSink {
     };
     let line = move |bar: &Option<ProgressBar>, s: String| match bar {
         Some(b) => b.println(s),
-        None => println!("{s}"),
+        None => crate::outln!("{s}"),
     };
     Arc::new(move |e: Event| match e {
         Event::ApplyStarted { steps } => {
@@ -59,13 +57,13 @@ pub fn sink(json: bool, paint: Paint) -> EventSink {
         Event::Waiting { .. } => {}
         Event::Running { address, step } => match &bar {
             Some(b) => b.set_message(format!("{} {address}", ing(step))),
-            None => println!("{address}: {}...", ing(step)),
+            None => crate::outln!("{address}: {}...", ing(step)),
         },
         // On a terminal the latest line of a running script replaces the bar's message (a
         // failure's error carries the tail); in logs every line is kept.
         Event::Output { address, line: l } => match &bar {
             Some(b) => b.set_message(format!("{address}: {l}")),
-            None => println!("{}", paint.dim(&format!("{address}: {l}"))),
+            None => crate::outln!("{}", paint.dim(&format!("{address}: {l}"))),
         },
         Event::Succeeded {
             address,
