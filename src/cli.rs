@@ -29,6 +29,14 @@ pub struct Global {
     /// `backend`. The pg connection string comes from PROV_PG_CONN or `backend.conn`.
     #[arg(long, global = true, value_name = "sled|pg")]
     pub backend: Option<String>,
+    /// Stop evaluating the configuration when prov's memory exceeds SIZE (e.g. 512MiB, 8GiB).
+    #[arg(long, global = true, value_name = "SIZE", env = "PROV_EVAL_MEMORY_LIMIT",
+          default_value = "4GiB", value_parser = parse_size)]
+    pub eval_memory_limit: u64,
+    /// Stop evaluating the configuration after DURATION (e.g. 30s, 10m).
+    #[arg(long, global = true, value_name = "DURATION", env = "PROV_EVAL_TIME_LIMIT",
+          default_value = "5m", value_parser = parse_positive_duration)]
+    pub eval_time_limit: std::time::Duration,
 }
 
 #[derive(Args, Clone, Default)]
@@ -57,7 +65,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub refresh_only: bool,
     /// Read-only queries running at once during refresh.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_count)]
     pub refresh_parallelism: usize,
     /// Fail (exit 1, listing them) if anything would change: a convergence check for CI.
     #[arg(long)]
@@ -100,7 +108,7 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
         /// Steps running at once.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_name = "N", value_parser = parse_count)]
         parallelism: usize,
         /// Print progress events as JSON lines.
         #[arg(long)]
@@ -115,7 +123,8 @@ pub enum Command {
         targets: Vec<String>,
         #[arg(long)]
         auto_approve: bool,
-        #[arg(long, default_value_t = 10)]
+        /// Steps running at once.
+        #[arg(long, default_value_t = 10, value_name = "N", value_parser = parse_count)]
         parallelism: usize,
         #[arg(long)]
         json: bool,
@@ -174,10 +183,10 @@ pub enum Command {
         /// Acknowledged drift to leave out: JSON [{"address", "attribute"?, "reason", "expires"?}].
         #[arg(long, value_name = "FILE")]
         ignore: Option<PathBuf>,
-        #[arg(long, default_value_t = 32, value_name = "N")]
+        #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_count)]
         refresh_parallelism: usize,
         /// Time limit per provider call.
-        #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, default_value = "30s", value_parser = parse_positive_duration, value_name = "DURATION")]
         call_timeout: std::time::Duration,
         #[command(flatten)]
         lock: LockArgs,
@@ -360,7 +369,7 @@ pub enum ServerCommand {
     Ssh {
         name: String,
         /// `ssh` ConnectTimeout in seconds.
-        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
         connect_timeout: u32,
         /// Print the ssh command line instead of running it.
         #[arg(long)]
@@ -435,33 +444,108 @@ pub enum SimCommand {
     },
 }
 
-/// Parses `30s`, `2m`, `1h`, `500ms` or a plain number of seconds.
+/// Parses `30s`, `2m`, `1h`, `500ms` or a plain number of seconds (0 up to 10 years).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 2m, 500ms"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
+    prov_state::parse_duration(s)
+}
+
+/// [`parse_duration`], but zero is refused: a time limit of nothing fails everything.
+pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("invalid duration {s:?}: must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// The most steps or queries a `--*parallelism` flag may run at once.
+const MAX_COUNT: usize = 10_000;
+
+/// A number of things at once: 1 up to 10,000 (0 would do nothing, or was silently 1).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid number {s:?}: expected a whole number from 1 to {MAX_COUNT}"
+        )),
+    }
+}
+
+/// Parses a memory size: `512MiB`, `8GiB`, `300M`, `2G`, `1048576` (bytes); units are binary
+/// (K, M, G, T with or without `iB`/`B`). At least 64 MiB: prov itself needs ~30 MiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected e.g. 512MiB, 8GiB (or a number of bytes)")
+    })?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
         _ => {
             return Err(format!(
-                "invalid duration {s:?}: unknown unit {unit:?} (ms, s, m, h)"
+                "invalid size {s:?}: unknown unit {unit:?} (KiB, MiB, GiB, TiB)"
             ))
         }
     };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    let bytes = n * (1u64 << shift) as f64;
+    if !(bytes >= (64u64 << 20) as f64 && bytes <= (1u64 << 50) as f64) {
+        return Err(format!(
+            "invalid size {s:?}: must be between 64MiB and 1024TiB"
+        ));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn durations_sizes_and_counts_refuse_nonsense_without_panicking() {
+        use super::{parse_count, parse_duration, parse_positive_duration, parse_size};
+        assert_eq!(
+            parse_duration("1.5m"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(parse_duration("0"), Ok(std::time::Duration::ZERO));
+        for bad in [
+            "99999999999999999999h",
+            "1e400",
+            "87601h",
+            "-1s",
+            "inf",
+            "NaN",
+            "",
+            "1.2.3s",
+            "5d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_positive_duration("0s").is_err());
+        assert_eq!(parse_count("16"), Ok(16));
+        for bad in ["0", "-1", "10001", "18446744073709551616", "x", ""] {
+            assert!(parse_count(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_size("300MiB"), Ok(300 << 20));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        for bad in [
+            "0",
+            "1MiB",
+            "99999999999999999999GiB",
+            "5 parsecs",
+            "",
+            "-1G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     /// clap checks the whole command tree in debug builds on every parse; check it here first.
     #[test]

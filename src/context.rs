@@ -29,6 +29,10 @@ impl Context {
         let color = !g.no_color
             && std::env::var_os("NO_COLOR").is_none()
             && std::io::stdout().is_terminal();
+        prov_engine::config::set_limits(prov_engine::config::EvalLimits {
+            memory_bytes: g.eval_memory_limit,
+            time: g.eval_time_limit,
+        });
         let mut registry = Registry::new();
         prov_providers::register_all(&mut registry);
         prov_taskservs::register_all(&mut registry);
@@ -94,7 +98,9 @@ impl Context {
                         Some(&evaluated.value)
                     }
                     // A broken configuration must not hide the state: an existing sled state is
-                    // read as it is; anything else needs the backend named.
+                    // read as it is; anything else needs the backend named. Over a limit, the
+                    // runaway evaluation still runs: stop.
+                    Err(e) if e.is_limit() => return Err(e.to_string()),
                     Err(_) if ws.state_dir().is_dir() => None,
                     Err(e) => {
                         return Err(format!("{e}\n(the configuration says which state backend to use; fix it or pass --backend sled|pg)"))

@@ -179,6 +179,8 @@ pub fn outputs(
             sensitive: loaded.model.sensitive_outputs,
             unknown_because: None,
         },
+        // A runaway evaluation is still running: end, do not carry on beside it.
+        Err(EngineError::Config(e)) if e.is_limit() => return Err(e.into()),
         Err(e) => Outputs {
             sensitive: values.keys().cloned().collect(),
             values,

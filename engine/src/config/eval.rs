@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 use nickel_lang_core::error::report::{report_as_str, ColorOpt};
 use nickel_lang_core::error::{warning::Warning, Error, Reporter};
@@ -13,7 +14,7 @@ use nickel_lang_core::files::Files;
 use nickel_lang_core::program::{BuilderError, Program, ProgramBuilder};
 use nickel_lang_core::serialize::{self, ExportFormat};
 
-use super::{positions, ConfigError};
+use super::{positions, ConfigError, EvalLimits};
 
 /// Stack size of the evaluation thread. Nickel needs roughly 4 KiB of stack per nesting level
 /// of records; with the default depth limit of 1000 this leaves a wide margin.
@@ -35,10 +36,67 @@ pub(crate) struct Output {
     pub positions: BTreeMap<String, String>,
 }
 
+/// How often the waiting caller checks the process's memory and the elapsed time. Nickel
+/// allocates at up to ~1 GB/s in a runaway recursion, so the limit is overshot by a few MB.
+const WATCH_EVERY: Duration = Duration::from_millis(5);
+
+/// Process-wide limits of every evaluation ([`set_limits`]).
+static LIMITS: Mutex<EvalLimits> = Mutex::new(EvalLimits::DEFAULT);
+/// Set once a limit was exceeded: that evaluation thread cannot be stopped and is still
+/// running, so no other evaluation is started beside it.
+static TRIPPED: Mutex<Option<Tripped>> = Mutex::new(None);
+
+#[derive(Clone, Copy)]
+enum Tripped {
+    Memory { limit: u64, used: u64 },
+    Time { limit: Duration },
+}
+
+impl Tripped {
+    fn error(self) -> ConfigError {
+        match self {
+            Tripped::Memory { limit, used } => ConfigError::MemoryLimit {
+                limit_bytes: limit,
+                used_bytes: used,
+            },
+            Tripped::Time { limit } => ConfigError::TimeLimit { limit },
+        }
+    }
+}
+
+/// Sets the limits of every later evaluation in this process (the CLI's `--eval-memory-limit`
+/// and `--eval-time-limit`).
+pub fn set_limits(limits: EvalLimits) {
+    *LIMITS.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+}
+
+fn limits() -> EvalLimits {
+    *LIMITS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// This process's resident memory in bytes (0 when /proc cannot be read).
+fn resident_bytes() -> u64 {
+    let page = 4096; // sysconf(_SC_PAGESIZE) on every Linux target prov supports
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
+}
+
 /// Evaluate `job` on a fresh thread and wait for the result. A panic inside Nickel becomes
 /// [`ConfigError::Internal`]. The result is sent back before the Nickel program is dropped
 /// (dropping a large program takes a noticeable time), so the caller does not wait for it.
+///
+/// While it waits, the caller watches the process's resident memory and the elapsed time
+/// against [`EvalLimits`]. Nickel cannot be interrupted, so an evaluation over a limit is
+/// abandoned: its thread keeps running until the process exits, which the caller must do soon
+/// (the CLI renders the error and exits 1). Later evaluations in this process fail at once.
 pub(crate) fn run(job: Job) -> Result<Output, ConfigError> {
+    if let Some(t) = *TRIPPED.lock().unwrap_or_else(|p| p.into_inner()) {
+        return Err(t.error());
+    }
+    let limits = limits();
+    let started = Instant::now();
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("prov-config-eval".into())
@@ -52,13 +110,33 @@ pub(crate) fn run(job: Job) -> Result<Output, ConfigError> {
         .map_err(|e| {
             ConfigError::Internal(format!("cannot start the Nickel evaluation thread: {e}"))
         })?;
-    match rx.recv() {
-        Ok(result) => result,
-        // The sender was dropped without sending: the thread panicked.
-        Err(mpsc::RecvError) => Err(ConfigError::Internal(match handle.join() {
-            Err(panic) => format!("the Nickel evaluation panicked: {}", panic_message(&*panic)),
-            Ok(()) => "the Nickel evaluation thread ended without a result".into(),
-        })),
+    loop {
+        match rx.recv_timeout(WATCH_EVERY) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // The sender was dropped without sending: the thread panicked.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ConfigError::Internal(match handle.join() {
+                    Err(panic) => {
+                        format!("the Nickel evaluation panicked: {}", panic_message(&*panic))
+                    }
+                    Ok(()) => "the Nickel evaluation thread ended without a result".into(),
+                }))
+            }
+        }
+        let used = resident_bytes();
+        let tripped = if used > limits.memory_bytes {
+            Tripped::Memory {
+                limit: limits.memory_bytes,
+                used,
+            }
+        } else if started.elapsed() > limits.time {
+            Tripped::Time { limit: limits.time }
+        } else {
+            continue;
+        };
+        *TRIPPED.lock().unwrap_or_else(|p| p.into_inner()) = Some(tripped);
+        return Err(tripped.error());
     }
 }
 
@@ -79,7 +157,11 @@ struct StderrReporter {
 
 impl Reporter<(Warning, Files)> for StderrReporter {
     fn report(&mut self, (warning, mut files): (Warning, Files)) {
-        eprint!("{}", report_as_str(&mut files, warning, self.color));
+        // Not eprint!: a closed stderr must not panic the evaluation.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            report_as_str(&mut files, warning, self.color).as_bytes(),
+        );
     }
 }
 
