@@ -186,6 +186,8 @@ fn runaway_evaluation_stops_at_the_memory_limit() {
     ws.prov_env(&["--eval-memory-limit", "200MiB", "validate"], &env)
         .code(1)
         .has("memory limit of 200 MiB");
+    // `show` evaluates the configuration too (to redact): compare under the original one.
+    ws.write(TWO_SERVERS);
     let after = ws
         .prov(&["--backend", "sled", "show", "--json"])
         .ok()
