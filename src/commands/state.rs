@@ -36,13 +36,13 @@ pub fn print_record_attrs(r: &ResourceRecord) {
         crate::outln!("  depends on: {}", r.dependencies.join(", "));
     }
     if r.protected {
-        println!(
+        crate::outln!(
             "  protected: prevent_destroy was set (`prov state unprotect {}` lifts it)",
             r.address
         );
     }
     for d in &r.deposed {
-        println!(
+        crate::outln!(
             "  deposed: {} (since {}; the next apply destroys it)",
             d.provider_id,
             format_utc(d.since)
@@ -165,12 +165,12 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 ))
             })?;
             if !rec.protected {
-                println!("{address} is not protected in the state; nothing was changed.");
+                crate::outln!("{address} is not protected in the state; nothing was changed.");
                 return Ok(0);
             }
             rec.protected = false;
             state.store.commit(&[Change::Put(rec)])?;
-            println!(
+            crate::outln!(
                 "Lifted the protection of {address}: plans may destroy or replace it unless its \
                  configuration sets lifecycle.prevent_destroy."
             );
