@@ -341,6 +341,10 @@ impl Cluster for SimCluster {
         &self.name
     }
 
+    fn output_names(&self) -> Option<Vec<String>> {
+        Some(vec!["name".into(), "server_ids".into()])
+    }
+
     async fn create(&self, req: &ClusterRequest) -> ExtResult<ClusterResult> {
         const OP: &str = "create";
         self.pause().await;

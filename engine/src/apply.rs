@@ -498,7 +498,13 @@ pub async fn apply(
                     // A timeout leaves the outcome unknown: keep the note for the next run. (The
                     // old object of a create_before_destroy replace whose delete failed needs no
                     // note: its record keeps it as deposed, and the next plan destroys it.)
-                    if e.kind != ErrorKind::Timeout {
+                    // A failed server create may have left a server behind (created, then its
+                    // wait failed): the note makes the next run look for it by its ownership
+                    // tags and record it, so destroy can remove it.
+                    let create_left_behind = ops[i].step == Step::Create
+                        && matches!(change.address, Address::Server(_))
+                        && e.kind != ErrorKind::Invalid;
+                    if e.kind != ErrorKind::Timeout && !create_left_behind {
                         writes.push(Change::ClearPending(address));
                     }
                     if continues_on_error(change) {

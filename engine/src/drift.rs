@@ -148,12 +148,56 @@ fn cluster_req(
     targets::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
 }
 
+/// Computed server attributes (recorded as outputs, referable with `${server.NAME.ATTR}`) that
+/// refresh compares: what the provider assigns may change outside prov (an address re-assigned),
+/// and whatever references it must follow. `extra` holds volatile facts (pids, boot counts) and
+/// is only carried along when something else changed.
+pub const COMPUTED_SERVER_ATTRS: &[&str] = &["id", "public_ip", "private_ip"];
+
+fn computed_of(outputs: &Value) -> Value {
+    let mut m = Map::new();
+    for k in COMPUTED_SERVER_ATTRS {
+        m.insert(
+            k.to_string(),
+            outputs.get(*k).cloned().unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(m)
+}
+
+/// Whether a refreshed server record's computed attributes differ from the recorded ones: the
+/// record as it should be stored before apply (the recorded one with the provider's computed
+/// attributes), so references resolve to what the provider reports now. `None`: they agree.
+pub fn accept_computed(rec: &ResourceRecord, refreshed: &ResourceRecord) -> Option<ResourceRecord> {
+    if rec.kind != "server" || computed_of(&rec.outputs) == computed_of(&refreshed.outputs) {
+        return None;
+    }
+    let mut new = rec.clone();
+    if let (Value::Object(o), Some(r)) = (&mut new.outputs, refreshed.outputs.as_object()) {
+        for k in COMPUTED_SERVER_ATTRS.iter().chain(&["extra"]) {
+            if let Some(v) = r.get(*k) {
+                o.insert(k.to_string(), v.clone());
+            }
+        }
+    } else {
+        new.outputs = refreshed.outputs.clone();
+    }
+    Some(new)
+}
+
 /// Whether the recorded attributes already say what the provider reports: the common case,
 /// decided without building the observed attributes. `false` only means "diff them".
-fn unchanged(recorded: &Value, info: &ServerInfo) -> bool {
+fn unchanged(recorded: &Value, outputs: &Value, info: &ServerInfo) -> bool {
     let Some(r) = recorded.as_object() else {
         return false;
     };
+    let out = |k: &str| outputs.get(k).unwrap_or(&Value::Null);
+    if out("id").as_str() != Some(info.id.as_str())
+        || out("public_ip").as_str() != info.public_ip.as_deref()
+        || out("private_ip").as_str() != info.private_ip.as_deref()
+    {
+        return false;
+    }
     let same = |k: &str, v: &str| r.get(k).and_then(Value::as_str) == Some(v);
     if !(same("hostname", &info.hostname)
         && same("plan", &info.plan)
@@ -203,22 +247,29 @@ fn server_observation(
             let stopped = matches!(info.status, ServerStatus::Stopped | ServerStatus::Error)
                 && !recorded_stopped;
             // Unchanged: nothing to carry (callers only read `refreshed` on drift).
-            if !stopped && unchanged(&rec.attributes, &info) {
+            if !stopped && unchanged(&rec.attributes, &rec.outputs, &info) {
                 return (None, Vec::new());
             }
             let real = observed_server_attrs(&info);
             let recorded = only(&rec.attributes, OBSERVED_SERVER_ATTRS);
-            let diffs = diff(
+            let mut diffs = diff(
                 &recorded,
                 &Value::Object(real.clone()),
                 &Value::Bool(false),
                 &[],
             );
+            let real_outputs = crate::refresh::server_outputs(&info);
+            diffs.extend(diff(
+                &computed_of(&rec.outputs),
+                &computed_of(&real_outputs),
+                &Value::Bool(false),
+                &[],
+            ));
             if diffs.is_empty() && !stopped {
                 return (None, Vec::new());
             }
             let mut new = rec.clone();
-            new.outputs = crate::refresh::server_outputs(&info);
+            new.outputs = real_outputs;
             let mut d = Vec::new();
             if !diffs.is_empty() {
                 if let Value::Object(attrs) = &mut new.attributes {
@@ -922,5 +973,67 @@ mod tests {
         let text = "[{\"a\": \"[x, {y}]\"},\n {\"b\": [1, 2]}, \n\n {}]";
         assert_eq!(entry_lines(text), vec![1, 2, 4]);
         assert_eq!(entry_lines("[]"), Vec::<usize>::new());
+
+#[cfg(test)]
+mod computed_tests {
+    use super::*;
+
+    fn record() -> ResourceRecord {
+        serde_json::from_value(json!({
+            "address": "server.app-01", "kind": "server", "implementation": "sim",
+            "provider_id": "sim-1", "config": null,
+            "attributes": {"hostname": "app-01", "plan": "small", "zone": "sim-a", "os": "ubuntu",
+                           "tags": {}, "firewall_rules": []},
+            "outputs": {"id": "sim-1", "public_ip": "203.0.113.1", "private_ip": "10.0.0.1",
+                        "extra": {"boots": 1}, "status": "stopped"},
+            "dependencies": [], "updated_at": 0, "sensitive_paths": []
+        }))
+        .unwrap()
+    }
+
+    fn info(private_ip: &str, boots: u64) -> ServerInfo {
+        ServerInfo {
+            id: "sim-1".into(),
+            hostname: "app-01".into(),
+            status: ServerStatus::Running,
+            plan: "small".into(),
+            zone: "sim-a".into(),
+            os: "ubuntu".into(),
+            public_ip: Some("203.0.113.1".into()),
+            private_ip: Some(private_ip.into()),
+            tags: Default::default(),
+            firewall_rules: Vec::new(),
+            extra: json!({"boots": boots}),
+        }
+    }
+
+    #[test]
+    fn a_computed_attribute_changed_outside_prov_is_drift_and_is_accepted() {
+        let rec = record();
+        // Volatile provider facts alone are not drift.
+        let (_, d) = server_observation(&rec, "server.app-01", Ok(Some(info("10.0.0.1", 7))));
+        assert!(d.is_empty(), "{d:?}");
+
+        let (new, d) = server_observation(&rec, "server.app-01", Ok(Some(info("10.0.0.42", 1))));
+        let [Drift {
+            kind: DriftKind::Changed(diffs),
+            ..
+        }] = d.as_slice()
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!(diffs.len(), 1, "{diffs:?}");
+        assert_eq!(diffs[0].path, "private_ip");
+        assert_eq!(diffs[0].after, Some(json!("10.0.0.42")));
+        let new = new.unwrap();
+        assert_eq!(new.outputs["private_ip"], "10.0.0.42");
+
+        // What a normal apply records first: the recorded record with the provider's computed
+        // attributes, nothing else (a stop stays what the state says).
+        let accepted = accept_computed(&rec, &new).unwrap();
+        assert_eq!(accepted.outputs["private_ip"], "10.0.0.42");
+        assert_eq!(accepted.outputs["status"], "stopped");
+        assert_eq!(accepted.attributes, rec.attributes);
+        assert!(accept_computed(&rec, &rec).is_none());
     }
 }

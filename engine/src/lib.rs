@@ -1,6 +1,7 @@
 //! prov's engine: Nickel config → resource model → graph → diff → plan → concurrent apply, and the extension traits.
 
 pub mod apply;
+pub mod attrs;
 pub mod config;
 pub mod drift;
 pub mod error;

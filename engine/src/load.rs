@@ -178,7 +178,15 @@ pub fn build_model_from(
     let addrs: BTreeSet<Address> = cx.resources.keys().cloned().collect();
     let mut ref_edges = Vec::new();
     let mut ref_paths: Vec<RefAt> = Vec::new();
+    let mut attr_errors = Vec::new();
     for r in cx.resources.values() {
+        for e in crate::attrs::check_ignore_changes(r) {
+            attr_errors.push(Diagnostic::new(
+                Some(r.addr.to_string()),
+                r.declared_at.clone(),
+                e,
+            ));
+        }
         let mut found = Vec::new();
         if let Err(e) = find_refs(&r.config, "", &mut found) {
             cx.errors.push(Diagnostic::new(
@@ -191,6 +199,15 @@ pub fn build_model_from(
         for (path, rp) in found {
             match resolve_ref(&rp, &addrs) {
                 Ok((target, attr)) => {
+                    if let Err(e) =
+                        crate::attrs::check_ref_attr(&cx.resources[&target], &attr, cx.bound)
+                    {
+                        attr_errors.push(Diagnostic::new(
+                            Some(r.addr.to_string()),
+                            r.declared_at.clone(),
+                            format!("{path} refers to {rp}, but {e}"),
+                        ));
+                    }
                     ref_paths.push(RefAt {
                         from: r.addr.clone(),
                         path,
@@ -207,6 +224,7 @@ pub fn build_model_from(
             }
         }
     }
+    cx.errors.extend(attr_errors);
     for (from, to) in ref_edges {
         push_dep(&mut cx.resources, &from, to);
     }
@@ -222,6 +240,15 @@ pub fn build_model_from(
         for (_, rp) in found {
             match resolve_ref(&rp, &addrs) {
                 Ok((target, attr)) => {
+                    if let Err(e) =
+                        crate::attrs::check_ref_attr(&cx.resources[&target], &attr, cx.bound)
+                    {
+                        cx.err(
+                            None,
+                            &key,
+                            format!("outputs.{oname} refers to {rp}, but {e}"),
+                        );
+                    }
                     if shows_secret(&attr.join("."), &cx.resources[&target].sensitive) {
                         sensitive_outputs.insert(oname.clone());
                     }

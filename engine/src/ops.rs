@@ -341,12 +341,28 @@ pub async fn plan_from(
             .collect();
         crate::plan::make::start_stopped(&mut plan, &loaded.model, &stopped);
         // Records of objects deleted outside prov are dropped at apply (a create that brings
-        // one back writes a new record anyway).
-        plan.refreshed = refreshed.into_iter().filter(|(_, r)| r.is_none()).collect();
+        // one back writes a new record anyway). Computed attributes the provider changed
+        // (an address re-assigned) are recorded before any step, so the dependents this plan
+        // updates to the new values read them at apply too.
+        let mut dropped = std::collections::BTreeSet::new();
+        for (a, r) in refreshed {
+            match r {
+                None => {
+                    dropped.insert(a.to_string());
+                    plan.refreshed.push((a, None));
+                }
+                Some(r) => {
+                    if let Some(new) = state
+                        .record(&a.to_string())?
+                        .and_then(|rec| drift::accept_computed(&rec, &r))
+                    {
+                        plan.refreshed.push((a, Some(new)));
+                    }
+                }
+            }
+        }
         // Only the drift that matters here: resources the configuration declares, and records
         // that apply will drop.
-        let dropped: std::collections::BTreeSet<String> =
-            plan.refreshed.iter().map(|(a, _)| a.to_string()).collect();
         plan.drift = found
             .into_iter()
             .filter(|d| {

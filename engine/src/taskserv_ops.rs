@@ -14,19 +14,45 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Runs every declared taskserv's `validate` (its settings schema) before anything is planned.
-/// Settings that still hold `${...}` references are checked at apply, once they are resolved.
+/// `${...}` references in settings are replaced by values of their type (the referenced
+/// configuration value, or a stand-in such as an address for a server's `private_ip`), so the
+/// schema is checked before anything runs; apply checks again with the resolved values.
+/// Settings referring to what only an implementation reports (a type nobody can tell before
+/// apply) are checked at apply alone.
 pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
     // Checks may be slow (a Nickel evaluation, a provider's latency): they run concurrently.
     let limit = Arc::new(tokio::sync::Semaphore::new(32));
     let mut checks = tokio::task::JoinSet::new();
+    let addrs: std::collections::BTreeSet<Address> =
+        loaded.model.resources.keys().cloned().collect();
     for r in loaded.model.resources.values() {
         let Address::Taskserv(server, name) = &r.addr else {
             continue;
         };
         let mut refs = Vec::new();
-        if find_refs(&r.config, "", &mut refs).is_err() || !refs.is_empty() {
+        // Only settings have a schema; a version or health check given by reference is
+        // checked at apply.
+        if find_refs(&r.config, "", &mut refs).is_err()
+            || refs
+                .iter()
+                .any(|(p, _)| p != "settings" && !p.starts_with("settings."))
+        {
             continue;
         }
+        let config = if refs.is_empty() {
+            std::borrow::Cow::Borrowed(&r.config)
+        } else {
+            let mut lookup = |rp: &crate::refs::RefPath| {
+                let (target, attr) = crate::load::resolve_ref(rp, &addrs)?;
+                crate::attrs::typed_placeholder(&loaded.model.resources[&target], &attr)
+                    .map(crate::refs::Resolved::Known)
+                    .ok_or_else(|| "type unknown before apply".to_string())
+            };
+            match crate::refs::substitute(&r.config, &mut lookup) {
+                Ok(s) => std::borrow::Cow::Owned(s.value),
+                Err(_) => continue,
+            }
+        };
         let saddr = Address::Server(server.clone());
         let Some(srv) = loaded.model.resources.get(&saddr) else {
             continue;
@@ -36,12 +62,11 @@ pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
         let req = TaskservRequest {
             address: r.addr.to_string(),
             name: name.to_string(),
-            version: r
-                .config
+            version: config
                 .get("version")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            settings: r.config.get("settings").cloned().unwrap_or(json!({})),
+            settings: config.get("settings").cloned().unwrap_or(json!({})),
             server: ServerTarget {
                 address: saddr.to_string(),
                 provider_id: String::new(),
@@ -54,7 +79,7 @@ pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
                 facts: srv.config.clone(),
                 provider,
             },
-            health_check: r.config.get("health_check").cloned(),
+            health_check: config.get("health_check").cloned(),
             output: None,
         };
         let (addr, at, limit) = (r.addr.to_string(), r.declared_at.clone(), limit.clone());

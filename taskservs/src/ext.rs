@@ -989,6 +989,16 @@ impl TaskServ for ExtTaskserv {
         self.ext.name.as_str()
     }
 
+    fn output_names(&self) -> Option<Vec<String>> {
+        // What `outputs` records: its own three and the manifest's `[taskserv.outputs]`.
+        let mut names: Vec<String> = ["files_hash", "files", "server_address"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        names.extend(self.spec.outputs.keys().cloned());
+        Some(names)
+    }
+
     async fn validate(&self, req: &TaskservRequest) -> ExtResult<Validation> {
         let mut v = Validation::default();
         let settings = match self.checked_settings(req, "validate").await {

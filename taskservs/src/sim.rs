@@ -402,6 +402,10 @@ impl TaskServ for SimTaskServ {
         &self.name
     }
 
+    fn output_names(&self) -> Option<Vec<String>> {
+        Some(vec!["server_id".into(), "hostname".into()])
+    }
+
     async fn validate(&self, req: &TaskservRequest) -> ExtResult<Validation> {
         // A local check (no simulated API call): no latency, since every plan runs it.
         let mut v = Validation::default();

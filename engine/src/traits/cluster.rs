@@ -53,6 +53,11 @@ pub struct ClusterStatus {
 #[async_trait]
 pub trait Cluster: Send + Sync {
     fn name(&self) -> &str;
+    /// The names under `outputs` that `create` reports, so a `${cluster.C.outputs.X}` naming
+    /// another is refused at validate. `None`: the implementation does not say.
+    fn output_names(&self) -> Option<Vec<String>> {
+        None
+    }
     async fn create(&self, req: &ClusterRequest) -> ExtResult<ClusterResult>;
     async fn delete(&self, req: &ClusterRequest) -> ExtResult<()>;
     async fn status(&self, req: &ClusterRequest) -> ExtResult<ClusterStatus>;

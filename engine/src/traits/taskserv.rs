@@ -67,6 +67,12 @@ pub struct UpdateCheck {
 #[async_trait]
 pub trait TaskServ: Send + Sync {
     fn name(&self) -> &str;
+    /// The names of the outputs `install` reports (besides `version` and `status`, which the
+    /// engine records), so a `${taskserv.S.T.ATTR}` naming another is refused at validate.
+    /// `None`: the implementation does not say, and any name is accepted.
+    fn output_names(&self) -> Option<Vec<String>> {
+        None
+    }
     /// Checks settings before anything runs (the seed's schema check).
     async fn validate(&self, req: &TaskservRequest) -> ExtResult<Validation> {
         let _ = req;

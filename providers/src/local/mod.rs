@@ -47,6 +47,31 @@ pub struct LocalProvider {
     root: PathBuf,
     opts: LocalOptions,
     root_user: bool,
+    /// The host tools this provider's sandboxes need that are not installed (looked up once:
+    /// `check_server` runs for every server at load).
+    missing: std::sync::OnceLock<Vec<String>>,
+}
+
+/// Which of the tools a sandbox needs are missing: programs searched on `path` (a PATH value),
+/// and `sshd` as the path configured.
+fn missing_tools(isolation: Isolation, sshd: &str, path: &std::ffi::OsStr) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let tools: &[&str] = match isolation {
+        Isolation::Netns => &["ip", "nft", "ssh-keygen"],
+        Isolation::None => &["ssh-keygen"],
+    };
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let mut out: Vec<String> = tools
+        .iter()
+        .filter(|t| !std::env::split_paths(path).any(|d| executable(&d.join(t))))
+        .map(|t| t.to_string())
+        .collect();
+    if isolation == Isolation::Netns && !executable(Path::new(sshd)) {
+        out.push(sshd.to_string());
+    }
+    out
 }
 
 /// The factory registered under `local`.
@@ -142,6 +167,20 @@ impl LocalProvider {
             root: ws.join(".prov").join("local"),
             opts,
             root_user,
+            missing: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The tools a sandbox of this provider's isolation needs (ssh-keygen always; for netns
+    /// also ip, nft and sshd) that cannot be found, so a plan refuses what apply would fail on
+    /// half-way.
+    fn missing_tools(&self) -> &[String] {
+        self.missing.get_or_init(|| {
+            missing_tools(
+                self.opts.isolation,
+                &self.opts.sshd,
+                &std::env::var_os("PATH").unwrap_or_default(),
+            )
         })
     }
 
@@ -189,6 +228,19 @@ impl LocalProvider {
             if let Err(e) = catalogue::check_zone(zone) {
                 errs.push(e);
             }
+        }
+        for t in self.missing_tools() {
+            errs.push(format!(
+                "{t} is needed by providers.{} (isolation {}) but is not installed{}",
+                self.name,
+                self.opts.isolation.as_str(),
+                match t.as_str() {
+                    "ip" => " (package iproute2)",
+                    "nft" => " (package nftables)",
+                    "ssh-keygen" => " (package openssh-client)",
+                    _ => " (package openssh-server, or set the provider's `sshd`)",
+                }
+            ));
         }
         errs.extend(firewall::check(rules));
         if !rules.is_empty() && self.opts.isolation == Isolation::None {
