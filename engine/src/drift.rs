@@ -973,6 +973,8 @@ mod tests {
         let text = "[{\"a\": \"[x, {y}]\"},\n {\"b\": [1, 2]}, \n\n {}]";
         assert_eq!(entry_lines(text), vec![1, 2, 4]);
         assert_eq!(entry_lines("[]"), Vec::<usize>::new());
+    }
+}
 
 #[cfg(test)]
 mod computed_tests {

@@ -44,11 +44,20 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
         }
         return out;
     }
-    if changed.is_empty()
+    let accepted = p.refreshed.iter().filter(|(_, r)| r.is_some()).count();
+    let nothing_else = changed.is_empty()
         && p.output_changes.is_empty()
         && p.deposed.is_empty()
-        && p.protect.is_empty()
-    {
+        && p.protect.is_empty();
+    if nothing_else && accepted > 0 {
+        // Computed attributes changed outside prov: apply records them, nothing else.
+        let _ = writeln!(
+            out,
+            "Refresh: {accepted} record(s) to update from the real world; nothing else changes."
+        );
+        return out;
+    }
+    if nothing_else {
         out.push_str("No changes. The infrastructure matches the configuration.\n");
         return out;
     }

@@ -48,12 +48,16 @@ fn sweep(url: &str) {
 }
 
 fn provider(url: &str) -> prov_providers::aws::AwsProvider {
+    provider_in(url, REGION)
+}
+
+fn provider_in(url: &str, region: &str) -> prov_providers::aws::AwsProvider {
     let ctx = ExtContext {
         workspace_dir: std::env::temp_dir(),
         workspace_name: "ws".into(),
         name: "aws".into(),
         settings: json!({
-            "region": REGION, "endpoint_url": url,
+            "region": region, "endpoint_url": url,
             "auth": {"method": "api_key", "api_key": "testing", "api_secret": "testing"},
         }),
     };
@@ -209,4 +213,79 @@ fn example_applies_stops_starts_edits_firewall_in_place_and_destroys() {
     let l: serde_json::Value =
         serde_json::from_str(&prov(&["server", "list", "--json"]).ok().stdout).unwrap();
     assert_eq!(l["servers"], json!([]));
+}
+
+#[test]
+fn a_public_address_changed_outside_prov_updates_what_references_it() {
+    let Some(url) = moto() else { return };
+    // A region of its own (moto keeps one world per region; tests run in parallel).
+    let region = "eu-west-3";
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aws-on-moto/main.ncl"),
+    )
+    .unwrap();
+    let config = example.replace("us-east-1", region).replace(
+        r#"tags = { role = "db", env = "demo" }"#,
+        r#"tags = { role = "db", env = "demo", web = "${server.web-01.public_ip}" }"#,
+    );
+    let ws = Ws::new(&config);
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let prov = |args: &[&str]| ws.prov_env(args, &env);
+    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> Run);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["destroy", "--auto-approve"]);
+        }
+    }
+    let _destroy = Destroy(&prov);
+    prov(&["apply", "--auto-approve"]).ok();
+    let state: serde_json::Value = serde_json::from_str(&ws.state()).unwrap();
+    let web = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "server.web-01")
+        .unwrap()
+        .clone();
+    let id = web["provider_id"].as_str().unwrap().to_string();
+    let old_ip = web["outputs"]["public_ip"].as_str().unwrap_or_default().to_string();
+
+    // An Elastic IP attached outside prov, through the EC2 API: the instance's public address changes.
+    let p = provider_in(&url, region);
+    let new_ip = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let c = p.client().await;
+        let a = c
+            .allocate_address()
+            .send()
+            .await
+            .unwrap();
+        c.associate_address()
+            .instance_id(&id)
+            .public_ip(a.public_ip().unwrap())
+            .send()
+            .await
+            .unwrap();
+        a.public_ip().unwrap().to_string()
+    });
+    assert_ne!(new_ip, old_ip);
+
+    prov(&["drift"]).code(2).has("public_ip").has(&new_ip);
+    prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("~ server.db-01 (aws) will be updated in place")
+        .has(&new_ip);
+    prov(&["apply", "--auto-approve"]).ok();
+    let state: serde_json::Value = serde_json::from_str(&ws.state()).unwrap();
+    let db = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "server.db-01")
+        .unwrap();
+    assert_eq!(db["attributes"]["tags"]["web"], new_ip.as_str());
+    prov(&["plan", "--detailed-exitcode"]).ok();
 }

@@ -587,3 +587,75 @@ fn local_sigkill_during_apply_and_destroy_leaves_nothing_unknown() {
     assert!(!link_exists("pvte2e2"));
     assert!(!Path::new("/run/prov-local/pvte2e2").exists());
 }
+
+#[test]
+fn local_missing_host_tools_are_found_at_validate() {
+    // No PATH entry has ssh-keygen (every sandbox needs it): refused before anything is made.
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().display().to_string();
+    let ws = Ws::new(NONE_WS);
+    let before = ws.state();
+    for cmd in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
+        ws.prov_env(cmd, &[("PATH", &path)])
+            .code(1)
+            .has("server.app")
+            .has("ssh-keygen is needed by providers.local (isolation none) but is not installed")
+            .lacks("panicked");
+    }
+    assert_eq!(ws.state(), before);
+    assert!(!ws.dir.join(".prov/local").exists());
+    // A namespace sandbox needs sshd too (root only: others cannot ask for netns).
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        ws.write(
+            r#"{ providers = { local = { isolation = "netns", sshd = "/nonexistent/sshd" } },
+                 servers = { app = { provider = "local", plan = "small", zone = "local" } } }"#,
+        );
+        ws.prov(&["plan"])
+            .code(1)
+            .has("/nonexistent/sshd is needed by providers.local (isolation netns)");
+        assert!(!ws.dir.join(".prov/local").exists());
+    }
+}
+
+#[test]
+fn local_address_changed_outside_prov_updates_what_references_it() {
+    let ws = Ws::new(
+        r#"
+{
+  providers = { local = { isolation = "none" } },
+  servers = {
+    app = { provider = "local", plan = "small", zone = "local" },
+    lb = { provider = "local", plan = "small", zone = "local", tags = { backend = "${server.app.private_ip}" } },
+  },
+}
+"#,
+    );
+    let _destroy = Destroy(&ws);
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let out = server_outputs(&ws);
+    assert_eq!(out["server.app"]["private_ip"], "127.0.0.1");
+    // The address changes outside prov (the sandbox's metadata is what the provider reports).
+    let meta = Path::new(out["server.app"]["extra"]["dir"].as_str().unwrap()).join("meta.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    m["address"] = "127.0.0.2".into();
+    std::fs::write(&meta, m.to_string()).unwrap();
+
+    ws.prov(&["drift"]).code(2).has("private_ip");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .has("~ server.lb")
+        .has("127.0.0.2");
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    let v: Value = serde_json::from_str(&ws.state()).unwrap();
+    let lb = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "server.lb")
+        .unwrap();
+    assert_eq!(lb["attributes"]["tags"]["backend"], "127.0.0.2");
+    assert_eq!(server_outputs(&ws)["server.app"]["private_ip"], "127.0.0.2");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+    ws.prov(&["drift"]).ok();
+}

@@ -15,6 +15,7 @@ mod local;
 mod process;
 mod secrets;
 mod trust;
+mod validate;
 
 struct Ws {
     _tmp: tempfile::TempDir,

@@ -904,3 +904,37 @@ impl Provider for LocalProvider {
         self.save(OP, &dir, &meta)
     }
 }
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn missing_tools_are_named_per_isolation() {
+        let bin = tempfile::tempdir().unwrap();
+        let add = |name: &str, mode: u32| {
+            let p = bin.path().join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let path = bin.path().as_os_str();
+        assert_eq!(
+            missing_tools(Isolation::None, "/nonexistent/sshd", path),
+            vec!["ssh-keygen"]
+        );
+        add("ssh-keygen", 0o755);
+        // Not executable: as good as missing.
+        add("ip", 0o644);
+        assert!(missing_tools(Isolation::None, "/nonexistent/sshd", path).is_empty());
+        assert_eq!(
+            missing_tools(Isolation::Netns, "/nonexistent/sshd", path),
+            vec!["ip", "nft", "/nonexistent/sshd"]
+        );
+        add("ip", 0o755);
+        add("nft", 0o755);
+        let sshd = add("sshd", 0o755);
+        assert!(missing_tools(Isolation::Netns, sshd.to_str().unwrap(), path).is_empty());
+    }
+}

@@ -459,3 +459,56 @@ async fn real_cloud_create_info_delete() {
     assert_eq!(info.status, ServerStatus::Running);
     assert_eq!(p.get_server_info(&created.id).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn refresh_sees_an_address_changed_outside_prov() {
+    use prov_engine::drift::{observe, DriftKind, RefreshOptions};
+    let fx = Fixture::start();
+    let st = settings(&fx, json!({}));
+    let mut reg = prov_engine::registry::Registry::new();
+    reg.provider("upcloud", upcloud::factory());
+    let bound = Arc::new(reg.bind(
+        std::env::temp_dir(),
+        json!({ "upcloud": st }).as_object().unwrap(),
+    ));
+    let p = bound.provider("upcloud").unwrap();
+    let mut sp = spec("web-01");
+    sp.firewall_rules.clear();
+    let info = p.create_server(&sp, &owner()).await.unwrap();
+    // The record apply writes for it.
+    let rec: prov_state::ResourceRecord = serde_json::from_value(json!({
+        "address": "server.web-01", "kind": "server", "implementation": "upcloud",
+        "provider_id": info.id, "config": null,
+        "attributes": {"hostname": "web-01", "plan": sp.plan, "zone": sp.zone, "os": sp.os,
+                       "tags": {"env": "test"}, "firewall_rules": []},
+        "outputs": prov_engine::refresh::server_outputs(&info),
+        "dependencies": [], "updated_at": 0, "sensitive_paths": []
+    }))
+    .unwrap();
+    let mut snap = prov_state::Snapshot::default();
+    snap.resources.insert(rec.address.clone(), rec);
+    let snap = Arc::new(snap);
+    let opts = RefreshOptions::default();
+    let obs = observe(snap.clone(), &bound, &opts, None).await;
+    assert!(obs.iter().all(|o| o.drift.is_empty()), "{obs:?}");
+
+    fx.set_address(&info.id, "utility", "10.3.9.9");
+    let obs = observe(snap, &bound, &opts, None).await;
+    let d = &obs[0].drift;
+    let [prov_engine::drift::Drift {
+        kind: DriftKind::Changed(diffs),
+        ..
+    }] = d.as_slice()
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].path, "private_ip");
+    assert_eq!(diffs[0].after, Some(json!("10.3.9.9")));
+    assert_eq!(
+        obs[0].refreshed.as_ref().unwrap().outputs["private_ip"],
+        "10.3.9.9"
+    );
+    p.delete_server(&info.id).await.unwrap();
+    no_violations(&fx);
+}

@@ -115,6 +115,20 @@ impl Fixture {
             .map(|s| s.v.clone())
     }
 
+    /// Changes a server's address of one `access` (public, utility) outside prov.
+    pub fn set_address(&self, uuid: &str, access: &str, address: &str) {
+        let mut g = self.state.lock().unwrap();
+        let s = g.servers.get_mut(uuid).unwrap();
+        for a in s.v["ip_addresses"]["ip_address"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .filter(|a| a["access"] == access && a["family"] == "IPv4")
+        {
+            a["address"] = address.into();
+        }
+    }
+
     pub fn rules(&self, uuid: &str) -> Vec<Value> {
         self.state
             .lock()
