@@ -171,7 +171,10 @@ pub fn check_ignore_changes(r: &Resource) -> Vec<String> {
         let ok = match parts.split_last() {
             Some((last, parents)) if !parents.is_empty() && !last.is_empty() => {
                 in_config(&r.config, &parts)
-                    || matches!(crate::refs::get_path(&r.config, parents), Some(Value::Object(_)))
+                    || matches!(
+                        crate::refs::get_path(&r.config, parents),
+                        Some(Value::Object(_))
+                    )
             }
             Some(_) => !path.is_empty() && in_config(&r.config, &parts),
             None => false,
@@ -273,9 +276,18 @@ mod tests {
             assert!(check_ref_attr(&db, &path(ok), &b).is_ok(), "{ok}");
         }
         let e = check_ref_attr(&db, &path("privte_ip"), &b).unwrap_err();
-        assert!(e.contains("server.db-01 has no attribute \"privte_ip\""), "{e}");
+        assert!(
+            e.contains("server.db-01 has no attribute \"privte_ip\""),
+            "{e}"
+        );
         assert!(e.contains("private_ip") && e.contains("hostname"), "{e}");
-        for bad in ["tags.nope", "private_ip.x", "firewall_rules.1", "plan.x", "status"] {
+        for bad in [
+            "tags.nope",
+            "private_ip.x",
+            "firewall_rules.1",
+            "plan.x",
+            "status",
+        ] {
             assert!(check_ref_attr(&db, &path(bad), &b).is_err(), "{bad}");
         }
     }
@@ -312,13 +324,28 @@ mod tests {
         let r = res(
             "server.a",
             json!({"plan": "small", "tags": {"env": "x"}, "storage": null}),
-            &["plan", "tags.env", "tags.owner", "tagz", "tagz.x", "plan.x", "", "private_ip"],
+            &[
+                "plan",
+                "tags.env",
+                "tags.owner",
+                "tagz",
+                "tagz.x",
+                "plan.x",
+                "",
+                "private_ip",
+            ],
         );
         let errs = check_ignore_changes(&r);
-        let named: Vec<&str> = ["\"tagz\"", "\"tagz.x\"", "\"plan.x\"", "\"\"", "\"private_ip\""]
-            .into_iter()
-            .filter(|p| errs.iter().any(|e| e.contains(&format!("names {p}"))))
-            .collect();
+        let named: Vec<&str> = [
+            "\"tagz\"",
+            "\"tagz.x\"",
+            "\"plan.x\"",
+            "\"\"",
+            "\"private_ip\"",
+        ]
+        .into_iter()
+        .filter(|p| errs.iter().any(|e| e.contains(&format!("names {p}"))))
+        .collect();
         assert_eq!(named.len(), 5, "{errs:?}");
         assert_eq!(errs.len(), 5, "{errs:?}");
         assert!(errs[0].contains("server.a"), "{errs:?}");
@@ -336,7 +363,10 @@ mod tests {
             Some(json!("192.0.2.1"))
         );
         assert_eq!(typed_placeholder(&s, &path("tags.n")), Some(json!(3)));
-        assert_eq!(typed_placeholder(&s, &path("tags.y")), Some(json!("unknown")));
+        assert_eq!(
+            typed_placeholder(&s, &path("tags.y")),
+            Some(json!("unknown"))
+        );
         assert_eq!(typed_placeholder(&s, &path("tags.x")), None);
         assert_eq!(typed_placeholder(&s, &path("extra.k")), None);
     }

@@ -252,17 +252,16 @@ fn a_public_address_changed_outside_prov_updates_what_references_it() {
         .unwrap()
         .clone();
     let id = web["provider_id"].as_str().unwrap().to_string();
-    let old_ip = web["outputs"]["public_ip"].as_str().unwrap_or_default().to_string();
+    let old_ip = web["outputs"]["public_ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
     // An Elastic IP attached outside prov, through the EC2 API: the instance's public address changes.
     let p = provider_in(&url, region);
     let new_ip = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let c = p.client().await;
-        let a = c
-            .allocate_address()
-            .send()
-            .await
-            .unwrap();
+        let a = c.allocate_address().send().await.unwrap();
         c.associate_address()
             .instance_id(&id)
             .public_ip(a.public_ip().unwrap())

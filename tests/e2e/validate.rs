@@ -81,7 +81,9 @@ fn outputs_and_ignore_changes_naming_nothing_are_validate_errors() {
             .has("outputs.ip refers to ${server.web.public_ipp}")
             .has("server.web has no attribute \"public_ipp\"")
             .has("server.web")
-            .has("lifecycle.ignore_changes names \"tagz\", which matches no attribute of server.web")
+            .has(
+                "lifecycle.ignore_changes names \"tagz\", which matches no attribute of server.web",
+            )
             .lacks("tags.owner\", which")
             .lacks("outputs.env")
             .lacks("outputs.id");
@@ -120,9 +122,8 @@ fn referenced_taskserv_settings_are_checked_at_plan() {
 
 #[test]
 fn a_server_left_behind_by_a_failed_create_is_recorded_and_destroyed() {
-    let ws = Ws::new(
-        r#"{ servers = { x = { provider = "sim", plan = "small", zone = "sim-a" } } }"#,
-    );
+    let ws =
+        Ws::new(r#"{ servers = { x = { provider = "sim", plan = "small", zone = "sim-a" } } }"#);
     ws.prov_env(
         &["apply", "--auto-approve"],
         &[("PROV_SIM_FAIL_SERVERS", "x")],
@@ -195,8 +196,14 @@ fn a_computed_attribute_changed_outside_prov_updates_what_references_it() {
         .has("~ server.lb")
         .has("10.0.0.42");
     ws.prov(&["apply", "--auto-approve"]).ok();
-    assert_eq!(record(&ws, "server.app-01")["outputs"]["private_ip"], "10.0.0.42");
-    assert_eq!(record(&ws, "server.lb")["attributes"]["tags"]["backend"], "10.0.0.42");
+    assert_eq!(
+        record(&ws, "server.app-01")["outputs"]["private_ip"],
+        "10.0.0.42"
+    );
+    assert_eq!(
+        record(&ws, "server.lb")["attributes"]["tags"]["backend"],
+        "10.0.0.42"
+    );
     let lb = sim_servers(&ws)
         .into_iter()
         .find(|(h, _)| h == "lb")
@@ -211,11 +218,17 @@ fn a_computed_attribute_changed_outside_prov_updates_what_references_it() {
     ws.prov(&["sim", "set", "app-01", "private_ip", "10.0.0.43"])
         .ok();
     ws.prov(&["apply", "--refresh-only", "--auto-approve"]).ok();
-    assert_eq!(record(&ws, "server.app-01")["outputs"]["private_ip"], "10.0.0.43");
+    assert_eq!(
+        record(&ws, "server.app-01")["outputs"]["private_ip"],
+        "10.0.0.43"
+    );
     ws.prov(&["plan", "--detailed-exitcode"])
         .code(2)
         .has("~ server.lb");
     ws.prov(&["apply", "--auto-approve"]).ok();
-    assert_eq!(record(&ws, "server.lb")["attributes"]["tags"]["backend"], "10.0.0.43");
+    assert_eq!(
+        record(&ws, "server.lb")["attributes"]["tags"]["backend"],
+        "10.0.0.43"
+    );
     ws.prov(&["plan", "--detailed-exitcode"]).ok();
 }
