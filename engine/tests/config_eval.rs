@@ -393,14 +393,86 @@ fn long_operator_chains_are_rejected_too() {
     assert_eq!(eval_source(&source).unwrap().value["outputs"]["x"], 500);
 }
 
+/// The source limit guards Nickel; the value limit (`prov_state::MAX_VALUE_DEPTH`) is what
+/// the state can store and read back: 900 levels pass the first and are refused by the second,
+/// with the path and the file.
 #[test]
-fn depth_900_evaluates_with_the_default_limit() {
-    let evaluated = eval_source(&nested_source(900)).unwrap();
-    let mut v = &evaluated.value["outputs"]["deep"];
-    for _ in 0..900 {
-        v = &v["a"];
+fn depth_900_passes_the_source_scan_and_is_refused_as_a_value() {
+    match eval_source(&nested_source(900)) {
+        Err(e @ ConfigError::ValueTooDeep { .. }) => {
+            let ConfigError::ValueTooDeep {
+                ref at,
+                ref path,
+                depth,
+                limit,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!((depth, limit), (902, prov_state::MAX_VALUE_DEPTH));
+            assert_eq!(at, "main.ncl:3:5", "the output's declaration");
+            assert!(path.starts_with("outputs.deep.a.a.a"), "{path}");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("main.ncl:3:5: configuration nested too deeply at outputs.deep.a"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("902 levels of records and arrays")
+                    && msg.contains("more than the limit of 100"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected ValueTooDeep, got {other:?}"),
     }
-    assert_eq!(*v, json!(1));
+}
+
+/// Exactly at the limit evaluates; one level more is refused, wherever it is (here a taskserv's
+/// settings: 5 levels above them, top, servers, web, taskservs, redis, + 95 = 100).
+#[test]
+fn value_depth_limit_is_exact_and_names_the_declaration() {
+    let source = |levels: usize| {
+        format!(
+            "{{\n  servers = {{\n    web = {{ provider = \"sim\",\n      taskservs = {{\n        redis = {{\n          \
+             settings = {}1{},\n        }},\n      }},\n    }},\n  }},\n}}\n",
+            "{ a = ".repeat(levels),
+            " }".repeat(levels)
+        )
+    };
+    let max = prov_state::MAX_VALUE_DEPTH;
+    let evaluated = eval_source(&source(max - 5)).unwrap();
+    let settings = &evaluated.value["servers"]["web"]["taskservs"]["redis"]["settings"];
+    assert_eq!(prov_state::value_depth(settings), max - 5);
+    assert_eq!(prov_state::value_depth(&evaluated.value), max);
+    match eval_source(&source(max - 4)) {
+        Err(ConfigError::ValueTooDeep {
+            at, path, depth, ..
+        }) => {
+            assert_eq!(depth, max + 1);
+            assert_eq!(at, "main.ncl:5:9", "the taskserv's declaration");
+            assert!(
+                path.starts_with("servers.web.taskservs.redis.settings.a.a.a.")
+                    && path.ends_with(".a"),
+                "{path}"
+            );
+        }
+        other => panic!("expected ValueTooDeep, got {other:?}"),
+    }
+}
+
+/// Values built by functions nest without brackets in the source: the scan cannot see them,
+/// the value check does.
+#[test]
+fn computed_deep_values_are_refused_too() {
+    let source = "let rec nest = fun n => if n == 0 then [] else { a = nest (n - 1) } in\n\
+                  { outputs = { x = nest 300 } }\n";
+    match eval_source(source) {
+        Err(ConfigError::ValueTooDeep { at, depth, .. }) => {
+            assert_eq!(depth, 303);
+            assert!(at.starts_with("main.ncl"), "{at}");
+        }
+        other => panic!("expected ValueTooDeep, got {other:?}"),
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::cli::StateCommand;
 use crate::context::Context;
 use crate::render::text::value;
 use prov_engine::model::Address;
-use prov_state::{format_utc, Change, ResourceRecord, StateDump};
+use prov_state::{format_utc, Change, ResourceRecord, StateDump, StateError};
 
 /// A record fit to show: values at its sensitive paths replaced.
 pub fn redacted(r: &ResourceRecord) -> ResourceRecord {
@@ -96,10 +96,24 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             }
             let state = ctx.open_state(&ws, None, "state rm", lock.lock_timeout, false)?;
             for a in &addresses {
-                if state.store.record(a)?.is_none() {
-                    return Err(Failure(format!(
-                        "{a} is not in the state; nothing was removed"
-                    )));
+                match state.store.record(a) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(Failure(format!(
+                            "{a} is not in the state; nothing was removed"
+                        )))
+                    }
+                    // rm is how a user gets rid of a record that cannot be read (damaged, or
+                    // nested deeper than any prov reads): its stored bytes go to history as
+                    // they are.
+                    Err(StateError::Corrupt {
+                        address: Some(bad),
+                        detail,
+                        ..
+                    }) if bad == *a => {
+                        eprintln!("note: the record of {a} cannot be read ({detail}); removing it anyway");
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
             let changes: Vec<Change> = addresses

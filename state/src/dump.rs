@@ -61,8 +61,14 @@ impl StateDump {
     }
 
     /// Reads a document written by `to_json` (of this or an older prov), naming `source` (a file
-    /// name, "standard input") in errors. Refuses other documents and newer formats.
+    /// name, "standard input") in errors. Refuses other documents and newer formats. Reads dumps
+    /// of states with values nested deeper than serde_json's default limit too (pulled from a
+    /// state an older prov wrote; see `read_deep`).
     pub fn from_json(raw: &[u8], source: &str) -> Result<StateDump, StateError> {
+        crate::depth::read_deep(|| Self::from_json_shallow(raw, source))
+    }
+
+    fn from_json_shallow(raw: &[u8], source: &str) -> Result<StateDump, StateError> {
         let invalid = |detail: String| StateError::InvalidDump {
             input: source.to_string(),
             detail,
@@ -73,7 +79,7 @@ impl StateDump {
             format: Option<String>,
             format_version: Option<u32>,
         }
-        let header: Header = serde_json::from_slice(raw)
+        let header: Header = crate::depth::from_slice(raw)
             .map_err(|e| invalid(format!("it is not a JSON object ({e})")))?;
         if header.format.as_deref() != Some(DUMP_FORMAT) {
             return Err(invalid(format!(
@@ -92,7 +98,7 @@ impl StateDump {
             Some(_) => {}
             None => return Err(invalid("it has no \"format_version\"".to_string())),
         }
-        let dump: StateDump = serde_json::from_slice(raw).map_err(|e| invalid(e.to_string()))?;
+        let dump: StateDump = crate::depth::from_slice(raw).map_err(|e| invalid(e.to_string()))?;
         dump.validate().map_err(invalid)?;
         Ok(dump)
     }

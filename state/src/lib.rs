@@ -10,6 +10,7 @@
 //! - unreadable data is an error naming the backend and record, never a panic and never silently
 //!   an empty state (that would make the next plan recreate everything).
 
+mod depth;
 mod dump;
 mod error;
 mod lock;
@@ -25,6 +26,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use depth::{
+    find_too_deep, from_slice, from_slice_deep, read_deep, value_depth, PathSegment, TooDeep,
+    MAX_VALUE_DEPTH, RECOVERY_DEPTH,
+};
 pub use dump::{StateDump, DUMP_FORMAT, DUMP_FORMAT_VERSION};
 pub use error::{BackendErrorKind, StateError};
 pub use lock::{force_unlock_sled, ForceUnlock};
@@ -33,6 +38,31 @@ pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSI
 pub use record::{Deposed, ResourceRecord, RECORD_FORMAT_VERSION};
 pub use sled_store::{lock_path_for, SledStore, STATE_FORMAT_VERSION};
 pub use util::{compact_value, format_utc, parse_duration, Compact};
+
+/// Decodes one record as sled and the memory store keep it (`{"format_version": N, "record":
+/// {...}}`), upgrading older formats, exactly as every read of a state does; `address` is the
+/// key it was found under. For tools and fuzzing: the stores call the same decoder themselves.
+pub fn decode_record(address: &str, stored: &[u8]) -> Result<ResourceRecord, StateError> {
+    record::decode("stored record", address, stored)
+}
+
+/// [`decode_record`] leaving the record's `config` null, as plans read records.
+pub fn decode_record_without_config(
+    address: &str,
+    stored: &[u8],
+) -> Result<ResourceRecord, StateError> {
+    record::decode_without_config("stored record", address, stored)
+}
+
+/// [`decode_record`] for a record kept as its format version and body apart (PostgreSQL's two
+/// columns).
+pub fn decode_record_body(
+    address: &str,
+    format_version: u32,
+    body: &[u8],
+) -> Result<ResourceRecord, StateError> {
+    record::decode_body("stored record", address, format_version, body)
+}
 
 /// How many earlier versions of one address a state keeps; a commit that adds one more drops
 /// the oldest in the same transaction, so history costs O(1) per change and stays bounded.

@@ -149,6 +149,7 @@ impl StateWrite for MemoryStore {
     }
 
     fn set_outputs(&self, outputs: Map<String, Value>) -> Result<u64, StateError> {
+        crate::depth::check_outputs(&outputs)?;
         let mut inner = self.lock();
         inner.outputs = outputs;
         inner.serial += 1;

@@ -388,7 +388,7 @@ impl StateRead for PgStore {
             return Err(self.at.workspace_gone());
         };
         let outputs: String = meta.get(2);
-        let outputs: Map<String, Value> = serde_json::from_str(&outputs).map_err(|e| {
+        let outputs: Map<String, Value> = crate::depth::from_slice_deep(outputs.as_bytes()).map_err(|e| {
             self.at
                 .corrupt(None, format!("its outputs do not decode ({e})"))
         })?;
@@ -531,6 +531,7 @@ impl StateWrite for PgStore {
     }
 
     fn set_outputs(&self, outputs: Map<String, Value>) -> Result<u64, StateError> {
+        crate::depth::check_outputs(&outputs)?;
         let text = serde_json::to_string(&outputs).expect("outputs always serialise");
         let s = self.writable()?;
         // One statement: atomic on its own.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::depth::{from_slice, read_deep};
 use crate::{Change, HistoryEntry, PendingOp, StateError, PENDING_OPERATIONS};
 
 /// Version of the record format written by this build. Bump it when `ResourceRecord` changes
@@ -89,6 +90,7 @@ pub(crate) struct EnvelopeIn<R> {
 
 /// Serialises a record at the current version, without the envelope.
 pub(crate) fn encode_body(record: &ResourceRecord) -> Result<Vec<u8>, StateError> {
+    crate::depth::check_record(record)?;
     serde_json::to_vec(record).map_err(|source| StateError::Encode {
         address: record.address.clone(),
         source,
@@ -122,6 +124,7 @@ pub(crate) struct EncodedCommit {
 
 /// Encodes a whole dump (`state push`): every record and pending operation, nothing removed yet.
 pub(crate) fn encode_dump(dump: &crate::StateDump) -> Result<EncodedCommit, StateError> {
+    crate::depth::check_outputs(&dump.outputs)?;
     let mut commit = EncodedCommit::default();
     for r in &dump.resources {
         commit
@@ -177,6 +180,7 @@ pub(crate) fn encode_pending(op: &PendingOp) -> Result<Vec<u8>, StateError> {
             ),
         });
     }
+    crate::depth::check_stored(&op.address, "its pending operation's spec", &op.spec)?;
     serde_json::to_vec(op).map_err(|source| StateError::Encode {
         address: op.address.clone(),
         source,
@@ -188,7 +192,15 @@ pub(crate) fn decode_pending(
     address: &str,
     raw: &[u8],
 ) -> Result<PendingOp, StateError> {
-    let op: PendingOp = serde_json::from_slice(raw).map_err(|e| {
+    read_deep(|| decode_pending_shallow(backend, address, raw))
+}
+
+fn decode_pending_shallow(
+    backend: &str,
+    address: &str,
+    raw: &[u8],
+) -> Result<PendingOp, StateError> {
+    let op: PendingOp = from_slice(raw).map_err(|e| {
         corrupt_record(
             backend,
             address,
@@ -267,20 +279,29 @@ pub(crate) fn decode_history(
 }
 
 /// Decodes stored bytes found under `address` in the state described by `backend`
-/// (e.g. "sled state at .prov/state"), upgrading older formats.
+/// (e.g. "sled state at .prov/state"), upgrading older formats. Records nested deeper than
+/// serde_json's default limit (written by an older prov) are read too (`depth::read_deep`).
 pub(crate) fn decode(
+    backend: &str,
+    address: &str,
+    raw: &[u8],
+) -> Result<ResourceRecord, StateError> {
+    read_deep(|| decode_shallow(backend, address, raw))
+}
+
+fn decode_shallow(
     backend: &str,
     address: &str,
     raw: &[u8],
 ) -> Result<ResourceRecord, StateError> {
     // Fast path: current version, decoded straight into the struct without an intermediate Value
     // tree; this is what keeps a 10,000-record snapshot cheap.
-    if let Ok(env) = serde_json::from_slice::<EnvelopeIn<ResourceRecord>>(raw) {
+    if let Ok(env) = from_slice::<EnvelopeIn<ResourceRecord>>(raw) {
         if decodes_directly(env.format_version) {
             return check_address(backend, address, env.record);
         }
     }
-    let env: EnvelopeIn<Value> = serde_json::from_slice(raw).map_err(|e| {
+    let env: EnvelopeIn<Value> = from_slice(raw).map_err(|e| {
         corrupt_record(
             backend,
             address,
@@ -320,7 +341,15 @@ pub(crate) fn decode_without_config(
     address: &str,
     raw: &[u8],
 ) -> Result<ResourceRecord, StateError> {
-    if let Ok(env) = serde_json::from_slice::<EnvelopeIn<RecordWithoutConfig>>(raw) {
+    read_deep(|| decode_without_config_shallow(backend, address, raw))
+}
+
+fn decode_without_config_shallow(
+    backend: &str,
+    address: &str,
+    raw: &[u8],
+) -> Result<ResourceRecord, StateError> {
+    if let Ok(env) = from_slice::<EnvelopeIn<RecordWithoutConfig>>(raw) {
         if decodes_directly(env.format_version) {
             let r = env.record;
             return check_address(
@@ -357,12 +386,21 @@ pub(crate) fn decode_body(
     format_version: u32,
     body: &[u8],
 ) -> Result<ResourceRecord, StateError> {
+    read_deep(|| decode_body_shallow(backend, address, format_version, body))
+}
+
+fn decode_body_shallow(
+    backend: &str,
+    address: &str,
+    format_version: u32,
+    body: &[u8],
+) -> Result<ResourceRecord, StateError> {
     if decodes_directly(format_version) {
-        if let Ok(record) = serde_json::from_slice::<ResourceRecord>(body) {
+        if let Ok(record) = from_slice::<ResourceRecord>(body) {
             return check_address(backend, address, record);
         }
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value: Value = from_slice(body).map_err(|e| {
         corrupt_record(
             backend,
             address,

@@ -449,6 +449,7 @@ impl StateWrite for SledStore {
     }
 
     fn set_outputs(&self, outputs: Map<String, Value>) -> Result<u64, StateError> {
+        crate::depth::check_outputs(&outputs)?;
         let raw = encode_meta(&outputs);
         self.transact(|tx, current| {
             tx.meta.insert(K_OUTPUTS, raw.as_slice())?;
@@ -748,12 +749,12 @@ impl Where {
         }
     }
 
-    fn decode_meta<T: serde::de::DeserializeOwned>(
+    fn decode_meta<T: serde::de::DeserializeOwned + Send>(
         &self,
         key: &str,
         raw: &[u8],
     ) -> Result<T, StateError> {
-        serde_json::from_slice(raw)
+        crate::depth::from_slice_deep(raw)
             .map_err(|e| self.corrupt(format!("its metadata \"{key}\" does not decode ({e})")))
     }
 }

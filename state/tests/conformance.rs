@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use prov_state::*;
 use serde_json::{json, Map};
 
+#[path = "conformance/depth.rs"]
+mod depth;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
@@ -168,6 +171,18 @@ const CHECKS: &[(&str, Check)] = &[
     (
         "every read option reads the same records",
         check_read_options,
+    ),
+    (
+        "random values within the nesting limit round-trip",
+        depth::check_values_within_the_limit_round_trip,
+    ),
+    (
+        "a value over the nesting limit is refused, nothing written",
+        depth::check_too_deep_values_are_refused,
+    ),
+    (
+        "records an older prov stored too deep still read, pull and remove",
+        depth::check_records_older_prov_stored_too_deep_still_read,
     ),
 ];
 
@@ -1683,7 +1698,7 @@ impl Harness for PgHarness {
     fn put_raw(&mut self, address: &str, raw: &[u8]) {
         // The table keeps version and body apart; bytes that are no envelope at all (a
         // truncated file in sled) become a body that is no record.
-        let (version, body) = match serde_json::from_slice::<serde_json::Value>(raw) {
+        let (version, body) = match prov_state::from_slice_deep::<serde_json::Value>(raw) {
             Ok(v) if v["format_version"].is_u64() => (
                 v["format_version"].as_u64().unwrap() as i32,
                 v["record"].to_string(),

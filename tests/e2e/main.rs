@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 mod drift_ignore;
 mod exec;
 mod local;
+mod nesting;
 mod process;
 mod secrets;
 mod trust;

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use super::EvalOptions;
 
 /// Bumped when the cached document's shape changes.
-const CACHE_FORMAT: &str = "prov-eval-cache-2";
+/// 3: values are checked against `prov_state::MAX_VALUE_DEPTH` before they are cached (an entry
+/// of format 2 may hold a value that is now refused).
+const CACHE_FORMAT: &str = "prov-eval-cache-3";
 
 /// The cache key, or None when a file cannot be read (then nothing is cached).
 pub(crate) fn key(files: &[PathBuf], opts: &EvalOptions) -> Option<String> {

@@ -28,6 +28,10 @@ pub(crate) struct Job {
     /// Applied to the whole value (the workspace contract); `None` for extension schema files.
     pub contract: Option<PathBuf>,
     pub color: bool,
+    /// Refuse a value nested deeper than `prov_state::MAX_VALUE_DEPTH` (a workspace's
+    /// configuration, which ends up in the state). Checked here, on the evaluation thread's
+    /// large stack, so a refused value of any depth is dropped where that is safe.
+    pub check_value_depth: bool,
 }
 
 /// The thread's result.
@@ -140,6 +144,39 @@ pub(crate) fn run(job: Job) -> Result<Output, ConfigError> {
     }
 }
 
+/// The error for a configuration value nested too deeply: located at the innermost declared
+/// thing on its path (a taskserv, server, output...), else at the main file.
+fn too_deep(
+    job: &Job,
+    positions: &BTreeMap<String, String>,
+    deep: prov_state::TooDeep,
+) -> ConfigError {
+    let keys: Vec<&str> = deep
+        .segments
+        .iter()
+        .map_while(|s| match s {
+            prov_state::PathSegment::Key(k) => Some(k.as_str()),
+            prov_state::PathSegment::Index(_) => None,
+        })
+        .collect();
+    let at = (1..=keys.len())
+        .rev()
+        .find_map(|n| positions.get(&keys[..n].join(".")).cloned())
+        .unwrap_or_else(|| {
+            job.main
+                .strip_prefix(&job.workspace_dir)
+                .unwrap_or(&job.main)
+                .display()
+                .to_string()
+        });
+    ConfigError::ValueTooDeep {
+        at,
+        path: deep.path,
+        depth: deep.depth,
+        limit: deep.limit,
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -211,6 +248,11 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
         &job.workspace_dir,
         &job.main,
     );
+    if job.check_value_depth {
+        if let Some(deep) = prov_state::find_too_deep(&json, prov_state::MAX_VALUE_DEPTH) {
+            return Err(too_deep(&job, &positions, deep));
+        }
+    }
     Ok(Output {
         value: json,
         positions,

@@ -44,9 +44,14 @@ use std::path::{Path, PathBuf};
 /// Limits and rendering options for [`evaluate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalOptions {
-    /// Maximum nesting depth across `main.ncl` and its imports: open brackets (`{`, `[`, `(`),
-    /// plus, within one bracket level, binary operators and `let`/`if`/`fun` since the last `,`
-    /// (Nickel nests `1 + 1 + ...` as deeply as it is long).
+    /// Maximum nesting depth of the *source* across `main.ncl` and its imports: open brackets
+    /// (`{`, `[`, `(`), plus, within one bracket level, binary operators and `let`/`if`/`fun`
+    /// since the last `,` (Nickel nests `1 + 1 + ...` as deeply as it is long). It guards
+    /// Nickel's own stack while parsing and typechecking, so it counts syntax, not data, and is
+    /// larger than the limit on data: the *value* the configuration evaluates to may nest at most
+    /// [`prov_state::MAX_VALUE_DEPTH`] levels of records and arrays, checked after evaluation
+    /// ([`ConfigError::ValueTooDeep`]; values computed by functions are checked too). That one
+    /// limit is the one every state backend, dump and plan file reads back.
     pub max_depth: usize,
     /// Maximum total size in bytes of `main.ncl` and all files it imports.
     pub max_bytes: u64,
@@ -131,6 +136,22 @@ pub enum ConfigError {
         file: PathBuf,
         line: usize,
         column: usize,
+        depth: usize,
+        limit: usize,
+    },
+    /// The evaluated configuration nests records and arrays deeper than
+    /// [`prov_state::MAX_VALUE_DEPTH`] (counted from its top): the state could not store it.
+    #[error(
+        "{at}: configuration nested too deeply at {path}: {depth} levels of records and arrays \
+         (counted from the top of the configuration), more than the limit of {limit}; prov's \
+         state stores no value nested deeper (it could not read it back)"
+    )]
+    ValueTooDeep {
+        /// Where the innermost declared thing on the path is (`main.ncl:12:5`, a taskserv or
+        /// server), or the main file.
+        at: String,
+        /// The path to the first level beyond the limit (shortened in the middle when long).
+        path: String,
         depth: usize,
         limit: usize,
     },
@@ -222,6 +243,7 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         lib_dir,
         contract: Some(contract),
         color: opts.color,
+        check_value_depth: true,
     })?;
     let hash = cache::value_hash(&output.value);
 
@@ -254,6 +276,7 @@ pub fn eval_file(file: &Path) -> Result<serde_json::Value, ConfigError> {
         lib_dir: dir,
         contract: None,
         color: false,
+        check_value_depth: false,
     })?
     .value)
 }
@@ -302,6 +325,7 @@ pub fn check_against(
         lib_dir: dir,
         contract: None,
         color: false,
+        check_value_depth: false,
     });
     let _ = std::fs::remove_file(&main);
     Ok(out?.value)

@@ -464,9 +464,14 @@ pub fn to_bytes(p: &Plan) -> Vec<u8> {
     format!("{{\"checksum\":\"{sum}\",\"plan\":{body}}}\n").into_bytes()
 }
 
-/// Parses a plan file, checking format, version and checksum.
+/// Parses a plan file, checking format, version and checksum. Plans holding state values an
+/// older prov wrote deeper than serde_json reads by default are read too (`read_deep`).
 pub fn from_bytes(bytes: &[u8]) -> Result<Plan, String> {
-    let v: Value = serde_json::from_slice(bytes)
+    prov_state::read_deep(|| from_bytes_shallow(bytes))
+}
+
+fn from_bytes_shallow(bytes: &[u8]) -> Result<Plan, String> {
+    let v: Value = prov_state::from_slice(bytes)
         .map_err(|e| format!("not a prov plan file (invalid JSON: {e})"))?;
     let body = v
         .get("plan")
