@@ -114,6 +114,17 @@ pub fn read_manifest(
         path: path.clone(),
         source,
     })?;
+    parse_manifest(&text, dir, expected)
+}
+
+/// Parses and checks the text of `dir/manifest.toml` (see [`read_manifest`]); errors name that
+/// file and, for TOML syntax, the line.
+pub fn parse_manifest(
+    text: &str,
+    dir: &Path,
+    expected: Option<ExtensionKind>,
+) -> Result<Extension, ExtensionError> {
+    let path = dir.join("manifest.toml");
     let bad = |message: String| ExtensionError::Manifest {
         path: path.clone(),
         message,

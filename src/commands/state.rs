@@ -111,7 +111,9 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                         detail,
                         ..
                     }) if bad == *a => {
-                        eprintln!("note: the record of {a} cannot be read ({detail}); removing it anyway");
+                        eprintln!(
+                            "note: the record of {a} cannot be read ({detail}); removing it anyway"
+                        );
                     }
                     Err(e) => return Err(e.into()),
                 }

@@ -346,7 +346,11 @@ mod tests {
     fn nested(depth: usize) -> Value {
         let mut v = json!(1);
         for i in 0..depth {
-            v = if i % 2 == 0 { json!({ "a": v }) } else { json!([v]) };
+            v = if i % 2 == 0 {
+                json!({ "a": v })
+            } else {
+                json!([v])
+            };
         }
         v
     }
@@ -397,7 +401,11 @@ mod tests {
         let huge = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let e = from_slice_deep::<Value>(huge.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("100000 levels"), "{e}");
-        let over = format!("{}{}", "[".repeat(RECOVERY_DEPTH + 1), "]".repeat(RECOVERY_DEPTH + 1));
+        let over = format!(
+            "{}{}",
+            "[".repeat(RECOVERY_DEPTH + 1),
+            "]".repeat(RECOVERY_DEPTH + 1)
+        );
         assert!(from_slice_deep::<Value>(over.as_bytes()).is_err());
         // Damage is still damage.
         let mut broken = text.clone();

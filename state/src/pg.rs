@@ -388,10 +388,11 @@ impl StateRead for PgStore {
             return Err(self.at.workspace_gone());
         };
         let outputs: String = meta.get(2);
-        let outputs: Map<String, Value> = crate::depth::from_slice_deep(outputs.as_bytes()).map_err(|e| {
-            self.at
-                .corrupt(None, format!("its outputs do not decode ({e})"))
-        })?;
+        let outputs: Map<String, Value> = crate::depth::from_slice_deep(outputs.as_bytes())
+            .map_err(|e| {
+                self.at
+                    .corrupt(None, format!("its outputs do not decode ({e})"))
+            })?;
         let raw: Vec<(String, i32, String)> = records
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))

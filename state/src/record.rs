@@ -289,11 +289,7 @@ pub(crate) fn decode(
     read_deep(|| decode_shallow(backend, address, raw))
 }
 
-fn decode_shallow(
-    backend: &str,
-    address: &str,
-    raw: &[u8],
-) -> Result<ResourceRecord, StateError> {
+fn decode_shallow(backend: &str, address: &str, raw: &[u8]) -> Result<ResourceRecord, StateError> {
     // Fast path: current version, decoded straight into the struct without an intermediate Value
     // tree; this is what keeps a 10,000-record snapshot cheap.
     if let Ok(env) = from_slice::<EnvelopeIn<ResourceRecord>>(raw) {

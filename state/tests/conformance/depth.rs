@@ -134,61 +134,60 @@ pub(super) fn check_values_within_the_limit_round_trip(h: &mut dyn Harness) {
         value_within_limit(),
         odd_string(),
     );
-    let result = runner.run(&strategy, |(config, attributes, outputs, spec, out, name)| {
-        let mut r = rec("server.deep", 1);
-        r.config = config;
-        r.attributes = attributes;
-        r.outputs = outputs;
-        let mut p = pending("server.deep-pending", "create");
-        p.spec = spec;
-        let mut o = Map::new();
-        o.insert(name, out);
-        let guard = s.borrow();
-        let store = guard.as_ref().unwrap();
-        store
-            .commit(&[Change::Put(r.clone()), Change::PutPending(p.clone())])
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        store
-            .set_outputs(o.clone())
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let same = |what: &str, got: &Value, want: &Value| -> Result<(), TestCaseError> {
-            if got != want || got.to_string() != want.to_string() {
-                let diff = first_difference(got, want, what.to_string());
-                return Err(TestCaseError::fail(diff.unwrap_or_default()));
-            }
+    let result = runner.run(
+        &strategy,
+        |(config, attributes, outputs, spec, out, name)| {
+            let mut r = rec("server.deep", 1);
+            r.config = config;
+            r.attributes = attributes;
+            r.outputs = outputs;
+            let mut p = pending("server.deep-pending", "create");
+            p.spec = spec;
+            let mut o = Map::new();
+            o.insert(name, out);
+            let guard = s.borrow();
+            let store = guard.as_ref().unwrap();
+            store
+                .commit(&[Change::Put(r.clone()), Change::PutPending(p.clone())])
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            store
+                .set_outputs(o.clone())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let same = |what: &str, got: &Value, want: &Value| -> Result<(), TestCaseError> {
+                if got != want || got.to_string() != want.to_string() {
+                    let diff = first_difference(got, want, what.to_string());
+                    return Err(TestCaseError::fail(diff.unwrap_or_default()));
+                }
+                Ok(())
+            };
+            let check = |snap: &Snapshot, configs: bool| -> Result<(), TestCaseError> {
+                let got = &snap.resources["server.deep"];
+                if configs {
+                    same("config", &got.config, &r.config)?;
+                } else {
+                    prop_assert!(got.config.is_null());
+                }
+                same("attributes", &got.attributes, &r.attributes)?;
+                same("outputs", &got.outputs, &r.outputs)?;
+                same("spec", &snap.pending["server.deep-pending"].spec, &p.spec)?;
+                same(
+                    "workspace outputs",
+                    &Value::Object(snap.outputs.clone()),
+                    &Value::Object(o.clone()),
+                )
+            };
+            check(&store.snapshot().unwrap(), true)?;
+            check(&store.snapshot_without_configs().unwrap(), false)?;
+            prop_assert_eq!(store.record("server.deep").unwrap().unwrap(), r.clone());
+            // The dump, as `state pull` writes it and `state push` reads it.
+            let text = store.dump().unwrap().to_json();
+            let dump = StateDump::from_json(&text, "pulled.json").unwrap();
+            prop_assert_eq!(&dump.resources, &vec![r.clone()]);
+            prop_assert_eq!(&dump.pending, &vec![p.clone()]);
+            prop_assert_eq!(&dump.outputs, &o);
             Ok(())
-        };
-        let check = |snap: &Snapshot, configs: bool| -> Result<(), TestCaseError> {
-            let got = &snap.resources["server.deep"];
-            if configs {
-                same("config", &got.config, &r.config)?;
-            } else {
-                prop_assert!(got.config.is_null());
-            }
-            same("attributes", &got.attributes, &r.attributes)?;
-            same("outputs", &got.outputs, &r.outputs)?;
-            same(
-                "spec",
-                &snap.pending["server.deep-pending"].spec,
-                &p.spec,
-            )?;
-            same(
-                "workspace outputs",
-                &Value::Object(snap.outputs.clone()),
-                &Value::Object(o.clone()),
-            )
-        };
-        check(&store.snapshot().unwrap(), true)?;
-        check(&store.snapshot_without_configs().unwrap(), false)?;
-        prop_assert_eq!(store.record("server.deep").unwrap().unwrap(), r.clone());
-        // The dump, as `state pull` writes it and `state push` reads it.
-        let text = store.dump().unwrap().to_json();
-        let dump = StateDump::from_json(&text, "pulled.json").unwrap();
-        prop_assert_eq!(&dump.resources, &vec![r.clone()]);
-        prop_assert_eq!(&dump.pending, &vec![p.clone()]);
-        prop_assert_eq!(&dump.outputs, &o);
-        Ok(())
-    });
+        },
+    );
     // Once more after reopening: what was written, not what a cache holds.
     let last = s.borrow().as_ref().unwrap().snapshot().unwrap();
     drop(s.borrow_mut().take());
@@ -298,7 +297,11 @@ pub(super) fn check_too_deep_values_are_refused(h: &mut dyn Harness) {
 pub(super) fn deep_value(depth: usize) -> Value {
     let mut v = json!("leaf");
     for i in 0..depth {
-        v = if i % 2 == 0 { json!({"k": v}) } else { json!([v]) };
+        v = if i % 2 == 0 {
+            json!({"k": v})
+        } else {
+            json!([v])
+        };
     }
     v
 }
@@ -342,7 +345,9 @@ pub(super) fn check_records_older_prov_stored_too_deep_still_read(h: &mut dyn Ha
     assert_eq!(h0[0].record, old);
     // The edited backup pushes back.
     let mut edited = dump;
-    edited.resources.retain(|r| r.address != "taskserv.web.redis");
+    edited
+        .resources
+        .retain(|r| r.address != "taskserv.web.redis");
     edited.serial = s.meta().unwrap().serial;
     s.replace_all(&edited, false).unwrap();
     assert_eq!(
