@@ -154,7 +154,7 @@ pub(super) fn check_values_within_the_limit_round_trip(h: &mut dyn Harness) {
                 .set_outputs(o.clone())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let same = |what: &str, got: &Value, want: &Value| -> Result<(), TestCaseError> {
-                if got != want || got.to_string() != want.to_string() {
+                if got != want || json_text(got) != json_text(want) {
                     let diff = first_difference(got, want, what.to_string());
                     return Err(TestCaseError::fail(diff.unwrap_or_default()));
                 }
@@ -215,13 +215,18 @@ fn first_difference(got: &Value, want: &Value, path: String) -> Option<String> {
             .zip(w)
             .enumerate()
             .find_map(|(i, (gv, wv))| first_difference(gv, wv, format!("{path}[{i}]"))),
-        _ if got == want && got.to_string() == want.to_string() => None,
+        _ if got == want && json_text(got) == json_text(want) => None,
         _ => Some(format!(
             "{path}: read back {} where {} was written",
             truncate(got.to_string()),
             truncate(want.to_string())
         )),
     }
+}
+
+/// The bytes a value is stored as (key order and number form included).
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap()
 }
 
 fn truncate(mut s: String) -> String {
