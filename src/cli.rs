@@ -70,6 +70,14 @@ pub struct PlanArgs {
     /// Fail (exit 1, listing them) if anything would change: a convergence check for CI.
     #[arg(long)]
     pub expect_no_changes: bool,
+    /// Adopt live servers whose `prov:address` tag names a server this plan would create and
+    /// that no record holds (after a lost state), instead of refusing to duplicate them.
+    #[arg(long)]
+    pub adopt: bool,
+    /// apply: create servers even though live servers tagged for their addresses exist that
+    /// no record holds (another workspace's that declare the same addresses).
+    #[arg(long)]
+    pub ignore_tagged: bool,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +173,9 @@ pub enum Command {
         id: String,
         #[arg(long = "dir", value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Import a server tagged by another workspace or for another address.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         lock: LockArgs,
     },
@@ -285,6 +296,9 @@ pub enum StateCommand {
     Mv {
         from: String,
         to: String,
+        /// Move to an address the configuration does not declare (the next plan destroys it).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         lock: LockArgs,
     },

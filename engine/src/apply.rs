@@ -29,6 +29,9 @@ pub struct ApplyOptions {
     pub interrupt: Arc<AtomicBool>,
     /// Identifies this apply in pending notes (the state lock's id).
     pub run_id: String,
+    /// Create servers even where live servers tagged for their addresses exist that no record
+    /// holds (`ops::check_tagged`): another workspace's that share the addresses.
+    pub ignore_tagged: bool,
 }
 
 impl Default for ApplyOptions {
@@ -37,6 +40,7 @@ impl Default for ApplyOptions {
             parallelism: 10,
             interrupt: Arc::new(AtomicBool::new(false)),
             run_id: String::new(),
+            ignore_tagged: false,
         }
     }
 }
@@ -347,6 +351,8 @@ pub async fn apply(
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??
     };
+    // What created servers are tagged with (the state's identity, see `ownership`).
+    let owner_id = crate::ownership::Identity::of(&snap.meta, &bound).id;
     let mut records: HashMap<Address, ResourceRecord> = crate::plan::make::parse_records(&snap)?
         .into_iter()
         .map(|(a, r)| (a, r.clone()))
@@ -440,7 +446,7 @@ pub async fn apply(
             let global = global.clone();
             let bound = bound.clone();
             let events = events.clone();
-            let workspace = bound.workspace_name.clone();
+            let workspace = owner_id.clone();
             running.spawn(async move {
                 let _g = global.acquire_owned().await.expect("semaphore open");
                 let _p = match sem {

@@ -627,6 +627,9 @@ pub async fn unmanaged(
                 .chain(r.deposed.iter().map(|d| d.provider_id.as_str()))
         })
         .collect();
+    // Ours by the state's identity (the directory-name tag of older versions does not count:
+    // it may be another workspace's).
+    let me = crate::ownership::Identity::of(&snap.meta, bound);
     let mut out = Vec::new();
     for name in providers {
         let p = match bound.provider(name) {
@@ -646,11 +649,8 @@ pub async fn unmanaged(
             }),
             Ok(list) => {
                 for s in list {
-                    if s.tags
-                        .get(crate::traits::Ownership::TAG_WORKSPACE)
-                        .map(String::as_str)
-                        != Some(bound.workspace_name.as_str())
-                        || known.contains(s.id.as_str())
+                    if known.contains(s.id.as_str())
+                        || me.claim(&s, &snap.resources) != crate::ownership::Claim::Ours
                     {
                         continue;
                     }

@@ -13,6 +13,7 @@ pub mod live;
 pub mod load;
 pub mod model;
 pub mod ops;
+pub mod ownership;
 pub mod plan;
 pub mod refresh;
 pub mod refs;

@@ -104,7 +104,7 @@ impl ListedServer {
 /// `prov server list`'s answer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServerList {
-    /// This workspace's name (what its ownership tags say).
+    /// This workspace's identity (what its ownership tags say; see `ownership`).
     pub workspace: String,
     /// Providers asked, in name order.
     pub providers: Vec<String>,
@@ -146,7 +146,7 @@ pub async fn server_list(
     let snap = state.snapshot()?;
     let providers = workspace_providers(loaded, &snap);
     let mut out = ServerList {
-        workspace: loaded.bound.workspace_name.clone(),
+        workspace: crate::ownership::Identity::of(&snap.meta, &loaded.bound).id,
         providers: providers.iter().cloned().collect(),
         ..Default::default()
     };

@@ -256,8 +256,31 @@ pub async fn plan_from(
 ) -> Result<Plan, EngineError> {
     // Taskserv settings are checked against their schemas before anything is planned.
     crate::taskserv_ops::check_settings(loaded).await?;
-    let resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
+    let mut resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = refresh::resolved_view(snap, &resolutions);
+    // Live servers tagged for addresses this plan would create (state lost or records removed):
+    // reported, adopted with --adopt, and never duplicated by apply (see `check_tagged`).
+    let mut tagged = Vec::new();
+    if !opts.destroy && !opts.refresh_only && (opts.refresh || opts.adopt) {
+        let creates = server_creates(
+            loaded
+                .model
+                .resources
+                .values()
+                .filter(|r| r.kind() == crate::model::ResourceKind::Server)
+                .map(|r| (r.addr.to_string(), r.implementation.clone())),
+            &view,
+        );
+        if !creates.is_empty() {
+            tagged = crate::ownership::tagged_for(&creates, &view, &loaded.bound).await?;
+        }
+        if opts.adopt {
+            let adopted = adoptions(loaded, &tagged)?;
+            tagged.retain(|t| !adopted.iter().any(|r| r.address() == t.address));
+            view = refresh::resolved_view(view, &adopted);
+            resolutions.extend(adopted);
+        }
+    }
     let mut found = Vec::new();
     let mut refreshed = Vec::new();
     if opts.refresh || opts.refresh_only {
@@ -323,6 +346,14 @@ pub async fn plan_from(
         &loaded.config_hash,
     )?;
     plan.resolutions = resolutions;
+    plan.tagged = tagged
+        .into_iter()
+        .filter(|t| {
+            plan.changes.iter().any(|c| {
+                c.action == crate::plan::Action::Create && c.address.to_string() == t.address
+            })
+        })
+        .collect();
     if opts.refresh_only {
         plan.mode = crate::plan::PlanMode::RefreshOnly;
         plan.changes.clear();
@@ -374,6 +405,153 @@ pub async fn plan_from(
             .collect();
     }
     Ok(plan)
+}
+
+/// Of `servers` (address, provider), those with neither a record nor a pending operation in
+/// `snap`: what a plan creates.
+fn server_creates(
+    servers: impl Iterator<Item = (String, String)>,
+    snap: &prov_state::Snapshot,
+) -> std::collections::BTreeMap<String, String> {
+    servers
+        .filter(|(a, _)| !snap.resources.contains_key(a) && !snap.pending.contains_key(a))
+        .collect()
+}
+
+/// `--adopt`: a resolution adopting each address that exactly one tagged server names (several:
+/// an error listing them, for `prov import` to choose).
+fn adoptions(
+    loaded: &Loaded,
+    tagged: &[crate::ownership::TaggedServer],
+) -> Result<Vec<refresh::Resolution>, EngineError> {
+    let mut by_addr: std::collections::BTreeMap<&str, Vec<&crate::ownership::TaggedServer>> =
+        Default::default();
+    for t in tagged {
+        by_addr.entry(t.address.as_str()).or_default().push(t);
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (address, found) in by_addr {
+        let Ok(addr) = address.parse::<crate::model::Address>() else {
+            continue;
+        };
+        let Some(r) = loaded.model.resources.get(&addr) else {
+            continue;
+        };
+        if let [t] = found.as_slice() {
+            let rec = imported_record(&addr, r, &t.info);
+            out.push(refresh::Resolution {
+                pending: prov_state::PendingOp {
+                    address: address.to_string(),
+                    operation: "adopt".into(),
+                    kind: "server".into(),
+                    implementation: t.provider.clone(),
+                    provider_id: Some(t.id.clone()),
+                    spec: serde_json::Value::Null,
+                    dependencies: rec.dependencies.clone(),
+                    started_at: rec.updated_at,
+                    run_id: "--adopt".into(),
+                },
+                outcome: refresh::Outcome::Adopt(Box::new(rec)),
+                note: format!("found {} tagged by workspace {:?}", t.id, t.workspace_tag),
+            });
+        } else {
+            errors.push(Diagnostic::new(
+                Some(address.to_string()),
+                None,
+                format!(
+                    "--adopt: {} servers are tagged for this address ({}); choose one with `prov \
+                     import {address} ID`",
+                    found.len(),
+                    found
+                        .iter()
+                        .map(|t| format!("{} by workspace {:?}", t.id, t.workspace_tag))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
+}
+
+/// Refuses to apply creates of server addresses for which tagged live servers exist that no
+/// record holds (the state was lost or the records removed): applying would duplicate them.
+/// Asks the providers again, so a saved plan is checked as of now.
+pub async fn check_tagged(
+    plan: &Plan,
+    bound: &Bound,
+    store: &Arc<dyn StateStore>,
+) -> Result<(), EngineError> {
+    if plan.mode != crate::plan::PlanMode::Normal {
+        return Ok(());
+    }
+    let mut creates = plan.changes.iter().filter(|c| {
+        c.action == crate::plan::Action::Create
+            && matches!(c.address, crate::model::Address::Server(_))
+    });
+    if creates.next().is_none() {
+        return Ok(());
+    }
+    let snap = refresh::resolved_view(store.snapshot_without_configs()?, &plan.resolutions);
+    let creates = server_creates(
+        plan.changes
+            .iter()
+            .filter(|c| {
+                c.action == crate::plan::Action::Create
+                    && matches!(c.address, crate::model::Address::Server(_))
+            })
+            .map(|c| (c.address.to_string(), c.implementation.clone())),
+        &snap,
+    );
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let tagged = crate::ownership::tagged_for(&creates, &snap, bound).await?;
+    if tagged.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Invalid(
+        tagged
+            .iter()
+            .map(|t| {
+                Diagnostic::new(
+                    Some(t.address.clone()),
+                    None,
+                    format!(
+                        "not created: server {} ({}) at {} is already tagged for this address{}; \
+                         creating it again would duplicate it. Adopt it with `prov apply --adopt` \
+                         or `prov import {} {}`, or delete it first; if it is another \
+                         workspace's that declares the same address, apply with \
+                         --ignore-tagged. Nothing was applied.",
+                        t.id,
+                        t.hostname,
+                        t.provider,
+                        tagged_by(t),
+                        t.address,
+                        t.id
+                    ),
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// " by this workspace" / " by workspace W (another workspace, or this one before its state was
+/// lost)".
+pub fn tagged_by(t: &crate::ownership::TaggedServer) -> String {
+    if t.ours {
+        " by this workspace".into()
+    } else {
+        format!(
+            " by workspace {:?} (another workspace, or this one before its state was lost)",
+            t.workspace_tag
+        )
+    }
 }
 
 /// `prov drift`: what changed outside prov, read-only. The state is never written.
@@ -493,6 +671,9 @@ pub async fn apply(
     if let Some(path) = plan_path {
         apply::check_plan_current(plan, &store.meta()?, path)?;
     }
+    if !opts.ignore_tagged {
+        check_tagged(plan, &bound, &store).await?;
+    }
     settle(&plan.resolutions, &bound, &store).await?;
     if !plan.refreshed.is_empty() {
         // Refresh-only: the real world is accepted into the state; nothing else is touched.
@@ -555,13 +736,89 @@ pub async fn apply(
     Ok(report)
 }
 
+/// `prov state push`: refuses a dump that names a malformed address, a record whose kind is not
+/// its address's, or one server under two addresses (a replace of either would destroy the
+/// other's server). Nothing is written when it fails.
+pub fn check_dump(dump: &prov_state::StateDump) -> Result<(), EngineError> {
+    let mut errors = Vec::new();
+    let mut ids: std::collections::BTreeMap<(&str, &str), &str> = Default::default();
+    for r in &dump.resources {
+        let bad = |m: String| Diagnostic::new(Some(r.address.clone()), None, m);
+        match r.address.parse::<crate::model::Address>() {
+            Err(e) => errors.push(bad(format!("malformed address: {e}"))),
+            Ok(a) if a.kind().as_str() != r.kind => errors.push(bad(format!(
+                "its record is a {} but the address names a {}",
+                r.kind,
+                a.kind().as_str()
+            ))),
+            Ok(_) => {}
+        }
+        if let (Some(id), "server") = (r.provider_id.as_deref(), r.kind.as_str()) {
+            if let Some(first) = ids.insert((r.implementation.as_str(), id), &r.address) {
+                errors.push(bad(format!(
+                    "server {id:?} is also recorded as {first}: one server under two addresses"
+                )));
+            }
+        }
+    }
+    for p in &dump.pending {
+        if let Err(e) = p.address.parse::<crate::model::Address>() {
+            errors.push(Diagnostic::new(
+                Some(p.address.clone()),
+                None,
+                format!("pending operation with a malformed address: {e}"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
+}
+
+/// Refuses (the message says why) a server tagged by another workspace, or tagged for another
+/// address than `address`: taking it over needs `--force`.
+pub fn foreign(
+    info: &crate::traits::ServerInfo,
+    address: &str,
+    snap: &prov_state::Snapshot,
+    bound: &Bound,
+) -> Result<(), String> {
+    use crate::ownership::{Claim, Identity};
+    let tagged_for = info.tags.get(crate::traits::Ownership::TAG_ADDRESS);
+    match Identity::of(&snap.meta, bound).claim(info, &snap.resources) {
+        Claim::Other(w) => Err(format!(
+            "server {:?} is tagged by another workspace ({w:?}{}): another workspace's server, or \
+             this workspace's from before its state was lost; rerun with --force if this \
+             workspace is to manage it",
+            info.id,
+            tagged_for.map(|a| format!(", as {a}")).unwrap_or_default()
+        )),
+        _ => match tagged_for {
+            Some(a) if a != address => Err(format!(
+                "server {:?} is tagged for {a}, not {address}; rerun with --force to record it \
+                 as {address}",
+                info.id
+            )),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// `prov import`: adopts an existing server into the state under a declared address. The record
 /// holds what the provider reports, so the next plan shows how it differs from the configuration.
+///
+/// Refused, with the state unchanged: an address that is not a declared server or is already in
+/// the state, an id the provider does not know, an id another address already records (two
+/// records of one object: a replace of either would destroy the other's server), and, unless
+/// `force`, a server tagged by another workspace or for another address.
 pub async fn import(
     loaded: &Loaded,
     store: &Arc<dyn StateStore>,
     addr: &crate::model::Address,
     id: &str,
+    force: bool,
 ) -> Result<prov_state::ResourceRecord, EngineError> {
     let invalid =
         |m: String| EngineError::Invalid(vec![Diagnostic::new(Some(addr.to_string()), None, m)]);
@@ -576,6 +833,19 @@ pub async fn import(
             "is already in the state (see `prov state show`)".into(),
         ));
     }
+    let snap = store.snapshot_without_configs()?;
+    if let Some(other) = snap.resources.values().find(|o| {
+        o.kind == "server"
+            && o.implementation == r.implementation
+            && o.provider_id.as_deref() == Some(id)
+    }) {
+        return Err(invalid(format!(
+            "server {id:?} is already recorded as {}: a second record of it would let a replace \
+             of either address destroy the other's server (to rename the record, use `prov state \
+             mv {} {addr}`)",
+            other.address, other.address
+        )));
+    }
     let p = loaded.bound.provider(&r.implementation)?;
     let info = p.get_server_info(id).await?.ok_or_else(|| {
         invalid(format!(
@@ -583,6 +853,25 @@ pub async fn import(
             r.implementation
         ))
     })?;
+    if !force {
+        foreign(&info, &addr.to_string(), &snap, &loaded.bound).map_err(invalid)?;
+    }
+    let rec = imported_record(addr, r, &info);
+    let s = store.clone();
+    let put = rec.clone();
+    tokio::task::spawn_blocking(move || s.commit(&[prov_state::Change::Put(put)]))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    Ok(rec)
+}
+
+/// The record of an existing server taken over at `addr`: observed values where the provider
+/// reports them, the rest as configured, so the next plan shows how it differs.
+fn imported_record(
+    addr: &crate::model::Address,
+    r: &crate::model::Resource,
+    info: &crate::traits::ServerInfo,
+) -> prov_state::ResourceRecord {
     // Observed values where the provider reports them; the rest as configured.
     let mut attrs = r.config.as_object().cloned().unwrap_or_default();
     let tags: serde_json::Map<String, serde_json::Value> = info
@@ -600,14 +889,14 @@ pub async fn import(
         "firewall_rules".into(),
         serde_json::to_value(&info.firewall_rules).unwrap_or_default(),
     );
-    let rec = prov_state::ResourceRecord {
+    prov_state::ResourceRecord {
         address: addr.to_string(),
         kind: "server".into(),
         implementation: r.implementation.clone(),
         provider_id: Some(info.id.clone()),
         config: r.config.clone(),
         attributes: serde_json::Value::Object(attrs),
-        outputs: refresh::server_outputs(&info),
+        outputs: refresh::server_outputs(info),
         dependencies: r.depends_on.iter().map(|d| d.to_string()).collect(),
         updated_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -616,11 +905,5 @@ pub async fn import(
         // What the configuration declares secret (and what references secrets) stays hidden.
         sensitive_paths: r.sensitive.clone(),
         ..Default::default()
-    };
-    let s = store.clone();
-    let put = rec.clone();
-    tokio::task::spawn_blocking(move || s.commit(&[prov_state::Change::Put(put)]))
-        .await
-        .map_err(|e| EngineError::Internal(e.to_string()))??;
-    Ok(rec)
+    }
 }

@@ -120,18 +120,6 @@ pub fn server_outputs(info: &ServerInfo) -> Value {
     json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra})
 }
 
-fn owned_by(info: &ServerInfo, workspace: &str, address: &str) -> bool {
-    info.tags
-        .get(crate::traits::Ownership::TAG_WORKSPACE)
-        .map(String::as_str)
-        == Some(workspace)
-        && info
-            .tags
-            .get(crate::traits::Ownership::TAG_ADDRESS)
-            .map(String::as_str)
-            == Some(address)
-}
-
 fn server_target(
     addr: &Address,
     snap: &Snapshot,
@@ -173,6 +161,7 @@ pub async fn resolve_pending(
     let mut out = Vec::new();
     // Servers are listed once per provider, not once per pending create.
     let mut listed: BTreeMap<String, Vec<ServerInfo>> = BTreeMap::new();
+    let me = crate::ownership::Identity::of(&snap.meta, bound);
     for p in snap.pending.values() {
         let addr: Address = p
             .address
@@ -193,7 +182,7 @@ pub async fn resolve_pending(
                 };
                 let found: Vec<&ServerInfo> = listed[&p.implementation]
                     .iter()
-                    .filter(|i| owned_by(i, &bound.workspace_name, &p.address))
+                    .filter(|i| me.created(i, &p.address))
                     .filter(|i| !known(&i.id))
                     .collect();
                 match found.split_first() {

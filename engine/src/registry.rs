@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct ExtContext {
     pub workspace_dir: PathBuf,
-    /// The workspace's name (its directory name), used in ownership tags.
+    /// The workspace's directory name: for display and object names only. Ownership tags
+    /// carry the state's identity (`Ownership::workspace`, see `ownership`).
     pub workspace_name: String,
     /// The implementation's name, e.g. `sim`.
     pub name: String,

@@ -25,8 +25,8 @@ pub fn run(
     let rt = runtime()?;
     let saved = target.map(|t| ctx.base.join(t)).filter(|p| p.is_file());
     if let Some(path) = saved {
-        if args.destroy || !args.targets.is_empty() || !args.replace.is_empty() {
-            return Err(Failure("--destroy, --target and --replace cannot be combined with a saved plan: they were fixed when it was made".into()));
+        if args.destroy || args.adopt || !args.targets.is_empty() || !args.replace.is_empty() {
+            return Err(Failure("--destroy, --adopt, --target and --replace cannot be combined with a saved plan: they were fixed when it was made".into()));
         }
         let plan = planfile::read(&path)?;
         let ws = ctx.workspace(None)?;
@@ -39,6 +39,7 @@ pub fn run(
             bound,
             &state,
             parallelism,
+            args.ignore_tagged,
             json,
             paint,
         );
@@ -66,6 +67,10 @@ pub fn run(
             "--expect-no-changes: the plan above has changes; nothing was applied".into(),
         ));
     }
+    // Refused before asking: the engine refuses these creates anyway (`ops::check_tagged`).
+    if !args.ignore_tagged && !auto_approve {
+        rt.block_on(ops::check_tagged(&plan, &loaded.bound, &state.store))?;
+    }
     if !auto_approve && !confirm(&plan)? {
         crate::outln!("Apply cancelled; nothing was changed.");
         return Ok(1);
@@ -77,6 +82,7 @@ pub fn run(
         loaded.bound.clone(),
         &state,
         parallelism,
+        args.ignore_tagged,
         json,
         paint,
     )
@@ -105,11 +111,13 @@ fn execute(
     bound: Arc<prov_engine::registry::Bound>,
     state: &OpenState,
     parallelism: usize,
+    ignore_tagged: bool,
     json: bool,
     paint: Paint,
 ) -> CmdResult {
     let opts = ApplyOptions {
         parallelism,
+        ignore_tagged,
         run_id: state.lock_id.clone(),
         ..ApplyOptions::default()
     };

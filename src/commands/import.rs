@@ -12,6 +12,7 @@ pub fn run(
     address: &str,
     id: &str,
     dir: Option<&Path>,
+    force: bool,
     lock: &LockArgs,
 ) -> CmdResult {
     let addr: Address = address.parse().map_err(Failure)?;
@@ -24,7 +25,7 @@ pub fn run(
         lock.lock_timeout,
         true,
     )?;
-    let rec = runtime()?.block_on(ops::import(&loaded, &state.store, &addr, id))?;
+    let rec = runtime()?.block_on(ops::import(&loaded, &state.store, &addr, id, force))?;
     crate::outln!(
         "Imported {} as {addr}. Run `prov plan` to see how it differs from the configuration.",
         rec.provider_id.as_deref().unwrap_or(id)

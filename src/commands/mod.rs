@@ -86,6 +86,8 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
                 expect_no_changes: false,
                 destroy: true,
                 targets,
+                adopt: false,
+                ignore_tagged: false,
                 replace: Vec::new(),
             };
             apply::run(
@@ -126,8 +128,9 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             address,
             id,
             dir,
+            force,
             lock,
-        } => import::run(ctx, &address, &id, dir.as_deref(), &lock),
+        } => import::run(ctx, &address, &id, dir.as_deref(), force, &lock),
         Command::ForceUnlock { lock_id } => state::force_unlock(ctx, &lock_id),
         Command::Taskserv { command } => taskserv::run(ctx, command),
     };

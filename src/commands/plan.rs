@@ -30,6 +30,7 @@ pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
         destroy: a.destroy,
         targets: parse(&a.targets, "--target")?,
         replace: parse(&a.replace, "--replace")?,
+        adopt: a.adopt,
     })
 }
 

@@ -33,12 +33,16 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
             crate::outln!("set {key} on {} ({}) outside prov", s.hostname, s.id);
         }
         SimCommand::AddUnmanaged { hostname } => {
-            let name = ws
-                .dir
-                .canonicalize()?
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            // Tagged as this workspace's (its state's identity), as if a create had leaked it.
+            let state =
+                ctx.open_state(&ws, None, "sim add-unmanaged", Default::default(), false)?;
+            let name = prov_engine::ownership::workspace_id(&state.store.meta()?);
+            drop(state);
+            if name.is_empty() {
+                return Err(super::Failure(
+                    "this workspace has no state yet: apply first".into(),
+                ));
+            }
             let s = world.add_unmanaged_server(
                 &hostname,
                 BTreeMap::from([(TAG_WORKSPACE.to_string(), name)]),

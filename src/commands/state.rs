@@ -127,7 +127,12 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 crate::outln!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
             }
         }
-        StateCommand::Mv { from, to, lock } => {
+        StateCommand::Mv {
+            from,
+            to,
+            force,
+            lock,
+        } => {
             let (f, t) = (parse(&from)?, parse(&to)?);
             if f.kind() != t.kind() {
                 return Err(Failure(format!(
@@ -135,6 +140,23 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                     f.kind().as_str(),
                     t.kind().as_str()
                 )));
+            }
+            if !force {
+                // A record moved to an address the configuration does not declare is destroyed
+                // by the next apply: refuse a typo before it costs a server.
+                let loaded = prov_engine::ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())
+                    .map_err(|e| {
+                        Failure(format!(
+                            "cannot check {to} against the configuration (pass --force to move \
+                             without checking): {e}"
+                        ))
+                    })?;
+                if !loaded.model.resources.contains_key(&t) {
+                    return Err(Failure(format!(
+                        "{to} is not declared in the configuration: the next apply would destroy \
+                         what {from} records; declare it first (or pass --force); nothing was moved"
+                    )));
+                }
             }
             let state = ctx.open_state(&ws, None, "state mv", lock.lock_timeout, false)?;
             let mut rec = state
@@ -165,6 +187,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             let bytes = std::fs::read(&path)
                 .map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
             let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
+            prov_engine::ops::check_dump(&dump)?;
             let state = ctx.open_state(&ws, None, "state push", lock.lock_timeout, true)?;
             let serial = state.store.replace_all(&dump, force)?;
             crate::outln!(

@@ -17,8 +17,52 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     };
     let mut out = String::new();
     let changed: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.action.is_noop()).collect();
-    if !p.resolutions.is_empty() {
-        out.push_str(&resolutions(&p.resolutions, paint));
+    let (adopted, interrupted): (Vec<Resolution>, Vec<Resolution>) = p
+        .resolutions
+        .iter()
+        .cloned()
+        .partition(|r| r.pending.operation == "adopt");
+    if !interrupted.is_empty() {
+        out.push_str(&resolutions(&interrupted, paint));
+    }
+    if !adopted.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.bold("Tagged servers adopted into the state (--adopt):")
+        );
+        for r in &adopted {
+            let _ = writeln!(out, "  {}: {}", r.pending.address, r.note);
+        }
+        out.push('\n');
+    }
+    if !p.tagged.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.yellow(&paint.bold(&format!(
+                "Warning: {} live server(s) are already tagged for addresses this plan creates, \
+                 and no record holds them:",
+                p.tagged.len()
+            )))
+        );
+        for t in &p.tagged {
+            let _ = writeln!(
+                out,
+                "  {}: {} ({}) at {}, tagged{}",
+                t.address,
+                t.id,
+                t.hostname,
+                t.provider,
+                prov_engine::ops::tagged_by(t)
+            );
+        }
+        out.push_str(
+            "  Apply refuses to create these addresses while they exist. Adopt them with \
+             `prov plan --adopt` / `prov apply --adopt`, or one by one with \
+             `prov import ADDRESS ID`; or delete them first. If they are another \
+             workspace's that declares the same addresses, apply with --ignore-tagged.\n\n",
+        );
     }
     if !p.drift.is_empty() {
         let _ = writeln!(

@@ -29,7 +29,8 @@ fn sweep(url: &str) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         use prov_engine::traits::Provider;
         for s in p.list_servers().await.unwrap() {
-            if s.tags.get("prov:workspace").map(String::as_str) == Some("ws") {
+            // Tagged by any workspace (its identity is the state's lineage): REGION is this test's.
+            if s.tags.contains_key("prov:workspace") {
                 p.delete_server(&s.id).await.unwrap();
             }
         }
@@ -64,7 +65,7 @@ fn provider_in(url: &str, region: &str) -> prov_providers::aws::AwsProvider {
     prov_providers::aws::AwsProvider::new(&ctx).unwrap()
 }
 
-/// What moto holds in REGION: (live instances of the workspace, security groups named prov-ws-*).
+/// What moto holds in REGION: (live instances prov tagged, security groups named prov-ws-*).
 fn in_moto(url: &str) -> (Vec<String>, Vec<String>) {
     let p = provider(url);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -75,11 +76,7 @@ fn in_moto(url: &str) -> (Vec<String>, Vec<String>) {
             .iter()
             .flat_map(|r| r.instances())
             .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
-            .filter(|i| {
-                i.tags()
-                    .iter()
-                    .any(|t| t.key() == Some("prov:workspace") && t.value() == Some("ws"))
-            })
+            .filter(|i| i.tags().iter().any(|t| t.key() == Some("prov:workspace")))
             .filter_map(|i| i.instance_id().map(str::to_string))
             .collect();
         let out = c.describe_security_groups().send().await.unwrap();

@@ -67,7 +67,12 @@ fn exec_provider_plan_apply_drift_destroy() {
     let web = by_host(&ws, "web");
     let s = servers(&ws);
     assert_eq!(s["servers"][&web]["tags"]["prov:address"], "server.web");
-    assert_eq!(s["servers"][&web]["tags"]["prov:workspace"], "ws");
+    // Tagged with the workspace's identity: its state's lineage.
+    let lineage =
+        serde_json::from_str::<serde_json::Value>(&ws.prov(&["state", "pull"]).ok().stdout)
+            .unwrap()["lineage"]
+            .clone();
+    assert_eq!(s["servers"][&web]["tags"]["prov:workspace"], lineage);
     assert_eq!(
         s["servers"][&by_host(&ws, "db")]["firewall_rules"][0]["port"],
         "5432"
@@ -92,7 +97,7 @@ fn exec_provider_plan_apply_drift_destroy() {
     s["servers"]["py-9999"] = serde_json::json!({
         "id": "py-9999", "hostname": "stray", "status": "running", "plan": "small",
         "zone": "py-b", "os": "any", "public_ip": null, "private_ip": null,
-        "tags": {"prov:workspace": "ws", "prov:address": "server.stray"},
+        "tags": {"prov:workspace": lineage, "prov:address": "server.stray"},
         "firewall_rules": [], "extra": {}
     });
     s["servers"][&web]["tags"]["role"] = "cache".into();

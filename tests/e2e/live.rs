@@ -51,7 +51,9 @@ fn server_list_info_and_power_operations() {
         t.stdout
     );
     let l = json(ws.prov(&["server", "list", "--json"]));
-    assert_eq!(l["workspace"], "ws");
+    // The workspace's identity: its state's lineage, what its servers are tagged with.
+    let dump: Value = serde_json::from_str(&ws.prov(&["state", "pull"]).ok().stdout).unwrap();
+    assert_eq!(l["workspace"], dump["lineage"]);
     assert_eq!(l["providers"], serde_json::json!(["sim"]));
     let servers = l["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 3, "{l:#}");
@@ -59,7 +61,7 @@ fn server_list_info_and_power_operations() {
     assert_eq!(by_host("web")["managed"], true);
     assert_eq!(by_host("web")["address"], "server.web");
     assert_eq!(by_host("stray")["managed"], false);
-    assert_eq!(by_host("stray")["workspace_tag"], "ws");
+    assert_eq!(by_host("stray")["workspace_tag"], dump["lineage"]);
     assert_eq!(by_host("db")["plan"], "medium");
 
     let info = ws.prov(&["server", "info", "web"]).ok();

@@ -13,6 +13,7 @@ mod drift_ignore;
 mod exec;
 mod local;
 mod nesting;
+mod ownership;
 mod process;
 mod secrets;
 mod trust;

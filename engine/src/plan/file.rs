@@ -403,6 +403,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             .into_iter()
             .map(|r| Ok((addr(&r.address)?, r.record)))
             .collect::<Result<Vec<_>, String>>()?,
+        tagged: Vec::new(),
         resolutions: f
             .resolutions
             .into_iter()

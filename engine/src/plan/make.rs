@@ -23,6 +23,8 @@ pub struct PlanOptions {
     pub targets: Vec<Address>,
     /// Force these resources to be replaced.
     pub replace: Vec<Address>,
+    /// Adopt live servers tagged for addresses the plan would create (see `ops::plan_from`).
+    pub adopt: bool,
 }
 
 /// What is known about a resource while planning its dependents. Nothing is copied for it:
@@ -454,6 +456,7 @@ fn plan_changes(
         deposed,
         protect,
         resolutions: Vec::new(),
+        tagged: Vec::new(),
         drift: Vec::new(),
         refreshed: Vec::new(),
         output_changes,

@@ -148,6 +148,10 @@ pub struct Plan {
     pub output_changes: Vec<OutputChange>,
     /// Operations an earlier apply left pending, and how apply will settle them first.
     pub resolutions: Vec<crate::refresh::Resolution>,
+    /// Live servers tagged for addresses this plan creates that no record holds: apply refuses
+    /// to create those addresses (adopt them with `--adopt` or `prov import`). Not saved in plan
+    /// files: apply asks the providers again.
+    pub tagged: Vec<crate::ownership::TaggedServer>,
     /// What refresh found changed outside prov (shown before the changes).
     pub drift: Vec<crate::drift::Drift>,
     /// Refresh-only plans: the records as the real world has them (None: gone).

@@ -86,6 +86,7 @@ fn main() {
         destroy: a.destroy,
         targets: Vec::new(),
         replace: Vec::new(),
+        adopt: false,
     };
     let ctx = Context::new(&cli.global).unwrap_or_else(|e| die("context", e));
     let ws = ctx
