@@ -211,7 +211,13 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
     m.run(&["show"], 0, true);
     m.run(&["import", "server.db", &id], 1, false);
     m.run(&["import", "server.nope", "sim-0"], 1, false);
-    m.run(&["state", "mv", "server.app", "server.app2"], 0, false);
+    // server.app2 is not declared: refused, then moved there and back with --force.
+    m.run(&["state", "mv", "server.app", "server.app2"], 1, false);
+    m.run(
+        &["state", "mv", "server.app", "server.app2", "--force"],
+        0,
+        false,
+    );
     m.run(&["state", "show", "server.app2"], 0, true);
     m.run(&["state", "mv", "server.app2", "server.app"], 0, false);
     m.run(&["state", "show", "server.nope"], 1, true);
