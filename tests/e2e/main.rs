@@ -845,7 +845,13 @@ fn create_before_destroy_replaces_new_first() {
 
 /// A chain-shaped workspace of `n` servers: server i refers to server i-10's address.
 fn many_servers(n: usize) -> String {
-    let mut cfg = String::from("{ servers = {\n");
+    chained_servers(n, "", ", zone = \"sim-a\"")
+}
+
+/// `n` sim servers in chains of ten (server i tags server i-10's private IP): `head` goes
+/// before `servers` in the workspace record, `attrs` into every server.
+fn chained_servers(n: usize, head: &str, attrs: &str) -> String {
+    let mut cfg = format!("{{ {head}servers = {{\n");
     for i in 0..n {
         let tag = if i >= 10 {
             format!(
@@ -856,7 +862,7 @@ fn many_servers(n: usize) -> String {
             String::new()
         };
         cfg.push_str(&format!(
-            "  s{i} = {{ provider = \"sim\", plan = \"small\", zone = \"sim-a\"{tag} }},\n"
+            "  s{i} = {{ provider = \"sim\", plan = \"small\"{attrs}{tag} }},\n"
         ));
     }
     cfg.push_str("} }\n");

@@ -1,7 +1,7 @@
 //! Trust: create_before_destroy never leaks the old object (deposed objects, kill trials on sled
 //! and PostgreSQL), and a recorded prevent_destroy outlives its configuration block.
 
-use super::{command, pg_ws, prov_in, test_pg, Rng, Run, Ws};
+use super::{chained_servers, command, pg_ws, prov_in, test_pg, Rng, Run, Ws};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -231,24 +231,11 @@ fn libc_kill(pid: i32, sig: i32) {
 /// `n` servers in chains of ten (server i tags server i-10's private IP), all
 /// create_before_destroy, zone from the provider default.
 fn cbd_servers(n: usize, zone: &str) -> String {
-    let mut cfg = format!(
-        "{{ providers = {{ sim = {{ defaults = {{ zone = \"{zone}\" }} }} }}, servers = {{\n"
-    );
-    for i in 0..n {
-        let tag = if i >= 10 {
-            format!(
-                ", tags = {{ prev = \"${{server.s{}.private_ip}}\" }}",
-                i - 10
-            )
-        } else {
-            String::new()
-        };
-        cfg.push_str(&format!(
-            "  s{i} = {{ provider = \"sim\", plan = \"small\", lifecycle = {{ create_before_destroy = true }}{tag} }},\n"
-        ));
-    }
-    cfg.push_str("} }\n");
-    cfg
+    chained_servers(
+        n,
+        &format!("providers = {{ sim = {{ defaults = {{ zone = \"{zone}\" }} }} }}, "),
+        ", lifecycle = { create_before_destroy = true }",
+    )
 }
 
 /// Kill trials over create_before_destroy replaces of `n` servers: SIGKILL (or SIGTERM) at a
