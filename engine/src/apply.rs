@@ -12,7 +12,7 @@ use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget,
     ServerUpdate, TaskservRequest,
 };
-use prov_state::{Change, Deposed, PendingOp, ResourceRecord, StateStore};
+use prov_state::{Change, PendingOp, ResourceRecord, StateStore};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -846,17 +846,8 @@ fn record(
     // very record, so the commit that names the new object also remembers the old.
     let mut deposed = prior.map(|p| p.deposed.clone()).unwrap_or_default();
     if let (Address::Server(_), Step::Create, Some(p)) = (&c.address, input.step, prior) {
-        if let Some(old) = p
-            .provider_id
-            .as_ref()
-            .filter(|old| Some(*old) != provider_id.as_ref())
-        {
-            deposed.push(Deposed {
-                provider_id: old.clone(),
-                attributes: p.attributes.clone(),
-                outputs: p.outputs.clone(),
-                since: now(),
-            });
+        if p.provider_id.is_some() && p.provider_id != provider_id {
+            deposed.extend(p.as_deposed(now()));
         }
     }
     ResourceRecord {

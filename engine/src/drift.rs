@@ -616,17 +616,7 @@ pub async fn unmanaged(
     providers: &BTreeSet<String>,
     t: Duration,
 ) -> Vec<Drift> {
-    let known: BTreeSet<&str> = snap
-        .resources
-        .values()
-        .flat_map(|r| {
-            // Deposed objects are known too: the next apply destroys them.
-            r.provider_id
-                .as_deref()
-                .into_iter()
-                .chain(r.deposed.iter().map(|d| d.provider_id.as_str()))
-        })
-        .collect();
+    let known = crate::ownership::known_ids(snap);
     // Ours by the state's identity (the directory-name tag of older versions does not count:
     // it may be another workspace's).
     let me = crate::ownership::Identity::of(&snap.meta, bound);

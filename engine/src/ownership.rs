@@ -107,6 +107,20 @@ pub struct TaggedServer {
     pub info: ServerInfo,
 }
 
+/// Every object id the state holds: each record's current object and its deposed ones (every
+/// plan destroys those, so they are the state's too).
+pub fn known_ids(snap: &Snapshot) -> std::collections::BTreeSet<&str> {
+    snap.resources
+        .values()
+        .flat_map(|r| {
+            r.provider_id
+                .as_deref()
+                .into_iter()
+                .chain(r.deposed.iter().map(|d| d.provider_id.as_str()))
+        })
+        .collect()
+}
+
 /// The live servers tagged for `creates` (address → provider) that no record in `snap` holds.
 /// One list-servers call per provider involved.
 pub async fn tagged_for(
@@ -115,17 +129,7 @@ pub async fn tagged_for(
     bound: &Bound,
 ) -> Result<Vec<TaggedServer>, crate::error::EngineError> {
     let me = Identity::of(&snap.meta, bound);
-    // Deposed objects are the state's too (every plan destroys them).
-    let known: std::collections::BTreeSet<&str> = snap
-        .resources
-        .values()
-        .flat_map(|r| {
-            r.provider_id
-                .as_deref()
-                .into_iter()
-                .chain(r.deposed.iter().map(|d| d.provider_id.as_str()))
-        })
-        .collect();
+    let known = known_ids(snap);
     let mut providers: Vec<&String> = creates.values().collect();
     providers.sort();
     providers.dedup();

@@ -194,14 +194,7 @@ pub async fn resolve_pending(
                         if let Some(r) = record {
                             rec.deposed = r.deposed.clone();
                             rec.protected = r.protected;
-                            if let Some(old) = &r.provider_id {
-                                rec.deposed.push(prov_state::Deposed {
-                                    provider_id: old.clone(),
-                                    attributes: r.attributes.clone(),
-                                    outputs: r.outputs.clone(),
-                                    since: now(),
-                                });
-                            }
+                            rec.deposed.extend(r.as_deposed(now()));
                         }
                         for other in extra {
                             rec.deposed.push(prov_state::Deposed {

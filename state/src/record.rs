@@ -61,6 +61,19 @@ pub struct ResourceRecord {
     pub protected: bool,
 }
 
+impl ResourceRecord {
+    /// This record's current object as a deposed one (none without a provider id): what the
+    /// record of the object that takes its address keeps of it.
+    pub fn as_deposed(&self, since: u64) -> Option<Deposed> {
+        Some(Deposed {
+            provider_id: self.provider_id.clone()?,
+            attributes: self.attributes.clone(),
+            outputs: self.outputs.clone(),
+            since,
+        })
+    }
+}
+
 /// An object that no longer holds its address but still exists (see `ResourceRecord::deposed`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deposed {

@@ -125,11 +125,11 @@ pub fn record_secrets(r: &prov_state::ResourceRecord) -> Vec<String> {
     out
 }
 
-/// Whether a provider setting's key names a credential (`auth.api_key`, `password`, `token`...).
-fn is_credential_key(k: &str) -> bool {
+/// Whether a setting's key names a secret value (`password`, `token`, `api_key`...): also what
+/// exec providers blank out of their error messages.
+pub fn is_secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
     [
-        "auth",
         "password",
         "secret",
         "token",
@@ -139,6 +139,11 @@ fn is_credential_key(k: &str) -> bool {
     ]
     .iter()
     .any(|s| k.contains(s))
+}
+
+/// Whether a provider setting's key names a credential (`auth.api_key`, `password`, `token`...).
+fn is_credential_key(k: &str) -> bool {
+    is_secret_key(k) || k.to_ascii_lowercase().contains("auth")
 }
 
 /// The credentials among provider settings (`providers.NAME...`): string values under a key

@@ -203,27 +203,16 @@ pub struct ExecProvider {
     info: tokio::sync::OnceCell<ProviderInfo>,
 }
 
-/// Keys whose string values are treated as secrets.
-fn is_secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "api_key",
-        "private_key",
-        "credential",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
 fn collect_secrets(v: &Value, under_secret: bool, out: &mut Vec<String>) {
     match v {
         Value::String(s) if under_secret && s.len() >= 4 => out.push(s.clone()),
         Value::Object(m) => {
             for (k, x) in m {
-                collect_secrets(x, under_secret || is_secret_key(k), out)
+                collect_secrets(
+                    x,
+                    under_secret || prov_engine::plan::redact::is_secret_key(k),
+                    out,
+                )
             }
         }
         Value::Array(a) => a.iter().for_each(|x| collect_secrets(x, under_secret, out)),
