@@ -37,6 +37,16 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DURATION", env = "PROV_EVAL_TIME_LIMIT",
           default_value = "5m", value_parser = parse_positive_duration)]
     pub eval_time_limit: std::time::Duration,
+    /// Encrypt saved plans and state dumps with the key in FILE (relative to the directory prov
+    /// was started in); also PROV_ENCRYPTION_KEY (the key itself). Rotation:
+    /// PROV_ENCRYPTION_KEY_OLD / PROV_ENCRYPTION_KEY_OLD_FILE still decrypt (docs/encryption.md).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PROV_ENCRYPTION_KEY_FILE"
+    )]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -121,6 +131,12 @@ pub enum Command {
         /// Print progress events as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Apply only if the plan does exactly what REVIEWED shows, action for action and
+        /// value for value (secrets by keyed hash): REVIEWED is the output of `prov plan
+        /// --json` / `prov show --json PLAN`, or a saved plan file. Otherwise the differences
+        /// are listed, exit 1, nothing changed. A match is approved by its review (no prompt).
+        #[arg(long, value_name = "REVIEWED")]
+        expect_plan: Option<PathBuf>,
         #[command(flatten)]
         lock: LockArgs,
     },

@@ -2,6 +2,7 @@
 
 use crate::cli::Global;
 use prov_engine::config::EvalOptions;
+use prov_engine::crypt::{Key, Keys};
 use prov_engine::ops::Workspace;
 use prov_engine::registry::Registry;
 use prov_state::{OpenOptions, PgStore, SledStore, StateStore};
@@ -17,6 +18,10 @@ pub struct Context {
     pub registry: Registry,
     /// `--backend`.
     pub backend_flag: Option<String>,
+    /// `--encryption-key-file`, as given.
+    pub key_file: Option<PathBuf>,
+    /// The encryption keys, read and stretched when a command first needs them.
+    keys: std::sync::OnceLock<Result<Keys, String>>,
 }
 
 impl Context {
@@ -42,7 +47,21 @@ impl Context {
             color,
             registry,
             backend_flag: g.backend.clone(),
+            key_file: g.encryption_key_file.clone(),
+            keys: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The configured encryption keys (docs/encryption.md): the current one from
+    /// `--encryption-key-file`/`PROV_ENCRYPTION_KEY_FILE` or `PROV_ENCRYPTION_KEY` (both set is
+    /// an error: which one wins would be a guess), old ones for rotation from
+    /// `PROV_ENCRYPTION_KEY_OLD`/`PROV_ENCRYPTION_KEY_OLD_FILE`. None configured: files are
+    /// written in clear.
+    pub fn keys(&self) -> Result<&Keys, String> {
+        self.keys
+            .get_or_init(|| read_keys(self.key_file.as_deref()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The workspace: an explicit directory argument (relative to `-C`), or `-C`/cwd itself.
@@ -182,6 +201,37 @@ impl Context {
             }
         }
     }
+}
+
+fn read_keys(file: Option<&Path>) -> Result<Keys, String> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let from_file = |path: &Path, flag: &str| -> Result<Key, String> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            format!(
+                "reading the encryption key file {} ({flag}): {e}",
+                path.display()
+            )
+        })?;
+        Key::new(&bytes, &format!("key file {}", path.display()))
+    };
+    let from_var = |name: &str, v: std::ffi::OsString| {
+        use std::os::unix::ffi::OsStrExt;
+        Key::new(v.as_bytes(), name)
+    };
+    let current = match (file, var("PROV_ENCRYPTION_KEY")) {
+        (Some(_), Some(_)) => return Err("both PROV_ENCRYPTION_KEY and an encryption key file (--encryption-key-file or PROV_ENCRYPTION_KEY_FILE) are set: set one".into()),
+        (Some(f), None) => Some(from_file(f, "--encryption-key-file")?),
+        (None, Some(v)) => Some(from_var("PROV_ENCRYPTION_KEY", v)?),
+        (None, None) => None,
+    };
+    let mut old = Vec::new();
+    if let Some(v) = var("PROV_ENCRYPTION_KEY_OLD") {
+        old.push(from_var("PROV_ENCRYPTION_KEY_OLD", v)?);
+    }
+    if let Some(f) = var("PROV_ENCRYPTION_KEY_OLD_FILE") {
+        old.push(from_file(Path::new(&f), "PROV_ENCRYPTION_KEY_OLD_FILE")?);
+    }
+    Ok(Keys { current, old })
 }
 
 /// Where a workspace's state lives.

@@ -6,10 +6,12 @@
 
 use std::path::Path;
 
+use prov_engine::crypt::{self, Content, Key, Keys};
 use prov_engine::drift::{parse_ignore, rule_for, Drift, DriftKind};
 use prov_engine::extension::{parse_manifest, ExtensionKind};
 use prov_engine::model::Address;
 use prov_engine::plan::file as plan_file_format;
+use prov_engine::plan::review;
 use prov_engine::refs::{find_refs, parse_template, Segment};
 use prov_state::{
     decode_record, decode_record_body, decode_record_without_config, Change, MemoryStore,
@@ -33,8 +35,24 @@ pub const TARGETS: &[(&str, Check)] = &[
 
 /// A saved plan (`prov plan --out`): `plan::file::from_bytes`. Inputs that are JSON with a
 /// `plan` are also decoded with their checksum made right, so the decoder behind the checksum
-/// is reached; a plan that decodes must write and read back unchanged.
+/// is reached; a plan that decodes must write and read back unchanged. The same input goes to
+/// the decoders of what else stands where a plan is read: the encrypted envelope
+/// (`crypt::Keys::open`) and the reviewed-plan record (`review::from_plan_json`).
 pub fn plan_file(data: &[u8]) {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| Keys {
+        current: Some(Key::new(b"the fuzzing key, long enough", "fuzzing").expect("long enough")),
+        old: Vec::new(),
+    });
+    if let Ok(plain) = keys.open(Content::Plan, data) {
+        assert!(
+            crypt::is_encrypted(data) || *plain == *data,
+            "a plain file was changed by opening it"
+        );
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(data) {
+        let _ = review::from_plan_json(&v);
+    }
     let mut inputs = vec![data.to_vec()];
     inputs.extend(with_checksum(data));
     for input in inputs {

@@ -59,6 +59,8 @@ pub enum EngineError {
     },
     #[error("cannot read plan file {path}: {detail}")]
     PlanFile { path: PathBuf, detail: String },
+    #[error("cannot read the reviewed plan {path}: {detail}")]
+    ReviewedPlan { path: PathBuf, detail: String },
     #[error("{0}")]
     Extension(#[from] crate::traits::ExtError),
     #[error("{context}: {source}")]

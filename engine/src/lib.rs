@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod attrs;
 pub mod config;
+pub mod crypt;
 pub mod drift;
 pub mod error;
 pub mod events;

@@ -3,24 +3,79 @@
 use super::{runtime, CmdResult, Failure};
 use crate::cli::{LockArgs, PlanArgs};
 use crate::context::{Context, OpenState};
-use crate::render::{progress, text, Paint};
+use crate::render::{progress, reviewed, text, Paint};
 use prov_engine::apply::ApplyOptions;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
+use prov_engine::plan::review;
 use prov_engine::plan::Plan;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
 
+/// What allows the apply besides a `yes`: `--auto-approve`, and the reviewed plan it must match.
+pub struct Approval<'a> {
+    pub auto_approve: bool,
+    pub expect_plan: Option<&'a Path>,
+}
+
+/// `--expect-plan`: the reviewed plan, read before anything is planned (a file that is not one
+/// fails at once).
+fn read_reviewed<'a>(
+    ctx: &Context,
+    given: Option<&'a Path>,
+) -> Result<Option<(&'a Path, review::Review)>, Failure> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    // Named as given (not `./FILE`) in messages.
+    let path = if ctx.base == Path::new(".") {
+        given.to_path_buf()
+    } else {
+        ctx.base.join(given)
+    };
+    Ok(Some((given, review::read(&path, ctx.keys()?)?)))
+}
+
+/// `--expect-plan`: refuses (listing the differences) unless `plan` does exactly what the
+/// reviewed plan showed.
+fn check_reviewed(
+    ctx: &Context,
+    reviewed: &Option<(&Path, review::Review)>,
+    plan: &Plan,
+) -> Result<(), Failure> {
+    let Some((given, review)) = reviewed else {
+        return Ok(());
+    };
+    let keys = ctx.keys()?;
+    let diffs = review::compare(review, plan, keys).map_err(|e| {
+        Failure(format!(
+            "cannot check the plan against the reviewed plan {}: {e}; nothing was applied",
+            given.display()
+        ))
+    })?;
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(Failure(reviewed::differences(
+        &given.display().to_string(),
+        &diffs,
+    )))
+}
+
 pub fn run(
     ctx: &Context,
     target: Option<&Path>,
     args: &PlanArgs,
-    auto_approve: bool,
+    approval: Approval,
     parallelism: usize,
     json: bool,
     lock: &LockArgs,
 ) -> CmdResult {
+    // A plan that matches the reviewed one exactly was approved by its review, as a saved
+    // plan is.
+    let auto_approve = approval.auto_approve || approval.expect_plan.is_some();
+    let reviewed = read_reviewed(ctx, approval.expect_plan)?;
     let paint = Paint { on: ctx.color };
     let rt = runtime()?;
     let saved = target.map(|t| ctx.base.join(t)).filter(|p| p.is_file());
@@ -28,7 +83,8 @@ pub fn run(
         if args.destroy || args.adopt || !args.targets.is_empty() || !args.replace.is_empty() {
             return Err(Failure("--destroy, --adopt, --target and --replace cannot be combined with a saved plan: they were fixed when it was made".into()));
         }
-        let plan = planfile::read(&path)?;
+        let plan = planfile::read(&path, ctx.keys()?)?;
+        check_reviewed(ctx, &reviewed, &plan)?;
         let ws = ctx.workspace(None)?;
         let state = ctx.open_state(&ws, None, "apply", lock.lock_timeout, true)?;
         let bound = ops::bind_for_plan(&ws, &ctx.registry(&ws)?, &plan);
@@ -59,6 +115,7 @@ pub fn run(
     if !json {
         crate::out!("{}", text::plan(&plan, paint));
     }
+    check_reviewed(ctx, &reviewed, &plan)?;
     if !plan.has_changes() {
         return Ok(0);
     }

@@ -8,6 +8,7 @@ use prov_engine::model::Address;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::make::PlanOptions;
+use prov_engine::plan::review::Review;
 use std::path::Path;
 
 /// Turns the plan flags into engine options, validating each address.
@@ -56,17 +57,18 @@ pub fn run(
     let plan =
         super::runtime()?.block_on(ops::plan_from(&loaded, &*state.store, snapshot, &opts))?;
     if let Some(path) = out {
-        planfile::write(&ctx.base.join(path), &plan)?;
+        planfile::write(&ctx.base.join(path), &plan, ctx.keys()?)?;
     }
     if json {
-        crate::outln!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
+        let v = tfjson::reviewable(&plan, &Review::of(&plan, ctx.keys()?));
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         crate::out!("{}", text::plan(&plan, Paint { on: ctx.color }));
         if let Some(path) = out {
             crate::outln!(
-                "\nSaved the plan to {}. Apply exactly this plan with: prov apply {}",
+                "\nSaved the plan to {}. Apply exactly this plan with:\n  {}",
                 path.display(),
-                path.display()
+                apply_hint(ctx, &ws.dir, &ctx.base.join(path))
             );
         }
     }
@@ -81,4 +83,110 @@ pub fn run(
         ));
     }
     Ok(if detailed && changed { 2 } else { 0 })
+}
+
+/// The command that applies the saved plan `plan` of the workspace `ws`, run from where prov
+/// was started: `prov -C WS apply PLAN` with PLAN relative to WS (apply reads a saved plan's
+/// path from its `-C` directory), the flags that choose the state and the key repeated, each
+/// word quoted for a POSIX shell when it needs it.
+fn apply_hint(ctx: &Context, ws: &Path, plan: &Path) -> String {
+    let mut words = vec!["prov".to_string()];
+    if let Some(b) = &ctx.backend_flag {
+        words.extend(["--backend".into(), b.clone()]);
+    }
+    if let Some(k) = &ctx.key_file {
+        words.extend(["--encryption-key-file".into(), k.display().to_string()]);
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
+    let plan_arg = if same(ws, Path::new(".")) {
+        plan.to_path_buf()
+    } else {
+        words.extend(["-C".into(), clean(ws).display().to_string()]);
+        relative_to(ws, plan)
+    };
+    words.extend(["apply".into(), clean(&plan_arg).display().to_string()]);
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `p` without `.` components (`./infra/./prod` → `infra/prod`; `.` stays).
+fn clean(p: &Path) -> std::path::PathBuf {
+    let c: std::path::PathBuf = p
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if c.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        c
+    }
+}
+
+/// `target` as a path relative to the directory `from` (absolute when either cannot be
+/// resolved, or `target` was given absolute).
+fn relative_to(from: &Path, target: &Path) -> std::path::PathBuf {
+    if target.is_absolute() {
+        return target.to_path_buf();
+    }
+    let (Ok(from), Some(parent), Some(name)) = (
+        from.canonicalize(),
+        target.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        }),
+        target.file_name(),
+    ) else {
+        return std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+    };
+    let Ok(to) = parent.canonicalize() else {
+        return std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+    };
+    let a: Vec<_> = from.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c);
+    }
+    out.push(name);
+    out
+}
+
+/// A word as a POSIX shell reads it back: bare when it only holds safe characters, otherwise
+/// in single quotes (a `'` inside written as `'\''`).
+fn shell_quote(w: &str) -> String {
+    let safe = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if safe {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn words_are_quoted_for_a_posix_shell() {
+        assert_eq!(shell_quote("infra/prod"), "infra/prod");
+        assert_eq!(shell_quote("my plan.bin"), "'my plan.bin'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
 }

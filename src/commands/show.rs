@@ -6,14 +6,17 @@ use crate::render::{text, tfjson, Paint};
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::redact::REDACTED;
+use prov_engine::plan::review::Review;
 use std::path::Path;
 use std::time::Duration;
 
 pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
     if let Some(p) = plan {
-        let plan = planfile::read(&ctx.base.join(p))?;
+        let keys = ctx.keys()?;
+        let plan = planfile::read(&ctx.base.join(p), keys)?;
         if json {
-            crate::outln!("{}", serde_json::to_string_pretty(&tfjson::plan(&plan))?);
+            let v = tfjson::reviewable(&plan, &Review::of(&plan, keys));
+            crate::outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             crate::out!("{}", text::plan(&plan, Paint { on: ctx.color }));
         }

@@ -4,6 +4,7 @@ use super::{CmdResult, Failure};
 use crate::cli::StateCommand;
 use crate::context::Context;
 use crate::render::text::value;
+use prov_engine::crypt::Content;
 use prov_engine::model::Address;
 use prov_state::{format_utc, Change, ResourceRecord, StateDump, StateError};
 
@@ -176,7 +177,9 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
         }
         StateCommand::Pull { out, lock } => {
             let state = ctx.open_state(&ws, None, "state pull", lock.lock_timeout, false)?;
-            let bytes = state.store.dump()?.to_json();
+            let bytes = ctx
+                .keys()?
+                .seal(Content::StateDump, &state.store.dump()?.to_json());
             match out {
                 Some(p) => write_private(&ctx.base.join(p), &bytes)?,
                 None => crate::out::stdout_bytes(&bytes),
@@ -186,6 +189,10 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             let path = ctx.base.join(&file);
             let bytes = std::fs::read(&path)
                 .map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
+            let bytes = ctx
+                .keys()?
+                .open(Content::StateDump, &bytes)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
             let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
             prov_engine::ops::check_dump(&dump)?;
             let state = ctx.open_state(&ws, None, "state push", lock.lock_timeout, true)?;

@@ -1,6 +1,7 @@
 //! Renderers: plan text, Terraform-shaped JSON, apply progress; colours only when asked for.
 
 pub mod progress;
+pub mod reviewed;
 pub mod table;
 pub mod text;
 pub mod tfjson;

@@ -103,6 +103,14 @@ pub fn plan(p: &Plan) -> Value {
     })
 }
 
+/// [`plan`] with what a later `prov apply --expect-plan` compares against under `prov.review`
+/// (secrets as keyed hashes, see `prov_engine::plan::review`).
+pub fn reviewable(p: &Plan, review: &prov_engine::plan::review::Review) -> Value {
+    let mut v = plan(p);
+    v["prov"]["review"] = prov_engine::plan::review::to_value(review);
+    v
+}
+
 /// Terraform's `*_sensitive` shape: `true` at each sensitive path, `false` when there are none.
 fn marks(paths: &[String]) -> Value {
     if paths.is_empty() {

@@ -14,6 +14,7 @@ mod exec;
 mod local;
 mod nesting;
 mod ownership;
+mod pipeline;
 mod process;
 mod secrets;
 mod trust;

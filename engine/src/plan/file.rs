@@ -1,6 +1,7 @@
 //! The persisted plan file: a versioned JSON format kept apart from the in-memory `Plan`, with a checksum.
 
 use super::{Action, AttrDiff, DeposedChange, OutputChange, Plan, PlanMode, ResourceChange};
+use crate::crypt::{Content, Keys};
 use crate::drift::{Drift, DriftKind};
 use crate::error::EngineError;
 use crate::model::{Address, Lifecycle};
@@ -513,8 +514,9 @@ fn from_bytes_shallow(bytes: &[u8]) -> Result<Plan, String> {
     from_v1(f)
 }
 
-/// Writes a plan file with mode 0600 (it holds provider settings), atomically.
-pub fn write(path: &Path, p: &Plan) -> Result<(), EngineError> {
+/// Writes a plan file with mode 0600 (it holds provider settings), atomically; encrypted with
+/// the current key when one is configured (`crate::crypt`).
+pub fn write(path: &Path, p: &Plan, keys: &Keys) -> Result<(), EngineError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |e| EngineError::Io {
@@ -529,17 +531,26 @@ pub fn write(path: &Path, p: &Plan) -> Result<(), EngineError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io)?;
-    f.write_all(&to_bytes(p)).map_err(io)?;
+    f.write_all(&keys.seal(Content::Plan, &to_bytes(p)))
+        .map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-pub fn read(path: &Path) -> Result<Plan, EngineError> {
+/// Reads a plan file, decrypting it with whichever configured key it names (plain files are
+/// read as they are).
+pub fn read(path: &Path, keys: &Keys) -> Result<Plan, EngineError> {
     let bytes = std::fs::read(path).map_err(|e| EngineError::PlanFile {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    from_bytes(&bytes).map_err(|detail| EngineError::PlanFile {
+    let plain = keys
+        .open(Content::Plan, &bytes)
+        .map_err(|e| EngineError::PlanFile {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    from_bytes(&plain).map_err(|detail| EngineError::PlanFile {
         path: path.to_path_buf(),
         detail,
     })

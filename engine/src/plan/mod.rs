@@ -4,6 +4,7 @@ pub mod diff;
 pub mod file;
 pub mod make;
 pub mod redact;
+pub mod review;
 
 use crate::model::{Address, Lifecycle, ResourceKind};
 use serde_json::Value;

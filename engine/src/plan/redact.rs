@@ -142,7 +142,7 @@ pub fn is_secret_key(k: &str) -> bool {
 }
 
 /// Whether a provider setting's key names a credential (`auth.api_key`, `password`, `token`...).
-fn is_credential_key(k: &str) -> bool {
+pub(crate) fn is_credential_key(k: &str) -> bool {
     is_secret_key(k) || k.to_ascii_lowercase().contains("auth")
 }
 
