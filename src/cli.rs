@@ -88,6 +88,9 @@ pub struct PlanArgs {
     /// no record holds (another workspace's that declare the same addresses).
     #[arg(long)]
     pub ignore_tagged: bool,
+    /// Leave the monthly cost out of the plan (no get-pricing calls).
+    #[arg(long)]
+    pub no_cost: bool,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +155,9 @@ pub enum Command {
         parallelism: usize,
         #[arg(long)]
         json: bool,
+        /// Leave the monthly cost out of the plan (no get-pricing calls).
+        #[arg(long)]
+        no_cost: bool,
         #[command(flatten)]
         lock: LockArgs,
     },

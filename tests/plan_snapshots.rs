@@ -1,6 +1,7 @@
 //! Data-driven plan snapshots: each `tests/snapshots/CASE/` holds `main.ncl`, optionally a prior
 //! state (`prior.ncl`, applied first, and/or `state.json` records) and `args.json` (plan flags),
-//! and the expected `plan.txt` (human plan) and `plan.json` (Terraform-shaped resource_changes).
+//! and the expected `plan.txt` (human plan), `plan.json` (Terraform-shaped resource_changes) and
+//! `cost.json` (prov's `cost` key of the same JSON; sim prices).
 //! `UPDATE_SNAPSHOTS=1 cargo test --test plan_snapshots` rewrites the expectations.
 
 use prov::render::{text, tfjson, Paint};
@@ -88,6 +89,7 @@ fn run_case(case: &Path) -> Vec<String> {
         destroy: args.destroy,
         targets: args.targets.iter().map(|t| t.parse().unwrap()).collect(),
         replace: args.replace.iter().map(|t| t.parse().unwrap()).collect(),
+        cost: true,
         ..PlanOptions::default()
     };
     let loaded = load(&ws, &reg);
@@ -95,11 +97,12 @@ fn run_case(case: &Path) -> Vec<String> {
         .block_on(ops::plan(&loaded, &*store, &opts))
         .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let txt = text::plan(&plan, Paint { on: false });
-    let json =
-        serde_json::to_string_pretty(&tfjson::plan(&plan)["resource_changes"]).unwrap() + "\n";
+    let full = tfjson::plan(&plan);
+    let json = serde_json::to_string_pretty(&full["resource_changes"]).unwrap() + "\n";
+    let cost = serde_json::to_string_pretty(&full["cost"]).unwrap() + "\n";
 
     let mut failures = Vec::new();
-    for (file, got) in [("plan.txt", txt), ("plan.json", json)] {
+    for (file, got) in [("plan.txt", txt), ("plan.json", json), ("cost.json", cost)] {
         let path = case.join(file);
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(&path, &got).unwrap();

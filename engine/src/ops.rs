@@ -337,6 +337,25 @@ pub async fn plan_from(
         }
         view = drift::refreshed_view(unshared, &obs);
     }
+    // Servers whose provider the configuration changes: their price before is the old one's.
+    let record_providers: std::collections::HashMap<String, String> = if opts.cost {
+        view.resources
+            .iter()
+            .filter(|(a, r)| {
+                r.kind == "server"
+                    && a.parse::<crate::model::Address>().is_ok_and(|addr| {
+                        loaded
+                            .model
+                            .resources
+                            .get(&addr)
+                            .is_some_and(|m| m.implementation != r.implementation)
+                    })
+            })
+            .map(|(a, r)| (a.clone(), r.implementation.clone()))
+            .collect()
+    } else {
+        Default::default()
+    };
     let mut plan = make_plan_from(
         &loaded.model,
         &loaded.graph,
@@ -403,6 +422,16 @@ pub async fn plan_from(
                         .is_ok_and(|a| loaded.model.resources.contains_key(&a))
             })
             .collect();
+    }
+    if opts.cost {
+        // Pricing failures leave prices unknown (said in the plan); they never fail it.
+        plan.cost = crate::plan::cost::estimate(
+            &plan,
+            &loaded.bound,
+            &record_providers,
+            opts.refresh_opts.timeout,
+        )
+        .await;
     }
     Ok(plan)
 }

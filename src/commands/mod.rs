@@ -81,9 +81,11 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             auto_approve,
             parallelism,
             json,
+            no_cost,
             lock,
         } => {
             let plan = crate::cli::PlanArgs {
+                no_cost,
                 refresh: true,
                 refresh_only: false,
                 refresh_parallelism: 32,

@@ -32,6 +32,7 @@ pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
         targets: parse(&a.targets, "--target")?,
         replace: parse(&a.replace, "--replace")?,
         adopt: a.adopt,
+        cost: !a.no_cost,
     })
 }
 

@@ -1,5 +1,6 @@
-//! Renderers: plan text, Terraform-shaped JSON, apply progress; colours only when asked for.
+//! Renderers: plan text, Terraform-shaped JSON, the plan's cost, apply progress; colours only when asked for.
 
+pub mod cost;
 pub mod progress;
 pub mod reviewed;
 pub mod table;

@@ -181,6 +181,13 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
             s.add, s.change, s.replace, s.destroy
         ))
     );
+    if let Some(c) = &p.cost {
+        let section = super::cost::text(c, paint);
+        if !section.is_empty() {
+            out.push('\n');
+            out.push_str(&section);
+        }
+    }
     out
 }
 

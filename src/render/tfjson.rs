@@ -91,7 +91,7 @@ pub fn plan(p: &Plan) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "format_version": FORMAT_VERSION,
         "terraform_version": format!("prov-{}", p.prov_version),
         "prov": { "lineage": p.lineage, "serial": p.serial, "config_hash": p.config_hash, "mode": if p.mode == PlanMode::Destroy { "destroy" } else { "normal" } },
@@ -100,7 +100,12 @@ pub fn plan(p: &Plan) -> Value {
         "applyable": p.has_changes(),
         "complete": true,
         "errored": false,
-    })
+    });
+    // prov's own key (Terraform has none like it): the monthly cost, absent with --no-cost.
+    if let Some(c) = &p.cost {
+        v["cost"] = super::cost::json(c);
+    }
+    v
 }
 
 /// [`plan`] with what a later `prov apply --expect-plan` compares against under `prov.review`

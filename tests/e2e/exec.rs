@@ -18,7 +18,7 @@ const PYPROV: &str = r#"
 "#;
 
 /// Copies the Python provider fixture into `ws/extensions/providers/pyprov/`.
-fn install_pyprov(ws: &Ws) -> PathBuf {
+pub(crate) fn install_pyprov(ws: &Ws) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers/tests/fixtures/exec-provider");
     let dst = ws.dir.join("extensions/providers/pyprov");
     std::fs::create_dir_all(&dst).unwrap();

@@ -9,6 +9,7 @@ mod taskservs_local;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod cost;
 mod drift_ignore;
 mod exec;
 mod local;

@@ -1,5 +1,6 @@
 //! The persisted plan file: a versioned JSON format kept apart from the in-memory `Plan`, with a checksum.
 
+use super::cost::{Cost, CostTotal, Money, Priced, ResourceCost};
 use super::{Action, AttrDiff, DeposedChange, OutputChange, Plan, PlanMode, ResourceChange};
 use crate::crypt::{Content, Keys};
 use crate::drift::{Drift, DriftKind};
@@ -13,7 +14,11 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub const PLAN_FORMAT: &str = "prov-plan";
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// Version 2 added `cost`. Version 1 files are the same without it and are read as well (their
+/// plans show no cost); the `*V1` structs below serve both.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
+/// The oldest plan file version this prov reads.
+pub const PLAN_FORMAT_OLDEST: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct PlanFileV1 {
@@ -41,6 +46,117 @@ struct PlanFileV1 {
     /// Absent in plan files written before protections were recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     protect: Vec<String>,
+    /// Version 2: the plan's monthly cost (absent: not asked, or a version 1 file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cost: Option<CostV2>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CostV2 {
+    resources: Vec<ResourceCostV2>,
+    totals: Vec<CostTotalV2>,
+    unknown: Vec<String>,
+    unpriced: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResourceCostV2 {
+    address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deposed: Option<String>,
+    before: Option<PricedV2>,
+    after: Option<PricedV2>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PricedV2 {
+    provider: String,
+    plan: String,
+    zone: String,
+    /// Hundredths of `currency`; both absent when the price is unknown.
+    cents: Option<i64>,
+    currency: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CostTotalV2 {
+    currency: String,
+    before_cents: i64,
+    after_cents: i64,
+}
+
+fn cost_v2(c: &Cost) -> CostV2 {
+    let priced = |p: &Option<Priced>| {
+        p.as_ref().map(|p| PricedV2 {
+            provider: p.provider.clone(),
+            plan: p.plan.clone(),
+            zone: p.zone.clone(),
+            cents: p.price.as_ref().map(|m| m.cents),
+            currency: p.price.as_ref().map(|m| m.currency.clone()),
+        })
+    };
+    CostV2 {
+        resources: c
+            .resources
+            .iter()
+            .map(|r| ResourceCostV2 {
+                address: r.address.to_string(),
+                deposed: r.deposed.clone(),
+                before: priced(&r.before),
+                after: priced(&r.after),
+            })
+            .collect(),
+        totals: c
+            .totals
+            .iter()
+            .map(|t| CostTotalV2 {
+                currency: t.currency.clone(),
+                before_cents: t.before_cents,
+                after_cents: t.after_cents,
+            })
+            .collect(),
+        unknown: c.unknown.clone(),
+        unpriced: c.unpriced,
+    }
+}
+
+fn cost_from_v2(c: CostV2) -> Result<Cost, String> {
+    let priced = |p: Option<PricedV2>| {
+        p.map(|p| Priced {
+            provider: p.provider,
+            plan: p.plan,
+            zone: p.zone,
+            price: match (p.cents, p.currency) {
+                (Some(cents), Some(currency)) => Some(Money { cents, currency }),
+                _ => None,
+            },
+        })
+    };
+    Ok(Cost {
+        resources: c
+            .resources
+            .into_iter()
+            .map(|r| {
+                Ok(ResourceCost {
+                    address: r.address.parse()?,
+                    deposed: r.deposed,
+                    before: priced(r.before),
+                    after: priced(r.after),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        totals: c
+            .totals
+            .into_iter()
+            .map(|t| CostTotal {
+                currency: t.currency,
+                before_cents: t.before_cents,
+                after_cents: t.after_cents,
+            })
+            .collect(),
+        unknown: c.unknown,
+        unpriced: c.unpriced,
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,6 +274,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
     let addrs = |v: &[Address]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     PlanFileV1 {
         protect: addrs(&p.protect),
+        cost: p.cost.as_ref().map(cost_v2),
         deposed: p
             .deposed
             .iter()
@@ -355,6 +472,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Plan {
+        cost: f.cost.map(cost_from_v2).transpose()?,
         protect: addrs(&f.protect)?,
         deposed,
         prov_version: f.prov_version,
@@ -489,11 +607,12 @@ fn from_bytes_shallow(bytes: &[u8]) -> Result<Plan, String> {
         .get("format_version")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    if ver != u64::from(PLAN_FORMAT_VERSION) {
+    if !(u64::from(PLAN_FORMAT_OLDEST)..=u64::from(PLAN_FORMAT_VERSION)).contains(&ver) {
         return Err(format!(
-            "plan format version {ver} is not supported by this prov (it reads version {PLAN_FORMAT_VERSION}); make the plan again with this version"
+            "plan format version {ver} is not supported by this prov (it reads versions {PLAN_FORMAT_OLDEST} to {PLAN_FORMAT_VERSION}); make the plan again with this version"
         ));
     }
+
     let want = v
         .get("checksum")
         .and_then(Value::as_str)
@@ -554,4 +673,65 @@ pub fn read(path: &Path, keys: &Keys) -> Result<Plan, EngineError> {
         path: path.to_path_buf(),
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn file(body: Value) -> Vec<u8> {
+        let text = serde_json::to_string(&body).unwrap();
+        format!(
+            "{{\"checksum\":\"{}\",\"plan\":{text}}}",
+            checksum(text.as_bytes())
+        )
+        .into_bytes()
+    }
+
+    fn v1_body() -> Value {
+        json!({
+            "format": PLAN_FORMAT, "format_version": 1, "prov_version": "0.1.0",
+            "mode": "normal", "lineage": "ab12", "serial": 3, "config_hash": "00",
+            "targets": [], "outputs": {}, "providers": {}, "changes": [],
+            "output_changes": [], "resolutions": [], "drift": [], "refreshed": [],
+        })
+    }
+
+    #[test]
+    fn version_1_files_are_read_without_cost_and_version_2_keeps_it() {
+        let mut p = from_bytes(&file(v1_body())).unwrap();
+        assert_eq!(p.cost, None);
+        p.cost = Some(Cost {
+            resources: vec![ResourceCost {
+                address: "server.web".parse().unwrap(),
+                deposed: None,
+                before: None,
+                after: Some(Priced {
+                    provider: "sim".into(),
+                    plan: "large".into(),
+                    zone: "sim-a".into(),
+                    price: Some(Money {
+                        cents: 4000,
+                        currency: "SIM".into(),
+                    }),
+                }),
+            }],
+            totals: vec![CostTotal {
+                currency: "SIM".into(),
+                before_cents: 0,
+                after_cents: 4000,
+            }],
+            unknown: vec!["provider x has no price for plan y (server.z)".into()],
+            unpriced: 1,
+        });
+        let bytes = to_bytes(&p);
+        assert!(String::from_utf8_lossy(&bytes).contains("\"format_version\":2"));
+        assert_eq!(from_bytes(&bytes).unwrap(), p);
+
+        let mut newer = v1_body();
+        newer["format_version"] = json!(PLAN_FORMAT_VERSION + 1);
+        let e = from_bytes(&file(newer)).unwrap_err();
+        assert!(e.contains("it reads versions 1 to 2"), "{e}");
+    }
 }

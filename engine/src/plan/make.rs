@@ -25,6 +25,9 @@ pub struct PlanOptions {
     pub replace: Vec<Address>,
     /// Adopt live servers tagged for addresses the plan would create (see `ops::plan_from`).
     pub adopt: bool,
+    /// Ask the providers' get-pricing and put the monthly cost in the plan (`plan::cost`); the
+    /// CLI's default, off with `--no-cost`.
+    pub cost: bool,
 }
 
 /// What is known about a resource while planning its dependents. Nothing is copied for it:
@@ -455,6 +458,7 @@ fn plan_changes(
     Ok(Plan {
         deposed,
         protect,
+        cost: None,
         resolutions: Vec::new(),
         tagged: Vec::new(),
         drift: Vec::new(),

@@ -1,5 +1,6 @@
 //! The plan: a closed set of actions per resource with attribute diffs; made by `make`, persisted by `file`.
 
+pub mod cost;
 pub mod diff;
 pub mod file;
 pub mod make;
@@ -162,6 +163,8 @@ pub struct Plan {
     /// Unchanged resources whose configuration sets `lifecycle.prevent_destroy` and whose record
     /// does not keep the protection yet: apply records it (it then outlives the setting).
     pub protect: Vec<Address>,
+    /// Monthly cost before → after (None: not asked, `--no-cost`, or a refresh-only plan).
+    pub cost: Option<cost::Cost>,
 }
 
 /// A deposed object apply destroys: it once held `address` and still exists (see

@@ -334,12 +334,15 @@ fn parse_description(d: &str) -> Option<(usize, bool, bool)> {
 pub const PRICE_TABLE_SOURCE: &str =
     "AWS EC2 On-Demand pricing, us-east-1, Linux/UNIX, USD, table date 2024-06";
 pub const PRICE_REGION: &str = "us-east-1";
+/// Burstable sizes, listed one by one (their prices are not proportional to the vCPUs).
 pub const PRICES: &[(&str, f64)] = &[
     ("t2.nano", 0.0058),
     ("t2.micro", 0.0116),
     ("t2.small", 0.023),
     ("t2.medium", 0.0464),
     ("t2.large", 0.0928),
+    ("t2.xlarge", 0.1856),
+    ("t2.2xlarge", 0.3712),
     ("t3.nano", 0.0052),
     ("t3.micro", 0.0104),
     ("t3.small", 0.0208),
@@ -347,32 +350,116 @@ pub const PRICES: &[(&str, f64)] = &[
     ("t3.large", 0.0832),
     ("t3.xlarge", 0.1664),
     ("t3.2xlarge", 0.3328),
+    ("t3a.nano", 0.0047),
+    ("t3a.micro", 0.0094),
+    ("t3a.small", 0.0188),
+    ("t3a.medium", 0.0376),
+    ("t3a.large", 0.0752),
+    ("t3a.xlarge", 0.1504),
+    ("t3a.2xlarge", 0.3008),
     ("t4g.nano", 0.0042),
     ("t4g.micro", 0.0084),
     ("t4g.small", 0.0168),
     ("t4g.medium", 0.0336),
     ("t4g.large", 0.0672),
-    ("m5.large", 0.096),
-    ("m5.xlarge", 0.192),
-    ("m5.2xlarge", 0.384),
-    ("m6i.large", 0.096),
-    ("m6i.xlarge", 0.192),
-    ("m7i.large", 0.1008),
-    ("c5.large", 0.085),
-    ("c5.xlarge", 0.17),
-    ("c6i.large", 0.085),
-    ("c6i.xlarge", 0.17),
-    ("r5.large", 0.126),
-    ("r6i.large", 0.126),
+    ("t4g.xlarge", 0.1344),
+    ("t4g.2xlarge", 0.2688),
 ];
 
+/// General-purpose, compute- and memory-optimised families, priced in proportion to their
+/// vCPUs: (family, the `large` size's hourly price, the sizes the family has). `xlarge` is twice
+/// `large`, `Nxlarge` 2N times.
+pub const FAMILIES: &[(&str, f64, &[&str])] = &[
+    (
+        "m5",
+        0.096,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "m6i",
+        0.096,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+    (
+        "m7i",
+        0.1008,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "c5",
+        0.085,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "12xlarge", "18xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "c6i",
+        0.085,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+    (
+        "r5",
+        0.126,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "r6i",
+        0.126,
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+];
+
+/// How many `large` sizes one size is (`xlarge` 2, `4xlarge` 8).
+fn size_factor(size: &str) -> Option<f64> {
+    match size {
+        "large" => Some(1.0),
+        "xlarge" => Some(2.0),
+        s => s
+            .strip_suffix("xlarge")?
+            .parse::<u32>()
+            .ok()
+            .map(|n| 2.0 * f64::from(n)),
+    }
+}
+
+/// Every instance type of the table with its hourly price.
+pub fn price_table() -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = PRICES.iter().map(|(t, h)| (t.to_string(), *h)).collect();
+    for (family, large, sizes) in FAMILIES {
+        for size in *sizes {
+            let f = size_factor(size).expect("table sizes are large, xlarge or Nxlarge");
+            out.push((
+                format!("{family}.{size}"),
+                (large * f * 10_000.0).round() / 10_000.0,
+            ));
+        }
+    }
+    out
+}
+
 pub fn pricing() -> Vec<Pricing> {
-    PRICES
-        .iter()
+    price_table()
+        .into_iter()
         .map(|(plan, hourly)| Pricing {
-            plan: plan.to_string(),
+            plan,
             zone: Some(PRICE_REGION.to_string()),
-            hourly: *hourly,
+            hourly,
             monthly: (hourly * 730.0 * 100.0).round() / 100.0,
             currency: "USD".to_string(),
         })
@@ -382,6 +469,20 @@ pub fn pricing() -> Vec<Pricing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn price_table_sizes_scale_with_vcpus() {
+        let t: std::collections::HashMap<String, f64> = price_table().into_iter().collect();
+        assert_eq!(t["m5.large"], 0.096);
+        assert_eq!(t["m5.4xlarge"], 0.768);
+        assert_eq!(t["c5.9xlarge"], 1.53);
+        assert_eq!(t["r6i.32xlarge"], 8.064);
+        assert_eq!(t["t3.micro"], 0.0104);
+        assert_eq!(
+            t.len(),
+            PRICES.len() + FAMILIES.iter().map(|f| f.2.len()).sum::<usize>()
+        );
+    }
 
     fn rule(dir: &str, proto: &str, port: Option<&str>, addr: Option<&str>) -> FirewallRule {
         FirewallRule {

@@ -1,12 +1,13 @@
-//! The sim provider's built-in catalogue: plans, zones and (zero) prices of the simulated cloud.
+//! The sim provider's built-in catalogue: plans, zones and prices of the simulated cloud.
 //!
-//! | plan     | cores | memory MB | storage GB |
-//! |----------|-------|-----------|------------|
-//! | `small`  | 1     | 1024      | 25         |
-//! | `medium` | 2     | 4096      | 50         |
-//! | `large`  | 4     | 8192      | 100        |
+//! | plan     | cores | memory MB | storage GB | per month (SIM) |
+//! |----------|-------|-----------|------------|-----------------|
+//! | `small`  | 1     | 1024      | 25         | 5.00            |
+//! | `medium` | 2     | 4096      | 50         | 20.00           |
+//! | `large`  | 4     | 8192      | 100        | 40.00           |
 //!
-//! Zones: `sim-a`, `sim-b`, `sim-c`. Every plan costs 0.0 in currency `SIM`: it is a simulation.
+//! Zones: `sim-a`, `sim-b`, `sim-c`, all at the same prices. The currency `SIM` is not money:
+//! the prices exist so plans made with the sim show (and tests check) cost changes.
 
 use prov_engine::traits::{PlanInfo, Pricing, Zone};
 
@@ -25,6 +26,9 @@ pub const ZONES: &[(&str, &str)] = &[
 ];
 
 pub const CURRENCY: &str = "SIM";
+
+/// (plan, monthly price in SIM); hourly = monthly / 730.
+pub const PRICES: &[(&str, f64)] = &[("small", 5.0), ("medium", 20.0), ("large", 40.0)];
 
 pub fn plans() -> Vec<PlanInfo> {
     PLANS
@@ -49,13 +53,13 @@ pub fn zones() -> Vec<Zone> {
 }
 
 pub fn pricing() -> Vec<Pricing> {
-    PLANS
+    PRICES
         .iter()
-        .map(|&(name, ..)| Pricing {
+        .map(|&(name, monthly)| Pricing {
             plan: name.to_string(),
             zone: None,
-            hourly: 0.0,
-            monthly: 0.0,
+            hourly: (monthly / 730.0 * 10_000.0).round() / 10_000.0,
+            monthly,
             currency: CURRENCY.to_string(),
         })
         .collect()

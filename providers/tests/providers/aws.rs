@@ -421,6 +421,23 @@ async fn plans_zones_pricing_and_connection() {
     let small = prices.iter().find(|x| x.plan == "t3.small").unwrap();
     assert_eq!(small.currency, "USD");
     assert!(small.hourly > 0.0 && (small.monthly - small.hourly * 730.0).abs() < 0.01);
+    // The price table names real instance types (moto's catalogue is EC2's), and a server in
+    // the table's region finds its price; other regions' prices are not in the table.
+    let offered: std::collections::HashSet<&str> = plans.iter().map(|x| x.name.as_str()).collect();
+    let missing: Vec<&str> = prices
+        .iter()
+        .map(|x| x.plan.as_str())
+        .filter(|t| !offered.contains(t))
+        .collect();
+    assert!(missing.is_empty(), "not EC2 instance types: {missing:?}");
+    use prov_engine::plan::cost::find_price;
+    assert_eq!(
+        find_price(&prices, "m6i.4xlarge", "us-east-1b")
+            .unwrap()
+            .monthly,
+        560.64
+    );
+    assert!(find_price(&prices, "m6i.4xlarge", "ap-southeast-1a").is_none());
     let info = p.info().await.unwrap();
     assert!(info.supported_os.contains(&"ubuntu-22.04".to_string()));
     assert!(info

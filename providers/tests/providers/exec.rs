@@ -113,6 +113,7 @@ async fn every_operation_through_the_python_provider() {
     assert_eq!(p.get_plans().await.unwrap().len(), 2);
     assert_eq!(p.get_zones().await.unwrap()[1].name, "py-b");
     assert_eq!(p.get_pricing().await.unwrap()[1].monthly, 28.8);
+    crate::assert_prices_every_plan(&*p).await;
 
     let s = p
         .create_server(&spec("web-01"), &owner("server.web-01"))

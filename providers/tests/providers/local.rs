@@ -302,6 +302,7 @@ async fn catalogue_and_spec_checks() {
         .unwrap()
         .iter()
         .all(|x| x.hourly == 0.0 && x.monthly == 0.0));
+    crate::assert_prices_every_plan(&*p).await;
     assert_eq!(p.get_zones().await.unwrap()[0].name, "local");
     let info = p.info().await.unwrap();
     assert!(info

@@ -333,10 +333,16 @@ async fn provider_metadata_and_catalogue() {
         .collect();
     assert_eq!(zones, ["sim-a", "sim-b", "sim-c"]);
     let pricing = p.get_pricing().await.unwrap();
-    assert_eq!(pricing.len(), 3);
+    // A price for every plan the sim offers, in its own currency.
+    let priced: Vec<(&str, f64)> = pricing
+        .iter()
+        .map(|x| (x.plan.as_str(), x.monthly))
+        .collect();
+    assert_eq!(priced, [("small", 5.0), ("medium", 20.0), ("large", 40.0)]);
     assert!(pricing
         .iter()
-        .all(|x| x.hourly == 0.0 && x.monthly == 0.0 && x.currency == "SIM"));
+        .all(|x| x.currency == "SIM" && x.zone.is_none() && x.hourly > 0.0));
+    crate::assert_prices_every_plan(&*p).await;
 
     let info = p.info().await.unwrap();
     assert_eq!(info.name, "sim");

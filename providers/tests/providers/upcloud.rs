@@ -245,6 +245,7 @@ async fn catalogue_and_connection() {
         .unwrap();
     assert!((small.hourly - 0.00744).abs() < 1e-9);
     assert_eq!(small.currency, "EUR");
+    crate::assert_prices_every_plan(&*p).await;
     let t = p.test_connection().await.unwrap();
     assert!(t.success, "{}", t.message);
     assert!(t.message.contains(USER));

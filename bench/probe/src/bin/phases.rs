@@ -87,6 +87,7 @@ fn main() {
         targets: Vec::new(),
         replace: Vec::new(),
         adopt: false,
+        cost: !a.no_cost,
     };
     let ctx = Context::new(&cli.global).unwrap_or_else(|e| die("context", e));
     let ws = ctx
