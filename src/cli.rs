@@ -93,6 +93,66 @@ pub struct PlanArgs {
     pub no_cost: bool,
 }
 
+/// How a plan is printed (`prov plan`, `prov show PLAN`).
+#[derive(Args, Clone, Default)]
+pub struct ReportArgs {
+    /// text (default), json (Terraform's plan JSON shape) or markdown (a pull-request comment:
+    /// summary, destroys and replaces first, drift, a Mermaid graph, collapsible diffs).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<PlanFormat>,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// markdown: stay at or under BYTES (GitHub rejects comments over 65,536 characters); the
+    /// summary is kept, then as many resource details as fit, and what was left out is said.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::render::markdown::DEFAULT_MAX_BYTES,
+          value_parser = parse_max_bytes)]
+    pub max_bytes: usize,
+    /// markdown: where the full plan is (a URL to a CI artifact or log, or a command), said
+    /// when details are left out. Default: the `prov show` command for the saved plan.
+    #[arg(long, value_name = "WHERE")]
+    pub full_plan: Option<String>,
+}
+
+/// The formats a plan is printed in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+impl PlanFormat {
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanFormat::Text => "text",
+            PlanFormat::Json => "json",
+            PlanFormat::Markdown => "markdown",
+        }
+    }
+}
+
+impl ReportArgs {
+    pub fn format(&self) -> PlanFormat {
+        if self.json {
+            PlanFormat::Json
+        } else {
+            self.format.unwrap_or(PlanFormat::Text)
+        }
+    }
+}
+
+fn parse_max_bytes(s: &str) -> Result<usize, String> {
+    let min = crate::render::markdown::MIN_MAX_BYTES;
+    match s.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!(
+            "invalid --max-bytes {s:?}: expected a number of bytes, at least {min}"
+        )),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Check the configuration: Nickel contracts, addresses, references, cycles, provider settings.
@@ -113,9 +173,8 @@ pub enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Print the plan as JSON (Terraform's plan JSON shape).
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        report: ReportArgs,
         #[command(flatten)]
         lock: LockArgs,
     },
@@ -165,9 +224,9 @@ pub enum Command {
     Show {
         /// A saved plan file.
         plan: Option<PathBuf>,
-        /// Terraform-shaped JSON (`terraform show -json`).
-        #[arg(long)]
-        json: bool,
+        /// Plans: text, json or markdown (see `prov plan --help`); the state: --json.
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Print the resource graph in Graphviz DOT.
     Graph { dir: Option<PathBuf> },

@@ -1,10 +1,12 @@
 //! Data-driven plan snapshots: each `tests/snapshots/CASE/` holds `main.ncl`, optionally a prior
-//! state (`prior.ncl`, applied first, and/or `state.json` records) and `args.json` (plan flags),
-//! and the expected `plan.txt` (human plan), `plan.json` (Terraform-shaped resource_changes) and
-//! `cost.json` (prov's `cost` key of the same JSON; sim prices).
-//! `UPDATE_SNAPSHOTS=1 cargo test --test plan_snapshots` rewrites the expectations.
+//! state (`prior.ncl`, applied first, and/or `state.json` records) and `args.json` (plan flags,
+//! `max_bytes` for the Markdown), and the expected renderings of one plan: `plan.txt` (human
+//! plan), `plan.md` (the pull-request comment), `plan.json` (Terraform-shaped
+//! resource_changes) and `cost.json` (prov's `cost` key of the same JSON; sim prices).
+//! `UPDATE_SNAPSHOTS=1 cargo test --workspace --test plan_snapshots` rewrites the expectations
+//! (review the diff).
 
-use prov::render::{text, tfjson, Paint};
+use prov::render::{markdown, text, tfjson, Paint};
 use prov_engine::apply::ApplyOptions;
 use prov_engine::config::EvalOptions;
 use prov_engine::events;
@@ -31,6 +33,9 @@ struct Args {
     targets: Vec<String>,
     #[serde(default)]
     replace: Vec<String>,
+    /// Markdown's `--max-bytes` (default: the CLI's).
+    #[serde(default)]
+    max_bytes: Option<usize>,
 }
 
 fn load(ws: &Workspace, reg: &Registry) -> ops::Loaded {
@@ -97,12 +102,29 @@ fn run_case(case: &Path) -> Vec<String> {
         .block_on(ops::plan(&loaded, &*store, &opts))
         .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
     let txt = text::plan(&plan, Paint { on: false });
+    let md = markdown::plan(
+        &plan,
+        &markdown::Options {
+            max_bytes: args.max_bytes.unwrap_or(markdown::DEFAULT_MAX_BYTES),
+            full_plan: "`prov show plan.out`".into(),
+        },
+    );
+    if let Some(max) = args.max_bytes {
+        assert!(md.len() <= max, "{}: {} bytes", case.display(), md.len());
+    }
     let full = tfjson::plan(&plan);
     let json = serde_json::to_string_pretty(&full["resource_changes"]).unwrap() + "\n";
     let cost = serde_json::to_string_pretty(&full["cost"]).unwrap() + "\n";
 
+    // The sim provider's server ids are random: shown as `sim-ID`.
+    let (txt, md) = (stable_ids(&txt), stable_ids(&md));
     let mut failures = Vec::new();
-    for (file, got) in [("plan.txt", txt), ("plan.json", json), ("cost.json", cost)] {
+    for (file, got) in [
+        ("plan.txt", txt),
+        ("plan.md", md),
+        ("plan.json", json),
+        ("cost.json", cost),
+    ] {
         let path = case.join(file);
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(&path, &got).unwrap();
@@ -118,6 +140,25 @@ fn run_case(case: &Path) -> Vec<String> {
         }
     }
     failures
+}
+
+/// `text` with every sim server id (`sim-` and 12 hex digits) replaced by `sim-ID`.
+fn stable_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sim-") {
+        let id = &rest[at + 4..];
+        let hex = id.chars().take_while(char::is_ascii_hexdigit).count();
+        out.push_str(&rest[..at + 4]);
+        if hex == 12 {
+            out.push_str("ID");
+            rest = &id[12..];
+        } else {
+            rest = id;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[test]

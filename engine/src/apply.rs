@@ -132,6 +132,7 @@ fn deposed_changes(plan: &Plan) -> Vec<ResourceChange> {
             lifecycle: Default::default(),
             declared_at: None,
             sensitive: d.sensitive.clone(),
+            defaults: Vec::new(),
         })
         .collect()
 }

@@ -242,6 +242,7 @@ mod tests {
             },
             declared_at: None,
             sensitive: Vec::new(),
+            defaults: Vec::new(),
         }
     }
 

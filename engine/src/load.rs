@@ -22,6 +22,7 @@ pub struct Model {
 
 struct Ctx<'a> {
     positions: &'a BTreeMap<String, String>,
+    defaults: &'a BTreeSet<String>,
     bound: &'a Bound,
     errors: Vec<Diagnostic>,
     resources: BTreeMap<Address, Resource>,
@@ -32,6 +33,15 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn at(&self, key: &str) -> Option<String> {
         self.positions.get(key).cloned()
+    }
+    /// The attribute paths under `key` the schema's defaults filled in.
+    fn defaults(&self, key: &str) -> Vec<String> {
+        let prefix = format!("{key}.");
+        self.defaults
+            .range(prefix.clone()..)
+            .take_while(|p| p.starts_with(&prefix))
+            .map(|p| p[prefix.len()..].to_string())
+            .collect()
     }
     fn err(&mut self, addr: Option<&Address>, key: &str, msg: impl Into<String>) {
         let at = self.at(key);
@@ -91,9 +101,10 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 pub fn build_model(
     config: &Value,
     positions: &BTreeMap<String, String>,
+    defaults: &BTreeSet<String>,
     bound: &Bound,
 ) -> Result<Model, Vec<Diagnostic>> {
-    build_model_from(&mut config.clone(), positions, bound)
+    build_model_from(&mut config.clone(), positions, defaults, bound)
 }
 
 /// [`build_model`] for a caller done with the configuration's servers: their attributes move
@@ -101,12 +112,14 @@ pub fn build_model(
 pub fn build_model_from(
     config: &mut Value,
     positions: &BTreeMap<String, String>,
+    defaults: &BTreeSet<String>,
     bound: &Bound,
 ) -> Result<Model, Vec<Diagnostic>> {
     let mut servers = config.get_mut("servers").map(Value::take);
     let config = &*config;
     let mut cx = Ctx {
         positions,
+        defaults,
         bound,
         errors: Vec::new(),
         resources: BTreeMap::new(),
@@ -469,6 +482,7 @@ fn load_server(
         lifecycle: lifecycle(srv),
         declared_at,
         sensitive: strings(srv.get("sensitive")),
+        defaults: Vec::new(),
     });
 
     let no_taskservs = Map::new();
@@ -575,6 +589,7 @@ fn load_server(
             lifecycle: lifecycle(ts),
             declared_at,
             sensitive: strings(ts.get("sensitive")),
+            defaults: cx.defaults(&tkey),
         });
     }
     Some(provider)
@@ -641,6 +656,7 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
         lifecycle: lc.clone(),
         declared_at,
         sensitive: Vec::new(),
+        defaults: cx.defaults(&key),
     });
 
     let comps: Vec<Value> = cl
@@ -688,6 +704,7 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
             lifecycle: lc.clone(),
             declared_at,
             sensitive: Vec::new(),
+            defaults: cx.defaults(&ckey),
         });
     }
 }

@@ -194,6 +194,9 @@ pub struct Resource {
     pub declared_at: Option<String>,
     /// Attribute paths whose values are secrets: redacted wherever they are shown.
     pub sensitive: Vec<String>,
+    /// Attribute paths the configuration left to the schema's defaults (not written): a
+    /// create's listing leaves them out.
+    pub defaults: Vec<String>,
 }
 
 impl Resource {

@@ -140,8 +140,13 @@ fn build(
         .unwrap_or_default();
     let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
     // The servers' attributes move into the model (nothing reads them from the value later).
-    let model = build_model_from(&mut evaluated.value, &evaluated.positions, &bound)
-        .map_err(EngineError::Invalid)?;
+    let model = build_model_from(
+        &mut evaluated.value,
+        &evaluated.positions,
+        &evaluated.defaults,
+        &bound,
+    )
+    .map_err(EngineError::Invalid)?;
     let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
     let config_hash = evaluated.hash.clone();
     Ok(Loaded {

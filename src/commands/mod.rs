@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             plan,
             out,
             detailed_exitcode,
-            json,
+            report,
             lock,
         } => plan::run(
             ctx,
@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             &plan,
             out.as_deref(),
             detailed_exitcode,
-            json,
+            &report,
             &lock,
         ),
         Command::Apply {
@@ -109,7 +109,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
                 &lock,
             )
         }
-        Command::Show { plan, json } => show::run(ctx, plan.as_deref(), json),
+        Command::Show { plan, report } => show::run(ctx, plan.as_deref(), &report),
         Command::Graph { dir } => graph::run(ctx, dir.as_deref()),
         Command::State { command } => state::run(ctx, command),
         Command::Output { name, json } => output::run(ctx, name.as_deref(), json),

@@ -1,14 +1,13 @@
-//! `prov plan`: evaluate, diff against the state, print (text or Terraform-shaped JSON), optionally save.
+//! `prov plan`: evaluate, diff against the state, print (text, Markdown or Terraform-shaped JSON), optionally save.
 
 use super::CmdResult;
-use crate::cli::{LockArgs, PlanArgs};
+use crate::cli::{LockArgs, PlanArgs, PlanFormat, ReportArgs};
 use crate::context::Context;
-use crate::render::{text, tfjson, Paint};
+use crate::render::{plan_report, Paint};
 use prov_engine::model::Address;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::make::PlanOptions;
-use prov_engine::plan::review::Review;
 use std::path::Path;
 
 /// Turns the plan flags into engine options, validating each address.
@@ -42,7 +41,7 @@ pub fn run(
     args: &PlanArgs,
     out: Option<&Path>,
     detailed: bool,
-    json: bool,
+    report: &ReportArgs,
     lock: &LockArgs,
 ) -> CmdResult {
     let ws = ctx.workspace(dir)?;
@@ -60,11 +59,21 @@ pub fn run(
     if let Some(path) = out {
         planfile::write(&ctx.base.join(path), &plan, ctx.keys()?)?;
     }
-    if json {
-        let v = tfjson::reviewable(&plan, &Review::of(&plan, ctx.keys()?));
-        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        crate::out!("{}", text::plan(&plan, Paint { on: ctx.color }));
+    let full_plan = match out {
+        Some(path) => format!("`prov show {}`", path.display()),
+        None => "the text of `prov plan` (e.g. in the job log)".to_string(),
+    };
+    crate::out!(
+        "{}",
+        plan_report(
+            &plan,
+            report,
+            &full_plan,
+            ctx.keys()?,
+            Paint { on: ctx.color }
+        )?
+    );
+    if report.format() == PlanFormat::Text {
         if let Some(path) = out {
             crate::outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with:\n  {}",

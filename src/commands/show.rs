@@ -1,27 +1,36 @@
-//! `prov show`: a saved plan (text or Terraform-shaped JSON), or the state when no plan is given.
+//! `prov show`: a saved plan (text, Markdown or Terraform-shaped JSON), or the state when no plan is given.
 
 use super::CmdResult;
+use crate::cli::{PlanFormat, ReportArgs};
 use crate::context::Context;
-use crate::render::{text, tfjson, Paint};
+use crate::render::{plan_report, Paint};
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::redact::REDACTED;
-use prov_engine::plan::review::Review;
 use std::path::Path;
 use std::time::Duration;
 
-pub fn run(ctx: &Context, plan: Option<&Path>, json: bool) -> CmdResult {
+pub fn run(ctx: &Context, plan: Option<&Path>, report: &ReportArgs) -> CmdResult {
     if let Some(p) = plan {
         let keys = ctx.keys()?;
         let plan = planfile::read(&ctx.base.join(p), keys)?;
-        if json {
-            let v = tfjson::reviewable(&plan, &Review::of(&plan, keys));
-            crate::outln!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            crate::out!("{}", text::plan(&plan, Paint { on: ctx.color }));
-        }
+        let full_plan = format!("`prov show {}`", p.display());
+        crate::out!(
+            "{}",
+            plan_report(&plan, report, &full_plan, keys, Paint { on: ctx.color })?
+        );
         return Ok(0);
     }
+    let json = match report.format() {
+        PlanFormat::Text => false,
+        PlanFormat::Json => true,
+        other => {
+            let f = other.name();
+            return Err(super::Failure(format!(
+                "--format {f} shows a saved plan: prov show --format {f} PLANFILE (the state is shown as text or with --json)"
+            )));
+        }
+    };
     let ws = ctx.workspace(None)?;
     let state = ctx.open_state(&ws, None, "show", Duration::ZERO, false)?;
     let snap = state.store.snapshot()?;

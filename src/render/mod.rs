@@ -1,11 +1,45 @@
-//! Renderers: plan text, Terraform-shaped JSON, the plan's cost, apply progress; colours only when asked for.
+//! Renderers: plan text, Markdown and Terraform-shaped JSON over one review model, the plan's cost, apply progress; colours only when asked for.
 
 pub mod cost;
+pub mod markdown;
 pub mod progress;
+pub mod review;
 pub mod reviewed;
 pub mod table;
 pub mod text;
 pub mod tfjson;
+
+use crate::cli::{PlanFormat, ReportArgs};
+use prov_engine::plan::Plan;
+
+/// A plan in the format `--format` asks for: the one place `prov plan` and `prov show PLAN`
+/// print a plan. `full_plan` says where the whole plan is when Markdown leaves details out
+/// (`--full-plan` wins); `keys` hash the secrets of the JSON's `prov.review`.
+pub fn plan_report(
+    p: &Plan,
+    args: &ReportArgs,
+    full_plan: &str,
+    keys: &prov_engine::crypt::Keys,
+    paint: Paint,
+) -> Result<String, serde_json::Error> {
+    Ok(match args.format() {
+        PlanFormat::Text => text::plan(p, paint),
+        PlanFormat::Json => {
+            let review = prov_engine::plan::review::Review::of(p, keys);
+            serde_json::to_string_pretty(&tfjson::reviewable(p, &review))? + "\n"
+        }
+        PlanFormat::Markdown => markdown::plan(
+            p,
+            &markdown::Options {
+                max_bytes: args.max_bytes,
+                full_plan: args
+                    .full_plan
+                    .clone()
+                    .unwrap_or_else(|| full_plan.to_string()),
+            },
+        ),
+    })
+}
 
 /// ANSI colours, or nothing.
 #[derive(Clone, Copy)]

@@ -17,6 +17,7 @@ mod nesting;
 mod ownership;
 mod pipeline;
 mod process;
+mod review;
 mod secrets;
 mod trust;
 mod validate;
@@ -1487,7 +1488,7 @@ fn sensitivity_follows_references_into_other_resources_and_outputs() {
         .prov(&["plan", "--out", "p.plan"])
         .ok()
         .lacks("secret")
-        .has(r#"tags.team      = "data""#);
+        .has(r#"tags.team  = "data""#);
     // Non-secret values referenced from the same resource stay visible.
     assert!(
         plan.stdout.contains(r#"+ team = "data""#),

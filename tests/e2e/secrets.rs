@@ -81,6 +81,9 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
         .has("(sensitive value)")
         .lacks("\"(sensitive value)\"");
     m.run(&["show", "p.plan"], 0, true);
+    m.run(&["show", "--format", "markdown", "p.plan"], 0, false)
+        .has("(sensitive value)")
+        .lacks("\"(sensitive value)\"");
     m.run(&["show"], 0, true);
     m.run(&["output"], 0, true);
     m.run(&["state", "list"], 0, false);
@@ -165,6 +168,8 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
         .has("(sensitive value)");
     m.run(&["plan"], 0, true)
         .has("tags.token = (sensitive value changed)");
+    m.run(&["plan", "--format", "markdown"], 0, false)
+        .has("tags.token = (sensitive value changed)");
     m.run(&["plan", "--refresh-only"], 0, true)
         .has("tags.token = (sensitive value changed)");
     m.run(&["apply", "--refresh-only", "--auto-approve"], 0, false)
@@ -185,6 +190,8 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
         .has("tags.token = (sensitive value changed)")
         .has("settings.password = (sensitive value changed)")
         .has("chain = (sensitive value changed)");
+    m.run(&["plan", "--format", "markdown"], 0, false)
+        .has("settings.password = (sensitive value changed)");
     // A failing update of the secret holder and of what refers to it.
     m.run_env(
         &["apply", "--auto-approve"],

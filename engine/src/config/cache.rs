@@ -8,7 +8,7 @@
 //! bytes in the same files, with the same absent candidates, import the same files again.
 
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::EvalOptions;
@@ -16,7 +16,8 @@ use super::EvalOptions;
 /// Bumped when the cached document's shape changes.
 /// 3: values are checked against `prov_state::MAX_VALUE_DEPTH` before they are cached (an entry
 /// of format 2 may hold a value that is now refused).
-const CACHE_FORMAT: &str = "prov-eval-cache-3";
+/// 4: the fields the schema's defaults filled in are kept too.
+const CACHE_FORMAT: &str = "prov-eval-cache-4";
 
 /// The cache key, or None when a file cannot be read (then nothing is cached).
 pub(crate) fn key(files: &[PathBuf], opts: &EvalOptions) -> Option<String> {
@@ -64,6 +65,7 @@ struct Meta {
 struct BodyOut<'a> {
     value: &'a serde_json::Value,
     positions: &'a BTreeMap<String, String>,
+    defaults: &'a BTreeSet<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -72,12 +74,14 @@ struct BodyIn {
     #[serde(deserialize_with = "prov_state::compact_value")]
     value: serde_json::Value,
     positions: BTreeMap<String, String>,
+    defaults: BTreeSet<String>,
 }
 
 /// A cached evaluation that still holds.
 pub(crate) struct Hit {
     pub value: serde_json::Value,
     pub positions: BTreeMap<String, String>,
+    pub defaults: BTreeSet<String>,
     pub files: Vec<PathBuf>,
     pub hash: String,
 }
@@ -100,6 +104,7 @@ pub(crate) fn load(workspace: &Path, opts: &EvalOptions) -> Option<Hit> {
     Some(Hit {
         value: body.value,
         positions: body.positions,
+        defaults: body.defaults,
         files: meta.files,
         hash: meta.hash,
     })
@@ -119,6 +124,7 @@ pub(crate) fn store(
     covered: &Covered,
     value: &serde_json::Value,
     positions: &BTreeMap<String, String>,
+    defaults: &BTreeSet<String>,
 ) {
     let d = dir(workspace);
     if std::fs::create_dir_all(&d).is_err() {
@@ -136,7 +142,16 @@ pub(crate) fn store(
         return;
     }
     out.push(b'\n');
-    if serde_json::to_writer(&mut out, &BodyOut { value, positions }).is_err() {
+    if serde_json::to_writer(
+        &mut out,
+        &BodyOut {
+            value,
+            positions,
+            defaults,
+        },
+    )
+    .is_err()
+    {
         return;
     }
     let tmp = d.join(format!("eval.json.tmp.{}", std::process::id()));

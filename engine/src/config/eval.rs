@@ -38,6 +38,7 @@ pub(crate) struct Job {
 pub(crate) struct Output {
     pub value: serde_json::Value,
     pub positions: BTreeMap<String, String>,
+    pub defaults: std::collections::BTreeSet<String>,
 }
 
 /// How often the waiting caller checks the process's memory and the elapsed time. Nickel
@@ -253,8 +254,10 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
             return Err(too_deep(&job, &positions, deep));
         }
     }
+    let defaults = super::defaults::collect(&value);
     Ok(Output {
         value: json,
         positions,
+        defaults,
     })
 }

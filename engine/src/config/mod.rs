@@ -33,12 +33,13 @@
 //! merging: `prov.clusters.buildkit & { resources.min_nodes = 3 }`.
 
 mod cache;
+mod defaults;
 mod eval;
 mod library;
 mod positions;
 mod scan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Limits and rendering options for [`evaluate`].
@@ -109,6 +110,10 @@ pub struct Evaluated {
     /// `servers.S`, `servers.S.taskservs.T`, `clusters.C`, `clusters.C.components.NAME`,
     /// `outputs.O`. Best effort: a key is absent when its position is unknown.
     pub positions: BTreeMap<String, String>,
+    /// Fields the schema's defaults filled in, not written by the workspace, as dotted paths
+    /// (`servers.S.taskservs.T.on_error`, `clusters.C.features`,
+    /// `clusters.C.components.NAME.config`): plans leave them out of a create's listing.
+    pub defaults: BTreeSet<String>,
     /// The source files read: `main.ncl` first, then every file reached through a static
     /// `import "..."` (including the schema library under `.prov/lib/`), in discovery order.
     pub files: Vec<PathBuf>,
@@ -223,6 +228,7 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
             return Ok(Evaluated {
                 value: hit.value,
                 positions: hit.positions,
+                defaults: hit.defaults,
                 files: hit.files,
                 hash: hit.hash,
             });
@@ -255,12 +261,19 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
                 misses: &scanned.misses,
                 hash: &hash,
             };
-            cache::store(workspace_dir, &covered, &output.value, &output.positions);
+            cache::store(
+                workspace_dir,
+                &covered,
+                &output.value,
+                &output.positions,
+                &output.defaults,
+            );
         }
     }
     Ok(Evaluated {
         value: output.value,
         positions: output.positions,
+        defaults: output.defaults,
         files: scanned.files,
         hash,
     })

@@ -268,6 +268,9 @@ struct ChangeV1 {
     declared_at: Option<String>,
     #[serde(default)]
     sensitive: Vec<String>,
+    /// Absent in plan files written before defaults were told apart (all were then shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    defaults: Vec<String>,
 }
 
 fn to_v1(p: &Plan) -> PlanFileV1 {
@@ -409,6 +412,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                 lifecycle: c.lifecycle.clone(),
                 declared_at: c.declared_at.clone(),
                 sensitive: c.sensitive.clone(),
+                defaults: c.defaults.clone(),
             })
             .collect(),
     }
@@ -456,6 +460,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             lifecycle: c.lifecycle,
             declared_at: c.declared_at,
             sensitive: c.sensitive,
+            defaults: c.defaults,
         });
     }
     let deposed = f

@@ -370,6 +370,7 @@ fn plan_changes(
                 lifecycle: r.lifecycle.clone(),
                 declared_at: r.declared_at.clone(),
                 sensitive: r.sensitive.clone(),
+                defaults: r.defaults.clone(),
             });
         }
     }
@@ -415,6 +416,7 @@ fn plan_changes(
             lifecycle: declared.map(|r| r.lifecycle.clone()).unwrap_or_default(),
             declared_at: declared.and_then(|r| r.declared_at.clone()),
             sensitive: rec.sensitive_paths.clone(),
+            defaults: Vec::new(),
         });
     }
     changes.sort_by(|x, y| x.address.cmp(&y.address));
@@ -528,6 +530,7 @@ fn noop_change(a: &Address, r: &crate::model::Resource, rec: &ResourceRecord) ->
         lifecycle: r.lifecycle.clone(),
         declared_at: r.declared_at.clone(),
         sensitive: r.sensitive.clone(),
+        defaults: r.defaults.clone(),
     }
 }
 

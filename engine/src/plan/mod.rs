@@ -6,6 +6,7 @@ pub mod file;
 pub mod make;
 pub mod redact;
 pub mod review;
+pub mod view;
 
 use crate::model::{Address, Lifecycle, ResourceKind};
 use serde_json::Value;
@@ -104,6 +105,8 @@ pub struct ResourceChange {
     pub declared_at: Option<String>,
     /// Attribute paths whose values are secrets (redacted when shown).
     pub sensitive: Vec<String>,
+    /// Attribute paths left to the schema's defaults (see `model::Resource::defaults`).
+    pub defaults: Vec<String>,
 }
 
 impl ResourceChange {
