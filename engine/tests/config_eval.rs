@@ -880,3 +880,49 @@ fn unchanged_configuration_is_served_from_the_cache_and_edits_invalidate_it() {
     };
     assert!(evaluate(ws.path(), &no_cache).is_err());
 }
+
+#[test]
+fn fields_left_to_schema_defaults_are_told_apart_from_written_ones() {
+    let src = r#"{
+      servers = { web = { provider = "sim", plan = "small", zone = "a",
+        taskservs = {
+          quiet = { version = "1" },
+          loud = { version = "1", on_error = 'Retry, max_retries = 3, settings = { a = 1 } },
+        } } },
+      clusters = { k = { name = "k", servers = ["web"], features = { ingress = true },
+                         components = [{ name = "app", type = 'application }] } },
+    }"#;
+    let dir = workspace_with(src);
+    let cached = EvalOptions {
+        cache: true,
+        ..EvalOptions::default()
+    };
+    for _ in 0..2 {
+        // The second evaluation is a cache hit: the defaults come back with the value.
+        let ev = evaluate(dir.path(), &cached).unwrap();
+        let has = |p: &str| ev.defaults.contains(p);
+        for p in [
+            "servers.web.taskservs.quiet.on_error",
+            "servers.web.taskservs.quiet.max_retries",
+            "servers.web.taskservs.quiet.settings",
+            "clusters.k.features.logging",
+            "clusters.k.network",
+            "clusters.k.components.app.config",
+            "clusters.k.components.app.enabled",
+        ] {
+            assert!(has(p), "{p} should be a default: {:?}", ev.defaults);
+        }
+        for p in [
+            "servers.web.taskservs.quiet.version",
+            "servers.web.taskservs.loud.on_error",
+            "servers.web.taskservs.loud.max_retries",
+            "servers.web.taskservs.loud.settings",
+            "clusters.k.features",
+            "clusters.k.features.ingress",
+            "clusters.k.components.app.type",
+        ] {
+            assert!(!has(p), "{p} was written: {:?}", ev.defaults);
+        }
+        assert!(dir.path().join(".prov/cache/eval.json").is_file());
+    }
+}

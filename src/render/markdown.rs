@@ -47,6 +47,8 @@ struct Parts {
     destructive: Vec<String>,
     destructive_head: String,
     cost: Option<String>,
+    /// The cost's totals alone, kept when the whole cost table does not fit.
+    cost_totals: Option<String>,
     notes: Option<String>,
     drift: Option<String>,
     graph: Option<String>,
@@ -114,21 +116,14 @@ impl Parts {
             "**{} destroyed or replaced** — review these first:\n\n| | Address | Reason |\n|:--|:--|:--|\n",
             destructive.len()
         );
-        let details = details(r);
-        let destructive_details = details
-            .iter()
-            .take_while(|(addrs, _)| {
-                r.resources
-                    .iter()
-                    .any(|v| v.is_destructive() && addrs.first() == Some(&v.address))
-            })
-            .count();
+        let (details, destructive_details) = details(r);
         Parts {
             destructive_details,
             head,
             destructive,
             destructive_head,
             cost: cost_section(r),
+            cost_totals: cost_totals(r),
             notes: notes(r),
             drift: drift(r),
             graph: graph(r),
@@ -139,7 +134,7 @@ impl Parts {
     }
 
     /// The document within `opts.max_bytes`: everything when it fits, else by priority.
-    fn fit(self, opts: &Options) -> String {
+    fn fit(mut self, opts: &Options) -> String {
         let all: Vec<bool> = vec![true; self.details.len()];
         let whole = self.assemble(
             self.destructive.len(),
@@ -176,7 +171,8 @@ impl Parts {
             }
             _ => false,
         };
-        let cost = take(&self.cost);
+        let mut cost = take(&self.cost);
+        let totals_only = !cost && take(&self.cost_totals);
         let notes = take(&self.notes);
         let drift = take(&self.drift);
         let outputs = take(&self.outputs);
@@ -212,8 +208,11 @@ impl Parts {
                 self.destructive.len()
             ));
         }
+        if totals_only {
+            missing.push("the cost per resource (the totals are above)".to_string());
+        }
         for (part, kept, what) in [
-            (&self.cost, cost, "the cost section"),
+            (&self.cost, cost || totals_only, "the cost section"),
             (&self.notes, notes, "the notes"),
             (&self.drift, drift, "the drift found during refresh"),
             (&self.outputs, outputs, "the output changes"),
@@ -265,6 +264,11 @@ impl Parts {
         }
         note.push_str(&items);
         note.push_str(".\n");
+        if totals_only {
+            // The totals stand where the table would.
+            std::mem::swap(&mut self.cost, &mut self.cost_totals);
+            cost = true;
+        }
         self.assemble(rows, cost, notes, drift, graph, outputs, &kept, &note)
     }
 
@@ -325,6 +329,24 @@ fn cost_section(r: &Review) -> Option<String> {
         .map(|m| format!("#### {m}"))
         .unwrap_or(md);
     (!md.is_empty()).then(|| md + "\n")
+}
+
+/// The cost section cut to its totals: what a large plan's comment keeps of the cost.
+fn cost_totals(r: &Review) -> Option<String> {
+    let c = r.plan.cost.as_ref()?;
+    let lines = super::cost::totals_lines(c);
+    if lines.is_empty() {
+        return None;
+    }
+    let mut out = "#### Monthly cost\n\n".to_string();
+    for t in lines {
+        let _ = writeln!(out, "**Total:** {t}  ");
+    }
+    if let Some(n) = super::cost::unpriced_note(c) {
+        let _ = writeln!(out, "({n})  ");
+    }
+    out.push('\n');
+    Some(out)
 }
 
 /// Operations left pending by an earlier apply, tagged servers, protections kept.
@@ -390,8 +412,9 @@ fn outputs(r: &Review) -> Option<String> {
 }
 
 /// One block per resource, identical changes (same action, implementation, headline and
-/// entries) grouped under their first address; destroys and replaces first.
-fn details(r: &Review) -> Vec<(Vec<String>, String)> {
+/// entries) grouped under their first address; destroys and replaces first (their count is the
+/// second value: a group never mixes them with other actions, its symbol is part of its key).
+fn details(r: &Review) -> (Vec<(Vec<String>, String)>, usize) {
     let mut groups: Vec<(Vec<&ResourceView>, String)> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let order = r
@@ -415,7 +438,8 @@ fn details(r: &Review) -> Vec<(Vec<String>, String)> {
             }
         }
     }
-    groups
+    let destructive = groups.iter().filter(|(m, _)| m[0].is_destructive()).count();
+    let blocks = groups
         .into_iter()
         .map(|(members, diff)| {
             let first = members[0];
@@ -449,7 +473,8 @@ fn details(r: &Review) -> Vec<(Vec<String>, String)> {
             };
             (addrs, block)
         })
-        .collect()
+        .collect();
+    (blocks, destructive)
 }
 
 /// Entries in a diff fence: `+`/`-` lines as GitHub colours them, `!` for a change.

@@ -146,6 +146,10 @@ fn markdown_max_bytes_keeps_the_summary_and_names_what_was_cut() {
         &md,
         "**Cut to stay under 4000 bytes.** The full plan: `prov show big.plan`.",
     );
+    // The cost table of 60 servers does not fit; its totals do, above the details.
+    let total = pos(&md, "**Total:** 5.00 -> 300.00 SIM per month (+295.00)");
+    assert!(total < pos(&md, "<details>"), "{md}");
+    pos(&md, "the cost per resource (the totals are above)");
     // Every resource is either shown in full or named as left out.
     let note = &md[pos(&md, "Left out: ")..];
     let kept = md.matches("<details><summary>").count();
@@ -181,8 +185,11 @@ fn markdown_max_bytes_keeps_the_summary_and_names_what_was_cut() {
     ])
     .ok()
     .has(&format!("The full plan: {url}."));
-    // The whole plan fits the default: nothing is cut.
+    // The whole plan fits the default: nothing is cut but the graph, drawn to a readable size.
     ws.prov(&["show", "--format", "markdown", "big.plan"])
         .ok()
-        .lacks("Cut to stay under");
+        .lacks("Cut to stay under")
+        .has("40 of 61 changed resources drawn (destroys and replaces first)")
+        .has("n39[")
+        .lacks("n40[");
 }
