@@ -33,17 +33,51 @@ pub fn redact_value(v: &mut Value, paths: &[String]) {
 }
 
 fn redact_at(v: &mut Value, parts: &[&str]) {
+    redact_marked(v, parts, REDACTED);
+}
+
+/// Puts `marker` at `parts` in `v`. A string met with path left is a document (JSON, or a
+/// multi-line YAML mapping or list: plans diff those by key path): the secret inside it is
+/// replaced and the document written back as compact JSON; a string that is no document is
+/// replaced whole, since where the secret sits in it cannot be told.
+fn redact_marked(v: &mut Value, parts: &[&str], marker: &str) {
     let Some((head, rest)) = parts.split_first() else {
-        *v = Value::String(REDACTED.into());
+        *v = Value::String(marker.into());
         return;
     };
+    if let Value::String(s) = v {
+        if is_marker(s) {
+            return;
+        }
+        *v = match super::view::document(s) {
+            Some(mut doc) => {
+                redact_marked(&mut doc, parts, marker);
+                Value::String(doc.to_string())
+            }
+            None => Value::String(marker.into()),
+        };
+        return;
+    }
     let next = match v {
         Value::Object(o) => o.get_mut(*head),
         Value::Array(a) => head.parse::<usize>().ok().and_then(|n| a.get_mut(n)),
         _ => None,
     };
     if let Some(n) = next {
-        redact_at(n, rest);
+        redact_marked(n, rest, marker);
+    }
+}
+
+/// The value at `parts` in `v`, looking into documents held in strings.
+fn value_at(v: &Value, parts: &[&str]) -> Option<Value> {
+    let Some((head, rest)) = parts.split_first() else {
+        return Some(v.clone());
+    };
+    match v {
+        Value::String(s) => value_at(&super::view::document(s)?, parts),
+        Value::Object(o) => value_at(o.get(*head)?, rest),
+        Value::Array(a) => value_at(a.get(head.parse::<usize>().ok()?)?, rest),
+        _ => None,
     }
 }
 
@@ -66,14 +100,24 @@ pub fn redact_diff(d: &mut AttrDiff, paths: &[String]) {
         }
         return;
     }
-    // A diff on a parent (an object added or removed whole) may hold a sensitive child.
+    // A diff on a parent (an object added or removed whole, a document in a string) may hold
+    // a sensitive child; one that changed says so.
     let prefix = format!("{}.", d.path);
-    let inner: Vec<String> = paths
-        .iter()
-        .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
-        .collect();
-    redact_opt(&mut d.before, &inner);
-    redact_opt(&mut d.after, &inner);
+    for inner in paths.iter().filter_map(|p| p.strip_prefix(&prefix)) {
+        let parts: Vec<&str> = inner.split('.').collect();
+        let (b, a) = (
+            d.before.as_ref().and_then(|v| value_at(v, &parts)),
+            d.after.as_ref().and_then(|v| value_at(v, &parts)),
+        );
+        let changed = b.is_some() && a.is_some() && b != a;
+        if let Some(v) = &mut d.before {
+            redact_marked(v, &parts, REDACTED);
+        }
+        if let Some(v) = &mut d.after {
+            let marker = if changed { REDACTED_CHANGED } else { REDACTED };
+            redact_marked(v, &parts, marker);
+        }
+    }
 }
 
 /// Redacts drift findings with the sensitive paths of their records.
@@ -101,16 +145,9 @@ pub fn secret_values(v: &Value, paths: &[String], out: &mut Vec<String>) {
         }
     }
     for p in paths {
-        let mut cur = Some(v);
-        for part in p.split('.') {
-            cur = match cur {
-                Some(Value::Object(o)) => o.get(part),
-                Some(Value::Array(a)) => part.parse::<usize>().ok().and_then(|n| a.get(n)),
-                _ => None,
-            };
-        }
-        if let Some(x) = cur {
-            leaves(x, out);
+        let parts: Vec<&str> = p.split('.').collect();
+        if let Some(x) = value_at(v, &parts) {
+            leaves(&x, out);
         }
     }
 }
@@ -354,6 +391,34 @@ mod tests {
         redact_diff(&mut d, &paths);
         assert_eq!(d.before, Some(json!(REDACTED)));
         assert_eq!(d.after, Some(json!(REDACTED_CHANGED)));
+    }
+
+    #[test]
+    fn secrets_inside_documents_in_strings() {
+        let paths = vec!["settings.conf.db.password".to_string()];
+        let mut v =
+            json!({"settings": {"conf": r#"{"db":{"password":"pw-1","pool":5}}"#, "note": "x"}});
+        redact_value(&mut v, &paths);
+        assert_eq!(
+            v["settings"]["conf"],
+            json!(r#"{"db":{"password":"(sensitive value)","pool":5}}"#)
+        );
+        // Text that is no document is hidden whole.
+        let mut v = json!({"settings": {"conf": "password=pw-1"}});
+        redact_value(&mut v, &paths);
+        assert_eq!(v["settings"]["conf"], json!(REDACTED));
+        // A diff of the document says the secret changed, without it.
+        let mut d = AttrDiff {
+            path: "settings.conf".into(),
+            before: Some(json!("db:\n  password: pw-1\n  pool: 5\n")),
+            after: Some(json!("db:\n  password: pw-2\n  pool: 5\n")),
+            unknown: false,
+            forces_replacement: false,
+        };
+        redact_diff(&mut d, &paths);
+        let shown = format!("{:?} {:?}", d.before, d.after);
+        assert!(!shown.contains("pw-"), "{shown}");
+        assert!(shown.contains(REDACTED_CHANGED), "{shown}");
     }
 
     #[test]

@@ -422,7 +422,7 @@ fn string_diff(path: &str, b: &str, a: &str, out: &mut Vec<Entry>) {
 }
 
 /// A string holding a JSON object or array, or (when multi-line) a YAML mapping or sequence.
-fn document(s: &str) -> Option<Value> {
+pub fn document(s: &str) -> Option<Value> {
     let t = s.trim_start();
     if t.starts_with('{') || t.starts_with('[') {
         if let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s) {
