@@ -96,8 +96,9 @@ pub struct PlanArgs {
 /// How a plan is printed (`prov plan`, `prov show PLAN`).
 #[derive(Args, Clone, Default)]
 pub struct ReportArgs {
-    /// text (default), json (Terraform's plan JSON shape) or markdown (a pull-request comment:
-    /// summary, destroys and replaces first, drift, a Mermaid graph, collapsible diffs).
+    /// text (default), json (Terraform's plan JSON shape), markdown (a pull-request comment:
+    /// summary, destroys and replaces first, drift, a Mermaid graph, collapsible diffs) or html
+    /// (one self-contained page: filters, search, collapsible diffs, the dependency graph).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<PlanFormat>,
     /// Same as --format json.
@@ -120,6 +121,7 @@ pub enum PlanFormat {
     Text,
     Json,
     Markdown,
+    Html,
 }
 
 impl PlanFormat {
@@ -129,6 +131,7 @@ impl PlanFormat {
             PlanFormat::Text => "text",
             PlanFormat::Json => "json",
             PlanFormat::Markdown => "markdown",
+            PlanFormat::Html => "html",
         }
     }
 }

@@ -2,11 +2,13 @@
 //! state (`prior.ncl`, applied first, and/or `state.json` records) and `args.json` (plan flags,
 //! `max_bytes` for the Markdown), and the expected renderings of one plan: `plan.txt` (human
 //! plan), `plan.md` (the pull-request comment), `plan.json` (Terraform-shaped
-//! resource_changes) and `cost.json` (prov's `cost` key of the same JSON; sim prices).
+//! resource_changes), `cost.json` (prov's `cost` key of the same JSON; sim prices) and
+//! `plan.html` (the HTML report, normalised: one element per line, the constant stylesheet and
+//! script left out, the state's lineage and serial masked).
 //! `UPDATE_SNAPSHOTS=1 cargo test --workspace --test plan_snapshots` rewrites the expectations
 //! (review the diff).
 
-use prov::render::{markdown, text, tfjson, Paint};
+use prov::render::{html, markdown, text, tfjson, Paint};
 use prov_engine::apply::ApplyOptions;
 use prov_engine::config::EvalOptions;
 use prov_engine::events;
@@ -117,13 +119,15 @@ fn run_case(case: &Path) -> Vec<String> {
     let cost = serde_json::to_string_pretty(&full["cost"]).unwrap() + "\n";
 
     // The sim provider's server ids are random: shown as `sim-ID`.
-    let (txt, md) = (stable_ids(&txt), stable_ids(&md));
+    let page = normalize_html(&html::plan(&plan));
+    let (txt, md, page) = (stable_ids(&txt), stable_ids(&md), stable_ids(&page));
     let mut failures = Vec::new();
     for (file, got) in [
         ("plan.txt", txt),
         ("plan.md", md),
         ("plan.json", json),
         ("cost.json", cost),
+        ("plan.html", page),
     ] {
         let path = case.join(file);
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
@@ -159,6 +163,41 @@ fn stable_ids(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The report as a reviewer of its structure reads it: the stylesheet and script (constants of
+/// the renderer) cut out, a line break before each block element, the header's state facts
+/// (random lineage, serial) masked.
+fn normalize_html(page: &str) -> String {
+    let cut = |s: &str, open: &str, close: &str| -> String {
+        match (s.find(open), s.find(close)) {
+            (Some(a), Some(b)) if a < b => format!("{}{open}…{}", &s[..a], &s[b..]),
+            _ => s.to_string(),
+        }
+    };
+    let mut s = cut(page, "<style>", "</style>");
+    s = cut(&s, "<script>", "</script>");
+    for tag in [
+        "<section", "<h1", "<h2", "<p", "<div", "<details", "<summary", "<pre", "<table", "<tr",
+        "<li", "<ul", "<label", "<input", "<button", "<svg", "<path", "<a href", "<footer",
+        "<script", "<meta", "<title", "<style", "</main",
+    ] {
+        s = s.replace(tag, &format!("\n{tag}"));
+    }
+    s.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        // The state's lineage and serial (how many commits the prior apply batched) vary.
+        .map(|l| {
+            if l.starts_with("<p class=\"meta\">prov ") {
+                "<p class=\"meta\">(prov version, state and configuration)</p>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 #[test]

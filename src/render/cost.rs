@@ -40,12 +40,36 @@ pub fn what(r: &ResourceCost) -> String {
     }
 }
 
-/// The servers a reviewer should look at: those whose price changes or is unknown.
-pub fn shown(c: &Cost) -> Vec<&ResourceCost> {
-    c.resources
+/// At most this many servers are listed by name in a cost section (JSON lists them all).
+pub const MAX_LISTED: usize = 50;
+
+/// The servers a reviewer should look at: those whose price changes or is unknown, in plan
+/// order; of more than [`MAX_LISTED`], the unknown ones and the largest changes. Also how many
+/// such servers are left out.
+pub fn shown(c: &Cost) -> (Vec<&ResourceCost>, usize) {
+    let mut all: Vec<(usize, &ResourceCost)> = c
+        .resources
         .iter()
         .filter(|r| r.delta().is_none_or(|d| d.cents != 0))
-        .collect()
+        .enumerate()
+        .collect();
+    if all.len() <= MAX_LISTED {
+        return (all.into_iter().map(|(_, r)| r).collect(), 0);
+    }
+    let more = all.len() - MAX_LISTED;
+    // Unknown first, then by size of the change; ties keep plan order.
+    all.sort_by_key(|(i, r)| (r.delta().map_or(i64::MIN, |d| -d.cents.abs()), *i));
+    all.truncate(MAX_LISTED);
+    all.sort_by_key(|(i, _)| *i);
+    (all.into_iter().map(|(_, r)| r).collect(), more)
+}
+
+/// "and N more servers whose price changes (all of them in `--json`)".
+pub fn more_note(more: usize) -> String {
+    format!(
+        "and {more} more server{} whose price changes (the largest changes are listed; all of them in --json)",
+        if more == 1 { "" } else { "s" }
+    )
 }
 
 /// `10.00 -> 65.00 SIM per month (+55.00)` for each currency.
@@ -89,13 +113,15 @@ pub fn text(c: &Cost, paint: Paint) -> String {
         "{}",
         paint.bold("Monthly cost (estimated from the providers' prices):")
     );
-    let rows: Vec<[String; 5]> = shown(c)
+    let (listed, more) = shown(c);
+    let rows: Vec<[String; 6]> = listed
         .into_iter()
         .map(|r| {
             [
                 symbol(r).to_string(),
                 r.label(),
-                format!("{} -> {}", side(&r.before), side(&r.after)),
+                side(&r.before),
+                side(&r.after),
                 r.delta()
                     .map(|d| format!("{} {}", delta_text(d.cents), d.currency))
                     .unwrap_or_default(),
@@ -104,7 +130,7 @@ pub fn text(c: &Cost, paint: Paint) -> String {
         })
         .collect();
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-    let (w1, w2, w3) = (width(1), width(2), width(3));
+    let (w1, w2, w3, w4) = (width(1), width(2), width(3), width(4));
     for r in &rows {
         let sym = match r[0].as_str() {
             "+" => paint.green("+"),
@@ -112,15 +138,19 @@ pub fn text(c: &Cost, paint: Paint) -> String {
             _ => paint.yellow("~"),
         };
         let line = format!(
-            "  {sym} {:<w1$}  {:>w2$}  {:>w3$}  {}",
+            "  {sym} {:<w1$}  {:>w2$} -> {:<w3$}  {:>w4$}  {}",
             r[1],
             r[2],
             r[3],
-            paint.dim(&r[4])
+            r[4],
+            paint.dim(&r[5])
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    let same = c.resources.len() - rows.len();
+    if more > 0 {
+        let _ = writeln!(out, "  {}", more_note(more));
+    }
+    let same = c.resources.len() - rows.len() - more;
     if same > 0 {
         let _ = writeln!(
             out,
@@ -198,7 +228,7 @@ pub fn markdown(c: &Cost) -> String {
         return out;
     }
     let _ = writeln!(out, "### Monthly cost\n");
-    let rows = shown(c);
+    let (rows, more) = shown(c);
     if !rows.is_empty() {
         out.push_str("| | resource | before | after | change | plan |\n");
         out.push_str("|---|---|--:|--:|--:|---|\n");
@@ -215,6 +245,9 @@ pub fn markdown(c: &Cost) -> String {
                     .unwrap_or_else(|| "unknown".into()),
                 md_escape(&what(r))
             );
+        }
+        if more > 0 {
+            let _ = writeln!(out, "\n{}", more_note(more));
         }
         out.push('\n');
     }

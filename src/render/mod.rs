@@ -1,10 +1,12 @@
-//! Renderers: plan text, Markdown and Terraform-shaped JSON over one review model, the plan's cost, apply progress; colours only when asked for.
+//! Renderers: plan text, Markdown, the HTML report (with its SVG graph) and Terraform-shaped JSON over one review model, the plan's cost, apply progress; colours only when asked for.
 
 pub mod cost;
+pub mod html;
 pub mod markdown;
 pub mod progress;
 pub mod review;
 pub mod reviewed;
+pub mod svg;
 pub mod table;
 pub mod text;
 pub mod tfjson;
@@ -38,6 +40,7 @@ pub fn plan_report(
                     .unwrap_or_else(|| full_plan.to_string()),
             },
         ),
+        PlanFormat::Html => html::plan(p),
     })
 }
 

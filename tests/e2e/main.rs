@@ -17,6 +17,7 @@ mod nesting;
 mod ownership;
 mod pipeline;
 mod process;
+mod report;
 mod review;
 mod secrets;
 mod trust;
