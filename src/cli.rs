@@ -178,6 +178,13 @@ pub enum Command {
         detailed_exitcode: bool,
         #[command(flatten)]
         report: ReportArgs,
+        /// For code nobody has reviewed yet (pull requests): run nothing from the repository
+        /// and nothing on servers. Refresh asks provider APIs only (read-only credentials
+        /// suffice); taskservs and clusters are planned against their records, and the plan
+        /// says so; extension programs are refused; imports must stay inside the workspace;
+        /// the state is read without its lock and never written. See docs/ci-security.md.
+        #[arg(long)]
+        untrusted: bool,
         #[command(flatten)]
         lock: LockArgs,
     },
@@ -306,6 +313,51 @@ pub enum Command {
     Taskserv {
         #[command(subcommand)]
         command: TaskservCommand,
+    },
+    /// Rego policies over plans, with conftest's conventions (no conftest install needed).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Evaluate Rego policies over a plan's Terraform-shaped JSON: rules `deny`, `violation`
+    /// (failures) and `warn` (warnings), also with suffixes (`deny_public_ip`); results are
+    /// strings or objects with a `msg`. Exit 0 when nothing fails, 1 on failures or an error
+    /// (with --fail-on-warn: 1 on warnings, 2 on failures), as `conftest test` exits.
+    Check {
+        /// A saved plan (`prov plan --out FILE`), plan JSON (`prov plan --json`,
+        /// `prov show --json FILE`, `terraform show -json`), or `-` for standard input.
+        plan: PathBuf,
+        /// Policy file or directory (searched recursively for .rego files; repeatable).
+        #[arg(
+            short = 'p',
+            long = "policy",
+            value_name = "PATH",
+            default_value = "policy"
+        )]
+        policy: Vec<PathBuf>,
+        /// Data file or directory (.json/.yaml/.yml) loaded as `data` (repeatable); the policy
+        /// paths are always searched for data files too.
+        #[arg(short = 'd', long = "data", value_name = "PATH")]
+        data: Vec<PathBuf>,
+        /// Package whose rules are checked (repeatable; default `main`).
+        #[arg(short = 'n', long = "namespace", value_name = "NAME")]
+        namespace: Vec<String>,
+        /// Check the rules of every package the policies declare.
+        #[arg(long, conflicts_with = "namespace")]
+        all_namespaces: bool,
+        /// Exit 1 on warnings too (and 2 on failures).
+        #[arg(long)]
+        fail_on_warn: bool,
+        /// Rego syntax of the policies: v1 (OPA 1.x, conftest's default) or v0.
+        #[arg(long, value_name = "v0|v1", default_value = "v1", value_parser = ["v0", "v1"])]
+        rego_version: String,
+        /// Results as JSON (conftest's `--output json` shape, one entry per namespace).
+        #[arg(long)]
+        json: bool,
     },
 }
 

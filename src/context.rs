@@ -179,10 +179,38 @@ impl Context {
             operation: operation.to_string(),
             lock_timeout,
             create,
+            read_only: false,
         };
+        self.open_state_with(ws, config, &opts)
+    }
+
+    /// Opens the state to read only: no lock, nothing written, so a read-only database role
+    /// suffices (sled takes its lock as always: one process at a time can open it).
+    pub fn open_state_read_only(
+        &self,
+        ws: &Workspace,
+        config: Option<&serde_json::Value>,
+        operation: &str,
+        lock_timeout: Duration,
+    ) -> Result<OpenState, String> {
+        let opts = OpenOptions {
+            operation: operation.to_string(),
+            lock_timeout,
+            create: false,
+            read_only: true,
+        };
+        self.open_state_with(ws, config, &opts)
+    }
+
+    fn open_state_with(
+        &self,
+        ws: &Workspace,
+        config: Option<&serde_json::Value>,
+        opts: &OpenOptions,
+    ) -> Result<OpenState, String> {
         match self.backend(ws, config)? {
             Backend::Sled { dir } => {
-                let store = SledStore::open(&dir, &opts).map_err(|e| e.to_string())?;
+                let store = SledStore::open(&dir, opts).map_err(|e| e.to_string())?;
                 let lock_id = store.lock_info().id.clone();
                 Ok(OpenState {
                     store: Arc::new(store),
@@ -191,7 +219,7 @@ impl Context {
                 })
             }
             Backend::Pg { conn, workspace } => {
-                let store = PgStore::open(&conn, &workspace, &opts).map_err(|e| e.to_string())?;
+                let store = PgStore::open(&conn, &workspace, opts).map_err(|e| e.to_string())?;
                 let lock_id = store.lock_info().id.clone();
                 Ok(OpenState {
                     store: Arc::new(store),

@@ -72,6 +72,11 @@ pub fn check_plan_current(
     meta: &prov_state::StateMeta,
     plan_path: &std::path::Path,
 ) -> Result<(), EngineError> {
+    if plan.untrusted {
+        return Err(EngineError::UntrustedPlan {
+            path: plan_path.into(),
+        });
+    }
     if plan.lineage.is_empty() {
         // Made before any state existed: only valid while none has been written.
         if meta.serial != 0 {
@@ -133,6 +138,8 @@ fn deposed_changes(plan: &Plan) -> Vec<ResourceChange> {
             declared_at: None,
             sensitive: d.sensitive.clone(),
             defaults: Vec::new(),
+            computed: None,
+            references: Vec::new(),
         })
         .collect()
 }

@@ -61,6 +61,8 @@ pub enum EngineError {
     PlanFile { path: PathBuf, detail: String },
     #[error("cannot read the reviewed plan {path}: {detail}")]
     ReviewedPlan { path: PathBuf, detail: String },
+    #[error("saved plan {path} was made with --untrusted: taskservs and clusters were planned against their records without being read, so it is for review only; apply a plan made in a trusted job (`prov plan --out FILE`), or apply the workspace")]
+    UntrustedPlan { path: PathBuf },
     #[error("{0}")]
     Extension(#[from] crate::traits::ExtError),
     #[error("{context}: {source}")]

@@ -16,6 +16,7 @@ pub mod model;
 pub mod ops;
 pub mod ownership;
 pub mod plan;
+pub mod policy;
 pub mod refresh;
 pub mod refs;
 pub mod registry;

@@ -43,6 +43,47 @@ pub struct Loaded {
     pub config_hash: String,
 }
 
+/// Untrusted plans run no code from the repository. A server of a provider implemented by an
+/// extension program (`WORKSPACE/extensions/providers`, `PROV_EXTENSIONS_PATH`), which the pull
+/// request may have changed, is refused: every call would run it. Extension taskservs only run
+/// scripts on servers, which an untrusted plan does not do; their schemas and templates are not
+/// evaluated either: their names are returned to be skipped. The built-in catalog is prov's.
+fn refuse_workspace_code(
+    loaded: &Loaded,
+) -> Result<std::collections::BTreeSet<String>, EngineError> {
+    use crate::extension::{discover, search_path, ExtensionKind};
+    let roots = search_path(&loaded.workspace.dir);
+    let ext = |kind| discover(&roots, kind).map_err(|e| EngineError::Internal(e.to_string()));
+    let providers = ext(ExtensionKind::Provider)?;
+    let mut errors = Vec::new();
+    for r in loaded.model.resources.values() {
+        if !matches!(r.addr, crate::model::Address::Server(_)) {
+            continue;
+        }
+        if let Some(e) = providers
+            .iter()
+            .find(|e| e.name.as_str() == r.implementation)
+        {
+            errors.push(Diagnostic::new(
+                Some(r.addr.to_string()),
+                r.declared_at.clone(),
+                format!(
+                    "uses the provider extension {} ({}): its program is code from the repository, which an untrusted plan does not run; plan this change in a trusted job (docs/ci-security.md)",
+                    e.name,
+                    e.dir.display()
+                ),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(EngineError::Invalid(errors));
+    }
+    Ok(ext(ExtensionKind::Taskserv)?
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect())
+}
+
 /// Evaluates the configuration and builds the model and graph; every problem found is reported.
 pub fn load(
     ws: &Workspace,
@@ -259,8 +300,41 @@ pub async fn plan_from(
     snap: prov_state::Snapshot,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
-    // Taskserv settings are checked against their schemas before anything is planned.
-    crate::taskserv_ops::check_settings(loaded).await?;
+    // Taskserv settings are checked against their schemas before anything is planned (in an
+    // untrusted plan, only those of prov's own taskservs).
+    let skip = if opts.untrusted {
+        refuse_workspace_code(loaded)?
+    } else {
+        Default::default()
+    };
+    crate::taskserv_ops::check_settings_except(loaded, &skip).await?;
+    let mut snap = snap;
+    // Untrusted: only what provider APIs answer is read. Taskservs, clusters and components
+    // are asked through scripts and commands on the servers, so they are planned against their
+    // records (and operations left pending on them wait for a trusted plan).
+    let mut unrefreshed: std::collections::BTreeSet<crate::model::Address> = Default::default();
+    if opts.untrusted {
+        let held: Vec<String> = snap
+            .pending
+            .iter()
+            .filter(|(_, p)| p.kind != "server")
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in held {
+            snap.pending.remove(&k);
+            if let Ok(a) = k.parse() {
+                unrefreshed.insert(a);
+            }
+        }
+        if opts.refresh || opts.refresh_only {
+            unrefreshed.extend(
+                snap.resources
+                    .keys()
+                    .filter_map(|k| k.parse::<crate::model::Address>().ok())
+                    .filter(|a| !matches!(a, crate::model::Address::Server(_))),
+            );
+        }
+    }
     let mut resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = refresh::resolved_view(snap, &resolutions);
     // Live servers tagged for addresses this plan would create (state lost or records removed):
@@ -290,7 +364,22 @@ pub async fn plan_from(
     let mut refreshed = Vec::new();
     if opts.refresh || opts.refresh_only {
         let shared = Arc::new(view);
-        let obs = drift::observe(shared.clone(), &loaded.bound, &opts.refresh_opts, None).await;
+        let servers: Option<std::collections::BTreeSet<crate::model::Address>> =
+            opts.untrusted.then(|| {
+                shared
+                    .resources
+                    .keys()
+                    .filter_map(|k| k.parse::<crate::model::Address>().ok())
+                    .filter(|a| matches!(a, crate::model::Address::Server(_)))
+                    .collect()
+            });
+        let obs = drift::observe(
+            shared.clone(),
+            &loaded.bound,
+            &opts.refresh_opts,
+            servers.as_ref(),
+        )
+        .await;
         // Every observation task has finished: the snapshot is ours alone again.
         let unshared = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
         let errors: Vec<Diagnostic> = obs
@@ -370,6 +459,8 @@ pub async fn plan_from(
         &loaded.config_hash,
     )?;
     plan.resolutions = resolutions;
+    plan.untrusted = opts.untrusted;
+    plan.unrefreshed = unrefreshed.into_iter().collect();
     plan.tagged = tagged
         .into_iter()
         .filter(|t| {

@@ -20,6 +20,15 @@ use std::sync::Arc;
 /// Settings referring to what only an implementation reports (a type nobody can tell before
 /// apply) are checked at apply alone.
 pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
+    check_settings_except(loaded, &Default::default()).await
+}
+
+/// [`check_settings`], leaving out taskservs implemented by `skip` (an untrusted plan does not
+/// evaluate the schemas and templates of the repository's own extension taskservs).
+pub async fn check_settings_except(
+    loaded: &Loaded,
+    skip: &std::collections::BTreeSet<String>,
+) -> Result<(), EngineError> {
     // Checks may be slow (a Nickel evaluation, a provider's latency): they run concurrently.
     let limit = Arc::new(tokio::sync::Semaphore::new(32));
     let mut checks = tokio::task::JoinSet::new();
@@ -29,6 +38,9 @@ pub async fn check_settings(loaded: &Loaded) -> Result<(), EngineError> {
         let Address::Taskserv(server, name) = &r.addr else {
             continue;
         };
+        if skip.contains(&r.implementation) {
+            continue;
+        }
         let mut refs = Vec::new();
         // Only settings have a schema; a version or health check given by reference is
         // checked at apply.

@@ -5,6 +5,7 @@ use crate::cli::{LockArgs, PlanArgs};
 use crate::context::{Context, OpenState};
 use crate::render::{progress, reviewed, text, Paint};
 use prov_engine::apply::ApplyOptions;
+use prov_engine::events::Event;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::review;
@@ -117,6 +118,16 @@ pub fn run(
     }
     check_reviewed(ctx, &reviewed, &plan)?;
     if !plan.has_changes() {
+        // Consumers of the JSON lines see every apply start and finish, a no-op one too.
+        if json {
+            let sink = progress::sink(json, paint);
+            sink(Event::ApplyStarted { steps: 0 });
+            sink(Event::ApplyFinished {
+                succeeded: 0,
+                failed: 0,
+                skipped: 0,
+            });
+        }
         return Ok(0);
     }
     if args.expect_no_changes {

@@ -7,6 +7,7 @@ mod import;
 mod live;
 mod output;
 mod plan;
+mod policy;
 mod refresh;
 mod show;
 mod sim;
@@ -45,6 +46,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             out,
             detailed_exitcode,
             report,
+            untrusted,
             lock,
         } => plan::run(
             ctx,
@@ -53,6 +55,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             out.as_deref(),
             detailed_exitcode,
             &report,
+            untrusted,
             &lock,
         ),
         Command::Apply {
@@ -142,6 +145,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         } => import::run(ctx, &address, &id, dir.as_deref(), force, &lock),
         Command::ForceUnlock { lock_id } => state::force_unlock(ctx, &lock_id),
         Command::Taskserv { command } => taskserv::run(ctx, command),
+        Command::Policy { command } => policy::run(ctx, command),
     };
     let code = match r {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `prov output`: the workspace outputs as resolved at the last apply (a list redacts sensitive ones).
+//! `prov output`: the workspace outputs as resolved at the last apply (a list redacts sensitive ones; `--json` is Terraform's `output -json` shape).
 
 use super::{CmdResult, Failure};
 use crate::context::Context;
@@ -36,13 +36,20 @@ pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
                 _ => crate::outln!("{v}"),
             }
         }
+        // Terraform's `output -json` shape: {name: {sensitive, type, value}}.
         None if json => {
             for (k, v) in outputs.iter_mut() {
                 if sensitive.contains(k) {
                     *v = serde_json::Value::String(REDACTED.into());
                 }
             }
-            crate::outln!("{}", serde_json::to_string_pretty(&outputs)?)
+            let sensitive: Vec<String> = sensitive.into_iter().collect();
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&crate::render::tfjson::outputs(
+                    &outputs, &sensitive
+                ))?
+            )
         }
         None => {
             for (k, v) in &outputs {

@@ -32,9 +32,12 @@ pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
         replace: parse(&a.replace, "--replace")?,
         adopt: a.adopt,
         cost: !a.no_cost,
+        untrusted: false,
     })
 }
 
+// One argument per flag group of `prov plan`, as the dispatcher destructures them.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     ctx: &Context,
     dir: Option<&Path>,
@@ -42,17 +45,25 @@ pub fn run(
     out: Option<&Path>,
     detailed: bool,
     report: &ReportArgs,
+    untrusted: bool,
     lock: &LockArgs,
 ) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let opts = options(args)?;
+    let mut opts = options(args)?;
+    opts.untrusted = untrusted;
+    let mut eval = ctx.eval_options();
+    eval.confined = untrusted;
     let ops::LoadedWithState {
         loaded,
         state,
         snapshot,
-    } = ops::load_with_state(&ws, &ctx.registry(&ws)?, &ctx.eval_options(), |config| {
-        ctx.open_state(&ws, Some(config), "plan", lock.lock_timeout, false)
-            .map_err(prov_engine::error::EngineError::StateOpen)
+    } = ops::load_with_state(&ws, &ctx.registry(&ws)?, &eval, |config| {
+        if untrusted {
+            ctx.open_state_read_only(&ws, Some(config), "plan --untrusted", lock.lock_timeout)
+        } else {
+            ctx.open_state(&ws, Some(config), "plan", lock.lock_timeout, false)
+        }
+        .map_err(prov_engine::error::EngineError::StateOpen)
     })?;
     let plan =
         super::runtime()?.block_on(ops::plan_from(&loaded, &*state.store, snapshot, &opts))?;

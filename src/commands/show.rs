@@ -3,7 +3,7 @@
 use super::CmdResult;
 use crate::cli::{PlanFormat, ReportArgs};
 use crate::context::Context;
-use crate::render::{plan_report, Paint};
+use crate::render::{plan_report, tfjson, Paint};
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::redact::REDACTED;
@@ -47,12 +47,19 @@ pub fn run(ctx: &Context, plan: Option<&Path>, report: &ReportArgs) -> CmdResult
                 *v = serde_json::Value::String(REDACTED.into());
             }
         }
-        let v = serde_json::json!({
-            "lineage": snap.meta.lineage,
-            "serial": snap.meta.serial,
-            "resources": snap.resources.values().map(super::state::redacted).collect::<Vec<_>>(),
-            "outputs": outputs,
-        });
+        let records: Vec<_> = snap
+            .resources
+            .values()
+            .map(super::state::redacted)
+            .collect();
+        let sensitive: Vec<String> = sensitive.into_iter().collect();
+        let v = tfjson::state(
+            &snap.meta.lineage,
+            snap.meta.serial,
+            &records,
+            &outputs,
+            &sensitive,
+        );
         crate::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }

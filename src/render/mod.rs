@@ -3,6 +3,7 @@
 pub mod cost;
 pub mod html;
 pub mod markdown;
+pub mod policy;
 pub mod progress;
 pub mod review;
 pub mod reviewed;
@@ -25,23 +26,35 @@ pub fn plan_report(
     paint: Paint,
 ) -> Result<String, serde_json::Error> {
     Ok(match args.format() {
-        PlanFormat::Text => text::plan(p, paint),
+        PlanFormat::Text => text::plan(p, paint) + &text::untrusted_note(p, paint),
         PlanFormat::Json => {
             let review = prov_engine::plan::review::Review::of(p, keys);
             serde_json::to_string_pretty(&tfjson::reviewable(p, &review))? + "\n"
         }
-        PlanFormat::Markdown => markdown::plan(
-            p,
-            &markdown::Options {
-                max_bytes: args.max_bytes,
-                full_plan: args
-                    .full_plan
-                    .clone()
-                    .unwrap_or_else(|| full_plan.to_string()),
-            },
-        ),
+        PlanFormat::Markdown => {
+            markdown::plan(
+                p,
+                &markdown::Options {
+                    max_bytes: args.max_bytes,
+                    full_plan: args
+                        .full_plan
+                        .clone()
+                        .unwrap_or_else(|| full_plan.to_string()),
+                },
+            ) + &untrusted_quote(p)
+        }
         PlanFormat::Html => html::plan(p),
     })
+}
+
+/// The untrusted plan's note as a Markdown quote (empty for other plans).
+fn untrusted_quote(p: &Plan) -> String {
+    let note = text::untrusted_note(p, Paint { on: false });
+    if note.is_empty() {
+        return note;
+    }
+    let quoted: Vec<String> = note.trim().lines().map(|l| format!("> {l}")).collect();
+    format!("\n{}\n", quoted.join("\n>\n"))
 }
 
 /// ANSI colours, or nothing.

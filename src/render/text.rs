@@ -290,3 +290,26 @@ pub fn value(v: &Value) -> String {
         other => review::shown(other),
     }
 }
+
+/// What an untrusted plan (`prov plan --untrusted`) did not look at; empty for other plans.
+pub fn untrusted_note(p: &Plan, paint: Paint) -> String {
+    if !p.untrusted {
+        return String::new();
+    }
+    let mut s = format!(
+        "\n{} refreshed through provider APIs only; nothing ran on servers or from the repository.\n",
+        paint.yellow("Untrusted plan:")
+    );
+    if !p.unrefreshed.is_empty() {
+        s.push_str(&format!(
+            "Not checked (status is read on the servers; planned against the state): {}\n",
+            p.unrefreshed
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    s.push_str("Settings of the repository's own extension taskservs were not checked against their schemas. This plan is for review only: prov apply refuses it.\n");
+    s
+}

@@ -66,6 +66,10 @@ pub enum StateError {
     )]
     NotCreated { backend: String, operation: String },
 
+    /// A write to a store opened read-only (`OpenOptions::read_only`).
+    #[error("{backend} was opened read-only for `{operation}`: nothing can be written to it")]
+    ReadOnly { backend: String, operation: String },
+
     #[error("invalid state path {path}: {detail}", path = path.display())]
     InvalidPath { path: PathBuf, detail: String },
 

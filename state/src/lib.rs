@@ -247,6 +247,11 @@ pub struct OpenOptions {
     /// then an empty snapshot (lineage "", serial 0) and nothing is created (no sled database;
     /// no PostgreSQL tables or rows).
     pub create: bool,
+    /// Read without taking the lock and write nothing (not even the lock holder's row), so a
+    /// read-only database role suffices (`prov plan --untrusted`); writes are refused. Each
+    /// snapshot is still consistent (one read-only transaction). sled, which only one process
+    /// can open at a time, takes its lock as always.
+    pub read_only: bool,
 }
 
 impl OpenOptions {
@@ -256,6 +261,7 @@ impl OpenOptions {
             operation: operation.into(),
             lock_timeout: Duration::ZERO,
             create: true,
+            read_only: false,
         }
     }
 }

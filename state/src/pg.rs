@@ -141,6 +141,8 @@ pub struct PgStore {
     operation: String,
     /// False: the schema or the workspace does not exist and `create` was false.
     exists: bool,
+    /// Opened without the lock ([`OpenOptions::read_only`]): every write is refused.
+    read_only: bool,
     lock: LockInfo,
     conn: Mutex<Conn>,
 }
@@ -232,13 +234,18 @@ impl PgStore {
         let (config, at) = parse(conn, workspace)?;
         let mut session = connect(&config, &at, workspace, statement_timeout)?;
 
-        let lock = acquire(&mut session, &at, &opts.operation, opts.lock_timeout)?;
-        let version = ensure_schema(&mut session, &at, opts.create)?;
+        let lock = if opts.read_only {
+            holder_info(&at, &opts.operation)
+        } else {
+            acquire(&mut session, &at, &opts.operation, opts.lock_timeout)?
+        };
+        let create = opts.create && !opts.read_only;
+        let version = ensure_schema(&mut session, &at, create)?;
         let mut exists = false;
         if version == PG_SCHEMA_VERSION {
-            exists = ensure_workspace(&mut session, &at, opts.create)?;
+            exists = ensure_workspace(&mut session, &at, create)?;
             // A read-only open of a missing workspace writes nothing, not even the holder row.
-            if exists {
+            if exists && !opts.read_only {
                 let holder = serde_json::to_string(&lock).expect("LockInfo always serialises");
                 block_on(
                     &session.guard,
@@ -259,6 +266,7 @@ impl PgStore {
             workspace: workspace.to_string(),
             operation: opts.operation.clone(),
             exists,
+            read_only: opts.read_only,
             lock,
             conn: Mutex::new(session),
         })
@@ -284,6 +292,12 @@ impl PgStore {
     }
 
     fn writable(&self) -> Result<MutexGuard<'_, Conn>, StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly {
+                backend: self.at.backend.clone(),
+                operation: self.operation.clone(),
+            });
+        }
         if !self.exists {
             return Err(StateError::NotCreated {
                 backend: self.at.backend.clone(),
@@ -785,7 +799,12 @@ fn acquire(
         }
         std::thread::sleep(POLL.min(deadline - now));
     }
-    Ok(LockInfo {
+    Ok(holder_info(at, operation))
+}
+
+/// Who this process is, as a lock holder (also for a read-only open, which holds no lock).
+fn holder_info(at: &Where, operation: &str) -> LockInfo {
+    LockInfo {
         id: random_hex(8),
         user: current_user(),
         host: hostname(),
@@ -793,7 +812,7 @@ fn acquire(
         operation: operation.to_string(),
         since: now_secs(),
         location: at.location.clone(),
-    })
+    }
 }
 
 /// The live holder of the workspace lock as its row names it, or an unknown holder when there is

@@ -2221,3 +2221,52 @@ fn pg_store_works_from_inside_a_tokio_runtime() {
         assert_eq!(s.meta().unwrap().serial, 2);
     });
 }
+
+#[test]
+fn pg_read_only_open_needs_only_select_takes_no_lock_and_writes_nothing() {
+    let Some(url) = pg_url("pg_read_only_open_needs_only_select_takes_no_lock_and_writes_nothing")
+    else {
+        return;
+    };
+    let db = TempDb::new(&url);
+    let writer = PgStore::open(&db.conn(None), "w", &sled_opts("apply")).unwrap();
+    writer.commit(&[Change::Put(rec("server.web", 1))]).unwrap();
+    // A role that may only read (what an untrusted pull-request job is given).
+    let role = unique("prov_reader");
+    let password = "reader-Pw-1";
+    db.admin()
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
+             GRANT USAGE ON SCHEMA public TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+        ))
+        .unwrap();
+    let holder = |db: &TempDb| -> String {
+        db.admin()
+            .query_one(
+                "SELECT holder::text FROM prov_locks WHERE workspace = 'w'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = holder(&db);
+    // While the writer holds the lock, a read-only open succeeds and reads the state.
+    let mut ro = sled_opts("plan --untrusted");
+    ro.create = false;
+    ro.read_only = true;
+    let reader = PgStore::open(&db.conn(Some((&role, password))), "w", &ro).unwrap();
+    let snap = reader.snapshot().unwrap();
+    assert_eq!(snap.resources["server.web"], rec("server.web", 1));
+    let err = reader
+        .commit(&[Change::Put(rec("server.db", 1))])
+        .unwrap_err();
+    assert!(matches!(err, StateError::ReadOnly { .. }), "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    drop(reader);
+    assert_eq!(holder(&db), before, "the lock holder's row is the writer's");
+    assert_eq!(writer.snapshot().unwrap().meta.serial, snap.meta.serial);
+    drop(writer);
+    drop(db);
+    let _ = admin(&url).batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+}

@@ -240,14 +240,10 @@ fn a_public_address_changed_outside_prov_updates_what_references_it() {
     }
     let _destroy = Destroy(&prov);
     prov(&["apply", "--auto-approve"]).ok();
-    let state: serde_json::Value = serde_json::from_str(&ws.state()).unwrap();
-    let web = state["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == "server.web-01")
-        .unwrap()
-        .clone();
+    let record = |addr: &str| -> serde_json::Value {
+        serde_json::from_str(&prov(&["state", "show", addr, "--json"]).ok().stdout).unwrap()
+    };
+    let web = record("server.web-01");
     let id = web["provider_id"].as_str().unwrap().to_string();
     let old_ip = web["outputs"]["public_ip"]
         .as_str()
@@ -275,13 +271,7 @@ fn a_public_address_changed_outside_prov_updates_what_references_it() {
         .has("~ server.db-01 (aws) will be updated in place")
         .has(&new_ip);
     prov(&["apply", "--auto-approve"]).ok();
-    let state: serde_json::Value = serde_json::from_str(&ws.state()).unwrap();
-    let db = state["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == "server.db-01")
-        .unwrap();
+    let db = record("server.db-01");
     assert_eq!(db["attributes"]["tags"]["web"], new_ip.as_str());
     prov(&["plan", "--detailed-exitcode"]).ok();
 }

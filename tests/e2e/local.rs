@@ -45,18 +45,19 @@ fn root_net(test: &str) -> bool {
     false
 }
 
-/// `outputs` of each server record in `prov show --json`, by address.
+/// What apply computed for each server (`id`, addresses, `extra`), by address: the values of
+/// `prov show --json` (Terraform's state shape: configured attributes and computed ones).
 fn server_outputs(ws: &Ws) -> std::collections::BTreeMap<String, Value> {
     let v: Value = serde_json::from_str(&ws.state()).unwrap();
-    v["resources"]
+    v["values"]["root_module"]["resources"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["kind"] == "server")
+        .filter(|r| r["type"] == "server")
         .map(|r| {
             (
                 r["address"].as_str().unwrap().to_string(),
-                r["outputs"].clone(),
+                r["values"].clone(),
             )
         })
         .collect()
@@ -647,13 +648,12 @@ fn local_address_changed_outside_prov_updates_what_references_it() {
         .has("~ server.lb")
         .has("127.0.0.2");
     ws.prov(&["apply", "--auto-approve"]).ok();
-    let v: Value = serde_json::from_str(&ws.state()).unwrap();
-    let lb = v["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == "server.lb")
-        .unwrap();
+    let lb: Value = serde_json::from_str(
+        &ws.prov(&["state", "show", "server.lb", "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(lb["attributes"]["tags"]["backend"], "127.0.0.2");
     assert_eq!(server_outputs(&ws)["server.app"]["private_ip"], "127.0.0.2");
     ws.prov(&["plan", "--detailed-exitcode"]).ok();

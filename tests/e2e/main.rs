@@ -16,11 +16,14 @@ mod local;
 mod nesting;
 mod ownership;
 mod pipeline;
+mod policy_check;
 mod process;
 mod report;
 mod review;
 mod secrets;
+mod tfjson;
 mod trust;
+mod untrusted;
 mod validate;
 
 struct Ws {
@@ -495,10 +498,10 @@ fn quickstart_example_applies_and_is_idempotent() {
         .has("No changes.");
     let out = prov_in(&dir, &["output", "--json"], &[]).ok().stdout;
     let outputs: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let motd = std::fs::read_to_string(outputs["web_root"].as_str().unwrap()).unwrap();
+    let motd = std::fs::read_to_string(outputs["web_root"]["value"].as_str().unwrap()).unwrap();
     assert!(motd.starts_with("Web server, this is web-01"), "{motd}");
     // The heartbeat service really runs in web-01's sandbox.
-    let beat = outputs["heartbeat"].as_str().unwrap();
+    let beat = outputs["heartbeat"]["value"].as_str().unwrap();
     assert!(std::fs::read_to_string(beat).unwrap().contains("db at "));
     // A settings change is planned as a configure of that one taskserv.
     let main = std::fs::read_to_string(dir.join("main.ncl")).unwrap();
@@ -1528,8 +1531,9 @@ fn sensitivity_follows_references_into_other_resources_and_outputs() {
         .has(r#"team = "data""#);
     let listed: serde_json::Value =
         serde_json::from_str(&ws.prov(&["output", "--json"]).ok().stdout).unwrap();
-    assert_eq!(listed["all_tags"], "(sensitive value)");
-    assert_eq!(listed["team"], "data");
+    assert_eq!(listed["all_tags"]["value"], "(sensitive value)");
+    assert_eq!(listed["all_tags"]["sensitive"], true);
+    assert_eq!(listed["team"]["value"], "data");
     assert_eq!(
         ws.prov(&["output", "token"]).ok().stdout.trim(),
         "tok-secret-1"

@@ -120,8 +120,18 @@ fn no_command_prints_a_secret_except_output_name_and_state_pull() {
     m.run(&["plan"], 0, true);
     m.run(&["plan", "--refresh-only"], 0, true);
     m.run(&["plan", "--destroy"], 0, true);
+    m.run(&["plan", "--untrusted"], 0, true);
     m.run(&["show"], 0, true);
     m.run(&["state", "list"], 0, false);
+    // Policies see the redacted plan: a rule that prints every tag prints no secret.
+    std::fs::create_dir_all(ws.dir.join("policy")).unwrap();
+    std::fs::write(
+        ws.dir.join("policy/tags.rego"),
+        "package main\n\nimport rego.v1\n\nwarn contains msg if {\n\trc := input.resource_changes[_]\n\tmsg := sprintf(\"%s %v %v\", [rc.address, rc.change.before, input.prior_state])\n}\n",
+    )
+    .unwrap();
+    m.run(&["plan", "--out", "p.plan"], 0, false);
+    m.run(&["policy", "check", "p.plan"], 0, true);
     for a in ["server.db", "server.web", "server.app", "taskserv.db.pg"] {
         m.run(&["state", "show", a], 0, true);
         m.run(&["state", "history", a], 0, true);

@@ -80,15 +80,13 @@ fn config(maxmemory: &str, with_redis: bool) -> String {
     )
 }
 
+/// The record as `prov state show ADDR --json` prints it; null when it is not in the state.
 fn record(ws: &Ws, address: &str) -> Value {
-    let v: Value = serde_json::from_str(&ws.state()).unwrap();
-    v["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == address)
-        .cloned()
-        .unwrap_or(Value::Null)
+    let r = ws.prov(&["state", "show", address, "--json"]);
+    if r.code != 0 {
+        return Value::Null;
+    }
+    serde_json::from_str(&r.stdout).unwrap()
 }
 
 fn redis_cli(ip: &str, args: &[&str]) -> String {

@@ -160,15 +160,9 @@ const APP_AND_LB: &str = r#"{
   outputs = { app = "${server.app-01.private_ip}" },
 }"#;
 
+/// The record as `prov state show ADDR --json` prints it (attributes and outputs apart).
 fn record(ws: &Ws, addr: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&ws.state()).unwrap();
-    v["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == addr)
-        .cloned()
-        .unwrap_or_else(|| panic!("{addr} not in the state"))
+    serde_json::from_str(&ws.prov(&["state", "show", addr, "--json"]).ok().stdout).unwrap()
 }
 
 #[test]

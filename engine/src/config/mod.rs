@@ -33,6 +33,7 @@
 //! merging: `prov.clusters.buildkit & { resources.min_nodes = 3 }`.
 
 mod cache;
+mod confine;
 mod defaults;
 mod eval;
 mod library;
@@ -60,6 +61,12 @@ pub struct EvalOptions {
     pub color: bool,
     /// Reuse the result of an earlier evaluation of byte-identical inputs (`.prov/cache/`).
     pub cache: bool,
+    /// Untrusted configurations (`prov plan --untrusted`): every import must be a plain string
+    /// naming a file inside the workspace directory (or prov's library), checked before Nickel
+    /// reads anything, so a pull request's `main.ncl` cannot read the runner's files
+    /// (`import "/proc/self/environ" as 'Text`) into a plan it can see. The evaluation cache is
+    /// neither read nor written (a cache file is the workspace's too).
+    pub confined: bool,
 }
 
 impl Default for EvalOptions {
@@ -69,6 +76,7 @@ impl Default for EvalOptions {
             max_bytes: 64 << 20,
             color: false,
             cache: std::env::var_os("PROV_NO_EVAL_CACHE").is_none(),
+            confined: false,
         }
     }
 }
@@ -167,6 +175,9 @@ pub enum ConfigError {
     Nickel { rendered: String },
     #[error("internal error while evaluating the configuration: {0}")]
     Internal(String),
+    /// A confined evaluation ([`EvalOptions::confined`]) would read outside the workspace.
+    #[error("{at}: {detail}; an untrusted plan reads only files inside the workspace directory")]
+    Confined { at: String, detail: String },
     #[error(
         "evaluating the configuration exceeded the memory limit of {} (prov's resident memory \
          reached {}): an endless recursion? Nothing was changed. If the configuration really \
@@ -218,12 +229,16 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         });
     }
     let lib_dir = library::lib_dir(workspace_dir);
+    if opts.confined {
+        confine::check_library(workspace_dir, &lib_dir)?;
+    }
     library::materialize(&lib_dir)?;
     let contract = lib_dir.join(library::WORKSPACE_CONTRACT);
+    let cache_on = opts.cache && !opts.confined;
 
     // Nickel evaluation dominates a plan's time; an unchanged configuration (same bytes in every
     // file it reads, same prov) evaluates to the same value, so it is evaluated once.
-    if opts.cache {
+    if cache_on {
         if let Some(hit) = cache::load(workspace_dir, opts) {
             return Ok(Evaluated {
                 value: hit.value,
@@ -242,6 +257,9 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         &lib_dir,
         opts,
     )?;
+    if opts.confined {
+        confine::check_scan(workspace_dir, &lib_dir, &scanned)?;
+    }
 
     let output = eval::run(eval::Job {
         workspace_dir: workspace_dir.to_path_buf(),
@@ -253,7 +271,7 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
     })?;
     let hash = cache::value_hash(&output.value);
 
-    if opts.cache {
+    if cache_on {
         if let Some(k) = cache::key(&scanned.files, opts) {
             let covered = cache::Covered {
                 key: &k,

@@ -24,6 +24,9 @@ use super::{ConfigError, EvalOptions};
 #[derive(Debug)]
 pub(crate) struct ScanResult {
     pub files: Vec<PathBuf>,
+    /// Imports whose target the scan cannot know (see [`FoundImport::opaque`]), and imports
+    /// that resolve to no file: (importing file, import). Nickel resolves or refuses them.
+    pub unresolved: Vec<(PathBuf, FoundImport)>,
     /// Import candidates looked for and not found (before the one found, or all of them): a
     /// file appearing there would change what an import resolves to.
     pub misses: Vec<PathBuf>,
@@ -34,6 +37,11 @@ pub(crate) struct ScanResult {
 pub(crate) struct FoundImport {
     pub path: String,
     pub depth: usize,
+    /// 1-based line of the `import` keyword.
+    pub line: usize,
+    /// Not a plain `"..."` literal this scan reads exactly (a multiline string, an escape, a
+    /// package name): its target is not known here. `path` holds what follows `import`.
+    pub opaque: bool,
 }
 
 /// The result of scanning one source text.
@@ -64,6 +72,7 @@ pub(crate) fn scan_workspace(
 ) -> Result<ScanResult, ConfigError> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut misses: Vec<PathBuf> = Vec::new();
+    let mut unresolved: Vec<(PathBuf, FoundImport)> = Vec::new();
     // canonical path -> greatest depth of an import site of the file scanned so far
     let mut seen: HashMap<PathBuf, usize> = HashMap::new();
     let mut total_bytes: u64 = 0;
@@ -126,22 +135,31 @@ pub(crate) fn scan_workspace(
             TextScan::Ok { imports } => {
                 let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 for import in imports.into_iter().rev() {
+                    if import.opaque {
+                        unresolved.push((path.clone(), import));
+                        continue;
+                    }
                     let candidates = std::iter::once(&parent).chain(import_dirs.iter());
-                    if let Some(target) = candidates.map(|dir| dir.join(&import.path)).find(|p| {
+                    match candidates.map(|dir| dir.join(&import.path)).find(|p| {
                         let found = p.is_file();
                         if !found {
                             misses.push(p.clone());
                         }
                         found
                     }) {
-                        work.push((target, base + import.depth));
+                        Some(target) => work.push((target, base + import.depth)),
+                        None => unresolved.push((path.clone(), import)),
                     }
                 }
             }
         }
     }
 
-    Ok(ScanResult { files, misses })
+    Ok(ScanResult {
+        files,
+        unresolved,
+        misses,
+    })
 }
 
 /// Whether a file's bracket nesting is measured: Nickel and JSON sources (by extension, like
@@ -193,8 +211,12 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
     let mut imports = Vec::new();
     // Set after the keyword `import`; the next string literal is the imported path.
     let mut pending_import = false;
+    // The line of the last `import` keyword.
+    let mut import_line = 0;
     // The contents of the string being read, when it is an import path.
     let mut import_literal: Option<String> = None;
+    // The import path being read has an escape (`\u{..}`...): not known exactly.
+    let mut import_escaped = false;
     // For each open bracket or interpolation (index 0: the top level), the number of operators
     // and `let`/`if`/`fun` keywords since the last `,` or `;` at that level: nesting that the
     // parser builds without brackets (`1 + 1 + ...` is a left-leaning tree).
@@ -265,6 +287,22 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                     modes.push(Mode::Str);
                     advance!(1);
                 }
+                // `import` followed by anything but a plain string: a multiline string, a
+                // package name. Its target is unknown here.
+                c if pending_import && !c.is_whitespace() => {
+                    pending_import = false;
+                    let what: String = chars[i..]
+                        .iter()
+                        .take_while(|c| !c.is_whitespace())
+                        .take(40)
+                        .collect();
+                    imports.push(FoundImport {
+                        path: what,
+                        depth,
+                        line: import_line,
+                        opaque: true,
+                    });
+                }
                 '%' if i > 0 && is_ident_char(chars[i - 1]) && starts_multiline(&chars, i) => {
                     pending_import = false;
                     let percents = count_percents(&chars, i);
@@ -298,6 +336,9 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                     let len = chars[i..].iter().take_while(|&&c| is_ident_char(c)).count();
                     let word: String = chars[i..i + len].iter().collect();
                     pending_import = word == "import";
+                    if pending_import {
+                        import_line = line;
+                    }
                     if matches!(word.as_str(), "let" | "if" | "fun") {
                         chain_step!();
                     }
@@ -316,6 +357,9 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
             },
             Mode::Str => match c {
                 '\\' => {
+                    if import_literal.is_some() {
+                        import_escaped = true;
+                    }
                     if let (Some(lit), Some(&next)) = (import_literal.as_mut(), chars.get(i + 1)) {
                         lit.push(match next {
                             'n' => '\n',
@@ -329,13 +373,19 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                 '"' => {
                     modes.pop();
                     if let Some(path) = import_literal.take() {
-                        imports.push(FoundImport { path, depth });
+                        imports.push(FoundImport {
+                            path,
+                            depth,
+                            line: import_line,
+                            opaque: std::mem::take(&mut import_escaped),
+                        });
                     }
                     advance!(1);
                 }
                 '%' if chars.get(i + 1) == Some(&'{') => {
                     // An interpolated import path is not a static import.
                     import_literal = None;
+                    import_escaped = false;
                     modes.push(Mode::Code {
                         interpolation_depth: Some(depth),
                     });

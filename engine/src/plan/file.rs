@@ -49,6 +49,15 @@ struct PlanFileV1 {
     /// Version 2: the plan's monthly cost (absent: not asked, or a version 1 file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cost: Option<CostV2>,
+    /// The fields below are absent in plan files written before they existed.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    prior_outputs: serde_json::Map<String, Value>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    timestamp: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    untrusted: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unrefreshed: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -271,11 +280,20 @@ struct ChangeV1 {
     /// Absent in plan files written before defaults were told apart (all were then shown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     defaults: Vec<String>,
+    /// Absent in plan files written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    computed: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    references: Vec<(String, Vec<String>)>,
 }
 
 fn to_v1(p: &Plan) -> PlanFileV1 {
     let addrs = |v: &[Address]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     PlanFileV1 {
+        prior_outputs: p.prior_outputs.clone(),
+        timestamp: p.timestamp.clone(),
+        untrusted: p.untrusted,
+        unrefreshed: addrs(&p.unrefreshed),
         protect: addrs(&p.protect),
         cost: p.cost.as_ref().map(cost_v2),
         deposed: p
@@ -413,6 +431,8 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                 declared_at: c.declared_at.clone(),
                 sensitive: c.sensitive.clone(),
                 defaults: c.defaults.clone(),
+                computed: c.computed.clone(),
+                references: c.references.clone(),
             })
             .collect(),
     }
@@ -461,6 +481,8 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             declared_at: c.declared_at,
             sensitive: c.sensitive,
             defaults: c.defaults,
+            computed: c.computed,
+            references: c.references,
         });
     }
     let deposed = f
@@ -478,6 +500,10 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Plan {
         cost: f.cost.map(cost_from_v2).transpose()?,
+        prior_outputs: f.prior_outputs,
+        timestamp: f.timestamp,
+        untrusted: f.untrusted,
+        unrefreshed: addrs(&f.unrefreshed)?,
         protect: addrs(&f.protect)?,
         deposed,
         prov_version: f.prov_version,

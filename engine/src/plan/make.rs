@@ -28,6 +28,9 @@ pub struct PlanOptions {
     /// Ask the providers' get-pricing and put the monthly cost in the plan (`plan::cost`); the
     /// CLI's default, off with `--no-cost`.
     pub cost: bool,
+    /// A plan of code nobody has reviewed (a pull request): refresh through provider APIs
+    /// only, run nothing on servers, refuse workspace extension programs (see `ops::plan_from`).
+    pub untrusted: bool,
 }
 
 /// What is known about a resource while planning its dependents. Nothing is copied for it:
@@ -148,10 +151,9 @@ pub fn make_plan(
     let mut plan = plan_changes(model, graph, snap, bound, opts, config_hash)?;
     for c in &mut plan.changes {
         if c.action.is_noop() {
-            c.before = snap
-                .resources
-                .get(&c.address.to_string())
-                .map(|r| r.attributes.clone());
+            let rec = snap.resources.get(&c.address.to_string());
+            c.before = rec.map(|r| r.attributes.clone());
+            c.computed = rec.map(|r| r.outputs.clone());
         }
     }
     Ok(plan)
@@ -171,10 +173,10 @@ pub fn make_plan_from(
     let mut plan = plan_changes(model, graph, &snap, bound, opts, config_hash)?;
     for c in &mut plan.changes {
         if c.action.is_noop() {
-            c.before = snap
-                .resources
-                .get_mut(&c.address.to_string())
-                .map(|r| std::mem::take(&mut r.attributes));
+            if let Some(r) = snap.resources.get_mut(&c.address.to_string()) {
+                c.before = Some(std::mem::take(&mut r.attributes));
+                c.computed = Some(std::mem::take(&mut r.outputs));
+            }
         }
     }
     // What is left (every record's config and outputs) is freed on another thread: at 10,000
@@ -247,7 +249,7 @@ fn plan_changes(
                     planned.insert(a.clone(), Planned::Same);
                     if in_scope(a) {
                         actions.insert(a.clone(), Action::NoOp);
-                        changes.push(noop_change(a, r, rec));
+                        changes.push(noop_change(a, r, rec, &addrs));
                     }
                     continue;
                 }
@@ -352,7 +354,7 @@ fn plan_changes(
                 },
             );
             if let (true, Some(rec)) = (noop, rec) {
-                changes.push(noop_change(a, r, rec));
+                changes.push(noop_change(a, r, rec, &addrs));
                 continue;
             }
             changes.push(ResourceChange {
@@ -371,6 +373,8 @@ fn plan_changes(
                 declared_at: r.declared_at.clone(),
                 sensitive: r.sensitive.clone(),
                 defaults: r.defaults.clone(),
+                computed: rec.map(|x| x.outputs.clone()),
+                references: references(&r.config, &addrs),
             });
         }
     }
@@ -417,6 +421,8 @@ fn plan_changes(
             declared_at: declared.and_then(|r| r.declared_at.clone()),
             sensitive: rec.sensitive_paths.clone(),
             defaults: Vec::new(),
+            computed: Some(rec.outputs.clone()),
+            references: Vec::new(),
         });
     }
     changes.sort_by(|x, y| x.address.cmp(&y.address));
@@ -466,6 +472,14 @@ fn plan_changes(
         drift: Vec::new(),
         refreshed: Vec::new(),
         output_changes,
+        prior_outputs: if opts.targets.is_empty() {
+            snap.outputs.clone()
+        } else {
+            Default::default()
+        },
+        timestamp: crate::fsutil::now_rfc3339(),
+        untrusted: false,
+        unrefreshed: Vec::new(),
         prov_version: env!("CARGO_PKG_VERSION").to_string(),
         mode: if opts.destroy {
             PlanMode::Destroy
@@ -513,7 +527,12 @@ fn deposed_changes(
 
 /// An unchanged resource's entry. It carries no copies: `after` is `before` (filled in by the
 /// caller of [`plan_changes`]) and nothing of its configuration is applied.
-fn noop_change(a: &Address, r: &crate::model::Resource, rec: &ResourceRecord) -> ResourceChange {
+fn noop_change(
+    a: &Address,
+    r: &crate::model::Resource,
+    rec: &ResourceRecord,
+    addrs: &BTreeSet<Address>,
+) -> ResourceChange {
     ResourceChange {
         address: a.clone(),
         implementation: r.implementation.clone(),
@@ -531,7 +550,46 @@ fn noop_change(a: &Address, r: &crate::model::Resource, rec: &ResourceRecord) ->
         declared_at: r.declared_at.clone(),
         sensitive: r.sensitive.clone(),
         defaults: r.defaults.clone(),
+        computed: None,
+        references: references(&r.config, addrs),
     }
+}
+
+/// The references of a configuration by top-level attribute (see
+/// [`ResourceChange::references`]); one that names nothing declared is left out (load has
+/// refused it already).
+fn references(config: &Value, addrs: &BTreeSet<Address>) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    if crate::refs::find_refs(config, "", &mut found).is_err() {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (path, rp) in found {
+        let top = path
+            .split(['.', '['])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let i = match out.iter().position(|(k, _)| *k == top) {
+            Some(i) => i,
+            None => {
+                out.push((top, Vec::new()));
+                out.len() - 1
+            }
+        };
+        let refs = &mut out[i].1;
+        let text = rp.0.join(".");
+        if !refs.contains(&text) {
+            refs.push(text);
+        }
+        if let Ok((target, _)) = resolve_ref(&rp, addrs) {
+            let t = target.to_string();
+            if !refs.contains(&t) {
+                refs.push(t);
+            }
+        }
+    }
+    out
 }
 
 /// Servers and taskservs that refresh found stopped outside prov are started again: their

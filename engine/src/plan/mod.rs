@@ -107,6 +107,12 @@ pub struct ResourceChange {
     pub sensitive: Vec<String>,
     /// Attribute paths left to the schema's defaults (see `model::Resource::defaults`).
     pub defaults: Vec<String>,
+    /// What apply recorded for the existing object beyond its configuration (a server's `id`,
+    /// addresses, `extra`; a taskserv's outputs). None when nothing exists yet.
+    pub computed: Option<Value>,
+    /// The references of the configuration, by top-level attribute: each `${...}` as written
+    /// (`server.db.private_ip`) followed by the address it names (`server.db`).
+    pub references: Vec<(String, Vec<String>)>,
 }
 
 impl ResourceChange {
@@ -168,6 +174,15 @@ pub struct Plan {
     pub protect: Vec<Address>,
     /// Monthly cost before → after (None: not asked, `--no-cost`, or a refresh-only plan).
     pub cost: Option<cost::Cost>,
+    /// The workspace outputs as the last apply resolved them (unchanged ones included).
+    pub prior_outputs: serde_json::Map<String, Value>,
+    /// When the plan was made (RFC 3339, UTC).
+    pub timestamp: String,
+    /// Made with `--untrusted`: refreshed through provider APIs only (see [`Self::unrefreshed`]).
+    pub untrusted: bool,
+    /// Recorded resources whose real state was not read, because reading it runs something on
+    /// the server (taskserv status scripts, cluster queries): planned against their records.
+    pub unrefreshed: Vec<Address>,
 }
 
 /// A deposed object apply destroys: it once held `address` and still exists (see

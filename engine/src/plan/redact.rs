@@ -298,6 +298,7 @@ impl Plan {
             redact_opt(&mut c.before, &paths);
             redact_opt(&mut c.after, &paths);
             redact_opt(&mut c.config, &paths);
+            redact_opt(&mut c.computed, &paths);
             for d in &mut c.diffs {
                 redact_diff(d, &paths);
             }
@@ -314,6 +315,11 @@ impl Plan {
         }
         for d in &mut p.deposed {
             redact_value(&mut d.before, &d.sensitive);
+        }
+        for (name, v) in p.prior_outputs.iter_mut() {
+            if self.sensitive_outputs.contains(name) {
+                *v = Value::String(REDACTED.into());
+            }
         }
         for o in &mut p.output_changes {
             if self.sensitive_outputs.contains(&o.name) {
