@@ -179,7 +179,7 @@ fn example_applies_stops_starts_edits_firewall_in_place_and_destroys() {
     prov(&["plan", "--detailed-exitcode"])
         .code(2)
         .has("~ server.web-01 (aws) will be updated in place")
-        .has(r#"+ {"action":"allow","direction":"ingress","port":"8443","protocol":"tcp"}"#)
+        .has(r#"+ firewall_rules[0] = {"action":"allow","direction":"ingress","port":"8443","protocol":"tcp"}"#)
         .has("0 to replace");
     prov(&["apply", "--auto-approve"]).ok();
     prov(&["plan", "--detailed-exitcode"])
