@@ -138,6 +138,7 @@ grep -q "prov $version" "$log" || die "install-prov.sh did not install prov"
 body=$(state '.comments["1"][0].body')
 grep -q '<!-- prov-plan: infra/prod -->' <<<"$body" || die "the comment lacks its marker"
 grep -q 'policy check: success' <<<"$body" || die "the comment lacks the policy result"
+grep -q '### prov plan: 0 to add, 1 to change, 0 to replace, 0 to destroy' <<<"$body" || die "the comment lacks the Markdown plan summary"
 grep -q 'server.web' <<<"$body" || die "the comment lacks the plan"
 grep -q 's3cr3t' <<<"$body" && die "the comment shows a secret"
 pass "pull request #1: one plan comment, policy result, no secret"
