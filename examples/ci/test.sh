@@ -66,7 +66,7 @@ mkdir -p "$repo/.github/workflows" "$repo/ci" "$repo/infra/prod" "$repo/policy"
 cp "$here"/github/workflows/*.yml "$repo/.github/workflows/"
 cp "$here/install-prov.sh" "$repo/ci/"
 cd "$repo"
-printf '.prov/\n' > .gitignore
+printf '.prov/\n.base/\n' > .gitignore
 # The sim provider's world and the sled state live in infra/prod/.prov, shared by every job
 # here as a real state backend would be.
 config() { # $1: web's plan, $2: the database password, $3: extra servers
@@ -101,8 +101,7 @@ echo '{}' > "$GH_STUB_DIR/state.json"
 # What exists already: the first two servers, applied.
 "$bin" -C infra/prod apply --auto-approve > "$tmp/initial.log" 2>&1 || { cat "$tmp/initial.log"; die "initial apply"; }
 
-# Runs WORKFLOW for EVENT with the payload EVENT_JSON at commit SHA (pull requests: HEAD is both
-# the merge commit and the head, as far as prov is concerned). Sets $code and $log.
+# Runs WORKFLOW for EVENT with the payload EVENT_JSON at commit SHA. Sets $code and $log.
 run() { # workflow event sha [event-json]
   log="$tmp/run-$checks.log"
   set +e
@@ -110,6 +109,18 @@ run() { # workflow event sha [event-json]
   code=$?
   set -e
   return 0
+}
+# A push to pull request N (the branch checked out): the validate job (pull_request, no
+# secrets), which must pass, then the plan job (pull_request_target). Sets $code and $log.
+pr() { # number
+  local head base payload
+  head=$(git rev-parse HEAD)
+  base=$(git rev-parse main)
+  payload="{\"number\": $1, \"pull_request\": {\"head\": {\"sha\": \"$head\"}, \"base\": {\"sha\": \"$base\"}}}"
+  run prov.yml pull_request "$head" "$payload"
+  expect 0 "validate job of pull request #$1"
+  grep -q "=== job validate {'workspace': 'infra/prod'}: success" "$log" || { cat "$log"; die "validate did not run"; }
+  run prov.yml pull_request_target "$base" "$payload"
 }
 expect() { # code description
   [[ $code == "$1" ]] || { cat "$log" >&2; die "$2: exit $code, expected $1"; }
@@ -131,7 +142,7 @@ sim() { "$bin" -C infra/prod sim list; }
 git checkout -q -b resize
 config medium "s3cr3t-pw-A" ""
 git commit -qam "web: medium"
-run prov.yml pull_request "$(git rev-parse HEAD)" '{"number": 1}'
+pr 1
 expect 0 "plan job of pull request #1"
 grep -q "prov $version" "$log" || die "install-prov.sh did not install prov"
 [[ $(state '.comments["1"] | length') == 1 ]] || die "one comment expected on #1"
@@ -142,17 +153,18 @@ grep -q '### prov plan: 0 to add, 1 to change, 0 to replace, 0 to destroy' <<<"$
 grep -q 'server.web' <<<"$body" || die "the comment lacks the plan"
 grep -q 's3cr3t' <<<"$body" && die "the comment shows a secret"
 pass "pull request #1: one plan comment, policy result, no secret"
-artifact=$(ls -d "$ARTIFACTS_DIR"/*/prov-plan-infra-prod | tail -n 1)
+artifact=$(ls -d "$ARTIFACTS_DIR"/*/"prov-plan-infra-prod-$(git rev-parse HEAD)")
 head -c 40 "$artifact/plan.bin" | grep -q '"prov-encrypted"' || die "plan.bin is not encrypted"
 grep -q 's3cr3t' "$artifact/plan.bin" "$artifact/plan.json" && die "a secret in the artifact"
 jq -e '.prov.review.items["server.web"].action == "update"' "$artifact/plan.json" >/dev/null \
   || die "plan.json lacks the reviewed plan"
+jq -e '.prov.untrusted == true' "$artifact/plan.json" >/dev/null || die "the pull request was not planned in untrusted mode"
 pass "plan artifact: plan.bin encrypted, plan.json reviewable, no secret in either"
 
 # 2. Another push to the same pull request: the comment is updated in place.
 config large "s3cr3t-pw-A" ""
 git commit -qam "web: large"
-run prov.yml pull_request "$(git rev-parse HEAD)" '{"number": 1}'
+pr 1
 expect 0 "plan job of pull request #1, second push"
 [[ $(state '.comments["1"] | length') == 1 && $(state '.comments["1"][0].edits') == 1 ]] \
   || die "the plan comment was not updated in place"
@@ -172,7 +184,7 @@ pass "merge of #1 applied the reviewed plan and converged"
 git checkout -q -b password
 config large "s3cr3t-pw-B" ""
 git commit -qam "db: rotate the password"
-run prov.yml pull_request "$(git rev-parse HEAD)" '{"number": 2}'
+pr 2
 expect 0 "plan job of pull request #2"
 "$bin" -C infra/prod sim set web plan medium >/dev/null
 before=$("$bin" -C infra/prod state pull)
@@ -210,14 +222,14 @@ pass "re-run of the refused apply once the world is back: applied"
 git checkout -q -b huge
 config large "s3cr3t-pw-B" 'big = { provider = "sim", plan = "xlarge", zone = "sim-a" },'
 git commit -qam "big server"
-run prov.yml pull_request "$(git rev-parse HEAD)" '{"number": 3}'
+pr 3
 expect 1 "plan job of pull request #3 (policy failure)"
 state '.comments["3"][0].body' | grep -q 'policy check: failure' || die "the comment does not show the policy failure"
 state '.comments["3"][0].body' | grep -q 'plan xlarge is not allowed' || die "the comment lacks the policy message"
 merge huge 3
 run prov.yml push "$merged"
 expect 1 "apply job after merging #3"
-grep -q "no successful plan run" "$log" || die "the apply did not refuse for lack of a reviewed plan"
+grep -q "passed the policies: nothing was reviewed" "$log" || die "the apply did not refuse for lack of a reviewed plan"
 sim | grep -q big && die "the unreviewed server was created"
 pass "policy failure: the comment says so, the merge applies nothing"
 

@@ -6,7 +6,8 @@ Used by examples/ci/test.sh. Each selected job's steps run in order in the curre
 does), with the workflow's, job's and step's `env:`, `${{ }}` expressions expanded,
 `$GITHUB_OUTPUT`/`$GITHUB_ENV`/`$GITHUB_PATH` honoured, step `if:` conditions,
 `continue-on-error`, matrices; `uses:` steps of the actions these workflows use are emulated
-(checkout and cache: nothing to do, the repository is here and nothing is cached;
+(cache: nothing is cached; checkout: the repository is here, at the commit under test, and a
+checkout of another ref into `path` is that commit's tree;
 upload-artifact/download-artifact: a directory per artifact name in $ARTIFACTS_DIR).
 
 Usage: run-workflow.py WORKFLOW.yml EVENT [JOB...]
@@ -192,7 +193,23 @@ def emulate(uses, with_, ctx, env):
     w = {k: expand(v, ctx) for k, v in (with_ or {}).items()}
     # Artifacts belong to a run, as on GitHub: ARTIFACTS_DIR/RUN_ID/NAME.
     artifacts = os.path.join(os.environ["ARTIFACTS_DIR"], str(w.get("run-id") or ctx["github"]["run_id"]))
-    if name in ("actions/checkout", "actions/cache"):
+    if name == "actions/cache":
+        return 0
+    if name == "actions/checkout":
+        # The job's directory is the repository, checked out at the commit under test; another
+        # ref goes into `path` (a tree of that commit, as a second checkout would be).
+        ref = w.get("ref")
+        path = w.get("path")
+        if not path:
+            head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+            if ref and ref != head:
+                print(f"checkout: the repository is at {head}, the step wants {ref}", file=sys.stderr)
+                return 1
+            return 0
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        archive = subprocess.run(["git", "archive", ref or "HEAD"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", path], input=archive.stdout, check=True)
         return 0
     if name == "actions/upload-artifact":
         dest = os.path.join(artifacts, w["name"])
