@@ -4,7 +4,7 @@ use super::{CmdResult, Failure};
 use crate::cli::PolicyCommand;
 use crate::context::Context;
 use crate::render::{policy as render, tfjson, Paint};
-use prov_engine::crypt::Content;
+use prov_engine::crypt::{self, Content};
 use prov_engine::plan::file as planfile;
 use prov_engine::policy::{self, PolicyOptions};
 use serde_json::Value;
@@ -77,29 +77,42 @@ fn input_document(ctx: &Context, plan: &Path) -> Result<Value, Failure> {
         }
         std::fs::read(&path).map_err(|e| Failure(format!("{}: {e}", plan.display())))?
     };
-    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    // An encrypted saved plan is JSON too (its envelope has a `format_version` of its own): it
+    // must be decrypted, never checked as if it were plan JSON.
+    let parsed: Option<Value> = if crypt::is_encrypted(&bytes) {
+        None
+    } else {
+        serde_json::from_slice(&bytes).ok()
+    };
     match parsed {
         // Terraform's plan or state JSON (`prov plan --json`, `prov show --json`, Terraform's own).
+        Some(Value::Object(o)) if o.contains_key("plan") && o.contains_key("checksum") => {
+            saved_plan(ctx, plan, stdin, &bytes)
+        }
         Some(v) if v.get("format_version").is_some() => Ok(v),
-        Some(Value::Object(o)) if !(o.contains_key("plan") && o.contains_key("checksum")) => {
+        Some(_) => {
             Err(Failure(format!(
                 "{}: JSON that is neither plan JSON (no `format_version`: make it with `prov plan --json` or `prov show --json PLANFILE`) nor a saved plan",
                 plan.display()
             )))
         }
-        // A saved plan, decrypted when it was written encrypted.
-        _ => {
-            let shown = if stdin {
-                "standard input".to_string()
-            } else {
-                plan.display().to_string()
-            };
-            let bad = |e: String| Failure(format!("cannot read plan file {shown}: {e}"));
-            let plain = ctx
-                .keys()?
-                .open(Content::Plan, &bytes)
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(tfjson::plan(&planfile::from_bytes(&plain).map_err(bad)?))
-        }
+        // A saved plan, encrypted or not, or bytes that are no JSON (said as a plan file's error).
+        None => saved_plan(ctx, plan, stdin, &bytes),
     }
+}
+
+/// A saved plan rendered as `prov show --json` renders it, decrypted with the configured keys
+/// when it was written encrypted.
+fn saved_plan(ctx: &Context, plan: &Path, stdin: bool, bytes: &[u8]) -> Result<Value, Failure> {
+    let shown = if stdin {
+        "standard input".to_string()
+    } else {
+        plan.display().to_string()
+    };
+    let bad = |e: String| Failure(format!("cannot read plan file {shown}: {e}"));
+    let plain = ctx
+        .keys()?
+        .open(Content::Plan, bytes)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(tfjson::plan(&planfile::from_bytes(&plain).map_err(bad)?))
 }

@@ -369,3 +369,70 @@ fn the_saved_plan_hint_runs_verbatim_from_where_it_was_printed() {
     let (hint, _) = run_hint(&infra.join("prod env"), &["plan", "--out", "p.bin"], &[]);
     assert_eq!(hint, "prov apply p.bin");
 }
+
+/// `prov policy check` on an encrypted saved plan: decrypted with the configured key and checked
+/// (its envelope is JSON with a `format_version`, never taken for plan JSON that passes); without
+/// the key, or with another, a clear error and exit 1, never a pass.
+#[test]
+fn policy_check_reads_encrypted_saved_plans_with_the_key() {
+    let ws = Ws::new(CFG);
+    std::fs::create_dir_all(ws.dir.join("policy")).unwrap();
+    std::fs::write(
+        ws.dir.join("policy/servers.rego"),
+        r#"package main
+
+import rego.v1
+
+deny contains msg if {
+	some rc in input.resource_changes
+	rc.type == "server"
+	"create" in rc.change.actions
+	msg := sprintf("%s: no new servers (%v)", [rc.address, rc.change.after])
+}
+"#,
+    )
+    .unwrap();
+    ws.prov_env(&["plan", "--out", "p.bin"], &key(KEY1)).ok();
+    let raw = std::fs::read_to_string(ws.dir.join("p.bin")).unwrap();
+    assert!(raw.starts_with(r#"{"format":"prov-encrypted""#), "{raw}");
+    let r = ws
+        .prov_env(&["policy", "check", "p.bin"], &key(KEY1))
+        .code(1)
+        .has("server.db: no new servers")
+        .has("server.web: no new servers")
+        .has("2 failures");
+    assert!(
+        !r.stdout.contains(MARK),
+        "a secret in the output:\n{}",
+        r.stdout
+    );
+    // The JSON the same plan shows is checked the same way.
+    let json = ws.prov_env(&["show", "p.bin", "--json"], &key(KEY1)).ok();
+    std::fs::write(ws.dir.join("p.json"), json.stdout).unwrap();
+    ws.prov(&["policy", "check", "p.json"])
+        .code(1)
+        .has("2 failures");
+    // Without the key, or with another one: an error naming the file, not a pass.
+    ws.prov(&["policy", "check", "p.bin"])
+        .code(1)
+        .has("cannot read plan file p.bin")
+        .has("PROV_ENCRYPTION_KEY");
+    ws.prov_env(&["policy", "check", "p.bin"], &key(KEY2))
+        .code(1)
+        .has("cannot read plan file p.bin")
+        .has("none of the configured keys");
+    // A key file and rotation (the old key still decrypts) work as for `show` and `apply`.
+    std::fs::write(ws.dir.join("key"), format!("{KEY1}\n")).unwrap();
+    ws.prov(&["--encryption-key-file", "key", "policy", "check", "p.bin"])
+        .code(1)
+        .has("2 failures");
+    ws.prov_env(
+        &["policy", "check", "p.bin"],
+        &[
+            ("PROV_ENCRYPTION_KEY", KEY2),
+            ("PROV_ENCRYPTION_KEY_OLD", KEY1),
+        ],
+    )
+    .code(1)
+    .has("2 failures");
+}
