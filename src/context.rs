@@ -180,6 +180,7 @@ impl Context {
             lock_timeout,
             create,
             read_only: false,
+            scope: prov_state::LockScope::Workspace,
         };
         self.open_state_with(ws, config, &opts)
     }
@@ -198,6 +199,7 @@ impl Context {
             lock_timeout,
             create: false,
             read_only: true,
+            scope: prov_state::LockScope::Workspace,
         };
         self.open_state_with(ws, config, &opts)
     }

@@ -11,6 +11,27 @@ pub enum StateError {
     #[error("{}", LockedDisplay(holder))]
     Locked { holder: Box<LockInfo> },
 
+    /// Resources a writer needs are locked by another live writer (`lock_resources`).
+    #[error("{}", ResourcesLockedDisplay { holder, addresses })]
+    ResourcesLocked {
+        holder: Box<LockInfo>,
+        /// The overlapping addresses, sorted.
+        addresses: Vec<String>,
+    },
+
+    /// A write to addresses this store did not lock (`LockScope::Resources`).
+    #[error(
+        "{backend}: `{operation}` tried to write {} without locking {} first; nothing was \
+         written (this is a bug in prov)",
+        addresses.join(", "),
+        if addresses.len() == 1 { "it" } else { "them" }
+    )]
+    NotLocked {
+        backend: String,
+        operation: String,
+        addresses: Vec<String>,
+    },
+
     /// The stored state is damaged. `backend` names it ("sled state at .prov/state"), `address`
     /// the record where one is known.
     #[error("{backend} is corrupt{}: {detail}; what to do: {what_to_do}",
@@ -163,6 +184,45 @@ impl fmt::Display for LockedDisplay<'_> {
             f,
             "state is locked by {}@{} (pid {}, operation \"{}\", since {}, lock id {}): \
              wait for it to finish or retry with --lock-timeout",
+            h.user,
+            h.host,
+            h.pid,
+            h.operation,
+            format_utc(h.since),
+            h.id
+        )
+    }
+}
+
+/// The holder and the addresses it holds that the caller wanted (at most 10 listed).
+struct ResourcesLockedDisplay<'a> {
+    holder: &'a LockInfo,
+    addresses: &'a [String],
+}
+
+impl fmt::Display for ResourcesLockedDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 10;
+        let h = self.holder;
+        let n = self.addresses.len();
+        let mut list = self.addresses[..n.min(SHOWN)].join(", ");
+        if n > SHOWN {
+            list.push_str(&format!(" and {} more", n - SHOWN));
+        }
+        let what = if n == 1 { "resource" } else { "resources" };
+        if h.pid == 0 && h.id.is_empty() {
+            return write!(
+                f,
+                "{n} {what} this command changes or reads are locked by another process ({} \
+                 names no holder): {list}; wait for it to finish or retry with --lock-timeout",
+                h.location
+            );
+        }
+        write!(
+            f,
+            "{n} {what} this command changes or reads are locked by {}@{} (pid {}, operation \
+             \"{}\", since {}, lock id {}): {list}; wait for it to finish or retry with \
+             --lock-timeout",
             h.user,
             h.host,
             h.pid,

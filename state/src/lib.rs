@@ -6,7 +6,13 @@
 //! - a commit writes only the records it names, atomically and durably, and bumps the serial
 //!   by exactly one: never a rewrite of the whole state; the versions it replaces go to the
 //!   record's history in the same transaction (at most `HISTORY_LIMIT` per address);
-//! - a snapshot is consistent: it never mixes records of two commits;
+//! - a snapshot is consistent: it never mixes records of two commits, and reading one takes no
+//!   lock (plans, drift, show and output run beside applies);
+//! - every commit notes, per address it writes, the serial it was written at, so staleness is
+//!   judged per resource (`StateRead::changed_since`);
+//! - a store opened with `LockScope::Resources` writes only addresses it locked first
+//!   (`StateWrite::lock_resources`); those locks die with their holder (sled: its pid;
+//!   PostgreSQL: its session).
 //! - unreadable data is an error naming the backend and record, never a panic and never silently
 //!   an empty state (that would make the next plan recreate everything).
 
@@ -20,7 +26,7 @@ mod record;
 mod sled_store;
 mod util;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -182,6 +188,18 @@ pub trait StateRead: Send + Sync {
     fn dump(&self) -> Result<StateDump, StateError> {
         Ok(StateDump::from(self.snapshot()?))
     }
+    /// Of `addresses`, those a commit after `serial` wrote: a record put or deleted, a pending
+    /// note recorded or cleared (a push counts as writing every address it holds). A saved plan
+    /// made at `serial` is stale exactly when one of the addresses it changes or reads is here.
+    fn changed_since(
+        &self,
+        addresses: &BTreeSet<String>,
+        serial: u64,
+    ) -> Result<BTreeSet<String>, StateError>;
+    /// Resource locks held now by live holders other than this store, by address (see
+    /// [`StateWrite::lock_resources`]): a plan leaves their pending notes alone (they are steps
+    /// running now, not left over from a crash).
+    fn resource_locks(&self) -> Result<BTreeMap<String, LockInfo>, StateError>;
 }
 
 pub trait StateWrite: Send + Sync {
@@ -205,14 +223,34 @@ pub trait StateWrite: Send + Sync {
     /// Terraform's push does: the serial never goes back, and saved plans made against either
     /// side no longer match. Records the push replaces or removes go to history like any commit.
     fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError>;
+    /// Locks `addresses` for this store until it is dropped, waiting up to `timeout` for any that
+    /// another live holder has (zero: fail at once) and then failing with
+    /// `StateError::ResourcesLocked`, naming the holder and the overlapping addresses. All or
+    /// nothing: a failed call holds none of them (so two waiting writers cannot deadlock).
+    /// Addresses this store holds already are kept. A store opened with
+    /// `LockScope::Workspace` holds every address already; this is then a no-op.
+    fn lock_resources(
+        &self,
+        addresses: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<(), StateError>;
+    /// Replaces the workspace outputs with what `compute` makes of the state as it is at this
+    /// commit, atomically: no commit lands between the read and the write, so concurrent
+    /// writers never overwrite outputs with values resolved from records that have since
+    /// changed. Bumps the serial like `set_outputs`.
+    fn update_outputs(
+        &self,
+        compute: &mut dyn FnMut(&Snapshot) -> serde_json::Map<String, Value>,
+    ) -> Result<u64, StateError>;
 }
 
 pub trait StateStore: StateRead + StateWrite {}
 impl<T: StateRead + StateWrite + ?Sized> StateStore for T {}
 
-/// A store that holds an exclusive lock on its state from open until drop. Backends take the lock
-/// in their `open`, honouring `OpenOptions::lock_timeout`, and report a busy lock as
-/// `StateError::Locked` naming the holder.
+/// A store's lock identity. With `LockScope::Workspace` it holds an exclusive lock on the whole
+/// state from open until drop (backends take it in their `open`, honouring
+/// `OpenOptions::lock_timeout`, and report a busy lock as `StateError::Locked` naming the
+/// holder); with `LockScope::Resources` this is who it is when it locks resources.
 pub trait StateLock {
     fn lock_info(&self) -> &LockInfo;
 }
@@ -249,9 +287,24 @@ pub struct OpenOptions {
     pub create: bool,
     /// Read without taking the lock and write nothing (not even the lock holder's row), so a
     /// read-only database role suffices (`prov plan --untrusted`); writes are refused. Each
-    /// snapshot is still consistent (one read-only transaction). sled, which only one process
-    /// can open at a time, takes its lock as always.
+    /// snapshot is still consistent (PostgreSQL: one repeatable-read transaction; sled: read
+    /// in a short session under the lock file, which only commits also take briefly).
     pub read_only: bool,
+    /// What a writing store locks (ignored with `read_only`).
+    pub scope: LockScope,
+}
+
+/// What a writing store locks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LockScope {
+    /// The whole state, exclusively, from open until drop: for commands that rewrite it whole
+    /// (`state push`). Fails (or waits) while anyone holds resource locks.
+    #[default]
+    Workspace,
+    /// Nothing at open but a shared claim: every write needs its addresses locked first
+    /// ([`StateWrite::lock_resources`]), so writers of disjoint resources run at once (apply,
+    /// destroy, refresh, import, state rm/mv).
+    Resources,
 }
 
 impl OpenOptions {
@@ -262,6 +315,7 @@ impl OpenOptions {
             lock_timeout: Duration::ZERO,
             create: true,
             read_only: false,
+            scope: LockScope::Workspace,
         }
     }
 }

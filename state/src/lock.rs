@@ -142,6 +142,57 @@ pub(crate) fn unknown_holder(location: String) -> LockInfo {
     }
 }
 
+/// Who this process is, as the holder of a lock acquired now (a fresh random id).
+pub(crate) fn new_holder(operation: &str, location: String) -> LockInfo {
+    LockInfo {
+        id: random_hex(8),
+        user: current_user(),
+        host: hostname(),
+        pid: std::process::id(),
+        operation: operation.to_string(),
+        since: now_secs(),
+        location,
+    }
+}
+
+/// A resource lock as a file-based state's lock table keeps it: the holder, and when its
+/// process started, so a pid reused by another process after the holder died is not taken for
+/// the holder.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LockEntry {
+    pub(crate) holder: LockInfo,
+    /// The holder process's start time (`/proc/PID/stat` field 22, clock ticks since boot);
+    /// 0 when unknown.
+    pub(crate) start: u64,
+}
+
+impl LockEntry {
+    pub(crate) fn mine(holder: &LockInfo) -> LockEntry {
+        LockEntry {
+            holder: holder.clone(),
+            start: process_start(holder.pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether the holder may still be running. On another host it cannot be checked, so it
+    /// counts as alive (`prov force-unlock` clears it).
+    pub(crate) fn alive(&self) -> bool {
+        if self.holder.host != hostname() {
+            return true;
+        }
+        pid_alive(self.holder.pid)
+            && (self.start == 0 || process_start(self.holder.pid) == Some(self.start))
+    }
+}
+
+/// When process `pid` started (see [`LockEntry::start`]), if it exists.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// What a successful force-unlock did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ForceUnlock {

@@ -1,8 +1,9 @@
 //! `MemoryStore`: the in-memory backend for tests. It keeps records encoded exactly as the
 //! persistent backends do, so the conformance suite exercises the same encode/decode path.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -13,16 +14,35 @@ use crate::record::{
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
-    Change, HistoryEntry, ReadOptions, ResourceRecord, Snapshot, StateDump, StateError, StateMeta,
-    StateRead, StateWrite, HISTORY_LIMIT,
+    Change, HistoryEntry, LockInfo, LockScope, ReadOptions, ResourceRecord, Snapshot, StateDump,
+    StateError, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
 };
 
 const BACKEND: &str = "in-memory state";
 
-/// An in-memory state. Clones are handles to the same state (like reopening a file-based one).
+/// An in-memory state. Clones are handles to the same state with the same lock identity;
+/// [`MemoryStore::reopen`] is another writer of it (like a second process opening a file-based
+/// one).
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    owner: Arc<Owner>,
+}
+
+/// One opener's lock identity; its resource locks are released when the last handle goes.
+#[derive(Debug)]
+struct Owner {
+    info: LockInfo,
+    scope: LockScope,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let id = &self.info.id;
+        inner.locks.retain(|_, h| &h.id != id);
+    }
 }
 
 #[derive(Debug)]
@@ -35,21 +55,72 @@ struct Inner {
     pending: BTreeMap<String, Vec<u8>>,
     /// Newest last; entries in sled's encoding.
     history: BTreeMap<String, VecDeque<Vec<u8>>>,
+    /// The serial each address was last written at.
+    versions: BTreeMap<String, u64>,
+    /// Resource locks: address -> holder.
+    locks: BTreeMap<String, LockInfo>,
 }
 
 impl MemoryStore {
     /// A new, empty state with a fresh lineage and serial 0.
     pub fn new() -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            lineage: random_hex(16),
+            serial: 0,
+            records: BTreeMap::new(),
+            outputs: Map::new(),
+            pending: BTreeMap::new(),
+            history: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            locks: BTreeMap::new(),
+        }));
         MemoryStore {
-            inner: Arc::new(Mutex::new(Inner {
-                lineage: random_hex(16),
-                serial: 0,
-                records: BTreeMap::new(),
-                outputs: Map::new(),
-                pending: BTreeMap::new(),
-                history: BTreeMap::new(),
-            })),
+            owner: Arc::new(Owner {
+                info: crate::lock::new_holder("test", BACKEND.to_string()),
+                scope: LockScope::Workspace,
+                inner: inner.clone(),
+            }),
+            inner,
         }
+    }
+
+    /// Another writer of the same state, with a lock identity of its own: `scope` says whether
+    /// it must lock resources before writing them.
+    pub fn reopen(&self, operation: &str, scope: LockScope) -> MemoryStore {
+        MemoryStore {
+            owner: Arc::new(Owner {
+                info: crate::lock::new_holder(operation, BACKEND.to_string()),
+                scope,
+                inner: self.inner.clone(),
+            }),
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// This handle's lock identity.
+    pub fn lock_info(&self) -> &LockInfo {
+        &self.owner.info
+    }
+
+    /// Refuses a write to addresses this handle did not lock (resource scope only).
+    fn check_locked(&self, inner: &Inner, commit: &EncodedCommit) -> Result<(), StateError> {
+        if self.owner.scope == LockScope::Workspace {
+            return Ok(());
+        }
+        let id = &self.owner.info.id;
+        let missing: Vec<String> = commit
+            .addresses()
+            .filter(|a| inner.locks.get(*a).is_none_or(|h| &h.id != id))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StateError::NotLocked {
+            backend: BACKEND.to_string(),
+            operation: self.owner.info.operation.clone(),
+            addresses: missing,
+        })
     }
 
     /// Test hook: stores `raw` verbatim as the record at `address`, bypassing encoding, to
@@ -137,12 +208,37 @@ impl StateRead for MemoryStore {
             .map(|raw| decode_history(BACKEND, address, raw))
             .collect()
     }
+
+    fn changed_since(
+        &self,
+        addresses: &BTreeSet<String>,
+        serial: u64,
+    ) -> Result<BTreeSet<String>, StateError> {
+        let inner = self.lock();
+        Ok(addresses
+            .iter()
+            .filter(|a| inner.versions.get(*a).is_some_and(|v| *v > serial))
+            .cloned()
+            .collect())
+    }
+
+    fn resource_locks(&self) -> Result<BTreeMap<String, LockInfo>, StateError> {
+        let inner = self.lock();
+        let id = &self.owner.info.id;
+        Ok(inner
+            .locks
+            .iter()
+            .filter(|(_, h)| &h.id != id)
+            .map(|(a, h)| (a.clone(), h.clone()))
+            .collect())
+    }
 }
 
 impl StateWrite for MemoryStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
         let encoded = crate::record::encode_commit(changes)?;
         let mut inner = self.lock();
+        self.check_locked(&inner, &encoded)?;
         inner.serial += 1;
         inner.apply(encoded, now_secs());
         Ok(inner.serial)
@@ -174,6 +270,56 @@ impl StateWrite for MemoryStore {
         inner.apply(commit, now_secs());
         Ok(serial)
     }
+
+    fn lock_resources(
+        &self,
+        addresses: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<(), StateError> {
+        if self.owner.scope == LockScope::Workspace {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let me = &self.owner.info;
+        loop {
+            {
+                let mut inner = self.lock();
+                let mut held: Vec<(&String, LockInfo)> = addresses
+                    .iter()
+                    .filter_map(|a| inner.locks.get(a).map(|h| (a, h.clone())))
+                    .filter(|(_, h)| h.id != me.id)
+                    .collect();
+                if held.is_empty() {
+                    for a in addresses {
+                        inner.locks.insert(a.clone(), me.clone());
+                    }
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    let holder = held[0].1.clone();
+                    held.retain(|(_, h)| h.id == holder.id);
+                    return Err(StateError::ResourcesLocked {
+                        holder: Box::new(holder),
+                        addresses: held.into_iter().map(|(a, _)| a.clone()).collect(),
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10).min(deadline - Instant::now()));
+        }
+    }
+
+    fn update_outputs(
+        &self,
+        compute: &mut dyn FnMut(&Snapshot) -> Map<String, Value>,
+    ) -> Result<u64, StateError> {
+        let mut inner = self.lock();
+        let snap = inner.snapshot()?;
+        let outputs = compute(&snap);
+        crate::depth::check_outputs(&outputs)?;
+        inner.outputs = outputs;
+        inner.serial += 1;
+        Ok(inner.serial)
+    }
 }
 
 impl Inner {
@@ -184,8 +330,29 @@ impl Inner {
         }
     }
 
+    /// The whole state, decoded (without configurations), under the caller's lock.
+    fn snapshot(&self) -> Result<Snapshot, StateError> {
+        Ok(Snapshot {
+            meta: self.meta(),
+            resources: self
+                .records
+                .iter()
+                .map(|(a, raw)| Ok((a.clone(), decode_without_config(BACKEND, a, raw)?)))
+                .collect::<Result<_, StateError>>()?,
+            outputs: self.outputs.clone(),
+            pending: self
+                .pending
+                .iter()
+                .map(|(a, raw)| Ok((a.clone(), decode_pending(BACKEND, a, raw)?)))
+                .collect::<Result<_, StateError>>()?,
+        })
+    }
+
     /// Applies an encoded commit whose serial `self.serial` already is.
     fn apply(&mut self, commit: EncodedCommit, at: u64) {
+        for address in commit.addresses() {
+            self.versions.insert(address.clone(), self.serial);
+        }
         for (address, body) in commit.records {
             let new = body.map(|b| envelope(&b));
             let old = match &new {

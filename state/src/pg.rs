@@ -1,23 +1,31 @@
 //! `PgStore`: the PostgreSQL team backend. Many workspaces share one database: every table is
 //! keyed by workspace, one row per resource, and every write is one transaction.
 //!
-//! Schema (version 1; `prov_schema` holds the version, created on first writing use):
+//! Schema (version 2; `prov_schema` holds the version, created on first writing use):
 //! - `prov_meta(workspace PK, lineage, serial, outputs json)`: one row per workspace;
 //! - `prov_resources(workspace, address, format_version, record json)`: the record body, its
 //!   format version beside it (record.rs' envelope as two columns);
 //! - `prov_pending(workspace, address, op json)`: pending operations;
 //! - `prov_history(workspace, address, seq, serial, at, replaced_by, format_version, record)`:
 //!   replaced versions, at most `HISTORY_LIMIT` per address;
-//! - `prov_locks(workspace PK, holder json, backend_pid)`: who holds the workspace lock.
+//! - `prov_locks(workspace PK, holder json, backend_pid)`: who holds the workspace lock;
+//! - `prov_versions(workspace, address, serial)` (since 2): the serial of the last commit that
+//!   wrote each address's record or pending note (per-resource staleness of saved plans);
+//! - `prov_resource_locks(workspace, address, key, holder json, backend_pid)` (since 2): who
+//!   holds each resource lock (the lock itself is the advisory lock `key`).
 //!
 //! `json`, not `jsonb`: it keeps the bytes prov wrote, so key order (outputs and attributes in
 //! the order the user wrote them) survives as it does in sled, and records compare byte for
 //! byte. The `->`/`->>` operators work on it; cast to jsonb for containment queries.
 //!
-//! The lock is a session-level advisory lock on `pg_lock_key(workspace)`: the server releases
-//! it when the session ends for any reason (kill -9, lost network), so it cannot go stale; the
-//! holder row only names the holder and is overwritten by the next one. All writes go through
-//! the session that holds the lock and prov never reconnects, so no write can happen without it.
+//! Locks are session-level advisory locks: the server releases them when the session ends for
+//! any reason (kill -9, lost network), so they cannot go stale; the rows beside them only name
+//! the holders and are overwritten by the next ones. A workspace-scope store holds
+//! `pg_lock_key(workspace)` exclusively; a resource-scope store holds it shared (so a
+//! workspace-scope one waits for every writer) plus `pg_resource_key(workspace, address)` for
+//! each address it writes. Read-only stores hold nothing: each snapshot is one repeatable-read
+//! transaction. All writes go through the session that holds the locks and prov never
+//! reconnects, so no write can happen without them.
 //!
 //! Threading: the state API is synchronous. Each store runs tokio-postgres' connection task on
 //! its own thread (a current-thread runtime), and callers wait for the client's futures with a
@@ -25,6 +33,7 @@
 //! task over channels, so a call works from any thread, including inside another tokio
 //! runtime, where a nested `Runtime::block_on` (what the sync `postgres` crate does) panics.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,16 +54,17 @@ use crate::record::{
 };
 use crate::util::{now_secs, random_hex};
 use crate::{
-    BackendErrorKind, Change, ForceUnlock, HistoryEntry, LockInfo, OpenOptions, ReadOptions,
-    ResourceRecord, Snapshot, StateDump, StateError, StateLock, StateMeta, StateRead, StateWrite,
-    HISTORY_LIMIT,
+    BackendErrorKind, Change, ForceUnlock, HistoryEntry, LockInfo, LockScope, OpenOptions,
+    ReadOptions, ResourceRecord, Snapshot, StateDump, StateError, StateLock, StateMeta, StateRead,
+    StateWrite, HISTORY_LIMIT,
 };
 
 /// Version of the PostgreSQL schema described in the module docs.
-pub const PG_SCHEMA_VERSION: u32 = 1;
+pub const PG_SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`; version 0 is "no tables".
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE prov_schema (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version integer NOT NULL
@@ -95,7 +105,24 @@ CREATE TABLE prov_locks (
     backend_pid integer NOT NULL
 );
 INSERT INTO prov_schema (version) VALUES (0);
-"#];
+"#,
+    r#"
+CREATE TABLE prov_versions (
+    workspace text NOT NULL,
+    address text NOT NULL,
+    serial bigint NOT NULL,
+    PRIMARY KEY (workspace, address)
+);
+CREATE TABLE prov_resource_locks (
+    workspace text NOT NULL,
+    address text NOT NULL,
+    key bigint NOT NULL,
+    holder json NOT NULL,
+    backend_pid integer NOT NULL,
+    PRIMARY KEY (workspace, address)
+);
+"#,
+];
 
 /// How often a waiting open retries the lock.
 const POLL: Duration = Duration::from_millis(100);
@@ -118,6 +145,17 @@ pub const ENV_STATEMENT_TIMEOUT: &str = "PROV_PG_STATEMENT_TIMEOUT";
 /// prefix keeps it apart from keys other applications derive from the same name.
 pub fn pg_lock_key(workspace: &str) -> i64 {
     fnv1a(&[b"prov-state\0", workspace.as_bytes()])
+}
+
+/// The advisory lock key of one resource of `workspace`: FNV-1a (64-bit) of
+/// `"prov-resource\0" + workspace + "\0" + address`, pinned like [`pg_lock_key`].
+pub fn pg_resource_key(workspace: &str, address: &str) -> i64 {
+    fnv1a(&[
+        b"prov-resource\0",
+        workspace.as_bytes(),
+        b"\0",
+        address.as_bytes(),
+    ])
 }
 
 /// Serialises schema creation and migration between concurrent first uses (transaction-level).
@@ -143,7 +181,12 @@ pub struct PgStore {
     exists: bool,
     /// Opened without the lock ([`OpenOptions::read_only`]): every write is refused.
     read_only: bool,
+    scope: LockScope,
+    /// The schema version in use (a read-only open also reads an older one).
+    schema: u32,
     lock: LockInfo,
+    /// Resource scope: the addresses this store locked.
+    resources: Mutex<BTreeSet<String>>,
     conn: Mutex<Conn>,
 }
 
@@ -168,6 +211,8 @@ struct Conn {
     key: i64,
     workspace: String,
     locked: bool,
+    /// Holds the workspace key shared (resource scope), with resource locks beside it.
+    shared: bool,
     stmts: Option<Stmts>,
 }
 
@@ -177,10 +222,26 @@ struct Stmts {
     delete: Statement,
     put_pending: Statement,
     clear_pending: Statement,
+    touch: Statement,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        if self.shared && !self.client.is_closed() {
+            // Best effort, as below: the session's end releases them anyway.
+            let _ = block_on(
+                &self.guard,
+                self.client.execute(
+                    "DELETE FROM prov_resource_locks WHERE workspace = $1 \
+                     AND backend_pid = pg_backend_pid()",
+                    &[&self.workspace],
+                ),
+            );
+            let _ = block_on(
+                &self.guard,
+                self.client.execute("SELECT pg_advisory_unlock_all()", &[]),
+            );
+        }
         if self.locked && !self.client.is_closed() {
             // Best effort: if the session is gone, the server already dropped the lock (and a
             // session that stopped answering is not waited on again: see `block_on`).
@@ -234,18 +295,28 @@ impl PgStore {
         let (config, at) = parse(conn, workspace)?;
         let mut session = connect(&config, &at, workspace, statement_timeout)?;
 
+        let shared = !opts.read_only && opts.scope == LockScope::Resources;
         let lock = if opts.read_only {
             holder_info(&at, &opts.operation)
         } else {
-            acquire(&mut session, &at, &opts.operation, opts.lock_timeout)?
+            acquire(
+                &mut session,
+                &at,
+                &opts.operation,
+                opts.lock_timeout,
+                shared,
+            )?
         };
         let create = opts.create && !opts.read_only;
-        let version = ensure_schema(&mut session, &at, create)?;
+        let version = ensure_schema(&mut session, &at, create, opts.read_only)?;
         let mut exists = false;
-        if version == PG_SCHEMA_VERSION {
+        if version == PG_SCHEMA_VERSION || (opts.read_only && version > 0) {
             exists = ensure_workspace(&mut session, &at, create)?;
+            if exists && shared {
+                session.stmts = Some(prepare(&mut session, &at)?);
+            }
             // A read-only open of a missing workspace writes nothing, not even the holder row.
-            if exists && !opts.read_only {
+            if exists && !opts.read_only && !shared {
                 let holder = serde_json::to_string(&lock).expect("LockInfo always serialises");
                 block_on(
                     &session.guard,
@@ -267,7 +338,14 @@ impl PgStore {
             operation: opts.operation.clone(),
             exists,
             read_only: opts.read_only,
+            scope: if opts.read_only {
+                LockScope::Workspace
+            } else {
+                opts.scope
+            },
+            schema: version,
             lock,
+            resources: Mutex::new(BTreeSet::new()),
             conn: Mutex::new(session),
         })
     }
@@ -337,7 +415,62 @@ impl PgStore {
                 None => tx.execute(&st.clear_pending, &[ws, address]).await?,
             };
         }
+        let written: Vec<&String> = commit.addresses().collect();
+        if !written.is_empty() {
+            tx.execute(&st.touch, &[ws, &written]).await?;
+        }
         Ok(())
+    }
+
+    /// The error for resources `missed` that others hold: their holder (the first one found
+    /// alive; the grace covers a holder that has its locks and is writing its rows) and the
+    /// addresses it holds of them.
+    fn resources_locked(&self, s: &Conn, missed: Vec<String>) -> StateError {
+        let start = Instant::now();
+        loop {
+            let holders = live_resource_holders(s, Some(&missed)).unwrap_or_default();
+            if let Some(holder) = holders.values().next().cloned() {
+                let mut holder = holder;
+                holder.location = self.at.location.clone();
+                let addresses = holders
+                    .iter()
+                    .filter(|(_, h)| h.id == holder.id)
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                return StateError::ResourcesLocked {
+                    holder: Box::new(holder),
+                    addresses,
+                };
+            }
+            if start.elapsed() >= NOTE_GRACE {
+                return StateError::ResourcesLocked {
+                    holder: Box::new(unknown_holder(self.at.location.clone())),
+                    addresses: missed,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Refuses a commit to addresses this store did not lock (resource scope).
+    fn check_locked(&self, commit: &EncodedCommit) -> Result<(), StateError> {
+        if self.scope == LockScope::Workspace {
+            return Ok(());
+        }
+        let held = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        let missing: Vec<String> = commit
+            .addresses()
+            .filter(|a| !held.contains(*a))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StateError::NotLocked {
+            backend: self.at.backend.clone(),
+            operation: self.operation.clone(),
+            addresses: missing,
+        })
     }
 }
 
@@ -523,11 +656,47 @@ impl StateRead for PgStore {
             })
             .collect()
     }
+
+    fn changed_since(
+        &self,
+        addresses: &BTreeSet<String>,
+        serial: u64,
+    ) -> Result<BTreeSet<String>, StateError> {
+        if !self.exists || self.schema < 2 || addresses.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let s = self.session();
+        let wanted: Vec<&String> = addresses.iter().collect();
+        let rows = block_on(
+            &s.guard,
+            s.client.query(
+                "SELECT address FROM prov_versions WHERE workspace = $1 \
+                 AND address = ANY($2) AND serial > $3",
+                &[&self.workspace, &wanted, &(serial as i64)],
+            ),
+        )
+        .map_err(|e| self.at.error(e, "reading what changed"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn resource_locks(&self) -> Result<BTreeMap<String, LockInfo>, StateError> {
+        if !self.exists || self.schema < 2 {
+            return Ok(BTreeMap::new());
+        }
+        let s = self.session();
+        let mut held = live_resource_holders(&s, None)
+            .map_err(|e| self.at.error(e, "reading the resource locks"))?;
+        for h in held.values_mut() {
+            h.location = self.at.location.clone();
+        }
+        Ok(held)
+    }
 }
 
 impl StateWrite for PgStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
         let encoded = encode_commit(changes)?;
+        self.check_locked(&encoded)?;
         let mut s = self.writable()?;
         let at = now_secs() as i64;
         let s = &mut *s;
@@ -619,6 +788,177 @@ impl StateWrite for PgStore {
             Ok(Ok(serial))
         });
         res.map_err(|e| self.at.error(e, "replacing the state"))?
+    }
+
+    fn lock_resources(
+        &self,
+        addresses: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<(), StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly {
+                backend: self.at.backend.clone(),
+                operation: self.operation.clone(),
+            });
+        }
+        if self.scope == LockScope::Workspace {
+            return Ok(());
+        }
+        let wanted: Vec<String> = {
+            let held = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+            addresses
+                .iter()
+                .filter(|a| !held.contains(*a))
+                .cloned()
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<i64> = wanted
+            .iter()
+            .map(|a| pg_resource_key(&self.workspace, a))
+            .collect();
+        let holder = serde_json::to_string(&self.lock).expect("LockInfo always serialises");
+        let s = self.writable()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Each key tried once; on any miss, those taken are given back (all or nothing, so
+            // two writers waiting for each other's resources cannot deadlock).
+            let got: Vec<bool> = block_on(
+                &s.guard,
+                s.client.query(
+                    "SELECT pg_try_advisory_lock(k) FROM unnest($1::bigint[]) WITH ORDINALITY \
+                     AS t(k, i) ORDER BY i",
+                    &[&keys],
+                ),
+            )
+            .map_err(|e| self.at.error(e, "taking resource locks"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            if got.iter().all(|g| *g) {
+                block_on(
+                    &s.guard,
+                    s.client.execute(
+                        "INSERT INTO prov_resource_locks (workspace, address, key, holder, \
+                         backend_pid) SELECT $1, a, k, $4::text::json, pg_backend_pid() \
+                         FROM unnest($2::text[], $3::bigint[]) AS t(a, k) \
+                         ON CONFLICT (workspace, address) DO UPDATE SET key = EXCLUDED.key, \
+                         holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid",
+                        &[&self.workspace, &wanted, &keys, &holder],
+                    ),
+                )
+                .map_err(|e| self.at.error(e, "recording resource lock holders"))?;
+                self.resources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(wanted);
+                return Ok(());
+            }
+            let taken: Vec<i64> = keys
+                .iter()
+                .zip(&got)
+                .filter(|(_, g)| **g)
+                .map(|(k, _)| *k)
+                .collect();
+            let missed: Vec<String> = wanted
+                .iter()
+                .zip(&got)
+                .filter(|(_, g)| !**g)
+                .map(|(a, _)| a.clone())
+                .collect();
+            if !taken.is_empty() {
+                block_on(
+                    &s.guard,
+                    s.client.execute(
+                        "SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) k",
+                        &[&taken],
+                    ),
+                )
+                .map_err(|e| self.at.error(e, "giving back resource locks"))?;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.resources_locked(&s, missed));
+            }
+            std::thread::sleep(POLL.min(deadline - now));
+        }
+    }
+
+    fn update_outputs(
+        &self,
+        compute: &mut dyn FnMut(&Snapshot) -> Map<String, Value>,
+    ) -> Result<u64, StateError> {
+        let mut s = self.writable()?;
+        let s = &mut *s;
+        let ws = &self.workspace;
+        let guard = s.guard.clone();
+        let backend = self.at.backend.clone();
+        // Outer error: the server's; inner: decoding or a refused value (rolled back on drop).
+        let res: Result<Result<u64, StateError>, PgFail> = block_on(&guard, async {
+            let tx = s.client.transaction().await?;
+            // Every commit updates this row first, so holding it keeps them all out until ours
+            // is done: the records read below are the ones the outputs are written beside.
+            let Some(meta) = tx
+                .query_opt(
+                    "SELECT lineage, serial, outputs::text FROM prov_meta WHERE workspace = $1 \
+                     FOR UPDATE",
+                    &[ws],
+                )
+                .await?
+            else {
+                return Ok(Err(self.at.workspace_gone()));
+            };
+            let rows = tx
+                .query(
+                    "SELECT address, format_version, record::text FROM prov_resources \
+                     WHERE workspace = $1",
+                    &[ws],
+                )
+                .await?;
+            let mut resources = BTreeMap::new();
+            for r in &rows {
+                let (a, v, body): (String, i32, String) = (r.get(0), r.get(1), r.get(2));
+                let version = match version_of(&backend, &a, v) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                match decode_body(&backend, &a, version, body.as_bytes()) {
+                    Ok(mut rec) => {
+                        rec.config = Value::Null;
+                        resources.insert(a, rec);
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            let snap = Snapshot {
+                meta: StateMeta {
+                    lineage: meta.get(0),
+                    serial: serial_of(meta.get(1)),
+                },
+                resources,
+                outputs: crate::depth::from_slice_deep(meta.get::<_, String>(2).as_bytes())
+                    .unwrap_or_default(),
+                pending: BTreeMap::new(),
+            };
+            let outputs = compute(&snap);
+            if let Err(e) = crate::depth::check_outputs(&outputs) {
+                return Ok(Err(e));
+            }
+            let text = serde_json::to_string(&outputs).expect("outputs always serialise");
+            let serial: i64 = tx
+                .query_one(
+                    "UPDATE prov_meta SET outputs = $2::text::json, serial = serial + 1 \
+                     WHERE workspace = $1 RETURNING serial",
+                    &[ws, &text],
+                )
+                .await?
+                .get(0);
+            tx.commit().await?;
+            Ok(Ok(serial_of(serial)))
+        });
+        res.map_err(|e| self.at.error(e, "writing outputs"))?
     }
 }
 
@@ -741,6 +1081,7 @@ fn connect(
             key: pg_lock_key(workspace),
             workspace: workspace.to_string(),
             locked: false,
+            shared: false,
             stmts: None,
         }),
         Ok(Err(Failed::Connect(e))) => Err(at.connect_error(e)),
@@ -771,24 +1112,31 @@ fn connect(
     }
 }
 
-/// Takes the workspace's advisory lock, retrying every `POLL` until `timeout`.
+/// Takes the workspace's advisory lock (`shared`: as a resource-scope writer), retrying every
+/// `POLL` until `timeout`.
 fn acquire(
     s: &mut Conn,
     at: &Where,
     operation: &str,
     timeout: Duration,
+    shared: bool,
 ) -> Result<LockInfo, StateError> {
     let deadline = Instant::now() + timeout;
+    let take = if shared {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    } else {
+        "SELECT pg_try_advisory_lock($1)"
+    };
     loop {
-        let got: bool = block_on(
-            &s.guard,
-            s.client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&s.key]),
-        )
-        .map_err(|e| at.error(e, "taking the state lock"))?
-        .get(0);
+        let got: bool = block_on(&s.guard, s.client.query_one(take, &[&s.key]))
+            .map_err(|e| at.error(e, "taking the state lock"))?
+            .get(0);
         if got {
-            s.locked = true;
+            if shared {
+                s.shared = true;
+            } else {
+                s.locked = true;
+            }
             break;
         }
         let now = Instant::now();
@@ -825,6 +1173,12 @@ fn read_holder(s: &Conn, at: &Where) -> LockInfo {
             holder.location = at.location.clone();
             return holder;
         }
+        // Resource-scope writers hold the workspace key shared and name themselves per address.
+        if let Ok(Some(mut holder)) = live_resource_holders(s, None).map(|h| h.into_values().next())
+        {
+            holder.location = at.location.clone();
+            return holder;
+        }
         if start.elapsed() >= NOTE_GRACE {
             return unknown_holder(at.location.clone());
         }
@@ -853,9 +1207,50 @@ fn live_holder(s: &Conn) -> Result<Option<(LockInfo, i32)>, PgFail> {
     }))
 }
 
+/// Live resource lock holders other than this session, by address (of `only`, when given). A
+/// table that does not exist yet holds none.
+fn live_resource_holders(
+    s: &Conn,
+    only: Option<&[String]>,
+) -> Result<BTreeMap<String, LockInfo>, PgFail> {
+    let all: Vec<String> = Vec::new();
+    let rows = block_on(
+        &s.guard,
+        s.client.query(
+            "SELECT r.address, r.holder::text FROM prov_resource_locks r \
+             WHERE r.workspace = $1 AND ($2 OR r.address = ANY($3)) \
+             AND r.backend_pid <> pg_backend_pid() AND EXISTS ( \
+               SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.objsubid = 1 AND l.pid = r.backend_pid \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND ((l.classid::bigint << 32) | l.objid::bigint) = r.key)",
+            &[&s.workspace, &only.is_none(), &only.unwrap_or(&all)],
+        ),
+    );
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(PgFail::Client(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let holder: String = r.get(1);
+            serde_json::from_str::<LockInfo>(&holder)
+                .ok()
+                .map(|h| (r.get::<_, String>(0), h))
+        })
+        .collect())
+}
+
 /// Returns the schema version in use after creating or migrating it as allowed; 0 means no
 /// schema (only with `create: false`).
-fn ensure_schema(s: &mut Conn, at: &Where, create: bool) -> Result<u32, StateError> {
+fn ensure_schema(
+    s: &mut Conn,
+    at: &Where,
+    create: bool,
+    read_only: bool,
+) -> Result<u32, StateError> {
     let version = schema_version(s, at)?;
     if version > PG_SCHEMA_VERSION {
         return Err(StateError::UnsupportedFormat {
@@ -865,7 +1260,8 @@ fn ensure_schema(s: &mut Conn, at: &Where, create: bool) -> Result<u32, StateErr
             supported: PG_SCHEMA_VERSION,
         });
     }
-    if version == PG_SCHEMA_VERSION || (version == 0 && !create) {
+    // A read-only open reads an older schema as it is (later versions only add tables).
+    if version == PG_SCHEMA_VERSION || (!create && (version == 0 || read_only)) {
         return Ok(version);
     }
     if !create {
@@ -1033,6 +1429,14 @@ fn prepare(s: &mut Conn, at: &Where) -> Result<Stmts, StateError> {
                 .await?,
             clear_pending: c
                 .prepare("DELETE FROM prov_pending WHERE workspace = $1 AND address = $2")
+                .await?,
+            touch: c
+                .prepare(
+                    "INSERT INTO prov_versions (workspace, address, serial) \
+                     SELECT $1, a, (SELECT serial FROM prov_meta WHERE workspace = $1) \
+                     FROM unnest($2::text[]) a \
+                     ON CONFLICT (workspace, address) DO UPDATE SET serial = EXCLUDED.serial",
+                )
                 .await?,
         })
     })

@@ -135,6 +135,15 @@ pub(crate) struct EncodedCommit {
     pub(crate) pending: BTreeMap<String, Option<Vec<u8>>>,
 }
 
+impl EncodedCommit {
+    /// Every address the commit writes (records and pending notes), each once, sorted.
+    pub(crate) fn addresses(&self) -> impl Iterator<Item = &String> {
+        let mut all: std::collections::BTreeSet<&String> = self.records.keys().collect();
+        all.extend(self.pending.keys());
+        all.into_iter()
+    }
+}
+
 /// Encodes a whole dump (`state push`): every record and pending operation, nothing removed yet.
 pub(crate) fn encode_dump(dump: &crate::StateDump) -> Result<EncodedCommit, StateError> {
     crate::depth::check_outputs(&dump.outputs)?;

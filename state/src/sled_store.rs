@@ -1,5 +1,5 @@
 //! `SledStore`: the embedded default backend, a sled database in the workspace (`.prov/state`),
-//! guarded by the lock file `.prov/state.lock`.
+//! guarded by the lock file `.prov/state.lock`, with a lock table for resource-level writers.
 //!
 //! Layout (state format version 2):
 //! - tree `records`: address -> record envelope (JSON, see record.rs), one entry per resource;
@@ -9,11 +9,21 @@
 //! - tree `history` (since 2): `address NUL seq(u64 BE)` -> replaced version (record.rs'
 //!   `encode_history`), and `address SOH` -> `next seq, count` (two u64 BE), so a commit appends
 //!   and trims with point reads and writes only (sled transactions cannot scan);
+//! - tree `versions` (since 3): address -> the serial (u64 BE) of the last commit that wrote its
+//!   record or pending note: per-resource staleness of saved plans;
+//! - tree `locks` (since 3): address -> `LockEntry` JSON (holder, pid, the pid's start time):
+//!   resource locks of writers opened with `LockScope::Resources`; an entry whose process is
+//!   gone is free (and overwritten by the next writer);
 //! - file `prov-guard.json` in the state dir: `{"lineage", "serial"}` of the last commit.
 //!
-//! Version 1 had only `records` and `meta`; a writing open upgrades it by setting the version
-//! (the new trees start empty), so an older prov refuses the state rather than ignore pending
-//! operations it does not know.
+//! Version 1 had only `records` and `meta`, version 2 no `versions` and `locks`; a writing open
+//! upgrades either by setting the version (the new trees start empty), so an older prov refuses
+//! the state rather than ignore pending operations or resource locks it does not know.
+//!
+//! Sharing: sled lets one process open a database at a time. A workspace-scope store keeps it
+//! open (and `.prov/state.lock` taken) from open until drop; resource-scope and read-only
+//! stores open it for each read or commit (a session of milliseconds under the lock file), so
+//! plans and applies of many processes interleave, each snapshot and commit whole.
 //!
 //! Why the guard file: sled recovers a damaged or truncated log by silently dropping everything
 //! after the first bad entry, so a damaged state would open as an older or empty one and the
@@ -21,6 +31,7 @@
 //! durable commit, so it never runs ahead of what sled made durable; if sled ever reports an
 //! older serial or a missing lineage, data was lost and we say so instead of carrying on.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -36,26 +47,28 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 use crate::dump::push_serial;
-use crate::lock::FileLock;
+use crate::lock::{FileLock, LockEntry};
 use crate::record::{
     decode, decode_all, decode_history, decode_pending, decode_without_config, encode_commit,
     encode_history, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
 };
 use crate::util::{create_private_dir_all, now_secs, random_hex};
 use crate::{
-    Change, HistoryEntry, LockInfo, OpenOptions, ReadOptions, ResourceRecord, Snapshot, StateDump,
-    StateError, StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
+    Change, HistoryEntry, LockInfo, LockScope, OpenOptions, PendingOp, ReadOptions, ResourceRecord,
+    Snapshot, StateDump, StateError, StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
 };
 
 type TxError = ConflictableTransactionError<StateError>;
 
 /// Version of the sled layout described in the module docs.
-pub const STATE_FORMAT_VERSION: u32 = 2;
+pub const STATE_FORMAT_VERSION: u32 = 3;
 
 const RECORDS_TREE: &str = "records";
 const META_TREE: &str = "meta";
 const PENDING_TREE: &str = "pending";
 const HISTORY_TREE: &str = "history";
+const VERSIONS_TREE: &str = "versions";
+const LOCKS_TREE: &str = "locks";
 const K_FORMAT: &str = "format_version";
 const K_LINEAGE: &str = "lineage";
 const K_PREV_LINEAGE: &str = "previous_lineage";
@@ -81,15 +94,40 @@ pub fn lock_path_for(state_dir: &Path) -> Result<PathBuf, StateError> {
     Ok(state_dir.with_file_name(lock_name))
 }
 
-/// A sled state, locked from open until drop.
+/// A sled state. With `LockScope::Workspace` the database stays open, and the lock file held,
+/// from open until drop. Otherwise (resource scope, read-only) every read and commit is a short
+/// session: take the lock file, open sled, do it, close sled, let go, so any number of processes
+/// share the state (sled itself lets one process open it at a time); who writes which resource
+/// is then the lock table's business (`lock_resources`).
 pub struct SledStore {
     at: Where,
     operation: String,
+    lock_path: PathBuf,
+    /// Sessions may create the database (a writing open).
+    create: bool,
+    read_only: bool,
+    scope: LockScope,
+    lock_timeout: Duration,
+    /// Who this store is, in the lock file's note and the lock table.
+    info: LockInfo,
+    /// Workspace scope: the database and the lock file, held until drop.
+    held: Option<Held>,
+    /// Resource scope: the addresses this store locked.
+    resources: Mutex<BTreeSet<String>>,
+}
+
+/// An open database and the lock file guarding it; sled is closed (its drop flushes) before the
+/// lock file is let go, so the next holder never finds sled's own directory lock still taken.
+struct Held {
     /// `None`: the state does not exist and was opened with `create: false`.
     db: Option<Db>,
-    /// Declared after `db` and released only once sled is closed (see `Drop`), so the next
-    /// holder never finds sled's own directory lock still taken.
-    lock: FileLock,
+    _lock: FileLock,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.db.take();
+    }
 }
 
 struct Db {
@@ -98,8 +136,10 @@ struct Db {
     meta: sled::Tree,
     pending: sled::Tree,
     history: sled::Tree,
+    versions: sled::Tree,
+    locks: sled::Tree,
     /// Commits take it exclusively, snapshots shared: sled iteration alone could see half of a
-    /// concurrent commit.
+    /// concurrent commit (of this process; other processes are kept out by the lock file).
     gate: RwLock<()>,
     guard: Mutex<Guard>,
 }
@@ -116,6 +156,7 @@ struct Tx<'a> {
     meta: &'a TransactionalTree,
     pending: &'a TransactionalTree,
     history: &'a TransactionalTree,
+    versions: &'a TransactionalTree,
 }
 
 /// Which state an error is about, for messages.
@@ -131,53 +172,179 @@ struct GuardNote {
     serial: u64,
 }
 
+/// How much longer than `--lock-timeout` a session waits for the lock file: other sessions hold
+/// it for one read or commit (milliseconds), so only a holder that keeps it (a workspace-scope
+/// store, an older prov) makes a session wait this long.
+const SESSION_GRACE: Duration = Duration::from_secs(30);
+
+/// How often a waiting `lock_resources` or workspace-scope open looks again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
 impl SledStore {
-    /// Opens (or with `opts.create` creates) the sled state in `state_dir`, taking the lock file
-    /// beside it first. The lock's directory is created (0700) even when `create` is false, but
-    /// the database never is.
+    /// Opens (or with `opts.create` creates) the sled state in `state_dir`. With
+    /// `LockScope::Workspace` (and not `read_only`) it takes the lock file first and keeps it,
+    /// failing while any live holder has resource locks; otherwise it only makes sure the state
+    /// exists (when creating). The lock's directory is created (0700) even when `create` is
+    /// false, but the database never is.
     pub fn open(state_dir: &Path, opts: &OpenOptions) -> Result<SledStore, StateError> {
         let lock_path = lock_path_for(state_dir)?;
         if let Some(parent) = lock_path.parent() {
             create_private_dir_all(parent)?;
         }
-        let lock = FileLock::acquire(&lock_path, &opts.operation, opts.lock_timeout)?;
         let at = Where {
             backend: format!("sled state at {}", state_dir.display()),
             dir: state_dir.to_path_buf(),
         };
-        // Existence is decided under the lock, so a concurrent creator cannot race us.
-        let db = open_db(&at, opts.create)?;
-        Ok(SledStore {
+        let info = crate::lock::new_holder(&opts.operation, lock_path.display().to_string());
+        let mut store = SledStore {
             at,
             operation: opts.operation.clone(),
-            db,
-            lock,
+            lock_path,
+            create: opts.create && !opts.read_only,
+            read_only: opts.read_only,
+            scope: opts.scope,
+            lock_timeout: opts.lock_timeout,
+            info,
+            held: None,
+            resources: Mutex::new(BTreeSet::new()),
+        };
+        if opts.read_only || opts.scope == LockScope::Resources {
+            if store.create {
+                // Existence is decided under the lock file, so a concurrent creator cannot race
+                // us; the lineage is fixed now, before anything is tagged with it.
+                store.session()?;
+            }
+            return Ok(store);
+        }
+        store.held = Some(store.hold()?);
+        Ok(store)
+    }
+
+    /// Takes the lock file for good, once no live holder has resource locks.
+    fn hold(&mut self) -> Result<Held, StateError> {
+        let deadline = Instant::now() + self.lock_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let lock = FileLock::acquire(&self.lock_path, &self.operation, remaining)?;
+            self.info = lock.info().clone();
+            // Existence is decided under the lock, so a concurrent creator cannot race us.
+            let db = open_db(&self.at, self.create)?;
+            let busy = match &db {
+                Some(db) => self.live_locks(db)?.into_iter().next(),
+                None => None,
+            };
+            let Some((_, holder)) = busy else {
+                return Ok(Held { db, _lock: lock });
+            };
+            drop(Held { db, _lock: lock });
+            if Instant::now() >= deadline {
+                return Err(StateError::Locked {
+                    holder: Box::new(holder),
+                });
+            }
+            std::thread::sleep(LOCK_POLL.min(deadline - Instant::now()));
+        }
+    }
+
+    /// A short session: the lock file, then sled, for one read or commit.
+    fn session(&self) -> Result<Held, StateError> {
+        let lock = FileLock::acquire(
+            &self.lock_path,
+            &self.operation,
+            self.lock_timeout + SESSION_GRACE,
+        )?;
+        let db = open_db(&self.at, self.create)?;
+        Ok(Held { db, _lock: lock })
+    }
+
+    /// Runs `f` on the database: the held one, or one opened for a session.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(Option<&Db>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        match &self.held {
+            Some(h) => f(h.db.as_ref()),
+            None => {
+                let s = self.session()?;
+                f(s.db.as_ref())
+            }
+        }
+    }
+
+    /// [`Self::with_db`] for a write: refused read-only, and the database must exist.
+    fn with_writable<T>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly {
+                backend: self.at.backend.clone(),
+                operation: self.operation.clone(),
+            });
+        }
+        self.with_db(|db| {
+            let db = db.ok_or_else(|| StateError::NotCreated {
+                backend: self.at.backend.clone(),
+                operation: self.operation.clone(),
+            })?;
+            f(db)
         })
     }
 
     pub fn lock_info(&self) -> &LockInfo {
-        self.lock.info()
+        &self.info
     }
 
     /// False when the state does not exist (opened with `create: false`).
     pub fn exists(&self) -> bool {
-        self.db.is_some()
+        self.with_db(|db| Ok(db.is_some())).unwrap_or(false)
     }
 
-    fn db(&self) -> Result<&Db, StateError> {
-        self.db.as_ref().ok_or_else(|| StateError::NotCreated {
+    /// Refuses a commit to addresses this store did not lock (resource scope).
+    fn check_locked(&self, commit: &EncodedCommit) -> Result<(), StateError> {
+        if self.held.is_some() {
+            return Ok(());
+        }
+        let held = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        let missing: Vec<String> = commit
+            .addresses()
+            .filter(|a| !held.contains(*a))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StateError::NotLocked {
             backend: self.at.backend.clone(),
             operation: self.operation.clone(),
+            addresses: missing,
         })
+    }
+
+    /// Live entries of the lock table other than this store's, by address.
+    fn live_locks(&self, db: &Db) -> Result<BTreeMap<String, LockInfo>, StateError> {
+        let mut out = BTreeMap::new();
+        for item in db.locks.iter() {
+            let (key, raw) = item.map_err(|e| self.at.sled(e))?;
+            let Ok(entry) = serde_json::from_slice::<LockEntry>(&raw) else {
+                continue;
+            };
+            if entry.holder.id != self.info.id && entry.alive() {
+                let mut holder = entry.holder;
+                holder.location = self.lock_path.display().to_string();
+                out.insert(String::from_utf8_lossy(&key).into_owned(), holder);
+            }
+        }
+        Ok(out)
     }
 
     /// Runs one sled transaction over all trees under the exclusive gate, then makes it
     /// durable. `f` gets the current serial and returns the new one, which is stored with it.
     fn transact(
         &self,
+        db: &Db,
         f: impl Fn(&Tx<'_>, u64) -> Result<u64, TxError>,
     ) -> Result<u64, StateError> {
-        let db = self.db()?;
         let serial = {
             let _excl = db.gate.write().unwrap_or_else(|e| e.into_inner());
             self.transact_gated(db, f)?
@@ -191,8 +358,14 @@ impl SledStore {
         db: &Db,
         f: impl Fn(&Tx<'_>, u64) -> Result<u64, TxError>,
     ) -> Result<u64, StateError> {
-        (&db.records, &db.meta, &db.pending, &db.history)
-            .transaction(|(records, meta, pending, history)| {
+        (
+            &db.records,
+            &db.meta,
+            &db.pending,
+            &db.history,
+            &db.versions,
+        )
+            .transaction(|(records, meta, pending, history, versions)| {
                 let current = match meta.get(K_SERIAL)? {
                     Some(raw) => self
                         .at
@@ -205,6 +378,7 @@ impl SledStore {
                     meta,
                     pending,
                     history,
+                    versions,
                 };
                 let next = f(&tx, current)?;
                 meta.insert(K_SERIAL, encode_meta(&next))?;
@@ -225,7 +399,8 @@ impl SledStore {
         Ok(serial)
     }
 
-    /// Applies an encoded commit at `serial` inside a transaction, keeping replaced versions.
+    /// Applies an encoded commit at `serial` inside a transaction, keeping replaced versions
+    /// and noting the serial of every address written.
     fn apply(
         &self,
         tx: &Tx<'_>,
@@ -256,6 +431,10 @@ impl SledStore {
                 Some(raw) => tx.pending.insert(address.as_bytes(), raw.as_slice())?,
                 None => tx.pending.remove(address.as_bytes())?,
             };
+        }
+        for address in commit.addresses() {
+            tx.versions
+                .insert(address.as_bytes(), &serial.to_be_bytes()[..])?;
         }
         Ok(())
     }
@@ -310,14 +489,31 @@ fn history_key(address: &str, seq: Option<u64>) -> Vec<u8> {
 
 impl StateLock for SledStore {
     fn lock_info(&self) -> &LockInfo {
-        self.lock.info()
+        &self.info
     }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // Close sled (its drop flushes) before `lock` is released by the field drops that follow.
-        self.db.take();
+        let held = std::mem::take(self.resources.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if held.is_empty() || self.held.is_some() {
+            return;
+        }
+        // Best effort: entries of a holder that is gone count as free anyway.
+        let _ = self.with_db(|db| {
+            let Some(db) = db else { return Ok(()) };
+            let mut batch = sled::Batch::default();
+            for a in &held {
+                if let Ok(Some(raw)) = db.locks.get(a.as_bytes()) {
+                    if serde_json::from_slice::<LockEntry>(&raw)
+                        .is_ok_and(|e| e.holder.id == self.info.id)
+                    {
+                        batch.remove(a.as_bytes());
+                    }
+                }
+            }
+            db.locks.apply_batch(batch).map_err(|e| self.at.sled(e))
+        });
     }
 }
 
@@ -325,48 +521,55 @@ impl fmt::Debug for SledStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SledStore")
             .field("backend", &self.at.backend)
-            .field("exists", &self.db.is_some())
-            .field("lock", self.lock.info())
+            .field("scope", &self.scope)
+            .field("read_only", &self.read_only)
+            .field("lock", &self.info)
             .finish()
     }
 }
 
+/// What a snapshot reads under the gate (or session), decoded afterwards.
+type RawSnapshot = (
+    StateMeta,
+    Option<sled::IVec>,
+    Vec<(String, sled::IVec)>,
+    BTreeMap<String, PendingOp>,
+);
+
 impl SledStore {
-    /// A snapshot read as `opts` says.
-    fn read_snapshot(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+    /// The raw bytes of a snapshot; the caller holds the gate (or the session alone uses `db`).
+    fn read_raw(&self, db: &Db) -> Result<RawSnapshot, StateError> {
+        let meta = self.meta_of(db)?;
+        let outputs = db.meta.get(K_OUTPUTS).map_err(|e| self.at.sled(e))?;
+        let mut raw = Vec::new();
+        for item in db.records.iter() {
+            let (key, bytes) = item.map_err(|e| self.at.sled(e))?;
+            let address = String::from_utf8(key.to_vec()).map_err(|_| {
+                self.at.corrupt(format!(
+                    "a record key is not UTF-8 ({})",
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            raw.push((address, bytes));
+        }
+        let mut pending = BTreeMap::new();
+        for item in db.pending.iter() {
+            let (key, bytes) = item.map_err(|e| self.at.sled(e))?;
+            let address = String::from_utf8_lossy(&key).into_owned();
+            let op = decode_pending(&self.at.backend, &address, &bytes)?;
+            pending.insert(address, op);
+        }
+        Ok((meta, outputs, raw, pending))
+    }
+
+    /// Decodes what `read_raw` read, as `opts` says.
+    fn decode_raw(&self, raw: RawSnapshot, opts: ReadOptions) -> Result<Snapshot, StateError> {
         let decode_one = if opts.without_configs {
             decode_without_config
         } else {
             decode
         };
-        let Some(db) = &self.db else {
-            return Ok(Snapshot::default());
-        };
-        // Read the raw bytes under the gate (consistent with one serial), decode outside it.
-        let (meta, outputs, raw, pending) = {
-            let _shared = db.gate.read().unwrap_or_else(|e| e.into_inner());
-            let meta = self.meta()?;
-            let outputs = db.meta.get(K_OUTPUTS).map_err(|e| self.at.sled(e))?;
-            let mut raw = Vec::new();
-            for item in db.records.iter() {
-                let (key, bytes) = item.map_err(|e| self.at.sled(e))?;
-                let address = String::from_utf8(key.to_vec()).map_err(|_| {
-                    self.at.corrupt(format!(
-                        "a record key is not UTF-8 ({})",
-                        String::from_utf8_lossy(&key)
-                    ))
-                })?;
-                raw.push((address, bytes));
-            }
-            let mut pending = std::collections::BTreeMap::new();
-            for item in db.pending.iter() {
-                let (key, bytes) = item.map_err(|e| self.at.sled(e))?;
-                let address = String::from_utf8_lossy(&key).into_owned();
-                let op = decode_pending(&self.at.backend, &address, &bytes)?;
-                pending.insert(address, op);
-            }
-            (meta, outputs, raw, pending)
-        };
+        let (meta, outputs, raw, pending) = raw;
         let outputs = match outputs {
             Some(bytes) => self
                 .at
@@ -381,17 +584,8 @@ impl SledStore {
             pending,
         })
     }
-}
 
-impl StateRead for SledStore {
-    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
-        self.read_snapshot(opts)
-    }
-
-    fn meta(&self) -> Result<StateMeta, StateError> {
-        let Some(db) = &self.db else {
-            return Ok(StateMeta::default());
-        };
+    fn meta_of(&self, db: &Db) -> Result<StateMeta, StateError> {
         let get = |key: &str| db.meta.get(key).map_err(|e| self.at.sled(e));
         let serial = match get(K_SERIAL)? {
             Some(raw) => self.at.decode_meta(K_SERIAL, &raw)?,
@@ -403,23 +597,42 @@ impl StateRead for SledStore {
         };
         Ok(StateMeta { lineage, serial })
     }
+}
+
+impl StateRead for SledStore {
+    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+        // Read the raw bytes under the gate and session (consistent with one serial), decode
+        // outside both.
+        let raw = self.with_db(|db| {
+            let Some(db) = db else { return Ok(None) };
+            let _shared = db.gate.read().unwrap_or_else(|e| e.into_inner());
+            self.read_raw(db).map(Some)
+        })?;
+        match raw {
+            Some(raw) => self.decode_raw(raw, opts),
+            None => Ok(Snapshot::default()),
+        }
+    }
+
+    fn meta(&self) -> Result<StateMeta, StateError> {
+        self.with_db(|db| match db {
+            Some(db) => self.meta_of(db),
+            None => Ok(StateMeta::default()),
+        })
+    }
 
     fn record(&self, address: &str) -> Result<Option<ResourceRecord>, StateError> {
-        let Some(db) = &self.db else {
-            return Ok(None);
-        };
-        db.records
-            .get(address)
-            .map_err(|e| self.at.sled(e))?
-            .map(|raw| decode(&self.at.backend, address, &raw))
+        let raw = self.with_db(|db| match db {
+            Some(db) => db.records.get(address).map_err(|e| self.at.sled(e)),
+            None => Ok(None),
+        })?;
+        raw.map(|raw| decode(&self.at.backend, address, &raw))
             .transpose()
     }
 
     fn history(&self, address: &str) -> Result<Vec<HistoryEntry>, StateError> {
-        let Some(db) = &self.db else {
-            return Ok(Vec::new());
-        };
-        let raw = {
+        let raw = self.with_db(|db| {
+            let Some(db) = db else { return Ok(Vec::new()) };
             let _shared = db.gate.read().unwrap_or_else(|e| e.into_inner());
             let mut prefix = address.as_bytes().to_vec();
             prefix.push(0);
@@ -427,91 +640,232 @@ impl StateRead for SledStore {
                 .scan_prefix(prefix)
                 .values()
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.at.sled(e))?
-        };
+                .map_err(|e| self.at.sled(e))
+        })?;
         // Keys sort by sequence number, oldest first.
         raw.iter()
             .rev()
             .map(|r| decode_history(&self.at.backend, address, r))
             .collect()
     }
+
+    fn changed_since(
+        &self,
+        addresses: &BTreeSet<String>,
+        serial: u64,
+    ) -> Result<BTreeSet<String>, StateError> {
+        self.with_db(|db| {
+            let mut out = BTreeSet::new();
+            let Some(db) = db else { return Ok(out) };
+            for a in addresses {
+                let Some(raw) = db.versions.get(a.as_bytes()).map_err(|e| self.at.sled(e))? else {
+                    continue;
+                };
+                let written = <[u8; 8]>::try_from(&raw[..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| {
+                        self.at
+                            .corrupt(format!("the version of \"{a}\" is damaged"))
+                    })?;
+                if written > serial {
+                    out.insert(a.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn resource_locks(&self) -> Result<BTreeMap<String, LockInfo>, StateError> {
+        self.with_db(|db| match db {
+            Some(db) => self.live_locks(db),
+            None => Ok(BTreeMap::new()),
+        })
+    }
 }
 
 impl StateWrite for SledStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
         let encoded = encode_commit(changes)?;
+        self.check_locked(&encoded)?;
         let at = now_secs();
-        self.transact(|tx, current| {
-            let next = current + 1;
-            self.apply(tx, &encoded, next, at)?;
-            Ok(next)
+        self.with_writable(|db| {
+            self.transact(db, |tx, current| {
+                let next = current + 1;
+                self.apply(tx, &encoded, next, at)?;
+                Ok(next)
+            })
         })
     }
 
     fn set_outputs(&self, outputs: Map<String, Value>) -> Result<u64, StateError> {
         crate::depth::check_outputs(&outputs)?;
         let raw = encode_meta(&outputs);
-        self.transact(|tx, current| {
-            tx.meta.insert(K_OUTPUTS, raw.as_slice())?;
-            Ok(current + 1)
+        self.with_writable(|db| {
+            self.transact(db, |tx, current| {
+                tx.meta.insert(K_OUTPUTS, raw.as_slice())?;
+                Ok(current + 1)
+            })
         })
     }
 
+    fn update_outputs(
+        &self,
+        compute: &mut dyn FnMut(&Snapshot) -> Map<String, Value>,
+    ) -> Result<u64, StateError> {
+        self.with_writable(|db| {
+            // Read, compute and write under one exclusive gate (and session): no commit lands
+            // between them.
+            let serial = {
+                let _excl = db.gate.write().unwrap_or_else(|e| e.into_inner());
+                let snap = self.decode_raw(
+                    self.read_raw(db)?,
+                    ReadOptions {
+                        without_configs: true,
+                        one_thread: true,
+                    },
+                )?;
+                let outputs = compute(&snap);
+                crate::depth::check_outputs(&outputs)?;
+                let raw = encode_meta(&outputs);
+                self.transact_gated(db, |tx, current| {
+                    tx.meta.insert(K_OUTPUTS, raw.as_slice())?;
+                    Ok(current + 1)
+                })?
+            };
+            self.make_durable(db, serial, None)
+        })
+    }
+
+    fn lock_resources(
+        &self,
+        addresses: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<(), StateError> {
+        if self.read_only {
+            return Err(StateError::ReadOnly {
+                backend: self.at.backend.clone(),
+                operation: self.operation.clone(),
+            });
+        }
+        if self.held.is_some() {
+            return Ok(());
+        }
+        let wanted: Vec<String> = {
+            let held = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+            addresses
+                .iter()
+                .filter(|a| !held.contains(*a))
+                .cloned()
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mine =
+            serde_json::to_vec(&LockEntry::mine(&self.info)).expect("lock entries serialise");
+        let deadline = Instant::now() + timeout;
+        loop {
+            // One session decides for all of them: taken together, or none.
+            let conflicts = self.with_writable(|db| {
+                let mut conflicts: Vec<(String, LockInfo)> = Vec::new();
+                let mut batch = sled::Batch::default();
+                for a in &wanted {
+                    let current = db.locks.get(a.as_bytes()).map_err(|e| self.at.sled(e))?;
+                    let entry =
+                        current.and_then(|raw| serde_json::from_slice::<LockEntry>(&raw).ok());
+                    if let Some(e) = entry.filter(|e| e.holder.id != self.info.id && e.alive()) {
+                        conflicts.push((a.clone(), e.holder));
+                        continue;
+                    }
+                    batch.insert(a.as_bytes(), mine.as_slice());
+                }
+                if conflicts.is_empty() {
+                    db.locks.apply_batch(batch).map_err(|e| self.at.sled(e))?;
+                    db.db.flush().map_err(|e| self.at.sled(e))?;
+                }
+                Ok(conflicts)
+            })?;
+            if conflicts.is_empty() {
+                self.resources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(wanted);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let mut holder = conflicts[0].1.clone();
+                holder.location = self.lock_path.display().to_string();
+                let addresses = conflicts
+                    .into_iter()
+                    .filter(|(_, h)| h.id == holder.id)
+                    .map(|(a, _)| a)
+                    .collect();
+                return Err(StateError::ResourcesLocked {
+                    holder: Box::new(holder),
+                    addresses,
+                });
+            }
+            std::thread::sleep(LOCK_POLL.min(deadline - Instant::now()));
+        }
+    }
+
     fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
-        let db = self.db()?;
         let mut commit = crate::record::encode_dump(dump)?;
         let outputs = encode_meta(&dump.outputs);
         let lineage_raw = encode_meta(&dump.lineage);
         let at = now_secs();
         let sled_err = |e| self.at.sled(e);
-        let _excl = db.gate.write().unwrap_or_else(|e| e.into_inner());
-        // Read under the exclusive gate but outside the transaction: sled transactions cannot
-        // scan, and nothing else writes meanwhile.
-        for key in db.records.iter().keys() {
-            let key = String::from_utf8_lossy(&key.map_err(sled_err)?).into_owned();
-            commit.records.entry(key).or_insert(None);
-        }
-        let mut had_pending = false;
-        for key in db.pending.iter().keys() {
-            let key = String::from_utf8_lossy(&key.map_err(sled_err)?).into_owned();
-            commit.pending.entry(key).or_insert(None);
-            had_pending = true;
-        }
-        let had_records = !db.records.is_empty();
-        let serial = self.transact_gated(db, |tx, current| {
-            let lineage: String = match tx.meta.get(K_LINEAGE)? {
-                Some(raw) => self
-                    .at
-                    .decode_meta(K_LINEAGE, &raw)
-                    .map_err(TxError::Abort)?,
-                None => String::new(),
-            };
-            let outputs_empty = match tx.meta.get(K_OUTPUTS)? {
-                Some(raw) => self
-                    .at
-                    .decode_meta::<Map<String, Value>>(K_OUTPUTS, &raw)
-                    .map_err(TxError::Abort)?
-                    .is_empty(),
-                None => true,
-            };
-            let ours = StateMeta {
-                lineage: lineage.clone(),
-                serial: current,
-            };
-            let empty = !had_records && !had_pending && outputs_empty;
-            let serial = push_serial(&ours, empty, dump, force, "the pushed state")
-                .map_err(TxError::Abort)?;
-            self.apply(tx, &commit, serial, at)?;
-            tx.meta.insert(K_OUTPUTS, outputs.as_slice())?;
-            if lineage != dump.lineage {
-                // Lets open tell this push, if the guard note missed it, from copied-in files.
-                tx.meta.insert(K_PREV_LINEAGE, encode_meta(&lineage))?;
-                tx.meta.insert(K_LINEAGE, lineage_raw.as_slice())?;
+        self.with_writable(|db| {
+            let _excl = db.gate.write().unwrap_or_else(|e| e.into_inner());
+            // Read under the exclusive gate but outside the transaction: sled transactions
+            // cannot scan, and nothing else writes meanwhile.
+            for key in db.records.iter().keys() {
+                let key = String::from_utf8_lossy(&key.map_err(sled_err)?).into_owned();
+                commit.records.entry(key).or_insert(None);
             }
-            Ok(serial)
-        })?;
-        drop(_excl);
-        self.make_durable(db, serial, Some(&dump.lineage))
+            let mut had_pending = false;
+            for key in db.pending.iter().keys() {
+                let key = String::from_utf8_lossy(&key.map_err(sled_err)?).into_owned();
+                commit.pending.entry(key).or_insert(None);
+                had_pending = true;
+            }
+            self.check_locked(&commit)?;
+            let had_records = !db.records.is_empty();
+            let serial = self.transact_gated(db, |tx, current| {
+                let lineage: String = match tx.meta.get(K_LINEAGE)? {
+                    Some(raw) => self
+                        .at
+                        .decode_meta(K_LINEAGE, &raw)
+                        .map_err(TxError::Abort)?,
+                    None => String::new(),
+                };
+                let outputs_empty = match tx.meta.get(K_OUTPUTS)? {
+                    Some(raw) => self
+                        .at
+                        .decode_meta::<Map<String, Value>>(K_OUTPUTS, &raw)
+                        .map_err(TxError::Abort)?
+                        .is_empty(),
+                    None => true,
+                };
+                let ours = StateMeta {
+                    lineage: lineage.clone(),
+                    serial: current,
+                };
+                let empty = !had_records && !had_pending && outputs_empty;
+                let serial = push_serial(&ours, empty, dump, force, "the pushed state")
+                    .map_err(TxError::Abort)?;
+                self.apply(tx, &commit, serial, at)?;
+                tx.meta.insert(K_OUTPUTS, outputs.as_slice())?;
+                if lineage != dump.lineage {
+                    // Lets open tell this push, if the guard note missed it, from copied-in files.
+                    tx.meta.insert(K_PREV_LINEAGE, encode_meta(&lineage))?;
+                    tx.meta.insert(K_LINEAGE, lineage_raw.as_slice())?;
+                }
+                Ok(serial)
+            })?;
+            drop(_excl);
+            self.make_durable(db, serial, Some(&dump.lineage))
+        })
     }
 }
 
@@ -563,6 +917,8 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
     let meta = db.open_tree(META_TREE).map_err(sled_err)?;
     let pending = db.open_tree(PENDING_TREE).map_err(sled_err)?;
     let history = db.open_tree(HISTORY_TREE).map_err(sled_err)?;
+    let versions = db.open_tree(VERSIONS_TREE).map_err(sled_err)?;
+    let locks = db.open_tree(LOCKS_TREE).map_err(sled_err)?;
 
     let mut upgrade = false;
     if let Some(raw) = meta.get(K_FORMAT).map_err(sled_err)? {
@@ -575,7 +931,7 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
                 supported: STATE_FORMAT_VERSION,
             });
         }
-        // Version 1 -> 2 only adds trees, which now exist; a read-only open leaves the mark.
+        // Versions 1 -> 2 -> 3 only add trees, which now exist; a read-only open leaves the mark.
         upgrade = found < STATE_FORMAT_VERSION && create;
     }
     let lineage = match meta.get(K_LINEAGE).map_err(sled_err)? {
@@ -682,6 +1038,8 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
         meta,
         pending,
         history,
+        versions,
+        locks,
         gate: RwLock::new(()),
         guard: Mutex::new(Guard {
             file,

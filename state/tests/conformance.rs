@@ -120,6 +120,18 @@ trait Harness {
     /// Stores `raw` (a record envelope, possibly damaged) as the record at `address`, as an
     /// older, newer or broken prov would have; no store is open meanwhile.
     fn put_raw(&mut self, address: &str, raw: &[u8]);
+    /// Opens the same state as another process would, beside any store already open: a
+    /// resource-scope writer, or (`read_only`) a reader that locks nothing.
+    fn open_shared(&mut self, operation: &str, read_only: bool) -> Box<dyn StateStore>;
+}
+
+fn shared_opts(operation: &str, read_only: bool) -> OpenOptions {
+    OpenOptions {
+        read_only,
+        create: !read_only,
+        scope: LockScope::Resources,
+        ..OpenOptions::new(operation)
+    }
 }
 
 struct MemoryHarness(MemoryStore);
@@ -130,6 +142,10 @@ impl Harness for MemoryHarness {
     }
     fn put_raw(&mut self, address: &str, raw: &[u8]) {
         self.0.put_raw_record(address, raw);
+    }
+    fn open_shared(&mut self, operation: &str, _read_only: bool) -> Box<dyn StateStore> {
+        // A reader is a writer that locks nothing (so it can write nothing).
+        Box::new(self.0.reopen(operation, LockScope::Resources))
     }
 }
 
@@ -145,6 +161,9 @@ impl Harness for SledHarness {
     }
     fn put_raw(&mut self, address: &str, raw: &[u8]) {
         sled_put_raw(&self.dir, "records", address, raw);
+    }
+    fn open_shared(&mut self, operation: &str, read_only: bool) -> Box<dyn StateStore> {
+        Box::new(SledStore::open(&self.dir, &shared_opts(operation, read_only)).unwrap())
     }
 }
 
@@ -168,6 +187,23 @@ const CHECKS: &[(&str, Check)] = &[
     ),
     ("damaged record is Corrupt", check_damaged_record),
     ("concurrent commits and snapshots", check_concurrent),
+    (
+        "resource locks: disjoint, overlapping, waiting",
+        check_resource_locks,
+    ),
+    ("per-resource changes since a serial", check_changed_since),
+    (
+        "disjoint writers at once; snapshots never see half a commit",
+        check_disjoint_writers,
+    ),
+    (
+        "overlapping writers serialize with no lost update",
+        check_overlapping_writers,
+    ),
+    (
+        "outputs computed and written atomically",
+        check_update_outputs,
+    ),
     (
         "every read option reads the same records",
         check_read_options,
@@ -748,6 +784,235 @@ fn check_concurrent(h: &mut dyn Harness) {
     assert_eq!(snap.resources.len(), 100);
 }
 
+fn set(addresses: &[&str]) -> std::collections::BTreeSet<String> {
+    addresses.iter().map(|a| a.to_string()).collect()
+}
+
+fn expect_resources_locked(res: Result<(), StateError>) -> (LockInfo, Vec<String>, String) {
+    match res {
+        Err(e @ StateError::ResourcesLocked { .. }) => {
+            let msg = e.to_string();
+            let StateError::ResourcesLocked { holder, addresses } = e else {
+                unreachable!()
+            };
+            (*holder, addresses, msg)
+        }
+        other => panic!("expected ResourcesLocked, got {other:?}"),
+    }
+}
+
+fn check_resource_locks(h: &mut dyn Harness) {
+    let a = h.open_shared("apply-a", false);
+    let b = h.open_shared("apply-b", false);
+    a.lock_resources(&set(&["server.s1", "server.s2"]), Duration::ZERO)
+        .unwrap();
+    // Disjoint: both hold theirs at once and write them.
+    b.lock_resources(&set(&["server.s3"]), Duration::ZERO)
+        .unwrap();
+    a.commit(&[Change::Put(rec("server.s1", 1))]).unwrap();
+    b.commit(&[Change::Put(rec("server.s3", 1))]).unwrap();
+    // Overlapping: refused at once, naming the holder and only the overlapping addresses; all
+    // or nothing, so server.s4 is not held by b afterwards.
+    let t = Instant::now();
+    let (holder, addresses, msg) = expect_resources_locked(
+        b.lock_resources(&set(&["server.s2", "server.s4"]), Duration::ZERO),
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(holder.operation, "apply-a", "{msg}");
+    assert_eq!(addresses, vec!["server.s2".to_string()], "{msg}");
+    assert!(
+        msg.contains("server.s2") && msg.contains("--lock-timeout"),
+        "{msg}"
+    );
+    // Writing what it did not lock is refused, nothing written.
+    let serial = b.meta().unwrap().serial;
+    match b.commit(&[Change::Put(rec("server.s4", 1))]) {
+        Err(StateError::NotLocked { addresses, .. }) => {
+            assert_eq!(addresses, vec!["server.s4".to_string()])
+        }
+        other => panic!("expected NotLocked, got {other:?}"),
+    }
+    assert_eq!(b.meta().unwrap().serial, serial);
+    let c = h.open_shared("apply-c", false);
+    c.lock_resources(&set(&["server.s4"]), Duration::ZERO)
+        .unwrap();
+    // Readers see who holds what (not themselves).
+    let reader = h.open_shared("plan", true);
+    let held = reader.resource_locks().unwrap();
+    assert_eq!(
+        held.keys().cloned().collect::<Vec<_>>(),
+        vec!["server.s1", "server.s2", "server.s3", "server.s4"]
+    );
+    assert_eq!(held["server.s1"].operation, "apply-a");
+    assert_eq!(held["server.s4"].operation, "apply-c");
+    assert!(!a.resource_locks().unwrap().contains_key("server.s1"));
+    // A waiting writer gets them once the holder is gone.
+    let waiter = std::thread::spawn(move || {
+        let t = Instant::now();
+        b.lock_resources(&set(&["server.s2"]), Duration::from_secs(10))
+            .unwrap();
+        b.commit(&[Change::Put(rec("server.s2", 2))]).unwrap();
+        t.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    drop(a);
+    let waited = waiter.join().unwrap();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert_eq!(
+        reader.record("server.s2").unwrap().unwrap().outputs["gen"],
+        2
+    );
+    drop((c, reader));
+}
+
+fn check_changed_since(h: &mut dyn Harness) {
+    let s = h.open();
+    let all = set(&["server.s1", "server.s2", "server.s3"]);
+    let base = s.meta().unwrap().serial;
+    assert!(s.changed_since(&all, base).unwrap().is_empty());
+    let one = s.commit(&[Change::Put(rec("server.s1", 1))]).unwrap();
+    let two = s
+        .commit(&[Change::PutPending(pending("server.s2", "create"))])
+        .unwrap();
+    assert_eq!(
+        s.changed_since(&all, base).unwrap(),
+        set(&["server.s1", "server.s2"])
+    );
+    assert_eq!(s.changed_since(&all, one).unwrap(), set(&["server.s2"]));
+    assert!(s.changed_since(&all, two).unwrap().is_empty());
+    // Other commits (outputs, unrelated records) leave them unchanged.
+    s.set_outputs(Map::new()).unwrap();
+    let three = s.commit(&[Change::Put(rec("server.other", 1))]).unwrap();
+    assert!(s.changed_since(&all, two).unwrap().is_empty());
+    s.commit(&[
+        Change::Delete("server.s1".into()),
+        Change::ClearPending("server.s2".into()),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.changed_since(&all, three).unwrap(),
+        set(&["server.s1", "server.s2"])
+    );
+    // A push writes every address it holds.
+    let dump = s.dump().unwrap();
+    let before = s.meta().unwrap().serial;
+    s.replace_all(&dump, false).unwrap();
+    assert!(s
+        .changed_since(&set(&["server.other"]), before)
+        .unwrap()
+        .contains("server.other"));
+}
+
+fn check_disjoint_writers(h: &mut dyn Harness) {
+    const WRITERS: usize = 4;
+    const RECORDS: usize = 8;
+    const ROUNDS: u64 = 6;
+    let writers: Vec<Box<dyn StateStore>> = (0..WRITERS)
+        .map(|w| h.open_shared(&format!("apply-{w}"), false))
+        .collect();
+    let reader: Arc<dyn StateStore> = Arc::from(h.open_shared("plan", true));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (reader, done) = (reader.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while !done.load(Ordering::SeqCst) || seen == 0 {
+                let snap = reader.snapshot().unwrap();
+                // Each commit writes all records of one writer with one generation.
+                for w in 0..WRITERS {
+                    let gens: std::collections::BTreeSet<u64> = (0..RECORDS)
+                        .filter_map(|i| snap.resources.get(&format!("server.w{w}-{i}")))
+                        .map(|r| r.outputs["gen"].as_u64().unwrap())
+                        .collect();
+                    assert!(gens.len() <= 1, "half a commit of writer {w}: {gens:?}");
+                }
+                seen += 1;
+            }
+            seen
+        })
+    };
+    let handles: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(w, s)| {
+            std::thread::spawn(move || {
+                let mine: std::collections::BTreeSet<String> =
+                    (0..RECORDS).map(|i| format!("server.w{w}-{i}")).collect();
+                s.lock_resources(&mine, Duration::ZERO).unwrap();
+                for g in 1..=ROUNDS {
+                    let changes: Vec<Change> =
+                        mine.iter().map(|a| Change::Put(rec(a, g))).collect();
+                    s.commit(&changes).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = watcher.join().unwrap();
+    eprintln!("  {seen} snapshots read while {WRITERS} writers committed");
+    let snap = reader.snapshot().unwrap();
+    assert_eq!(snap.resources.len(), WRITERS * RECORDS);
+    assert!(snap.resources.values().all(|r| r.outputs["gen"] == ROUNDS));
+}
+
+fn check_overlapping_writers(h: &mut dyn Harness) {
+    const INCREMENTS: u64 = 8;
+    let stores: Vec<Vec<Box<dyn StateStore>>> = (0..2)
+        .map(|w| {
+            (0..INCREMENTS)
+                .map(|i| h.open_shared(&format!("apply-{w}-{i}"), false))
+                .collect()
+        })
+        .collect();
+    let handles: Vec<_> = stores
+        .into_iter()
+        .map(|mine| {
+            std::thread::spawn(move || {
+                // Each increment is one apply: lock, read, write, end.
+                for s in mine {
+                    s.lock_resources(&set(&["server.counter"]), Duration::from_secs(30))
+                        .unwrap();
+                    let next = s
+                        .record("server.counter")
+                        .unwrap()
+                        .map_or(1, |r| r.outputs["gen"].as_u64().unwrap() + 1);
+                    s.commit(&[Change::Put(rec("server.counter", next))])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = h.open_shared("plan", true);
+    let counter = s.record("server.counter").unwrap().unwrap();
+    assert_eq!(counter.outputs["gen"], 2 * INCREMENTS, "an update was lost");
+}
+
+fn check_update_outputs(h: &mut dyn Harness) {
+    let a = h.open_shared("apply-a", false);
+    a.lock_resources(&set(&["server.s1"]), Duration::ZERO)
+        .unwrap();
+    a.commit(&[Change::Put(rec("server.s1", 7))]).unwrap();
+    let before = a.meta().unwrap().serial;
+    let serial = a
+        .update_outputs(&mut |snap| {
+            let mut m = Map::new();
+            m.insert(
+                "gen".into(),
+                snap.resources["server.s1"].outputs["gen"].clone(),
+            );
+            m
+        })
+        .unwrap();
+    assert_eq!(serial, before + 1);
+    assert_eq!(a.snapshot().unwrap().outputs["gen"], 7);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Display of the lock error
 
@@ -923,6 +1188,21 @@ fn child_process_helper() {
                 println!("committed {serial}");
             }
         }
+        "lock-resource" | "pg-lock-resource" => {
+            let opts = shared_opts("child-apply", false);
+            let s: Box<dyn StateStore> = if mode == "lock-resource" {
+                Box::new(SledStore::open(&dir, &opts).unwrap())
+            } else {
+                let url = std::env::var("PROV_TEST_PG").unwrap();
+                Box::new(PgStore::open(&url, dir.to_str().unwrap(), &opts).unwrap())
+            };
+            s.lock_resources(&set(&["server.held"]), Duration::ZERO)
+                .unwrap();
+            s.commit(&[Change::PutPending(pending("server.held", "update"))])
+                .unwrap();
+            println!("ready {}", std::process::id());
+            std::thread::sleep(Duration::from_secs(60));
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -976,6 +1256,62 @@ fn sled_lock_held_by_another_process_is_named_and_dies_with_it() {
     opts.lock_timeout = Duration::from_secs(2);
     let s = SledStore::open(&dir, &opts).unwrap();
     assert_eq!(s.meta().unwrap().serial, 0);
+}
+
+/// A resource lock held by a child process is named while it lives, leaves others free to write
+/// other resources, and is free once the child is killed with SIGKILL (its pending note stays,
+/// for the next plan to resolve).
+fn resource_lock_dies_with_its_process(
+    mode: &str,
+    arg: &Path,
+    open: &dyn Fn() -> Box<dyn StateStore>,
+) {
+    let (mut child, mut lines) = spawn_child(mode, arg);
+    let ready = lines
+        .find_map(|l| {
+            l.split_once("ready ")
+                .map(|(_, pid)| pid.trim().to_string())
+        })
+        .expect("child locked its resource");
+    let child_pid: u32 = ready.parse().unwrap();
+    let s = open();
+    let (holder, addresses, msg) =
+        expect_resources_locked(s.lock_resources(&set(&["server.held"]), Duration::ZERO));
+    eprintln!("{msg}");
+    assert_eq!(holder.pid, child_pid);
+    assert_eq!(addresses, vec!["server.held".to_string()]);
+    assert!(s.resource_locks().unwrap().contains_key("server.held"));
+    s.lock_resources(&set(&["server.other"]), Duration::ZERO)
+        .unwrap();
+    s.commit(&[Change::Put(rec("server.other", 1))]).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    s.lock_resources(&set(&["server.held"]), Duration::from_secs(10))
+        .unwrap();
+    eprintln!("free {:?} after the holder was killed", t.elapsed());
+    assert!(s.resource_locks().unwrap().is_empty());
+    assert!(s.snapshot().unwrap().pending.contains_key("server.held"));
+}
+
+#[test]
+fn sled_resource_lock_dies_with_its_process() {
+    let (_tmp, dir) = workspace();
+    let d = dir.clone();
+    resource_lock_dies_with_its_process("lock-resource", &dir, &|| {
+        Box::new(SledStore::open(&d, &shared_opts("apply", false)).unwrap())
+    });
+}
+
+#[test]
+fn pg_resource_lock_dies_with_its_process() {
+    let Some(url) = pg_url("pg_resource_lock_dies_with_its_process") else {
+        return;
+    };
+    let ws = unique("killed");
+    resource_lock_dies_with_its_process("pg-lock-resource", Path::new(&ws), &|| {
+        Box::new(PgStore::open(&url, &ws, &shared_opts("apply", false)).unwrap())
+    });
 }
 
 #[test]
@@ -1714,6 +2050,22 @@ impl Harness for PgHarness {
             )
             .unwrap();
     }
+    fn open_shared(&mut self, operation: &str, read_only: bool) -> Box<dyn StateStore> {
+        self.open_shared_impl(operation, read_only)
+    }
+}
+
+impl PgHarness {
+    fn open_shared_impl(&mut self, operation: &str, read_only: bool) -> Box<dyn StateStore> {
+        Box::new(
+            PgStore::open(
+                &self.url,
+                &self.workspace,
+                &shared_opts(operation, read_only),
+            )
+            .unwrap(),
+        )
+    }
 }
 
 impl Drop for PgHarness {
@@ -1724,6 +2076,8 @@ impl Drop for PgHarness {
             "prov_pending",
             "prov_history",
             "prov_locks",
+            "prov_versions",
+            "prov_resource_locks",
             "prov_meta",
         ] {
             let _ = c.execute(
@@ -2133,8 +2487,10 @@ fn pg_create_false_creates_nothing_and_newer_schema_is_refused() {
             "prov_locks",
             "prov_meta",
             "prov_pending",
+            "prov_resource_locks",
             "prov_resources",
-            "prov_schema"
+            "prov_schema",
+            "prov_versions"
         ]
     );
     // Another workspace, read-only: empty, and no rows for it appear.
@@ -2156,6 +2512,31 @@ fn pg_create_false_creates_nothing_and_newer_schema_is_refused() {
     assert!(s.exists());
     assert_eq!(s.snapshot().unwrap().resources.len(), 1);
     drop(s);
+
+    // A schema of version 1 (before resource locks): read as it is by a read-only open (which
+    // writes nothing), upgraded by a writing one.
+    c.batch_execute(
+        "DROP TABLE prov_versions; DROP TABLE prov_resource_locks; \
+         UPDATE prov_schema SET version = 1",
+    )
+    .unwrap();
+    let mut reader = OpenOptions::new("plan");
+    reader.read_only = true;
+    reader.create = false;
+    let s = PgStore::open(&db.conn(None), "ws", &reader).unwrap();
+    assert_eq!(s.snapshot().unwrap().resources.len(), 1);
+    assert!(s.resource_locks().unwrap().is_empty());
+    assert!(s.changed_since(&set(&["server.a"]), 0).unwrap().is_empty());
+    drop(s);
+    assert!(!db.prov_tables().contains(&"prov_versions".to_string()));
+    let s = PgStore::open(&db.conn(None), "ws", &sled_opts("apply")).unwrap();
+    s.commit(&[Change::Put(rec("server.a", 2))]).unwrap();
+    assert_eq!(
+        s.changed_since(&set(&["server.a"]), 0).unwrap(),
+        set(&["server.a"])
+    );
+    drop(s);
+    assert!(db.prov_tables().contains(&"prov_versions".to_string()));
 
     c.batch_execute("UPDATE prov_schema SET version = 99")
         .unwrap();
