@@ -67,10 +67,12 @@ pub struct PlanArgs {
     /// Replace this resource even if it has not changed (repeatable).
     #[arg(long = "replace", value_name = "ADDR")]
     pub replace: Vec<String>,
-    /// Ask the real world before planning (default true; `--refresh=false` plans against the
-    /// state as recorded, without any provider call).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
-    pub refresh: bool,
+    /// Ask the real world before planning: true (the default: every recorded resource), false
+    /// (plan against the state as recorded, without any provider call), or changed (only the
+    /// resources the plan would change and what they depend on: fast pull-request plans on
+    /// large workspaces; drift elsewhere is `prov drift`'s to find).
+    #[arg(long, default_value = "true", value_name = "true|false|changed", value_parser = parse_refresh)]
+    pub refresh: Refresh,
     /// Only accept the real world into the state: no resource is changed.
     #[arg(long)]
     pub refresh_only: bool,
@@ -91,6 +93,38 @@ pub struct PlanArgs {
     /// Leave the monthly cost out of the plan (no get-pricing calls).
     #[arg(long)]
     pub no_cost: bool,
+}
+
+/// What a plan asks the real world about (`--refresh`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Refresh {
+    /// Every recorded resource.
+    #[default]
+    All,
+    /// Nothing: the state as recorded.
+    Off,
+    /// What the plan would change and what that depends on.
+    Changed,
+}
+
+impl Refresh {
+    /// Whether anything is asked at all.
+    pub fn enabled(self) -> bool {
+        self != Refresh::Off
+    }
+}
+
+/// `--refresh=true|false|changed`.
+pub fn parse_refresh(s: &str) -> Result<Refresh, String> {
+    match s {
+        "true" => Ok(Refresh::All),
+        "false" => Ok(Refresh::Off),
+        "changed" => Ok(Refresh::Changed),
+        other => Err(format!(
+            "{other:?}: expected true (every resource), false (none) or changed (what the plan \
+             changes and what that depends on)"
+        )),
+    }
 }
 
 /// How a plan is printed (`prov plan`, `prov show PLAN`).

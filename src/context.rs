@@ -5,7 +5,7 @@ use prov_engine::config::EvalOptions;
 use prov_engine::crypt::{Key, Keys};
 use prov_engine::ops::Workspace;
 use prov_engine::registry::Registry;
-use prov_state::{OpenOptions, PgStore, SledStore, StateStore};
+use prov_state::{LockScope, OpenOptions, PgStore, SledStore, StateStore};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,40 +166,27 @@ impl Context {
         }
     }
 
-    /// Opens the workspace's state, taking its lock for the whole command.
+    /// Opens the workspace's state for what the command does with it (docs/concurrency.md):
+    /// readers lock nothing, writers lock the resources they write as they go, and only a
+    /// rewrite of the whole state locks it all. `lock_timeout` bounds every wait for a lock.
     pub fn open_state(
         &self,
         ws: &Workspace,
         config: Option<&serde_json::Value>,
         operation: &str,
         lock_timeout: Duration,
-        create: bool,
+        access: Access,
     ) -> Result<OpenState, String> {
         let opts = OpenOptions {
             operation: operation.to_string(),
             lock_timeout,
-            create,
-            read_only: false,
-            scope: prov_state::LockScope::Workspace,
-        };
-        self.open_state_with(ws, config, &opts)
-    }
-
-    /// Opens the state to read only: no lock, nothing written, so a read-only database role
-    /// suffices (sled takes its lock as always: one process at a time can open it).
-    pub fn open_state_read_only(
-        &self,
-        ws: &Workspace,
-        config: Option<&serde_json::Value>,
-        operation: &str,
-        lock_timeout: Duration,
-    ) -> Result<OpenState, String> {
-        let opts = OpenOptions {
-            operation: operation.to_string(),
-            lock_timeout,
-            create: false,
-            read_only: true,
-            scope: prov_state::LockScope::Workspace,
+            create: matches!(access, Access::Write { create: true } | Access::WholeState),
+            read_only: access == Access::Read,
+            scope: if access == Access::WholeState {
+                LockScope::Workspace
+            } else {
+                LockScope::Resources
+            },
         };
         self.open_state_with(ws, config, &opts)
     }
@@ -264,6 +251,19 @@ fn read_keys(file: Option<&Path>) -> Result<Keys, String> {
     Ok(Keys { current, old })
 }
 
+/// What a command does with the state, and so what it locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reads consistent snapshots and locks nothing (plan, drift, show, output, state
+    /// list/show/pull/history, the live and taskserv verbs): a read-only database role suffices.
+    Read,
+    /// Writes only resources it locks first, beside other writers of other resources (apply,
+    /// destroy, refresh, import, state rm/mv/unprotect); `create` makes a missing state.
+    Write { create: bool },
+    /// Rewrites the whole state (state push): waits for every writer, then holds it all.
+    WholeState,
+}
+
 /// Where a workspace's state lives.
 #[derive(Clone)]
 pub enum Backend {
@@ -271,7 +271,7 @@ pub enum Backend {
     Pg { conn: String, workspace: String },
 }
 
-/// An open state store and the id of the lock this command holds on it.
+/// An open state store and the id of this command's locks (its pending notes name it).
 pub struct OpenState {
     pub store: Arc<dyn StateStore>,
     pub lock_id: String,

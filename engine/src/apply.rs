@@ -29,6 +29,8 @@ pub struct ApplyOptions {
     pub interrupt: Arc<AtomicBool>,
     /// Identifies this apply in pending notes (the state lock's id).
     pub run_id: String,
+    /// How long to wait for resources another writer holds (`--lock-timeout`).
+    pub lock_timeout: Duration,
     /// Create servers even where live servers tagged for their addresses exist that no record
     /// holds (`ops::check_tagged`): another workspace's that share the addresses.
     pub ignore_tagged: bool,
@@ -40,6 +42,7 @@ impl Default for ApplyOptions {
             parallelism: 10,
             interrupt: Arc::new(AtomicBool::new(false)),
             run_id: String::new(),
+            lock_timeout: Duration::ZERO,
             ignore_tagged: false,
         }
     }
@@ -64,49 +67,6 @@ impl ApplyReport {
     pub fn ok(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty() && self.interrupted.is_empty()
     }
-}
-
-/// Refuses a saved plan made against another state (foreign) or an older version of this one (stale).
-pub fn check_plan_current(
-    plan: &Plan,
-    meta: &prov_state::StateMeta,
-    plan_path: &std::path::Path,
-) -> Result<(), EngineError> {
-    if plan.untrusted {
-        return Err(EngineError::UntrustedPlan {
-            path: plan_path.into(),
-        });
-    }
-    if plan.lineage.is_empty() {
-        // Made before any state existed: only valid while none has been written.
-        if meta.serial != 0 {
-            return Err(EngineError::StalePlan {
-                path: plan_path.into(),
-                plan_serial: 0,
-                state_serial: meta.serial,
-            });
-        }
-        return Ok(());
-    }
-    if meta.lineage != plan.lineage {
-        return Err(EngineError::ForeignPlan {
-            path: plan_path.into(),
-            plan_lineage: plan.lineage.clone(),
-            state_lineage: if meta.lineage.is_empty() {
-                "(no state)".into()
-            } else {
-                meta.lineage.clone()
-            },
-        });
-    }
-    if meta.serial != plan.serial {
-        return Err(EngineError::StalePlan {
-            path: plan_path.into(),
-            plan_serial: plan.serial,
-            state_serial: meta.serial,
-        });
-    }
-    Ok(())
 }
 
 struct Op {
@@ -626,27 +586,59 @@ pub async fn apply(
         return Err(e);
     }
 
-    // Outputs: resolved from the final records; ones that cannot be resolved are left out.
-    let mut outputs = Map::new();
-    if plan.mode == PlanMode::Normal {
-        for (k, v) in &plan.outputs {
-            let mut lookup = |rp: &RefPath| lookup_record(rp, &records, &addrs);
-            if let Ok(s) = substitute(v, &mut lookup) {
-                if s.is_fully_known() {
-                    outputs.insert(k.clone(), s.value);
-                }
-            }
-        }
-    }
+    // Outputs: resolved from the records as they are when written (other applies may have
+    // changed records meanwhile), in one atomic step; ones that cannot be resolved are left out.
+    let declared = if plan.mode == PlanMode::Normal {
+        plan.outputs.clone()
+    } else {
+        Map::new()
+    };
+    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
     let s = store.clone();
-    let o = outputs.clone();
-    report.serial = tokio::task::spawn_blocking(move || s.set_outputs(o))
-        .await
-        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    let (serial, outputs) = tokio::task::spawn_blocking(move || {
+        let mut written = Map::new();
+        let serial = s.update_outputs(&mut |snap| {
+            written = resolve_outputs(&declared, snap, &planned);
+            written.clone()
+        })?;
+        Ok::<_, prov_state::StateError>((serial, written))
+    })
+    .await
+    .map_err(|e| EngineError::Internal(e.to_string()))??;
+    report.serial = serial;
     report.outputs = outputs;
     report.sensitive_outputs = plan.sensitive_outputs.clone();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The workspace outputs `declared` resolves to from the records of `snap` (the addresses of
+/// `planned` count as declared for references); unknown or unresolvable ones are left out.
+fn resolve_outputs(
+    declared: &Map<String, Value>,
+    snap: &prov_state::Snapshot,
+    planned: &[Address],
+) -> Map<String, Value> {
+    let mut outputs = Map::new();
+    if declared.is_empty() {
+        return outputs;
+    }
+    let Ok(parsed) = crate::plan::make::parse_records(snap) else {
+        return outputs;
+    };
+    let records: HashMap<Address, ResourceRecord> =
+        parsed.into_iter().map(|(a, r)| (a, r.clone())).collect();
+    let mut addrs: BTreeSet<Address> = records.keys().cloned().collect();
+    addrs.extend(planned.iter().cloned());
+    for (k, v) in declared {
+        let mut lookup = |rp: &RefPath| lookup_record(rp, &records, &addrs);
+        if let Ok(s) = substitute(v, &mut lookup) {
+            if s.is_fully_known() {
+                outputs.insert(k.clone(), s.value);
+            }
+        }
+    }
+    outputs
 }
 
 async fn commit(store: &Arc<dyn StateStore>, changes: Vec<Change>) -> Result<u64, EngineError> {

@@ -45,11 +45,15 @@ pub enum EngineError {
     Invalid(Vec<Diagnostic>),
     #[error("{0}")]
     State(#[from] prov_state::StateError),
-    #[error("saved plan {path} is stale: it was made against state serial {plan_serial}, but the state is now at serial {state_serial}; run `prov plan` again")]
+    /// A plan whose resources (those it changes or reads) were written since it was made;
+    /// `path` is the saved plan (None: a plan this command made); `changed` lists them (empty:
+    /// the plan was made before the state existed).
+    #[error("{}", stale_message(path.as_deref(), *plan_serial, *state_serial, changed))]
     StalePlan {
-        path: PathBuf,
+        path: Option<PathBuf>,
         plan_serial: u64,
         state_serial: u64,
+        changed: Vec<String>,
     },
     #[error("saved plan {path} belongs to another state (plan lineage {plan_lineage}, this workspace's state lineage {state_lineage}); it was made for a different workspace or state")]
     ForeignPlan {
@@ -91,3 +95,40 @@ fn render_diagnostics(d: &[Diagnostic]) -> String {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The message of [`EngineError::StalePlan`].
+fn stale_message(
+    path: Option<&std::path::Path>,
+    plan_serial: u64,
+    state_serial: u64,
+    changed: &[String],
+) -> String {
+    const SHOWN: usize = 10;
+    let what = match path {
+        Some(p) => format!("saved plan {} is stale", p.display()),
+        None => "the plan is stale".to_string(),
+    };
+    let again = match path {
+        Some(_) => "run `prov plan` again",
+        None => "run the command again",
+    };
+    if changed.is_empty() {
+        return format!(
+            "{what}: it was made before the state existed (serial {plan_serial}), and the state \
+             is now at serial {state_serial}; {again}"
+        );
+    }
+    let mut list = changed[..changed.len().min(SHOWN)].join(", ");
+    if changed.len() > SHOWN {
+        list.push_str(&format!(" and {} more", changed.len() - SHOWN));
+    }
+    format!(
+        "{what}: {} it changes or reads changed since it was made at state serial {plan_serial} \
+         (now {state_serial}): {list}; {again}",
+        if changed.len() == 1 {
+            "1 resource".to_string()
+        } else {
+            format!("{} resources", changed.len())
+        }
+    )
+}

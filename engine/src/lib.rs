@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod attrs;
+pub mod concurrency;
 pub mod config;
 pub mod crypt;
 pub mod drift;

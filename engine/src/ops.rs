@@ -335,8 +335,22 @@ pub async fn plan_from(
             );
         }
     }
+    // Pending notes of resources another live apply holds are its steps running now, not
+    // leftovers of a crash: left alone (that apply records their outcome; a plan touching them
+    // is stale by then).
+    let busy = state.resource_locks()?;
+    let in_flight: Vec<(String, prov_state::PendingOp)> = snap
+        .pending
+        .iter()
+        .filter(|(a, _)| busy.contains_key(*a))
+        .map(|(a, p)| (a.clone(), p.clone()))
+        .collect();
+    for (a, _) in &in_flight {
+        snap.pending.remove(a);
+    }
     let mut resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = refresh::resolved_view(snap, &resolutions);
+    view.pending.extend(in_flight);
     // Live servers tagged for addresses this plan would create (state lost or records removed):
     // reported, adopted with --adopt, and never duplicated by apply (see `check_tagged`).
     let mut tagged = Vec::new();
@@ -363,6 +377,26 @@ pub async fn plan_from(
     let mut found = Vec::new();
     let mut refreshed = Vec::new();
     if opts.refresh || opts.refresh_only {
+        // `--refresh=changed`: only what a plan without refresh would change, and what that
+        // depends on, is asked about.
+        let scope = if opts.refresh_changed && !opts.refresh_only {
+            let quick = PlanOptions {
+                refresh: false,
+                cost: false,
+                ..opts.clone()
+            };
+            let first = make_plan_from(
+                &loaded.model,
+                &loaded.graph,
+                view.clone(),
+                &loaded.bound,
+                &quick,
+                &loaded.config_hash,
+            )?;
+            Some(crate::concurrency::refresh_scope(&first))
+        } else {
+            None
+        };
         let shared = Arc::new(view);
         let servers: Option<std::collections::BTreeSet<crate::model::Address>> =
             opts.untrusted.then(|| {
@@ -373,6 +407,10 @@ pub async fn plan_from(
                     .filter(|a| matches!(a, crate::model::Address::Server(_)))
                     .collect()
             });
+        let servers = match (servers, scope) {
+            (Some(s), Some(c)) => Some(s.intersection(&c).cloned().collect()),
+            (s, c) => s.or(c),
+        };
         let obs = drift::observe(
             shared.clone(),
             &loaded.bound,
@@ -773,12 +811,27 @@ pub async fn settle(
         .map_err(EngineError::State)
 }
 
-/// `prov refresh`: resolve pending operations and record the outcome.
+/// `prov refresh`: resolve pending operations and record the outcome. Operations of resources
+/// another live apply holds are its running steps: left to it. The rest are locked first
+/// (waiting up to `lock_timeout`), and read again under the locks.
 pub async fn refresh(
     bound: &Bound,
     store: &Arc<dyn StateStore>,
+    lock_timeout: std::time::Duration,
 ) -> Result<Vec<refresh::Resolution>, EngineError> {
-    let snap = store.snapshot()?;
+    let busy = store.resource_locks()?;
+    let leftover: std::collections::BTreeSet<String> = store
+        .snapshot_without_configs()?
+        .pending
+        .into_keys()
+        .filter(|a| !busy.contains_key(a))
+        .collect();
+    let (s, l) = (store.clone(), leftover.clone());
+    tokio::task::spawn_blocking(move || s.lock_resources(&l, lock_timeout))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    let mut snap = store.snapshot()?;
+    snap.pending.retain(|a, _| leftover.contains(a));
     let res = refresh::resolve_pending(&snap, bound).await?;
     settle(&res, bound, store).await?;
     Ok(res)
@@ -793,8 +846,17 @@ pub async fn apply(
     opts: &ApplyOptions,
     events: EventSink,
 ) -> Result<ApplyReport, EngineError> {
-    if let Some(path) = plan_path {
-        apply::check_plan_current(plan, &store.meta()?, path)?;
+    // Only what this plan changes or reads is locked (waiting up to --lock-timeout for another
+    // writer of it); the plan must still be current for exactly those resources.
+    let touched = crate::concurrency::lock_for(plan, &store, opts.lock_timeout).await?;
+    {
+        let (s, t, p) = (store.clone(), touched, plan.clone());
+        let path = plan_path.map(Path::to_path_buf);
+        tokio::task::spawn_blocking(move || {
+            crate::concurrency::check_current(&p, &*s, &t, path.as_deref())
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
     }
     if !opts.ignore_tagged {
         check_tagged(plan, &bound, &store).await?;
@@ -944,7 +1006,9 @@ pub async fn import(
     addr: &crate::model::Address,
     id: &str,
     force: bool,
+    lock_timeout: std::time::Duration,
 ) -> Result<prov_state::ResourceRecord, EngineError> {
+    store.lock_resources(&[addr.to_string()].into_iter().collect(), lock_timeout)?;
     let invalid =
         |m: String| EngineError::Invalid(vec![Diagnostic::new(Some(addr.to_string()), None, m)]);
     let r = loaded.model.resources.get(addr).ok_or_else(|| {

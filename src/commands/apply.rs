@@ -2,9 +2,10 @@
 
 use super::{runtime, CmdResult, Failure};
 use crate::cli::{LockArgs, PlanArgs};
-use crate::context::{Context, OpenState};
+use crate::context::{Access, Context, OpenState};
 use crate::render::{progress, reviewed, text, Paint};
 use prov_engine::apply::ApplyOptions;
+use prov_engine::error::EngineError;
 use prov_engine::events::Event;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
@@ -87,9 +88,15 @@ pub fn run(
         let plan = planfile::read(&path, ctx.keys()?)?;
         check_reviewed(ctx, &reviewed, &plan)?;
         let ws = ctx.workspace(None)?;
-        let state = ctx.open_state(&ws, None, "apply", lock.lock_timeout, true)?;
+        let state = ctx.open_state(
+            &ws,
+            None,
+            "apply",
+            lock.lock_timeout,
+            Access::Write { create: true },
+        )?;
         let bound = ops::bind_for_plan(&ws, &ctx.registry(&ws)?, &plan);
-        return execute(
+        return match execute(
             &rt,
             &plan,
             Some(&path),
@@ -99,61 +106,115 @@ pub fn run(
             args.ignore_tagged,
             json,
             paint,
-        );
+            lock,
+            false,
+        )? {
+            Executed::Done(code) => Ok(code),
+            // Not asked for (a saved plan is never planned again): the engine's error says it.
+            Executed::Stale(changed) => Err(Failure(format!(
+                "saved plan {} is stale: {} changed since it was made; run `prov plan` again",
+                path.display(),
+                changed.join(", ")
+            ))),
+        };
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
     let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let operation = if args.destroy { "destroy" } else { "apply" };
-    let state = ctx.open_state(
-        &ws,
-        Some(&loaded.evaluated.value),
-        operation,
-        lock.lock_timeout,
-        true,
-    )?;
-    let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
-    if !json {
-        crate::out!("{}", text::plan(&plan, paint));
-    }
-    check_reviewed(ctx, &reviewed, &plan)?;
-    if !plan.has_changes() {
-        // Consumers of the JSON lines see every apply start and finish, a no-op one too.
-        if json {
-            let sink = progress::sink(json, paint);
-            sink(Event::ApplyStarted { steps: 0 });
-            sink(Event::ApplyFinished {
-                succeeded: 0,
-                failed: 0,
-                skipped: 0,
-            });
+    let open = || {
+        ctx.open_state(
+            &ws,
+            Some(&loaded.evaluated.value),
+            operation,
+            lock.lock_timeout,
+            Access::Write { create: true },
+        )
+    };
+    let mut state = open()?;
+    // The plan is made without locks; applying it locks what it touches, and when another
+    // apply changed one of those meanwhile the plan is stale. An approved-in-advance apply
+    // (`--auto-approve`, `--expect-plan`) then plans again, after letting go of its locks (so
+    // two of them never hold what the other waits for); one a person confirmed stops instead,
+    // since what they approved is no longer what would run.
+    for attempt in 1.. {
+        let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
+        if !json {
+            crate::out!("{}", text::plan(&plan, paint));
         }
-        return Ok(0);
+        check_reviewed(ctx, &reviewed, &plan)?;
+        if !plan.has_changes() {
+            // Consumers of the JSON lines see every apply start and finish, a no-op one too.
+            if json {
+                let sink = progress::sink(json, paint);
+                sink(Event::ApplyStarted { steps: 0 });
+                sink(Event::ApplyFinished {
+                    succeeded: 0,
+                    failed: 0,
+                    skipped: 0,
+                });
+            }
+            return Ok(0);
+        }
+        if args.expect_no_changes {
+            return Err(Failure(
+                "--expect-no-changes: the plan above has changes; nothing was applied".into(),
+            ));
+        }
+        // Refused before asking: the engine refuses these creates anyway (`ops::check_tagged`).
+        if !args.ignore_tagged && !auto_approve {
+            rt.block_on(ops::check_tagged(&plan, &loaded.bound, &state.store))?;
+        }
+        if !auto_approve && !confirm(&plan)? {
+            crate::outln!("Apply cancelled; nothing was changed.");
+            return Ok(1);
+        }
+        let retry = auto_approve && attempt < MAX_REPLANS;
+        match execute(
+            &rt,
+            &plan,
+            None,
+            loaded.bound.clone(),
+            &state,
+            parallelism,
+            args.ignore_tagged,
+            json,
+            paint,
+            lock,
+            retry,
+        )? {
+            Executed::Done(code) => return Ok(code),
+            Executed::Stale(changed) => {
+                let mut list = changed
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if changed.len() > 10 {
+                    list.push_str(&format!(" and {} more", changed.len() - 10));
+                }
+                crate::errln!(
+                    "Another apply changed what this plan changes or reads ({list}) after it was \
+                     made; planning again."
+                );
+                drop(state);
+                state = open()?;
+            }
+        }
     }
-    if args.expect_no_changes {
-        return Err(Failure(
-            "--expect-no-changes: the plan above has changes; nothing was applied".into(),
-        ));
-    }
-    // Refused before asking: the engine refuses these creates anyway (`ops::check_tagged`).
-    if !args.ignore_tagged && !auto_approve {
-        rt.block_on(ops::check_tagged(&plan, &loaded.bound, &state.store))?;
-    }
-    if !auto_approve && !confirm(&plan)? {
-        crate::outln!("Apply cancelled; nothing was changed.");
-        return Ok(1);
-    }
-    execute(
-        &rt,
-        &plan,
-        None,
-        loaded.bound.clone(),
-        &state,
-        parallelism,
-        args.ignore_tagged,
-        json,
-        paint,
-    )
+    unreachable!("the loop returns")
+}
+
+/// How many times an approved-in-advance apply plans again after another apply changed what it
+/// touches (each time it holds more of the locks it needs, so this settles quickly).
+const MAX_REPLANS: usize = 20;
+
+/// How `execute` ended.
+enum Executed {
+    Done(u8),
+    /// The plan was stale: these resources changed since it was made; nothing was applied.
+    Stale(Vec<String>),
 }
 
 fn confirm(plan: &Plan) -> Result<bool, Failure> {
@@ -182,27 +243,35 @@ fn execute(
     ignore_tagged: bool,
     json: bool,
     paint: Paint,
-) -> CmdResult {
+    lock: &LockArgs,
+    retry_stale: bool,
+) -> Result<Executed, Failure> {
     let opts = ApplyOptions {
         parallelism,
         ignore_tagged,
         run_id: state.lock_id.clone(),
+        lock_timeout: lock.lock_timeout,
         ..ApplyOptions::default()
     };
     let sink = progress::sink(json, paint);
     rt.spawn(on_signals(opts.interrupt.clone()));
-    let report = rt.block_on(ops::apply(
+    let report = match rt.block_on(ops::apply(
         plan,
         plan_path,
         bound,
         state.store.clone(),
         &opts,
         sink,
-    ))?;
+    )) {
+        Err(EngineError::StalePlan { changed, .. }) if retry_stale => {
+            return Ok(Executed::Stale(changed))
+        }
+        other => other?,
+    };
     if !json {
         crate::out!("\n{}", progress::summary(&report, paint));
     }
-    Ok(if report.ok() { 0 } else { 1 })
+    Ok(Executed::Done(if report.ok() { 0 } else { 1 }))
 }
 
 /// First SIGINT/SIGTERM: start nothing new, let running steps finish and be recorded. Second: exit.

@@ -58,7 +58,7 @@ pub fn run(
         Some(&loaded.evaluated.value),
         "drift",
         lock.lock_timeout,
-        false,
+        crate::context::Access::Read,
     )?;
     let opts = RefreshOptions {
         parallelism,

@@ -23,9 +23,16 @@ pub fn run(
         Some(&loaded.evaluated.value),
         "import",
         lock.lock_timeout,
-        true,
+        crate::context::Access::Write { create: true },
     )?;
-    let rec = runtime()?.block_on(ops::import(&loaded, &state.store, &addr, id, force))?;
+    let rec = runtime()?.block_on(ops::import(
+        &loaded,
+        &state.store,
+        &addr,
+        id,
+        force,
+        lock.lock_timeout,
+    ))?;
     crate::outln!(
         "Imported {} as {addr}. Run `prov plan` to see how it differs from the configuration.",
         rec.provider_id.as_deref().unwrap_or(id)

@@ -25,7 +25,7 @@ fn open(
         Some(&loaded.evaluated.value),
         operation,
         lock.lock_timeout,
-        false,
+        crate::context::Access::Read,
     )?;
     Ok((loaded, state))
 }

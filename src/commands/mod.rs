@@ -89,7 +89,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         } => {
             let plan = crate::cli::PlanArgs {
                 no_cost,
-                refresh: true,
+                refresh: crate::cli::Refresh::All,
                 refresh_only: false,
                 refresh_parallelism: 32,
                 expect_no_changes: false,

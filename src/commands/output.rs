@@ -9,7 +9,13 @@ use std::time::Duration;
 
 pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {
     let ws = ctx.workspace(None)?;
-    let state = ctx.open_state(&ws, None, "output", Duration::ZERO, false)?;
+    let state = ctx.open_state(
+        &ws,
+        None,
+        "output",
+        Duration::ZERO,
+        crate::context::Access::Read,
+    )?;
     let ops::Outputs {
         values: mut outputs,
         sensitive,

@@ -21,7 +21,8 @@ pub fn options(a: &PlanArgs) -> Result<PlanOptions, super::Failure> {
             .collect()
     };
     Ok(PlanOptions {
-        refresh: a.refresh,
+        refresh: a.refresh.enabled(),
+        refresh_changed: a.refresh == crate::cli::Refresh::Changed,
         refresh_only: a.refresh_only,
         refresh_opts: prov_engine::drift::RefreshOptions {
             parallelism: a.refresh_parallelism,
@@ -58,11 +59,19 @@ pub fn run(
         state,
         snapshot,
     } = ops::load_with_state(&ws, &ctx.registry(&ws)?, &eval, |config| {
-        if untrusted {
-            ctx.open_state_read_only(&ws, Some(config), "plan --untrusted", lock.lock_timeout)
+        // Plans lock nothing: they read one consistent snapshot, beside running applies.
+        let operation = if untrusted {
+            "plan --untrusted"
         } else {
-            ctx.open_state(&ws, Some(config), "plan", lock.lock_timeout, false)
-        }
+            "plan"
+        };
+        ctx.open_state(
+            &ws,
+            Some(config),
+            operation,
+            lock.lock_timeout,
+            crate::context::Access::Read,
+        )
         .map_err(prov_engine::error::EngineError::StateOpen)
     })?;
     let plan =

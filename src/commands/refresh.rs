@@ -15,9 +15,9 @@ pub fn run(ctx: &Context, dir: Option<&Path>, lock: &LockArgs) -> CmdResult {
         Some(&loaded.evaluated.value),
         "refresh",
         lock.lock_timeout,
-        false,
+        crate::context::Access::Write { create: false },
     )?;
-    let res = runtime()?.block_on(ops::refresh(&loaded.bound, &state.store))?;
+    let res = runtime()?.block_on(ops::refresh(&loaded.bound, &state.store, lock.lock_timeout))?;
     if res.is_empty() {
         crate::outln!("Nothing pending: every operation of earlier applies finished.");
     } else {

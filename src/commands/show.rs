@@ -32,7 +32,13 @@ pub fn run(ctx: &Context, plan: Option<&Path>, report: &ReportArgs) -> CmdResult
         }
     };
     let ws = ctx.workspace(None)?;
-    let state = ctx.open_state(&ws, None, "show", Duration::ZERO, false)?;
+    let state = ctx.open_state(
+        &ws,
+        None,
+        "show",
+        Duration::ZERO,
+        crate::context::Access::Read,
+    )?;
     let snap = state.store.snapshot()?;
     if json {
         // Which outputs show a secret is the configuration's to say (all of them when it does

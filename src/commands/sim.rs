@@ -34,8 +34,13 @@ pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {
         }
         SimCommand::AddUnmanaged { hostname } => {
             // Tagged as this workspace's (its state's identity), as if a create had leaked it.
-            let state =
-                ctx.open_state(&ws, None, "sim add-unmanaged", Default::default(), false)?;
+            let state = ctx.open_state(
+                &ws,
+                None,
+                "sim add-unmanaged",
+                Default::default(),
+                crate::context::Access::Read,
+            )?;
             let name = prov_engine::ownership::workspace_id(&state.store.meta()?);
             drop(state);
             if name.is_empty() {

@@ -2,7 +2,7 @@
 
 use super::{CmdResult, Failure};
 use crate::cli::StateCommand;
-use crate::context::Context;
+use crate::context::{Access, Context};
 use crate::render::text::value;
 use prov_engine::crypt::Content;
 use prov_engine::model::Address;
@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
     let ws = ctx.workspace(None)?;
     match cmd {
         StateCommand::List { lock } => {
-            let state = ctx.open_state(&ws, None, "state list", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state list", lock.lock_timeout, Access::Read)?;
             let snap = state.store.snapshot()?;
             for a in snap.resources.keys() {
                 crate::outln!("{a}");
@@ -78,7 +78,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             lock,
         } => {
             parse(&address)?;
-            let state = ctx.open_state(&ws, None, "state show", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state show", lock.lock_timeout, Access::Read)?;
             let r = state.store.record(&address)?.ok_or_else(|| {
                 Failure(format!(
                     "{address} is not in the state (see `prov state list`)"
@@ -95,7 +95,15 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             for a in &addresses {
                 parse(a)?;
             }
-            let state = ctx.open_state(&ws, None, "state rm", lock.lock_timeout, false)?;
+            let state = ctx.open_state(
+                &ws,
+                None,
+                "state rm",
+                lock.lock_timeout,
+                Access::Write { create: false },
+            )?;
+            let wanted = addresses.iter().cloned().collect();
+            state.store.lock_resources(&wanted, lock.lock_timeout)?;
             for a in &addresses {
                 match state.store.record(a) {
                     Ok(Some(_)) => {}
@@ -159,7 +167,15 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                     )));
                 }
             }
-            let state = ctx.open_state(&ws, None, "state mv", lock.lock_timeout, false)?;
+            let state = ctx.open_state(
+                &ws,
+                None,
+                "state mv",
+                lock.lock_timeout,
+                Access::Write { create: false },
+            )?;
+            let wanted = [from.clone(), to.clone()].into_iter().collect();
+            state.store.lock_resources(&wanted, lock.lock_timeout)?;
             let mut rec = state
                 .store
                 .record(&from)?
@@ -176,7 +192,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             crate::outln!("Moved {from} to {to}.");
         }
         StateCommand::Pull { out, lock } => {
-            let state = ctx.open_state(&ws, None, "state pull", lock.lock_timeout, false)?;
+            let state = ctx.open_state(&ws, None, "state pull", lock.lock_timeout, Access::Read)?;
             let bytes = ctx
                 .keys()?
                 .seal(Content::StateDump, &state.store.dump()?.to_json());
@@ -195,7 +211,13 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
             let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
             prov_engine::ops::check_dump(&dump)?;
-            let state = ctx.open_state(&ws, None, "state push", lock.lock_timeout, true)?;
+            let state = ctx.open_state(
+                &ws,
+                None,
+                "state push",
+                lock.lock_timeout,
+                Access::WholeState,
+            )?;
             let serial = state.store.replace_all(&dump, force)?;
             crate::outln!(
                 "Pushed {} records; the state is now at serial {serial}.",
@@ -204,7 +226,15 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
         }
         StateCommand::Unprotect { address, lock } => {
             parse(&address)?;
-            let state = ctx.open_state(&ws, None, "state unprotect", lock.lock_timeout, false)?;
+            let state = ctx.open_state(
+                &ws,
+                None,
+                "state unprotect",
+                lock.lock_timeout,
+                Access::Write { create: false },
+            )?;
+            let wanted = [address.clone()].into_iter().collect();
+            state.store.lock_resources(&wanted, lock.lock_timeout)?;
             let mut rec = state.store.record(&address)?.ok_or_else(|| {
                 Failure(format!(
                     "{address} is not in the state; nothing was changed"
@@ -227,7 +257,8 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             lock,
         } => {
             parse(&address)?;
-            let state = ctx.open_state(&ws, None, "state history", lock.lock_timeout, false)?;
+            let state =
+                ctx.open_state(&ws, None, "state history", lock.lock_timeout, Access::Read)?;
             let h = state.store.history(&address)?;
             if json {
                 let v: Vec<serde_json::Value> = h
@@ -294,6 +325,16 @@ pub fn force_unlock(ctx: &Context, lock_id: &str) -> CmdResult {
             h.pid,
             h.operation,
             format_utc(h.since)
+        ),
+        prov_state::ForceUnlock::ResourceLocksCleared { holder: h, addresses } => crate::outln!(
+            "Cleared {} resource lock(s) of {}@{} (pid {}, operation {:?}, since {}): {}.",
+            addresses.len(),
+            h.user,
+            h.host,
+            h.pid,
+            h.operation,
+            format_utc(h.since),
+            addresses.join(", ")
         ),
     }
     Ok(0)

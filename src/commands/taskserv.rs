@@ -56,7 +56,7 @@ fn with_state<T>(
         Some(&loaded.evaluated.value),
         op,
         lock.lock_timeout,
-        false,
+        crate::context::Access::Read,
     )?;
     Ok(f(&loaded, &*state.store)?)
 }

@@ -199,6 +199,13 @@ pub enum ForceUnlock {
     /// The lock itself was free (its holder had exited without releasing it cleanly, e.g. killed)
     /// and the holder note it left behind, shown here, was removed.
     StaleNoteCleared(LockInfo),
+    /// Resource locks of this holder, which is not running on this host, were removed from a
+    /// sled state's lock table (a holder on another host, which prov cannot check, or one
+    /// that is gone).
+    ResourceLocksCleared {
+        holder: LockInfo,
+        addresses: Vec<String>,
+    },
 }
 
 /// `prov force-unlock LOCK_ID` for a sled state. The lock is an `flock` that dies with its
@@ -234,11 +241,15 @@ pub fn force_unlock_sled(state_dir: &Path, lock_id: &str) -> Result<ForceUnlock,
     let mut holder = match note {
         Some(n) if n.id == lock_id && !lock_id.is_empty() => n,
         other => {
+            // Not the lock file's holder: perhaps a resource-scope writer's (the lock table).
+            if let Some(cleared) = crate::sled_store::clear_resource_locks(state_dir, lock_id)? {
+                return Ok(cleared);
+            }
             return Err(StateError::LockIdMismatch {
                 location,
                 given: lock_id.to_string(),
                 holder: other.map(Box::new),
-            })
+            });
         }
     };
     holder.location = location;

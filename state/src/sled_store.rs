@@ -69,6 +69,9 @@ const PENDING_TREE: &str = "pending";
 const HISTORY_TREE: &str = "history";
 const VERSIONS_TREE: &str = "versions";
 const LOCKS_TREE: &str = "locks";
+/// The key (no address is empty) under which `versions` keeps the serial its tracking began
+/// at, when the state is older than it.
+const TRACKED_SINCE: &[u8] = b"";
 const K_FORMAT: &str = "format_version";
 const K_LINEAGE: &str = "lineage";
 const K_PREV_LINEAGE: &str = "previous_lineage";
@@ -1008,6 +1011,13 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
         }
     };
     if upgrade {
+        // Writes before now left no per-address serials: a plan older than this serial is
+        // judged stale on any change (see `changed_since`).
+        if versions.get(TRACKED_SINCE).map_err(sled_err)?.is_none() {
+            versions
+                .insert(TRACKED_SINCE, &serial.to_be_bytes()[..])
+                .map_err(sled_err)?;
+        }
         meta.insert(K_FORMAT, encode_meta(&STATE_FORMAT_VERSION))
             .map_err(sled_err)?;
         db.flush().map_err(sled_err)?;
@@ -1049,10 +1059,83 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
     }))
 }
 
+/// `prov force-unlock LOCK_ID` for the lock table: removes the resource locks of holder
+/// `lock_id` unless it is a live process on this host (then `LockHeld`, naming it). None: no
+/// such holder (or no state).
+pub(crate) fn clear_resource_locks(
+    state_dir: &Path,
+    lock_id: &str,
+) -> Result<Option<crate::ForceUnlock>, StateError> {
+    if lock_id.is_empty() {
+        return Ok(None);
+    }
+    let mut store = SledStore::open(
+        state_dir,
+        &OpenOptions {
+            create: false,
+            read_only: true,
+            ..OpenOptions::new("force-unlock")
+        },
+    )?;
+    // The lock file at once: one that someone keeps (a whole-state holder) is not this.
+    let lock = match FileLock::acquire(&store.lock_path, "force-unlock", Duration::ZERO) {
+        Ok(lock) => lock,
+        Err(StateError::Locked { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    store.held = Some(Held {
+        db: open_db(&store.at, false)?,
+        _lock: lock,
+    });
+    store.with_db(|db| {
+        let Some(db) = db else { return Ok(None) };
+        let mut holder: Option<LockEntry> = None;
+        let mut addresses = Vec::new();
+        for item in db.locks.iter() {
+            let (key, raw) = item.map_err(|e| store.at.sled(e))?;
+            let Ok(entry) = serde_json::from_slice::<LockEntry>(&raw) else {
+                continue;
+            };
+            if entry.holder.id == lock_id {
+                addresses.push(String::from_utf8_lossy(&key).into_owned());
+                holder = Some(entry);
+            }
+        }
+        let Some(entry) = holder else { return Ok(None) };
+        let mut info = entry.holder.clone();
+        info.location = store.lock_path.display().to_string();
+        if info.host == crate::lock::hostname() && entry.alive() {
+            return Err(StateError::LockHeld {
+                detail: format!(
+                    "pid {} ({}@{}, operation \"{}\", since {}) holds {} resource lock(s)",
+                    info.pid,
+                    info.user,
+                    info.host,
+                    info.operation,
+                    crate::format_utc(info.since),
+                    addresses.len()
+                ),
+                holder: Box::new(info),
+            });
+        }
+        let mut batch = sled::Batch::default();
+        for a in &addresses {
+            batch.remove(a.as_bytes());
+        }
+        db.locks.apply_batch(batch).map_err(|e| store.at.sled(e))?;
+        db.db.flush().map_err(|e| store.at.sled(e))?;
+        Ok(Some(crate::ForceUnlock::ResourceLocksCleared {
+            holder: info,
+            addresses,
+        }))
+    })
+}
+
 /// `sled::open`, made safe against sled's panics on some damaged inputs, and patient with its
 /// directory lock (see `SLED_LOCK_GRACE`).
 fn open_sled(at: &Where) -> Result<sled::Db, StateError> {
     let deadline = Instant::now() + SLED_LOCK_GRACE;
+    let mut torn_removed = false;
     loop {
         // We flush on every commit ourselves; sled's periodic flusher would add a thread.
         let config = sled::Config::new().path(&at.dir).flush_every_ms(None);
@@ -1063,6 +1146,18 @@ fn open_sled(at: &Where) -> Result<sled::Db, StateError> {
                     && Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            // sled writes a snapshot as `snap.LSN.generating` and renames it once complete, but
+            // takes a leftover `.generating` file (a process killed while writing it: sled
+            // writes one whenever an open finds the log advanced) for the newest snapshot and
+            // fails its checksum. Such a file is never complete, and the snapshot before it and
+            // the log are still there: removing it (nobody else has sled open: we hold the lock
+            // file) lets sled recover from those.
+            Ok(Err(e @ sled::Error::Corruption { .. })) if !torn_removed => {
+                torn_removed = true;
+                if !remove_torn_snapshots(&at.dir)? {
+                    return Err(at.sled(e));
+                }
             }
             Ok(Err(e)) => return Err(at.sled(e)),
             Err(payload) => {
@@ -1075,6 +1170,31 @@ fn open_sled(at: &Where) -> Result<sled::Db, StateError> {
             }
         }
     }
+}
+
+/// Removes sled's unfinished snapshot files (`snap.*.generating`) in `dir`; true if there were
+/// any.
+fn remove_torn_snapshots(dir: &Path) -> Result<bool, StateError> {
+    let io_err = |source| StateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut removed = false;
+    for entry in std::fs::read_dir(dir).map_err(io_err)? {
+        let path = entry.map_err(io_err)?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(&path).map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            removed = true;
+        }
+    }
+    Ok(removed)
 }
 
 impl Where {

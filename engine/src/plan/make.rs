@@ -16,6 +16,9 @@ pub struct PlanOptions {
     pub destroy: bool,
     /// Ask the real world first and plan against what it has (default in the CLI).
     pub refresh: bool,
+    /// With `refresh`: ask only about what a plan without refresh would change and what that
+    /// depends on (`--refresh=changed`; see `concurrency::refresh_scope`).
+    pub refresh_changed: bool,
     /// Only accept the real world into the state.
     pub refresh_only: bool,
     pub refresh_opts: crate::drift::RefreshOptions,

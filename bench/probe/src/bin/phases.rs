@@ -77,7 +77,8 @@ fn main() {
         die("cli", "not a plan command")
     };
     let opts = PlanOptions {
-        refresh: a.refresh,
+        refresh: a.refresh.enabled(),
+        refresh_changed: a.refresh == prov::cli::Refresh::Changed,
         refresh_only: a.refresh_only,
         refresh_opts: RefreshOptions {
             parallelism: a.refresh_parallelism,
