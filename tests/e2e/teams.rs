@@ -445,3 +445,54 @@ fn refresh_changed_asks_only_about_the_change() {
         .code(1)
         .has("expected true");
 }
+
+/// Every command beside a running apply: the readers (plan, drift, show, output, state list,
+/// pull, history) run at once; `refresh` leaves the apply's running steps alone; `state rm` of
+/// a resource it holds fails at once naming it; the apply finishes exactly.
+fn commands_beside_a_running_apply(backend: &str) {
+    let Some(ws) = workspace(backend, &independent(6, "small"), "beside") else {
+        return;
+    };
+    ws.prov(&["apply", "--auto-approve"]).ok();
+    rewrite(&ws, &independent(6, "medium"));
+    let mut apply = spawn(
+        &ws.dir,
+        &["apply", "--auto-approve", "--parallelism", "1"],
+        &[("PROV_SIM_LATENCY_MS", "500")],
+    );
+    wait_running(&ws);
+    for args in [
+        &["plan", "--refresh=false"][..],
+        &["drift"],
+        &["show"],
+        &["output"],
+        &["state", "list"],
+        &["state", "pull"],
+        &["state", "history", "server.s0"],
+    ] {
+        let r = ws.prov(args);
+        assert!(
+            r.code == 0 || (args[0] == "drift" && r.code == 2),
+            "{args:?} beside an apply: {}",
+            r.stderr
+        );
+    }
+    ws.prov(&["refresh"]).ok().has("Nothing pending");
+    ws.prov(&["state", "rm", "server.s5"])
+        .code(1)
+        .has("locked by")
+        .has(&format!("pid {}", apply.id()));
+    assert!(apply.wait().unwrap().success());
+    assert!(planned_changes(&ws, &[]).is_empty());
+    assert_state_matches_world(&ws);
+}
+
+#[test]
+fn commands_beside_a_running_apply_sled() {
+    commands_beside_a_running_apply("sled");
+}
+
+#[test]
+fn commands_beside_a_running_apply_pg() {
+    commands_beside_a_running_apply("pg");
+}
