@@ -348,6 +348,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TaskservCommand,
     },
+    /// Clusters: the extensions available, and status and component restarts of the recorded
+    /// ones.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Rego policies over plans, with conftest's conventions (no conftest install needed).
     Policy {
         #[command(subcommand)]
@@ -392,6 +398,36 @@ pub enum PolicyCommand {
         /// Results as JSON (conftest's `--output json` shape, one entry per namespace).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// The cluster extensions this workspace can use: the built-in catalog and extension
+    /// directories.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Status of recorded clusters and their components (the implementation's status,
+    /// list-components and component-status); exit 1 when something is not running.
+    Status {
+        /// A cluster name (or cluster.NAME); default all.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Restart one component of a recorded cluster (restart-component, health gates included);
+    /// the state is not changed.
+    Restart {
+        name: String,
+        component: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lock: LockArgs,
     },
 }
 

@@ -86,6 +86,8 @@ impl Context {
         let mut r = self.registry.clone();
         prov_providers::register_extensions(&mut r, &roots).map_err(|e| e.to_string())?;
         prov_taskservs::register_extensions(&mut r, &roots).map_err(|e| e.to_string())?;
+        // After the taskservs: a cluster's `taskserv` components are those.
+        prov_clusters::register_extensions(&mut r, &roots).map_err(|e| e.to_string())?;
         Ok(r)
     }
 

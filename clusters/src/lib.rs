@@ -1,10 +1,114 @@
-//! prov's clusters: implementations of the engine's `Cluster` trait (currently `sim`).
+//! prov's clusters: implementations of the engine's `Cluster` trait — `sim`, and
+//! extension-directory clusters (`ext`) from the workspace, `PROV_EXTENSIONS_PATH` and the
+//! built-in catalog (`buildkit`, `cicd`), whose components run through prov-taskservs.
 
+// Libraries never print: output is the CLI's (tests/tidy.rs checks this line is here).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod ext;
 pub mod sim;
 
+use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind};
 use prov_engine::registry::Registry;
+use serde::Serialize;
+use std::path::PathBuf;
 
-/// Registers every cluster implementation of this crate under its name (`sim`).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
+}
+
+/// Registers every built-in cluster implementation of this crate under its name (`sim`).
 pub fn register_all(reg: &mut Registry) {
     reg.cluster("sim", sim::factory());
+}
+
+/// The built-in catalog's files: (path relative to `clusters/catalog/`, bytes).
+pub fn catalog_files() -> &'static [(&'static str, &'static [u8])] {
+    embedded::FILES
+}
+
+/// The extension directories to load: those under `roots`, then the built-in catalog; the
+/// first of a name wins. The flag says whether it is the built-in one.
+pub fn extensions(roots: &[PathBuf]) -> Result<Vec<(Extension, bool)>, ExtensionError> {
+    let catalog = prov_taskservs::catalog::materialize_files("clusters", catalog_files()).map_err(
+        |source| ExtensionError::Io {
+            path: std::env::temp_dir(),
+            source,
+        },
+    )?;
+    let mut all = roots.to_vec();
+    all.push(catalog.clone());
+    Ok(discover(&all, ExtensionKind::Cluster)?
+        .into_iter()
+        .map(|e| {
+            let builtin = e.dir.starts_with(&catalog);
+            (e, builtin)
+        })
+        .collect())
+}
+
+/// Registers the extension-directory clusters found under `roots` and in the built-in
+/// catalog. Their `taskserv` components use the taskservs `reg` holds now, so call this after
+/// the taskservs are registered. A name registered in code (`sim`) is not overridden.
+pub fn register_extensions(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), ExtensionError> {
+    let mut searched: Vec<String> = roots
+        .iter()
+        .map(|r| {
+            let d = r.join(ExtensionKind::Cluster.dir_name());
+            std::path::absolute(&d).unwrap_or(d).display().to_string()
+        })
+        .collect();
+    searched.push(prov_taskservs::CATALOG_LABEL.to_string());
+    reg.set_searched("cluster", searched);
+    let taskservs = reg.clone();
+    for (e, _) in extensions(roots)? {
+        let name = e.name.to_string();
+        if name == "sim" {
+            continue;
+        }
+        let spec = ext::spec_of(&e)?;
+        reg.cluster(&name, ext::factory(e, spec, taskservs.clone()));
+    }
+    Ok(())
+}
+
+/// One cluster extension available to a workspace, for `prov cluster list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Available {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// The components it carries scripts for (application/infrastructure).
+    pub components: Vec<String>,
+    /// The extension directory, or `built-in` for the embedded catalog.
+    pub source: String,
+}
+
+/// Every extension-directory cluster a workspace with these `roots` can use.
+pub fn available(roots: &[PathBuf]) -> Result<Vec<Available>, ExtensionError> {
+    Ok(extensions(roots)?
+        .into_iter()
+        .map(|(e, builtin)| {
+            let mut components: Vec<String> = std::fs::read_dir(e.dir.join("components"))
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .filter(|d| d.path().is_dir())
+                        .map(|d| d.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            components.sort();
+            Available {
+                name: e.name.to_string(),
+                version: e.manifest.extension.version.clone(),
+                description: e.manifest.extension.description.clone(),
+                components,
+                source: if builtin {
+                    "built-in".into()
+                } else {
+                    e.dir.display().to_string()
+                },
+            }
+        })
+        .collect())
 }

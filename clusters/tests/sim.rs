@@ -139,6 +139,7 @@ fn cluster_req(provider: &Arc<FakeProvider>, name: &str) -> ClusterRequest {
             facts: json!({}),
             provider: provider.clone(),
         }],
+        components: vec![],
     }
 }
 

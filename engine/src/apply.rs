@@ -61,6 +61,9 @@ pub struct ApplyReport {
     /// Outputs that show a sensitive value (the plan's): redact them when showing `outputs`.
     pub sensitive_outputs: Vec<String>,
     pub elapsed: Duration,
+    /// Clusters with `on_error = 'rollback` that a failure rolled back, with the components
+    /// removed again (latest first).
+    pub rolled_back: Vec<(Address, Vec<Address>)>,
 }
 
 impl ApplyReport {
@@ -369,6 +372,7 @@ pub async fn apply(
     };
     let mut running: JoinSet<(usize, Result<StepResult, ExtError>, Duration)> = JoinSet::new();
     let mut fatal: Option<EngineError> = None;
+    let cluster_errors = cluster_on_error(&changes, &records);
 
     loop {
         // Every step about to start is recorded as pending first (one commit for the round), so
@@ -481,9 +485,17 @@ pub async fn apply(
                     if e.kind != ErrorKind::Timeout && !create_left_behind {
                         writes.push(Change::ClearPending(address));
                     }
-                    if continues_on_error(change) {
+                    let component_continues = matches!(&change.address,
+                        Address::Component(c, _) if cluster_errors.get(c).map(String::as_str) == Some("continue"));
+                    if continues_on_error(change) || component_continues {
                         let address = change.address.clone();
-                        let msg = format!("{e} (on_error = Continue: dependents still run)");
+                        let msg = if component_continues {
+                            format!(
+                                "{e} (its cluster's on_error = 'continue: dependents still run)"
+                            )
+                        } else {
+                            format!("{e} (on_error = Continue: dependents still run)")
+                        };
                         report
                             .failed
                             .push((address.clone(), ops[i].step, msg.clone()));
@@ -585,6 +597,15 @@ pub async fn apply(
     if let Some(e) = fatal {
         return Err(e);
     }
+    rollback(
+        &cluster_errors,
+        &mut report,
+        &mut records,
+        &bound,
+        &store,
+        &events,
+    )
+    .await?;
 
     // Outputs: resolved from the records as they are when written (other applies may have
     // changed records meanwhile), in one atomic step; ones that cannot be resolved are left out.
@@ -890,6 +911,124 @@ fn output_sink(addr: &Address, events: &EventSink) -> crate::traits::OutputFn {
     })
 }
 
+/// Each cluster's `on_error` ("stop", "continue", "rollback") among the changes: its planned
+/// configuration, else its record (a cluster unchanged by the plan).
+fn cluster_on_error(
+    changes: &[&ResourceChange],
+    records: &HashMap<Address, ResourceRecord>,
+) -> HashMap<crate::model::Name, String> {
+    let mut out = HashMap::new();
+    for c in changes {
+        let Address::Component(cluster, _) = &c.address else {
+            continue;
+        };
+        if out.contains_key(cluster) {
+            continue;
+        }
+        let caddr = Address::Cluster(cluster.clone());
+        let planned = changes
+            .iter()
+            .find(|x| x.address == caddr)
+            .and_then(|x| x.config.as_ref().or(x.after.as_ref()))
+            .and_then(|v| v.get("on_error"))
+            .and_then(Value::as_str);
+        let recorded = records
+            .get(&caddr)
+            .and_then(|r| r.attributes.get("on_error"))
+            .and_then(Value::as_str);
+        if let Some(v) = planned.or(recorded) {
+            out.insert(cluster.clone(), v.to_string());
+        }
+    }
+    out
+}
+
+/// `on_error = 'rollback` on a cluster (the seed's rollback-cluster-deployment): when one of its
+/// steps failed, the components this apply deployed for it are removed again, latest first,
+/// and their records dropped, each removal committed as it finishes.
+async fn rollback(
+    cluster_errors: &HashMap<crate::model::Name, String>,
+    report: &mut ApplyReport,
+    records: &mut HashMap<Address, ResourceRecord>,
+    bound: &Arc<Bound>,
+    store: &Arc<dyn StateStore>,
+    events: &EventSink,
+) -> Result<(), EngineError> {
+    let failed: BTreeSet<crate::model::Name> = report
+        .failed
+        .iter()
+        .filter_map(|(a, ..)| match a {
+            Address::Component(c, _) | Address::Cluster(c) => Some(c.clone()),
+            _ => None,
+        })
+        .filter(|c| cluster_errors.get(c).map(String::as_str) == Some("rollback"))
+        .collect();
+    for cluster in failed {
+        let created: Vec<Address> = report
+            .succeeded
+            .iter()
+            .rev()
+            .filter(|(a, s)| {
+                *s == Step::Create && matches!(a, Address::Component(c, _) if *c == cluster)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        let caddr = Address::Cluster(cluster.clone());
+        let Some(crec) = records.get(&caddr) else {
+            continue;
+        };
+        if created.is_empty() {
+            continue;
+        }
+        let cl = bound.cluster(&crec.implementation)?;
+        let req = cluster_request(&caddr, &crec.attributes, |a| records.get(a), bound)
+            .map_err(|m| EngineError::Internal(format!("{caddr}: rollback: {m}")))?;
+        let mut removed = Vec::new();
+        for a in created {
+            let Some(rec) = records.get(&a) else {
+                continue;
+            };
+            let creq = ComponentRequest {
+                address: a.to_string(),
+                cluster: req.clone(),
+                name: a.name().to_string(),
+                config: rec.attributes.clone(),
+            };
+            match already_gone_ok(cl.remove_component(&creq).await) {
+                Ok(()) => {
+                    let serial = commit(store, vec![Change::Delete(a.to_string())]).await?;
+                    report.serial = serial;
+                    events(Event::StateWritten { serial, records: 1 });
+                    records.remove(&a);
+                    removed.push(a);
+                }
+                Err(e) => {
+                    let msg = format!("rollback: {e}");
+                    report.failed.push((a.clone(), Step::Destroy, msg.clone()));
+                    events(Event::Failed {
+                        address: a,
+                        step: Step::Destroy,
+                        error: msg,
+                    });
+                }
+            }
+        }
+        events(Event::Output {
+            address: caddr.clone(),
+            line: format!(
+                "rolled back (on_error = 'rollback): removed {}",
+                removed
+                    .iter()
+                    .map(Address::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+        report.rolled_back.push((caddr, removed));
+    }
+    Ok(())
+}
+
 /// `on_error = 'Continue` on a taskserv: its failure is reported (the apply still exits 1 and
 /// nothing is recorded for it), but the resources that depend on it run anyway, as if it had
 /// succeeded. Stop (the default) and Retry (after its last attempt) skip them.
@@ -1080,39 +1219,65 @@ async fn run_step(
                         .clone()
                         .or_else(|| input.prior.as_ref().map(|p| p.attributes.clone()))
                         .unwrap_or(Value::Null);
-                    let replicas =
-                        |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
-                    let version =
-                        |v: &Value| v.get("version").and_then(Value::as_str).map(str::to_string);
-                    let only = |k: &str| {
-                        let (mut b, mut a) = (before.clone(), config.clone());
-                        for v in [&mut b, &mut a] {
-                            if let Some(o) = v.as_object_mut() {
-                                o.remove(k);
-                                if k == "resources" {
-                                    o.remove("version");
-                                }
-                            }
-                        }
-                        b == a
-                    };
-                    if version(&before) != version(&config) && only("version") {
-                        cl.upgrade(&req, &version(&config).unwrap_or_default())
-                            .await?
-                    } else if replicas(&before) != replicas(&config)
-                        && only("resources")
-                        && version(&before) == version(&config)
-                    {
-                        cl.scale(&req, replicas(&config).unwrap_or(1) as u32)
-                            .await?
-                    } else {
-                        cl.deploy_component(&req).await?
-                    }
+                    component_update(&*cl, &req, c, &before, &config).await?
                 }
             };
             let outputs = serde_json::to_value(&status).unwrap_or(Value::Null);
             Ok(put(record(input, resolved, outputs, None)))
         }
+    }
+}
+
+/// A component's update: restart-component when it was stopped outside prov, upgrade when its
+/// version changes, scale when only its replicas do, deploy-component (configure) for anything
+/// else; in that order, each only when needed.
+async fn component_update(
+    cl: &dyn crate::traits::Cluster,
+    req: &ComponentRequest,
+    c: &ResourceChange,
+    before: &Value,
+    config: &Value,
+) -> Result<crate::traits::ComponentStatus, ExtError> {
+    let replicas = |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
+    let version = |v: &Value| v.get("version").and_then(Value::as_str).map(str::to_string);
+    // The two values without the fields the dedicated operations change.
+    let rest = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("version");
+            if let Some(Value::Object(r)) = o.get_mut("resources") {
+                r.remove("replicas");
+            }
+        }
+        v
+    };
+    let mut status = None;
+    if crate::plan::make::starts_stopped(c) {
+        cl.restart_component(req).await?;
+    }
+    if version(before) != version(config) {
+        // Upgrading deploys the configured replicas too.
+        status = Some(
+            cl.upgrade(req, &version(config).unwrap_or_default())
+                .await?,
+        );
+    } else if replicas(before) != replicas(config) {
+        status = Some(cl.scale(req, replicas(config).unwrap_or(1) as u32).await?);
+    }
+    if rest(before) != rest(config) {
+        status = Some(cl.deploy_component(req).await?);
+    }
+    match status {
+        Some(s) => Ok(s),
+        None => cl.component_status(req).await?.ok_or_else(|| {
+            ExtError::new(
+                cl.name(),
+                "component-status",
+                Some(&req.address),
+                ErrorKind::NotFound,
+                "restarted, but it is not deployed",
+            )
+        }),
     }
 }
 

@@ -503,12 +503,22 @@ async fn observe_one(
                             ),
                             Ok(Ok(Some(s))) => {
                                 let mut d = Vec::new();
-                                let recorded = rec
+                                let mut new = rec.clone();
+                                // What deploy reported installed (`outputs.version`); the
+                                // configured one when an older record has none.
+                                let configured = rec
                                     .attributes
                                     .get("version")
                                     .and_then(Value::as_str)
                                     .unwrap_or_default()
                                     .to_string();
+                                let recorded = rec
+                                    .outputs
+                                    .get("version")
+                                    .and_then(Value::as_str)
+                                    .filter(|v| !v.is_empty())
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| configured.clone());
                                 if !s.version.is_empty()
                                     && !recorded.is_empty()
                                     && s.version != recorded
@@ -520,14 +530,30 @@ async fn observe_one(
                                             real: Some(s.version.clone()),
                                         },
                                     });
+                                    // The plan then upgrades it back to the configured version.
+                                    if let Value::Object(o) = &mut new.outputs {
+                                        o.insert("version".into(), json!(s.version));
+                                    }
+                                    if let (false, Value::Object(o)) =
+                                        (configured.is_empty(), &mut new.attributes)
+                                    {
+                                        o.insert("version".into(), json!(s.version));
+                                    }
                                 }
-                                if s.status != "running" {
+                                // A stop already accepted into the state (refresh-only) is no longer drift.
+                                let recorded_stopped =
+                                    rec.outputs.get("status").and_then(Value::as_str)
+                                        == Some("stopped");
+                                if s.status != "running" && !recorded_stopped {
                                     d.push(Drift {
                                         address: a.clone(),
                                         kind: DriftKind::Stopped,
                                     });
+                                    if let Value::Object(o) = &mut new.outputs {
+                                        o.insert("status".into(), json!("stopped"));
+                                    }
                                 }
-                                (Some(rec.clone()), d)
+                                (Some(new), d)
                             }
                         }
                     }

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod attrs;
+pub mod cluster_ops;
 pub mod concurrency;
 pub mod config;
 pub mod crypt;

@@ -696,6 +696,15 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
             }
         }
         let declared_at = cx.at(&ckey).or_else(|| cx.at(&key));
+        // A component without a version of its own follows the cluster's: changing the
+        // cluster's version upgrades it. A taskserv component's versions are the taskserv's
+        // (a cluster version is no containerd version): empty stays the taskserv's default.
+        let mut c = c;
+        let follows = str_field(&c, "version").is_none_or(str::is_empty)
+            && str_field(&c, "type") != Some("taskserv");
+        if let (true, Some(v), Value::Object(o)) = (follows, str_field(cl, "version"), &mut c) {
+            o.insert("version".into(), Value::String(v.to_string()));
+        }
         cx.insert(Resource {
             addr: caddr,
             implementation: implementation.clone(),

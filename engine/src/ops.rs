@@ -244,6 +244,7 @@ pub fn bind_for_plan(ws: &Workspace, registry: &Registry, plan: &Plan) -> Arc<Bo
 /// in use accepts its settings.
 pub async fn validate(loaded: &Loaded) -> Result<Vec<String>, EngineError> {
     crate::taskserv_ops::check_settings(loaded).await?;
+    crate::cluster_ops::check(loaded, true).await?;
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     let mut used: Vec<&str> = loaded
@@ -308,6 +309,9 @@ pub async fn plan_from(
         Default::default()
     };
     crate::taskserv_ops::check_settings_except(loaded, &skip).await?;
+    // Cluster requirements (providers' get-plans) always; the extensions' schemas only when
+    // the repository's code may run.
+    crate::cluster_ops::check(loaded, !opts.untrusted).await?;
     let mut snap = snap;
     // Untrusted: only what provider APIs answer is read. Taskservs, clusters and components
     // are asked through scripts and commands on the servers, so they are planned against their

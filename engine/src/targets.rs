@@ -57,5 +57,6 @@ pub fn cluster_request<'a>(
             .to_string(),
         config: attrs.clone(),
         servers,
+        components: Vec::new(),
     })
 }

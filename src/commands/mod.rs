@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches and turns errors into exit codes.
 
 mod apply;
+mod cluster;
 mod drift;
 mod graph;
 mod import;
@@ -145,6 +146,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         } => import::run(ctx, &address, &id, dir.as_deref(), force, &lock),
         Command::ForceUnlock { lock_id } => state::force_unlock(ctx, &lock_id),
         Command::Taskserv { command } => taskserv::run(ctx, command),
+        Command::Cluster { command } => cluster::run(ctx, command),
         Command::Policy { command } => policy::run(ctx, command),
     };
     let code = match r {

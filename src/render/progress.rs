@@ -162,6 +162,17 @@ pub fn summary(r: &ApplyReport, paint: Paint) -> String {
             step.verb()
         ));
     }
+    for (a, removed) in &r.rolled_back {
+        s.push_str(&format!(
+            "  {} {a}: removed {}\n",
+            paint.yellow("rolled back:"),
+            removed
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     for (a, step, b) in &r.skipped {
         s.push_str(&format!(
             "  {} {a} ({}): depends on {b}, which failed\n",

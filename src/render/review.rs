@@ -118,6 +118,13 @@ fn resource(c: &ResourceChange) -> ResourceView {
     let headline = match &c.action {
         Action::Create => "will be created".to_string(),
         Action::Update if matches!(c.address, Address::Taskserv(..)) => taskserv_update(c),
+        Action::Update if matches!(c.address, Address::Component(..)) => component_update(c),
+        Action::Update
+            if matches!(c.address, Address::Cluster(_))
+                && c.diffs.iter().any(|d| d.path == "version") =>
+        {
+            "will be updated in place (the components that follow its version are upgraded; nothing is re-created)".to_string()
+        }
         Action::Update if c.diffs.iter().all(|d| d.path == "status") => {
             "will be started (stopped outside prov)".to_string()
         }
@@ -182,6 +189,40 @@ fn taskserv_update(c: &ResourceChange) -> String {
         (true, false) => "will be upgraded (upgrade)".to_string(),
         _ => "will be configured (configure, restarts it)".to_string(),
     }
+}
+
+/// A component update says what apply runs: `restart-component` for one stopped outside prov,
+/// `upgrade` with the versions, `scale` with the replicas, `deploy-component` for the rest.
+fn component_update(c: &ResourceChange) -> String {
+    if c.diffs.iter().all(|d| d.path == "status") {
+        return "will be restarted (stopped outside prov)".to_string();
+    }
+    let shown = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "(none)".into(),
+    };
+    let mut parts = Vec::new();
+    let mut ops = Vec::new();
+    if let Some(d) = c.diffs.iter().find(|d| d.path == "version") {
+        parts.push(format!(
+            "upgraded {} → {}",
+            shown(&d.before),
+            shown(&d.after)
+        ));
+        ops.push("upgrade");
+    } else if let Some(d) = c.diffs.iter().find(|d| d.path == "resources.replicas") {
+        parts.push(format!("scaled {} → {}", shown(&d.before), shown(&d.after)));
+        ops.push("scale");
+    }
+    if c.diffs
+        .iter()
+        .any(|d| !matches!(d.path.as_str(), "version" | "resources.replicas" | "status"))
+    {
+        parts.push("redeployed".into());
+        ops.push("deploy-component");
+    }
+    format!("will be {} ({})", parts.join(", then "), ops.join(" + "))
 }
 
 /// Drift findings as a reviewer reads them (the items must be redacted already).

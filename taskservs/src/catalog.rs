@@ -1,5 +1,5 @@
 //! The built-in catalog of extension-directory taskservs (containerd, etcd, kubernetes, cilium,
-//! coredns, redis, postgres), embedded at compile time from `taskservs/catalog/` and written out
+//! coredns, redis, postgres, buildah, buildkit), embedded at compile time from `taskservs/catalog/` and written out
 //! once to a content-addressed directory, where it is loaded like any other extension directory.
 
 use sha2::{Digest, Sha256};
@@ -28,8 +28,17 @@ pub fn names() -> Vec<&'static str> {
 /// `DIR/taskservs/NAME/...`. The directory is named by a hash of the contents, so different
 /// prov builds never share a stale copy, and concurrent processes race harmlessly (rename).
 pub fn materialize() -> std::io::Result<PathBuf> {
+    materialize_files("taskservs", files())
+}
+
+/// Writes embedded extension `files` (paths relative to their catalog root) once per content
+/// under `DIR/KIND_DIR/...` and returns `DIR`, a search-path entry: the same for every kind of
+/// built-in catalog (the clusters crate keeps its own).
+pub fn materialize_files(kind_dir: &str, files: &[(&str, &[u8])]) -> std::io::Result<PathBuf> {
     let mut h = Sha256::new();
-    for (p, c) in files() {
+    h.update(kind_dir.as_bytes());
+    h.update([0]);
+    for (p, c) in files {
         h.update(p.as_bytes());
         h.update([0]);
         h.update(c);
@@ -52,8 +61,8 @@ pub fn materialize() -> std::io::Result<PathBuf> {
         std::thread::current().id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    for (p, c) in files() {
-        let dest = tmp.join("taskservs").join(p);
+    for (p, c) in files {
+        let dest = tmp.join(kind_dir).join(p);
         std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
         std::fs::write(dest, c)?;
     }

@@ -92,6 +92,30 @@ pub struct ExtTaskserv {
     pub ext: Extension,
     pub spec: Spec,
     pub ssh: SshOptions,
+    /// Script file names (without `.sh`) by operation, where they differ from the operation's
+    /// name: a cluster component's `deploy.sh` is its install ([`COMPONENT_SCRIPTS`]).
+    pub scripts: &'static [(&'static str, &'static str)],
+}
+
+/// The scripts of a cluster's application/infrastructure component: `deploy.sh` installs,
+/// `remove.sh` uninstalls; the others keep their names.
+pub const COMPONENT_SCRIPTS: &[(&str, &str)] = &[("install", "deploy"), ("uninstall", "remove")];
+
+impl ExtTaskserv {
+    /// A taskserv over `ext` whose scripts are named as `scripts` says (see [`COMPONENT_SCRIPTS`]).
+    pub fn with_scripts(
+        ext: Extension,
+        spec: Spec,
+        ssh: SshOptions,
+        scripts: &'static [(&'static str, &'static str)],
+    ) -> ExtTaskserv {
+        ExtTaskserv {
+            ext,
+            spec,
+            ssh,
+            scripts,
+        }
+    }
 }
 
 /// Reads the `[taskserv]` section (an empty one when absent).
@@ -109,6 +133,7 @@ pub fn factory(ext: Extension, spec: Spec) -> TaskservFactory {
             ext: ext.clone(),
             spec: spec.clone(),
             ssh: SshOptions::for_workspace(&ctx.workspace_dir),
+            scripts: &[],
         }) as Arc<dyn TaskServ>)
     })
 }
@@ -495,8 +520,20 @@ impl ExtTaskserv {
         env
     }
 
+    /// The script file of `op` (`scripts/OP.sh`, or its renamed file).
+    fn script_name<'a>(&self, op: &'a str) -> &'a str {
+        self.scripts
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, f)| *f)
+            .unwrap_or(op)
+    }
+
     fn script(&self, op: &str) -> Option<(PathBuf, String)> {
-        let path = self.dir().join("scripts").join(format!("{op}.sh"));
+        let path = self
+            .dir()
+            .join("scripts")
+            .join(format!("{}.sh", self.script_name(op)));
         std::fs::read_to_string(&path).ok().map(|s| (path, s))
     }
 
@@ -515,7 +552,11 @@ impl ExtTaskserv {
                 op,
                 req,
                 ErrorKind::Unsupported,
-                format!("{} has no scripts/{op}.sh", self.dir().display()),
+                format!(
+                    "{} has no scripts/{}.sh",
+                    self.dir().display(),
+                    self.script_name(op)
+                ),
             )
         })?;
         let out = self.run_raw(req, op, p, version, &body, stream).await?;

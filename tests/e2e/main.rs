@@ -9,6 +9,7 @@ mod taskservs_local;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod clusters;
 mod cost;
 mod drift_ignore;
 mod exec;
@@ -725,7 +726,7 @@ fn bad_input_unknown_taskserv_implementation() {
         &[
             "taskserv.web.redis",
             "unknown taskserv \"nope\"",
-            "known: cilium, containerd, coredns, etcd, kubernetes, postgres, redis, sim",
+            "known: buildah, buildkit, cilium, containerd, coredns, etcd, kubernetes, postgres, redis, sim",
             "main.ncl:2:",
         ],
     );

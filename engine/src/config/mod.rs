@@ -312,11 +312,62 @@ pub fn eval_file(file: &Path) -> Result<serde_json::Value, ConfigError> {
     .value)
 }
 
+/// A Nickel string literal of `s` (backslash, quote and `%` escaped).
+fn nickel_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("\\%"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `v` as a Nickel expression (records with quoted field names).
+fn nickel_literal(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => nickel_string(s),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(nickel_literal).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{} = {}", nickel_string(k), nickel_literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Applies the contract that `contract_file` evaluates to (e.g. a taskserv's
 /// `schemas/settings.ncl`) to `value` and returns the checked value with the contract's defaults
 /// filled. A violation is Nickel's diagnostic, pointing at the line of `contract_file`.
 pub fn check_against(
     contract_file: &Path,
+    value: &serde_json::Value,
+) -> Result<serde_json::Value, ConfigError> {
+    check_against_member(contract_file, None, value)
+}
+
+/// [`check_against`] with the contract in field `member` of what the file evaluates to (a
+/// cluster extension's `schemas/cluster.ncl` holds `ClusterConfig`, `Component` and examples).
+pub fn check_against_member(
+    contract_file: &Path,
+    member: Option<&str>,
     value: &serde_json::Value,
 ) -> Result<serde_json::Value, ConfigError> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -326,17 +377,21 @@ pub fn check_against(
             path: contract_file.to_path_buf(),
             source,
         })?;
-    // The value enters as a JSON string literal (Nickel's escapes: backslash, quote, `%`).
-    let json = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
-    let escaped = json
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "\\%");
     let import = contract_file
         .to_string_lossy()
         .replace('\\', "\\\\")
         .replace('"', "\\\"");
-    let source = format!("(std.deserialize 'Json \"{escaped}\") | (import \"{import}\")\n");
+    // The value is written as a Nickel literal: Nickel 0.19 panics applying contracts to
+    // arrays inside a `std.deserialize`d value. A member is reached through a let binding: it
+    // also panics on a field access directly on an `import`.
+    let source = match member {
+        None => format!("({}) | (import \"{import}\")\n", nickel_literal(value)),
+        Some(m) => format!(
+            "let prov_schema = import \"{import}\" in ({}) | prov_schema.{}\n",
+            nickel_literal(value),
+            nickel_string(m)
+        ),
+    };
     let main = std::env::temp_dir().join(format!(
         "prov-check-{}-{}.ncl",
         std::process::id(),

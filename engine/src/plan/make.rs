@@ -595,15 +595,18 @@ fn references(config: &Value, addrs: &BTreeSet<Address>) -> Vec<(String, Vec<Str
     out
 }
 
-/// Servers and taskservs that refresh found stopped outside prov are started again: their
+/// Servers, taskservs and cluster components that refresh found stopped outside prov are started again: their
 /// no-op change becomes an update whose one difference is `status` ("stopped" → "running"),
-/// which apply carries out with start-server or the taskserv's restart. (A stop accepted into
+/// which apply carries out with start-server, the taskserv's restart or restart-component. (A stop accepted into
 /// the state with `apply --refresh-only` is no longer drift, so it is left alone.)
 pub fn start_stopped(plan: &mut Plan, model: &Model, stopped: &BTreeSet<Address>) {
     for c in plan.changes.iter_mut().filter(|c| {
         c.action.is_noop()
             && stopped.contains(&c.address)
-            && matches!(c.address, Address::Server(_) | Address::Taskserv(..))
+            && matches!(
+                c.address,
+                Address::Server(_) | Address::Taskserv(..) | Address::Component(..)
+            )
     }) {
         let Some(r) = model.resources.get(&c.address) else {
             continue;

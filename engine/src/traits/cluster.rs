@@ -1,6 +1,6 @@
 //! The `Cluster` trait: the seed's 8 cluster operations, plus deploying and removing one component.
 
-use super::{ExtResult, ServerTarget};
+use super::{ExtResult, ServerTarget, Validation};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +13,9 @@ pub struct ClusterRequest {
     /// The cluster's config (ClusterConfig without the component list).
     pub config: Value,
     pub servers: Vec<ServerTarget>,
+    /// The cluster's recorded components (each a component's config), for status and
+    /// list-components; empty where the caller does not need them (apply's steps).
+    pub components: Vec<Value>,
 }
 
 /// One component of a cluster (the seed's Component).
@@ -57,6 +60,13 @@ pub trait Cluster: Send + Sync {
     /// another is refused at validate. `None`: the implementation does not say.
     fn output_names(&self) -> Option<Vec<String>> {
         None
+    }
+    /// Checks a cluster's configuration (`config`: the cluster without its components, which
+    /// are in `components`) before anything is planned: the implementation's schema, that it
+    /// can run each component.
+    async fn validate(&self, config: &Value, components: &[Value]) -> ExtResult<Validation> {
+        let _ = (config, components);
+        Ok(Validation::default())
     }
     async fn create(&self, req: &ClusterRequest) -> ExtResult<ClusterResult>;
     async fn delete(&self, req: &ClusterRequest) -> ExtResult<()>;

@@ -1,0 +1,2 @@
+# New configuration: restart the registry with it.
+registry_start

@@ -1,0 +1,2 @@
+# Restarts prov's registry.
+registry_start

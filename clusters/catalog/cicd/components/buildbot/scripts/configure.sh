@@ -1,0 +1,2 @@
+# New master.cfg: restart the master with it.
+buildbot_start

@@ -1,0 +1,2 @@
+# Restarts the buildbot master.
+buildbot_start

@@ -1,0 +1,2 @@
+# The installed upstream version of buildbot.
+prov_pkg_version buildbot || true

@@ -1,0 +1,2 @@
+# New configuration (repositories): create them and restart git daemon.
+git_start

@@ -1,0 +1,2 @@
+# Restarts git daemon.
+git_start

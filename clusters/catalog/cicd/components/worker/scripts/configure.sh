@@ -1,0 +1,2 @@
+# New configuration: recreate and restart the worker.
+worker_start

@@ -1,0 +1,2 @@
+# Restarts the worker.
+worker_start

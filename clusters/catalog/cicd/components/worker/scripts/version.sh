@@ -1,0 +1,2 @@
+# The installed upstream version of buildbot-worker.
+prov_pkg_version buildbot-worker || true

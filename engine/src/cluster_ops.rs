@@ -1,0 +1,459 @@
+//! Cluster entry points beyond plan/apply: the checks run before planning (the implementation's
+//! schema and the cluster's `resources` against its servers' plans), and the
+//! `prov cluster status|restart` queries over recorded clusters.
+
+use crate::error::{Diagnostic, EngineError};
+use crate::model::{Address, Name};
+use crate::ops::Loaded;
+use crate::registry::Bound;
+use crate::targets::cluster_request;
+use crate::traits::{ClusterRequest, ClusterStatus, ComponentRequest, ComponentStatus};
+use prov_state::{ResourceRecord, StateRead};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A quantity of CPU in cores ("2", "500m", "1.5").
+pub fn parse_cpu(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    match s.strip_suffix('m') {
+        Some(m) => m.trim().parse::<f64>().ok().map(|v| v / 1000.0),
+        None => s.parse::<f64>().ok(),
+    }
+    .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// A quantity of bytes in MiB ("4Gi", "512Mi", "8G", "100M", "1Ti", a plain number of bytes).
+pub fn parse_mib(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    const UNITS: &[(&str, f64)] = &[
+        ("Ki", 1.0 / 1024.0),
+        ("Mi", 1.0),
+        ("Gi", 1024.0),
+        ("Ti", 1024.0 * 1024.0),
+        ("K", 1000.0 / 1048576.0),
+        ("M", 1_000_000.0 / 1048576.0),
+        ("G", 1e9 / 1048576.0),
+        ("T", 1e12 / 1048576.0),
+    ];
+    for (u, f) in UNITS {
+        if let Some(n) = s.strip_suffix(u) {
+            return n
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .map(|v| v * f)
+                .filter(|v| v.is_finite() && *v >= 0.0);
+        }
+    }
+    s.parse::<f64>()
+        .ok()
+        .map(|b| b / 1048576.0)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+fn str_at<'a>(v: &'a Value, path: &str) -> &'a str {
+    v.pointer(path).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Every declared cluster's checks before planning: its implementation's `validate` (the
+/// extension's `schemas/cluster.ncl`, its components' implementations), `resources.min_nodes`
+/// against its servers, `cpu_per_node`/`memory_per_node`/`storage_per_node` against each server's
+/// plan (from its provider's get-plans), and each component's `resources.replicas` against the
+/// servers. Errors name the cluster, the field and the server.
+pub async fn check(loaded: &Loaded, validate: bool) -> Result<(), EngineError> {
+    let model = &loaded.model;
+    let mut errors = Vec::new();
+    let mut plans: BTreeMap<String, Result<Vec<crate::traits::PlanInfo>, String>> = BTreeMap::new();
+    for r in model.resources.values() {
+        let Address::Cluster(name) = &r.addr else {
+            continue;
+        };
+        let at = r.declared_at.clone();
+        let mut err = |field: &str, msg: String| {
+            errors.push(Diagnostic::new(
+                Some(r.addr.to_string()),
+                at.clone(),
+                format!("{field}: {msg}"),
+            ))
+        };
+        let components: Vec<Value> = model
+            .resources
+            .values()
+            .filter(|c| matches!(&c.addr, Address::Component(cl, _) if cl == name))
+            .map(|c| c.config.clone())
+            .collect();
+        let servers: Vec<&Name> = r
+            .depends_on
+            .iter()
+            .filter_map(|d| match d {
+                Address::Server(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let names = servers
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let min = r
+            .config
+            .pointer("/resources/min_nodes")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        if (servers.len() as f64) < min {
+            err(
+                "resources.min_nodes",
+                format!(
+                    "cluster {name} needs at least {min} node(s) but runs on {} server(s){}",
+                    servers.len(),
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({names})")
+                    }
+                ),
+            );
+        }
+        for c in &components {
+            let replicas = c
+                .pointer("/resources/replicas")
+                .and_then(Value::as_f64)
+                .unwrap_or(1.0);
+            if replicas > servers.len() as f64 {
+                err(
+                    &format!("components.{}.resources.replicas", str_at(c, "/name")),
+                    format!(
+                        "{replicas} replica(s), but cluster {name} runs on {} server(s) and a component runs at most once per server",
+                        servers.len()
+                    ),
+                );
+            }
+        }
+        // The seed's defaults (2 CPUs, 4Gi, 20Gi) are placeholders: only what the
+        // configuration writes is a requirement.
+        let written = |field: &str| {
+            !r.defaults
+                .iter()
+                .any(|d| d == "resources" || d == &format!("resources.{field}"))
+        };
+        let want = |field: &str| {
+            if written(field) {
+                str_at(&r.config, &format!("/resources/{field}")).to_string()
+            } else {
+                String::new()
+            }
+        };
+        let want_cpu = parse_cpu(&want("cpu_per_node"));
+        let want_mem = parse_mib(&want("memory_per_node"));
+        let want_disk = parse_mib(&want("storage_per_node"));
+        for s in &servers {
+            let Some(srv) = model.resources.get(&Address::Server((*s).clone())) else {
+                continue;
+            };
+            let plan_name = str_at(&srv.config, "/plan").to_string();
+            if plan_name.is_empty() || plan_name.contains("${") {
+                continue;
+            }
+            if !plans.contains_key(&srv.implementation) {
+                let got = match loaded.bound.provider(&srv.implementation) {
+                    Ok(p) => p.get_plans().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                plans.insert(srv.implementation.clone(), got);
+            }
+            let Ok(list) = &plans[&srv.implementation] else {
+                // A provider that cannot list its plans cannot be checked against (the plan
+                // reports the provider's own errors elsewhere).
+                continue;
+            };
+            let Some(p) = list.iter().find(|p| p.name == plan_name) else {
+                continue;
+            };
+            if let Some(c) = want_cpu {
+                if f64::from(p.cores) < c {
+                    err(
+                        "resources.cpu_per_node",
+                        format!(
+                            "{} needs {c} core(s) per node, but server.{s} has plan {plan_name} with {} core(s) ({})",
+                            r.addr, p.cores, srv.implementation
+                        ),
+                    );
+                }
+            }
+            if let Some(m) = want_mem {
+                if (p.memory_mb as f64) < m {
+                    err(
+                        "resources.memory_per_node",
+                        format!(
+                            "{} needs {} per node, but server.{s} has plan {plan_name} with {} MiB ({})",
+                            r.addr,
+                            str_at(&r.config, "/resources/memory_per_node"),
+                            p.memory_mb,
+                            srv.implementation
+                        ),
+                    );
+                }
+            }
+            // Storage 0: the plan sets no quota (e.g. the host's disk), nothing to compare.
+            if let Some(d) = want_disk {
+                if p.storage_gb > 0 && (p.storage_gb as f64) * 1024.0 < d {
+                    err(
+                        "resources.storage_per_node",
+                        format!(
+                            "{} needs {} per node, but server.{s} has plan {plan_name} with {} GB ({})",
+                            r.addr,
+                            str_at(&r.config, "/resources/storage_per_node"),
+                            p.storage_gb,
+                            srv.implementation
+                        ),
+                    );
+                }
+            }
+        }
+        if !validate || r.config.to_string().contains("${") {
+            // References resolve at apply: the schema is checked then.
+            continue;
+        }
+        let cl = loaded.bound.cluster(&r.implementation)?;
+        match cl.validate(&r.config, &components).await {
+            Ok(v) => {
+                for e in v.errors {
+                    err(&format!("implementation {}", r.implementation), e);
+                }
+            }
+            Err(e) => err(
+                &format!("implementation {}", r.implementation),
+                e.to_string(),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
+}
+
+/// One recorded cluster as `prov cluster status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    pub address: String,
+    pub name: String,
+    pub implementation: String,
+    pub version: String,
+    pub servers: Vec<String>,
+    /// The implementation's `status` (with `list-components`' answer).
+    pub status: Option<ClusterStatus>,
+    /// `component-status` of each recorded component, with what the state recorded.
+    pub components: Vec<ComponentReport>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentReport {
+    pub address: String,
+    pub name: String,
+    pub recorded_version: String,
+    pub recorded_replicas: u64,
+    /// `None`: not deployed (missing).
+    pub status: Option<ComponentStatus>,
+    pub error: Option<String>,
+}
+
+/// The recorded components of `cluster`, in address order.
+fn components_of<'a>(
+    records: &'a BTreeMap<Address, &'a ResourceRecord>,
+    cluster: &Name,
+) -> Vec<(&'a Address, &'a ResourceRecord)> {
+    records
+        .iter()
+        .filter(|(a, _)| matches!(a, Address::Component(c, _) if c == cluster))
+        .map(|(a, r)| (a, *r))
+        .collect()
+}
+
+/// The request for `cluster` from the state, its recorded components included.
+fn request(
+    addr: &Address,
+    rec: &ResourceRecord,
+    records: &BTreeMap<Address, &ResourceRecord>,
+    bound: &Bound,
+) -> Result<ClusterRequest, String> {
+    let mut req = cluster_request(addr, &rec.attributes, |a| records.get(a).copied(), bound)?;
+    req.components = components_of(records, addr.name())
+        .into_iter()
+        .map(|(_, r)| r.attributes.clone())
+        .collect();
+    Ok(req)
+}
+
+fn recorded(
+    records: &BTreeMap<Address, &ResourceRecord>,
+    name: Option<&str>,
+) -> Result<Vec<Address>, EngineError> {
+    let all: Vec<Address> = records
+        .keys()
+        .filter(|a| matches!(a, Address::Cluster(_)))
+        .cloned()
+        .collect();
+    match name {
+        None => Ok(all),
+        Some(n) => {
+            let want = n.strip_prefix("cluster.").unwrap_or(n);
+            let picked: Vec<Address> = all
+                .iter()
+                .filter(|a| a.name().as_str() == want)
+                .cloned()
+                .collect();
+            if picked.is_empty() {
+                return Err(EngineError::Invalid(vec![Diagnostic::new(
+                    None,
+                    None,
+                    format!(
+                        "no recorded cluster {want:?} (recorded: {})",
+                        if all.is_empty() {
+                            "none".to_string()
+                        } else {
+                            all.iter()
+                                .map(|a| a.name().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                )]));
+            }
+            Ok(picked)
+        }
+    }
+}
+
+/// `prov cluster status [NAME]`: each recorded cluster's status, list-components and the
+/// component-status of each recorded component. Read-only.
+pub async fn status(
+    bound: &Bound,
+    state: &dyn StateRead,
+    name: Option<&str>,
+) -> Result<Vec<ClusterReport>, EngineError> {
+    let snap = state.snapshot()?;
+    let records = crate::plan::make::parse_records(&snap)?;
+    let mut out = Vec::new();
+    for addr in recorded(&records, name)? {
+        let rec = records[&addr];
+        let mut report = ClusterReport {
+            address: addr.to_string(),
+            name: str_at(&rec.attributes, "/name").to_string(),
+            implementation: rec.implementation.clone(),
+            version: str_at(&rec.attributes, "/version").to_string(),
+            servers: rec
+                .attributes
+                .get("servers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            status: None,
+            components: Vec::new(),
+            error: None,
+        };
+        let prepared = bound
+            .cluster(&rec.implementation)
+            .map_err(|e| e.to_string())
+            .and_then(|cl| Ok((cl, request(&addr, rec, &records, bound)?)));
+        let (cl, req) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                report.error = Some(e);
+                out.push(report);
+                continue;
+            }
+        };
+        match cl.status(&req).await {
+            Ok(s) => report.status = Some(s),
+            Err(e) => report.error = Some(e.to_string()),
+        }
+        for (caddr, crec) in components_of(&records, addr.name()) {
+            let creq = ComponentRequest {
+                address: caddr.to_string(),
+                cluster: req.clone(),
+                name: caddr.name().to_string(),
+                config: crec.attributes.clone(),
+            };
+            let (status, error) = match cl.component_status(&creq).await {
+                Ok(s) => (s, None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            report.components.push(ComponentReport {
+                address: caddr.to_string(),
+                name: caddr.name().to_string(),
+                recorded_version: str_at(&crec.outputs, "/version").to_string(),
+                recorded_replicas: crec
+                    .attributes
+                    .pointer("/resources/replicas")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1),
+                status,
+                error,
+            });
+        }
+        out.push(report);
+    }
+    Ok(out)
+}
+
+/// `prov cluster restart NAME COMPONENT`: the implementation's restart-component (health gates
+/// included), then its component-status. Changes nothing in the state.
+pub async fn restart(
+    bound: &Bound,
+    state: &dyn StateRead,
+    cluster: &str,
+    component: &str,
+) -> Result<Option<ComponentStatus>, EngineError> {
+    let snap = state.snapshot()?;
+    let records = crate::plan::make::parse_records(&snap)?;
+    let addr = recorded(&records, Some(cluster))?.remove(0);
+    let rec = records[&addr];
+    let comps = components_of(&records, addr.name());
+    let Some((caddr, crec)) = comps.iter().find(|(a, _)| a.name().as_str() == component) else {
+        return Err(EngineError::Invalid(vec![Diagnostic::new(
+            Some(addr.to_string()),
+            None,
+            format!(
+                "no recorded component {component:?} (recorded: {})",
+                comps
+                    .iter()
+                    .map(|(a, _)| a.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )]));
+    };
+    let fail =
+        |m: String| EngineError::Invalid(vec![Diagnostic::new(Some(caddr.to_string()), None, m)]);
+    let cl = bound
+        .cluster(&rec.implementation)
+        .map_err(|e| fail(e.to_string()))?;
+    let req = request(&addr, rec, &records, bound).map_err(fail)?;
+    let creq = ComponentRequest {
+        address: caddr.to_string(),
+        cluster: req,
+        name: component.to_string(),
+        config: crec.attributes.clone(),
+    };
+    cl.restart_component(&creq)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    cl.component_status(&creq)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}

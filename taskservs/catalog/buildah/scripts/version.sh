@@ -1,0 +1,2 @@
+# The installed upstream version of buildah.
+prov_pkg_version buildah || true

@@ -1,0 +1,2 @@
+# New configuration: restart buildkitd with it.
+buildkit_start

@@ -1,0 +1,2 @@
+# Restarts prov's buildkitd.
+buildkit_start
