@@ -359,6 +359,112 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Extensions (providers, taskservs, clusters): scaffold, validate, test, register, list
+    /// (docs/extensions.md).
+    Extension {
+        #[command(subcommand)]
+        command: ExtensionCommand,
+    },
+}
+
+/// The kinds of extension.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtKind {
+    Provider,
+    Taskserv,
+    Cluster,
+}
+
+impl From<ExtKind> for prov_engine::extension::ExtensionKind {
+    fn from(k: ExtKind) -> Self {
+        match k {
+            ExtKind::Provider => Self::Provider,
+            ExtKind::Taskserv => Self::Taskserv,
+            ExtKind::Cluster => Self::Cluster,
+        }
+    }
+}
+
+/// The language of a scaffolded exec provider's program.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtLang {
+    /// Python 3, standard library only.
+    Python,
+    /// bash with jq.
+    Bash,
+}
+
+#[derive(Subcommand)]
+pub enum ExtensionCommand {
+    /// A working skeleton in the seed's layout: manifest, schemas, templates, scripts (or the
+    /// provider program), tests, and README/API/EXAMPLES/CHANGELOG. It passes
+    /// `validate --strict` and `test` as it is.
+    New {
+        #[arg(value_enum)]
+        kind: ExtKind,
+        name: String,
+        /// Where to create it (default: ./NAME); must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The provider program's language.
+        #[arg(long, value_enum, default_value = "python")]
+        lang: ExtLang,
+    },
+    /// The seed's validation rules (structure, schema, interface, dependency, version) plus
+    /// documents; exit 1 on an error (with --strict: on a warning too).
+    Validate {
+        path: PathBuf,
+        #[arg(long = "type", value_enum)]
+        kind: Option<ExtKind>,
+        /// Warnings (missing documents, tests, [compatibility]) fail too.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the extension's tests: unit (tests/unit.toml: settings cases, templates against
+    /// expected files, scripts syntax) and integration (tests/integration.toml: the whole
+    /// lifecycle on local servers). Both without a flag. Exit 1 when one fails.
+    Test {
+        path: PathBuf,
+        #[arg(long)]
+        unit: bool,
+        #[arg(long)]
+        integration: bool,
+        /// Write a template's rendering into its expected file where they differ (review the
+        /// change before committing it).
+        #[arg(long)]
+        update_expected: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the extension, then add it to the user's registry
+    /// ($XDG_CONFIG_HOME/prov/extensions.toml) or, with --workspace, the workspace's
+    /// (extensions.toml, for a team to commit). An invalid extension is refused.
+    Register {
+        path: PathBuf,
+        #[arg(long)]
+        workspace: bool,
+        /// Refuse warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Remove an extension from the user's registry (or, with --workspace, the workspace's).
+    Unregister {
+        name: String,
+        #[arg(long = "type", value_enum)]
+        kind: Option<ExtKind>,
+        #[arg(long)]
+        workspace: bool,
+    },
+    /// Every extension this workspace can use, from every source in precedence order: name,
+    /// type, version, source, interface version, whether it validates, and which one wins.
+    List {
+        #[arg(long = "type", value_enum)]
+        kind: Option<ExtKind>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -3,6 +3,7 @@
 use crate::cli::Global;
 use prov_engine::config::EvalOptions;
 use prov_engine::crypt::{Key, Keys};
+use prov_engine::extension::Root;
 use prov_engine::ops::Workspace;
 use prov_engine::registry::Registry;
 use prov_state::{LockScope, OpenOptions, PgStore, SledStore, StateStore};
@@ -89,6 +90,14 @@ impl Context {
         // After the taskservs: a cluster's `taskserv` components are those.
         prov_clusters::register_extensions(&mut r, &roots).map_err(|e| e.to_string())?;
         Ok(r)
+    }
+
+    /// The whole extension search path of the workspace in `ws_dir`, in precedence order: the
+    /// engine's (workspace, registries, `PROV_EXTENSIONS_PATH`) plus the built-in catalogs.
+    pub fn extension_roots(&self, ws_dir: &Path) -> Result<Vec<Root>, String> {
+        let roots = prov_engine::extension::search_path(ws_dir);
+        let roots = prov_taskservs::with_catalog(&roots).map_err(|e| e.to_string())?;
+        prov_clusters::with_catalog(&roots).map_err(|e| e.to_string())
     }
 
     pub fn eval_options(&self) -> EvalOptions {

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod exttest;
 pub mod fuzzing;
 pub mod out;
 pub mod render;

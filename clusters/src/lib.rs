@@ -8,10 +8,9 @@
 pub mod ext;
 pub mod sim;
 
-use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind};
+use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind, Origin, Root};
 use prov_engine::registry::Registry;
 use serde::Serialize;
-use std::path::PathBuf;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
@@ -29,7 +28,18 @@ pub fn catalog_files() -> &'static [(&'static str, &'static [u8])] {
 
 /// The extension directories to load: those under `roots`, then the built-in catalog; the
 /// first of a name wins. The flag says whether it is the built-in one.
-pub fn extensions(roots: &[PathBuf]) -> Result<Vec<(Extension, bool)>, ExtensionError> {
+pub fn extensions(roots: &[Root]) -> Result<Vec<(Extension, bool)>, ExtensionError> {
+    Ok(discover(&with_catalog(roots)?, ExtensionKind::Cluster)?
+        .into_iter()
+        .map(|e| {
+            let builtin = e.origin == Origin::Catalog;
+            (e, builtin)
+        })
+        .collect())
+}
+
+/// `roots` with the built-in cluster catalog (written out once) appended.
+pub fn with_catalog(roots: &[Root]) -> Result<Vec<Root>, ExtensionError> {
     let catalog = prov_taskservs::catalog::materialize_files("clusters", catalog_files()).map_err(
         |source| ExtensionError::Io {
             path: std::env::temp_dir(),
@@ -37,26 +47,17 @@ pub fn extensions(roots: &[PathBuf]) -> Result<Vec<(Extension, bool)>, Extension
         },
     )?;
     let mut all = roots.to_vec();
-    all.push(catalog.clone());
-    Ok(discover(&all, ExtensionKind::Cluster)?
-        .into_iter()
-        .map(|e| {
-            let builtin = e.dir.starts_with(&catalog);
-            (e, builtin)
-        })
-        .collect())
+    all.push(Root::tree(catalog, Origin::Catalog));
+    Ok(all)
 }
 
 /// Registers the extension-directory clusters found under `roots` and in the built-in
 /// catalog. Their `taskserv` components use the taskservs `reg` holds now, so call this after
 /// the taskservs are registered. A name registered in code (`sim`) is not overridden.
-pub fn register_extensions(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), ExtensionError> {
+pub fn register_extensions(reg: &mut Registry, roots: &[Root]) -> Result<(), ExtensionError> {
     let mut searched: Vec<String> = roots
         .iter()
-        .map(|r| {
-            let d = r.join(ExtensionKind::Cluster.dir_name());
-            std::path::absolute(&d).unwrap_or(d).display().to_string()
-        })
+        .filter_map(|r| r.describe(ExtensionKind::Cluster))
         .collect();
     searched.push(prov_taskservs::CATALOG_LABEL.to_string());
     reg.set_searched("cluster", searched);
@@ -85,7 +86,7 @@ pub struct Available {
 }
 
 /// Every extension-directory cluster a workspace with these `roots` can use.
-pub fn available(roots: &[PathBuf]) -> Result<Vec<Available>, ExtensionError> {
+pub fn available(roots: &[Root]) -> Result<Vec<Available>, ExtensionError> {
     Ok(extensions(roots)?
         .into_iter()
         .map(|(e, builtin)| {
@@ -111,4 +112,18 @@ pub fn available(roots: &[PathBuf]) -> Result<Vec<Available>, ExtensionError> {
             }
         })
         .collect())
+}
+
+/// The interface findings only this crate can judge for an extension-directory cluster
+/// (`prov extension validate`): its `[cluster]` section parses, each component's does too.
+pub fn check(e: &Extension) -> Vec<prov_engine::extension::check::Finding> {
+    use prov_engine::extension::check::{Finding, Rule};
+    match ext::spec_of(e) {
+        Ok(_) => Vec::new(),
+        Err(err) => vec![Finding::error(
+            Rule::Interface,
+            Some(e.dir.join("manifest.toml")),
+            err.to_string(),
+        )],
+    }
 }

@@ -1,16 +1,31 @@
 //! Extension directories: the `manifest.toml` every provider/taskserv/cluster extension carries,
 //! and where prov looks for them (the workspace first, then `PROV_EXTENSIONS_PATH`).
 //!
-//! The engine only finds and reads manifests; what a directory *does* (run an executable, render
-//! templates and scripts) belongs to the crate that implements that kind of extension.
+//! The engine only finds, reads and checks extension directories (the registries of
+//! `registered`, the rules of `check`, the skeletons of `scaffold`, the unit tests of `unit`);
+//! what a directory *does* (run an executable, render templates and scripts) belongs to the crate
+//! that implements that kind of extension.
+
+pub mod check;
+pub mod registered;
+pub mod scaffold;
+pub mod unit;
 
 use crate::model::Name;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The version of the extension interface this prov implements (the operations, scripts,
+/// manifest sections and exec protocol of docs/extensions.md), checked against a manifest's
+/// `[compatibility] interface_version`.
+pub const INTERFACE_VERSION: &str = "1.0.0";
+
+/// prov's own version, checked against `[compatibility] prov_version`.
+pub const PROV_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The kinds of extension, as spelled in `manifest.toml`'s `type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtensionKind {
     Provider,
@@ -34,6 +49,79 @@ impl ExtensionKind {
             ExtensionKind::Cluster => "cluster",
         }
     }
+    pub const ALL: [ExtensionKind; 3] = [
+        ExtensionKind::Provider,
+        ExtensionKind::Taskserv,
+        ExtensionKind::Cluster,
+    ];
+}
+
+impl std::str::FromStr for ExtensionKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "provider" | "providers" => Ok(ExtensionKind::Provider),
+            "taskserv" | "taskservs" => Ok(ExtensionKind::Taskserv),
+            "cluster" | "clusters" => Ok(ExtensionKind::Cluster),
+            other => Err(format!(
+                "unknown extension type {other:?}: provider, taskserv or cluster"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ExtensionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of `[extension] dependencies`: a name (`"containerd"`), or a table with a semver
+/// constraint and the kind when it differs from the extension's own
+/// (`{ name = "containerd", version = ">=1.0", type = "taskserv" }`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dependency {
+    pub name: String,
+    /// A semver requirement (`">=1.0.0, <2"`); none: any version.
+    pub version: Option<String>,
+    /// The kind of the dependency; none: the same kind as the extension.
+    pub kind: Option<ExtensionKind>,
+}
+
+impl<'de> Deserialize<'de> for Dependency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            name: String,
+            #[serde(default)]
+            version: Option<String>,
+            #[serde(default, rename = "type")]
+            kind: Option<ExtensionKind>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Name(String),
+            Table(Table),
+        }
+        match Either::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a dependency is a name or a table { name, version = \"SEMVER REQUIREMENT\", type }",
+            )
+        })? {
+            Either::Name(name) => Ok(Dependency {
+                name,
+                version: None,
+                kind: None,
+            }),
+            Either::Table(t) => Ok(Dependency {
+                name: t.name,
+                version: t.version,
+                kind: t.kind,
+            }),
+        }
+    }
 }
 
 /// `[extension]` of a manifest: the metadata shared by every kind.
@@ -50,9 +138,21 @@ pub struct ExtensionMeta {
     pub author: Option<String>,
     #[serde(default)]
     pub license: Option<String>,
-    /// Other extensions of the same kind this one needs (for taskservs: installed first on the server).
+    /// Other extensions this one needs (for taskservs: taskservs installed first on the server).
     #[serde(default)]
-    pub dependencies: Vec<String>,
+    pub dependencies: Vec<Dependency>,
+}
+
+impl ExtensionMeta {
+    /// The names of the dependencies of the extension's own kind (what taskservs require on
+    /// the same server).
+    pub fn dependency_names(&self) -> Vec<String> {
+        self.dependencies
+            .iter()
+            .filter(|d| d.kind.is_none_or(|k| k == self.kind))
+            .map(|d| d.name.clone())
+            .collect()
+    }
 }
 
 /// A parsed `manifest.toml`. Sections other than `[extension]` and `[capabilities]` (e.g.
@@ -70,6 +170,93 @@ pub struct Extension {
     pub name: Name,
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// Where it was found (which decides which of two of one name wins).
+    pub origin: Origin,
+}
+
+/// Where an extension comes from, in precedence order: of two extensions of one kind and name,
+/// the one whose origin comes first wins (docs/extensions.md, "Precedence").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Origin {
+    /// `WORKSPACE/extensions/{providers,taskservs,clusters}/NAME`.
+    #[serde(rename = "workspace")]
+    Workspace,
+    /// An entry of the workspace's registry, `WORKSPACE/extensions.toml`.
+    #[serde(rename = "registered (workspace)")]
+    WorkspaceRegistry,
+    /// An entry of `PROV_EXTENSIONS_PATH`.
+    #[serde(rename = "PROV_EXTENSIONS_PATH")]
+    EnvPath,
+    /// An entry of the user's registry, `$XDG_CONFIG_HOME/prov/extensions.toml`.
+    #[serde(rename = "registered (user)")]
+    UserRegistry,
+    /// Built into prov.
+    #[serde(rename = "catalog")]
+    Catalog,
+    /// A directory named on the command line (`prov extension validate PATH`).
+    #[serde(rename = "path")]
+    Direct,
+}
+
+impl Origin {
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Workspace => "workspace",
+            Origin::WorkspaceRegistry => "registered (workspace)",
+            Origin::EnvPath => "PROV_EXTENSIONS_PATH",
+            Origin::UserRegistry => "registered (user)",
+            Origin::Catalog => "catalog",
+            Origin::Direct => "path",
+        }
+    }
+}
+
+/// One place on the search path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Root {
+    pub origin: Origin,
+    pub place: Place,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Place {
+    /// A directory holding `providers/`, `taskservs/`, `clusters/` of extension directories.
+    Tree(PathBuf),
+    /// One registered extension directory (an entry of a registry file).
+    Registered {
+        kind: ExtensionKind,
+        name: String,
+        dir: PathBuf,
+        file: PathBuf,
+    },
+    /// A registry file that cannot be read: an error when it is searched, like a broken manifest.
+    Broken { file: PathBuf, message: String },
+}
+
+impl Root {
+    pub fn tree(dir: PathBuf, origin: Origin) -> Root {
+        Root {
+            origin,
+            place: Place::Tree(dir),
+        }
+    }
+
+    /// How "searched" lists name this place for `kind` (None: it holds no extension of it).
+    pub fn describe(&self, kind: ExtensionKind) -> Option<String> {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or(p.to_path_buf());
+        match &self.place {
+            Place::Tree(d) => Some(abs(&d.join(kind.dir_name())).display().to_string()),
+            Place::Registered {
+                kind: k, dir, file, ..
+            } if *k == kind => Some(format!(
+                "{} (registered in {})",
+                abs(dir).display(),
+                file.display()
+            )),
+            Place::Registered { .. } => None,
+            Place::Broken { file, .. } => Some(file.display().to_string()),
+        }
+    }
 }
 
 impl Extension {
@@ -167,16 +354,33 @@ pub fn parse_manifest(
             capabilities,
             sections: table,
         },
+        origin: Origin::Direct,
     })
 }
 
-/// Where extensions are looked for, in order: `WORKSPACE/extensions`, then each entry of
-/// `PROV_EXTENSIONS_PATH` (colon-separated). Each entry holds `providers/`, `taskservs/`,
-/// `clusters/` sub-directories of extension directories.
-pub fn search_path(workspace_dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![workspace_dir.join("extensions")];
+/// Where extensions are looked for, in precedence order: `WORKSPACE/extensions`, the
+/// workspace's registry (`WORKSPACE/extensions.toml`), each entry of `PROV_EXTENSIONS_PATH`
+/// (colon-separated), the user's registry (`$XDG_CONFIG_HOME/prov/extensions.toml`). The
+/// implementing crates add their built-in catalogs last. A tree entry holds `providers/`,
+/// `taskservs/`, `clusters/` sub-directories of extension directories.
+pub fn search_path(workspace_dir: &Path) -> Vec<Root> {
+    let mut out = vec![Root::tree(
+        workspace_dir.join("extensions"),
+        Origin::Workspace,
+    )];
+    out.extend(registered::roots(
+        &registered::workspace_file(workspace_dir),
+        Origin::WorkspaceRegistry,
+    ));
     if let Some(p) = std::env::var_os("PROV_EXTENSIONS_PATH") {
-        out.extend(std::env::split_paths(&p).filter(|p| !p.as_os_str().is_empty()));
+        out.extend(
+            std::env::split_paths(&p)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| Root::tree(p, Origin::EnvPath)),
+        );
+    }
+    if let Some(user) = registered::user_file() {
+        out.extend(registered::roots(&user, Origin::UserRegistry));
     }
     out
 }
@@ -184,27 +388,81 @@ pub fn search_path(workspace_dir: &Path) -> Vec<PathBuf> {
 /// Every extension of `kind` under `roots` (see [`search_path`]). When two directories declare
 /// the same name, the one found first wins (the workspace overrides `PROV_EXTENSIONS_PATH`).
 /// A directory with a broken manifest is an error, never skipped silently.
-pub fn discover(roots: &[PathBuf], kind: ExtensionKind) -> Result<Vec<Extension>, ExtensionError> {
+pub fn discover(roots: &[Root], kind: ExtensionKind) -> Result<Vec<Extension>, ExtensionError> {
     let mut found: BTreeMap<String, Extension> = BTreeMap::new();
-    for root in roots {
-        let dir = root.join(kind.dir_name());
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(ExtensionError::Io { path: dir, source }),
-        };
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.join("manifest.toml").is_file())
-            .collect();
-        dirs.sort();
-        for d in dirs {
-            let ext = read_manifest(&d, Some(kind))?;
-            found.entry(ext.name.to_string()).or_insert(ext);
-        }
+    for ext in discover_all(roots, kind)? {
+        found.entry(ext.name.to_string()).or_insert(ext);
     }
     Ok(found.into_values().collect())
+}
+
+/// Every extension of `kind` under `roots` in precedence order, shadowed ones included (what
+/// `prov extension list` shows).
+pub fn discover_all(
+    roots: &[Root],
+    kind: ExtensionKind,
+) -> Result<Vec<Extension>, ExtensionError> {
+    let mut out = Vec::new();
+    for root in roots {
+        match &root.place {
+            Place::Tree(tree) => {
+                let dir = tree.join(kind.dir_name());
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(source) => return Err(ExtensionError::Io { path: dir, source }),
+                };
+                let mut dirs: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.join("manifest.toml").is_file())
+                    .collect();
+                dirs.sort();
+                for d in dirs {
+                    let mut ext = read_manifest(&d, Some(kind))?;
+                    ext.origin = root.origin;
+                    out.push(ext);
+                }
+            }
+            Place::Registered {
+                kind: k,
+                name,
+                dir,
+                file,
+            } if *k == kind => {
+                if !dir.join("manifest.toml").is_file() {
+                    return Err(ExtensionError::Manifest {
+                        path: file.clone(),
+                        message: format!(
+                            "the registered {kind} {name:?} is gone: {} has no manifest.toml (`prov extension unregister {name}` removes the entry)",
+                            dir.display()
+                        ),
+                    });
+                }
+                let mut ext = read_manifest(dir, Some(kind))?;
+                if ext.name.as_str() != name {
+                    return Err(ExtensionError::Manifest {
+                        path: file.clone(),
+                        message: format!(
+                            "the registered {kind} {name:?} at {} now calls itself {:?}: register it again",
+                            dir.display(),
+                            ext.name.as_str()
+                        ),
+                    });
+                }
+                ext.origin = root.origin;
+                out.push(ext);
+            }
+            Place::Registered { .. } => {}
+            Place::Broken { file, message } => {
+                return Err(ExtensionError::Manifest {
+                    path: file.clone(),
+                    message: message.clone(),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -237,7 +495,10 @@ mod tests {
             "[extension]\nname = \"etcd\"\ntype = \"taskserv\"\nversion = \"3.5.0\"\n",
         );
         let found = discover(
-            &[a.path().to_path_buf(), b.path().to_path_buf()],
+            &[
+                Root::tree(a.path().to_path_buf(), Origin::Workspace),
+                Root::tree(b.path().to_path_buf(), Origin::EnvPath),
+            ],
             ExtensionKind::Taskserv,
         )
         .unwrap();
@@ -245,7 +506,8 @@ mod tests {
         assert_eq!(names, ["etcd", "redis"]);
         let redis = &found[1];
         assert_eq!(redis.manifest.extension.version, "7.0.0");
-        assert_eq!(redis.manifest.extension.dependencies, ["containerd"]);
+        assert_eq!(redis.manifest.extension.dependency_names(), ["containerd"]);
+        assert_eq!(redis.origin, Origin::Workspace);
         assert_eq!(
             redis.manifest.capabilities["health"],
             toml::Value::Boolean(true)
@@ -266,7 +528,7 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"p\"\ntype = \"taskserv\"\nversion = \"1\"\n",
         );
-        let e = discover(&[a.path().to_path_buf()], ExtensionKind::Provider)
+        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
             .unwrap_err()
             .to_string();
         assert!(e.contains("providers/p/manifest.toml"), "{e}");
@@ -277,7 +539,7 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"p\"\n\ntype = = \"provider\"\n",
         );
-        let e = discover(&[a.path().to_path_buf()], ExtensionKind::Provider)
+        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");
@@ -287,7 +549,7 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"p\"\ntype = \"provider\"\n",
         );
-        let e = discover(&[a.path().to_path_buf()], ExtensionKind::Provider)
+        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
             .unwrap_err()
             .to_string();
         assert!(e.contains("version"), "{e}");
@@ -297,7 +559,7 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"Bad Name\"\ntype = \"provider\"\nversion = \"1\"\n",
         );
-        let e = discover(&[a.path().to_path_buf()], ExtensionKind::Provider)
+        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
             .unwrap_err()
             .to_string();
         assert!(e.contains("Bad Name"), "{e}");

@@ -3,6 +3,7 @@
 mod apply;
 mod cluster;
 mod drift;
+mod extension;
 mod graph;
 mod import;
 mod live;
@@ -148,6 +149,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         Command::Taskserv { command } => taskserv::run(ctx, command),
         Command::Cluster { command } => cluster::run(ctx, command),
         Command::Policy { command } => policy::run(ctx, command),
+        Command::Extension { command } => extension::run(ctx, command),
     };
     let code = match r {
         Ok(code) => code,

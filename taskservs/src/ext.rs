@@ -381,17 +381,12 @@ impl ExtTaskserv {
                 })
                 .collect();
         }
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
         let mut out = Vec::new();
         for f in files {
             let path = tdir.join(&f.template);
             let shown = path.display().to_string();
             let src = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-            let text = env
-                .render_named_str(&shown, &src, ctx)
-                .map_err(|e| render_error(&shown, &e))?;
+            let text = render_file(&shown, &src, ctx)?;
             let mode = match &f.mode {
                 None => 0o644,
                 Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8).map_err(|_| {
@@ -951,6 +946,16 @@ pub struct Prepared {
     pub ctx: Value,
     pub files: Rendered,
     pub address: String,
+}
+
+/// Renders one template file's text `src` (named `shown` in errors) as apply does: strict
+/// undefined variables, the trailing newline kept.
+pub fn render_file(shown: &str, src: &str, ctx: &Value) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.render_named_str(shown, src, ctx)
+        .map_err(|e| render_error(shown, &e))
 }
 
 fn render_error(what: &str, e: &minijinja::Error) -> String {

@@ -7,10 +7,9 @@ pub mod ext;
 pub mod sim;
 pub mod transport;
 
-use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind};
+use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind, Origin, Root};
 use prov_engine::registry::Registry;
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// Registers every built-in taskserv implementation of this crate under its name (`sim`).
 pub fn register_all(reg: &mut Registry) {
@@ -22,32 +21,34 @@ pub const CATALOG_LABEL: &str = "the built-in catalog";
 
 /// The extension directories to load: those under `roots` (see
 /// `prov_engine::extension::search_path`), then the built-in catalog; the first of a name wins.
-pub fn extensions(roots: &[PathBuf]) -> Result<Vec<(Extension, bool)>, ExtensionError> {
-    let catalog = catalog::materialize().map_err(|source| ExtensionError::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let mut all = roots.to_vec();
-    all.push(catalog.clone());
-    Ok(discover(&all, ExtensionKind::Taskserv)?
+pub fn extensions(roots: &[Root]) -> Result<Vec<(Extension, bool)>, ExtensionError> {
+    Ok(discover(&with_catalog(roots)?, ExtensionKind::Taskserv)?
         .into_iter()
         .map(|e| {
-            let builtin = e.dir.starts_with(&catalog);
+            let builtin = e.origin == Origin::Catalog;
             (e, builtin)
         })
         .collect())
 }
 
+/// `roots` with the built-in catalog (written out once) appended: the whole search path.
+pub fn with_catalog(roots: &[Root]) -> Result<Vec<Root>, ExtensionError> {
+    let catalog = catalog::materialize().map_err(|source| ExtensionError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let mut all = roots.to_vec();
+    all.push(Root::tree(catalog, Origin::Catalog));
+    Ok(all)
+}
+
 /// Registers the extension-directory taskservs found under `roots` and in the built-in
 /// catalog. A name registered in code (`sim`) is not overridden.
-pub fn register_extensions(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), ExtensionError> {
+pub fn register_extensions(reg: &mut Registry, roots: &[Root]) -> Result<(), ExtensionError> {
+    // Absolute, so the message means the same wherever it is read.
     let mut searched: Vec<String> = roots
         .iter()
-        .map(|r| {
-            // Absolute, so the message means the same wherever it is read.
-            let d = r.join(ExtensionKind::Taskserv.dir_name());
-            std::path::absolute(&d).unwrap_or(d).display().to_string()
-        })
+        .filter_map(|r| r.describe(ExtensionKind::Taskserv))
         .collect();
     searched.push(CATALOG_LABEL.to_string());
     reg.set_searched("taskserv", searched);
@@ -57,7 +58,7 @@ pub fn register_extensions(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), 
             continue;
         }
         let spec = ext::spec_of(&ext)?;
-        reg.set_taskserv_requires(&name, ext.manifest.extension.dependencies.clone());
+        reg.set_taskserv_requires(&name, ext.manifest.extension.dependency_names());
         reg.taskserv(&name, ext::factory(ext, spec));
     }
     Ok(())
@@ -75,14 +76,14 @@ pub struct Available {
 }
 
 /// Every extension-directory taskserv a workspace with these `roots` can use.
-pub fn available(roots: &[PathBuf]) -> Result<Vec<Available>, ExtensionError> {
+pub fn available(roots: &[Root]) -> Result<Vec<Available>, ExtensionError> {
     Ok(extensions(roots)?
         .into_iter()
         .map(|(e, builtin)| Available {
             name: e.name.to_string(),
             version: e.manifest.extension.version.clone(),
             description: e.manifest.extension.description.clone(),
-            dependencies: e.manifest.extension.dependencies.clone(),
+            dependencies: e.manifest.extension.dependency_names(),
             source: if builtin {
                 "built-in".into()
             } else {
@@ -90,4 +91,39 @@ pub fn available(roots: &[PathBuf]) -> Result<Vec<Available>, ExtensionError> {
             },
         })
         .collect())
+}
+
+/// The interface findings only this crate can judge for an extension-directory taskserv
+/// (`prov extension validate`): its `[taskserv]` section parses, its declared templates exist.
+pub fn check(ext: &Extension) -> Vec<prov_engine::extension::check::Finding> {
+    use prov_engine::extension::check::{line_of, Finding, Rule};
+    let manifest = ext.dir.join("manifest.toml");
+    let spec = match ext::spec_of(ext) {
+        Ok(s) => s,
+        Err(e) => return vec![Finding::error(Rule::Interface, Some(manifest), e.to_string())],
+    };
+    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    spec.files
+        .iter()
+        .filter(|f| !ext.dir.join("templates").join(&f.template).is_file())
+        .map(|f| {
+            Finding::error(
+                Rule::Interface,
+                Some(manifest.clone()),
+                format!(
+                    "[[taskserv.files]] template {:?}: templates/{} does not exist",
+                    f.template, f.template
+                ),
+            )
+            .at(line_of(&text, &format!("\"{}\"", f.template)))
+        })
+        .collect()
+}
+
+/// Renders the template file `template` with `ctx` as apply does (strict undefineds, trailing
+/// newline kept); errors name the template file and line. For `prov extension test --unit`.
+pub fn render_template(template: &std::path::Path, ctx: &serde_json::Value) -> Result<String, String> {
+    let shown = template.display().to_string();
+    let src = std::fs::read_to_string(template).map_err(|e| format!("{shown}: {e}"))?;
+    ext::render_file(&shown, &src, ctx)
 }

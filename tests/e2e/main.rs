@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 mod clusters;
 mod cost;
 mod drift_ignore;
+mod extensions;
 mod exec;
 mod local;
 mod nesting;

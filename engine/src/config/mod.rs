@@ -332,7 +332,7 @@ fn nickel_string(s: &str) -> String {
 }
 
 /// `v` as a Nickel expression (records with quoted field names).
-fn nickel_literal(v: &serde_json::Value) -> String {
+pub fn nickel_literal(v: &serde_json::Value) -> String {
     use serde_json::Value;
     match v {
         Value::Null => "null".into(),
@@ -415,6 +415,62 @@ pub fn check_against_member(
     });
     let _ = std::fs::remove_file(&main);
     Ok(out?.value)
+}
+
+/// Evaluates the Nickel `source` (a snippet written to a temporary file) with `dir` as its
+/// import path, e.g. `let s = import "/abs/cluster.ncl" in std.record.fields s`. Errors are
+/// Nickel's diagnostics, naming the imported file and line where the problem is there.
+pub fn eval_snippet(dir: &Path, source: &str) -> Result<serde_json::Value, ConfigError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let main = std::env::temp_dir().join(format!(
+        "prov-snippet-{}-{}.ncl",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&main, source).map_err(|source| ConfigError::Io {
+        path: main.clone(),
+        source,
+    })?;
+    let out = eval::run(eval::Job {
+        workspace_dir: dir.to_path_buf(),
+        main: main.clone(),
+        lib_dir: dir.to_path_buf(),
+        contract: None,
+        color: false,
+        check_value_depth: false,
+    });
+    let _ = std::fs::remove_file(&main);
+    Ok(out?.value)
+}
+
+/// Applies the schema library's contract `member` (e.g. `TaskservVersion`, the seed's taskserv
+/// version descriptor) to what `file` evaluates to; returns the checked value.
+pub fn check_file_against_library(
+    file: &Path,
+    member: &str,
+) -> Result<serde_json::Value, ConfigError> {
+    let file = file.canonicalize().map_err(|source| ConfigError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    // A private copy of the library: nothing is written into the extension.
+    let lib = std::env::temp_dir().join(format!(
+        "prov-lib-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    library::materialize(&lib)?;
+    let import = file
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let source = format!(
+        "let prov = import \"prov/schemas.ncl\" in let value = import \"{import}\" in value | prov.{}\n",
+        nickel_string(member).trim_matches('"')
+    );
+    let out = eval_snippet(&lib, &source);
+    let _ = std::fs::remove_dir_all(&lib);
+    out
 }
 
 /// The embedded schema library: (path relative to the library directory, contents), e.g.

@@ -18,7 +18,10 @@
 //! Settings (`providers.NAME`) travel on stdin only, never in argv or the environment, and
 //! their secret-looking values are blanked out of every error message.
 
+mod check;
 pub mod run;
+
+pub use check::check;
 
 use async_trait::async_trait;
 use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind};
@@ -167,7 +170,7 @@ fn intern(list: &[String]) -> &'static [&'static str] {
 }
 
 /// Registers every provider extension under `roots` as an exec provider.
-pub fn register(reg: &mut Registry, roots: &[PathBuf]) -> Result<(), ExtensionError> {
+pub fn register(reg: &mut Registry, roots: &[prov_engine::extension::Root]) -> Result<(), ExtensionError> {
     for ext in discover(roots, ExtensionKind::Provider)? {
         let name = ext.name.to_string();
         if reg.has_provider(&name) {

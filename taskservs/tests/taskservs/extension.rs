@@ -3,6 +3,7 @@
 //! versions, and the errors for bad input. The scripts really run (bash, real processes).
 
 use super::fixture::{collector, request, write, BoxProvider};
+use prov_engine::extension::{Origin, Root};
 use prov_engine::registry::Registry;
 use prov_engine::traits::{ErrorKind, TaskServ, TaskservRequest};
 use serde_json::json;
@@ -95,9 +96,16 @@ endpoint = "{{{{ server.address }}}}:{{{{ settings.port }}}}"
 /// The taskserv `name` as the registry builds it for a workspace in `ws`.
 fn load(ws: &Path, roots: &[std::path::PathBuf], name: &str) -> Arc<dyn TaskServ> {
     let mut reg = Registry::new();
-    prov_taskservs::register_extensions(&mut reg, roots).expect("extensions load");
+    prov_taskservs::register_extensions(&mut reg, &trees(roots)).expect("extensions load");
     let bound = reg.bind(ws.to_path_buf(), &Default::default());
     bound.taskserv(name).expect("registered")
+}
+
+/// Search-path entries for extension trees (as `PROV_EXTENSIONS_PATH` entries are).
+fn trees(dirs: &[std::path::PathBuf]) -> Vec<Root> {
+    dirs.iter()
+        .map(|d| Root::tree(d.clone(), Origin::Workspace))
+        .collect()
 }
 
 fn pid_of(server_root: &Path) -> i32 {
@@ -120,7 +128,8 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn catalog_is_built_in_and_the_workspace_overrides_it_by_name() {
     let ws = tempfile::tempdir().unwrap();
-    let roots = vec![ws.path().join("extensions")];
+    let dirs = vec![ws.path().join("extensions")];
+    let roots = trees(&dirs);
     let mut reg = Registry::new();
     prov_taskservs::register_all(&mut reg);
     prov_taskservs::register_extensions(&mut reg, &roots).unwrap();
@@ -148,7 +157,7 @@ fn catalog_is_built_in_and_the_workspace_overrides_it_by_name() {
 
     // A workspace extension of the same name wins over the catalog.
     write(
-        &roots[0],
+        &dirs[0],
         "taskservs/redis/manifest.toml",
         "[extension]\nname = \"redis\"\ntype = \"taskserv\"\nversion = \"9.9.9\"\n",
     );
@@ -172,7 +181,7 @@ fn catalog_is_built_in_and_the_workspace_overrides_it_by_name() {
     let e = bound.taskserv("nginx").err().unwrap().to_string();
     assert!(e.contains("unknown taskserv \"nginx\""), "{e}");
     assert!(
-        e.contains(&format!("{}", roots[0].join("taskservs").display())),
+        e.contains(&format!("{}", dirs[0].join("taskservs").display())),
         "{e}"
     );
     assert!(e.contains("the built-in catalog"), "{e}");

@@ -204,7 +204,14 @@ async fn a_taskserv_over_ssh() {
         &format!("rm -f {b}/state {b}/hello.txt\n"),
     );
     let mut reg = Registry::new();
-    prov_taskservs::register_extensions(&mut reg, &[ext.path().to_path_buf()]).unwrap();
+    prov_taskservs::register_extensions(
+        &mut reg,
+        &[prov_engine::extension::Root::tree(
+            ext.path().to_path_buf(),
+            prov_engine::extension::Origin::Workspace,
+        )],
+    )
+    .unwrap();
     let t = reg
         .bind(ws.path().to_path_buf(), &Default::default())
         .taskserv("hello")

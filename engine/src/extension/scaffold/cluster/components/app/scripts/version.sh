@@ -1,0 +1,1 @@
+cat "$PROV_STATE_DIR/version"

@@ -1,0 +1,4 @@
+# Exit 0: running, 3: installed but stopped, 4: not installed; prints version=.
+[ -f "$PROV_STATE_DIR/version" ] || exit 4
+echo "version=$(cat "$PROV_STATE_DIR/version")"
+if prov_pid_alive "$PIDFILE"; then exit 0; else exit 3; fi

@@ -1,0 +1,2 @@
+# Prints the installed version.
+cat "$PROV_STATE_DIR/version"

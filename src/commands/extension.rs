@@ -1,0 +1,509 @@
+//! `prov extension new|validate|test|register|unregister|list`: each calls the engine's
+//! `extension::{scaffold, check, unit, registered, discover_all}` (integration tests:
+//! `crate::exttest`) and renders text or JSON.
+
+use super::{CmdResult, Failure};
+use crate::cli::{ExtKind, ExtLang, ExtensionCommand};
+use crate::context::Context;
+use crate::render::table::table;
+use prov_engine::extension::check::{self, Finding, Report, Severity, Support};
+use prov_engine::extension::{
+    discover, discover_all, registered, Extension, ExtensionKind, Origin, Root,
+};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub fn run(ctx: &Context, cmd: ExtensionCommand) -> CmdResult {
+    match cmd {
+        ExtensionCommand::New {
+            kind,
+            name,
+            dir,
+            lang,
+        } => new(ctx, kind, &name, dir.as_deref(), lang),
+        ExtensionCommand::Test {
+            path,
+            unit,
+            integration,
+            update_expected,
+            json,
+        } => test(ctx, &path, unit, integration, update_expected, json),
+        ExtensionCommand::Validate {
+            path,
+            kind,
+            strict,
+            json,
+        } => validate(ctx, &path, kind, strict, json),
+        ExtensionCommand::Register {
+            path,
+            workspace,
+            strict,
+        } => register(ctx, &path, workspace, strict),
+        ExtensionCommand::Unregister {
+            name,
+            kind,
+            workspace,
+        } => unregister(ctx, &name, kind, workspace),
+        ExtensionCommand::List { kind, json } => list(ctx, kind, json),
+    }
+}
+
+/// The interface checks of the implementing crates, by kind.
+pub struct CrateSupport {
+    rt: tokio::runtime::Runtime,
+}
+
+impl CrateSupport {
+    pub fn new() -> Result<CrateSupport, Failure> {
+        Ok(CrateSupport {
+            rt: super::runtime()?,
+        })
+    }
+}
+
+impl Support for CrateSupport {
+    fn render(
+        &self,
+        _ext: &Extension,
+        template: &Path,
+        ctx: &serde_json::Value,
+    ) -> Result<String, String> {
+        // Every kind renders templates with the taskserv machinery (cluster components too).
+        prov_taskservs::render_template(template, ctx)
+    }
+
+    fn interface(&self, ext: &Extension) -> Vec<Finding> {
+        match ext.manifest.extension.kind {
+            ExtensionKind::Taskserv => prov_taskservs::check(ext),
+            ExtensionKind::Cluster => prov_clusters::check(ext),
+            ExtensionKind::Provider => {
+                // The program runs in a scratch workspace: validation leaves nothing behind.
+                let scratch = std::env::temp_dir().join(format!(
+                    "prov-extension-check-{}-{}",
+                    std::process::id(),
+                    ext.name
+                ));
+                let _ = std::fs::create_dir_all(&scratch);
+                let settings = example_settings(ext);
+                let out = self.rt.block_on(prov_providers::exec::check(
+                    ext, &settings, &scratch,
+                ));
+                let _ = std::fs::remove_dir_all(&scratch);
+                out
+            }
+        }
+    }
+}
+
+/// The first `[examples.NAME]` of the manifest (the settings a provider is asked `info` with).
+fn example_settings(ext: &Extension) -> serde_json::Value {
+    ext.manifest
+        .sections
+        .get("examples")
+        .and_then(|e| e.as_table())
+        .and_then(|t| t.values().next())
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// The extensions of every kind the workspace can use (precedence winners): what dependencies
+/// may name.
+pub fn known(roots: &[Root]) -> Result<Vec<Extension>, Failure> {
+    let mut out = Vec::new();
+    for kind in ExtensionKind::ALL {
+        out.extend(discover(roots, kind)?);
+    }
+    Ok(out)
+}
+
+/// Validates `path` against the workspace's search path.
+pub fn check_dir(
+    ctx: &Context,
+    path: &Path,
+    kind: Option<ExtensionKind>,
+) -> Result<Report, Failure> {
+    let dir = ctx.base.join(path);
+    let roots = ctx.extension_roots(&ctx.base)?;
+    let known = known(&roots)?;
+    Ok(check::validate(&dir, kind, &known, &CrateSupport::new()?))
+}
+
+fn validate(
+    ctx: &Context,
+    path: &Path,
+    kind: Option<ExtKind>,
+    strict: bool,
+    json: bool,
+) -> CmdResult {
+    let report = check_dir(ctx, path, kind.map(Into::into))?;
+    let passed = report.passed(strict);
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a Report,
+            strict: bool,
+            valid: bool,
+            errors: usize,
+            warnings: usize,
+        }
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                report: &report,
+                strict,
+                valid: passed,
+                errors: report.errors(),
+                warnings: report.warnings(),
+            })?
+        );
+    } else {
+        crate::out!("{}", render_report(&report, strict));
+    }
+    Ok(if passed { 0 } else { 1 })
+}
+
+/// `severity[rule] FILE:LINE: message` per finding, then a summary line.
+pub fn render_report(r: &Report, strict: bool) -> String {
+    let mut s = String::new();
+    for f in &r.findings {
+        s.push_str(&render_finding(&r.dir, f));
+        s.push('\n');
+    }
+    let what = match (&r.kind, &r.name) {
+        (Some(k), Some(n)) => format!(
+            "{k} {n} {}",
+            r.version.as_deref().unwrap_or_default()
+        ),
+        _ => "extension".into(),
+    };
+    let verdict = if r.passed(strict) {
+        "valid"
+    } else {
+        "invalid"
+    };
+    s.push_str(&format!(
+        "{} ({}): {verdict}: {} error{}, {} warning{}{}\n",
+        what.trim_end(),
+        r.dir.display(),
+        r.errors(),
+        if r.errors() == 1 { "" } else { "s" },
+        r.warnings(),
+        if r.warnings() == 1 { "" } else { "s" },
+        if strict && r.warnings() > 0 {
+            " (--strict: warnings fail)"
+        } else {
+            ""
+        }
+    ));
+    s
+}
+
+fn render_finding(dir: &Path, f: &Finding) -> String {
+    let sev = match f.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let loc = match &f.file {
+        None => String::new(),
+        Some(p) => {
+            let shown = p
+                .strip_prefix(dir)
+                .ok()
+                .filter(|r| !r.as_os_str().is_empty())
+                .unwrap_or(p);
+            match f.line {
+                Some(l) => format!(" {}:{l}:", shown.display()),
+                None => format!(" {}:", shown.display()),
+            }
+        }
+    };
+    format!("{sev}[{}]{loc} {}", f.rule.as_str(), f.message)
+}
+
+/// The registry file `register`/`unregister` edit.
+fn registry_file(ctx: &Context, workspace: bool) -> Result<PathBuf, Failure> {
+    if workspace {
+        return Ok(registered::workspace_file(&ctx.base));
+    }
+    registered::user_file().ok_or_else(|| {
+        Failure("no user registry: neither XDG_CONFIG_HOME nor HOME is set (use --workspace)".into())
+    })
+}
+
+fn register(ctx: &Context, path: &Path, workspace: bool, strict: bool) -> CmdResult {
+    let report = check_dir(ctx, path, None)?;
+    if !report.passed(strict) {
+        crate::errln!("{}", render_report(&report, strict).trim_end());
+        return Err(Failure(format!(
+            "{}: not registered: it does not validate",
+            report.dir.display()
+        )));
+    }
+    let ext = prov_engine::extension::read_manifest(&report.dir, None)?;
+    let file = registry_file(ctx, workspace)?;
+    let r = registered::register(&file, &ext)?;
+    crate::outln!(
+        "registered {} {} {} ({}) in {}{}",
+        r.entry.kind,
+        r.entry.name,
+        ext.manifest.extension.version,
+        r.entry.path,
+        file.display(),
+        match &r.replaced {
+            Some(old) => format!(" (replacing {})", old.path),
+            None => String::new(),
+        }
+    );
+    for f in &report.findings {
+        crate::errln!("{}", render_finding(&report.dir, f));
+    }
+    Ok(0)
+}
+
+fn unregister(ctx: &Context, name: &str, kind: Option<ExtKind>, workspace: bool) -> CmdResult {
+    let file = registry_file(ctx, workspace)?;
+    for e in registered::unregister(&file, name, kind.map(Into::into))? {
+        crate::outln!(
+            "unregistered {} {} ({}) from {}",
+            e.kind,
+            e.name,
+            e.path,
+            file.display()
+        );
+    }
+    Ok(0)
+}
+
+/// One row of `prov extension list`.
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    #[serde(rename = "type")]
+    kind: ExtensionKind,
+    version: String,
+    source: Origin,
+    path: PathBuf,
+    interface_version: Option<String>,
+    /// Whether this is the one a workspace uses (false: an earlier source has one of this name).
+    active: bool,
+    shadowed_by: Option<Origin>,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+}
+
+fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
+    let roots = ctx.extension_roots(&ctx.base)?;
+    let known = known(&roots)?;
+    let support = CrateSupport::new()?;
+    let kinds: Vec<ExtensionKind> = match kind {
+        Some(k) => vec![k.into()],
+        None => ExtensionKind::ALL.to_vec(),
+    };
+    let mut rows = Vec::new();
+    for k in kinds {
+        let mut winners: std::collections::BTreeMap<String, Origin> = Default::default();
+        for e in discover_all(&roots, k)? {
+            let shadowed_by = winners.get(e.name.as_str()).copied();
+            winners.entry(e.name.to_string()).or_insert(e.origin);
+            let report = check::validate(&e.dir, Some(k), &known, &support);
+            rows.push(Listed {
+                name: e.name.to_string(),
+                kind: k,
+                version: e.manifest.extension.version.clone(),
+                source: e.origin,
+                path: e.dir.clone(),
+                interface_version: e
+                    .manifest
+                    .sections
+                    .get("compatibility")
+                    .and_then(|c| c.get("interface_version"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                active: shadowed_by.is_none(),
+                shadowed_by,
+                valid: report.passed(false),
+                errors: report.errors(),
+                warnings: report.warnings(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    if json {
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.kind.to_string(),
+                r.version.clone(),
+                r.source.label().to_string(),
+                r.interface_version.clone().unwrap_or_else(|| "-".into()),
+                match (r.errors, r.warnings) {
+                    (0, 0) => "yes".into(),
+                    (0, w) => format!("yes ({w} warning{})", if w == 1 { "" } else { "s" }),
+                    (e, _) => format!("no ({e} error{})", if e == 1 { "" } else { "s" }),
+                },
+                match r.shadowed_by {
+                    None => "active".into(),
+                    Some(o) => format!("shadowed by {}", o.label()),
+                },
+                if r.source == Origin::Catalog {
+                    "built-in".into()
+                } else {
+                    r.path.display().to_string()
+                },
+            ]
+        })
+        .collect();
+    crate::out!(
+        "{}",
+        table(
+            &[
+                "NAME",
+                "TYPE",
+                "VERSION",
+                "SOURCE",
+                "INTERFACE",
+                "VALIDATES",
+                "STATUS",
+                "PATH"
+            ],
+            &body
+        )
+    );
+    crate::outln!(
+        "precedence (first wins): workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog"
+    );
+    Ok(0)
+}
+
+fn new(ctx: &Context, kind: ExtKind, name: &str, dir: Option<&Path>, lang: ExtLang) -> CmdResult {
+    let dir = ctx.base.join(dir.unwrap_or(Path::new(name)));
+    let lang = match lang {
+        ExtLang::Python => prov_engine::extension::scaffold::Lang::Python,
+        ExtLang::Bash => prov_engine::extension::scaffold::Lang::Bash,
+    };
+    let kind: ExtensionKind = kind.into();
+    let files = prov_engine::extension::scaffold::write(&dir, kind, name, lang)?;
+    crate::outln!(
+        "created {kind} {name} in {} ({} files)",
+        dir.display(),
+        files.len()
+    );
+    crate::outln!("next: prov extension validate --strict {0} && prov extension test {0}", dir.display());
+    Ok(0)
+}
+
+/// One test result, unit or integration, for output.
+#[derive(Serialize)]
+struct TestResult {
+    kind: &'static str,
+    group: String,
+    name: String,
+    passed: bool,
+    message: Option<String>,
+    seconds: Option<f64>,
+}
+
+fn test(
+    ctx: &Context,
+    path: &Path,
+    unit: bool,
+    integration: bool,
+    update: bool,
+    json: bool,
+) -> CmdResult {
+    let (unit, integration) = if !unit && !integration {
+        (true, true)
+    } else {
+        (unit, integration)
+    };
+    let dir = ctx.base.join(path);
+    let ext = prov_engine::extension::read_manifest(&dir, None)?;
+    let support = CrateSupport::new()?;
+    let mut results: Vec<TestResult> = Vec::new();
+    let line = |r: &TestResult| {
+        format!(
+            "{} {} {}: {}{}",
+            if r.passed { "ok  " } else { "FAIL" },
+            r.kind,
+            r.group,
+            r.name,
+            match &r.message {
+                Some(m) => format!("\n       {}", m.replace('\n', "\n       ")),
+                None => String::new(),
+            }
+        )
+    };
+    if unit {
+        for c in prov_engine::extension::unit::run(&ext, &support, update)? {
+            let r = TestResult {
+                kind: "unit",
+                group: c.group.to_string(),
+                name: c.name,
+                passed: c.passed,
+                message: c.message,
+                seconds: None,
+            };
+            if !json {
+                crate::outln!("{}", line(&r));
+            }
+            results.push(r);
+        }
+    }
+    if integration {
+        let mut report = |s: &crate::exttest::Step| {
+            if !json {
+                crate::outln!(
+                    "{} ({:.1}s)",
+                    line(&TestResult {
+                        kind: "integration",
+                        group: ext.manifest.extension.kind.to_string(),
+                        name: s.name.clone(),
+                        passed: s.passed,
+                        message: s.message.clone(),
+                        seconds: None,
+                    }),
+                    s.seconds
+                );
+            }
+        };
+        match crate::exttest::run(&ext, &mut report)? {
+            None => {
+                if !json {
+                    crate::outln!("(no tests/integration.toml: no integration tests)");
+                }
+            }
+            Some(steps) => results.extend(steps.into_iter().map(|s| TestResult {
+                kind: "integration",
+                group: ext.manifest.extension.kind.to_string(),
+                name: s.name,
+                passed: s.passed,
+                message: s.message,
+                seconds: Some(s.seconds),
+            })),
+        }
+    }
+    let passed = results.iter().filter(|r| r.passed).count();
+    let failed = results.len() - passed;
+    if json {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "extension": ext.name.as_str(),
+                "type": ext.manifest.extension.kind,
+                "passed": passed,
+                "failed": failed,
+                "results": results,
+            }))?
+        );
+    } else {
+        crate::outln!("{passed} passed, {failed} failed");
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}

@@ -1,0 +1,357 @@
+//! `prov extension`: skeletons of every kind (and both provider languages) pass
+//! `validate --strict` and `test` (unit and integration, on local sandboxes) unchanged; broken
+//! extensions get findings naming file, line and rule; the user registry (isolated through
+//! XDG_CONFIG_HOME) and the workspace registry with their precedence in `list`; a registered
+//! taskserv used by a workspace; every catalog extension valid under --strict with passing unit
+//! tests.
+
+use super::*;
+use serde_json::Value;
+
+/// `prov` with the user registry in `config` (never the real one).
+fn prov_cfg(dir: &Path, config: &Path, args: &[&str]) -> Run {
+    prov_in(
+        dir,
+        args,
+        &[
+            ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+            ("PROV_EXTENSIONS_PATH", ""),
+        ],
+    )
+}
+
+fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("work");
+    let cfg = t.path().join("config");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&cfg).unwrap();
+    (t, work, cfg)
+}
+
+/// `N passed, 0 failed` with N > 0, and the integration steps listed.
+fn all_passed(r: Run, steps: &[&str]) {
+    let r = r.ok().has(" passed, 0 failed");
+    for s in steps {
+        assert!(
+            r.stdout.contains(&format!("ok   integration")) && r.stdout.contains(&format!(": {s} (")),
+            "integration step {s} missing:\n{}",
+            r.stdout
+        );
+    }
+    let n: usize = r
+        .stdout
+        .lines()
+        .last()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n >= steps.len() + 3, "{}", r.stdout);
+}
+
+fn scaffold_passes(kind: &str, name: &str, extra: &[&str], steps: &[&str]) {
+    let (_t, work, cfg) = scratch();
+    let mut args = vec!["extension", "new", kind, name];
+    args.extend_from_slice(extra);
+    prov_cfg(&work, &cfg, &args)
+        .ok()
+        .has(&format!("created {kind} {name}"));
+    prov_cfg(&work, &cfg, &["extension", "validate", "--strict", name])
+        .ok()
+        .has("valid: 0 errors, 0 warnings");
+    let v: Value = serde_json::from_str(
+        &prov_cfg(&work, &cfg, &["extension", "validate", "--strict", "--json", name])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["type"], kind);
+    assert_eq!(v["findings"], serde_json::json!([]));
+    all_passed(prov_cfg(&work, &cfg, &["extension", "test", name]), steps);
+    // A second skeleton in the same place is refused; nothing is overwritten.
+    prov_cfg(&work, &cfg, &args).code(1).has("already exists");
+}
+
+#[test]
+fn taskserv_skeleton_validates_strict_and_passes_its_tests() {
+    scaffold_passes(
+        "taskserv",
+        "hello",
+        &[],
+        &["install", "status", "configure", "upgrade", "uninstall"],
+    );
+}
+
+#[test]
+fn cluster_skeleton_validates_strict_and_passes_its_tests() {
+    scaffold_passes(
+        "cluster",
+        "farm",
+        &[],
+        &["create", "status", "scale", "upgrade", "delete"],
+    );
+}
+
+#[test]
+fn provider_skeletons_validate_strict_and_pass_their_tests() {
+    let steps = ["create", "info", "stop", "start", "delete"];
+    scaffold_passes("provider", "pycloud", &[], &steps);
+    if Command::new("jq").arg("--version").output().is_ok() {
+        scaffold_passes("provider", "shcloud", &["--lang", "bash"], &steps);
+    } else {
+        assert!(
+            std::env::var("PROV_REQUIRE_ROOT_NET").as_deref() != Ok("1"),
+            "jq is missing"
+        );
+        println!("SKIPPED: the bash provider skeleton needs jq");
+    }
+}
+
+#[test]
+fn broken_extensions_name_file_line_and_rule() {
+    let (_t, work, cfg) = scratch();
+    prov_cfg(&work, &cfg, &["extension", "new", "taskserv", "broken"]).ok();
+    let d = work.join("broken");
+    let manifest = std::fs::read_to_string(d.join("manifest.toml")).unwrap();
+    std::fs::write(
+        d.join("manifest.toml"),
+        manifest
+            .replace("version = \"0.1.0\"", "version = \"0.1\"")
+            .replace(
+                "dependencies = []",
+                "dependencies = [\"nosuch\", { name = \"redis\", version = \">=99\" }]",
+            )
+            .replace("prov_version = \">=0.1.0\"", "prov_version = \">=99.0.0\""),
+    )
+    .unwrap();
+    std::fs::remove_file(d.join("scripts/status.sh")).unwrap();
+    std::fs::remove_file(d.join("API.md")).unwrap();
+    std::fs::write(
+        d.join("schemas/settings.ncl"),
+        "{\n  interval | Number | default = 5,\n  message | String | default = 7,\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("schemas/version.ncl"),
+        "{ name = \"broken\", source = { type = \"apt\" }, install = { binary_name = \"x\" } }\n",
+    )
+    .unwrap();
+    let r = prov_cfg(&work, &cfg, &["extension", "validate", "broken"])
+        .code(1)
+        .has("error[interface] scripts/status.sh: missing: a taskserv must implement `status`")
+        .has("error[version] manifest.toml:6: [extension] version \"0.1\" is not semantic versioning")
+        .has("error[dependency] manifest.toml:9: dependency taskserv \"nosuch\" is not found")
+        .has("needs version >=99")
+        .has("[compatibility] prov_version = \">=99.0.0\": prov here is")
+        .has("warning[documents] API.md: missing")
+        .has("does not satisfy the seed's TaskservVersion contract")
+        .has("needs `package`")
+        .has("invalid:");
+    assert!(
+        r.stdout.contains("error[schema] ") && r.stdout.contains("settings.ncl:3"),
+        "{}",
+        r.stdout
+    );
+    let v: Value = serde_json::from_str(
+        &prov_cfg(&work, &cfg, &["extension", "validate", "--json", "broken"])
+            .code(1)
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["valid"], false);
+    let findings = v["findings"].as_array().unwrap();
+    for rule in ["structure", "schema", "interface", "dependency", "version", "documents"] {
+        if rule == "structure" {
+            continue;
+        }
+        assert!(
+            findings.iter().any(|f| f["rule"] == rule),
+            "no {rule} finding: {v}"
+        );
+    }
+    let dep = findings
+        .iter()
+        .find(|f| f["rule"] == "dependency")
+        .unwrap();
+    assert!(dep["file"].as_str().unwrap().ends_with("manifest.toml"));
+    assert_eq!(dep["line"], 9);
+
+    // Only a missing document: valid, but not under --strict.
+    let (_t2, work2, cfg2) = scratch();
+    prov_cfg(&work2, &cfg2, &["extension", "new", "taskserv", "nodoc"]).ok();
+    std::fs::remove_file(work2.join("nodoc/EXAMPLES.md")).unwrap();
+    prov_cfg(&work2, &cfg2, &["extension", "validate", "nodoc"])
+        .ok()
+        .has("valid: 0 errors, 1 warning");
+    prov_cfg(&work2, &cfg2, &["extension", "validate", "--strict", "nodoc"])
+        .code(1)
+        .has("warning[documents] EXAMPLES.md: missing")
+        .has("(--strict: warnings fail)");
+    // The wrong --type, and a directory without a manifest.
+    prov_cfg(&work2, &cfg2, &["extension", "validate", "--type", "cluster", "nodoc"])
+        .code(1)
+        .has("expected \"cluster\"");
+    prov_cfg(&work2, &cfg2, &["extension", "validate", "."])
+        .code(1)
+        .has("error[structure] manifest.toml: missing");
+}
+
+#[test]
+fn registries_precedence_and_a_registered_taskserv_in_use() {
+    let (_t, work, cfg) = scratch();
+    prov_cfg(&work, &cfg, &["extension", "new", "taskserv", "beat"]).ok();
+    let user_file = cfg.join("prov/extensions.toml");
+
+    // An invalid extension is refused and nothing is written.
+    prov_cfg(&work, &cfg, &["extension", "new", "taskserv", "bad"]).ok();
+    std::fs::remove_file(work.join("bad/scripts/install.sh")).unwrap();
+    prov_cfg(&work, &cfg, &["extension", "register", "bad"])
+        .code(1)
+        .has("not registered: it does not validate")
+        .has("error[interface] scripts/install.sh");
+    assert!(!user_file.exists());
+
+    prov_cfg(&work, &cfg, &["extension", "register", "beat"])
+        .ok()
+        .has("registered taskserv beat 0.1.0")
+        .has(user_file.to_str().unwrap());
+    let text = std::fs::read_to_string(&user_file).unwrap();
+    assert!(text.contains("name = \"beat\"") && text.contains("type = \"taskserv\""), "{text}");
+
+    // A workspace that uses it: found through the user's registry.
+    let ws = work.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("main.ncl"),
+        r#"{
+  providers = { local = { isolation = "none", defaults = { plan = "small", zone = "local" } } },
+  servers = { s = { provider = "local", taskservs = { beat = { settings = { message = "m" } } } } },
+}"#,
+    )
+    .unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .ok()
+        .has("+ taskserv.s.beat");
+    let rows = |dir: &Path| -> Vec<Value> {
+        let v: Value = serde_json::from_str(
+            &prov_cfg(dir, &cfg, &["extension", "list", "--type", "taskserv", "--json"])
+                .ok()
+                .stdout,
+        )
+        .unwrap();
+        v.as_array().unwrap().clone()
+    };
+    let listed = rows(&ws);
+    let beat: Vec<&Value> = listed.iter().filter(|r| r["name"] == "beat").collect();
+    assert_eq!(beat.len(), 1, "{listed:?}");
+    assert_eq!(beat[0]["source"], "registered (user)");
+    assert_eq!(beat[0]["valid"], true);
+    assert_eq!(beat[0]["interface_version"], "^1");
+    let redis = listed.iter().find(|r| r["name"] == "redis").unwrap();
+    assert_eq!(redis["source"], "catalog");
+
+    // The same name in the workspace's registry wins over the user's, and its own
+    // extensions/ directory over both; `list` shows all three and which one is used.
+    let copy = ws.join("vendor/beat");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    assert!(Command::new("cp")
+        .args(["-r", work.join("beat").to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    prov_cfg(&ws, &cfg, &["extension", "register", "--workspace", "vendor/beat"])
+        .ok()
+        .has("(vendor/beat)");
+    let committed = std::fs::read_to_string(ws.join("extensions.toml")).unwrap();
+    assert!(committed.contains("path = \"vendor/beat\""), "{committed}");
+    let local = ws.join("extensions/taskservs/beat");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    assert!(Command::new("cp")
+        .args(["-r", work.join("beat").to_str().unwrap(), local.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    let listed = rows(&ws);
+    let beat: Vec<(String, bool)> = listed
+        .iter()
+        .filter(|r| r["name"] == "beat")
+        .map(|r| (r["source"].as_str().unwrap().to_string(), r["active"] == true))
+        .collect();
+    assert_eq!(
+        beat,
+        [
+            ("workspace".to_string(), true),
+            ("registered (workspace)".to_string(), false),
+            ("registered (user)".to_string(), false),
+        ]
+    );
+    prov_cfg(&ws, &cfg, &["extension", "list", "--type", "taskserv"])
+        .ok()
+        .has("shadowed by workspace")
+        .has("precedence (first wins): workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog");
+
+    // Unregistering; a name that is not registered lists what is.
+    prov_cfg(&ws, &cfg, &["extension", "unregister", "beat"])
+        .ok()
+        .has("unregistered taskserv beat");
+    prov_cfg(&ws, &cfg, &["extension", "unregister", "beat"])
+        .code(1)
+        .has("no registered extension named \"beat\": it registers nothing");
+    prov_cfg(&ws, &cfg, &["extension", "unregister", "--workspace", "beat", "--type", "taskserv"])
+        .ok();
+
+    // A registered directory that went away is an error naming the registry file.
+    prov_cfg(&work, &cfg, &["extension", "register", "beat"]).ok();
+    std::fs::remove_dir_all(work.join("beat")).unwrap();
+    std::fs::remove_dir_all(&local).unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has(user_file.to_str().unwrap())
+        .has("unregister beat");
+}
+
+#[test]
+fn every_catalog_extension_validates_strict_and_passes_its_unit_tests() {
+    let (_t, work, cfg) = scratch();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs: Vec<PathBuf> = ["taskservs/catalog", "clusters/catalog"]
+        .iter()
+        .flat_map(|c| std::fs::read_dir(root.join(c)).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 11, "{dirs:?}");
+    for d in &dirs {
+        let d = d.to_str().unwrap();
+        prov_cfg(&work, &cfg, &["extension", "validate", "--strict", d])
+            .ok()
+            .has("valid: 0 errors, 0 warnings");
+        let r = prov_cfg(&work, &cfg, &["extension", "test", "--unit", d])
+            .ok()
+            .has(" passed, 0 failed");
+        assert!(r.stdout.contains("ok   unit template"), "{d}: no template case\n{}", r.stdout);
+        assert!(r.stdout.contains("ok   unit settings"), "{d}: no settings case\n{}", r.stdout);
+    }
+    // The copies prov uses (the embedded catalog, written out) are the same extensions.
+    let v: Value = serde_json::from_str(
+        &prov_cfg(&work, &cfg, &["extension", "list", "--json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let catalog: Vec<&Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "catalog")
+        .collect();
+    assert_eq!(catalog.len(), dirs.len());
+    for r in catalog {
+        assert_eq!((r["valid"].clone(), r["warnings"].clone()), (Value::Bool(true), Value::from(0)), "{r}");
+        assert_eq!(r["interface_version"], "^1");
+    }
+}
