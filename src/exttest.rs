@@ -244,13 +244,22 @@ pub fn run(ext: &Extension, report: &mut dyn FnMut(&Step)) -> Result<Option<Vec<
     let missing = || format!("{}: no {section} section for this {kind}", file.display());
     let mut ws = Scratch::new(ext)?;
     Ok(Some(match kind {
-        ExtensionKind::Taskserv => taskserv(ext, spec.taskserv.ok_or_else(missing)?, &mut ws, report),
+        ExtensionKind::Taskserv => {
+            taskserv(ext, spec.taskserv.ok_or_else(missing)?, &mut ws, report)
+        }
         ExtensionKind::Cluster => cluster(ext, spec.cluster.ok_or_else(missing)?, &mut ws, report),
-        ExtensionKind::Provider => provider(ext, spec.provider.ok_or_else(missing)?, &mut ws, report),
+        ExtensionKind::Provider => {
+            provider(ext, spec.provider.ok_or_else(missing)?, &mut ws, report)
+        }
     }))
 }
 
-fn taskserv(ext: &Extension, t: TaskservTest, ws: &mut Scratch, report: &mut dyn FnMut(&Step)) -> Vec<Step> {
+fn taskserv(
+    ext: &Extension,
+    t: TaskservTest,
+    ws: &mut Scratch,
+    report: &mut dyn FnMut(&Step),
+) -> Vec<Step> {
     let name = ext.name.to_string();
     let main = |version: Option<&str>, settings: &toml::Table| {
         let v = version
@@ -270,11 +279,16 @@ fn taskserv(ext: &Extension, t: TaskservTest, ws: &mut Scratch, report: &mut dyn
             .ok_or_else(|| format!("`prov taskserv status` does not list {address}: {v}"))?;
         let r = &entry["result"];
         if !(r["installed"] == true && r["running"] == true && r["healthy"] != false) {
-            return Err(format!("{address} is not installed, running and healthy: {entry}"));
+            return Err(format!(
+                "{address} is not installed, running and healthy: {entry}"
+            ));
         }
         if let Some(w) = want {
             if r["version"].as_str() != Some(w) {
-                return Err(format!("{address}: version {} installed, {w} wanted", r["version"]));
+                return Err(format!(
+                    "{address}: version {} installed, {w} wanted",
+                    r["version"]
+                ));
             }
         }
         Ok(())
@@ -282,7 +296,10 @@ fn taskserv(ext: &Extension, t: TaskservTest, ws: &mut Scratch, report: &mut dyn
     let settled = |ws: &mut Scratch| -> Result<(), String> {
         match ws.prov(&["plan", "--detailed-exitcode", "--no-cost"]) {
             Out { code: 0, .. } => Ok(()),
-            o => Err(format!("the plan after the apply is not empty:\n{}{}", o.stdout, o.stderr)),
+            o => Err(format!(
+                "the plan after the apply is not empty:\n{}{}",
+                o.stdout, o.stderr
+            )),
         }
     };
     steps(
@@ -333,7 +350,12 @@ fn empty_state(ws: &mut Scratch) -> Result<(), String> {
     }
 }
 
-fn cluster(ext: &Extension, c: ClusterTest, ws: &mut Scratch, report: &mut dyn FnMut(&Step)) -> Vec<Step> {
+fn cluster(
+    ext: &Extension,
+    c: ClusterTest,
+    ws: &mut Scratch,
+    report: &mut dyn FnMut(&Step),
+) -> Vec<Step> {
     let name = ext.name.to_string();
     let servers: Vec<String> = (1..=c.servers).map(|i| format!("c{i}")).collect();
     let main = |version: &str, replicas: u32| {
@@ -361,33 +383,48 @@ fn cluster(ext: &Extension, c: ClusterTest, ws: &mut Scratch, report: &mut dyn F
             .iter()
             .flat_map(|r| r["components"].as_array().cloned().unwrap_or_default())
             .find(|x| x["name"] == c.component.as_str())
-            .ok_or_else(|| format!("`prov cluster status` does not list component {}", c.component))?;
+            .ok_or_else(|| {
+                format!(
+                    "`prov cluster status` does not list component {}",
+                    c.component
+                )
+            })?;
         let st = &comp["status"];
         if st["status"] != "running" {
             return Err(format!("component {} is not running: {comp}", c.component));
         }
         if st["replicas"].as_u64() != Some(u64::from(replicas)) {
-            return Err(format!("component {}: {} replicas running, {replicas} wanted", c.component, st["replicas"]));
+            return Err(format!(
+                "component {}: {} replicas running, {replicas} wanted",
+                c.component, st["replicas"]
+            ));
         }
         if st["version"].as_str() != Some(version) {
-            return Err(format!("component {}: version {} installed, {version} wanted", c.component, st["version"]));
+            return Err(format!(
+                "component {}: version {} installed, {version} wanted",
+                c.component, st["version"]
+            ));
         }
         Ok(())
     };
-    let apply = |ws: &mut Scratch, version: &str, replicas: u32, must: &str| -> Result<(), String> {
-        ws.write(&main(version, replicas))?;
-        if !must.is_empty() {
-            let plan = ws.ok(&["plan", "--no-cost"])?;
-            if !plan.contains(must) {
-                return Err(format!("the plan does not {must}:\n{plan}"));
+    let apply =
+        |ws: &mut Scratch, version: &str, replicas: u32, must: &str| -> Result<(), String> {
+            ws.write(&main(version, replicas))?;
+            if !must.is_empty() {
+                let plan = ws.ok(&["plan", "--no-cost"])?;
+                if !plan.contains(must) {
+                    return Err(format!("the plan does not {must}:\n{plan}"));
+                }
             }
-        }
-        ws.ok(&["apply", "--auto-approve", "--no-cost"])?;
-        match ws.prov(&["plan", "--detailed-exitcode", "--no-cost"]) {
-            Out { code: 0, .. } => Ok(()),
-            o => Err(format!("the plan after the apply is not empty:\n{}{}", o.stdout, o.stderr)),
-        }
-    };
+            ws.ok(&["apply", "--auto-approve", "--no-cost"])?;
+            match ws.prov(&["plan", "--detailed-exitcode", "--no-cost"]) {
+                Out { code: 0, .. } => Ok(()),
+                o => Err(format!(
+                    "the plan after the apply is not empty:\n{}{}",
+                    o.stdout, o.stderr
+                )),
+            }
+        };
     steps(
         &["create", "status", "scale", "upgrade", "delete"],
         report,
@@ -411,7 +448,12 @@ fn cluster(ext: &Extension, c: ClusterTest, ws: &mut Scratch, report: &mut dyn F
     )
 }
 
-fn provider(ext: &Extension, p: ProviderTest, ws: &mut Scratch, report: &mut dyn FnMut(&Step)) -> Vec<Step> {
+fn provider(
+    ext: &Extension,
+    p: ProviderTest,
+    ws: &mut Scratch,
+    report: &mut dyn FnMut(&Step),
+) -> Vec<Step> {
     let name = ext.name.to_string();
     let main = format!(
         "{{\n  providers = {{ \"{name}\" = {} }},\n  servers = {{ p1 = {{ provider = \"{name}\", plan = {}, zone = {} }} }},\n}}\n",
@@ -440,7 +482,10 @@ fn provider(ext: &Extension, p: ProviderTest, ws: &mut Scratch, report: &mut dyn
                 ws.ok(&["apply", "--auto-approve"])?;
                 match ws.prov(&["plan", "--detailed-exitcode"]) {
                     Out { code: 0, .. } => Ok(()),
-                    o => Err(format!("the plan after the apply is not empty:\n{}{}", o.stdout, o.stderr)),
+                    o => Err(format!(
+                        "the plan after the apply is not empty:\n{}{}",
+                        o.stdout, o.stderr
+                    )),
                 }
             }
             1 => state_is(ws, "running"),

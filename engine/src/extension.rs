@@ -398,10 +398,7 @@ pub fn discover(roots: &[Root], kind: ExtensionKind) -> Result<Vec<Extension>, E
 
 /// Every extension of `kind` under `roots` in precedence order, shadowed ones included (what
 /// `prov extension list` shows).
-pub fn discover_all(
-    roots: &[Root],
-    kind: ExtensionKind,
-) -> Result<Vec<Extension>, ExtensionError> {
+pub fn discover_all(roots: &[Root], kind: ExtensionKind) -> Result<Vec<Extension>, ExtensionError> {
     let mut out = Vec::new();
     for root in roots {
         match &root.place {
@@ -528,9 +525,12 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"p\"\ntype = \"taskserv\"\nversion = \"1\"\n",
         );
-        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
-            .unwrap_err()
-            .to_string();
+        let e = discover(
+            &[Root::tree(a.path().to_path_buf(), Origin::Workspace)],
+            ExtensionKind::Provider,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("providers/p/manifest.toml"), "{e}");
         assert!(e.contains("expected \"provider\""), "{e}");
 
@@ -539,9 +539,12 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"p\"\n\ntype = = \"provider\"\n",
         );
-        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
-            .unwrap_err()
-            .to_string();
+        let e = discover(
+            &[Root::tree(a.path().to_path_buf(), Origin::Workspace)],
+            ExtensionKind::Provider,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 4"), "{e}");
 
         write(
@@ -549,9 +552,12 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"p\"\ntype = \"provider\"\n",
         );
-        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
-            .unwrap_err()
-            .to_string();
+        let e = discover(
+            &[Root::tree(a.path().to_path_buf(), Origin::Workspace)],
+            ExtensionKind::Provider,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("version"), "{e}");
 
         write(
@@ -559,9 +565,12 @@ mod tests {
             "providers/p/manifest.toml",
             "[extension]\nname = \"Bad Name\"\ntype = \"provider\"\nversion = \"1\"\n",
         );
-        let e = discover(&[Root::tree(a.path().to_path_buf(), Origin::Workspace)], ExtensionKind::Provider)
-            .unwrap_err()
-            .to_string();
+        let e = discover(
+            &[Root::tree(a.path().to_path_buf(), Origin::Workspace)],
+            ExtensionKind::Provider,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("Bad Name"), "{e}");
     }
 }

@@ -14,7 +14,6 @@ pub mod upcloud;
 use prov_engine::extension::ExtensionError;
 use prov_engine::registry::Registry;
 
-
 /// Registers every built-in provider of this crate under its name (`sim`, `local`, `upcloud`,
 /// and `aws` when built with the `aws` feature).
 pub fn register_all(reg: &mut Registry) {
@@ -29,6 +28,9 @@ pub fn register_all(reg: &mut Registry) {
 /// `prov_engine::extension::search_path`): each becomes an `exec` provider under its manifest's
 /// name. A broken manifest, or a name that is already a built-in provider, is an error naming
 /// the directory.
-pub fn register_extensions(reg: &mut Registry, roots: &[prov_engine::extension::Root]) -> Result<(), ExtensionError> {
+pub fn register_extensions(
+    reg: &mut Registry,
+    roots: &[prov_engine::extension::Root],
+) -> Result<(), ExtensionError> {
     exec::register(reg, roots)
 }

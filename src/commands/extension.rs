@@ -85,9 +85,9 @@ impl Support for CrateSupport {
                 ));
                 let _ = std::fs::create_dir_all(&scratch);
                 let settings = example_settings(ext);
-                let out = self.rt.block_on(prov_providers::exec::check(
-                    ext, &settings, &scratch,
-                ));
+                let out = self
+                    .rt
+                    .block_on(prov_providers::exec::check(ext, &settings, &scratch));
                 let _ = std::fs::remove_dir_all(&scratch);
                 out
             }
@@ -171,17 +171,10 @@ pub fn render_report(r: &Report, strict: bool) -> String {
         s.push('\n');
     }
     let what = match (&r.kind, &r.name) {
-        (Some(k), Some(n)) => format!(
-            "{k} {n} {}",
-            r.version.as_deref().unwrap_or_default()
-        ),
+        (Some(k), Some(n)) => format!("{k} {n} {}", r.version.as_deref().unwrap_or_default()),
         _ => "extension".into(),
     };
-    let verdict = if r.passed(strict) {
-        "valid"
-    } else {
-        "invalid"
-    };
+    let verdict = if r.passed(strict) { "valid" } else { "invalid" };
     s.push_str(&format!(
         "{} ({}): {verdict}: {} error{}, {} warning{}{}\n",
         what.trim_end(),
@@ -227,7 +220,9 @@ fn registry_file(ctx: &Context, workspace: bool) -> Result<PathBuf, Failure> {
         return Ok(registered::workspace_file(&ctx.base));
     }
     registered::user_file().ok_or_else(|| {
-        Failure("no user registry: neither XDG_CONFIG_HOME nor HOME is set (use --workspace)".into())
+        Failure(
+            "no user registry: neither XDG_CONFIG_HOME nor HOME is set (use --workspace)".into(),
+        )
     })
 }
 
@@ -395,7 +390,10 @@ fn new(ctx: &Context, kind: ExtKind, name: &str, dir: Option<&Path>, lang: ExtLa
         dir.display(),
         files.len()
     );
-    crate::outln!("next: prov extension validate --strict {0} && prov extension test {0}", dir.display());
+    crate::outln!(
+        "next: prov extension validate --strict {0} && prov extension test {0}",
+        dir.display()
+    );
     Ok(0)
 }
 

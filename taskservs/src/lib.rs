@@ -100,7 +100,13 @@ pub fn check(ext: &Extension) -> Vec<prov_engine::extension::check::Finding> {
     let manifest = ext.dir.join("manifest.toml");
     let spec = match ext::spec_of(ext) {
         Ok(s) => s,
-        Err(e) => return vec![Finding::error(Rule::Interface, Some(manifest), e.to_string())],
+        Err(e) => {
+            return vec![Finding::error(
+                Rule::Interface,
+                Some(manifest),
+                e.to_string(),
+            )]
+        }
     };
     let text = std::fs::read_to_string(&manifest).unwrap_or_default();
     spec.files
@@ -122,7 +128,10 @@ pub fn check(ext: &Extension) -> Vec<prov_engine::extension::check::Finding> {
 
 /// Renders the template file `template` with `ctx` as apply does (strict undefineds, trailing
 /// newline kept); errors name the template file and line. For `prov extension test --unit`.
-pub fn render_template(template: &std::path::Path, ctx: &serde_json::Value) -> Result<String, String> {
+pub fn render_template(
+    template: &std::path::Path,
+    ctx: &serde_json::Value,
+) -> Result<String, String> {
     let shown = template.display().to_string();
     let src = std::fs::read_to_string(template).map_err(|e| format!("{shown}: {e}"))?;
     ext::render_file(&shown, &src, ctx)

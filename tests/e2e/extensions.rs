@@ -34,7 +34,7 @@ fn all_passed(r: Run, steps: &[&str]) {
     let r = r.ok().has(" passed, 0 failed");
     for s in steps {
         assert!(
-            r.stdout.contains(&format!("ok   integration")) && r.stdout.contains(&format!(": {s} (")),
+            r.stdout.contains("ok   integration") && r.stdout.contains(&format!(": {s} (")),
             "integration step {s} missing:\n{}",
             r.stdout
         );
@@ -63,9 +63,13 @@ fn scaffold_passes(kind: &str, name: &str, extra: &[&str], steps: &[&str]) {
         .ok()
         .has("valid: 0 errors, 0 warnings");
     let v: Value = serde_json::from_str(
-        &prov_cfg(&work, &cfg, &["extension", "validate", "--strict", "--json", name])
-            .ok()
-            .stdout,
+        &prov_cfg(
+            &work,
+            &cfg,
+            &["extension", "validate", "--strict", "--json", name],
+        )
+        .ok()
+        .stdout,
     )
     .unwrap();
     assert_eq!(v["valid"], true);
@@ -164,7 +168,14 @@ fn broken_extensions_name_file_line_and_rule() {
     .unwrap();
     assert_eq!(v["valid"], false);
     let findings = v["findings"].as_array().unwrap();
-    for rule in ["structure", "schema", "interface", "dependency", "version", "documents"] {
+    for rule in [
+        "structure",
+        "schema",
+        "interface",
+        "dependency",
+        "version",
+        "documents",
+    ] {
         if rule == "structure" {
             continue;
         }
@@ -173,10 +184,7 @@ fn broken_extensions_name_file_line_and_rule() {
             "no {rule} finding: {v}"
         );
     }
-    let dep = findings
-        .iter()
-        .find(|f| f["rule"] == "dependency")
-        .unwrap();
+    let dep = findings.iter().find(|f| f["rule"] == "dependency").unwrap();
     assert!(dep["file"].as_str().unwrap().ends_with("manifest.toml"));
     assert_eq!(dep["line"], 9);
 
@@ -187,14 +195,22 @@ fn broken_extensions_name_file_line_and_rule() {
     prov_cfg(&work2, &cfg2, &["extension", "validate", "nodoc"])
         .ok()
         .has("valid: 0 errors, 1 warning");
-    prov_cfg(&work2, &cfg2, &["extension", "validate", "--strict", "nodoc"])
-        .code(1)
-        .has("warning[documents] EXAMPLES.md: missing")
-        .has("(--strict: warnings fail)");
+    prov_cfg(
+        &work2,
+        &cfg2,
+        &["extension", "validate", "--strict", "nodoc"],
+    )
+    .code(1)
+    .has("warning[documents] EXAMPLES.md: missing")
+    .has("(--strict: warnings fail)");
     // The wrong --type, and a directory without a manifest.
-    prov_cfg(&work2, &cfg2, &["extension", "validate", "--type", "cluster", "nodoc"])
-        .code(1)
-        .has("expected \"cluster\"");
+    prov_cfg(
+        &work2,
+        &cfg2,
+        &["extension", "validate", "--type", "cluster", "nodoc"],
+    )
+    .code(1)
+    .has("expected \"cluster\"");
     prov_cfg(&work2, &cfg2, &["extension", "validate", "."])
         .code(1)
         .has("error[structure] manifest.toml: missing");
@@ -220,7 +236,10 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
         .has("registered taskserv beat 0.1.0")
         .has(user_file.to_str().unwrap());
     let text = std::fs::read_to_string(&user_file).unwrap();
-    assert!(text.contains("name = \"beat\"") && text.contains("type = \"taskserv\""), "{text}");
+    assert!(
+        text.contains("name = \"beat\"") && text.contains("type = \"taskserv\""),
+        "{text}"
+    );
 
     // A workspace that uses it: found through the user's registry.
     let ws = work.join("ws");
@@ -238,9 +257,13 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
         .has("+ taskserv.s.beat");
     let rows = |dir: &Path| -> Vec<Value> {
         let v: Value = serde_json::from_str(
-            &prov_cfg(dir, &cfg, &["extension", "list", "--type", "taskserv", "--json"])
-                .ok()
-                .stdout,
+            &prov_cfg(
+                dir,
+                &cfg,
+                &["extension", "list", "--type", "taskserv", "--json"],
+            )
+            .ok()
+            .stdout,
         )
         .unwrap();
         v.as_array().unwrap().clone()
@@ -259,19 +282,31 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
     let copy = ws.join("vendor/beat");
     std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
     assert!(Command::new("cp")
-        .args(["-r", work.join("beat").to_str().unwrap(), copy.to_str().unwrap()])
+        .args([
+            "-r",
+            work.join("beat").to_str().unwrap(),
+            copy.to_str().unwrap()
+        ])
         .status()
         .unwrap()
         .success());
-    prov_cfg(&ws, &cfg, &["extension", "register", "--workspace", "vendor/beat"])
-        .ok()
-        .has("(vendor/beat)");
+    prov_cfg(
+        &ws,
+        &cfg,
+        &["extension", "register", "--workspace", "vendor/beat"],
+    )
+    .ok()
+    .has("(vendor/beat)");
     let committed = std::fs::read_to_string(ws.join("extensions.toml")).unwrap();
     assert!(committed.contains("path = \"vendor/beat\""), "{committed}");
     let local = ws.join("extensions/taskservs/beat");
     std::fs::create_dir_all(local.parent().unwrap()).unwrap();
     assert!(Command::new("cp")
-        .args(["-r", work.join("beat").to_str().unwrap(), local.to_str().unwrap()])
+        .args([
+            "-r",
+            work.join("beat").to_str().unwrap(),
+            local.to_str().unwrap()
+        ])
         .status()
         .unwrap()
         .success());
@@ -279,7 +314,12 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
     let beat: Vec<(String, bool)> = listed
         .iter()
         .filter(|r| r["name"] == "beat")
-        .map(|r| (r["source"].as_str().unwrap().to_string(), r["active"] == true))
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap().to_string(),
+                r["active"] == true,
+            )
+        })
         .collect();
     assert_eq!(
         beat,
@@ -301,8 +341,19 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
     prov_cfg(&ws, &cfg, &["extension", "unregister", "beat"])
         .code(1)
         .has("no registered extension named \"beat\": it registers nothing");
-    prov_cfg(&ws, &cfg, &["extension", "unregister", "--workspace", "beat", "--type", "taskserv"])
-        .ok();
+    prov_cfg(
+        &ws,
+        &cfg,
+        &[
+            "extension",
+            "unregister",
+            "--workspace",
+            "beat",
+            "--type",
+            "taskserv",
+        ],
+    )
+    .ok();
 
     // A registered directory that went away is an error naming the registry file.
     prov_cfg(&work, &cfg, &["extension", "register", "beat"]).ok();
@@ -333,8 +384,16 @@ fn every_catalog_extension_validates_strict_and_passes_its_unit_tests() {
         let r = prov_cfg(&work, &cfg, &["extension", "test", "--unit", d])
             .ok()
             .has(" passed, 0 failed");
-        assert!(r.stdout.contains("ok   unit template"), "{d}: no template case\n{}", r.stdout);
-        assert!(r.stdout.contains("ok   unit settings"), "{d}: no settings case\n{}", r.stdout);
+        assert!(
+            r.stdout.contains("ok   unit template"),
+            "{d}: no template case\n{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("ok   unit settings"),
+            "{d}: no settings case\n{}",
+            r.stdout
+        );
     }
     // The copies prov uses (the embedded catalog, written out) are the same extensions.
     let v: Value = serde_json::from_str(
@@ -351,7 +410,11 @@ fn every_catalog_extension_validates_strict_and_passes_its_unit_tests() {
         .collect();
     assert_eq!(catalog.len(), dirs.len());
     for r in catalog {
-        assert_eq!((r["valid"].clone(), r["warnings"].clone()), (Value::Bool(true), Value::from(0)), "{r}");
+        assert_eq!(
+            (r["valid"].clone(), r["warnings"].clone()),
+            (Value::Bool(true), Value::from(0)),
+            "{r}"
+        );
         assert_eq!(r["interface_version"], "^1");
     }
 }

@@ -263,7 +263,11 @@ fn structure(ext: &Extension, f: &mut Vec<Finding>) {
             ));
         }
     };
-    need_dir("schemas", f, "Nickel schemas of the extension (schemas/*.ncl)");
+    need_dir(
+        "schemas",
+        f,
+        "Nickel schemas of the extension (schemas/*.ncl)",
+    );
     if !d.join("tests").is_dir() {
         f.push(Finding::warning(
             Rule::Structure,
@@ -575,10 +579,11 @@ fn dependency(ext: &Extension, text: &str, known: &[Extension], f: &mut Vec<Find
         let line = line_of(text, &format!("\"{}\"", d.name));
         let req = match &d.version {
             None => None,
-            Some(r) => match semver::VersionReq::parse(r) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    f.push(
+            Some(r) => {
+                match semver::VersionReq::parse(r) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        f.push(
                         Finding::error(
                             Rule::Dependency,
                             Some(manifest.clone()),
@@ -586,9 +591,10 @@ fn dependency(ext: &Extension, text: &str, known: &[Extension], f: &mut Vec<Find
                         )
                         .at(line),
                     );
-                    continue;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if d.name == ext.name.as_str() && kind == own {
             f.push(
@@ -707,7 +713,9 @@ fn version(ext: &Extension, text: &str, f: &mut Vec<Finding>) {
             Finding::error(
                 Rule::Version,
                 Some(manifest.clone()),
-                format!("[extension] version {v:?} is not semantic versioning (MAJOR.MINOR.PATCH): {e}"),
+                format!(
+                    "[extension] version {v:?} is not semantic versioning (MAJOR.MINOR.PATCH): {e}"
+                ),
             )
             .at(line_of(text, "version")),
         );
@@ -834,9 +842,10 @@ fn documents(ext: &Extension, f: &mut Vec<Finding>) {
         match *doc {
             "API.md" => {
                 for s in API_SECTIONS {
-                    if !text.lines().any(|l| {
-                        l.trim_start_matches('#').trim() == *s && l.starts_with("##")
-                    }) {
+                    if !text
+                        .lines()
+                        .any(|l| l.trim_start_matches('#').trim() == *s && l.starts_with("##"))
+                    {
                         f.push(Finding::warning(
                             Rule::Documents,
                             Some(p.clone()),
@@ -862,11 +871,7 @@ fn documents(ext: &Extension, f: &mut Vec<Finding>) {
 
 /// Validates every extension `known` holds of an [`Origin`] in `origins` (the catalog's, for
 /// CI). Shorthand for the callers that check many.
-pub fn validate_all(
-    known: &[Extension],
-    origins: &[Origin],
-    support: &dyn Support,
-) -> Vec<Report> {
+pub fn validate_all(known: &[Extension], origins: &[Origin], support: &dyn Support) -> Vec<Report> {
     known
         .iter()
         .filter(|e| origins.contains(&e.origin))

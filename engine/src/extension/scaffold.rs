@@ -27,44 +27,172 @@ const CHANGELOG: &str = include_str!("scaffold/common/CHANGELOG.md");
 
 /// (path, contents, executable) of each kind's own files; `@NAME@` is replaced.
 const TASKSERV: &[(&str, &str, bool)] = &[
-    ("manifest.toml", include_str!("scaffold/taskserv/manifest.toml"), false),
-    ("schemas/settings.ncl", include_str!("scaffold/taskserv/schemas/settings.ncl"), false),
-    ("schemas/version.ncl", include_str!("scaffold/taskserv/schemas/version.ncl"), false),
-    ("templates/@NAME@.conf.j2", include_str!("scaffold/taskserv/templates/@NAME@.conf.j2"), false),
-    ("scripts/lib.sh", include_str!("scaffold/taskserv/scripts/lib.sh"), false),
-    ("scripts/install.sh", include_str!("scaffold/taskserv/scripts/install.sh"), false),
-    ("scripts/configure.sh", include_str!("scaffold/taskserv/scripts/configure.sh"), false),
-    ("scripts/upgrade.sh", include_str!("scaffold/taskserv/scripts/upgrade.sh"), false),
-    ("scripts/status.sh", include_str!("scaffold/taskserv/scripts/status.sh"), false),
-    ("scripts/version.sh", include_str!("scaffold/taskserv/scripts/version.sh"), false),
-    ("scripts/uninstall.sh", include_str!("scaffold/taskserv/scripts/uninstall.sh"), false),
-    ("tests/unit.toml", include_str!("scaffold/taskserv/tests/unit.toml"), false),
-    ("tests/expected/@NAME@.conf", include_str!("scaffold/taskserv/tests/expected/@NAME@.conf"), false),
-    ("tests/integration.toml", include_str!("scaffold/taskserv/tests/integration.toml"), false),
+    (
+        "manifest.toml",
+        include_str!("scaffold/taskserv/manifest.toml"),
+        false,
+    ),
+    (
+        "schemas/settings.ncl",
+        include_str!("scaffold/taskserv/schemas/settings.ncl"),
+        false,
+    ),
+    (
+        "schemas/version.ncl",
+        include_str!("scaffold/taskserv/schemas/version.ncl"),
+        false,
+    ),
+    (
+        "templates/@NAME@.conf.j2",
+        include_str!("scaffold/taskserv/templates/@NAME@.conf.j2"),
+        false,
+    ),
+    (
+        "scripts/lib.sh",
+        include_str!("scaffold/taskserv/scripts/lib.sh"),
+        false,
+    ),
+    (
+        "scripts/install.sh",
+        include_str!("scaffold/taskserv/scripts/install.sh"),
+        false,
+    ),
+    (
+        "scripts/configure.sh",
+        include_str!("scaffold/taskserv/scripts/configure.sh"),
+        false,
+    ),
+    (
+        "scripts/upgrade.sh",
+        include_str!("scaffold/taskserv/scripts/upgrade.sh"),
+        false,
+    ),
+    (
+        "scripts/status.sh",
+        include_str!("scaffold/taskserv/scripts/status.sh"),
+        false,
+    ),
+    (
+        "scripts/version.sh",
+        include_str!("scaffold/taskserv/scripts/version.sh"),
+        false,
+    ),
+    (
+        "scripts/uninstall.sh",
+        include_str!("scaffold/taskserv/scripts/uninstall.sh"),
+        false,
+    ),
+    (
+        "tests/unit.toml",
+        include_str!("scaffold/taskserv/tests/unit.toml"),
+        false,
+    ),
+    (
+        "tests/expected/@NAME@.conf",
+        include_str!("scaffold/taskserv/tests/expected/@NAME@.conf"),
+        false,
+    ),
+    (
+        "tests/integration.toml",
+        include_str!("scaffold/taskserv/tests/integration.toml"),
+        false,
+    ),
 ];
 
 const CLUSTER: &[(&str, &str, bool)] = &[
-    ("manifest.toml", include_str!("scaffold/cluster/manifest.toml"), false),
-    ("schemas/cluster.ncl", include_str!("scaffold/cluster/schemas/cluster.ncl"), false),
-    ("components/app/schemas/settings.ncl", include_str!("scaffold/cluster/components/app/schemas/settings.ncl"), false),
-    ("components/app/templates/app.conf.j2", include_str!("scaffold/cluster/components/app/templates/app.conf.j2"), false),
-    ("components/app/scripts/lib.sh", include_str!("scaffold/cluster/components/app/scripts/lib.sh"), false),
-    ("components/app/scripts/deploy.sh", include_str!("scaffold/cluster/components/app/scripts/deploy.sh"), false),
-    ("components/app/scripts/configure.sh", include_str!("scaffold/cluster/components/app/scripts/configure.sh"), false),
-    ("components/app/scripts/upgrade.sh", include_str!("scaffold/cluster/components/app/scripts/upgrade.sh"), false),
-    ("components/app/scripts/status.sh", include_str!("scaffold/cluster/components/app/scripts/status.sh"), false),
-    ("components/app/scripts/version.sh", include_str!("scaffold/cluster/components/app/scripts/version.sh"), false),
-    ("components/app/scripts/remove.sh", include_str!("scaffold/cluster/components/app/scripts/remove.sh"), false),
-    ("tests/unit.toml", include_str!("scaffold/cluster/tests/unit.toml"), false),
-    ("tests/expected/app.conf", include_str!("scaffold/cluster/tests/expected/app.conf"), false),
-    ("tests/integration.toml", include_str!("scaffold/cluster/tests/integration.toml"), false),
+    (
+        "manifest.toml",
+        include_str!("scaffold/cluster/manifest.toml"),
+        false,
+    ),
+    (
+        "schemas/cluster.ncl",
+        include_str!("scaffold/cluster/schemas/cluster.ncl"),
+        false,
+    ),
+    (
+        "components/app/schemas/settings.ncl",
+        include_str!("scaffold/cluster/components/app/schemas/settings.ncl"),
+        false,
+    ),
+    (
+        "components/app/templates/app.conf.j2",
+        include_str!("scaffold/cluster/components/app/templates/app.conf.j2"),
+        false,
+    ),
+    (
+        "components/app/scripts/lib.sh",
+        include_str!("scaffold/cluster/components/app/scripts/lib.sh"),
+        false,
+    ),
+    (
+        "components/app/scripts/deploy.sh",
+        include_str!("scaffold/cluster/components/app/scripts/deploy.sh"),
+        false,
+    ),
+    (
+        "components/app/scripts/configure.sh",
+        include_str!("scaffold/cluster/components/app/scripts/configure.sh"),
+        false,
+    ),
+    (
+        "components/app/scripts/upgrade.sh",
+        include_str!("scaffold/cluster/components/app/scripts/upgrade.sh"),
+        false,
+    ),
+    (
+        "components/app/scripts/status.sh",
+        include_str!("scaffold/cluster/components/app/scripts/status.sh"),
+        false,
+    ),
+    (
+        "components/app/scripts/version.sh",
+        include_str!("scaffold/cluster/components/app/scripts/version.sh"),
+        false,
+    ),
+    (
+        "components/app/scripts/remove.sh",
+        include_str!("scaffold/cluster/components/app/scripts/remove.sh"),
+        false,
+    ),
+    (
+        "tests/unit.toml",
+        include_str!("scaffold/cluster/tests/unit.toml"),
+        false,
+    ),
+    (
+        "tests/expected/app.conf",
+        include_str!("scaffold/cluster/tests/expected/app.conf"),
+        false,
+    ),
+    (
+        "tests/integration.toml",
+        include_str!("scaffold/cluster/tests/integration.toml"),
+        false,
+    ),
 ];
 
 const PROVIDER: &[(&str, &str, bool)] = &[
-    ("manifest.toml", include_str!("scaffold/provider/manifest.toml"), false),
-    ("schemas/settings.ncl", include_str!("scaffold/provider/schemas/settings.ncl"), false),
-    ("tests/unit.toml", include_str!("scaffold/provider/tests/unit.toml"), false),
-    ("tests/integration.toml", include_str!("scaffold/provider/tests/integration.toml"), false),
+    (
+        "manifest.toml",
+        include_str!("scaffold/provider/manifest.toml"),
+        false,
+    ),
+    (
+        "schemas/settings.ncl",
+        include_str!("scaffold/provider/schemas/settings.ncl"),
+        false,
+    ),
+    (
+        "tests/unit.toml",
+        include_str!("scaffold/provider/tests/unit.toml"),
+        false,
+    ),
+    (
+        "tests/integration.toml",
+        include_str!("scaffold/provider/tests/integration.toml"),
+        false,
+    ),
 ];
 
 /// What the documents say per kind: (summary, usage, configuration, API reference, examples).

@@ -161,7 +161,9 @@ fn judge(
         (Expect::Fail, Err(e)) => match error {
             Some(want) if !e.contains(want) => (
                 false,
-                Some(format!("refused, but the error does not mention {want:?}: {e}")),
+                Some(format!(
+                    "refused, but the error does not mention {want:?}: {e}"
+                )),
             ),
             _ => (true, None),
         },
@@ -292,10 +294,7 @@ fn first_difference(expected: &str, got: &str, file: &Path) -> String {
             );
         }
     }
-    format!(
-        "differs from {} in its final newline",
-        file.display()
-    )
+    format!("differs from {} in its final newline", file.display())
 }
 
 fn shell_scripts(dir: &Path) -> Vec<PathBuf> {
@@ -402,7 +401,10 @@ mod tests {
     #[test]
     fn differences_name_the_line() {
         let m = first_difference("a\nb\n", "a\nc\n", Path::new("e"));
-        assert!(m.contains("line 2") && m.contains("\"b\"") && m.contains("\"c\""), "{m}");
+        assert!(
+            m.contains("line 2") && m.contains("\"b\"") && m.contains("\"c\""),
+            "{m}"
+        );
         let m = first_difference("a\n", "a", Path::new("e"));
         assert!(m.contains("final newline"), "{m}");
     }

@@ -28,7 +28,13 @@ pub async fn check(
     let manifest = ext.dir.join("manifest.toml");
     let spec = match ExecSpec::from_extension(ext) {
         Ok(s) => s,
-        Err(e) => return vec![Finding::error(Rule::Interface, Some(manifest), e.to_string())],
+        Err(e) => {
+            return vec![Finding::error(
+                Rule::Interface,
+                Some(manifest),
+                e.to_string(),
+            )]
+        }
     };
     let program = spec.program.command.clone();
     let ctx = ExtContext {
@@ -39,7 +45,13 @@ pub async fn check(
     };
     let provider = match ExecProvider::new(Arc::new(spec), &ctx) {
         Ok(p) => p,
-        Err(e) => return vec![Finding::error(Rule::Interface, Some(manifest), e.to_string())],
+        Err(e) => {
+            return vec![Finding::error(
+                Rule::Interface,
+                Some(manifest),
+                e.to_string(),
+            )]
+        }
     };
     let info = match provider.info().await {
         Ok(i) => i,

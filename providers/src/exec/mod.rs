@@ -170,7 +170,10 @@ fn intern(list: &[String]) -> &'static [&'static str] {
 }
 
 /// Registers every provider extension under `roots` as an exec provider.
-pub fn register(reg: &mut Registry, roots: &[prov_engine::extension::Root]) -> Result<(), ExtensionError> {
+pub fn register(
+    reg: &mut Registry,
+    roots: &[prov_engine::extension::Root],
+) -> Result<(), ExtensionError> {
     for ext in discover(roots, ExtensionKind::Provider)? {
         let name = ext.name.to_string();
         if reg.has_provider(&name) {
