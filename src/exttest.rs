@@ -24,6 +24,8 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 struct TaskservTest {
     #[serde(default)]
+    isolation: Isolation,
+    #[serde(default)]
     version: Option<String>,
     #[serde(default)]
     settings: toml::Table,
@@ -34,6 +36,8 @@ struct TaskservTest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClusterTest {
+    #[serde(default)]
+    isolation: Isolation,
     #[serde(default = "two")]
     servers: u32,
     version: String,
@@ -46,6 +50,28 @@ struct ClusterTest {
     replicas: u32,
     scale: u32,
     upgrade: String,
+}
+
+/// How the `local` servers are isolated: `none` (sandbox directories, any user) or `netns`
+/// (a network namespace, sshd and nftables per server: root).
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Isolation {
+    #[default]
+    None,
+    Netns,
+}
+
+impl Isolation {
+    fn providers(self) -> String {
+        let i = match self {
+            Isolation::None => "none",
+            Isolation::Netns => "netns",
+        };
+        format!(
+            r#"providers = {{ local = {{ isolation = "{i}", defaults = {{ plan = "small", zone = "local" }} }} }},"#
+        )
+    }
 }
 
 fn two() -> u32 {
@@ -219,8 +245,6 @@ fn lit(t: &toml::Table) -> String {
     nickel_literal(&serde_json::to_value(t).unwrap_or(json!({})))
 }
 
-const LOCAL: &str = r#"providers = { local = { isolation = "none", defaults = { plan = "small", zone = "local" } } },"#;
-
 /// Runs `tests/integration.toml` of `ext`. None: the extension has no integration tests.
 pub fn run(ext: &Extension, report: &mut dyn FnMut(&Step)) -> Result<Option<Vec<Step>>, String> {
     let file = ext.dir.join("tests").join("integration.toml");
@@ -261,12 +285,13 @@ fn taskserv(
     report: &mut dyn FnMut(&Step),
 ) -> Vec<Step> {
     let name = ext.name.to_string();
+    let local = t.isolation.providers();
     let main = |version: Option<&str>, settings: &toml::Table| {
         let v = version
             .map(|v| format!("version = {}, ", nickel_literal(&json!(v))))
             .unwrap_or_default();
         format!(
-            "{{\n  {LOCAL}\n  servers = {{ t1 = {{ provider = \"local\", taskservs = {{ \"{name}\" = {{ {v}settings = {} }} }} }} }},\n}}\n",
+            "{{\n  {local}\n  servers = {{ t1 = {{ provider = \"local\", taskservs = {{ \"{name}\" = {{ {v}settings = {} }} }} }} }},\n}}\n",
             lit(settings)
         )
     };
@@ -358,13 +383,14 @@ fn cluster(
 ) -> Vec<Step> {
     let name = ext.name.to_string();
     let servers: Vec<String> = (1..=c.servers).map(|i| format!("c{i}")).collect();
+    let local = c.isolation.providers();
     let main = |version: &str, replicas: u32| {
         let decl: Vec<String> = servers
             .iter()
             .map(|s| format!("\"{s}\" = {{ provider = \"local\" }}"))
             .collect();
         format!(
-            "{{\n  {LOCAL}\n  servers = {{ {} }},\n  clusters = {{ \"{name}\" = {{\n    implementation = \"{name}\",\n    servers = {},\n    version = {},\n    components = [{{ name = {}, type = '{}, config = {}, resources = {{ replicas = {replicas} }} }}],\n  }} }},\n}}\n",
+            "{{\n  {local}\n  servers = {{ {} }},\n  clusters = {{ \"{name}\" = {{\n    implementation = \"{name}\",\n    servers = {},\n    version = {},\n    components = [{{ name = {}, type = '{}, config = {}, resources = {{ replicas = {replicas} }} }}],\n  }} }},\n}}\n",
             decl.join(", "),
             nickel_literal(&json!(servers)),
             nickel_literal(&json!(version)),

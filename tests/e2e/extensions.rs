@@ -29,8 +29,8 @@ fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (t, work, cfg)
 }
 
-/// `N passed, 0 failed` with N > 0, and the integration steps listed.
-fn all_passed(r: Run, steps: &[&str]) {
+/// `N passed, 0 failed` with at least `min` tests, and the integration steps listed.
+fn all_passed(r: Run, steps: &[&str], min: usize) {
     let r = r.ok().has(" passed, 0 failed");
     for s in steps {
         assert!(
@@ -49,7 +49,7 @@ fn all_passed(r: Run, steps: &[&str]) {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(n >= steps.len() + 3, "{}", r.stdout);
+    assert!(n >= min, "{}", r.stdout);
 }
 
 fn scaffold_passes(kind: &str, name: &str, extra: &[&str], steps: &[&str]) {
@@ -75,7 +75,12 @@ fn scaffold_passes(kind: &str, name: &str, extra: &[&str], steps: &[&str]) {
     assert_eq!(v["valid"], true);
     assert_eq!(v["type"], kind);
     assert_eq!(v["findings"], serde_json::json!([]));
-    all_passed(prov_cfg(&work, &cfg, &["extension", "test", name]), steps);
+    // The integration steps plus at least a settings case, a template or script check.
+    all_passed(
+        prov_cfg(&work, &cfg, &["extension", "test", name]),
+        steps,
+        steps.len() + 3,
+    );
     // A second skeleton in the same place is refused; nothing is overwritten.
     prov_cfg(&work, &cfg, &args).code(1).has("already exists");
 }
@@ -417,4 +422,31 @@ fn every_catalog_extension_validates_strict_and_passes_its_unit_tests() {
         );
         assert_eq!(r["interface_version"], "^1");
     }
+}
+
+/// The taskserv skeleton's lifecycle on a server in a network namespace (its scripts over the
+/// system ssh into the sandbox's sshd): root only, like the other netns tests.
+#[test]
+fn taskserv_skeleton_lifecycle_in_a_network_namespace() {
+    if !super::local::root_net("taskserv_skeleton_lifecycle_in_a_network_namespace") {
+        return;
+    }
+    let (_t, work, cfg) = scratch();
+    prov_cfg(&work, &cfg, &["extension", "new", "taskserv", "nsbeat"]).ok();
+    let file = work.join("nsbeat/tests/integration.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("[taskserv]\n", "[taskserv]\nisolation = \"netns\"\n"),
+    )
+    .unwrap();
+    all_passed(
+        prov_cfg(
+            &work,
+            &cfg,
+            &["extension", "test", "--integration", "nsbeat"],
+        ),
+        &["install", "status", "configure", "upgrade", "uninstall"],
+        5,
+    );
 }

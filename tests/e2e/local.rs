@@ -18,7 +18,7 @@ impl Drop for Destroy<'_> {
     }
 }
 
-fn root_net(test: &str) -> bool {
+pub(super) fn root_net(test: &str) -> bool {
     let mut missing = Vec::new();
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
