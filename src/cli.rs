@@ -443,6 +443,9 @@ pub enum ExtensionCommand {
     /// (extensions.toml, for a team to commit). An invalid extension is refused.
     Register {
         path: PathBuf,
+        /// The type it must be (the seed's register-extension(path, type)).
+        #[arg(long = "type", value_enum)]
+        kind: Option<ExtKind>,
         #[arg(long)]
         workspace: bool,
         /// Refuse warnings too.

@@ -36,9 +36,10 @@ pub fn run(ctx: &Context, cmd: ExtensionCommand) -> CmdResult {
         } => validate(ctx, &path, kind, strict, json),
         ExtensionCommand::Register {
             path,
+            kind,
             workspace,
             strict,
-        } => register(ctx, &path, workspace, strict),
+        } => register(ctx, &path, kind, workspace, strict),
         ExtensionCommand::Unregister {
             name,
             kind,
@@ -226,8 +227,14 @@ fn registry_file(ctx: &Context, workspace: bool) -> Result<PathBuf, Failure> {
     })
 }
 
-fn register(ctx: &Context, path: &Path, workspace: bool, strict: bool) -> CmdResult {
-    let report = check_dir(ctx, path, None)?;
+fn register(
+    ctx: &Context,
+    path: &Path,
+    kind: Option<ExtKind>,
+    workspace: bool,
+    strict: bool,
+) -> CmdResult {
+    let report = check_dir(ctx, path, kind.map(Into::into))?;
     if !report.passed(strict) {
         crate::errln!("{}", render_report(&report, strict).trim_end());
         return Err(Failure(format!(
@@ -296,13 +303,38 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
         Some(k) => vec![k.into()],
         None => ExtensionKind::ALL.to_vec(),
     };
-    let mut rows = Vec::new();
+    let mut found = Vec::new();
     for k in kinds {
         let mut winners: std::collections::BTreeMap<String, Origin> = Default::default();
         for e in discover_all(&roots, k)? {
             let shadowed_by = winners.get(e.name.as_str()).copied();
             winners.entry(e.name.to_string()).or_insert(e.origin);
-            let report = check::validate(&e.dir, Some(k), &known, &support);
+            found.push((k, e, shadowed_by));
+        }
+    }
+    // Validations are independent (each mostly Nickel evaluations on threads of their own):
+    // a few at once.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let reports: Vec<std::sync::Mutex<Option<Report>>> =
+        found.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((k, e, _)) = found.get(i) else { break };
+                let r = check::validate(&e.dir, Some(*k), &known, &support);
+                *reports[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    let mut rows = Vec::new();
+    for ((k, e, shadowed_by), report) in found.into_iter().zip(reports) {
+        let report = report
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .expect("every extension was validated");
+        {
             rows.push(Listed {
                 name: e.name.to_string(),
                 kind: k,

@@ -215,7 +215,7 @@ fn broken_extensions_name_file_line_and_rule() {
         &["extension", "validate", "--type", "cluster", "nodoc"],
     )
     .code(1)
-    .has("expected \"cluster\"");
+    .has("error[structure] manifest.toml:5: type is \"taskserv\", but \"cluster\" was asked for");
     prov_cfg(&work2, &cfg2, &["extension", "validate", "."])
         .code(1)
         .has("error[structure] manifest.toml: missing");

@@ -206,7 +206,22 @@ pub fn validate(
         return report;
     }
     let text = std::fs::read_to_string(&manifest).unwrap_or_default();
-    let ext = match read_manifest(dir, expected) {
+    let ext = match read_manifest(dir, None) {
+        Ok(e) if expected.is_some_and(|k| k != e.manifest.extension.kind) => {
+            report.findings.push(
+                Finding::error(
+                    Rule::Structure,
+                    Some(manifest),
+                    format!(
+                        "type is {:?}, but {:?} was asked for",
+                        e.manifest.extension.kind.as_str(),
+                        expected.map_or("", ExtensionKind::as_str)
+                    ),
+                )
+                .at(line_of(&text, "type")),
+            );
+            return report;
+        }
         Ok(e) => e,
         Err(ExtensionError::Manifest { path, message }) => {
             let line = message
@@ -891,6 +906,80 @@ mod tests {
             Some((PathBuf::from("/x/schemas/settings.ncl"), Some(7)))
         );
         assert_eq!(nickel_location("nothing"), None);
+    }
+
+    fn ext(root: &Path, kind: &str, name: &str, version: &str, extra: &str) -> Extension {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("manifest.toml"),
+            format!("[extension]\nname = \"{name}\"\ntype = \"{kind}\"\nversion = \"{version}\"\n{extra}"),
+        )
+        .unwrap();
+        read_manifest(&dir, None).unwrap()
+    }
+
+    fn messages(r: &Report, rule: Rule) -> Vec<String> {
+        r.findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| format!("{:?} {:?}: {}", f.severity, f.line, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn dependencies_versions_cycles_and_compatibility() {
+        let t = tempfile::tempdir().unwrap();
+        let a = ext(
+            t.path(),
+            "taskserv",
+            "a",
+            "1.0.0",
+            "dependencies = [\"b\"]\n",
+        );
+        let b = ext(t.path(), "taskserv", "b", "1.6", "dependencies = [\"a\"]\n");
+        let c = ext(
+            t.path(),
+            "cluster",
+            "c",
+            "2.0.0",
+            "dependencies = [{ name = \"b\", type = \"taskserv\", version = \">=1.5, <2\" }, { name = \"a\", type = \"taskserv\", version = \"^2\" }, { name = \"x\", version = \"not a req\" }]\n[compatibility]\nprov_version = \">=0.1.0\"\ninterface_version = \"^2\"\nnushell_version = \">=0.107\"\n",
+        );
+        let known = vec![a.clone(), b.clone(), c.clone()];
+        let r = validate(&a.dir, None, &known, &NoSupport);
+        assert_eq!(
+            messages(&r, Rule::Dependency),
+            ["Error Some(5): dependency cycle: taskserv a -> taskserv b -> taskserv a"]
+        );
+        let r = validate(&c.dir, None, &known, &NoSupport);
+        let deps = messages(&r, Rule::Dependency);
+        assert_eq!(deps.len(), 2, "{deps:?}");
+        assert!(
+            deps[0].contains("\"a\" needs version ^2, but") && deps[0].contains("is 1.0.0"),
+            "{deps:?}"
+        );
+        assert!(
+            deps[1].contains("\"not a req\" is not a semver requirement"),
+            "{deps:?}"
+        );
+        let v = messages(&r, Rule::Version);
+        assert!(
+            v.iter().any(|m| m.starts_with("Error Some(8)")
+                && m.contains("interface_version = \"^2\": the extension interface here is 1.0.0")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter().any(|m| m.starts_with("Warning Some(9)")
+                && m.contains("nushell_version is not checked")),
+            "{v:?}"
+        );
+        assert!(!v.iter().any(|m| m.contains("prov_version =")), "{v:?}");
+        // A short version satisfies a requirement as its full form.
+        assert!(!deps.iter().any(|m| m.contains("\"b\"")), "{deps:?}");
+        let r = validate(&b.dir, Some(ExtensionKind::Taskserv), &known, &NoSupport);
+        assert!(messages(&r, Rule::Version)
+            .iter()
+            .any(|m| m.contains("version \"1.6\" is not semantic versioning")));
     }
 
     #[test]
