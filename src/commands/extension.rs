@@ -124,7 +124,19 @@ pub fn check_dir(
     kind: Option<ExtensionKind>,
 ) -> Result<Report, Failure> {
     let dir = ctx.base.join(path);
-    let roots = ctx.extension_roots(&ctx.base)?;
+    let mut roots = ctx.extension_roots(&ctx.base)?;
+    // An extension inside a tree (`WS/extensions/taskservs/NAME`, a PROV_EXTENSIONS_PATH
+    // entry) finds its siblings first, as the workspace using it would.
+    let abs = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+    if let Some(tree) = abs.parent().filter(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| ExtensionKind::ALL.iter().any(|k| k.dir_name() == n))
+    }) {
+        if let Some(tree) = tree.parent() {
+            roots.insert(0, Root::tree(tree.to_path_buf(), Origin::Workspace));
+        }
+    }
     let known = known(&roots)?;
     Ok(check::validate(&dir, kind, &known, &CrateSupport::new()?))
 }
@@ -201,9 +213,12 @@ fn render_finding(dir: &Path, f: &Finding) -> String {
     let loc = match &f.file {
         None => String::new(),
         Some(p) => {
+            // Nickel names files by their canonical path.
+            let canonical = dir.canonicalize().ok();
             let shown = p
                 .strip_prefix(dir)
                 .ok()
+                .or_else(|| canonical.as_deref().and_then(|c| p.strip_prefix(c).ok()))
                 .filter(|r| !r.as_os_str().is_empty())
                 .unwrap_or(p);
             match f.line {

@@ -1047,6 +1047,22 @@ impl TaskServ for ExtTaskserv {
 
     async fn validate(&self, req: &TaskservRequest) -> ExtResult<Validation> {
         let mut v = Validation::default();
+        // The scripts every operation needs exist, or the plan fails now rather than the apply
+        // half-way (`prov extension validate` reports the same, as its interface rule).
+        for op in prov_engine::extension::check::TASKSERV_SCRIPTS {
+            let script = self
+                .dir()
+                .join("scripts")
+                .join(format!("{}.sh", self.script_name(op)));
+            if !script.is_file() {
+                v.errors.push(format!(
+                    "{} is missing: {} cannot {op} (prov extension validate {} lists what an extension needs)",
+                    script.display(),
+                    self.name(),
+                    self.dir().display()
+                ));
+            }
+        }
         let settings = match self.checked_settings(req, "validate").await {
             Ok(s) => s,
             Err(e) if e.kind == ErrorKind::Invalid => {

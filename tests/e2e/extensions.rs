@@ -400,6 +400,17 @@ fn every_catalog_extension_validates_strict_and_passes_its_unit_tests() {
             r.stdout
         );
     }
+    // The quickstart's workspace extensions: heartbeat's dependency (motd) is its sibling,
+    // found as the workspace finds it, wherever validate runs from.
+    for n in ["motd", "heartbeat"] {
+        let d = root
+            .join("examples/quickstart/extensions/taskservs")
+            .join(n);
+        prov_cfg(&work, &cfg, &["extension", "validate", d.to_str().unwrap()])
+            .ok()
+            .has("valid: 0 errors")
+            .lacks("error[");
+    }
     // The copies prov uses (the embedded catalog, written out) are the same extensions.
     let v: Value = serde_json::from_str(
         &prov_cfg(&work, &cfg, &["extension", "list", "--json"])
@@ -449,4 +460,40 @@ fn taskserv_skeleton_lifecycle_in_a_network_namespace() {
         &["install", "status", "configure", "upgrade", "uninstall"],
         5,
     );
+}
+
+/// A taskserv without a script its operations need is a plan error naming the file, not a
+/// failure half-way through an apply.
+#[test]
+fn a_missing_script_is_a_plan_error() {
+    let (_t, work, cfg) = scratch();
+    let ws = work.join("ws");
+    std::fs::create_dir_all(ws.join("extensions/taskservs")).unwrap();
+    prov_cfg(
+        &ws,
+        &cfg,
+        &[
+            "extension",
+            "new",
+            "taskserv",
+            "beat",
+            "--dir",
+            "extensions/taskservs/beat",
+        ],
+    )
+    .ok();
+    std::fs::remove_file(ws.join("extensions/taskservs/beat/scripts/status.sh")).unwrap();
+    std::fs::write(
+        ws.join("main.ncl"),
+        r#"{
+  providers = { local = { isolation = "none", defaults = { plan = "small", zone = "local" } } },
+  servers = { s = { provider = "local", taskservs = { beat = {} } } },
+}"#,
+    )
+    .unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has("taskserv.s.beat")
+        .has("scripts/status.sh is missing: beat cannot status");
+    assert!(!ws.join(".prov/state").exists());
 }

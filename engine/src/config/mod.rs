@@ -454,10 +454,11 @@ pub fn check_file_against_library(
         source,
     })?;
     // A private copy of the library: nothing is written into the extension.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let lib = std::env::temp_dir().join(format!(
-        "prov-lib-{}-{:?}",
+        "prov-lib-{}-{}",
         std::process::id(),
-        std::thread::current().id()
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     library::materialize(&lib)?;
     let import = file

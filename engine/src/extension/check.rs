@@ -85,7 +85,11 @@ fn nickel_location(message: &str) -> Option<(PathBuf, Option<u32>)> {
             .rfind(|c: char| c.is_whitespace() || c == '(' || c == '"')
             .map_or(0, |s| s + 1);
         let file = &message[start..i + 4];
-        if file.contains("prov-snippet-") || file.contains("prov-check-") {
+        // The check's own files and prov's library: the extension's file is further on.
+        if file.contains("prov-snippet-")
+            || file.contains("prov-check-")
+            || file.contains("prov-lib-")
+        {
             continue;
         }
         let line = message[i + 5..]
@@ -900,7 +904,7 @@ mod tests {
 
     #[test]
     fn nickel_locations_skip_the_check_files() {
-        let m = "error: contract broken\n  ┌─ /tmp/prov-snippet-1-2.ncl:1:5\n  ┌─ /x/schemas/settings.ncl:7:3\n";
+        let m = "error: contract broken\n  ┌─ /tmp/prov-snippet-1-2.ncl:1:5\n  ┌─ /tmp/prov-lib-1-2/prov/schemas.ncl:237:5\n  ┌─ /x/schemas/settings.ncl:7:3\n";
         assert_eq!(
             nickel_location(m),
             Some((PathBuf::from("/x/schemas/settings.ncl"), Some(7)))

@@ -566,6 +566,10 @@ async fn plan_time_validation_accepts_attributes_known_after_create() {
         "templates/f.conf.j2",
         "ip={{ server.private_ip }}\nid={{ server.id }}\nzone={{ server.zone }}\n",
     );
+    // The scripts a taskserv needs (validate checks they exist).
+    for op in ["install", "uninstall", "configure", "status"] {
+        write(&d, &format!("scripts/{op}.sh"), "true\n");
+    }
     let p = BoxProvider::local(server.path());
     let t = load(ws.path(), &[ext.path().to_path_buf()], "facts");
     // The server is not created yet: only its configuration is known.
