@@ -4,8 +4,8 @@ use crate::cli::Global;
 use prov_engine::config::EvalOptions;
 use prov_engine::crypt::{Key, Keys};
 use prov_engine::extension::Root;
-use prov_engine::ops::Workspace;
 use prov_engine::registry::Registry;
+use prov_engine::workspace::Workspace;
 use prov_state::{LockScope, OpenOptions, PgStore, SledStore, StateStore};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,8 @@ impl Context {
             memory_bytes: g.eval_memory_limit,
             time: g.eval_time_limit,
         });
+        // Nickel's warnings and `std.trace` output: the engine hands them over, stderr shows them.
+        prov_engine::config::set_messages(|m| crate::out::stderr_fmt(format_args!("{m}")));
         let mut registry = Registry::new();
         prov_providers::register_all(&mut registry);
         prov_taskservs::register_all(&mut registry);
@@ -289,7 +291,7 @@ pub struct OpenState {
     pub backend: Backend,
 }
 
-impl prov_engine::ops::OpenedState for OpenState {
+impl prov_engine::workspace::OpenedState for OpenState {
     fn reader(&self) -> &dyn prov_state::StateRead {
         &*self.store
     }

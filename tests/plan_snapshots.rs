@@ -12,9 +12,10 @@ use prov::render::{html, markdown, text, tfjson, Paint};
 use prov_engine::apply::ApplyOptions;
 use prov_engine::config::EvalOptions;
 use prov_engine::events;
-use prov_engine::ops::{self, Workspace};
+use prov_engine::ops;
 use prov_engine::plan::make::PlanOptions;
 use prov_engine::registry::Registry;
+use prov_engine::workspace::{self, Workspace};
 use prov_state::{Change, MemoryStore, ResourceRecord, StateWrite};
 use std::path::Path;
 use std::sync::Arc;
@@ -40,8 +41,8 @@ struct Args {
     max_bytes: Option<usize>,
 }
 
-fn load(ws: &Workspace, reg: &Registry) -> ops::Loaded {
-    ops::load(ws, reg, &EvalOptions::default())
+fn load(ws: &Workspace, reg: &Registry) -> workspace::Loaded {
+    workspace::load(ws, reg, &EvalOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", ws.dir.display()))
 }
 

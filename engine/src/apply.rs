@@ -5,9 +5,9 @@ use crate::events::{Event, EventSink, Step};
 use crate::load::resolve_ref;
 use crate::model::Address;
 use crate::plan::{Action, Plan, PlanMode, ResourceChange};
+use crate::records::{cluster_request, server_target};
 use crate::refs::{substitute, RefPath, Resolved};
 use crate::registry::Bound;
-use crate::targets::{cluster_request, server_target};
 use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, Ownership, ServerSpec, ServerTarget,
     ServerUpdate, TaskservRequest,
@@ -324,7 +324,7 @@ pub async fn apply(
     };
     // What created servers are tagged with (the state's identity, see `ownership`).
     let owner_id = crate::ownership::Identity::of(&snap.meta, &bound).id;
-    let mut records: HashMap<Address, ResourceRecord> = crate::plan::make::parse_records(&snap)?
+    let mut records: HashMap<Address, ResourceRecord> = crate::records::parse_records(&snap)?
         .into_iter()
         .map(|(a, r)| (a, r.clone()))
         .collect();
@@ -644,7 +644,7 @@ fn resolve_outputs(
     if declared.is_empty() {
         return outputs;
     }
-    let Ok(parsed) = crate::plan::make::parse_records(snap) else {
+    let Ok(parsed) = crate::records::parse_records(snap) else {
         return outputs;
     };
     let records: HashMap<Address, ResourceRecord> =
@@ -773,7 +773,7 @@ fn lookup_record(
     let rec = records
         .get(&target)
         .ok_or_else(|| format!("{target} is not in the state (it was not applied)"))?;
-    crate::plan::make::record_attr(rec, &attr)
+    crate::records::record_attr(rec, &attr)
         .cloned()
         .map(Resolved::Known)
         .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join(".")))
@@ -794,11 +794,7 @@ fn prepare(
             let mut lookup = |rp: &RefPath| lookup_record(rp, records, addrs);
             let mut v = substitute(cfg, &mut lookup)?.value;
             if let (Step::Update, Some(p)) = (step, &prior) {
-                crate::plan::diff::keep_ignored(
-                    &mut v,
-                    &p.attributes,
-                    &change.lifecycle.ignore_changes,
-                );
+                crate::diff::keep_ignored(&mut v, &p.attributes, &change.lifecycle.ignore_changes);
             }
             Some(v)
         }
@@ -1080,7 +1076,7 @@ async fn run_step(
                 address: addr.to_string(),
             };
             let info = p.create_server(&spec(&resolved, addr)?, &owner).await?;
-            let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
+            let outputs = crate::records::server_outputs(&info);
             Ok(put(record(input, resolved, outputs, Some(info.id))))
         }
         (Address::Server(_), Step::Update) => {
@@ -1120,7 +1116,7 @@ async fn run_step(
                     )
                 })?
             };
-            let outputs = json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra});
+            let outputs = crate::records::server_outputs(&info);
             Ok(put(record(input, resolved, outputs, Some(info.id))))
         }
         (Address::Server(_), Step::Destroy) => {

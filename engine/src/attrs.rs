@@ -1,7 +1,7 @@
 //! The attributes a resource will have once applied: what `${…}` references, outputs and
 //! `ignore_changes` may name, checked at load so validate and plan refuse what apply cannot do.
 //!
-//! A reference resolves at apply through `plan::make::record_attr`: the record's outputs first
+//! A reference resolves at apply through `records::record_attr`: the record's outputs first
 //! (what the provider, taskserv or cluster reported), then its attributes (the configuration
 //! with references substituted). This module accepts exactly those paths.
 
@@ -9,7 +9,7 @@ use crate::model::{Address, Resource};
 use crate::registry::Bound;
 use serde_json::Value;
 
-/// Computed server attributes apply records from the provider's answer (`refresh::server_outputs`);
+/// Computed server attributes apply records from the provider's answer (`records::server_outputs`);
 /// `extra` holds provider-specific facts whose keys vary, so any path below it is accepted.
 const SERVER_OUTPUTS: &[&str] = &["id", "public_ip", "private_ip"];
 /// What apply records for a taskserv besides the implementation's own outputs.

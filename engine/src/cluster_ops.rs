@@ -4,10 +4,10 @@
 
 use crate::error::{Diagnostic, EngineError};
 use crate::model::{Address, Name};
-use crate::ops::Loaded;
+use crate::records::cluster_request;
 use crate::registry::Bound;
-use crate::targets::cluster_request;
 use crate::traits::{ClusterRequest, ClusterStatus, ComponentRequest, ComponentStatus};
+use crate::workspace::Loaded;
 use prov_state::{ResourceRecord, StateRead};
 use serde::Serialize;
 use serde_json::Value;
@@ -342,7 +342,7 @@ pub async fn status(
     name: Option<&str>,
 ) -> Result<Vec<ClusterReport>, EngineError> {
     let snap = state.snapshot()?;
-    let records = crate::plan::make::parse_records(&snap)?;
+    let records = crate::records::parse_records(&snap)?;
     let mut out = Vec::new();
     for addr in recorded(&records, name)? {
         let rec = records[&addr];
@@ -420,7 +420,7 @@ pub async fn restart(
     component: &str,
 ) -> Result<Option<ComponentStatus>, EngineError> {
     let snap = state.snapshot()?;
-    let records = crate::plan::make::parse_records(&snap)?;
+    let records = crate::records::parse_records(&snap)?;
     let addr = recorded(&records, Some(cluster))?.remove(0);
     let rec = records[&addr];
     let comps = components_of(&records, addr.name());

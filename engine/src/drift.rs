@@ -1,11 +1,11 @@
 //! Drift: reads the real state of every recorded resource concurrently (never writing anything) and compares it with the records.
 
+use crate::diff::diff;
+use crate::diff::AttrDiff;
 use crate::error::{Diagnostic, EngineError};
 use crate::model::Address;
-use crate::plan::diff::diff;
-use crate::plan::AttrDiff;
+use crate::records;
 use crate::registry::Bound;
-use crate::targets;
 use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerStatus, ServerTarget,
     TaskservRequest,
@@ -136,7 +136,7 @@ async fn timed<T>(
 }
 
 fn target_for(addr: &Address, snap: &Snapshot, bound: &Bound) -> Option<ServerTarget> {
-    targets::server_target(addr, snap.resources.get(&addr.to_string()), bound).ok()
+    records::server_target(addr, snap.resources.get(&addr.to_string()), bound).ok()
 }
 
 fn cluster_req(
@@ -145,7 +145,7 @@ fn cluster_req(
     snap: &Snapshot,
     bound: &Bound,
 ) -> Result<ClusterRequest, String> {
-    targets::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
+    records::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
 }
 
 /// Computed server attributes (recorded as outputs, referable with `${server.NAME.ATTR}`) that
@@ -258,7 +258,7 @@ fn server_observation(
                 &Value::Bool(false),
                 &[],
             );
-            let real_outputs = crate::refresh::server_outputs(&info);
+            let real_outputs = crate::records::server_outputs(&info);
             diffs.extend(diff(
                 &computed_of(&rec.outputs),
                 &computed_of(&real_outputs),

@@ -1,11 +1,14 @@
 //! prov's engine: Nickel config → resource model → graph → diff → plan → concurrent apply, and the extension traits.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod apply;
 pub mod attrs;
 pub mod cluster_ops;
 pub mod concurrency;
 pub mod config;
 pub mod crypt;
+pub mod diff;
 pub mod drift;
 pub mod error;
 pub mod events;
@@ -17,11 +20,13 @@ pub mod load;
 pub mod model;
 pub mod ops;
 pub mod ownership;
+pub mod pending;
 pub mod plan;
 pub mod policy;
-pub mod refresh;
+pub mod records;
 pub mod refs;
 pub mod registry;
-pub mod targets;
+pub mod sensitive;
 pub mod taskserv_ops;
 pub mod traits;
+pub mod workspace;

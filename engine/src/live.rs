@@ -3,11 +3,11 @@
 
 use crate::error::{Diagnostic, EngineError};
 use crate::model::Address;
-use crate::ops::Loaded;
 use crate::traits::{
     ConnectionTest, ExtError, PlanInfo, Pricing, ProviderInfo, ServerInfo, ServerStatus, SshAccess,
     Zone,
 };
+use crate::workspace::Loaded;
 use prov_state::{Snapshot, StateRead};
 use std::collections::BTreeSet;
 
@@ -242,9 +242,9 @@ pub async fn server_info(
             let paths = crate::ops::sensitive_paths(&s.address, rec, &loaded.model);
             let mut secrets = Vec::new();
             if let Some(r) = rec {
-                crate::plan::redact::secret_values(&r.config, &paths, &mut secrets);
-                crate::plan::redact::secret_values(&r.attributes, &paths, &mut secrets);
-                crate::plan::redact::secret_values(&r.outputs, &paths, &mut secrets);
+                crate::sensitive::secret_values(&r.config, &paths, &mut secrets);
+                crate::sensitive::secret_values(&r.attributes, &paths, &mut secrets);
+                crate::sensitive::secret_values(&r.outputs, &paths, &mut secrets);
             }
             if let Some(r) = s
                 .address
@@ -252,9 +252,9 @@ pub async fn server_info(
                 .ok()
                 .and_then(|a| loaded.model.resources.get(&a))
             {
-                crate::plan::redact::secret_values(&r.config, &paths, &mut secrets);
+                crate::sensitive::secret_values(&r.config, &paths, &mut secrets);
             }
-            let info = crate::plan::redact::redact_server_info(&info, &paths, &secrets);
+            let info = crate::sensitive::redact_server_info(&info, &paths, &secrets);
             Ok((s, info))
         }
         None => Err(gone(&s)),

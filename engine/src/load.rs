@@ -300,7 +300,7 @@ struct RefAt {
 /// referenced).
 fn shows_secret(attr: &str, sensitive: &[String]) -> bool {
     (attr.is_empty() && !sensitive.is_empty())
-        || crate::plan::redact::is_sensitive(attr, sensitive)
+        || crate::sensitive::is_sensitive(attr, sensitive)
         || sensitive.iter().any(|p| {
             p.strip_prefix(attr)
                 .is_some_and(|rest| rest.starts_with('.'))
@@ -334,7 +334,7 @@ fn propagate_sensitive(resources: &mut BTreeMap<Address, Resource>, refs: &[RefA
             let Some(from) = resources.get_mut(&r.from) else {
                 continue;
             };
-            if !crate::plan::redact::is_sensitive(&r.path, &from.sensitive) {
+            if !crate::sensitive::is_sensitive(&r.path, &from.sensitive) {
                 from.sensitive.push(r.path.clone());
                 work.push(r.from.clone());
             }

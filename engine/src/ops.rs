@@ -1,47 +1,19 @@
 //! The engine's entry points, one per CLI command: load a workspace, plan, apply; commands call these and only render.
 
 use crate::apply::{self, ApplyOptions, ApplyReport};
-use crate::config::{self, EvalOptions, Evaluated};
+use crate::config::EvalOptions;
 use crate::drift;
 use crate::error::{Diagnostic, EngineError};
 use crate::events::EventSink;
-use crate::graph::Graph;
-use crate::load::{build_model_from, Model};
+use crate::load::Model;
+use crate::pending;
 use crate::plan::make::{make_plan_from, PlanOptions};
 use crate::plan::Plan;
-use crate::refresh;
 use crate::registry::{Bound, Registry};
+use crate::workspace::{load, Loaded, Workspace};
 use prov_state::{StateRead, StateStore};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-/// A workspace directory: `main.ncl` plus `.prov/` (state, simulated worlds, library copy).
-#[derive(Clone, Debug)]
-pub struct Workspace {
-    pub dir: PathBuf,
-}
-
-impl Workspace {
-    pub fn new(dir: impl Into<PathBuf>) -> Workspace {
-        Workspace { dir: dir.into() }
-    }
-    /// The default sled state directory.
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.join(".prov").join("state")
-    }
-}
-
-/// An evaluated, validated workspace ready to plan.
-pub struct Loaded {
-    pub workspace: Workspace,
-    /// The evaluation; its `value.servers` is null, moved into `model` (`hash` still covers it).
-    pub evaluated: Evaluated,
-    pub model: Model,
-    pub graph: Graph,
-    pub bound: Arc<Bound>,
-    /// sha256 of the evaluated configuration.
-    pub config_hash: String,
-}
 
 /// Untrusted plans run no code from the repository. A server of a provider implemented by an
 /// extension program (`WORKSPACE/extensions/providers`, `PROV_EXTENSIONS_PATH`), which the pull
@@ -82,122 +54,6 @@ fn refuse_workspace_code(
         .into_iter()
         .map(|e| e.name.to_string())
         .collect())
-}
-
-/// Evaluates the configuration and builds the model and graph; every problem found is reported.
-pub fn load(
-    ws: &Workspace,
-    registry: &Registry,
-    eval: &EvalOptions,
-) -> Result<Loaded, EngineError> {
-    build(ws, registry, config::evaluate(&ws.dir, eval)?)
-}
-
-/// A state store the caller opened (the CLI owns backends, locks and their errors).
-pub trait OpenedState: Send {
-    /// What the engine reads through.
-    fn reader(&self) -> &dyn StateRead;
-}
-
-/// What `prov plan` needs before it diffs: the loaded workspace, the opened state and its
-/// snapshot (records without their configurations, as [`plan`] reads them).
-pub struct LoadedWithState<S> {
-    pub loaded: Loaded,
-    pub state: S,
-    pub snapshot: prov_state::Snapshot,
-}
-
-/// [`load`] and the state's snapshot, for a read-only plan. The state is opened and its snapshot
-/// read on a second thread while the model and graph are built: the two do not depend on each
-/// other, and at 10,000 resources each is tens of milliseconds (most of it first-touch page
-/// faults, which two cores take in parallel). `open` sees only the configuration's `backend`
-/// section. A configuration error wins over an error opening the state, as it would if the two
-/// ran one after the other.
-pub fn load_with_state<S: OpenedState>(
-    ws: &Workspace,
-    registry: &Registry,
-    eval: &EvalOptions,
-    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
-) -> Result<LoadedWithState<S>, EngineError> {
-    let evaluated = config::evaluate(&ws.dir, eval)?;
-    build_with_state(ws, registry, evaluated, open)
-}
-
-/// [`load_with_state`] after the evaluation (the benchmark probe times the two apart).
-pub fn build_with_state<S: OpenedState>(
-    ws: &Workspace,
-    registry: &Registry,
-    evaluated: Evaluated,
-    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
-) -> Result<LoadedWithState<S>, EngineError> {
-    let mut backend = serde_json::Map::new();
-    if let Some(b) = evaluated.value.get("backend") {
-        backend.insert("backend".into(), b.clone());
-    }
-    let backend = serde_json::Value::Object(backend);
-    let (built, opened) = std::thread::scope(|scope| {
-        let reader = std::thread::Builder::new()
-            .name("prov-state-read".into())
-            .spawn_scoped(scope, || {
-                let state = open(&backend)?;
-                // Decoded on this thread alone: the model is being built on the other core.
-                let snapshot = state.reader().snapshot_with(prov_state::ReadOptions {
-                    without_configs: true,
-                    one_thread: true,
-                })?;
-                Ok::<_, EngineError>((state, snapshot))
-            });
-        let built = build(ws, registry, evaluated);
-        let opened = match reader {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(e) => Err(EngineError::Internal(format!(
-                "cannot start a thread to read the state: {e}"
-            ))),
-        };
-        (built, opened)
-    });
-    let loaded = built?;
-    let (state, snapshot) = opened?;
-    Ok(LoadedWithState {
-        loaded,
-        state,
-        snapshot,
-    })
-}
-
-/// The model and graph of an evaluation, with the registry bound to its provider settings.
-fn build(
-    ws: &Workspace,
-    registry: &Registry,
-    mut evaluated: Evaluated,
-) -> Result<Loaded, EngineError> {
-    let providers = evaluated
-        .value
-        .get("providers")
-        .and_then(|p| p.as_object())
-        .cloned()
-        .unwrap_or_default();
-    let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
-    // The servers' attributes move into the model (nothing reads them from the value later).
-    let model = build_model_from(
-        &mut evaluated.value,
-        &evaluated.positions,
-        &evaluated.defaults,
-        &bound,
-    )
-    .map_err(EngineError::Invalid)?;
-    let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
-    let config_hash = evaluated.hash.clone();
-    Ok(Loaded {
-        workspace: ws.clone(),
-        evaluated,
-        model,
-        graph,
-        bound,
-        config_hash,
-    })
 }
 
 /// `prov output`: the workspace outputs as the last apply resolved them, and which of them show a
@@ -352,8 +208,8 @@ pub async fn plan_from(
     for (a, _) in &in_flight {
         snap.pending.remove(a);
     }
-    let mut resolutions = refresh::resolve_pending(&snap, &loaded.bound).await?;
-    let mut view = refresh::resolved_view(snap, &resolutions);
+    let mut resolutions = pending::resolve_pending(&snap, &loaded.bound).await?;
+    let mut view = pending::resolved_view(snap, &resolutions);
     view.pending.extend(in_flight);
     // Live servers tagged for addresses this plan would create (state lost or records removed):
     // reported, adopted with --adopt, and never duplicated by apply (see `check_tagged`).
@@ -374,7 +230,7 @@ pub async fn plan_from(
         if opts.adopt {
             let adopted = adoptions(loaded, &tagged)?;
             tagged.retain(|t| !adopted.iter().any(|r| r.address() == t.address));
-            view = refresh::resolved_view(view, &adopted);
+            view = pending::resolved_view(view, &adopted);
             resolutions.extend(adopted);
         }
     }
@@ -590,7 +446,7 @@ fn server_creates(
 fn adoptions(
     loaded: &Loaded,
     tagged: &[crate::ownership::TaggedServer],
-) -> Result<Vec<refresh::Resolution>, EngineError> {
+) -> Result<Vec<pending::Resolution>, EngineError> {
     let mut by_addr: std::collections::BTreeMap<&str, Vec<&crate::ownership::TaggedServer>> =
         Default::default();
     for t in tagged {
@@ -607,7 +463,7 @@ fn adoptions(
         };
         if let [t] = found.as_slice() {
             let rec = imported_record(&addr, r, &t.info);
-            out.push(refresh::Resolution {
+            out.push(pending::Resolution {
                 pending: prov_state::PendingOp {
                     address: address.to_string(),
                     operation: "adopt".into(),
@@ -619,7 +475,7 @@ fn adoptions(
                     started_at: rec.updated_at,
                     run_id: "--adopt".into(),
                 },
-                outcome: refresh::Outcome::Adopt(Box::new(rec)),
+                outcome: pending::Outcome::Adopt(Box::new(rec)),
                 note: format!("found {} tagged by workspace {:?}", t.id, t.workspace_tag),
             });
         } else {
@@ -664,7 +520,7 @@ pub async fn check_tagged(
     if creates.next().is_none() {
         return Ok(());
     }
-    let snap = refresh::resolved_view(store.snapshot_without_configs()?, &plan.resolutions);
+    let snap = pending::resolved_view(store.snapshot_without_configs()?, &plan.resolutions);
     let creates = server_creates(
         plan.changes
             .iter()
@@ -789,13 +645,13 @@ pub struct DriftReport {
 /// Records what the plan found about pending operations, finishing interrupted deletes of
 /// servers nothing refers to. Runs before any step of an apply, and as `prov refresh`.
 pub async fn settle(
-    resolutions: &[refresh::Resolution],
+    resolutions: &[pending::Resolution],
     bound: &Bound,
     store: &Arc<dyn StateStore>,
 ) -> Result<u64, EngineError> {
-    let mut changes = refresh::changes(resolutions);
+    let mut changes = pending::changes(resolutions);
     for r in resolutions {
-        if let refresh::Outcome::FinishDelete { provider_id } = &r.outcome {
+        if let pending::Outcome::FinishDelete { provider_id } = &r.outcome {
             let p = bound.provider(&r.pending.implementation)?;
             match p.delete_server(provider_id).await {
                 Ok(()) => {}
@@ -822,7 +678,7 @@ pub async fn refresh(
     bound: &Bound,
     store: &Arc<dyn StateStore>,
     lock_timeout: std::time::Duration,
-) -> Result<Vec<refresh::Resolution>, EngineError> {
+) -> Result<Vec<pending::Resolution>, EngineError> {
     let busy = store.resource_locks()?;
     let leftover: std::collections::BTreeSet<String> = store
         .snapshot_without_configs()?
@@ -836,7 +692,7 @@ pub async fn refresh(
         .map_err(|e| EngineError::Internal(e.to_string()))??;
     let mut snap = store.snapshot()?;
     snap.pending.retain(|a, _| leftover.contains(a));
-    let res = refresh::resolve_pending(&snap, bound).await?;
+    let res = pending::resolve_pending(&snap, bound).await?;
     settle(&res, bound, store).await?;
     Ok(res)
 }
@@ -900,7 +756,7 @@ pub async fn apply(
         let inner = events;
         let scrubbed: EventSink = Arc::new(move |e| {
             use crate::events::Event;
-            use crate::plan::redact::scrub_text;
+            use crate::sensitive::scrub_text;
             inner(match e {
                 Event::Output { address, line } => Event::Output {
                     address,
@@ -922,7 +778,7 @@ pub async fn apply(
     };
     let mut report = apply::apply(plan, bound, store, opts, events).await?;
     for (_, _, e) in &mut report.failed {
-        *e = crate::plan::redact::scrub_text(e, &secrets);
+        *e = crate::sensitive::scrub_text(e, &secrets);
     }
     Ok(report)
 }
@@ -1089,7 +945,7 @@ fn imported_record(
         provider_id: Some(info.id.clone()),
         config: r.config.clone(),
         attributes: serde_json::Value::Object(attrs),
-        outputs: refresh::server_outputs(info),
+        outputs: crate::records::server_outputs(info),
         dependencies: r.depends_on.iter().map(|d| d.to_string()).collect(),
         updated_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -3,11 +3,11 @@
 
 use crate::error::{Diagnostic, EngineError};
 use crate::model::Address;
-use crate::ops::Loaded;
+use crate::records::server_target;
 use crate::refs::find_refs;
 use crate::registry::Bound;
-use crate::targets::server_target;
 use crate::traits::{ExtError, ServerTarget, TaskservRequest, TaskservStatus, UpdateCheck};
+use crate::workspace::Loaded;
 use prov_state::{ResourceRecord, StateRead};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -162,7 +162,7 @@ fn selected(
     filter: Option<&str>,
 ) -> Result<Vec<(Address, ResourceRecord)>, EngineError> {
     let snap = state.snapshot()?;
-    let all: Vec<(Address, ResourceRecord)> = crate::plan::make::parse_records(&snap)?
+    let all: Vec<(Address, ResourceRecord)> = crate::records::parse_records(&snap)?
         .into_iter()
         .map(|(a, r)| (a, r.clone()))
         .collect();
@@ -230,13 +230,13 @@ where
             (_, Err(e)) => Err(e.to_string()),
             (Ok(req), Ok(t)) => f(t, req).await.map_err(|e| e.to_string()),
         };
-        let secrets = crate::plan::redact::record_secrets(rec);
+        let secrets = crate::sensitive::record_secrets(rec);
         let (result, error) = match r {
             Ok(mut v) => {
                 redact(&mut v, &rec.sensitive_paths, &secrets);
                 (Some(v), None)
             }
-            Err(e) => (None, Some(crate::plan::redact::scrub_text(&e, &secrets))),
+            Err(e) => (None, Some(crate::sensitive::scrub_text(&e, &secrets))),
         };
         out.push(TaskservReport {
             address: addr.to_string(),
@@ -262,10 +262,10 @@ pub async fn status(
         |s: &mut TaskservStatus, paths, secrets| {
             // Implementations report settings in `detail` under their own names (the sim
             // taskserv: `detail.settings`, as recorded): by path, then by value.
-            crate::plan::redact::redact_value(&mut s.detail, paths);
-            crate::plan::redact::scrub_value(&mut s.detail, secrets);
+            crate::sensitive::redact_value(&mut s.detail, paths);
+            crate::sensitive::scrub_value(&mut s.detail, secrets);
             for v in s.version.iter_mut() {
-                *v = crate::plan::redact::scrub_text(v, secrets);
+                *v = crate::sensitive::scrub_text(v, secrets);
             }
         },
         |t, req| async move { t.status(&req).await },
@@ -285,7 +285,7 @@ pub async fn versions(
         filter,
         |v: &mut Vec<String>, _, secrets| {
             for x in v.iter_mut() {
-                *x = crate::plan::redact::scrub_text(x, secrets);
+                *x = crate::sensitive::scrub_text(x, secrets);
             }
         },
         |t, req| async move { t.get_available_versions(&req).await },

@@ -3,6 +3,8 @@
 //! the AWS SDK, cargo feature `aws`), `upcloud` (UpCloud REST API 1.3) and `exec` (extension
 //! directories naming an executable that speaks JSON on stdin/stdout, in any language).
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod exec;

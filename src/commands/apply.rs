@@ -11,6 +11,7 @@ use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::review;
 use prov_engine::plan::Plan;
+use prov_engine::workspace;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
@@ -120,7 +121,7 @@ pub fn run(
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let operation = if args.destroy { "destroy" } else { "apply" };
     let open = || {
         ctx.open_state(

@@ -6,7 +6,7 @@ use crate::cli::{ClusterCommand, LockArgs};
 use crate::context::Context;
 use crate::render::table::table;
 use prov_engine::cluster_ops::{self, ClusterReport};
-use prov_engine::ops;
+use prov_engine::workspace;
 use serde::Serialize;
 
 fn json<T: Serialize>(v: &T) -> CmdResult {
@@ -20,12 +20,12 @@ fn with_state<T>(
     lock: &LockArgs,
     op: &str,
     f: impl FnOnce(
-        &ops::Loaded,
+        &workspace::Loaded,
         &dyn prov_state::StateRead,
     ) -> Result<T, prov_engine::error::EngineError>,
 ) -> Result<T, super::Failure> {
     let ws = ctx.workspace(None)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),

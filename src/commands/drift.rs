@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::render::{text, Paint};
 use prov_engine::drift::{rule_for, Drift, DriftKind, IgnoreRule, RefreshOptions};
 use prov_engine::ops;
+use prov_engine::workspace;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub fn run(
             prov_engine::drift::parse_ignore(&bytes, &path.display().to_string())?
         }
     };
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     // Read-only: a missing state stays missing, and nothing below writes.
     let state = ctx.open_state(
         &ws,

@@ -2,12 +2,12 @@
 
 use super::CmdResult;
 use crate::context::Context;
-use prov_engine::ops;
+use prov_engine::workspace;
 use std::path::Path;
 
 pub fn run(ctx: &Context, dir: Option<&Path>) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     crate::out!("{}", loaded.graph.to_dot());
     Ok(0)
 }

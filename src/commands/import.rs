@@ -5,6 +5,7 @@ use crate::cli::LockArgs;
 use crate::context::Context;
 use prov_engine::model::Address;
 use prov_engine::ops;
+use prov_engine::workspace;
 use std::path::Path;
 
 pub fn run(
@@ -17,7 +18,7 @@ pub fn run(
 ) -> CmdResult {
     let addr: Address = address.parse().map_err(Failure)?;
     let ws = ctx.workspace(dir)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),

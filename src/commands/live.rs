@@ -6,8 +6,8 @@ use crate::cli::{LiveArgs, LockArgs, ProviderCommand, ServerCommand};
 use crate::context::Context;
 use crate::render::table::table;
 use prov_engine::live::{self, PowerAction, ProviderAnswer, ProviderQuery};
-use prov_engine::ops::{self, Loaded};
 use prov_engine::traits::{ServerInfo, ServerStatus};
+use prov_engine::workspace::{self, Loaded};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -19,7 +19,7 @@ fn open(
     operation: &str,
 ) -> Result<(Loaded, crate::context::OpenState), Failure> {
     let ws = ctx.workspace(dir)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),
@@ -308,7 +308,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
     };
     let ws = ctx.workspace(a.dir.as_deref())?;
     // Provider queries need the settings, not the state.
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let answer = runtime()?.block_on(live::provider_query(&loaded, &name, q))?;
     let mut code = 0;
     match answer {

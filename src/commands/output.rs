@@ -4,7 +4,7 @@ use super::{CmdResult, Failure};
 use crate::context::Context;
 use crate::render::text::output_value;
 use prov_engine::ops;
-use prov_engine::plan::redact::REDACTED;
+use prov_engine::sensitive::REDACTED;
 use std::time::Duration;
 
 pub fn run(ctx: &Context, name: Option<&str>, json: bool) -> CmdResult {

@@ -8,6 +8,7 @@ use prov_engine::model::Address;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::make::PlanOptions;
+use prov_engine::workspace;
 use std::path::Path;
 
 /// Turns the plan flags into engine options, validating each address.
@@ -54,11 +55,11 @@ pub fn run(
     opts.untrusted = untrusted;
     let mut eval = ctx.eval_options();
     eval.confined = untrusted;
-    let ops::LoadedWithState {
+    let workspace::LoadedWithState {
         loaded,
         state,
         snapshot,
-    } = ops::load_with_state(&ws, &ctx.registry(&ws)?, &eval, |config| {
+    } = workspace::load_with_state(&ws, &ctx.registry(&ws)?, &eval, |config| {
         // Plans lock nothing: they read one consistent snapshot, beside running applies.
         let operation = if untrusted {
             "plan --untrusted"

@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::render::{plan_report, tfjson, Paint};
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
-use prov_engine::plan::redact::REDACTED;
+use prov_engine::sensitive::REDACTED;
 use std::path::Path;
 use std::time::Duration;
 

@@ -12,11 +12,11 @@ use prov_state::{format_utc, Change, ResourceRecord, StateDump, StateError};
 pub fn redacted(r: &ResourceRecord) -> ResourceRecord {
     let mut r = r.clone();
     for v in [&mut r.config, &mut r.attributes, &mut r.outputs] {
-        prov_engine::plan::redact::redact_value(v, &r.sensitive_paths);
+        prov_engine::sensitive::redact_value(v, &r.sensitive_paths);
     }
     for d in &mut r.deposed {
         for v in [&mut d.attributes, &mut d.outputs] {
-            prov_engine::plan::redact::redact_value(v, &r.sensitive_paths);
+            prov_engine::sensitive::redact_value(v, &r.sensitive_paths);
         }
     }
     r
@@ -153,13 +153,14 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             if !force {
                 // A record moved to an address the configuration does not declare is destroyed
                 // by the next apply: refuse a typo before it costs a server.
-                let loaded = prov_engine::ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())
-                    .map_err(|e| {
-                        Failure(format!(
+                let loaded =
+                    prov_engine::workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())
+                        .map_err(|e| {
+                            Failure(format!(
                             "cannot check {to} against the configuration (pass --force to move \
                              without checking): {e}"
                         ))
-                    })?;
+                        })?;
                 if !loaded.model.resources.contains_key(&t) {
                     return Err(Failure(format!(
                         "{to} is not declared in the configuration: the next apply would destroy \

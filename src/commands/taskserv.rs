@@ -4,8 +4,8 @@
 use super::{runtime, CmdResult};
 use crate::cli::{LockArgs, TaskservCommand};
 use crate::context::Context;
-use prov_engine::ops;
 use prov_engine::taskserv_ops::{self, TaskservReport};
+use prov_engine::workspace;
 use serde::Serialize;
 
 /// Left-aligned columns, two spaces apart.
@@ -45,12 +45,12 @@ fn with_state<T>(
     lock: &LockArgs,
     op: &str,
     f: impl FnOnce(
-        &ops::Loaded,
+        &workspace::Loaded,
         &dyn prov_state::StateRead,
     ) -> Result<T, prov_engine::error::EngineError>,
 ) -> Result<T, super::Failure> {
     let ws = ctx.workspace(None)?;
-    let loaded = ops::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     let state = ctx.open_state(
         &ws,
         Some(&loaded.evaluated.value),

@@ -9,6 +9,7 @@
 //! leaks nothing when opened.
 
 use super::review::{self, ResourceView, Review};
+use super::svg::escape;
 use prov_engine::plan::cost::{cents_text, delta_text};
 use prov_engine::plan::view::{Body, Entry, Line as DiffLine, Op};
 use prov_engine::plan::{Plan, PlanMode};
@@ -21,22 +22,6 @@ pub const MAX_GRAPH_NODES: usize = 200;
 /// Up to this many changed resources the diffs are in the page itself (readable without
 /// JavaScript); above, they are rendered when an entry is opened.
 pub const INLINE_DIFFS_UP_TO: usize = 1000;
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The anchor of a resource's entry.
 fn anchor(address: &str) -> String {

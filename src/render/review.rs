@@ -295,7 +295,7 @@ fn outputs(p: &Plan) -> Vec<Entry> {
 }
 
 fn is_changed_secret(v: &Value) -> bool {
-    v.as_str() == Some(prov_engine::plan::redact::REDACTED_CHANGED)
+    v.as_str() == Some(prov_engine::sensitive::REDACTED_CHANGED)
 }
 
 /// A value as every renderer prints it: compact JSON, except the markers (`(known after

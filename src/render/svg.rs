@@ -122,7 +122,7 @@ const GAP: usize = 60;
 const PAD: usize = 10;
 
 fn esc(s: &str) -> String {
-    super::html::escape(s)
+    escape(s)
 }
 
 /// The graph as an `<svg>` element (no namespace attribute: inline SVG in HTML needs none).
@@ -197,6 +197,22 @@ pub fn edges_among(labels: &[String], deps: &[Vec<String>]) -> Vec<(usize, usize
             if let Some(&a) = index.get(d.as_str()) {
                 out.push((a, b));
             }
+        }
+    }
+    out
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
         }
     }
     out

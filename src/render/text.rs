@@ -2,9 +2,9 @@
 
 use super::review::{self, DriftView, ResourceView, Review};
 use super::Paint;
+use prov_engine::pending::{Outcome, Resolution};
 use prov_engine::plan::view::{Body, Entry, Line, Op};
 use prov_engine::plan::{Action, Plan, PlanMode};
-use prov_engine::refresh::{Outcome, Resolution};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -276,7 +276,7 @@ fn entries(out: &mut String, list: &[Entry], indent: &str, paint: Paint) {
 /// A workspace output's value as a listing shows it: `(sensitive value)` when it shows a secret.
 pub fn output_value(v: &Value, sensitive: bool) -> String {
     if sensitive {
-        prov_engine::plan::redact::REDACTED.to_string()
+        prov_engine::sensitive::REDACTED.to_string()
     } else {
         value(v)
     }

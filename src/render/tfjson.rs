@@ -530,7 +530,7 @@ fn configuration(p: &Plan) -> Value {
             };
             let sensitive = p.sensitive_outputs.contains(name);
             let constant = if sensitive {
-                Value::String(prov_engine::plan::redact::REDACTED.into())
+                Value::String(prov_engine::sensitive::REDACTED.into())
             } else {
                 written.clone()
             };

@@ -16,6 +16,8 @@
 //! - unreadable data is an error naming the backend and record, never a panic and never silently
 //!   an empty state (that would make the next plan recreate everything).
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod depth;
 mod dump;
 mod error;
@@ -38,11 +40,11 @@ pub use depth::{
 };
 pub use dump::{StateDump, DUMP_FORMAT, DUMP_FORMAT_VERSION};
 pub use error::{BackendErrorKind, StateError};
-pub use lock::{force_unlock_sled, ForceUnlock};
+pub use lock::{lock_path_for, ForceUnlock};
 pub use memory::MemoryStore;
 pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSION};
 pub use record::{Deposed, ResourceRecord, RECORD_FORMAT_VERSION};
-pub use sled_store::{lock_path_for, SledStore, STATE_FORMAT_VERSION};
+pub use sled_store::{force_unlock_sled, SledStore, STATE_FORMAT_VERSION};
 pub use util::{compact_value, format_utc, parse_duration, Compact};
 
 /// Decodes one record as sled and the memory store keep it (`{"format_version": N, "record":

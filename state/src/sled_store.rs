@@ -47,7 +47,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 use crate::dump::push_serial;
-use crate::lock::{FileLock, LockEntry};
+use crate::lock::{
+    hostname, lock_path_for, pid_alive, try_flock, FileLock, ForceUnlock, LockEntry,
+};
 use crate::record::{
     decode, decode_all, decode_history, decode_pending, decode_without_config, encode_commit,
     encode_history, envelope, EncodedCommit, REPLACED_BY_DELETE, REPLACED_BY_UPDATE,
@@ -57,6 +59,7 @@ use crate::{
     Change, HistoryEntry, LockInfo, LockScope, OpenOptions, PendingOp, ReadOptions, ResourceRecord,
     Snapshot, StateDump, StateError, StateLock, StateMeta, StateRead, StateWrite, HISTORY_LIMIT,
 };
+use std::os::unix::io::AsRawFd;
 
 type TxError = ConflictableTransactionError<StateError>;
 
@@ -82,20 +85,6 @@ const GUARD_FILE: &str = "prov-guard.json";
 /// How long to retry sled's own directory lock after ours was granted: sled's background IO
 /// threads of a store dropped a moment ago in this process can still hold it briefly.
 const SLED_LOCK_GRACE: Duration = Duration::from_secs(3);
-
-/// The lock file guarding `state_dir`: `<state_dir>.lock`, beside it (`.prov/state` ->
-/// `.prov/state.lock`).
-pub fn lock_path_for(state_dir: &Path) -> Result<PathBuf, StateError> {
-    let name = state_dir
-        .file_name()
-        .ok_or_else(|| StateError::InvalidPath {
-            path: state_dir.to_path_buf(),
-            detail: "it must end in a directory name, like .prov/state".to_string(),
-        })?;
-    let mut lock_name = name.to_os_string();
-    lock_name.push(".lock");
-    Ok(state_dir.with_file_name(lock_name))
-}
 
 /// A sled state. With `LockScope::Workspace` the database stays open, and the lock file held,
 /// from open until drop. Otherwise (resource scope, read-only) every read and commit is a short
@@ -1272,4 +1261,84 @@ fn write_guard(file: &File, lineage: &str, serial: u64) -> io::Result<()> {
     // never leaves a shorter valid-looking note.
     file.write_all_at(&note, 0)?;
     file.set_len(note.len() as u64)
+}
+
+/// `prov force-unlock LOCK_ID` for a sled state. The lock is an `flock` that dies with its
+/// process, so it cannot go stale; only its holder note can. This clears a note whose lock is
+/// free, refuses a `lock_id` that is not the note's (`LockIdMismatch`), and for a lock a live
+/// process holds returns `LockHeld` naming it: prov cannot release another process's OS lock.
+pub fn force_unlock_sled(state_dir: &Path, lock_id: &str) -> Result<ForceUnlock, StateError> {
+    let path = lock_path_for(state_dir)?;
+    let location = path.display().to_string();
+    let io_err = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StateError::LockIdMismatch {
+                location,
+                given: lock_id.to_string(),
+                holder: None,
+            })
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    // The note as written, dead holder or not: that is what the user is asking about.
+    let note = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok());
+    let mut holder = match note {
+        Some(n) if n.id == lock_id && !lock_id.is_empty() => n,
+        other => {
+            // Not the lock file's holder: perhaps a resource-scope writer's (the lock table).
+            if let Some(cleared) = clear_resource_locks(state_dir, lock_id)? {
+                return Ok(cleared);
+            }
+            return Err(StateError::LockIdMismatch {
+                location,
+                given: lock_id.to_string(),
+                holder: other.map(Box::new),
+            });
+        }
+    };
+    holder.location = location;
+    if try_flock(&file).map_err(io_err)? {
+        file.set_len(0).map_err(io_err)?;
+        // SAFETY: plain syscall on a valid fd; closing the file would release it too.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return Ok(ForceUnlock::StaleNoteCleared(holder));
+    }
+    let detail = if holder.host != hostname() {
+        format!(
+            "the note names pid {} on host {}, and the lock file is locked by some process on \
+             this host",
+            holder.pid, holder.host
+        )
+    } else if pid_alive(holder.pid) {
+        format!(
+            "pid {} ({}@{}, operation \"{}\", since {})",
+            holder.pid,
+            holder.user,
+            holder.host,
+            holder.operation,
+            crate::format_utc(holder.since)
+        )
+    } else {
+        format!(
+            "not pid {} named by the note (it has exited) but another process that wrote no \
+             note; find it with `fuser {}`",
+            holder.pid,
+            path.display()
+        )
+    };
+    Err(StateError::LockHeld {
+        holder: Box::new(holder),
+        detail,
+    })
 }

@@ -2,6 +2,8 @@
 //! extension-directory taskservs (`ext`) from the workspace, `PROV_EXTENSIONS_PATH` and the
 //! built-in catalog (`catalog`), reaching servers through `transport`.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod catalog;
 pub mod ext;
 pub mod sim;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nickel_lang_core::error::report::{report_as_str, ColorOpt};
@@ -188,18 +188,48 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Writes Nickel's warnings to stderr, rendered like errors.
-struct StderrReporter {
-    color: ColorOpt,
+/// Where Nickel's warnings and `std.trace` output go ([`set_messages`]).
+type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The process's message sink; none drops the messages.
+static MESSAGES: Mutex<Option<MessageSink>> = Mutex::new(None);
+
+/// Sends every later evaluation's Nickel warnings (rendered like errors) and `std.trace` output
+/// to `sink`: the engine never prints, the CLI writes them to stderr.
+pub fn set_messages(sink: impl Fn(&str) + Send + Sync + 'static) {
+    *MESSAGES.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(sink));
 }
 
-impl Reporter<(Warning, Files)> for StderrReporter {
+fn message_sink() -> Option<MessageSink> {
+    MESSAGES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Hands Nickel's warnings to the message sink, rendered like errors.
+struct SinkReporter {
+    color: ColorOpt,
+    sink: Option<MessageSink>,
+}
+
+impl Reporter<(Warning, Files)> for SinkReporter {
     fn report(&mut self, (warning, mut files): (Warning, Files)) {
-        // Not eprint!: a closed stderr must not panic the evaluation.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            report_as_str(&mut files, warning, self.color).as_bytes(),
-        );
+        if let Some(sink) = &self.sink {
+            sink(&report_as_str(&mut files, warning, self.color));
+        }
+    }
+}
+
+/// Hands `std.trace` output to the message sink.
+struct SinkWriter(Option<MessageSink>);
+
+impl std::io::Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(sink) = &self.0 {
+            sink(&String::from_utf8_lossy(buf));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -215,8 +245,11 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
         .add_path(&job.main)
         .add_import_paths([job.lib_dir.clone()])
         .add_contract_paths(job.contract.iter())
-        .with_trace(std::io::stderr())
-        .with_reporter(StderrReporter { color })
+        .with_trace(SinkWriter(message_sink()))
+        .with_reporter(SinkReporter {
+            color,
+            sink: message_sink(),
+        })
         .build::<CacheImpl>()
         .map_err(|e| match e {
             BuilderError::Io { path, error } => ConfigError::Io {

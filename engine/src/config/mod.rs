@@ -106,7 +106,7 @@ impl Default for EvalLimits {
     }
 }
 
-pub use eval::set_limits;
+pub use eval::{set_limits, set_messages};
 
 /// A successfully evaluated workspace configuration.
 #[derive(Debug, Clone, PartialEq)]

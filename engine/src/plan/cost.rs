@@ -11,9 +11,10 @@
 //! prices region `us-east-1` for zone `us-east-1a`). Amounts are kept in hundredths of the
 //! currency unit so totals add up exactly.
 
-use super::{redact::REDACTED, Action, Plan, PlanMode};
+use super::{Action, Plan, PlanMode};
 use crate::model::Address;
 use crate::registry::Bound;
+use crate::sensitive::REDACTED;
 use crate::traits::Pricing;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

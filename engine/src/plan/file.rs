@@ -6,7 +6,7 @@ use crate::crypt::{Content, Keys};
 use crate::drift::{Drift, DriftKind};
 use crate::error::EngineError;
 use crate::model::{Address, Lifecycle};
-use crate::refresh::{Outcome, Resolution};
+use crate::pending::{Outcome, Resolution};
 use prov_state::{PendingOp, ResourceRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

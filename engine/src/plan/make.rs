@@ -1,10 +1,12 @@
 //! Makes the plan: desired model vs recorded state, resource by resource in dependency order.
 
-use super::{diff::diff, Action, OutputChange, Plan, PlanMode, ResourceChange};
+use super::{Action, OutputChange, Plan, PlanMode, ResourceChange};
+use crate::diff::diff;
 use crate::error::{Diagnostic, EngineError};
 use crate::graph::Graph;
 use crate::load::{resolve_ref, Model};
 use crate::model::Address;
+use crate::records::{parse_records, record_attr};
 use crate::refs::{get_path, substitute, substitutes_to, RefPath, Resolved};
 use crate::registry::Bound;
 use prov_state::{ResourceRecord, Snapshot};
@@ -101,44 +103,11 @@ fn plan_lookup(
     }
 }
 
-/// Parses the records' addresses; a record whose address does not parse is corrupt state.
-pub fn parse_records(snap: &Snapshot) -> Result<BTreeMap<Address, &ResourceRecord>, EngineError> {
-    let mut out = BTreeMap::new();
-    for (k, r) in &snap.resources {
-        let a: Address = k.parse().map_err(|e: String| {
-            EngineError::Invalid(vec![Diagnostic::new(
-                Some(k.clone()),
-                None,
-                format!("state record has an invalid address: {e}"),
-            )])
-        })?;
-        out.insert(a, r);
-    }
-    Ok(out)
-}
-
 fn prior_deps(rec: &ResourceRecord) -> Vec<Address> {
     rec.dependencies
         .iter()
         .filter_map(|d| d.parse().ok())
         .collect()
-}
-
-/// What `${...}` finds at `attr` in a record: its outputs first, then its attributes (the same
-/// precedence as `referable`, without building the merged value on every lookup).
-pub fn record_attr<'a>(rec: &'a ResourceRecord, attr: &[String]) -> Option<&'a Value> {
-    get_path(&rec.outputs, attr).or_else(|| get_path(&rec.attributes, attr))
-}
-
-/// Merges recorded outputs under the attributes: what `${...}` can refer to.
-pub fn referable(attributes: &Value, outputs: &Value) -> Value {
-    let mut m = outputs.as_object().cloned().unwrap_or_default();
-    if let Some(a) = attributes.as_object() {
-        for (k, v) in a {
-            m.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    Value::Object(m)
 }
 
 /// Makes the plan against a snapshot the caller keeps. The `before` of no-op changes is a copy
@@ -265,7 +234,7 @@ fn plan_changes(
                 )])
             })?;
             if let Some(rec) = rec {
-                super::diff::keep_ignored(
+                crate::diff::keep_ignored(
                     &mut sub.value,
                     &rec.attributes,
                     &r.lifecycle.ignore_changes,

@@ -1,13 +1,13 @@
 //! The plan: a closed set of actions per resource with attribute diffs; made by `make`, persisted by `file`.
 
 pub mod cost;
-pub mod diff;
 pub mod file;
 pub mod make;
 pub mod redact;
 pub mod review;
 pub mod view;
 
+pub use crate::diff::AttrDiff;
 use crate::model::{Address, Lifecycle, ResourceKind};
 use serde_json::Value;
 
@@ -66,17 +66,6 @@ impl Action {
             Action::Delete { .. } => vec!["delete"],
         }
     }
-}
-
-/// One attribute's change, at a dotted path (`tags.env`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttrDiff {
-    pub path: String,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-    /// The new value is only known after apply.
-    pub unknown: bool,
-    pub forces_replacement: bool,
 }
 
 /// The planned change of one resource.
@@ -158,7 +147,7 @@ pub struct Plan {
     /// Outputs that would change (after None: removed, or known only after apply).
     pub output_changes: Vec<OutputChange>,
     /// Operations an earlier apply left pending, and how apply will settle them first.
-    pub resolutions: Vec<crate::refresh::Resolution>,
+    pub resolutions: Vec<crate::pending::Resolution>,
     /// Live servers tagged for addresses this plan creates that no record holds: apply refuses
     /// to create those addresses (adopt them with `--adopt` or `prov import`). Not saved in plan
     /// files: apply asks the providers again.

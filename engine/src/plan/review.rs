@@ -13,9 +13,9 @@
 //! test guesses of a short password against it. Without an encryption key secrets cannot be
 //! hashed; a plan holding some cannot then be checked, and apply says so.
 
-use super::redact::{is_credential_key, REDACTED};
 use super::{Action, Plan, PlanMode};
 use crate::crypt::Keys;
+use crate::sensitive::{is_credential_key, REDACTED};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -254,7 +254,7 @@ impl Review {
             items.insert(format!("{a} (protection)"), json!("record"));
         }
         for r in &plan.resolutions {
-            use crate::refresh::Outcome;
+            use crate::pending::Outcome;
             let outcome = match &r.outcome {
                 Outcome::Adopt(_) => "adopt the object found",
                 Outcome::Clear => "clear the pending note",

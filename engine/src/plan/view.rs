@@ -18,6 +18,7 @@
 //! is given.
 
 use super::{Action, AttrDiff, ResourceChange};
+use crate::diff::document;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -29,7 +30,7 @@ pub const CONTEXT_LINES: usize = 3;
 
 /// Whether a shown string is a marker printed bare (unknown or redacted), not a quoted string.
 pub fn is_marker(s: &str) -> bool {
-    s == UNKNOWN || super::redact::is_marker(s)
+    s == UNKNOWN || crate::sensitive::is_marker(s)
 }
 
 /// How one entry changes.
@@ -96,7 +97,7 @@ pub fn resource_entries(c: &ResourceChange) -> Vec<Entry> {
         Action::Create => {
             let mut out = Vec::new();
             if let Some(after) = &c.after {
-                let skip = |p: &str| super::redact::is_sensitive(p, &c.defaults);
+                let skip = |p: &str| crate::sensitive::is_sensitive(p, &c.defaults);
                 listing("", after, &c.after_unknown, Op::Add, false, &skip, &mut out);
             }
             out
@@ -382,7 +383,7 @@ fn diff_value(
 /// Strings: a secret that changed says only that; JSON (or, multi-line, YAML) documents on both
 /// sides are diffed by key path; other multi-line strings line by line; the rest whole.
 fn string_diff(path: &str, b: &str, a: &str, out: &mut Vec<Entry>) {
-    if a == super::redact::REDACTED_CHANGED {
+    if a == crate::sensitive::REDACTED_CHANGED {
         out.push(value_entry(
             path,
             Op::Change,
@@ -419,22 +420,6 @@ fn string_diff(path: &str, b: &str, a: &str, out: &mut Vec<Entry>) {
         Some(Value::String(b.into())),
         Some(Value::String(a.into())),
     ));
-}
-
-/// A string holding a JSON object or array, or (when multi-line) a YAML mapping or sequence.
-pub fn document(s: &str) -> Option<Value> {
-    let t = s.trim_start();
-    if t.starts_with('{') || t.starts_with('[') {
-        if let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s) {
-            return Some(v);
-        }
-    }
-    if s.trim_end().contains('\n') {
-        if let Ok(v @ (Value::Object(_) | Value::Array(_))) = yaml_serde::from_str::<Value>(s) {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// The changed hunks of a multi-line string with [`CONTEXT_LINES`] of context; the unchanged
@@ -702,8 +687,8 @@ mod tests {
     fn a_changed_secret_shows_only_that_it_changed() {
         let d = attr(
             "settings.password",
-            json!(super::super::redact::REDACTED),
-            json!(super::super::redact::REDACTED_CHANGED),
+            json!(crate::sensitive::REDACTED),
+            json!(crate::sensitive::REDACTED_CHANGED),
         );
         assert_eq!(
             shown(&attr_entries(&d, &FALSE)),

@@ -216,7 +216,7 @@ fn collect_secrets(v: &Value, under_secret: bool, out: &mut Vec<String>) {
             for (k, x) in m {
                 collect_secrets(
                     x,
-                    under_secret || prov_engine::plan::redact::is_secret_key(k),
+                    under_secret || prov_engine::sensitive::is_secret_key(k),
                     out,
                 )
             }

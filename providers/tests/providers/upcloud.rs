@@ -482,7 +482,7 @@ async fn refresh_sees_an_address_changed_outside_prov() {
         "provider_id": info.id, "config": null,
         "attributes": {"hostname": "web-01", "plan": sp.plan, "zone": sp.zone, "os": sp.os,
                        "tags": {"env": "test"}, "firewall_rules": []},
-        "outputs": prov_engine::refresh::server_outputs(&info),
+        "outputs": prov_engine::records::server_outputs(&info),
         "dependencies": [], "updated_at": 0, "sensitive_paths": []
     }))
     .unwrap();

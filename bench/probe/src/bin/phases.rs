@@ -1,5 +1,5 @@
 //! `prov-bench-phases DIR OUT.json`: what `prov plan DIR` does, through the same public
-//! functions in the same order (`ops::load_with_state` and `ops::plan_from` unrolled: evaluate;
+//! functions in the same order (`workspace::load_with_state` and `ops::plan_from` unrolled: evaluate;
 //! model and graph while the state is opened and its snapshot read on a second thread; resolve
 //! pending operations, refresh, diff, render, the drops),
 //! timing each phase and reading the process's RSS and peak RSS after it (/proc/self/status).
@@ -21,8 +21,9 @@ use prov::render::{text, Paint};
 use prov_engine::config;
 use prov_engine::drift::{self, RefreshOptions};
 use prov_engine::ops;
+use prov_engine::workspace;
 use prov_engine::plan::make::{make_plan_from, PlanOptions};
-use prov_engine::refresh;
+use prov_engine::pending;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,7 +100,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| die("runtime", e));
 
-    // ops::load_with_state, unrolled: the evaluation, then the model and graph built while the
+    // workspace::load_with_state, unrolled: the evaluation, then the model and graph built while the
     // state is opened and its snapshot read on a second thread.
     let evaluated = p
         .run("evaluate (Nickel or its cache)", || {
@@ -109,13 +110,13 @@ fn main() {
     let registry = ctx
         .registry(&ws)
         .unwrap_or_else(|e| die("registry", e));
-    let ops::LoadedWithState {
+    let workspace::LoadedWithState {
         loaded,
         state,
         snapshot: snap,
     } = p
         .run("model + graph ∥ open state + snapshot", || {
-            ops::build_with_state(&ws, &registry, evaluated, |config| {
+            workspace::build_with_state(&ws, &registry, evaluated, |config| {
                 ctx.open_state(&ws, Some(config), "plan", Duration::ZERO, false)
                     .map_err(prov_engine::error::EngineError::StateOpen)
             })
@@ -127,10 +128,10 @@ fn main() {
     // ops::plan_from, unrolled.
     let resolutions = p
         .run("resolve pending operations", || {
-            rt.block_on(refresh::resolve_pending(&snap, &bound))
+            rt.block_on(pending::resolve_pending(&snap, &bound))
         })
         .unwrap_or_else(|e| die("pending", e));
-    let mut view = p.run("resolved view", || refresh::resolved_view(snap, &resolutions));
+    let mut view = p.run("resolved view", || pending::resolved_view(snap, &resolutions));
     if opts.refresh || opts.refresh_only {
         let shared = Arc::new(view);
         let obs = p.run("refresh (provider reads)", || {

@@ -1,7 +1,17 @@
-//! Attribute-level diff between recorded and desired values, honouring ignore_changes.
+//! Attribute-level diff between recorded and desired values, honouring ignore_changes (a leaf: plans, drift and redaction build on it).
 
-use super::AttrDiff;
 use serde_json::Value;
+
+/// One attribute's change, at a dotted path (`tags.env`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrDiff {
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// The new value is only known after apply.
+    pub unknown: bool,
+    pub forces_replacement: bool,
+}
 
 /// Differences between `before` and `after` as dotted paths. Objects are compared key by key;
 /// arrays and scalars as whole values. `unknown` mirrors `after` (true where unknown).
@@ -103,6 +113,22 @@ fn walk(
             forces_replacement: false,
         });
     }
+}
+
+/// A string holding a JSON object or array, or (when multi-line) a YAML mapping or sequence.
+pub fn document(s: &str) -> Option<Value> {
+    let t = s.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        if let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s) {
+            return Some(v);
+        }
+    }
+    if s.trim_end().contains('\n') {
+        if let Ok(v @ (Value::Object(_) | Value::Array(_))) = yaml_serde::from_str::<Value>(s) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use crate::error::EngineError;
 use crate::model::Address;
+use crate::records::{self, server_outputs};
 use crate::registry::Bound;
-use crate::targets;
 use crate::traits::{
     ClusterRequest, ComponentRequest, ErrorKind, ExtError, ServerInfo, ServerTarget,
     TaskservRequest,
@@ -115,11 +115,6 @@ fn adopted(p: &PendingOp, provider_id: Option<String>, outputs: Value) -> Resour
     }
 }
 
-/// A server's outputs as apply records them.
-pub fn server_outputs(info: &ServerInfo) -> Value {
-    json!({"id": info.id, "public_ip": info.public_ip, "private_ip": info.private_ip, "extra": info.extra})
-}
-
 fn server_target(
     addr: &Address,
     snap: &Snapshot,
@@ -127,7 +122,7 @@ fn server_target(
 ) -> Result<Option<ServerTarget>, ExtError> {
     match snap.resources.get(&addr.to_string()) {
         None => Ok(None),
-        Some(r) => targets::server_target(addr, Some(r), bound)
+        Some(r) => records::server_target(addr, Some(r), bound)
             .map(Some)
             .map_err(|e| not_found(addr, e)),
     }
@@ -139,7 +134,7 @@ fn cluster_request(
     snap: &Snapshot,
     bound: &Bound,
 ) -> Result<ClusterRequest, ExtError> {
-    targets::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
+    records::cluster_request(addr, attrs, |a| snap.resources.get(&a.to_string()), bound)
         .map_err(|e| not_found(addr, e))
 }
 

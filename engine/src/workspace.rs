@@ -1,0 +1,154 @@
+//! Loading a workspace: the directory, its evaluation, model and graph (`Loaded`), and the state opened beside them.
+
+use crate::config::{self, EvalOptions, Evaluated};
+use crate::error::EngineError;
+use crate::graph::Graph;
+use crate::load::{build_model_from, Model};
+use crate::registry::{Bound, Registry};
+use prov_state::StateRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A workspace directory: `main.ncl` plus `.prov/` (state, simulated worlds, library copy).
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub dir: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(dir: impl Into<PathBuf>) -> Workspace {
+        Workspace { dir: dir.into() }
+    }
+    /// The default sled state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".prov").join("state")
+    }
+}
+
+/// An evaluated, validated workspace ready to plan.
+pub struct Loaded {
+    pub workspace: Workspace,
+    /// The evaluation; its `value.servers` is null, moved into `model` (`hash` still covers it).
+    pub evaluated: Evaluated,
+    pub model: Model,
+    pub graph: Graph,
+    pub bound: Arc<Bound>,
+    /// sha256 of the evaluated configuration.
+    pub config_hash: String,
+}
+
+/// Evaluates the configuration and builds the model and graph; every problem found is reported.
+pub fn load(
+    ws: &Workspace,
+    registry: &Registry,
+    eval: &EvalOptions,
+) -> Result<Loaded, EngineError> {
+    build(ws, registry, config::evaluate(&ws.dir, eval)?)
+}
+
+/// A state store the caller opened (the CLI owns backends, locks and their errors).
+pub trait OpenedState: Send {
+    /// What the engine reads through.
+    fn reader(&self) -> &dyn StateRead;
+}
+
+/// What `prov plan` needs before it diffs: the loaded workspace, the opened state and its
+/// snapshot (records without their configurations, as [`plan`] reads them).
+pub struct LoadedWithState<S> {
+    pub loaded: Loaded,
+    pub state: S,
+    pub snapshot: prov_state::Snapshot,
+}
+
+/// [`load`] and the state's snapshot, for a read-only plan. The state is opened and its snapshot
+/// read on a second thread while the model and graph are built: the two do not depend on each
+/// other, and at 10,000 resources each is tens of milliseconds (most of it first-touch page
+/// faults, which two cores take in parallel). `open` sees only the configuration's `backend`
+/// section. A configuration error wins over an error opening the state, as it would if the two
+/// ran one after the other.
+pub fn load_with_state<S: OpenedState>(
+    ws: &Workspace,
+    registry: &Registry,
+    eval: &EvalOptions,
+    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
+) -> Result<LoadedWithState<S>, EngineError> {
+    let evaluated = config::evaluate(&ws.dir, eval)?;
+    build_with_state(ws, registry, evaluated, open)
+}
+
+/// [`load_with_state`] after the evaluation (the benchmark probe times the two apart).
+pub fn build_with_state<S: OpenedState>(
+    ws: &Workspace,
+    registry: &Registry,
+    evaluated: Evaluated,
+    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
+) -> Result<LoadedWithState<S>, EngineError> {
+    let mut backend = serde_json::Map::new();
+    if let Some(b) = evaluated.value.get("backend") {
+        backend.insert("backend".into(), b.clone());
+    }
+    let backend = serde_json::Value::Object(backend);
+    let (built, opened) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("prov-state-read".into())
+            .spawn_scoped(scope, || {
+                let state = open(&backend)?;
+                // Decoded on this thread alone: the model is being built on the other core.
+                let snapshot = state.reader().snapshot_with(prov_state::ReadOptions {
+                    without_configs: true,
+                    one_thread: true,
+                })?;
+                Ok::<_, EngineError>((state, snapshot))
+            });
+        let built = build(ws, registry, evaluated);
+        let opened = match reader {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => Err(EngineError::Internal(format!(
+                "cannot start a thread to read the state: {e}"
+            ))),
+        };
+        (built, opened)
+    });
+    let loaded = built?;
+    let (state, snapshot) = opened?;
+    Ok(LoadedWithState {
+        loaded,
+        state,
+        snapshot,
+    })
+}
+
+/// The model and graph of an evaluation, with the registry bound to its provider settings.
+fn build(
+    ws: &Workspace,
+    registry: &Registry,
+    mut evaluated: Evaluated,
+) -> Result<Loaded, EngineError> {
+    let providers = evaluated
+        .value
+        .get("providers")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
+    // The servers' attributes move into the model (nothing reads them from the value later).
+    let model = build_model_from(
+        &mut evaluated.value,
+        &evaluated.positions,
+        &evaluated.defaults,
+        &bound,
+    )
+    .map_err(EngineError::Invalid)?;
+    let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
+    let config_hash = evaluated.hash.clone();
+    Ok(Loaded {
+        workspace: ws.clone(),
+        evaluated,
+        model,
+        graph,
+        bound,
+        config_hash,
+    })
+}
