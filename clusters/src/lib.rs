@@ -2,7 +2,6 @@
 //! extension-directory clusters (`ext`) from the workspace, `PROV_EXTENSIONS_PATH` and the
 //! built-in catalog (`buildkit`, `cicd`), whose components run through prov-taskservs.
 
-#![deny(clippy::print_stdout, clippy::print_stderr)]
 // Libraries never print: output is the CLI's (tests/tidy.rs checks this line is here).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 

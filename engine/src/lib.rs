@@ -28,5 +28,6 @@ pub mod refs;
 pub mod registry;
 pub mod sensitive;
 pub mod taskserv_ops;
+pub mod testing;
 pub mod traits;
 pub mod workspace;
