@@ -414,6 +414,9 @@ impl Cluster for ExtCluster {
 
     async fn validate(&self, config: &Value, components: &[Value]) -> ExtResult<Validation> {
         let mut v = Validation::default();
+        // A manifest that asks for another prov or extension interface.
+        v.errors
+            .extend(prov_engine::extension::check::incompatible(&self.ext));
         let schema = self.ext.dir.join("schemas").join("cluster.ncl");
         if schema.is_file() {
             let mut whole = config.as_object().cloned().unwrap_or_default();

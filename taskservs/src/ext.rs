@@ -1063,6 +1063,9 @@ impl TaskServ for ExtTaskserv {
                 ));
             }
         }
+        // A manifest that asks for another prov or extension interface.
+        v.errors
+            .extend(prov_engine::extension::check::incompatible(&self.ext));
         let settings = match self.checked_settings(req, "validate").await {
             Ok(s) => s,
             Err(e) if e.kind == ErrorKind::Invalid => {

@@ -462,8 +462,8 @@ fn taskserv_skeleton_lifecycle_in_a_network_namespace() {
     );
 }
 
-/// A taskserv without a script its operations need is a plan error naming the file, not a
-/// failure half-way through an apply.
+/// A taskserv without a script its operations need, or asking for another prov, is a plan
+/// error naming the file, not a failure half-way through an apply.
 #[test]
 fn a_missing_script_is_a_plan_error() {
     let (_t, work, cfg) = scratch();
@@ -495,5 +495,24 @@ fn a_missing_script_is_a_plan_error() {
         .code(1)
         .has("taskserv.s.beat")
         .has("scripts/status.sh is missing: beat cannot status");
+    assert!(!ws.join(".prov/state").exists());
+
+    // A manifest asking for a prov this is not: a plan error naming the manifest and line.
+    std::fs::write(
+        ws.join("extensions/taskservs/beat/scripts/status.sh"),
+        "exit 4\n",
+    )
+    .unwrap();
+    let m = ws.join("extensions/taskservs/beat/manifest.toml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replace("prov_version = \">=0.1.0\"", "prov_version = \">=99\""),
+    )
+    .unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has("beat/manifest.toml:12: [compatibility] prov_version = \">=99\": prov here is")
+        .lacks("is missing");
     assert!(!ws.join(".prov/state").exists());
 }

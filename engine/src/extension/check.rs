@@ -724,6 +724,25 @@ fn dependency(ext: &Extension, text: &str, known: &[Extension], f: &mut Vec<Find
     }
 }
 
+/// The `[compatibility]` requirements this prov does not meet (prov_version, interface_version),
+/// as messages naming the manifest: what plans check for every extension a workspace uses.
+pub fn incompatible(ext: &Extension) -> Vec<String> {
+    let text = std::fs::read_to_string(ext.dir.join("manifest.toml")).unwrap_or_default();
+    let mut f = Vec::new();
+    version(ext, &text, &mut f);
+    f.into_iter()
+        .filter(|x| x.severity == Severity::Error && x.message.starts_with("[compatibility]"))
+        .map(|x| {
+            format!(
+                "{}{}: {}",
+                ext.dir.join("manifest.toml").display(),
+                x.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                x.message
+            )
+        })
+        .collect()
+}
+
 fn version(ext: &Extension, text: &str, f: &mut Vec<Finding>) {
     let manifest = ext.dir.join("manifest.toml");
     let v = &ext.manifest.extension.version;
