@@ -21,6 +21,8 @@ pub struct Context {
     pub backend_flag: Option<String>,
     /// `--encryption-key-file`, as given.
     pub key_file: Option<PathBuf>,
+    /// The command asked for JSON output: errors are printed as JSON on stdout too.
+    pub json_errors: bool,
     /// The encryption keys, read and stretched when a command first needs them.
     keys: std::sync::OnceLock<Result<Keys, String>>,
 }
@@ -51,6 +53,7 @@ impl Context {
             registry,
             backend_flag: g.backend.clone(),
             key_file: g.encryption_key_file.clone(),
+            json_errors: false,
             keys: std::sync::OnceLock::new(),
         })
     }

@@ -155,6 +155,9 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         Ok(code) => code,
         Err(Failure(msg)) => {
             crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
+            if ctx.json_errors {
+                crate::outln!("{}", crate::render::json_error(&msg));
+            }
             1
         }
     };

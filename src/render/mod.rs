@@ -91,6 +91,12 @@ impl Paint {
     }
 }
 
+/// An error as one JSON object (`{"error": {"message": ...}}`), printed on stdout by commands
+/// run with `--json` or `--format json` besides the text on stderr.
+pub fn json_error(msg: &str) -> String {
+    serde_json::json!({ "error": { "message": msg } }).to_string()
+}
+
 /// An error message as printed on stderr. Messages that already carry their own `error:`
 /// lines (lists of diagnostics, Nickel reports) are printed as they are.
 pub fn error_text(msg: &str, color: bool) -> String {

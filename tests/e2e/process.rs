@@ -295,3 +295,50 @@ fn postgresql_port_that_never_answers_is_an_error_not_a_hang() {
         started.elapsed()
     );
 }
+
+/// A command asked for JSON that fails prints its error as one JSON object on stdout (and the
+/// text on stderr), for every command with `--json` or `--format json`; without it stdout is
+/// empty. Before, pipelines piping `--json` into `jq` got a parse error instead of the reason.
+#[test]
+fn errors_of_json_commands_are_json_on_stdout() {
+    let ws = Ws::new(r#"{ servers = { a = { provider = "nowhere", plan = "p", zone = "z" } } }"#);
+    for args in [
+        &["plan", "--json"][..],
+        &["plan", "--format", "json"],
+        &["plan", "--format=json"],
+        &["validate", "--json"],
+        &["apply", "--auto-approve", "--json"],
+        &["destroy", "--auto-approve", "--json"],
+        &["drift", "--json"],
+        &["taskserv", "status", "--json"],
+        &["cluster", "status", "--json"],
+    ] {
+        let r = ws.prov(args).code(1);
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not one JSON object ({e}):\n{}",
+                r.stdout
+            )
+        });
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("nowhere"), "{args:?}: {v}");
+        assert!(r.stderr.contains("nowhere"), "{args:?}: {}", r.stderr);
+    }
+    for args in [
+        &["plan"][..],
+        &["validate"],
+        &["plan", "--format", "markdown"],
+    ] {
+        let r = ws.prov(args).code(1);
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+    }
+    // An error before the command runs (no such directory) too.
+    let r = ws
+        .prov(&["-C", "/nonexistent-dir", "plan", "--json"])
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent-dir"));
+}
