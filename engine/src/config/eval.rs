@@ -2,7 +2,7 @@
 //! not `Send` and deep recursion in its typechecker and evaluator needs far more than the usual
 //! 2–8 MiB. Only serde_json values and rendered strings leave the thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nickel_lang_core::error::report::{report_as_str, ColorOpt};
 use nickel_lang_core::error::{warning::Warning, Error, Reporter};
 use nickel_lang_core::eval::cache::CacheImpl;
+use nickel_lang_core::eval::value::NickelValue;
 use nickel_lang_core::files::Files;
 use nickel_lang_core::program::{BuilderError, Program, ProgramBuilder};
 use nickel_lang_core::serialize::{self, ExportFormat};
@@ -27,6 +28,12 @@ pub(crate) struct Job {
     pub lib_dir: PathBuf,
     /// Applied to the whole value (the workspace contract); `None` for extension schema files.
     pub contract: Option<PathBuf>,
+    /// Evaluate without `contract` first and check the value in Rust ([`super::check`]), which
+    /// is what `contract` is; Nickel applies it only when that check does not accept the value
+    /// (or the evaluation without it failed). Only for the workspace contract, and only when the
+    /// sources cannot read their own fields (`scan::ScanResult::reads_fields`), where the
+    /// contract's defaults could change what they compute.
+    pub rust_check: bool,
     pub color: bool,
     /// Refuse a value nested deeper than `prov_state::MAX_VALUE_DEPTH` (a workspace's
     /// configuration, which ends up in the state). Checked here, on the evaluation thread's
@@ -38,7 +45,9 @@ pub(crate) struct Job {
 pub(crate) struct Output {
     pub value: serde_json::Value,
     pub positions: BTreeMap<String, String>,
-    pub defaults: std::collections::BTreeSet<String>,
+    pub defaults: BTreeSet<String>,
+    /// The workspace contract was checked in Rust ([`Job::rust_check`] and accepted).
+    pub rust_checked: bool,
 }
 
 /// How often the waiting caller checks the process's memory and the elapsed time. Nickel
@@ -204,33 +213,99 @@ fn message_sink() -> Option<MessageSink> {
     MESSAGES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Hands Nickel's warnings to the message sink, rendered like errors.
-struct SinkReporter {
-    color: ColorOpt,
-    sink: Option<MessageSink>,
+/// Where one evaluation's Nickel warnings and `std.trace` output go: to the message sink, or
+/// held and handed to it only if the evaluation's result is used (the first, contract-less
+/// attempt: when Nickel's contract decides instead, its own run says the same again).
+#[derive(Clone)]
+enum Sink {
+    Direct(Option<MessageSink>),
+    Held(std::rc::Rc<std::cell::RefCell<Vec<String>>>),
 }
 
-impl Reporter<(Warning, Files)> for SinkReporter {
-    fn report(&mut self, (warning, mut files): (Warning, Files)) {
-        if let Some(sink) = &self.sink {
-            sink(&report_as_str(&mut files, warning, self.color));
+impl Sink {
+    fn send(&self, message: &str) {
+        match self {
+            Sink::Direct(Some(sink)) => sink(message),
+            Sink::Direct(None) => {}
+            Sink::Held(held) => held.borrow_mut().push(message.to_string()),
+        }
+    }
+
+    /// Hands held messages to the message sink.
+    fn release(&self) {
+        if let (Sink::Held(held), Some(sink)) = (self, message_sink()) {
+            for message in held.borrow().iter() {
+                sink(message);
+            }
         }
     }
 }
 
-/// Hands `std.trace` output to the message sink.
-struct SinkWriter(Option<MessageSink>);
+/// Hands Nickel's warnings to the sink, rendered like errors.
+struct SinkReporter {
+    color: ColorOpt,
+    sink: Sink,
+}
+
+impl Reporter<(Warning, Files)> for SinkReporter {
+    fn report(&mut self, (warning, mut files): (Warning, Files)) {
+        self.sink
+            .send(&report_as_str(&mut files, warning, self.color));
+    }
+}
+
+/// Hands `std.trace` output to the sink.
+struct SinkWriter(Sink);
 
 impl std::io::Write for SinkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(sink) = &self.0 {
-            sink(&String::from_utf8_lossy(buf));
-        }
+        self.0.send(&String::from_utf8_lossy(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+fn build(
+    job: &Job,
+    contract: Option<&PathBuf>,
+    sink: &Sink,
+    color: ColorOpt,
+) -> Result<Program<CacheImpl>, ConfigError> {
+    ProgramBuilder::new()
+        .add_path(&job.main)
+        .add_import_paths([job.lib_dir.clone()])
+        .add_contract_paths(contract)
+        .with_trace(SinkWriter(sink.clone()))
+        .with_reporter(SinkReporter {
+            color,
+            sink: sink.clone(),
+        })
+        .build::<CacheImpl>()
+        .map_err(|e| match e {
+            BuilderError::Io { path, error } => ConfigError::Io {
+                path: path.unwrap_or_else(|| job.main.clone()),
+                source: error,
+            },
+            other => ConfigError::Internal(other.to_string()),
+        })
+}
+/// The contract-less attempt: the value, exported and checked in Rust with the contract's
+/// defaults filled, and the defaulted fields filled; `None` when Nickel's contract must decide.
+fn without_contract(
+    job: &Job,
+    keep: &mut Option<Program<CacheImpl>>,
+    color: ColorOpt,
+) -> Option<(NickelValue, serde_json::Value, BTreeSet<String>)> {
+    let sink = Sink::Held(Default::default());
+    let program = keep.insert(build(job, None, &sink, color).ok()?);
+    let value = program.eval_full_for_export().ok()?;
+    serialize::validate(ExportFormat::Json, &value).ok()?;
+    let mut json = serde_json::to_value(&value).ok()?;
+    let filled = super::check::workspace(&value, &mut json).ok()?;
+    sink.release();
+    Some((value, json, filled))
 }
 
 /// Build and evaluate the program. The program is parked in `keep` so that the caller can drop
@@ -241,40 +316,41 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
     } else {
         ColorOpt::Never
     };
-    let program = ProgramBuilder::new()
-        .add_path(&job.main)
-        .add_import_paths([job.lib_dir.clone()])
-        .add_contract_paths(job.contract.iter())
-        .with_trace(SinkWriter(message_sink()))
-        .with_reporter(SinkReporter {
-            color,
-            sink: message_sink(),
-        })
-        .build::<CacheImpl>()
-        .map_err(|e| match e {
-            BuilderError::Io { path, error } => ConfigError::Io {
-                path: path.unwrap_or_else(|| job.main.clone()),
-                source: error,
-            },
-            other => ConfigError::Internal(other.to_string()),
-        })?;
-    let program = keep.insert(program);
-
-    let value = program
-        .eval_full_for_export()
-        .map_err(|err| ConfigError::Nickel {
-            rendered: report_as_str(&mut program.files(), err, color),
-        })?;
-    serialize::validate(ExportFormat::Json, &value).map_err(|err| {
-        let err = Error::export_error(program.pos_table().clone(), err);
-        ConfigError::Nickel {
-            rendered: report_as_str(&mut program.files(), err, color),
+    let checked = if job.rust_check && job.contract.is_some() {
+        without_contract(&job, keep, color)
+    } else {
+        None
+    };
+    let rust_checked = checked.is_some();
+    let (value, json, filled) = match checked {
+        Some(done) => done,
+        None => {
+            // The first attempt's program, if any, is not needed any more.
+            *keep = None;
+            let program = keep.insert(build(
+                &job,
+                job.contract.as_ref(),
+                &Sink::Direct(message_sink()),
+                color,
+            )?);
+            let value = program
+                .eval_full_for_export()
+                .map_err(|err| ConfigError::Nickel {
+                    rendered: report_as_str(&mut program.files(), err, color),
+                })?;
+            serialize::validate(ExportFormat::Json, &value).map_err(|err| {
+                let err = Error::export_error(program.pos_table().clone(), err);
+                ConfigError::Nickel {
+                    rendered: report_as_str(&mut program.files(), err, color),
+                }
+            })?;
+            let json = serde_json::to_value(&value).map_err(|e| {
+                ConfigError::Internal(format!("cannot convert the evaluated configuration: {e}"))
+            })?;
+            (value, json, BTreeSet::new())
         }
-    })?;
-    let json = serde_json::to_value(&value).map_err(|e| {
-        ConfigError::Internal(format!("cannot convert the evaluated configuration: {e}"))
-    })?;
-
+    };
+    let program = keep.as_ref().expect("the evaluated program is kept");
     let positions = positions::collect(
         &value,
         &program.files(),
@@ -287,10 +363,12 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
             return Err(too_deep(&job, &positions, deep));
         }
     }
-    let defaults = super::defaults::collect(&value);
+    let mut defaults = super::defaults::collect(&value);
+    defaults.extend(filled);
     Ok(Output {
         value: json,
         positions,
         defaults,
+        rust_checked,
     })
 }

@@ -33,6 +33,7 @@
 //! merging: `prov.clusters.buildkit & { resources.min_nodes = 3 }`.
 
 mod cache;
+mod check;
 mod confine;
 mod defaults;
 mod eval;
@@ -67,6 +68,11 @@ pub struct EvalOptions {
     /// (`import "/proc/self/environ" as 'Text`) into a plan it can see. The evaluation cache is
     /// neither read nor written (a cache file is the workspace's too).
     pub confined: bool,
+    /// Check the `Workspace` contract in Rust on a value evaluated without it, and have Nickel
+    /// apply it only when that check does not accept the value (for its diagnostic) or the
+    /// sources may read their own fields (module `check`; ~45 % of a large evaluation). Off:
+    /// Nickel applies the contract always (`PROV_NICKEL_CONTRACT=1`, for comparison).
+    pub rust_check: bool,
 }
 
 impl Default for EvalOptions {
@@ -77,6 +83,7 @@ impl Default for EvalOptions {
             color: false,
             cache: std::env::var_os("PROV_NO_EVAL_CACHE").is_none(),
             confined: false,
+            rust_check: std::env::var_os("PROV_NICKEL_CONTRACT").is_none(),
         }
     }
 }
@@ -222,6 +229,25 @@ fn secs(d: std::time::Duration) -> String {
 
 /// Evaluate the workspace in `workspace_dir` (its `main.ncl`). See the module documentation.
 pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, ConfigError> {
+    evaluate_with_report(workspace_dir, opts).map(|(e, _)| e)
+}
+
+/// How an evaluation's `Workspace` contract was checked ([`evaluate_with_report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractCheck {
+    /// The value came from the evaluation cache.
+    Cached,
+    /// In Rust, on the value evaluated without the contract ([`EvalOptions::rust_check`]).
+    Rust,
+    /// By Nickel.
+    Nickel,
+}
+
+/// [`evaluate`], also telling how the contract was checked (for tests and measurements).
+pub fn evaluate_with_report(
+    workspace_dir: &Path,
+    opts: &EvalOptions,
+) -> Result<(Evaluated, ContractCheck), ConfigError> {
     let main = workspace_dir.join("main.ncl");
     if !main.is_file() {
         return Err(ConfigError::NoMainFile {
@@ -240,13 +266,14 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
     // file it reads, same prov) evaluates to the same value, so it is evaluated once.
     if cache_on {
         if let Some(hit) = cache::load(workspace_dir, opts) {
-            return Ok(Evaluated {
+            let evaluated = Evaluated {
                 value: hit.value,
                 positions: hit.positions,
                 defaults: hit.defaults,
                 files: hit.files,
                 hash: hit.hash,
-            });
+            };
+            return Ok((evaluated, ContractCheck::Cached));
         }
     }
 
@@ -266,6 +293,7 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
         main: main.clone(),
         lib_dir,
         contract: Some(contract),
+        rust_check: opts.rust_check && !scanned.reads_fields,
         color: opts.color,
         check_value_depth: true,
     })?;
@@ -288,13 +316,19 @@ pub fn evaluate(workspace_dir: &Path, opts: &EvalOptions) -> Result<Evaluated, C
             );
         }
     }
-    Ok(Evaluated {
+    let check = if output.rust_checked {
+        ContractCheck::Rust
+    } else {
+        ContractCheck::Nickel
+    };
+    let evaluated = Evaluated {
         value: output.value,
         positions: output.positions,
         defaults: output.defaults,
         files: scanned.files,
         hash,
-    })
+    };
+    Ok((evaluated, check))
 }
 
 /// Evaluates one Nickel file of an extension (e.g. a taskserv's `schemas/version.ncl`) to JSON,
@@ -306,6 +340,7 @@ pub fn eval_file(file: &Path) -> Result<serde_json::Value, ConfigError> {
         main: file.to_path_buf(),
         lib_dir: dir,
         contract: None,
+        rust_check: false,
         color: false,
         check_value_depth: false,
     })?
@@ -410,6 +445,7 @@ pub fn check_against_member(
         main: main.clone(),
         lib_dir: dir,
         contract: None,
+        rust_check: false,
         color: false,
         check_value_depth: false,
     });

@@ -30,6 +30,30 @@ pub(crate) struct ScanResult {
     /// Import candidates looked for and not found (before the one found, or all of them): a
     /// file appearing there would change what an import resolves to.
     pub misses: Vec<PathBuf>,
+    /// Whether the workspace's own sources (not prov's library) may read fields of their own
+    /// records: a name used as a variable is also defined as a record field somewhere in them,
+    /// or `include` is used. Then the `Workspace` contract's defaults, which Nickel merges into
+    /// those records, may change what they compute, and the contract is applied by Nickel
+    /// (`eval::Job::rust_check`). Also `true` when they use `not_exported`. Lexical and
+    /// conservative: `true` when in doubt.
+    pub reads_fields: bool,
+}
+
+/// Names of a source, sorted by use ([`scan_workspace`]'s `reads_fields`).
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// Record field names defined (and any name after a `.`).
+    fields: std::collections::HashSet<String>,
+    /// Every other identifier that is not a keyword, a `let` binder or an enum tag.
+    vars: std::collections::HashSet<String>,
+    /// `include` or `not_exported` is used.
+    opaque: bool,
+}
+
+impl Names {
+    pub(crate) fn may_read_fields(&self) -> bool {
+        self.opaque || self.vars.iter().any(|v| self.fields.contains(v))
+    }
 }
 
 /// An import found in a file: the literal path and the bracket depth of the import site.
@@ -76,6 +100,7 @@ pub(crate) fn scan_workspace(
     // canonical path -> greatest depth of an import site of the file scanned so far
     let mut seen: HashMap<PathBuf, usize> = HashMap::new();
     let mut total_bytes: u64 = 0;
+    let mut names = Names::default();
     // A stack; pushed in reverse so that files are visited in source order.
     let mut work: Vec<(PathBuf, usize)> =
         roots.iter().rev().map(|r| (r.to_path_buf(), 0)).collect();
@@ -118,7 +143,12 @@ pub(crate) fn scan_workspace(
         } else {
             opts.max_depth.saturating_sub(base)
         };
-        match scan_text(&text, limit) {
+        let scanned = if trusted {
+            scan_text(&text, limit)
+        } else {
+            lex(&text, limit, None, Some(&mut names))
+        };
+        match scanned {
             TextScan::TooDeep {
                 line,
                 column,
@@ -159,6 +189,7 @@ pub(crate) fn scan_workspace(
         files,
         unresolved,
         misses,
+        reads_fields: names.may_read_fields(),
     })
 }
 
@@ -187,18 +218,34 @@ enum Mode {
 /// Scan one source text: find `import "..."` literals and check the bracket depth against
 /// `limit`.
 pub(crate) fn scan_text(text: &str, limit: usize) -> TextScan {
-    lex(text, limit, None)
+    lex(text, limit, None, None)
 }
 
 /// For each character of `text`: is it code (not inside a string or a comment)? The delimiters
 /// of a string (its quotes) count as code, its contents do not.
 pub(crate) fn code_mask(text: &str) -> Vec<bool> {
     let mut mask = Vec::new();
-    lex(text, usize::MAX, Some(&mut mask));
+    lex(text, usize::MAX, Some(&mut mask), None);
     mask
 }
 
-fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
+/// What came last in code, for sorting identifiers into [`Names`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prev {
+    /// `{`, or `,` directly inside `{ }`: a record field (or a pattern, a match arm) may start.
+    FieldStart,
+    Dot,
+    /// `let` or `rec`: a binder follows.
+    Let,
+    Other,
+}
+
+fn lex(
+    text: &str,
+    limit: usize,
+    mut mask: Option<&mut Vec<bool>>,
+    mut names: Option<&mut Names>,
+) -> TextScan {
     let chars: Vec<char> = text.chars().collect();
     let n = chars.len();
     let mut i = 0;
@@ -221,6 +268,11 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
     // and `let`/`if`/`fun` keywords since the last `,` or `;` at that level: nesting that the
     // parser builds without brackets (`1 + 1 + ...` is a left-leaning tree).
     let mut chains: Vec<usize> = vec![0];
+    // For `names`: open brackets (`(` for an interpolation too), the last thing in code, and the
+    // text of a quoted field name being read.
+    let mut brackets: Vec<char> = Vec::new();
+    let mut prev = Prev::Other;
+    let mut field_literal: Option<String> = None;
 
     // Whether the characters being advanced over are code, for `mask`.
     let mut is_code: bool;
@@ -284,6 +336,10 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                         import_literal = Some(String::new());
                         pending_import = false;
                     }
+                    if names.is_some() && prev == Prev::FieldStart {
+                        field_literal = Some(String::new());
+                    }
+                    prev = Prev::Other;
                     modes.push(Mode::Str);
                     advance!(1);
                 }
@@ -311,24 +367,39 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                 }
                 '{' | '[' | '(' => {
                     pending_import = false;
+                    brackets.push(c);
+                    prev = if c == '{' {
+                        Prev::FieldStart
+                    } else {
+                        Prev::Other
+                    };
                     depth += 1;
                     chains.push(0);
                     check!(depth);
                     advance!(1);
                 }
                 '}' if interpolation_depth == Some(depth) => {
+                    brackets.pop();
+                    prev = Prev::Other;
                     modes.pop();
                     pop_chain(&mut chains);
                     advance!(1);
                 }
                 '}' | ']' | ')' => {
                     pending_import = false;
+                    brackets.pop();
+                    prev = Prev::Other;
                     depth = depth.saturating_sub(1);
                     pop_chain(&mut chains);
                     advance!(1);
                 }
                 ',' | ';' => {
                     pending_import = false;
+                    prev = if c == ',' && brackets.last() == Some(&'{') {
+                        Prev::FieldStart
+                    } else {
+                        Prev::Other
+                    };
                     *chains.last_mut().expect("the chain stack is never empty") = 0;
                     advance!(1);
                 }
@@ -342,12 +413,20 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                     if matches!(word.as_str(), "let" | "if" | "fun") {
                         chain_step!();
                     }
+                    if let Some(names) = names.as_deref_mut() {
+                        prev = sort_name(names, &word, prev, &chars, i, len);
+                    }
                     // `m%"` and `tag-s%"` start strings: the `%` is left for the next round.
                     advance!(len);
                 }
                 c if c.is_whitespace() => advance!(1),
                 _ => {
                     pending_import = false;
+                    prev = if c == '.' && chars.get(i + 1) != Some(&'.') {
+                        Prev::Dot
+                    } else {
+                        Prev::Other
+                    };
                     let (len, counts) = operator(&chars[i..]);
                     if counts {
                         chain_step!();
@@ -372,6 +451,10 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                 }
                 '"' => {
                     modes.pop();
+                    if let (Some(name), Some(names)) = (field_literal.take(), names.as_deref_mut())
+                    {
+                        names.fields.insert(name);
+                    }
                     if let Some(path) = import_literal.take() {
                         imports.push(FoundImport {
                             path,
@@ -396,6 +479,9 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                     if let Some(lit) = import_literal.as_mut() {
                         lit.push(c);
                     }
+                    if let Some(lit) = field_literal.as_mut() {
+                        lit.push(c);
+                    }
                     advance!(1);
                 }
             },
@@ -407,6 +493,8 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
                     && (0..percents).all(|k| chars.get(i + k) == Some(&'%'))
                     && chars.get(i + percents) == Some(&'{')
                 {
+                    brackets.push('(');
+                    prev = Prev::Other;
                     modes.push(Mode::Code {
                         interpolation_depth: Some(depth),
                     });
@@ -419,6 +507,109 @@ fn lex(text: &str, limit: usize, mut mask: Option<&mut Vec<bool>>) -> TextScan {
         }
     }
     TextScan::Ok { imports }
+}
+
+/// Nickel's keywords and type names: neither fields nor variables.
+const KEYWORDS: &[&str] = &[
+    "let",
+    "rec",
+    "in",
+    "fun",
+    "if",
+    "then",
+    "else",
+    "match",
+    "import",
+    "true",
+    "false",
+    "null",
+    "forall",
+    "default",
+    "force",
+    "priority",
+    "optional",
+    "doc",
+    "not_exported",
+    "Dyn",
+    "Number",
+    "String",
+    "Bool",
+    "Array",
+    "as",
+];
+
+/// Sorts the identifier `word` at `chars[at..at + len]` into `names`; returns what it was.
+fn sort_name(
+    names: &mut Names,
+    word: &str,
+    prev: Prev,
+    chars: &[char],
+    at: usize,
+    len: usize,
+) -> Prev {
+    // `include x` reads `x` from outside the record; a `not_exported` field is gone from the
+    // evaluated value, so the Rust check could not tell it from an absent one.
+    if word == "include" || word == "not_exported" {
+        names.opaque = true;
+        return Prev::Other;
+    }
+    if matches!(word, "let" | "rec") {
+        return Prev::Let;
+    }
+    if KEYWORDS.contains(&word) || (at > 0 && chars[at - 1] == '\'') {
+        // A keyword, or an enum tag ('ingress).
+        return Prev::Other;
+    }
+    match prev {
+        Prev::Dot => {
+            names.fields.insert(word.to_string());
+        }
+        Prev::Let => {}
+        Prev::FieldStart if defines_field(chars, at + len) => {
+            names.fields.insert(word.to_string());
+        }
+        _ => {
+            names.vars.insert(word.to_string());
+        }
+    }
+    Prev::Other
+}
+
+/// Whether a field path continuing at `chars[from..]` (`.b.c`, quoted segments too) ends in
+/// `=` or `|` (not `==`, `=>`, `||`, `|>`): a field definition rather than an expression.
+fn defines_field(chars: &[char], mut from: usize) -> bool {
+    let skip_ws = |mut i: usize| {
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    loop {
+        from = skip_ws(from);
+        match chars.get(from) {
+            Some('.') => {
+                from = skip_ws(from + 1);
+                match chars.get(from) {
+                    Some('"') => {
+                        from += 1;
+                        while from < chars.len() && chars[from] != '"' {
+                            from += if chars[from] == '\\' { 2 } else { 1 };
+                        }
+                        from += 1;
+                    }
+                    Some(&c) if is_ident_start(c) => {
+                        while from < chars.len() && is_ident_char(chars[from]) {
+                            from += 1;
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+            Some('=') => return !matches!(chars.get(from + 1), Some('=' | '>')),
+            Some('|') => return !matches!(chars.get(from + 1), Some('|' | '>')),
+            _ => return false,
+        }
+    }
 }
 
 fn pop_chain(chains: &mut Vec<usize>) {
@@ -562,5 +753,38 @@ mod tests {
                 depth: 3
             }
         );
+    }
+
+    fn reads_fields(text: &str) -> bool {
+        let mut names = Names::default();
+        lex(text, usize::MAX, None, Some(&mut names));
+        names.may_read_fields()
+    }
+
+    #[test]
+    fn names_used_as_variables_and_fields_are_told_apart() {
+        for data in [
+            "{ servers.web = { provider = \"sim\", tags.\"a b\" = \"x\" } }",
+            "let prov = import \"prov/schemas.ncl\" in { servers = { w | prov.Server = { provider = \"sim\" } } }",
+            "{ servers = std.record.from_array (std.array.map (fun i => { field = \"s%{std.to_string i}\", value = {} }) []) }",
+            "{ a = 'provider, b = [x, y] } # provider",
+            "let rec f = fun n => if n == 0 then 1 else n * f (n - 1) in { r = f 3 }",
+            "{ \"q\" = m%\"text\"%, t = \"%{1}\" }",
+        ] {
+            assert!(!reads_fields(data), "{data}");
+        }
+        for reading in [
+            "{ servers.web = { provider = \"sim\" }, outputs.x = servers.web }",
+            "{ a = 1, b = a + 1 }",
+            "{ a.b = 1, c = [0, a.b] }",
+            "{ \"a\" = 1, b = \"%{std.to_string a}\" }",
+            "{ a = 1, b = { a = 2, c = a } }",
+            "{ plan = plan }",
+            "let x = 1 in { include x }",
+            "{ a | not_exported = 1 }",
+            "{ a = 1, b | Number = a }",
+        ] {
+            assert!(reads_fields(reading), "{reading}");
+        }
     }
 }

@@ -6,7 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use prov_engine::config::{evaluate, schema_library, ConfigError, EvalOptions, Evaluated};
+use prov_engine::config::{
+    evaluate, evaluate_with_report, schema_library, ConfigError, ContractCheck, EvalOptions,
+    Evaluated,
+};
 use serde_json::{json, Value};
 
 fn fixture_dir(name: &str) -> PathBuf {
@@ -574,9 +577,8 @@ fn missing_import_is_a_nickel_error() {
     assert_contains(&rendered, &["nope.ncl", "main.ncl:1:13"]);
 }
 
-#[test]
-fn schema_violations() {
-    let cases: &[(&str, &[&str])] = &[
+/// Workspaces that break the schema, and what Nickel's diagnostic says.
+const SCHEMA_VIOLATIONS: &[(&str, &[&str])] = &[
         (
             "{ servers.a = { provider = \"sim\", storage.size = 1.5 } }",
             &["expected a natural", "main.ncl:1:50"],
@@ -637,6 +639,10 @@ fn schema_violations() {
         ),
         ("{ backend = { type = 1 } }", &["contract broken by the value of `type`"]),
     ];
+
+#[test]
+fn schema_violations() {
+    let cases = SCHEMA_VIOLATIONS;
     for (source, needles) in cases {
         let rendered = nickel_error(eval_source(source));
         assert_contains(&rendered, needles);
@@ -924,5 +930,187 @@ fn fields_left_to_schema_defaults_are_told_apart_from_written_ones() {
             assert!(!has(p), "{p} was written: {:?}", ev.defaults);
         }
         assert!(dir.path().join(".prov/cache/eval.json").is_file());
+    }
+}
+
+/// Evaluates `source` with the `Workspace` contract checked in Rust (when it can) and with
+/// Nickel's contract alone, and asserts both give the same: value, positions, defaulted fields
+/// and hash, or the same diagnostic. Returns how the first one was checked.
+fn parity(source: &str) -> ContractCheck {
+    let dir = workspace_with(source);
+    let run = |rust_check: bool| {
+        let opts = EvalOptions {
+            cache: false,
+            rust_check,
+            ..EvalOptions::default()
+        };
+        evaluate_with_report(dir.path(), &opts)
+    };
+    let (fast, nickel) = (run(true), run(false));
+    match (fast, nickel) {
+        (Ok((a, how)), Ok((b, ContractCheck::Nickel))) => {
+            assert_eq!(a.value, b.value, "values differ for:\n{source}");
+            assert_eq!(a.hash, b.hash, "key order or numbers differ for:\n{source}");
+            assert_eq!(
+                a.defaults, b.defaults,
+                "defaulted fields differ for:\n{source}"
+            );
+            assert_eq!(a.positions, b.positions, "positions differ for:\n{source}");
+            assert_eq!(a.files, b.files);
+            how
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(
+                a.to_string(),
+                b.to_string(),
+                "diagnostics differ for:\n{source}"
+            );
+            ContractCheck::Nickel
+        }
+        (a, b) => panic!(
+            "one accepted, one refused:\n{source}\nwith the Rust check: {:?}\nNickel alone: {:?}",
+            a.map(|(e, _)| e.value),
+            b.map(|(e, _)| e.value)
+        ),
+    }
+}
+
+/// Every field of every record of the schema, given and left to its default.
+const SCHEMA_COMPLETE: &[&str] = &[
+    "{}",
+    r#"{ backend = { type = "pg", conn = "postgres://x@y/z", pool = 4 } }"#,
+    r#"{ providers = {
+      aws = {
+        region = "eu-west-1",
+        auth = { method = 'api_key, api_key = "k", api_secret = "s", username = "u",
+                 password = "p", certificate_path = "/c", private_key_path = "/k" },
+        api = { base_url = "https://x" },
+        defaults = { plan = "p", zone = "z", os = "o", ssh_keys = ["a"],
+                     firewall_rules = [{ direction = 'egress, protocol = 'icmp, action = 'deny }] },
+        features = { backup = false },
+      },
+      up = { auth.method = 'oauth, api = { base_url = "b", version = "v2", timeout = 2.5, retries = 0 },
+             features = { load_balancer = true, storage_encryption = false, backup = true, monitoring = true } },
+      sim = {},
+    } }"#,
+    r#"{ servers = {
+      full = {
+        provider = "sim", hostname = "h", plan = "small", zone = "z", os = "debian",
+        ssh_keys = ["k1", "k2"], tags = { a = "1", b = "${server.other.private_ip}" },
+        firewall_rules = [
+          { direction = 'ingress, protocol = 'tcp, port = "22", source = "0.0.0.0/0", action = 'allow },
+          { direction = 'egress, protocol = 'udp, port = "8000-8100", destination = "10.0.0.0/8", action = 'deny },
+        ],
+        storage = { size = 10, type = "ssd", encrypted = false },
+        network = { public_ip = false, private_network = "n", bandwidth = 100 },
+        depends_on = ["server.other"],
+        lifecycle = { prevent_destroy = true, create_before_destroy = true, ignore_changes = ["tags"] },
+        sensitive = ["tags.a"],
+        taskservs = {
+          all = { version = "1", implementation = "exec", settings = { x = [1, { y = 'z }] },
+                  depends_on = ["a", { name = "b", kind = 'PrefersBefore }, { name = "c" }],
+                  on_error = 'Retry, max_retries = 2,
+                  health_check = { endpoint = "/h", command = "true", expect = "ok",
+                                   interval = 1.5, timeout = 0, retries = 1 },
+                  lifecycle = { prevent_destroy = true }, sensitive = ["settings.x"] },
+          none = {},
+          checked = { health_check = {} },
+        },
+      },
+      other = { provider = "sim", storage = {}, network = {}, lifecycle = {}, taskservs = {} },
+    } }"#,
+    r#"{ clusters = {
+      all = { version = "2", description = "d", name = "n", implementation = "i",
+              servers = ["a"], on_error = 'rollback, depends_on = ["cluster.b"],
+              lifecycle = { ignore_changes = ["x"] },
+              resources = { min_nodes = 2, cpu_per_node = "8" },
+              network = { dns_domain = "x.local" },
+              features = { ingress = true },
+              components = [
+                { name = "c1", type = 'taskserv, version = "1", enabled = false,
+                  dependencies = ["c2"], config = { a = 1 }, resources = { cpu = "1", replicas = 3 } },
+                { name = "c2", type = 'infrastructure },
+              ] },
+      b = { components = [] },
+    } }"#,
+    r#"{ outputs = { n = 1, f = 0.5, big = 12345678901234, neg = -3, s = "x", e = 'tag,
+                     a = [1, "two", { three = 3 }], r = { deep = { deeper = [null, true] } } } }"#,
+    // Written through the library's own contracts: defaults arrive at the default priority.
+    r#"let prov = import "prov/schemas.ncl" in
+    { servers = { a = { provider = "sim", storage.size = 1, network = {},
+                        taskservs.t = { health_check = {} } } } | { _ | prov.Server },
+      providers.sim = {} | prov.ProviderSettings }"#,
+    // Generated by functions that read only their own arguments.
+    r#"{ servers = std.record.from_array (std.array.map
+         (fun i => { field = "s%{std.to_string i}", value = { provider = "sim", tags.n = std.to_string i } })
+         (std.array.range 0 5)) }"#,
+    // Declared without a value, optional: absent.
+    r#"{ servers.a = { provider = "sim", plan | String | optional } }"#,
+];
+
+/// Valid workspaces that the Rust check must leave to Nickel's contract.
+const NICKEL_DECIDES: &[&str] = &[
+    // Reads its own fields: the contract's default (`encrypted`) is visible to it.
+    r#"{ servers.web = { provider = "sim", storage.size = 1 }, outputs.st = servers.web.storage }"#,
+    r#"{ servers = { a = { provider = "sim" }, b = a & { plan = "x" } } }"#,
+    // Not exported: the contract's default does not fill it.
+    r#"{ servers.a = { provider = "sim", storage = { encrypted | not_exported = false } } }"#,
+    // A workspace default beside the contract's, other than it.
+    r#"{ clusters.c = { components = [], version | default = "3" } }"#,
+    // Needs a contract default to evaluate.
+    r#"{ clusters.c = { components = [], description = "v%{version}" } }"#,
+];
+
+#[test]
+fn workspace_contract_in_rust_matches_nickel() {
+    for source in SCHEMA_COMPLETE {
+        assert_eq!(
+            parity(source),
+            ContractCheck::Rust,
+            "checked in Rust:\n{source}"
+        );
+    }
+    for source in NICKEL_DECIDES {
+        assert_eq!(
+            parity(source),
+            ContractCheck::Nickel,
+            "left to Nickel:\n{source}"
+        );
+    }
+    // The self-reference sees the default, as with Nickel's contract.
+    let ev = eval_source(NICKEL_DECIDES[0]).unwrap();
+    assert_eq!(
+        ev.value["outputs"]["st"],
+        json!({ "size": 1, "encrypted": true })
+    );
+    for (source, _) in SCHEMA_VIOLATIONS {
+        parity(source);
+    }
+    // Mistakes the exported JSON alone cannot show, and more of the schema's checks.
+    for source in [
+        r#"{ servers.a = { provider = "sim", firewall_rules = [{ direction = "ingress", protocol = 'tcp, action = 'allow }] } }"#,
+        r#"{ servers.a = { provider = "sim", plan = 'small } }"#,
+        r#"{ servers.a = { provider = "sim", tags.x = 'y } }"#,
+        r#"{ servers.a = { provider = "sim", tags.x = 1 } }"#,
+        r#"{ servers.a = { provider = "sim", ssh_keys = "k" } }"#,
+        r#"{ servers.a = { provider = "sim", firewall_rules = [{ direction = 'ingress, protocol = 'tcp, port = "22-21", action = 'allow }] } }"#,
+        r#"{ servers.a = { provider = "sim", firewall_rules = [{ direction = 'ingress, protocol = 'tcp, port = "ssh", action = 'allow }] } }"#,
+        r#"{ servers.a = { provider = "sim", taskservs.t.health_check.interval = -1 } }"#,
+        r#"{ servers.a = { provider = "sim", taskservs.t.settings = [1] } }"#,
+        r#"{ servers.a = { provider = "sim", taskservs.t.depends_on = [{ kind = 'Requires }] } }"#,
+        r#"{ servers.a = { provider = "sim", storage.encrypted | default = false } }"#,
+        r#"{ servers.a = { provider = 1 } }"#,
+        r#"{ servers.a = "web" }"#,
+        r#"{ servers = [] }"#,
+        r#"{ providers.p.auth = { method = 'basic, token = "t" } }"#,
+        r#"{ providers.p.features.backup = "yes" }"#,
+        r#"{ clusters.c = { components = [{ name = "x", type = 'taskserv, replicas = 2 }] } }"#,
+        r#"{ clusters.c = { components = [], on_error = 'stop, servers = "a" } }"#,
+        r#"{ backend.conn = 5 }"#,
+        r#"{ servers.a = { provider = "sim", hostname | not_exported = 5 } }"#,
+        "{ servers.a = { provider = \"sim\" }, extra = 1 }",
+        "[1, 2]",
+    ] {
+        parity(source);
     }
 }

@@ -29,6 +29,16 @@ fn main() {
     let servers = evaluated.value["servers"].as_object().map_or(0, |m| m.len());
 
     let text = serde_json::to_string(&evaluated.value).expect("serialise");
+    // For comparing evaluations (e.g. with PROV_NICKEL_CONTRACT=1): value, defaults, positions.
+    if let Some(dump) = std::env::var_os("PROV_BENCH_DUMP") {
+        let all = serde_json::json!({
+            "value": &evaluated.value,
+            "defaults": &evaluated.defaults,
+            "positions": &evaluated.positions,
+            "hash": &evaluated.hash,
+        });
+        std::fs::write(dump, all.to_string()).expect("write PROV_BENCH_DUMP");
+    }
     let t = Instant::now();
     let parsed: serde_json::Value = serde_json::from_str(&text).expect("parse");
     let json_parse_ms = t.elapsed().as_secs_f64() * 1000.0;

@@ -90,6 +90,7 @@ fn main() {
         replace: Vec::new(),
         adopt: false,
         cost: !a.no_cost,
+        untrusted: false,
     };
     let ctx = Context::new(&cli.global).unwrap_or_else(|e| die("context", e));
     let ws = ctx
@@ -117,7 +118,13 @@ fn main() {
     } = p
         .run("model + graph ∥ open state + snapshot", || {
             workspace::build_with_state(&ws, &registry, evaluated, |config| {
-                ctx.open_state(&ws, Some(config), "plan", Duration::ZERO, false)
+                ctx.open_state(
+                    &ws,
+                    Some(config),
+                    "plan",
+                    Duration::ZERO,
+                    prov::context::Access::Read,
+                )
                     .map_err(prov_engine::error::EngineError::StateOpen)
             })
         })
