@@ -472,6 +472,7 @@ pub fn eval_snippet(dir: &Path, source: &str) -> Result<serde_json::Value, Confi
         main: main.clone(),
         lib_dir: dir.to_path_buf(),
         contract: None,
+        rust_check: false,
         color: false,
         check_value_depth: false,
     });
