@@ -3,7 +3,8 @@
 //! extensions get findings naming file, line and rule; the user registry (isolated through
 //! XDG_CONFIG_HOME) and the workspace registry with their precedence in `list`; a registered
 //! taskserv used by a workspace; every catalog extension valid under --strict with passing unit
-//! tests.
+//! tests; plans refusing a missing script or an incompatible manifest, and untrusted plans a
+//! provider registered by the workspace.
 
 use super::*;
 use serde_json::Value;
@@ -515,4 +516,43 @@ fn a_missing_script_is_a_plan_error() {
         .has("beat/manifest.toml:12: [compatibility] prov_version = \">=99\": prov here is")
         .lacks("is missing");
     assert!(!ws.join(".prov/state").exists());
+}
+
+/// A provider registered in the workspace's registry is code from the repository: an untrusted
+/// plan refuses it as it refuses one in `extensions/`, and a trusted plan uses it.
+#[test]
+fn untrusted_plans_refuse_a_workspace_registered_provider() {
+    let (_t, work, cfg) = scratch();
+    let ws = work.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    prov_cfg(
+        &ws,
+        &cfg,
+        &[
+            "extension",
+            "new",
+            "provider",
+            "pycloud",
+            "--dir",
+            "vendor/pycloud",
+        ],
+    )
+    .ok();
+    prov_cfg(
+        &ws,
+        &cfg,
+        &["extension", "register", "--workspace", "vendor/pycloud"],
+    )
+    .ok();
+    std::fs::write(
+        ws.join("main.ncl"),
+        r#"{ servers = { web = { provider = "pycloud", plan = "small", zone = "pycloud-a" } } }"#,
+    )
+    .unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--untrusted", "--no-cost"])
+        .code(1)
+        .has("uses the provider extension pycloud");
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .ok()
+        .has("+ server.web");
 }
