@@ -335,6 +335,44 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
             ("registered (user)".to_string(), false),
         ]
     );
+    // A PROV_EXTENSIONS_PATH tree sits between the two registries.
+    let tree = work.join("tree/taskservs/beat");
+    std::fs::create_dir_all(tree.parent().unwrap()).unwrap();
+    assert!(Command::new("cp")
+        .args([
+            "-r",
+            work.join("beat").to_str().unwrap(),
+            tree.to_str().unwrap()
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let out = prov_in(
+        &ws,
+        &["extension", "list", "--type", "taskserv", "--json"],
+        &[
+            ("XDG_CONFIG_HOME", cfg.to_str().unwrap()),
+            ("PROV_EXTENSIONS_PATH", work.join("tree").to_str().unwrap()),
+        ],
+    )
+    .ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let sources: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "beat")
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "workspace",
+            "registered (workspace)",
+            "PROV_EXTENSIONS_PATH",
+            "registered (user)"
+        ]
+    );
     prov_cfg(&ws, &cfg, &["extension", "list", "--type", "taskserv"])
         .ok()
         .has("shadowed by workspace")
