@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -272,13 +272,6 @@ fn build_ops(
         )]));
     }
     Ok((ops, rev))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Everything a step needs, prepared by the coordinator (which owns the records).
@@ -701,7 +694,7 @@ fn pending_note(input: &StepInput, run_id: &str) -> PendingOp {
         },
         spec: json!({"config": c.config, "attributes": attributes, "sensitive": c.sensitive}),
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
-        started_at: now(),
+        started_at: prov_state::now_secs(),
         run_id: run_id.to_string(),
     }
 }
@@ -864,7 +857,7 @@ fn record(
     let mut deposed = prior.map(|p| p.deposed.clone()).unwrap_or_default();
     if let (Address::Server(_), Step::Create, Some(p)) = (&c.address, input.step, prior) {
         if p.provider_id.is_some() && p.provider_id != provider_id {
-            deposed.extend(p.as_deposed(now()));
+            deposed.extend(p.as_deposed(prov_state::now_secs()));
         }
     }
     ResourceRecord {
@@ -876,7 +869,7 @@ fn record(
         attributes,
         outputs,
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
-        updated_at: now(),
+        updated_at: prov_state::now_secs(),
         sensitive_paths: c.sensitive.clone(),
         deposed,
         // Once protected, protected until `prov state unprotect` lifts it.
@@ -1144,16 +1137,13 @@ async fn run_step(
                 resolved.clone()
             };
             let req = TaskservRequest {
-                address: addr.to_string(),
-                name: addr.name().to_string(),
-                version: source
-                    .get("version")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                settings: source.get("settings").cloned().unwrap_or(json!({})),
-                server: input.server.clone().expect("prepared"),
-                health_check: source.get("health_check").cloned(),
                 output: Some(output_sink(addr, events)),
+                ..TaskservRequest::from_attributes(
+                    addr.to_string(),
+                    addr.name().to_string(),
+                    &source,
+                    input.server.clone().expect("prepared"),
+                )
             };
             let retries = if source.get("on_error").and_then(Value::as_str) == Some("Retry") {
                 source

@@ -389,19 +389,12 @@ async fn observe_one(
                 (None, _) => (None, one(DriftKind::Gone)),
                 (_, Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
                 (Some(target), Ok(ts)) => {
-                    let req = TaskservRequest {
-                        address: a.clone(),
-                        name: addr.name().to_string(),
-                        version: rec
-                            .attributes
-                            .get("version")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                        settings: rec.attributes.get("settings").cloned().unwrap_or(json!({})),
-                        server: target,
-                        health_check: rec.attributes.get("health_check").cloned(),
-                        output: None,
-                    };
+                    let req = TaskservRequest::from_attributes(
+                        a.clone(),
+                        addr.name().to_string(),
+                        &rec.attributes,
+                        target,
+                    );
                     match timed(t, "status", ts.status(&req)).await {
                         Err(e) if e.kind == Some(ErrorKind::NotFound) => {
                             (None, one(DriftKind::Gone))

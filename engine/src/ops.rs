@@ -947,10 +947,7 @@ fn imported_record(
         attributes: serde_json::Value::Object(attrs),
         outputs: crate::records::server_outputs(info),
         dependencies: r.depends_on.iter().map(|d| d.to_string()).collect(),
-        updated_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        updated_at: prov_state::now_secs(),
         // What the configuration declares secret (and what references secrets) stays hidden.
         sensitive_paths: r.sensitive.clone(),
         ..Default::default()

@@ -86,13 +86,6 @@ pub fn resolved_view(snap: Snapshot, res: &[Resolution]) -> Snapshot {
     s
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The record an adopted object gets: the requested attributes, the outputs found.
 fn adopted(p: &PendingOp, provider_id: Option<String>, outputs: Value) -> ResourceRecord {
     ResourceRecord {
@@ -104,7 +97,7 @@ fn adopted(p: &PendingOp, provider_id: Option<String>, outputs: Value) -> Resour
         attributes: p.spec.get("attributes").cloned().unwrap_or(Value::Null),
         outputs,
         dependencies: p.dependencies.clone(),
-        updated_at: now(),
+        updated_at: prov_state::now_secs(),
         // Recorded with the pending note (notes written before they carried it have none).
         sensitive_paths: p
             .spec
@@ -189,14 +182,14 @@ pub async fn resolve_pending(
                         if let Some(r) = record {
                             rec.deposed = r.deposed.clone();
                             rec.protected = r.protected;
-                            rec.deposed.extend(r.as_deposed(now()));
+                            rec.deposed.extend(r.as_deposed(prov_state::now_secs()));
                         }
                         for other in extra {
                             rec.deposed.push(prov_state::Deposed {
                                 provider_id: other.id.clone(),
                                 attributes: rec.attributes.clone(),
                                 outputs: server_outputs(other),
-                                since: now(),
+                                since: prov_state::now_secs(),
                             });
                         }
                         let mut note = format!(
@@ -273,18 +266,12 @@ pub async fn resolve_pending(
                     Some(target) => {
                         let t = bound.taskserv(&p.implementation)?;
                         let attrs = p.spec.get("attributes").cloned().unwrap_or(Value::Null);
-                        let req = TaskservRequest {
-                            address: p.address.clone(),
-                            name: addr.name().to_string(),
-                            version: attrs
-                                .get("version")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                            settings: attrs.get("settings").cloned().unwrap_or(json!({})),
-                            server: target,
-                            health_check: attrs.get("health_check").cloned(),
-                            output: None,
-                        };
+                        let req = TaskservRequest::from_attributes(
+                            p.address.clone(),
+                            addr.name().to_string(),
+                            &attrs,
+                            target,
+                        );
                         let st = match t.status(&req).await {
                             Ok(s) => Some(s),
                             Err(e) if e.kind == ErrorKind::NotFound => None,

@@ -10,7 +10,7 @@ use crate::traits::{ExtError, ServerTarget, TaskservRequest, TaskservStatus, Upd
 use crate::workspace::Loaded;
 use prov_state::{ResourceRecord, StateRead};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Runs every declared taskserv's `validate` (its settings schema) before anything is planned.
@@ -71,29 +71,20 @@ pub async fn check_settings_except(
         };
         let provider = loaded.bound.provider(&srv.implementation)?;
         let t = loaded.bound.taskserv(&r.implementation)?;
-        let req = TaskservRequest {
-            address: r.addr.to_string(),
-            name: name.to_string(),
-            version: config
-                .get("version")
+        let server = ServerTarget {
+            address: saddr.to_string(),
+            provider_id: String::new(),
+            hostname: srv
+                .config
+                .get("hostname")
                 .and_then(Value::as_str)
-                .map(str::to_string),
-            settings: config.get("settings").cloned().unwrap_or(json!({})),
-            server: ServerTarget {
-                address: saddr.to_string(),
-                provider_id: String::new(),
-                hostname: srv
-                    .config
-                    .get("hostname")
-                    .and_then(Value::as_str)
-                    .unwrap_or(server.as_str())
-                    .to_string(),
-                facts: srv.config.clone(),
-                provider,
-            },
-            health_check: config.get("health_check").cloned(),
-            output: None,
+                .unwrap_or(server.as_str())
+                .to_string(),
+            facts: srv.config.clone(),
+            provider,
         };
+        let req =
+            TaskservRequest::from_attributes(r.addr.to_string(), name.to_string(), &config, server);
         let (addr, at, limit) = (r.addr.to_string(), r.declared_at.clone(), limit.clone());
         checks.spawn(async move {
             let _slot = limit.acquire_owned().await.expect("semaphore open");
@@ -140,19 +131,12 @@ fn request(
     let server = addr.parent().ok_or("a taskserv has a server")?;
     let srec = all.iter().find(|(a, _)| *a == server).map(|(_, r)| r);
     let target = server_target(&server, srec, bound)?;
-    Ok(TaskservRequest {
-        address: addr.to_string(),
-        name: addr.name().to_string(),
-        version: rec
-            .attributes
-            .get("version")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        settings: rec.attributes.get("settings").cloned().unwrap_or(json!({})),
-        server: target,
-        health_check: rec.attributes.get("health_check").cloned(),
-        output: None,
-    })
+    Ok(TaskservRequest::from_attributes(
+        addr.to_string(),
+        addr.name().to_string(),
+        &rec.attributes,
+        target,
+    ))
 }
 
 /// Which recorded taskservs a query covers: all, or those whose address is `filter` or whose

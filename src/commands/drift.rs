@@ -79,10 +79,7 @@ pub fn run(
             },
         )?;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = prov_state::now_secs();
     let today = prov_state::format_utc(now)[..10].to_string();
 
     let mut items = Vec::new();

@@ -45,7 +45,7 @@ pub use memory::MemoryStore;
 pub use pg::{force_unlock_pg, pg_lock_key, redact_conn, PgStore, PG_SCHEMA_VERSION};
 pub use record::{Deposed, ResourceRecord, RECORD_FORMAT_VERSION};
 pub use sled_store::{force_unlock_sled, SledStore, STATE_FORMAT_VERSION};
-pub use util::{compact_value, format_utc, parse_duration, Compact};
+pub use util::{compact_value, format_utc, now_secs, parse_duration, Compact};
 
 /// Decodes one record as sled and the memory store keep it (`{"format_version": N, "record":
 /// {...}}`), upgrading older formats, exactly as every read of a state does; `address` is the

@@ -36,7 +36,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-pub(crate) fn now_secs() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it): the one clock records,
+/// pending notes, locks and plans are stamped with.
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -37,6 +37,33 @@ pub struct TaskservRequest {
     pub output: Option<OutputFn>,
 }
 
+impl TaskservRequest {
+    /// The request for the taskserv at `address` from its attributes as configured or recorded
+    /// (`version`, `settings`, `health_check`), on `server`; no one watches its output.
+    pub fn from_attributes(
+        address: String,
+        name: String,
+        attributes: &Value,
+        server: ServerTarget,
+    ) -> TaskservRequest {
+        TaskservRequest {
+            address,
+            name,
+            version: attributes
+                .get("version")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            settings: attributes
+                .get("settings")
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            server,
+            health_check: attributes.get("health_check").cloned(),
+            output: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskservResult {
     pub version: Option<String>,
