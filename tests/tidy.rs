@@ -86,7 +86,15 @@ fn modules(src: &Path) -> BTreeMap<String, String> {
             continue;
         }
         let text = read(&f);
-        let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+        // Code only: tests and comment lines (doc links name modules without using them).
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         out.insert(parts.join("::"), code);
     }
     out
