@@ -56,24 +56,16 @@ impl Graph {
             .collect()
     }
 
-    /// Graphviz DOT, dependencies pointing at their dependents.
-    pub fn to_dot(&self) -> String {
-        let mut s = String::from("digraph prov {\n  rankdir = LR;\n  node [shape = box];\n");
-        for a in &self.order {
-            s.push_str(&format!("  \"{a}\";\n"));
-        }
-        let mut edges: Vec<(String, String)> = self
+    /// Every dependency edge as (dependency, dependent), sorted.
+    pub fn edges(&self) -> Vec<(Address, Address)> {
+        let mut edges: Vec<(Address, Address)> = self
             .g
             .edge_indices()
             .filter_map(|e| self.g.edge_endpoints(e))
-            .map(|(f, t)| (self.g[f].to_string(), self.g[t].to_string()))
+            .map(|(f, t)| (self.g[f].clone(), self.g[t].clone()))
             .collect();
-        edges.sort();
-        for (f, t) in edges {
-            s.push_str(&format!("  \"{f}\" -> \"{t}\";\n"));
-        }
-        s.push_str("}\n");
-        s
+        edges.sort_by_key(|(f, t)| (f.to_string(), t.to_string()));
+        edges
     }
 }
 

@@ -8,6 +8,6 @@ use std::path::Path;
 pub fn run(ctx: &Context, dir: Option<&Path>) -> CmdResult {
     let ws = ctx.workspace(dir)?;
     let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    crate::out!("{}", loaded.graph.to_dot());
+    crate::out!("{}", crate::render::dot::graph(&loaded.graph));
     Ok(0)
 }

@@ -158,7 +158,7 @@ fn entry_lines(list: &[Entry]) -> Vec<Line> {
         } else {
             ""
         };
-        let (class, sym) = (op_class(e.op), e.op.symbol());
+        let (class, sym) = (op_class(e.op), review::op_symbol(e.op));
         match &e.body {
             Body::Value { before, after } => {
                 let text = review::value_text(before.as_ref(), after.as_ref());

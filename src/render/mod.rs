@@ -1,6 +1,7 @@
 //! Renderers: plan text, Markdown, the HTML report (with its SVG graph) and Terraform-shaped JSON over one review model, the plan's cost, apply progress; colours only when asked for.
 
 pub mod cost;
+pub mod dot;
 pub mod html;
 pub mod markdown;
 pub mod policy;

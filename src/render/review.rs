@@ -169,7 +169,7 @@ fn resource(c: &ResourceChange) -> ResourceView {
         address: c.address.to_string(),
         implementation: c.implementation.clone(),
         action: c.action.clone(),
-        symbol: c.action.symbol(),
+        symbol: action_symbol(&c.action),
         headline,
         entries,
         depends_on: deps.iter().map(Address::to_string).collect(),
@@ -341,6 +341,34 @@ pub fn value_text(before: Option<&Value>, after: Option<&Value>) -> String {
         (Some(b), Some(a)) => format!("{} -> {}", shown(b), shown(a)),
         (Some(v), None) | (None, Some(v)) => shown(v),
         (None, None) => "null".to_string(),
+    }
+}
+
+/// The plan symbol reviewers read for an action: `+`, `~`, `-/+` (`+/-` when the new one is
+/// created first), `-`.
+pub fn action_symbol(a: &Action) -> &'static str {
+    match a {
+        Action::NoOp => " ",
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace {
+            create_before_destroy: false,
+            ..
+        } => "-/+",
+        Action::Replace {
+            create_before_destroy: true,
+            ..
+        } => "+/-",
+        Action::Delete { .. } => "-",
+    }
+}
+
+/// The diff symbol of an entry: `+`, `-` or `~`.
+pub fn op_symbol(op: Op) -> &'static str {
+    match op {
+        Op::Add => "+",
+        Op::Remove => "-",
+        Op::Change => "~",
     }
 }
 

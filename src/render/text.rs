@@ -194,7 +194,7 @@ fn drift_views(items: &[DriftView], paint: Paint) -> String {
 }
 
 fn symbol(a: &Action, paint: Paint) -> String {
-    let s = a.symbol();
+    let s = super::review::action_symbol(a);
     match a {
         Action::Create => paint.green(s),
         Action::Update => paint.yellow(s),

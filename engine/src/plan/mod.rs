@@ -29,23 +29,6 @@ pub enum Action {
 }
 
 impl Action {
-    /// The plan symbol reviewers read.
-    pub fn symbol(&self) -> &'static str {
-        match self {
-            Action::NoOp => " ",
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Replace {
-                create_before_destroy: false,
-                ..
-            } => "-/+",
-            Action::Replace {
-                create_before_destroy: true,
-                ..
-            } => "+/-",
-            Action::Delete { .. } => "-",
-        }
-    }
     pub fn is_noop(&self) -> bool {
         matches!(self, Action::NoOp)
     }

@@ -42,17 +42,6 @@ pub enum Op {
     Change,
 }
 
-impl Op {
-    /// The diff symbol: `+`, `-` or `~`.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Op::Add => "+",
-            Op::Remove => "-",
-            Op::Change => "~",
-        }
-    }
-}
-
 /// One line of a reviewer's diff.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Entry {
@@ -574,6 +563,14 @@ fn array_diff(path: &str, b: &[Value], a: &[Value], unknown: &Value, out: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sym(op: Op) -> &'static str {
+        match op {
+            Op::Add => "+",
+            Op::Remove => "-",
+            Op::Change => "~",
+        }
+    }
     use serde_json::json;
 
     fn attr(path: &str, before: Value, after: Value) -> AttrDiff {
@@ -592,13 +589,13 @@ mod tests {
             .map(|e| match &e.body {
                 Body::Value { before, after } => format!(
                     "{} {} {} -> {}",
-                    e.op.symbol(),
+                    sym(e.op),
                     e.path,
                     before.as_ref().map(Value::to_string).unwrap_or_default(),
                     after.as_ref().map(Value::to_string).unwrap_or_default()
                 ),
-                Body::Lines { lines } => format!("{} {} {lines:?}", e.op.symbol(), e.path),
-                Body::Elided { summary } => format!("{} {} ({summary})", e.op.symbol(), e.path),
+                Body::Lines { lines } => format!("{} {} {lines:?}", sym(e.op), e.path),
+                Body::Elided { summary } => format!("{} {} ({summary})", sym(e.op), e.path),
             })
             .collect()
     }
