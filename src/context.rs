@@ -5,7 +5,7 @@ use prov_engine::config::EvalOptions;
 use prov_engine::crypt::{Key, Keys};
 use prov_engine::extension::Root;
 use prov_engine::registry::Registry;
-use prov_engine::workspace::Workspace;
+use prov_engine::workspace::{self, Loaded, Workspace};
 use prov_state::{LockScope, OpenOptions, PgStore, SledStore, StateStore};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -180,6 +180,31 @@ impl Context {
                 "unknown state backend {other:?}: use \"sled\" or \"pg\""
             )),
         }
+    }
+
+    /// Evaluates and loads the workspace with the registry and evaluation options of this run.
+    pub fn load(&self, ws: &Workspace) -> Result<Loaded, String> {
+        workspace::load(ws, &self.registry(ws)?, &self.eval_options()).map_err(|e| e.to_string())
+    }
+
+    /// Every command's preamble: the workspace loaded, then its state opened for `operation`
+    /// as `access` says, with the backend the configuration names.
+    pub fn load_with_state(
+        &self,
+        ws: &Workspace,
+        operation: &str,
+        lock_timeout: Duration,
+        access: Access,
+    ) -> Result<(Loaded, OpenState), String> {
+        let loaded = self.load(ws)?;
+        let state = self.open_state(
+            ws,
+            Some(&loaded.evaluated.value),
+            operation,
+            lock_timeout,
+            access,
+        )?;
+        Ok((loaded, state))
     }
 
     /// Opens the workspace's state for what the command does with it (docs/concurrency.md):

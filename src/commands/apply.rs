@@ -11,7 +11,6 @@ use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::review;
 use prov_engine::plan::Plan;
-use prov_engine::workspace;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
@@ -121,7 +120,7 @@ pub fn run(
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = ctx.load(&ws)?;
     let operation = if args.destroy { "destroy" } else { "apply" };
     let open = || {
         ctx.open_state(

@@ -6,7 +6,7 @@ use crate::cli::{ClusterCommand, LockArgs};
 use crate::context::Context;
 use crate::render::table::table;
 use prov_engine::cluster_ops::{self, ClusterReport};
-use prov_engine::workspace;
+use prov_engine::workspace::Loaded;
 use serde::Serialize;
 
 fn json<T: Serialize>(v: &T) -> CmdResult {
@@ -19,20 +19,11 @@ fn with_state<T>(
     ctx: &Context,
     lock: &LockArgs,
     op: &str,
-    f: impl FnOnce(
-        &workspace::Loaded,
-        &dyn prov_state::StateRead,
-    ) -> Result<T, prov_engine::error::EngineError>,
+    f: impl FnOnce(&Loaded, &dyn prov_state::StateRead) -> Result<T, prov_engine::error::EngineError>,
 ) -> Result<T, super::Failure> {
     let ws = ctx.workspace(None)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    let state = ctx.open_state(
-        &ws,
-        Some(&loaded.evaluated.value),
-        op,
-        lock.lock_timeout,
-        crate::context::Access::Read,
-    )?;
+    let (loaded, state) =
+        ctx.load_with_state(&ws, op, lock.lock_timeout, crate::context::Access::Read)?;
     Ok(f(&loaded, &*state.store)?)
 }
 

@@ -6,7 +6,6 @@ use crate::context::Context;
 use crate::render::{text, Paint};
 use prov_engine::drift::{rule_for, Drift, DriftKind, IgnoreRule, RefreshOptions};
 use prov_engine::ops;
-use prov_engine::workspace;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -52,11 +51,9 @@ pub fn run(
             prov_engine::drift::parse_ignore(&bytes, &path.display().to_string())?
         }
     };
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
     // Read-only: a missing state stays missing, and nothing below writes.
-    let state = ctx.open_state(
+    let (loaded, state) = ctx.load_with_state(
         &ws,
-        Some(&loaded.evaluated.value),
         "drift",
         lock.lock_timeout,
         crate::context::Access::Read,

@@ -2,12 +2,11 @@
 
 use super::CmdResult;
 use crate::context::Context;
-use prov_engine::workspace;
 use std::path::Path;
 
 pub fn run(ctx: &Context, dir: Option<&Path>) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = ctx.load(&ws)?;
     crate::out!("{}", crate::render::dot::graph(&loaded.graph));
     Ok(0)
 }

@@ -5,7 +5,6 @@ use crate::cli::LockArgs;
 use crate::context::Context;
 use prov_engine::model::Address;
 use prov_engine::ops;
-use prov_engine::workspace;
 use std::path::Path;
 
 pub fn run(
@@ -18,10 +17,8 @@ pub fn run(
 ) -> CmdResult {
     let addr: Address = address.parse().map_err(Failure)?;
     let ws = ctx.workspace(dir)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    let state = ctx.open_state(
+    let (loaded, state) = ctx.load_with_state(
         &ws,
-        Some(&loaded.evaluated.value),
         "import",
         lock.lock_timeout,
         crate::context::Access::Write { create: true },

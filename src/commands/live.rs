@@ -7,7 +7,7 @@ use crate::context::Context;
 use crate::render::table::table;
 use prov_engine::live::{self, PowerAction, ProviderAnswer, ProviderQuery};
 use prov_engine::traits::{ServerInfo, ServerStatus};
-use prov_engine::workspace::{self, Loaded};
+use prov_engine::workspace::Loaded;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -19,10 +19,8 @@ fn open(
     operation: &str,
 ) -> Result<(Loaded, crate::context::OpenState), Failure> {
     let ws = ctx.workspace(dir)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    let state = ctx.open_state(
+    let (loaded, state) = ctx.load_with_state(
         &ws,
-        Some(&loaded.evaluated.value),
         operation,
         lock.lock_timeout,
         crate::context::Access::Read,
@@ -308,7 +306,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
     };
     let ws = ctx.workspace(a.dir.as_deref())?;
     // Provider queries need the settings, not the state.
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = ctx.load(&ws)?;
     let answer = runtime()?.block_on(live::provider_query(&loaded, &name, q))?;
     let mut code = 0;
     match answer {

@@ -5,15 +5,12 @@ use crate::cli::LockArgs;
 use crate::context::Context;
 use crate::render::{text, Paint};
 use prov_engine::ops;
-use prov_engine::workspace;
 use std::path::Path;
 
 pub fn run(ctx: &Context, dir: Option<&Path>, lock: &LockArgs) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    let state = ctx.open_state(
+    let (loaded, state) = ctx.load_with_state(
         &ws,
-        Some(&loaded.evaluated.value),
         "refresh",
         lock.lock_timeout,
         crate::context::Access::Write { create: false },

@@ -5,7 +5,7 @@ use super::{runtime, CmdResult};
 use crate::cli::{LockArgs, TaskservCommand};
 use crate::context::Context;
 use prov_engine::taskserv_ops::{self, TaskservReport};
-use prov_engine::workspace;
+use prov_engine::workspace::Loaded;
 use serde::Serialize;
 
 /// Left-aligned columns, two spaces apart.
@@ -44,20 +44,11 @@ fn with_state<T>(
     ctx: &Context,
     lock: &LockArgs,
     op: &str,
-    f: impl FnOnce(
-        &workspace::Loaded,
-        &dyn prov_state::StateRead,
-    ) -> Result<T, prov_engine::error::EngineError>,
+    f: impl FnOnce(&Loaded, &dyn prov_state::StateRead) -> Result<T, prov_engine::error::EngineError>,
 ) -> Result<T, super::Failure> {
     let ws = ctx.workspace(None)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
-    let state = ctx.open_state(
-        &ws,
-        Some(&loaded.evaluated.value),
-        op,
-        lock.lock_timeout,
-        crate::context::Access::Read,
-    )?;
+    let (loaded, state) =
+        ctx.load_with_state(&ws, op, lock.lock_timeout, crate::context::Access::Read)?;
     Ok(f(&loaded, &*state.store)?)
 }
 

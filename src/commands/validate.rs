@@ -4,12 +4,11 @@ use super::{runtime, CmdResult};
 use crate::context::Context;
 use prov_engine::model::ResourceKind;
 use prov_engine::ops;
-use prov_engine::workspace;
 use std::path::Path;
 
 pub fn run(ctx: &Context, dir: Option<&Path>, json: bool) -> CmdResult {
     let ws = ctx.workspace(dir)?;
-    let loaded = workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())?;
+    let loaded = ctx.load(&ws)?;
     let warnings = runtime()?.block_on(ops::validate(&loaded))?;
     let count = |k: ResourceKind| {
         loaded
