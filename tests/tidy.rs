@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const CRATES: &[(&str, &str, bool)] = &[
     ("state", "prov-state", true),
     ("engine", "prov-engine", true),
+    ("sim", "prov-sim", true),
     ("providers", "prov-providers", true),
     ("taskservs", "prov-taskservs", true),
     ("clusters", "prov-clusters", true),

@@ -1,7 +1,7 @@
 //! The `sim` cluster: records clusters and their components in the simulated world, for tests,
 //! benchmarks and drift demos. Nothing runs anywhere.
 //!
-//! # Files (part of the sim world, `<workspace>/.prov/sim/`, see prov-providers' `sim::world`)
+//! # Files (part of the sim world, `<workspace>/.prov/sim/`, see prov-sim's `layout`)
 //!
 //! ```text
 //! clusters/<name>.json                        one ClusterRecord
@@ -30,6 +30,7 @@ use prov_engine::traits::{
     Cluster, ClusterRequest, ClusterResult, ClusterStatus, ComponentRequest, ComponentStatus,
     ErrorKind, ExtError, ExtResult,
 };
+use prov_sim::{Layout, SimEnv, StripeLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -37,8 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const ENV_LATENCY_MS: &str = "PROV_SIM_LATENCY_MS";
-pub const ENV_FAIL_CLUSTERS: &str = "PROV_SIM_FAIL_CLUSTERS";
+pub use prov_sim::env::{ENV_FAIL_CLUSTERS, ENV_LATENCY_MS};
 
 /// A server a cluster runs on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,8 +94,7 @@ impl ComponentRecord {
 /// The sim cluster implementation (one instance serves every cluster).
 pub struct SimCluster {
     name: String,
-    /// `<workspace>/.prov/sim`.
-    root: PathBuf,
+    world: Layout,
     latency: Duration,
     /// Entries of `PROV_SIM_FAIL_CLUSTERS`.
     fail: BTreeSet<String>,
@@ -119,14 +118,15 @@ struct ClusterPaths {
     components: PathBuf,
     /// `clusters/<name>`: holds `components/`.
     dir: PathBuf,
-    locks: PathBuf,
+    world: Layout,
 }
 
 impl ClusterPaths {
-    fn lock(&self) -> OpResult<fsutil::StripeLock> {
-        std::fs::create_dir_all(&self.locks).map_err(io_fail(&self.locks))?;
-        fsutil::lock_stripe(&self.locks, &format!("clusters/{}", self.name))
-            .map_err(io_fail(&self.locks))
+    fn lock(&self) -> OpResult<StripeLock> {
+        let locks = self.world.locks_dir();
+        self.world
+            .lock(&Layout::cluster_key(&self.name))
+            .map_err(io_fail(&locks))
     }
     fn read(&self) -> OpResult<Option<ClusterRecord>> {
         fsutil::read_json(&self.file).map_err(io_fail(&self.file))
@@ -145,13 +145,9 @@ impl ClusterPaths {
         fsutil::write_json_atomic(&self.file, rec).map_err(io_fail(&self.file))
     }
     fn component_file(&self, component: &str) -> OpResult<PathBuf> {
-        if !fsutil::is_safe_component(component) {
-            return Err((
-                ErrorKind::Invalid,
-                format!("invalid component name {component:?}"),
-            ));
-        }
-        Ok(self.components.join(format!("{component}.json")))
+        self.world
+            .component_file(&self.name, component)
+            .map_err(|msg| (ErrorKind::Invalid, msg))
     }
     fn read_component(&self, component: &str) -> OpResult<Option<ComponentRecord>> {
         let f = self.component_file(component)?;
@@ -189,36 +185,15 @@ impl ClusterPaths {
 impl SimCluster {
     /// Builds the implementation for `ctx.workspace_dir`, reading its environment variables.
     pub fn new(ctx: &ExtContext) -> ExtResult<SimCluster> {
-        let latency = match std::env::var(ENV_LATENCY_MS) {
-            Ok(raw) => match raw.trim().parse::<f64>() {
-                // At most a day: a larger one would overflow the deadlines built from it.
-                Ok(ms) if ms.is_finite() && (0.0..=86_400_000.0).contains(&ms) => {
-                    Duration::from_secs_f64(ms / 1000.0)
-                }
-                _ => {
-                    return Err(ExtError::new(
-                        &ctx.name,
-                        "load",
-                        None,
-                        ErrorKind::Invalid,
-                        format!("{ENV_LATENCY_MS} must be a number of milliseconds from 0 to 86400000, got {raw:?}"),
-                    ))
-                }
-            },
-            Err(_) => Duration::ZERO,
-        };
-        let fail = std::env::var(ENV_FAIL_CLUSTERS)
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+        let env = SimEnv::from_process();
+        let latency = env
+            .latency()
+            .map_err(|msg| ExtError::new(&ctx.name, "load", None, ErrorKind::Invalid, msg))?
             .unwrap_or_default();
+        let fail = env.fail_clusters();
         Ok(SimCluster {
             name: ctx.name.clone(),
-            root: ctx.workspace_dir.join(".prov").join("sim"),
+            world: Layout::of(&ctx.workspace_dir),
             latency,
             fail,
         })
@@ -249,20 +224,16 @@ impl SimCluster {
     }
 
     fn paths(&self, cluster: &str) -> OpResult<ClusterPaths> {
-        if !fsutil::is_safe_component(cluster) {
-            return Err((
-                ErrorKind::Invalid,
-                format!("invalid cluster name {cluster:?}"),
-            ));
-        }
-        let clusters = self.root.join("clusters");
-        let dir = clusters.join(cluster);
+        let file = self
+            .world
+            .cluster_file(cluster)
+            .map_err(|msg| (ErrorKind::Invalid, msg))?;
         Ok(ClusterPaths {
             name: cluster.to_string(),
-            file: clusters.join(format!("{cluster}.json")),
-            components: dir.join("components"),
-            dir,
-            locks: self.root.join("locks"),
+            file,
+            components: self.world.components_dir(cluster),
+            dir: self.world.cluster_dir(cluster),
+            world: self.world.clone(),
         })
     }
 

@@ -1,24 +1,17 @@
-//! Small filesystem helpers for extension implementations: atomic JSON files, striped advisory locks.
+//! Small filesystem helpers for extension implementations whose objects live in files: atomic JSON
+//! files, tolerant reads and removals, safe path components, RFC 3339 timestamps.
 //!
-//! Meant for implementations whose world lives in files (the sim provider, taskserv and cluster
-//! share `<workspace>/.prov/sim/`): atomic JSON writes, no-clobber publishing, tolerant reads and
-//! removals, cross-process `flock` stripes, safe path components and timestamps. Every
-//! implementation that writes the same files must take the same stripe for the same key, so the
-//! lock protocol here is fixed (`lock_stripes_are_pinned` guards it). The engine itself does not
-//! use this module.
+//! Extension crates use them for their own files; the engine itself uses only the clock (a plan's
+//! `timestamp`). Cross-process locking of such files is the extension crate's business.
 
 use serde::{de::DeserializeOwned, Serialize};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use prov_state::format_utc;
-
-/// Number of lock files under a world's `locks/` directory.
-pub const LOCK_STRIPES: u64 = 64;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -103,48 +96,6 @@ pub fn is_data_file(name: &str) -> bool {
     name.ends_with(".json") && !name.starts_with('.')
 }
 
-/// A held exclusive `flock` on one lock stripe; released when dropped (the file is closed).
-pub struct StripeLock {
-    _file: File,
-}
-
-/// FNV-1a, 64 bit: a fixed, dependency-free hash so every implementation maps a key to the same
-/// stripe.
-fn fnv1a(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Locks the stripe for `key` (a world-relative path such as `servers/sim-0123456789ab` or
-/// `taskservs/sim-0123456789ab/redis`): `locks_dir/NN.lock`, NN = fnv1a(key) % 64, with
-/// `flock(LOCK_EX)`. flock excludes other processes and also other open files in this process,
-/// and the kernel drops it when a holder is killed. Blocking: call it off the async runtime, and
-/// never while holding another stripe (two keys may share a stripe).
-pub fn lock_stripe(locks_dir: &Path, key: &str) -> io::Result<StripeLock> {
-    let path = locks_dir.join(format!("{:02}.lock", fnv1a(key) % LOCK_STRIPES));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)?;
-    loop {
-        // SAFETY: flock on a file descriptor we own and keep open for the lock's lifetime.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc == 0 {
-            return Ok(StripeLock { _file: file });
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
 /// Whether `s` is safe as one path component: non-empty, no separators, not dot-led.
 pub fn is_safe_component(s: &str) -> bool {
     !s.is_empty()
@@ -173,15 +124,6 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Pins the lock protocol: the sim provider's out-of-band edits, the sim taskserv and the sim
-    /// cluster (and any process of an older build) must agree on every key's stripe.
-    #[test]
-    fn lock_stripes_are_pinned() {
-        assert_eq!(fnv1a("servers/sim-0123456789ab") % LOCK_STRIPES, 2);
-        assert_eq!(fnv1a("taskservs/sim-0123456789ab/redis") % LOCK_STRIPES, 12);
-        assert_eq!(fnv1a("clusters/buildkit") % LOCK_STRIPES, 23);
-    }
 
     #[test]
     fn rfc3339_dates() {
@@ -214,7 +156,7 @@ mod tests {
         assert!(remove_file(&p).unwrap());
         assert!(!remove_file(&p).unwrap());
         remove_dir_all(&dir.path().join("missing")).unwrap();
-        assert!(is_data_file("sim-1.json") && !is_data_file(".sim-1.json.7.0.tmp"));
+        assert!(is_data_file("a-1.json") && !is_data_file(".a-1.json.7.0.tmp"));
         assert!(is_safe_component("web-01") && !is_safe_component("../x"));
     }
 }

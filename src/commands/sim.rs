@@ -3,7 +3,7 @@
 use super::CmdResult;
 use crate::cli::SimCommand;
 use crate::context::Context;
-use prov_providers::sim::world::{World, TAG_WORKSPACE};
+use prov_sim::world::{World, TAG_WORKSPACE};
 use std::collections::BTreeMap;
 
 pub fn run(ctx: &Context, cmd: SimCommand) -> CmdResult {

@@ -1,7 +1,7 @@
 //! The `sim` taskserv: records taskservs "installed" on servers of the simulated world, for tests,
 //! benchmarks and drift demos. Nothing runs anywhere.
 //!
-//! # Files (part of the sim world, `<workspace>/.prov/sim/`, see prov-providers' `sim::world`)
+//! # Files (part of the sim world, `<workspace>/.prov/sim/`, see prov-sim's `layout`)
 //!
 //! ```text
 //! taskservs/<server_id>/<name>.json   one InstalledTaskserv (the provider's out-of-band edits
@@ -19,7 +19,7 @@
 //! [`DEFAULT_VERSIONS`]; "latest" (or no version) means the highest of them. Without
 //! `available_versions` any explicit version installs.
 //!
-//! # Environment (the taskserv factory gets no settings)
+//! # Environment (the taskserv factory gets no settings; see prov-sim's `env`)
 //! - `PROV_SIM_LATENCY_MS`: every call sleeps this long first (default 0).
 //! - `PROV_SIM_FAIL_TASKSERVS`: comma-separated `SERVER/NAME` (SERVER a hostname or id) whose
 //!   install, configure, upgrade, restart and uninstall fail with `Failed`.
@@ -33,6 +33,7 @@ use prov_engine::traits::{
     ErrorKind, ExtError, ExtResult, ServerInfo, ServerStatus, TaskServ, TaskservRequest,
     TaskservResult, TaskservStatus, UpdateCheck, Validation,
 };
+use prov_sim::{Layout, SimEnv, StripeLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::cmp::Ordering;
@@ -41,8 +42,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const ENV_LATENCY_MS: &str = "PROV_SIM_LATENCY_MS";
-pub const ENV_FAIL_TASKSERVS: &str = "PROV_SIM_FAIL_TASKSERVS";
+pub use prov_sim::env::{ENV_FAIL_TASKSERVS, ENV_LATENCY_MS};
 
 /// The versions every taskserv offers unless its settings list `available_versions`.
 pub const DEFAULT_VERSIONS: &[&str] = &["1.0.0", "1.1.0", "2.0.0"];
@@ -79,8 +79,7 @@ pub struct InstalledTaskserv {
 /// The sim taskserv (one instance serves every taskserv name).
 pub struct SimTaskServ {
     name: String,
-    /// `<workspace>/.prov/sim`.
-    root: PathBuf,
+    world: Layout,
     latency: Duration,
     /// `SERVER/NAME` entries of `PROV_SIM_FAIL_TASKSERVS`.
     fail: BTreeSet<String>,
@@ -101,36 +100,15 @@ fn io_fail(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> (ErrorKind,
 impl SimTaskServ {
     /// Builds the taskserv for `ctx.workspace_dir`, reading its environment variables.
     pub fn new(ctx: &ExtContext) -> ExtResult<SimTaskServ> {
-        let latency = match std::env::var(ENV_LATENCY_MS) {
-            Ok(raw) => match raw.trim().parse::<f64>() {
-                // At most a day: a larger one would overflow the deadlines built from it.
-                Ok(ms) if ms.is_finite() && (0.0..=86_400_000.0).contains(&ms) => {
-                    Duration::from_secs_f64(ms / 1000.0)
-                }
-                _ => {
-                    return Err(ExtError::new(
-                        &ctx.name,
-                        "load",
-                        None,
-                        ErrorKind::Invalid,
-                        format!("{ENV_LATENCY_MS} must be a number of milliseconds from 0 to 86400000, got {raw:?}"),
-                    ))
-                }
-            },
-            Err(_) => Duration::ZERO,
-        };
-        let fail = std::env::var(ENV_FAIL_TASKSERVS)
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+        let env = SimEnv::from_process();
+        let latency = env
+            .latency()
+            .map_err(|msg| ExtError::new(&ctx.name, "load", None, ErrorKind::Invalid, msg))?
             .unwrap_or_default();
+        let fail = env.fail_taskservs();
         Ok(SimTaskServ {
             name: ctx.name.clone(),
-            root: ctx.workspace_dir.join(".prov").join("sim"),
+            world: Layout::of(&ctx.workspace_dir),
             latency,
             fail,
         })
@@ -217,24 +195,15 @@ impl SimTaskServ {
 
     fn paths(&self, req: &TaskservRequest) -> OpResult<TaskservPaths> {
         let (server_id, name) = (&req.server.provider_id, &req.name);
-        if !fsutil::is_safe_component(server_id) {
-            return Err((
-                ErrorKind::Invalid,
-                format!("invalid server id {server_id:?}"),
-            ));
-        }
-        if !fsutil::is_safe_component(name) {
-            return Err((
-                ErrorKind::Invalid,
-                format!("invalid taskserv name {name:?}"),
-            ));
-        }
-        let dir = self.root.join("taskservs").join(server_id);
+        let file = self
+            .world
+            .taskserv_file(server_id, name)
+            .map_err(|msg| (ErrorKind::Invalid, msg))?;
         Ok(TaskservPaths {
-            file: dir.join(format!("{name}.json")),
-            dir,
-            locks: self.root.join("locks"),
-            key: format!("taskservs/{server_id}/{name}"),
+            file,
+            dir: self.world.taskservs_dir(server_id),
+            world: self.world.clone(),
+            key: Layout::taskserv_key(server_id, name),
         })
     }
 
@@ -297,14 +266,14 @@ fn not_installed(req: &TaskservRequest) -> (ErrorKind, String) {
 struct TaskservPaths {
     dir: PathBuf,
     file: PathBuf,
-    locks: PathBuf,
+    world: Layout,
     key: String,
 }
 
 impl TaskservPaths {
-    fn lock(&self) -> OpResult<fsutil::StripeLock> {
-        std::fs::create_dir_all(&self.locks).map_err(io_fail(&self.locks))?;
-        fsutil::lock_stripe(&self.locks, &self.key).map_err(io_fail(&self.locks))
+    fn lock(&self) -> OpResult<StripeLock> {
+        let locks = self.world.locks_dir();
+        self.world.lock(&self.key).map_err(io_fail(&locks))
     }
     fn read(&self) -> OpResult<Option<InstalledTaskserv>> {
         fsutil::read_json(&self.file).map_err(io_fail(&self.file))

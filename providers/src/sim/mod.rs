@@ -3,14 +3,14 @@
 //! It is never a real cloud: its addresses are documentation/benchmarking ranges and its
 //! servers cannot be reached.
 //!
-//! Options are described in [`options`], the plan/zone catalogue in [`catalogue`].
+//! Options are described in [`options`], the plan/zone catalogue in [`catalogue`]; the world's
+//! files and out-of-band edits are prov-sim's.
 
 pub mod catalogue;
 pub mod options;
-pub mod world;
 
 pub use options::SimOptions;
-pub use world::{SimServer, World, WorldError, WorldResult};
+pub use prov_sim::{SimServer, World, WorldError, WorldResult};
 
 use async_trait::async_trait;
 use prov_engine::registry::{ExtContext, ProviderFactory};

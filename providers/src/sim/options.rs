@@ -11,12 +11,13 @@
 //! a known key with the wrong type is an error naming the key. The environment is read once, when
 //! the provider is built.
 
+use prov_sim::env::latency_from_ms;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-pub const ENV_LATENCY_MS: &str = "PROV_SIM_LATENCY_MS";
-pub const ENV_FAIL_SERVERS: &str = "PROV_SIM_FAIL_SERVERS";
+pub use prov_sim::env::{ENV_FAIL_SERVERS, ENV_LATENCY_MS};
+pub use prov_sim::SimEnv;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimOptions {
@@ -25,45 +26,6 @@ pub struct SimOptions {
     pub fail_call: Option<u64>,
     pub fail_servers: BTreeSet<String>,
     pub parallelism: Option<usize>,
-}
-
-/// The environment variables the options fall back on (passed in, so parsing is pure).
-#[derive(Debug, Clone, Default)]
-pub struct SimEnv {
-    pub latency_ms: Option<String>,
-    pub fail_servers: Option<String>,
-}
-
-impl SimEnv {
-    pub fn from_process() -> SimEnv {
-        SimEnv {
-            latency_ms: std::env::var(ENV_LATENCY_MS).ok(),
-            fail_servers: std::env::var(ENV_FAIL_SERVERS).ok(),
-        }
-    }
-}
-
-/// A latency of at most a day (a larger one would overflow the deadlines built from it).
-fn latency_from_ms(ms: f64) -> Option<Duration> {
-    (ms.is_finite() && (0.0..=86_400_000.0).contains(&ms))
-        .then(|| Duration::from_secs_f64(ms / 1000.0))
-}
-
-fn parse_latency_env(raw: &str) -> Result<Duration, String> {
-    match raw.trim().parse::<f64>() {
-        Ok(ms) if latency_from_ms(ms).is_some() => Ok(latency_from_ms(ms).unwrap_or_default()),
-        _ => Err(format!(
-            "{ENV_LATENCY_MS} must be a number of milliseconds from 0 to 86400000, got {raw:?}"
-        )),
-    }
-}
-
-/// Splits a comma-separated list, dropping blanks.
-pub fn split_list(raw: &str) -> impl Iterator<Item = String> + '_ {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 fn positive_integer(settings_key: &str, v: &Value) -> Result<u64, String> {
@@ -104,14 +66,10 @@ pub fn parse(settings: &Value, env: &SimEnv) -> Result<SimOptions, Vec<String>> 
                 "providers.sim.latency_ms must be a number from 0 to 86400000, got {v}"
             )),
         },
-        None => {
-            if let Some(raw) = &env.latency_ms {
-                match parse_latency_env(raw) {
-                    Ok(d) => opts.latency = d,
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
+        None => match env.latency() {
+            Ok(d) => opts.latency = d.unwrap_or_default(),
+            Err(e) => errors.push(e),
+        },
     }
 
     if let Some(v) = get("fail_call") {
@@ -131,9 +89,7 @@ pub fn parse(settings: &Value, env: &SimEnv) -> Result<SimOptions, Vec<String>> 
             )),
         }
     }
-    if let Some(raw) = &env.fail_servers {
-        opts.fail_servers.extend(split_list(raw));
-    }
+    opts.fail_servers.extend(env.fail_servers());
 
     if let Some(v) = get("parallelism") {
         match positive_integer("parallelism", v) {
@@ -176,6 +132,7 @@ mod tests {
         let env = SimEnv {
             latency_ms: Some("7".into()),
             fail_servers: Some(" x, ,y ".into()),
+            ..SimEnv::default()
         };
         let o = parse(&json!({"fail_servers": ["z"]}), &env).unwrap();
         assert_eq!(o.latency, Duration::from_millis(7));
@@ -185,7 +142,7 @@ mod tests {
         assert_eq!(o.latency, Duration::from_millis(1));
         let bad = SimEnv {
             latency_ms: Some("soon".into()),
-            fail_servers: None,
+            ..SimEnv::default()
         };
         assert!(parse(&json!({}), &bad).unwrap_err()[0].contains(ENV_LATENCY_MS));
     }

@@ -1,18 +1,5 @@
-//! The simulated cloud's world: files under `<workspace>/.prov/sim/` shared by every process, and
-//! the out-of-band edit API (`prov sim ...`, tests, drift demos).
-//!
-//! # Layout (shared by the sim provider, the sim taskserv and the sim cluster)
-//!
-//! ```text
-//! <workspace>/.prov/sim/
-//!   servers/<id>.json                       one SimServer per file (id = "sim-" + 12 hex chars)
-//!   taskservs/<server_id>/<name>.json       an installed taskserv (written by prov-taskservs' sim)
-//!   clusters/<name>.json                    a cluster (written by prov-clusters' sim)
-//!   clusters/<name>/components/<comp>.json  one of its components
-//!   ips/<slot>                              address-pool claim: contains the owning server id
-//!   ips/.next                               hint: the slot to try next (any value is safe)
-//!   locks/NN.lock                           64 flock stripes (see `prov_engine::fsutil::lock_stripe`)
-//! ```
+//! The simulated cloud's servers and the out-of-band edit API (`prov sim ...`, tests, drift
+//! demos), over the files of [`crate::layout`].
 //!
 //! A taskserv file is a JSON object `{ name, version, settings, status ("running"|"stopped"),
 //! installed_at, configured (counter), restarts, server_id, hostname, updated_at }`; this module
@@ -20,15 +7,14 @@
 //!
 //! Every file is written atomically (temp file in the same directory + rename; new servers are
 //! published with a no-clobber hard link), so a SIGKILL never leaves a torn file, and every
-//! operation touches O(1) files (benchmarks create 10,000 servers). A read-modify-write holds the
-//! lock stripe of its key (`servers/<id>`, `taskservs/<server_id>/<name>`, `clusters/<name>`),
-//! so an update racing a delete cannot resurrect the deleted object. Addresses come from a pool of
+//! operation touches O(1) files (benchmarks create 10,000 servers). Addresses come from a pool of
 //! slots: slot N gives one public address (203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24, then the
 //! 198.18.0.0/15 benchmarking range: never routed) and one private 10.x address; a slot is claimed
 //! by creating `ips/<N>` exclusively, so addresses are unique across processes.
 //!
 //! All methods do blocking file I/O; async callers run them on `spawn_blocking`.
 
+use crate::layout::{Layout, StripeLock};
 use prov_engine::fsutil;
 use prov_engine::traits::{
     ErrorKind, FirewallRule, Ownership, ServerInfo, ServerSpec, ServerStatus,
@@ -212,7 +198,7 @@ pub struct World {
 }
 
 struct Inner {
-    root: PathBuf,
+    layout: Layout,
     /// In-process cursor into the address pool, loaded from `ips/.next` on first use.
     next_slot: OnceLock<AtomicU64>,
 }
@@ -220,14 +206,14 @@ struct Inner {
 impl World {
     /// Opens (creating its directories if needed) the world of the workspace at `workspace_dir`.
     pub fn open(workspace_dir: impl AsRef<Path>) -> WorldResult<World> {
-        let root = workspace_dir.as_ref().join(".prov").join("sim");
-        for dir in ["servers", "taskservs", "clusters", "ips", "locks"] {
-            let d = root.join(dir);
+        let layout = Layout::of(workspace_dir);
+        for dir in Layout::DIRS {
+            let d = layout.root().join(dir);
             fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         Ok(World {
             inner: Arc::new(Inner {
-                root,
+                layout,
                 next_slot: OnceLock::new(),
             }),
         })
@@ -235,27 +221,28 @@ impl World {
 
     /// `<workspace>/.prov/sim`.
     pub fn root(&self) -> &Path {
-        &self.inner.root
+        self.inner.layout.root()
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
-        self.inner.root.join(name)
+    /// Where its objects live.
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
     }
 
     fn server_path(&self, id: &str) -> PathBuf {
-        self.dir("servers").join(format!("{id}.json"))
+        self.inner.layout.server_file(id)
     }
 
-    fn lock(&self, key: &str) -> WorldResult<fsutil::StripeLock> {
-        let dir = self.dir("locks");
-        fsutil::lock_stripe(&dir, key).map_err(io_err(&dir))
+    fn lock(&self, key: &str) -> WorldResult<StripeLock> {
+        let dir = self.inner.layout.locks_dir();
+        crate::layout::lock_stripe(&dir, key).map_err(io_err(&dir))
     }
 
     // --- reads ---------------------------------------------------------------------------------
 
     /// All servers in the world, managed or not, sorted by hostname then id.
     pub fn list_servers(&self) -> WorldResult<Vec<SimServer>> {
-        let dir = self.dir("servers");
+        let dir = self.inner.layout.servers_dir();
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
@@ -339,7 +326,7 @@ impl World {
 
     /// How many servers exist (counts files; parses nothing).
     pub fn server_count(&self) -> WorldResult<usize> {
-        let dir = self.dir("servers");
+        let dir = self.inner.layout.servers_dir();
         let mut n = 0;
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
@@ -418,7 +405,7 @@ impl World {
         if !fsutil::is_safe_component(id) {
             return Err(missing());
         }
-        let _lock = self.lock(&format!("servers/{id}"))?;
+        let _lock = self.lock(&Layout::server_key(id))?;
         let path = self.server_path(id);
         let mut server = self.read_server_file(&path)?.ok_or_else(missing)?;
         change(&mut server)?;
@@ -435,7 +422,7 @@ impl World {
             return Err(missing());
         }
         let server = {
-            let _lock = self.lock(&format!("servers/{id}"))?;
+            let _lock = self.lock(&Layout::server_key(id))?;
             let path = self.server_path(id);
             let server = self.read_server_file(&path)?.ok_or_else(missing)?;
             fsutil::remove_file(&path).map_err(io_err(&path))?;
@@ -445,7 +432,7 @@ impl World {
             self.release_slot(slot, id);
         }
         // A deleted server's software goes with it.
-        let ts = self.dir("taskservs").join(id);
+        let ts = self.inner.layout.taskservs_dir(id);
         fsutil::remove_dir_all(&ts).map_err(io_err(&ts))?;
         Ok(server)
     }
@@ -529,15 +516,10 @@ impl World {
     }
 
     fn taskserv_path(&self, server_id: &str, name: &str) -> WorldResult<PathBuf> {
-        if !fsutil::is_safe_component(name) {
-            return Err(WorldError::Invalid(format!(
-                "invalid taskserv name {name:?}"
-            )));
-        }
-        Ok(self
-            .dir("taskservs")
-            .join(server_id)
-            .join(format!("{name}.json")))
+        self.inner
+            .layout
+            .taskserv_file(server_id, name)
+            .map_err(WorldError::Invalid)
     }
 
     /// Changes one field of an installed taskserv file under its lock.
@@ -550,7 +532,7 @@ impl World {
     ) -> WorldResult<()> {
         let s = self.resolve(server)?;
         let path = self.taskserv_path(&s.id, name)?;
-        let _lock = self.lock(&format!("taskservs/{}/{name}", s.id))?;
+        let _lock = self.lock(&Layout::taskserv_key(&s.id, name))?;
         let mut record: Value = fsutil::read_json(&path)
             .map_err(io_err(&path))?
             .ok_or_else(|| {
@@ -577,7 +559,7 @@ impl World {
     /// The taskserv records installed on a server, sorted by name.
     pub fn list_taskservs(&self, server: &str) -> WorldResult<Vec<Value>> {
         let s = self.resolve(server)?;
-        let dir = self.dir("taskservs").join(&s.id);
+        let dir = self.inner.layout.taskservs_dir(&s.id);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
@@ -602,7 +584,7 @@ impl World {
     // --- the address pool ----------------------------------------------------------------------
 
     fn claim_slot(&self, id: &str) -> WorldResult<u32> {
-        let ips = self.dir("ips");
+        let ips = self.inner.layout.ips_dir();
         let hint_path = ips.join(".next");
         let cursor = self.inner.next_slot.get_or_init(|| {
             let hint = fsutil::read_json::<u64>(&hint_path).ok().flatten();
@@ -634,7 +616,7 @@ impl World {
 
     /// Frees a slot if `id` still holds it (an out-of-band IP edit does not move claims).
     fn release_slot(&self, slot: u32, id: &str) {
-        let path = self.dir("ips").join(slot.to_string());
+        let path = self.inner.layout.ips_dir().join(slot.to_string());
         if fs::read_to_string(&path).is_ok_and(|owner| owner == id) {
             let _ = fs::remove_file(&path);
         }
