@@ -27,6 +27,7 @@ pub mod records;
 pub mod refs;
 pub mod registry;
 pub mod sensitive;
+pub mod subprocess;
 pub mod taskserv_ops;
 pub mod testing;
 pub mod traits;

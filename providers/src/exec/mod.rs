@@ -315,7 +315,7 @@ impl ExecProvider {
         };
         let out = match run::run(&self.spec.program, &input, self.timeout).await {
             Ok(o) => o,
-            Err(run::RunError::Spawn(e)) => {
+            Err(run::RunError::Spawn { source: e, .. }) => {
                 return Err(self.err(
                     op,
                     target,
@@ -323,7 +323,7 @@ impl ExecProvider {
                     format!("cannot run {}: {e}", self.program_name()),
                 ))
             }
-            Err(run::RunError::Io(e)) => {
+            Err(run::RunError::Io { source: e, .. }) => {
                 return Err(self.err(
                     op,
                     target,
@@ -331,7 +331,7 @@ impl ExecProvider {
                     format!("waiting for {}: {e}", self.program_name()),
                 ))
             }
-            Err(run::RunError::Timeout { stderr }) => {
+            Err(run::RunError::Timeout { stderr, .. }) => {
                 return Err(self.err(
                     op,
                     target,

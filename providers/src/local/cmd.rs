@@ -1,10 +1,9 @@
 //! Runs the system tools the local provider drives (`ip`, `nft`, `sshd`, `ssh-keygen`) as
-//! subprocesses, turning failures into messages that quote the command line and its stderr.
+//! subprocesses (through prov-engine's `subprocess`), turning failures into messages that quote
+//! the command line and its stderr.
 
+use prov_engine::subprocess::RunError;
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 /// One command line: program, arguments, optional stdin and extra environment.
 pub struct Cmd {
@@ -70,37 +69,23 @@ impl Cmd {
     /// Runs to completion: `(exit code, stdout, stderr)`. Only a failure to start is an error.
     pub async fn output(&self) -> Result<(Option<i32>, String, String), String> {
         let shown = self.display();
-        let mut c = Command::new(&self.program);
-        c.args(&self.args)
-            .envs(&self.env)
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = c.spawn().map_err(|e| {
-            format!(
-                "cannot run `{shown}`: {e} (is {} installed and on PATH?)",
-                self.program
-            )
-        })?;
-        if let (Some(input), Some(mut pipe)) = (self.stdin.as_ref(), child.stdin.take()) {
-            pipe.write_all(input)
-                .await
-                .map_err(|e| format!("`{shown}`: cannot write its input: {e}"))?;
-            drop(pipe);
+        let mut c = prov_engine::subprocess::Cmd::new(&self.program)
+            .args(&self.args)
+            .envs(&self.env);
+        if let Some(input) = &self.stdin {
+            c = c.stdin(input.clone());
         }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| format!("`{shown}`: {e}"))?;
-        Ok((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+        match c.run().await {
+            Ok(out) => Ok((
+                out.code(),
+                out.stdout_text(),
+                out.stderr_text().trim().to_string(),
+            )),
+            Err(RunError::Spawn { source, .. }) => Err(format!(
+                "cannot run `{shown}`: {source} (is {} installed and on PATH?)",
+                self.program
+            )),
+            Err(e) => Err(format!("`{shown}`: {e}")),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The local transport: scripts run as child processes on this machine, with the server's
 //! sandbox directory as working directory and as the root under which files are uploaded.
 
-use super::{run_command, with_env, RunOutput, Transport, TransportError};
+use super::{run_command, with_env, Cmd, RunOutput, Transport, TransportError};
 use async_trait::async_trait;
 use prov_engine::traits::OutputFn;
 use std::collections::BTreeMap;
@@ -9,7 +9,6 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::process::Command;
 
 pub struct Local {
     root: PathBuf,
@@ -87,9 +86,8 @@ impl Transport for Local {
                 .map_err(io)?;
             f.write_all(with_env(script, &all).as_bytes()).map_err(io)?;
         }
-        let mut cmd = Command::new("bash");
-        cmd.arg(&file).current_dir(&self.root);
-        let r = run_command(cmd, "bash", None, timeout, output).await;
+        let cmd = Cmd::new("bash").arg(&file).current_dir(&self.root);
+        let r = run_command(cmd, None, timeout, output).await;
         let _ = std::fs::remove_file(&file);
         r
     }

@@ -1,6 +1,7 @@
 //! How an extension-directory taskserv reaches its server: a local child process (in the
 //! server's sandbox directory) or the system OpenSSH client. Both upload files and run scripts
-//! with a timeout, streaming output lines and keeping the tail of stderr for errors.
+//! with a timeout, streaming output lines and keeping the tail of stderr for errors (both through
+//! prov-engine's `subprocess`).
 
 pub mod local;
 pub mod ssh;
@@ -9,10 +10,9 @@ use async_trait::async_trait;
 use prov_engine::traits::{OutputFn, TransportSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+
+pub use prov_engine::subprocess::{Cmd, RunError};
 
 /// How many lines of stderr an error quotes.
 pub const TAIL_LINES: usize = 20;
@@ -151,94 +151,28 @@ pub fn with_env(script: &str, env: &BTreeMap<String, String>) -> String {
     s
 }
 
-/// Runs `cmd` with `stdin` fed in, collecting and streaming its output, killing it after `timeout`.
+/// Runs `cmd` with `stdin` fed in, collecting and streaming its output, killing its process
+/// group (the script and whatever it started) after `timeout`.
 pub async fn run_command(
-    mut cmd: Command,
-    program: &str,
+    cmd: Cmd,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     output: Option<&OutputFn>,
 ) -> Result<RunOutput, TransportError> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    // Its own process group, so a timeout kills the script's children too.
-    cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|source| TransportError::Spawn {
-        program: program.to_string(),
-        source,
-    })?;
-    let pid = child.id();
+    let mut cmd = cmd.timeout(timeout).on_line(output.cloned());
     if let Some(data) = stdin {
-        let mut w = child.stdin.take().expect("piped");
-        tokio::spawn(async move {
-            let _ = w.write_all(&data).await;
-            let _ = w.shutdown().await;
-        });
+        cmd = cmd.stdin(data);
     }
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
-    let sink = output.cloned();
-    let sink2 = output.cloned();
-    let read_out = tokio::spawn(async move {
-        let mut acc = String::new();
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            if let Some(s) = &sink {
-                s(&l);
-            }
-            acc.push_str(&l);
-            acc.push('\n');
+    match cmd.run().await {
+        Ok(out) => Ok(RunOutput {
+            code: out.code(),
+            stdout: out.stdout_text(),
+            stderr: out.stderr_text(),
+        }),
+        Err(RunError::Timeout { .. }) => Err(TransportError::Timeout(timeout)),
+        Err(RunError::Spawn { program, source }) => Err(TransportError::Spawn { program, source }),
+        Err(RunError::Io { program, source }) => {
+            Err(TransportError::Io(format!("{program}: {source}")))
         }
-        acc
-    });
-    let read_err = tokio::spawn(async move {
-        let mut acc = String::new();
-        let mut lines = BufReader::new(err).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            if let Some(s) = &sink2 {
-                s(&l);
-            }
-            acc.push_str(&l);
-            acc.push('\n');
-        }
-        acc
-    });
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(s) => s.map_err(|e| TransportError::Io(format!("{program}: {e}")))?,
-        Err(_) => {
-            if let Some(pid) = pid {
-                // The whole group: the script and whatever it started in the foreground.
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .status();
-            }
-            let _ = child.kill().await;
-            read_out.abort();
-            read_err.abort();
-            return Err(TransportError::Timeout(timeout));
-        }
-    };
-    // Daemons started by the script may keep the pipes open: do not wait for them forever.
-    let grace = Duration::from_secs(2);
-    let stdout = tokio::time::timeout(grace, read_out)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let stderr = tokio::time::timeout(grace, read_err)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    Ok(RunOutput {
-        code: status.code(),
-        stdout,
-        stderr,
-    })
+    }
 }

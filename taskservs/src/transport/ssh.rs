@@ -2,14 +2,15 @@
 //! ControlMaster multiplexing (one TCP+auth handshake per server, reused for ControlPersist
 //! seconds) and an explicit host-key policy against prov's own known_hosts file.
 
-use super::{run_command, shell_quote, with_env, RunOutput, SshOptions, Transport, TransportError};
+use super::{
+    run_command, shell_quote, with_env, Cmd, RunOutput, SshOptions, Transport, TransportError,
+};
 use async_trait::async_trait;
 use prov_engine::traits::{OutputFn, SshAccess};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::process::Command;
 
 pub struct Ssh {
     access: SshAccess,
@@ -97,9 +98,8 @@ impl Ssh {
         output: Option<&OutputFn>,
     ) -> Result<RunOutput, TransportError> {
         self.prepare()?;
-        let mut cmd = Command::new("ssh");
-        cmd.args(self.args()).arg("--").arg(remote);
-        let out = run_command(cmd, "ssh", stdin, timeout, output).await?;
+        let cmd = Cmd::new("ssh").args(self.args()).arg("--").arg(remote);
+        let out = run_command(cmd, stdin, timeout, output).await?;
         // 255 is ssh's own failure (connection, authentication, host key), not the script's.
         if out.code == Some(255) {
             let tail = out.tail(5);
@@ -123,19 +123,17 @@ impl Ssh {
 
     /// The ControlMaster socket of this destination, when one is running (`ssh -O check`).
     pub async fn master_running(&self) -> bool {
-        let mut cmd = Command::new("ssh");
-        cmd.args(self.args()).arg("-O").arg("check");
+        let cmd = Cmd::new("ssh").args(self.args()).args(["-O", "check"]);
         matches!(
-            run_command(cmd, "ssh", None, Duration::from_secs(10), None).await,
+            run_command(cmd, None, Duration::from_secs(10), None).await,
             Ok(o) if o.success()
         )
     }
 
     /// Stops the ControlMaster (`ssh -O exit`).
     pub async fn close(&self) {
-        let mut cmd = Command::new("ssh");
-        cmd.args(self.args()).arg("-O").arg("exit");
-        let _ = run_command(cmd, "ssh", None, Duration::from_secs(10), None).await;
+        let cmd = Cmd::new("ssh").args(self.args()).args(["-O", "exit"]);
+        let _ = run_command(cmd, None, Duration::from_secs(10), None).await;
     }
 }
 
