@@ -13,6 +13,7 @@ pub mod drift;
 pub mod error;
 pub mod events;
 pub mod extension;
+pub mod findings;
 pub mod fsutil;
 pub mod graph;
 pub mod live;

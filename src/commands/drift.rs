@@ -4,7 +4,8 @@ use super::{runtime, CmdResult, Failure};
 use crate::cli::LockArgs;
 use crate::context::Context;
 use crate::render::{text, Paint};
-use prov_engine::drift::{rule_for, Drift, DriftKind, IgnoreRule, RefreshOptions};
+use prov_engine::drift::{Drift, DriftKind, IgnoreRule, RefreshOptions};
+use prov_engine::findings::{findings, Finding, Summary};
 use prov_engine::ops;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -12,24 +13,6 @@ use std::time::Duration;
 
 /// Version of the `--json` document (docs/drift-json.md).
 pub const DRIFT_FORMAT_VERSION: u32 = 1;
-
-/// One reportable finding: a drift narrowed to one attribute where it has several.
-struct Item<'a> {
-    drift: &'a Drift,
-    attribute: Option<String>,
-    ignored: Option<(&'a IgnoreRule, bool)>,
-}
-
-fn status(k: &DriftKind) -> &'static str {
-    match k {
-        DriftKind::Gone => "gone",
-        DriftKind::Changed(_) => "changed",
-        DriftKind::Stopped => "stopped",
-        DriftKind::Version { .. } => "version",
-        DriftKind::Unmanaged { .. } => "unmanaged",
-        DriftKind::Error(_) => "error",
-    }
-}
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -79,34 +62,9 @@ pub fn run(
     let now = prov_state::now_secs();
     let today = prov_state::format_utc(now)[..10].to_string();
 
-    let mut items = Vec::new();
-    for d in &report.drift {
-        match &d.kind {
-            DriftKind::Changed(diffs) => {
-                for x in diffs {
-                    items.push(Item {
-                        drift: d,
-                        attribute: Some(x.path.clone()),
-                        ignored: rule_for(&rules, d, Some(&x.path), &today),
-                    })
-                }
-            }
-            _ => items.push(Item {
-                drift: d,
-                attribute: None,
-                ignored: rule_for(&rules, d, None, &today),
-            }),
-        }
-    }
-    let counts = |s: &str| {
-        items
-            .iter()
-            .filter(|i| status(&i.drift.kind) == s && !is_ignored(i))
-            .count()
-    };
-    let live: Vec<&Item> = items.iter().filter(|i| !is_ignored(i)).collect();
-    let errors = counts("error");
-    let drifted = live.iter().any(|i| status(&i.drift.kind) != "error");
+    let items = findings(&report.drift, &rules, &today);
+    let summary = Summary::of(&items);
+    let live: Vec<&Finding> = items.iter().filter(|i| !i.is_ignored()).collect();
 
     if json_out {
         let v = json!({
@@ -115,19 +73,18 @@ pub fn run(
             "workspace": report.workspace,
             "checked_at": prov_state::format_utc(now),
             "checked": report.checked,
-            "drift": drifted,
+            "drift": summary.drifted(),
             "summary": {
-                "gone": counts("gone"), "changed": counts("changed"), "stopped": counts("stopped"),
-                "version": counts("version"), "unmanaged": counts("unmanaged"), "errors": errors,
-                "ignored": items.iter().filter(|i| is_ignored(i)).count(),
-                "expired": items.iter().filter(|i| i.ignored.is_some_and(|(_, e)| e)).count(),
+                "gone": summary.gone, "changed": summary.changed, "stopped": summary.stopped,
+                "version": summary.version, "unmanaged": summary.unmanaged, "errors": summary.errors,
+                "ignored": summary.ignored, "expired": summary.expired,
             },
             "items": items.iter().map(item_json).collect::<Vec<_>>(),
         });
         crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let paint = Paint { on: ctx.color };
-        let shown: Vec<Drift> = live.iter().map(|i| narrowed(i)).collect();
+        let shown: Vec<Drift> = live.iter().map(|i| i.narrowed()).collect();
         if shown.is_empty() {
             crate::outln!(
                 "No drift: {} recorded resources match the real world.",
@@ -141,7 +98,7 @@ pub fn run(
             );
             crate::out!("{}", text::drift(&shown, paint));
         }
-        let ignored: Vec<&Item> = items.iter().filter(|i| i.ignored.is_some()).collect();
+        let ignored: Vec<&Finding> = items.iter().filter(|i| i.ignored.is_some()).collect();
         if !ignored.is_empty() {
             crate::outln!("\nAcknowledged drift:");
             for i in ignored {
@@ -165,17 +122,7 @@ pub fn run(
             }
         }
     }
-    Ok(if errors > 0 {
-        1
-    } else if drifted {
-        2
-    } else {
-        0
-    })
-}
-
-fn is_ignored(i: &Item) -> bool {
-    matches!(i.ignored, Some((_, false)))
+    Ok(summary.exit_code())
 }
 
 fn count_addresses(d: &[Drift]) -> usize {
@@ -185,19 +132,8 @@ fn count_addresses(d: &[Drift]) -> usize {
         .len()
 }
 
-/// The drift of one item: a change narrowed to its attribute.
-fn narrowed(i: &Item) -> Drift {
-    match (&i.drift.kind, &i.attribute) {
-        (DriftKind::Changed(diffs), Some(a)) => Drift {
-            address: i.drift.address.clone(),
-            kind: DriftKind::Changed(diffs.iter().filter(|x| &x.path == a).cloned().collect()),
-        },
-        _ => i.drift.clone(),
-    }
-}
-
-fn item_json(i: &Item) -> Value {
-    let mut v = json!({ "address": i.drift.address, "status": status(&i.drift.kind) });
+fn item_json(i: &Finding) -> Value {
+    let mut v = json!({ "address": i.drift.address, "status": i.status() });
     match &i.drift.kind {
         DriftKind::Changed(diffs) => {
             if let Some(x) = diffs.iter().find(|x| Some(&x.path) == i.attribute.as_ref()) {
