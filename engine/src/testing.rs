@@ -154,6 +154,31 @@ impl FakeProvider {
             pricing: Mutex::new(None),
         }
     }
+    /// A provider of its own (own call log) holding one running server that exists already.
+    pub fn with_server(id: &str, hostname: &str) -> Arc<FakeProvider> {
+        let p = FakeProvider::new(Arc::new(Calls::default()));
+        p.insert(ServerInfo {
+            id: id.into(),
+            hostname: hostname.into(),
+            status: ServerStatus::Running,
+            plan: "small".into(),
+            zone: "sim-a".into(),
+            os: "ubuntu-22.04".into(),
+            public_ip: Some("203.0.113.1".into()),
+            private_ip: Some("10.0.0.1".into()),
+            tags: BTreeMap::new(),
+            firewall_rules: vec![],
+            extra: Value::Null,
+        });
+        Arc::new(p)
+    }
+    /// Adds a server that exists outside prov.
+    pub fn insert(&self, info: ServerInfo) {
+        self.servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.id.clone(), info);
+    }
     /// The servers that exist, by id.
     pub fn servers(&self) -> BTreeMap<String, ServerInfo> {
         self.servers

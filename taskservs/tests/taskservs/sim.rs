@@ -1,124 +1,20 @@
 //! Integration tests of the sim taskserv: lifecycle, versions, a missing or stopped server, the
 //! file layout shared with the sim provider's out-of-band edits, latency and failure injection.
 
-use async_trait::async_trait;
 use prov_engine::registry::{ExtContext, Registry};
+use prov_engine::testing::FakeProvider;
 use prov_engine::traits::{
-    ConnectionTest, ErrorKind, ExtError, ExtResult, FirewallRule, Ownership, PlanInfo, Pricing,
-    Provider, ProviderInfo, ServerInfo, ServerSpec, ServerStatus, ServerTarget, ServerUpdate,
-    SshAccess, TaskServ, TaskservRequest, Validation, Zone,
+    ErrorKind, ExtError, ExtResult, ServerStatus, ServerTarget, TaskServ, TaskservRequest,
 };
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHILD_MODE: &str = "PROV_SIM_TEST_CHILD";
 const CHILD_DIR: &str = "PROV_SIM_TEST_DIR";
 const SERVER_ID: &str = "sim-00000000abcd";
-
-/// A provider whose servers live in memory: the taskserv only asks it whether a server exists
-/// (this crate may not depend on prov-providers).
-#[derive(Default)]
-struct FakeProvider {
-    servers: Mutex<HashMap<String, ServerInfo>>,
-}
-
-impl FakeProvider {
-    fn with_server(id: &str, hostname: &str) -> Arc<FakeProvider> {
-        let p = FakeProvider::default();
-        p.servers.lock().unwrap().insert(
-            id.into(),
-            ServerInfo {
-                id: id.into(),
-                hostname: hostname.into(),
-                status: ServerStatus::Running,
-                plan: "small".into(),
-                zone: "sim-a".into(),
-                os: "ubuntu-22.04".into(),
-                public_ip: Some("203.0.113.1".into()),
-                private_ip: Some("10.0.0.1".into()),
-                tags: BTreeMap::new(),
-                firewall_rules: vec![],
-                extra: Value::Null,
-            },
-        );
-        Arc::new(p)
-    }
-    fn set_status(&self, id: &str, status: ServerStatus) {
-        self.servers.lock().unwrap().get_mut(id).unwrap().status = status;
-    }
-    fn remove(&self, id: &str) {
-        self.servers.lock().unwrap().remove(id);
-    }
-}
-
-fn unsupported<T>(op: &str) -> ExtResult<T> {
-    Err(ExtError::new(
-        "fake",
-        op,
-        None,
-        ErrorKind::Unsupported,
-        "not in the fake",
-    ))
-}
-
-#[async_trait]
-impl Provider for FakeProvider {
-    fn name(&self) -> &str {
-        "fake"
-    }
-    async fn info(&self) -> ExtResult<ProviderInfo> {
-        unsupported("info")
-    }
-    async fn validate_config(&self, _: &Value) -> ExtResult<Validation> {
-        unsupported("validate-config")
-    }
-    async fn test_connection(&self) -> ExtResult<ConnectionTest> {
-        unsupported("test-connection")
-    }
-    async fn create_server(&self, _: &ServerSpec, _: &Ownership) -> ExtResult<ServerInfo> {
-        unsupported("create-server")
-    }
-    async fn delete_server(&self, _: &str) -> ExtResult<()> {
-        unsupported("delete-server")
-    }
-    async fn list_servers(&self) -> ExtResult<Vec<ServerInfo>> {
-        Ok(self.servers.lock().unwrap().values().cloned().collect())
-    }
-    async fn get_server_info(&self, id: &str) -> ExtResult<Option<ServerInfo>> {
-        Ok(self.servers.lock().unwrap().get(id).cloned())
-    }
-    async fn start_server(&self, _: &str) -> ExtResult<()> {
-        unsupported("start-server")
-    }
-    async fn stop_server(&self, _: &str) -> ExtResult<()> {
-        unsupported("stop-server")
-    }
-    async fn reboot_server(&self, _: &str) -> ExtResult<()> {
-        unsupported("reboot-server")
-    }
-    async fn update_server(&self, _: &str, _: &ServerUpdate) -> ExtResult<ServerInfo> {
-        unsupported("update-server")
-    }
-    async fn get_pricing(&self) -> ExtResult<Vec<Pricing>> {
-        unsupported("get-pricing")
-    }
-    async fn get_plans(&self) -> ExtResult<Vec<PlanInfo>> {
-        unsupported("get-plans")
-    }
-    async fn get_zones(&self) -> ExtResult<Vec<Zone>> {
-        unsupported("get-zones")
-    }
-    async fn get_ssh_access(&self, _: &str) -> ExtResult<SshAccess> {
-        unsupported("get-ssh-access")
-    }
-    async fn configure_firewall(&self, _: &str, _: &[FirewallRule]) -> ExtResult<()> {
-        unsupported("configure-firewall")
-    }
-}
 
 fn taskserv(dir: &Path) -> Arc<dyn TaskServ> {
     let ctx = ExtContext {
@@ -290,7 +186,7 @@ async fn a_stopped_server_runs_nothing() {
     let p = FakeProvider::with_server(SERVER_ID, "web-01");
     let r = req(&p, "redis", None, json!({}));
     ts.install(&r).await.unwrap();
-    p.set_status(SERVER_ID, ServerStatus::Stopped);
+    p.edit(SERVER_ID, |s| s.status = ServerStatus::Stopped);
     let st = ts.status(&r).await.unwrap();
     assert!(st.installed && !st.running);
     assert_eq!(st.detail["server_status"], "stopped");
