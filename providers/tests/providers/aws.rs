@@ -657,3 +657,91 @@ async fn a_silent_endpoint_times_out_after_api_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_of_500_servers_is_one_batched_read_matching_single_reads() {
+    let Some(url) = moto() else { return };
+    let region = "ap-northeast-2";
+    let p = provider(settings(&url, region));
+    assert!(p.read_batch() >= 1000, "a whole workspace in one call");
+    let c = sdk(&url, region).await;
+    let image = c
+        .describe_images()
+        .send()
+        .await
+        .unwrap()
+        .images()
+        .iter()
+        .find_map(|i| i.image_id().map(str::to_string))
+        .expect("moto lists images");
+    let tags = |workspace: Option<&str>| {
+        let mut spec = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("prov:hostname")
+                    .value("bench")
+                    .build(),
+            );
+        if let Some(w) = workspace {
+            spec = spec.tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("prov:workspace")
+                    .value(w)
+                    .build(),
+            );
+        }
+        spec.build()
+    };
+    let run = |count: i32, workspace: Option<&'static str>| {
+        let c = c.clone();
+        let image = image.clone();
+        let spec = tags(workspace);
+        async move {
+            c.run_instances()
+                .image_id(image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+                .min_count(count)
+                .max_count(count)
+                .tag_specifications(spec)
+                .send()
+                .await
+                .unwrap()
+                .instances()
+                .iter()
+                .filter_map(|i| i.instance_id().map(str::to_string))
+                .collect::<Vec<_>>()
+        }
+    };
+    // 500 servers prov made (two workspaces' tags), one it adopted (no tag), one terminated.
+    let mut ids = run(450, Some("w1")).await;
+    ids.extend(run(50, Some("w2")).await);
+    let adopted = run(1, None).await;
+    let gone = run(1, Some("w1")).await;
+    c.terminate_instances()
+        .instance_ids(&gone[0])
+        .send()
+        .await
+        .unwrap();
+    ids.extend(adopted.iter().cloned());
+    ids.extend(gone.iter().cloned());
+    ids.push("i-0123456789abcdef0".into());
+
+    let batch = p.get_servers_info(&ids).await;
+    assert_eq!(batch.len(), ids.len(), "one answer per id, in order");
+    let found = batch.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+    assert_eq!(found, 501, "500 tagged and the adopted one");
+    assert!(matches!(batch[ids.len() - 2], Ok(None)), "terminated");
+    assert!(matches!(batch[ids.len() - 1], Ok(None)), "unknown");
+    // The same answers as asking about each server alone (a sample, and every special one).
+    for (i, (id, b)) in ids.iter().zip(&batch).enumerate() {
+        if i % 25 != 0 && i < 500 {
+            continue;
+        }
+        let single = p.get_server_info(id).await.unwrap();
+        assert_eq!(b.as_ref().unwrap(), &single, "{id}");
+        if let Some(info) = single {
+            assert_eq!(info.id, *id);
+        }
+    }
+}
