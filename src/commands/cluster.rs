@@ -2,30 +2,10 @@
 //! `prov_engine::cluster_ops`) and renders a table or JSON.
 
 use super::{runtime, CmdResult};
-use crate::cli::{ClusterCommand, LockArgs};
+use crate::cli::ClusterCommand;
 use crate::context::Context;
 use crate::render::table::table;
 use prov_engine::cluster_ops::{self, ClusterReport};
-use prov_engine::workspace::Loaded;
-use serde::Serialize;
-
-fn json<T: Serialize>(v: &T) -> CmdResult {
-    crate::outln!("{}", serde_json::to_string_pretty(v)?);
-    Ok(0)
-}
-
-/// Loads the workspace and opens its state for a query over recorded clusters.
-fn with_state<T>(
-    ctx: &Context,
-    lock: &LockArgs,
-    op: &str,
-    f: impl FnOnce(&Loaded, &dyn prov_state::StateRead) -> Result<T, prov_engine::error::EngineError>,
-) -> Result<T, super::Failure> {
-    let ws = ctx.workspace(None)?;
-    let (loaded, state) =
-        ctx.load_with_state(&ws, op, lock.lock_timeout, crate::context::Access::Read)?;
-    Ok(f(&loaded, &*state.store)?)
-}
 
 /// The status text of one cluster: a header line and a table of its components.
 fn render(r: &ClusterReport) -> String {
@@ -121,7 +101,7 @@ pub fn run(ctx: &Context, cmd: ClusterCommand) -> CmdResult {
             let roots = prov_engine::extension::search_path(&ws.dir);
             let list = prov_clusters::available(&roots)?;
             if j {
-                return json(&list);
+                return super::json(&list);
             }
             let rows: Vec<Vec<String>> = list
                 .into_iter()
@@ -154,12 +134,12 @@ pub fn run(ctx: &Context, cmd: ClusterCommand) -> CmdResult {
             lock,
         } => {
             let rt = runtime()?;
-            let r = with_state(ctx, &lock, "cluster status", |l, s| {
+            let r = super::query(ctx, &lock, "cluster status", |l, s| {
                 rt.block_on(cluster_ops::status(&l.bound, s, name.as_deref()))
             })?;
             let code = u8::from(!healthy(&r));
             if j {
-                json(&r)?;
+                super::json(&r)?;
                 return Ok(code);
             }
             if r.is_empty() {
@@ -177,11 +157,11 @@ pub fn run(ctx: &Context, cmd: ClusterCommand) -> CmdResult {
             lock,
         } => {
             let rt = runtime()?;
-            let st = with_state(ctx, &lock, "cluster restart", |l, s| {
+            let st = super::query(ctx, &lock, "cluster restart", |l, s| {
                 rt.block_on(cluster_ops::restart(&l.bound, s, &name, &component))
             })?;
             if j {
-                return json(&st);
+                return super::json(&st);
             }
             match st {
                 Some(s) => crate::outln!(

@@ -39,6 +39,29 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure(format!("starting the async runtime: {e}")))
 }
 
+/// Prints `v` as pretty JSON (the `--json` of the query commands).
+pub fn json<T: serde::Serialize>(v: &T) -> CmdResult {
+    crate::outln!("{}", serde_json::to_string_pretty(v)?);
+    Ok(0)
+}
+
+/// A read-only query over recorded resources: loads the workspace, opens its state without a
+/// lock and runs `f` on both.
+pub fn query<T>(
+    ctx: &Context,
+    lock: &crate::cli::LockArgs,
+    op: &str,
+    f: impl FnOnce(
+        &prov_engine::workspace::Loaded,
+        &dyn prov_state::StateRead,
+    ) -> Result<T, prov_engine::error::EngineError>,
+) -> Result<T, Failure> {
+    let ws = ctx.workspace(None)?;
+    let (loaded, state) =
+        ctx.load_with_state(&ws, op, lock.lock_timeout, crate::context::Access::Read)?;
+    Ok(f(&loaded, &*state.store)?)
+}
+
 pub fn run(ctx: &Context, cmd: Command) -> u8 {
     let r = match cmd {
         Command::Validate { dir, json } => validate::run(ctx, dir.as_deref(), json),

@@ -2,10 +2,9 @@
 //! (`prov_taskservs::available` or `prov_engine::taskserv_ops`) and renders a table or JSON.
 
 use super::{runtime, CmdResult};
-use crate::cli::{LockArgs, TaskservCommand};
+use crate::cli::TaskservCommand;
 use crate::context::Context;
 use prov_engine::taskserv_ops::{self, TaskservReport};
-use prov_engine::workspace::Loaded;
 use serde::Serialize;
 
 /// Left-aligned columns, two spaces apart.
@@ -34,24 +33,6 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn json<T: Serialize>(v: &T) -> CmdResult {
-    crate::outln!("{}", serde_json::to_string_pretty(v)?);
-    Ok(0)
-}
-
-/// Loads the workspace and opens its state read-only for a query over recorded taskservs.
-fn with_state<T>(
-    ctx: &Context,
-    lock: &LockArgs,
-    op: &str,
-    f: impl FnOnce(&Loaded, &dyn prov_state::StateRead) -> Result<T, prov_engine::error::EngineError>,
-) -> Result<T, super::Failure> {
-    let ws = ctx.workspace(None)?;
-    let (loaded, state) =
-        ctx.load_with_state(&ws, op, lock.lock_timeout, crate::context::Access::Read)?;
-    Ok(f(&loaded, &*state.store)?)
-}
-
 fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
@@ -68,7 +49,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             let roots = prov_engine::extension::search_path(&ws.dir);
             let list = prov_taskservs::available(&roots)?;
             if j {
-                return json(&list);
+                return super::json(&list);
             }
             let rows = list
                 .into_iter()
@@ -98,11 +79,11 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             lock,
         } => {
             let rt = runtime()?;
-            let r = with_state(ctx, &lock, "taskserv status", |l, s| {
+            let r = super::query(ctx, &lock, "taskserv status", |l, s| {
                 rt.block_on(taskserv_ops::status(&l.bound, s, filter.as_deref()))
             })?;
             if j {
-                json(&r)?;
+                super::json(&r)?;
                 return Ok(code(&r));
             }
             let rows = r
@@ -151,11 +132,11 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             lock,
         } => {
             let rt = runtime()?;
-            let r = with_state(ctx, &lock, "taskserv versions", |l, s| {
+            let r = super::query(ctx, &lock, "taskserv versions", |l, s| {
                 rt.block_on(taskserv_ops::versions(&l.bound, s, filter.as_deref()))
             })?;
             if j {
-                json(&r)?;
+                super::json(&r)?;
                 return Ok(code(&r));
             }
             let rows = r
@@ -182,7 +163,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             lock,
         } => {
             let rt = runtime()?;
-            let r = with_state(ctx, &lock, "taskserv check-updates", |l, s| {
+            let r = super::query(ctx, &lock, "taskserv check-updates", |l, s| {
                 rt.block_on(taskserv_ops::check_updates(&l.bound, s, filter.as_deref()))
             })?;
             let any = r
@@ -194,7 +175,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                 _ => 0,
             };
             if j {
-                json(&r)?;
+                super::json(&r)?;
                 return Ok(exit);
             }
             let rows = r
@@ -228,11 +209,11 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             lock,
         } => {
             let rt = runtime()?;
-            let r = with_state(ctx, &lock, "taskserv restart", |l, s| {
+            let r = super::query(ctx, &lock, "taskserv restart", |l, s| {
                 rt.block_on(taskserv_ops::restart(&l.bound, s, filter.as_deref()))
             })?;
             if j {
-                json(&r)?;
+                super::json(&r)?;
                 return Ok(code(&r));
             }
             for x in &r {
