@@ -90,13 +90,13 @@ impl Summary {
                 s.ignored += 1;
                 continue;
             }
-            match f.status() {
-                "gone" => s.gone += 1,
-                "changed" => s.changed += 1,
-                "stopped" => s.stopped += 1,
-                "version" => s.version += 1,
-                "unmanaged" => s.unmanaged += 1,
-                _ => s.errors += 1,
+            match f.drift.kind {
+                DriftKind::Gone => s.gone += 1,
+                DriftKind::Changed(_) => s.changed += 1,
+                DriftKind::Stopped => s.stopped += 1,
+                DriftKind::Version { .. } => s.version += 1,
+                DriftKind::Unmanaged { .. } => s.unmanaged += 1,
+                DriftKind::Error(_) => s.errors += 1,
             }
         }
         s

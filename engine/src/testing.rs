@@ -8,7 +8,7 @@
 use crate::apply::{ApplyOptions, ApplyReport};
 use crate::config::EvalOptions;
 use crate::error::EngineError;
-use crate::events::{self, Event, EventSink};
+use crate::events::{Event, EventSink};
 use crate::plan::make::PlanOptions;
 use crate::plan::Plan;
 use crate::registry::{ExtContext, Registry};
@@ -681,16 +681,6 @@ impl World {
     pub fn apply(&self) -> Result<ApplyReport, EngineError> {
         let plan = self.plan()?;
         self.apply_plan(&plan, &ApplyOptions::default())
-    }
-
-    /// Runs a future on the world's runtime.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
-    }
-
-    /// A sink that drops events, for callers that build their own apply.
-    pub fn discard() -> EventSink {
-        events::discard()
     }
 }
 

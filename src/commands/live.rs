@@ -35,11 +35,6 @@ fn status_str(s: ServerStatus) -> String {
     }
 }
 
-fn print_json(v: &Value) -> Result<(), Failure> {
-    crate::outln!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 pub fn server(ctx: &Context, cmd: ServerCommand) -> CmdResult {
     match cmd {
         ServerCommand::List { live } => list(ctx, &live),
@@ -89,7 +84,7 @@ fn list(ctx: &Context, a: &LiveArgs) -> CmdResult {
                 })
             })
             .collect();
-        print_json(&json!({
+        super::json(&json!({
             "workspace": l.workspace,
             "providers": l.providers,
             "servers": servers,
@@ -168,7 +163,7 @@ fn info(ctx: &Context, name: &str, a: &LiveArgs) -> CmdResult {
     let (loaded, state) = open(ctx, a.dir.as_deref(), &a.lock, "server info")?;
     let (s, i) = runtime()?.block_on(live::server_info(&loaded, &*state.store, name))?;
     if a.json {
-        print_json(&info_json(&s.address, &s.provider, &i))?;
+        super::json(&info_json(&s.address, &s.provider, &i))?;
         return Ok(0);
     }
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
@@ -214,7 +209,7 @@ fn power(ctx: &Context, name: &str, a: &LiveArgs, action: PowerAction) -> CmdRes
     let (s, status) =
         runtime()?.block_on(live::server_power(&loaded, &*state.store, name, action))?;
     if a.json {
-        print_json(&json!({
+        super::json(&json!({
             "address": s.address,
             "provider": s.provider,
             "id": s.id,
@@ -312,7 +307,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
     match answer {
         ProviderAnswer::Info(i) => {
             if a.json {
-                print_json(&serde_json::to_value(&i)?)?;
+                super::json(&serde_json::to_value(&i)?)?;
             } else {
                 let rows = vec![
                     vec!["name".into(), i.name],
@@ -328,7 +323,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
         }
         ProviderAnswer::Plans(p) => {
             if a.json {
-                print_json(&json!({"provider": name, "plans": p}))?;
+                super::json(&json!({"provider": name, "plans": p}))?;
             } else {
                 let rows: Vec<Vec<String>> = p
                     .iter()
@@ -349,7 +344,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
         }
         ProviderAnswer::Zones(z) => {
             if a.json {
-                print_json(&json!({"provider": name, "zones": z}))?;
+                super::json(&json!({"provider": name, "zones": z}))?;
             } else {
                 let rows: Vec<Vec<String>> = z
                     .iter()
@@ -360,7 +355,7 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
         }
         ProviderAnswer::Pricing(p) => {
             if a.json {
-                print_json(&json!({"provider": name, "pricing": p}))?;
+                super::json(&json!({"provider": name, "pricing": p}))?;
             } else {
                 let rows: Vec<Vec<String>> = p
                     .iter()
@@ -385,7 +380,9 @@ pub fn provider(ctx: &Context, cmd: ProviderCommand) -> CmdResult {
                 code = 1;
             }
             if a.json {
-                print_json(&json!({"provider": name, "success": t.success, "message": t.message}))?;
+                super::json(
+                    &json!({"provider": name, "success": t.success, "message": t.message}),
+                )?;
             } else if t.success {
                 crate::outln!("{name}: connection ok: {}", t.message);
             } else {
