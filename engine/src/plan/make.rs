@@ -1,11 +1,11 @@
 //! Makes the plan: desired model vs recorded state, resource by resource in dependency order.
 
+use super::decide::{decide, Decision, Facts};
 use super::{Action, OutputChange, Plan, PlanMode, ResourceChange};
-use crate::diff::diff;
 use crate::error::{Diagnostic, EngineError};
 use crate::graph::Graph;
 use crate::load::{resolve_ref, Model};
-use crate::model::Address;
+use crate::model::{Address, Resource};
 use crate::records::{parse_records, record_attr};
 use crate::refs::{get_path, substitute, substitutes_to, RefPath, Resolved};
 use crate::registry::Bound;
@@ -51,56 +51,6 @@ enum Planned {
         unknown: Value,
         fresh: bool,
     },
-}
-
-/// Resolves a reference while planning: from the planned value of its target where known, else
-/// unknown when the target is (re)created, else from the target's record.
-fn plan_lookup(
-    rp: &RefPath,
-    planned: &HashMap<Address, Planned>,
-    changes: &[ResourceChange],
-    records: &BTreeMap<Address, &ResourceRecord>,
-    addrs: &BTreeSet<Address>,
-) -> Result<Resolved, String> {
-    let (target, attr) = resolve_ref(rp, addrs)?;
-    let known = |after: &Value, unknown: &Value| -> Option<Value> {
-        let v = get_path(after, &attr)?;
-        let unk = get_path(unknown, &attr).is_some_and(|u| u != &Value::Bool(false));
-        (!unk && !v.is_null()).then(|| v.clone())
-    };
-    let (found, fresh) = match planned.get(&target) {
-        None => (None, false),
-        // A no-op's desired attributes are its recorded ones.
-        Some(Planned::Same) => match records.get(&target) {
-            Some(tr) => (known(&tr.attributes, &Value::Bool(false)), false),
-            None => (None, false),
-        },
-        Some(Planned::Change { at, fresh }) => {
-            let c = &changes[*at];
-            (
-                c.after.as_ref().and_then(|a| known(a, &c.after_unknown)),
-                *fresh,
-            )
-        }
-        Some(Planned::Aside {
-            after,
-            unknown,
-            fresh,
-        }) => (known(after, unknown), *fresh),
-    };
-    if let Some(v) = found {
-        return Ok(Resolved::Known(v));
-    }
-    if fresh {
-        return Ok(Resolved::Unknown);
-    }
-    match records.get(&target) {
-        Some(tr) => record_attr(tr, &attr)
-            .cloned()
-            .map(Resolved::Known)
-            .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join("."))),
-        None => Ok(Resolved::Unknown),
-    }
 }
 
 fn prior_deps(rec: &ResourceRecord) -> Vec<Address> {
@@ -169,250 +119,330 @@ fn plan_changes(
     config_hash: &str,
 ) -> Result<Plan, EngineError> {
     let records = parse_records(snap)?;
-    let mut errors = Vec::new();
-    for a in opts.targets.iter().chain(&opts.replace) {
-        if !model.resources.contains_key(a) && !records.contains_key(a) {
-            errors.push(Diagnostic::new(
-                Some(a.to_string()),
-                None,
-                "is neither declared nor in the state",
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(EngineError::Invalid(errors));
-    }
-    let scope = scope(model, graph, &records, opts);
-    let in_scope = |a: &Address| scope.as_ref().is_none_or(|s| s.contains(a));
-    let addrs: BTreeSet<Address> = model.resources.keys().cloned().collect();
-
-    let mut planned: HashMap<Address, Planned> = HashMap::with_capacity(graph.order.len());
-    let mut changes: Vec<ResourceChange> = Vec::with_capacity(graph.order.len());
-    let mut actions: HashMap<Address, Action> = HashMap::new();
-
+    check_named(model, &records, opts)?;
+    let mut p = Planner {
+        model,
+        bound,
+        opts,
+        records: &records,
+        addrs: model.resources.keys().cloned().collect(),
+        scope: scope(model, graph, &records, opts),
+        planned: HashMap::with_capacity(graph.order.len()),
+        changes: Vec::with_capacity(graph.order.len()),
+        actions: HashMap::new(),
+    };
     if !opts.destroy {
         for a in &graph.order {
-            let r = &model.resources[a];
-            let rec = records.get(a).copied();
-            let placement_replaced = r.depends_on.iter().find(|d| {
-                let placement = a.parent().as_ref() == Some(*d)
-                    || (matches!(a, Address::Cluster(_)) && matches!(d, Address::Server(_)));
-                placement
-                    && matches!(
-                        actions.get(*d),
-                        Some(Action::Replace { .. }) | Some(Action::Create)
-                    )
-            });
-            let mut lookup = |rp: &RefPath| plan_lookup(rp, &planned, &changes, &records, &addrs);
-            // The common case, an unchanged resource, is recognised without building its
-            // substituted value or diffing it: its configuration substitutes to exactly its
-            // recorded attributes, and nothing else asks for a replacement.
-            if let Some(rec) = rec {
-                if r.lifecycle.ignore_changes.is_empty()
-                    && placement_replaced.is_none()
-                    && rec.implementation == r.implementation
-                    && !opts.replace.contains(a)
-                    && substitutes_to(&r.config, &rec.attributes, &mut lookup)
-                {
-                    if matches!(a, Address::Server(_)) {
-                        // As below: a server's provider must be usable, changed or not.
-                        bound.provider(&r.implementation)?;
-                    }
-                    planned.insert(a.clone(), Planned::Same);
-                    if in_scope(a) {
-                        actions.insert(a.clone(), Action::NoOp);
-                        changes.push(noop_change(a, r, rec, &addrs));
-                    }
-                    continue;
-                }
-            }
-            let mut sub = substitute(&r.config, &mut lookup).map_err(|e| {
-                EngineError::Invalid(vec![Diagnostic::new(
-                    Some(a.to_string()),
-                    r.declared_at.clone(),
-                    e,
-                )])
-            })?;
-            if let Some(rec) = rec {
-                crate::diff::keep_ignored(
-                    &mut sub.value,
-                    &rec.attributes,
-                    &r.lifecycle.ignore_changes,
-                );
-            }
-            let cbd = r.lifecycle.create_before_destroy;
-            let (action, diffs) = match rec {
-                None => (Action::Create, Vec::new()),
-                Some(rec) => {
-                    let mut diffs = diff(
-                        &rec.attributes,
-                        &sub.value,
-                        &sub.unknown,
-                        &r.lifecycle.ignore_changes,
-                    );
-                    let forcing: Vec<String> = if matches!(a, Address::Server(_)) {
-                        let p = bound.provider(&r.implementation)?;
-                        let force = p.replace_on_change();
-                        diffs
-                            .iter_mut()
-                            .filter(|d| force.contains(&d.path.split('.').next().unwrap_or("")))
-                            .map(|d| {
-                                d.forces_replacement = true;
-                                d.path.clone()
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let replace = |reason: String| Action::Replace {
-                        reason,
-                        create_before_destroy: cbd,
-                    };
-                    let action = if opts.replace.contains(a) {
-                        replace("requested with --replace".into())
-                    } else if rec.implementation != r.implementation {
-                        replace(format!(
-                            "implementation changes from {:?} to {:?}",
-                            rec.implementation, r.implementation
-                        ))
-                    } else if let Some(p) = placement_replaced {
-                        replace(format!("{p} is replaced"))
-                    } else if !forcing.is_empty() {
-                        replace(format!("{} forces replacement", forcing.join(", ")))
-                    } else if !diffs.is_empty() {
-                        Action::Update
-                    } else {
-                        Action::NoOp
-                    };
-                    (action, diffs)
-                }
-            };
-            let fresh = matches!(action, Action::Create | Action::Replace { .. });
-            let noop = action.is_noop();
-            let (mut after, mut after_unknown) = (sub.value, sub.unknown);
-            if fresh && matches!(a, Address::Server(_)) {
-                // What the provider computes is unknown until the server exists.
-                let p = bound.provider(&r.implementation)?;
-                if let (Value::Object(v), Value::Object(u)) = (&mut after, &mut after_unknown) {
-                    for k in p.computed_attributes() {
-                        if !v.contains_key(*k) {
-                            v.insert(k.to_string(), Value::Null);
-                            u.insert(k.to_string(), Value::Bool(true));
-                        }
-                    }
-                }
-            }
-            if !in_scope(a) {
-                planned.insert(
-                    a.clone(),
-                    Planned::Aside {
-                        after,
-                        unknown: after_unknown,
-                        fresh,
-                    },
-                );
-                continue;
-            }
-            actions.insert(a.clone(), action.clone());
-            planned.insert(
-                a.clone(),
-                if noop {
-                    Planned::Same
-                } else {
-                    Planned::Change {
-                        at: changes.len(),
-                        fresh,
-                    }
-                },
-            );
-            if let (true, Some(rec)) = (noop, rec) {
-                changes.push(noop_change(a, r, rec, &addrs));
-                continue;
-            }
-            changes.push(ResourceChange {
-                address: a.clone(),
-                implementation: r.implementation.clone(),
-                action,
-                before: rec.map(|x| x.attributes.clone()),
-                after: Some(after),
-                after_unknown,
-                config: Some(r.config.clone()),
-                diffs,
-                depends_on: r.depends_on.clone(),
-                prior_dependencies: rec.map(prior_deps).unwrap_or_default(),
-                provider_id: rec.and_then(|x| x.provider_id.clone()),
-                lifecycle: r.lifecycle.clone(),
-                declared_at: r.declared_at.clone(),
-                sensitive: r.sensitive.clone(),
-                defaults: r.defaults.clone(),
-                computed: rec.map(|x| x.outputs.clone()),
-                references: references(&r.config, &addrs),
-            });
+            p.plan_declared(a)?;
         }
     }
     // Outputs read the planned values through `changes` indices: before the sort below.
     let output_changes = if opts.targets.is_empty() {
-        output_changes(
-            model,
-            snap,
-            opts.destroy,
-            &planned,
-            &changes,
-            &records,
-            &addrs,
-        )
+        output_changes(&p, snap)
     } else {
         Vec::new()
     };
+    let mut changes = std::mem::take(&mut p.changes);
+    let in_scope = |a: &Address| p.in_scope(a);
+    changes.extend(delete_changes(model, &records, opts, &in_scope));
+    changes.sort_by(|x, y| x.address.cmp(&y.address));
+    let errors = protection_errors(&changes, &records);
+    if !errors.is_empty() {
+        return Err(EngineError::Invalid(errors));
+    }
+    Ok(Plan {
+        deposed: deposed_changes(&records, &in_scope),
+        protect: newly_protected(&changes, &records),
+        output_changes,
+        changes,
+        ..frame(model, snap, opts, config_hash)
+    })
+}
 
-    for (a, rec) in &records {
-        if (!opts.destroy && model.resources.contains_key(a)) || !in_scope(a) {
-            continue;
+/// Refuses `--target`/`--replace` addresses that name nothing.
+fn check_named(
+    model: &Model,
+    records: &BTreeMap<Address, &ResourceRecord>,
+    opts: &PlanOptions,
+) -> Result<(), EngineError> {
+    let errors: Vec<Diagnostic> = opts
+        .targets
+        .iter()
+        .chain(&opts.replace)
+        .filter(|a| !model.resources.contains_key(a) && !records.contains_key(a))
+        .map(|a| {
+            Diagnostic::new(
+                Some(a.to_string()),
+                None,
+                "is neither declared nor in the state",
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
+}
+
+/// The planning of declared resources in dependency order: what is planned so far is what
+/// the references of the next ones resolve against.
+struct Planner<'a> {
+    model: &'a Model,
+    bound: &'a Bound,
+    opts: &'a PlanOptions,
+    records: &'a BTreeMap<Address, &'a ResourceRecord>,
+    addrs: BTreeSet<Address>,
+    /// A targeted plan's addresses (None: everything).
+    scope: Option<BTreeSet<Address>>,
+    planned: HashMap<Address, Planned>,
+    changes: Vec<ResourceChange>,
+    /// The action of every resource in scope, for the placement rule.
+    actions: HashMap<Address, Action>,
+}
+
+impl<'a> Planner<'a> {
+    fn in_scope(&self, a: &Address) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.contains(a))
+    }
+
+    /// Plans one declared resource: recognised as unchanged cheaply when it can be, else
+    /// substituted and [`decide`]d.
+    fn plan_declared(&mut self, a: &Address) -> Result<(), EngineError> {
+        let model = self.model;
+        let r = &model.resources[a];
+        let rec = self.records.get(a).copied();
+        let placement_replaced = self.placement_replaced(a, r);
+        if let Some(rec) = rec {
+            if placement_replaced.is_none() && self.unchanged(a, r, rec) {
+                if matches!(a, Address::Server(_)) {
+                    // As below: a server's provider must be usable, changed or not.
+                    self.bound.provider(&r.implementation)?;
+                }
+                self.planned.insert(a.clone(), Planned::Same);
+                if self.in_scope(a) {
+                    self.actions.insert(a.clone(), Action::NoOp);
+                    self.changes.push(noop_change(a, r, rec, &self.addrs));
+                }
+                return Ok(());
+            }
         }
-        let declared = model.resources.get(a);
-        let reason = if opts.destroy {
-            "destroy requested"
-        } else {
-            "no longer in the configuration"
+        let sub = substitute(&r.config, &mut |rp: &RefPath| self.lookup(rp)).map_err(|e| {
+            EngineError::Invalid(vec![Diagnostic::new(
+                Some(a.to_string()),
+                r.declared_at.clone(),
+                e,
+            )])
+        })?;
+        // Only a server's provider has replacement rules and computed attributes.
+        let provider = match a {
+            Address::Server(_) => Some(self.bound.provider(&r.implementation)?),
+            _ => None,
         };
-        changes.push(ResourceChange {
+        let facts = Facts {
+            implementation: &r.implementation,
+            lifecycle: &r.lifecycle,
+            record: rec,
+            replace_requested: self.opts.replace.contains(a),
+            placement_replaced,
+            force_new: provider.as_ref().map_or(&[], |p| p.replace_on_change()),
+            computed: provider.as_ref().map_or(&[], |p| p.computed_attributes()),
+        };
+        let d = decide(&facts, sub);
+        self.record_decision(a, r, rec, d);
+        Ok(())
+    }
+
+    /// The common case, an unchanged resource, recognised without building its substituted
+    /// value or diffing it: its configuration substitutes to exactly its recorded attributes,
+    /// and nothing else asks for a replacement.
+    fn unchanged(&self, a: &Address, r: &Resource, rec: &ResourceRecord) -> bool {
+        r.lifecycle.ignore_changes.is_empty()
+            && rec.implementation == r.implementation
+            && !self.opts.replace.contains(a)
+            && substitutes_to(&r.config, &rec.attributes, &mut |rp: &RefPath| {
+                self.lookup(rp)
+            })
+    }
+
+    /// What `a` is placed on (its parent; a server a cluster depends on) that this plan creates
+    /// or replaces.
+    fn placement_replaced<'r>(&self, a: &Address, r: &'r Resource) -> Option<&'r Address> {
+        r.depends_on.iter().find(|d| {
+            let placement = a.parent().as_ref() == Some(*d)
+                || (matches!(a, Address::Cluster(_)) && matches!(d, Address::Server(_)));
+            placement
+                && matches!(
+                    self.actions.get(*d),
+                    Some(Action::Replace { .. }) | Some(Action::Create)
+                )
+        })
+    }
+
+    /// Keeps what was decided: as a change when in scope, else only for the lookups of its
+    /// dependents.
+    fn record_decision(
+        &mut self,
+        a: &Address,
+        r: &Resource,
+        rec: Option<&ResourceRecord>,
+        d: Decision,
+    ) {
+        let fresh = d.fresh();
+        if !self.in_scope(a) {
+            let aside = Planned::Aside {
+                after: d.after,
+                unknown: d.after_unknown,
+                fresh,
+            };
+            self.planned.insert(a.clone(), aside);
+            return;
+        }
+        self.actions.insert(a.clone(), d.action.clone());
+        if let (true, Some(rec)) = (d.action.is_noop(), rec) {
+            self.planned.insert(a.clone(), Planned::Same);
+            self.changes.push(noop_change(a, r, rec, &self.addrs));
+            return;
+        }
+        let at = self.changes.len();
+        self.planned
+            .insert(a.clone(), Planned::Change { at, fresh });
+        let refs = references(&r.config, &self.addrs);
+        self.changes.push(ResourceChange {
             address: a.clone(),
-            implementation: rec.implementation.clone(),
-            action: Action::Delete {
-                reason: reason.into(),
-            },
-            before: Some(rec.attributes.clone()),
-            after: None,
-            after_unknown: Value::Bool(false),
-            config: None,
-            diffs: Vec::new(),
-            depends_on: Vec::new(),
-            prior_dependencies: prior_deps(rec),
-            provider_id: rec.provider_id.clone(),
-            lifecycle: declared.map(|r| r.lifecycle.clone()).unwrap_or_default(),
-            declared_at: declared.and_then(|r| r.declared_at.clone()),
-            sensitive: rec.sensitive_paths.clone(),
-            defaults: Vec::new(),
-            computed: Some(rec.outputs.clone()),
-            references: Vec::new(),
+            implementation: r.implementation.clone(),
+            action: d.action,
+            before: rec.map(|x| x.attributes.clone()),
+            after: Some(d.after),
+            after_unknown: d.after_unknown,
+            config: Some(r.config.clone()),
+            diffs: d.diffs,
+            depends_on: r.depends_on.clone(),
+            prior_dependencies: rec.map(prior_deps).unwrap_or_default(),
+            provider_id: rec.and_then(|x| x.provider_id.clone()),
+            lifecycle: r.lifecycle.clone(),
+            declared_at: r.declared_at.clone(),
+            sensitive: r.sensitive.clone(),
+            defaults: r.defaults.clone(),
+            computed: rec.map(|x| x.outputs.clone()),
+            references: refs,
         });
     }
-    changes.sort_by(|x, y| x.address.cmp(&y.address));
-    let deposed = deposed_changes(&records, &in_scope);
-    let protect: Vec<Address> = changes
+
+    /// Resolves a reference while planning: from the planned value of its target where known,
+    /// else unknown when the target is (re)created, else from the target's record.
+    fn lookup(&self, rp: &RefPath) -> Result<Resolved, String> {
+        let (target, attr) = resolve_ref(rp, &self.addrs)?;
+        let known = |after: &Value, unknown: &Value| -> Option<Value> {
+            let v = get_path(after, &attr)?;
+            let unk = get_path(unknown, &attr).is_some_and(|u| u != &Value::Bool(false));
+            (!unk && !v.is_null()).then(|| v.clone())
+        };
+        let (found, fresh) = match self.planned.get(&target) {
+            None => (None, false),
+            // A no-op's desired attributes are its recorded ones.
+            Some(Planned::Same) => match self.records.get(&target) {
+                Some(tr) => (known(&tr.attributes, &Value::Bool(false)), false),
+                None => (None, false),
+            },
+            Some(Planned::Change { at, fresh }) => {
+                let c = &self.changes[*at];
+                (
+                    c.after.as_ref().and_then(|a| known(a, &c.after_unknown)),
+                    *fresh,
+                )
+            }
+            Some(Planned::Aside {
+                after,
+                unknown,
+                fresh,
+            }) => (known(after, unknown), *fresh),
+        };
+        if let Some(v) = found {
+            return Ok(Resolved::Known(v));
+        }
+        if fresh {
+            return Ok(Resolved::Unknown);
+        }
+        match self.records.get(&target) {
+            Some(tr) => record_attr(tr, &attr)
+                .cloned()
+                .map(Resolved::Known)
+                .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join("."))),
+            None => Ok(Resolved::Unknown),
+        }
+    }
+}
+
+/// The deletes: records no longer declared (every record in scope for a destroy plan).
+fn delete_changes(
+    model: &Model,
+    records: &BTreeMap<Address, &ResourceRecord>,
+    opts: &PlanOptions,
+    in_scope: &dyn Fn(&Address) -> bool,
+) -> Vec<ResourceChange> {
+    let reason = if opts.destroy {
+        "destroy requested"
+    } else {
+        "no longer in the configuration"
+    };
+    let gone = |a: &Address| (opts.destroy || !model.resources.contains_key(a)) && in_scope(a);
+    records
+        .iter()
+        .filter(|(a, _)| gone(a))
+        .map(|(a, rec)| {
+            let declared = model.resources.get(a);
+            ResourceChange {
+                address: a.clone(),
+                implementation: rec.implementation.clone(),
+                action: Action::Delete {
+                    reason: reason.into(),
+                },
+                before: Some(rec.attributes.clone()),
+                after: None,
+                after_unknown: Value::Bool(false),
+                config: None,
+                diffs: Vec::new(),
+                depends_on: Vec::new(),
+                prior_dependencies: prior_deps(rec),
+                provider_id: rec.provider_id.clone(),
+                lifecycle: declared.map(|r| r.lifecycle.clone()).unwrap_or_default(),
+                declared_at: declared.and_then(|r| r.declared_at.clone()),
+                sensitive: rec.sensitive_paths.clone(),
+                defaults: Vec::new(),
+                computed: Some(rec.outputs.clone()),
+                references: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Unchanged resources whose configuration protects them and whose record does not yet: the
+/// plan records the protection (see `Plan::protect`).
+fn newly_protected(
+    changes: &[ResourceChange],
+    records: &BTreeMap<Address, &ResourceRecord>,
+) -> Vec<Address> {
+    changes
         .iter()
         .filter(|c| c.action.is_noop() && c.lifecycle.prevent_destroy)
         .filter(|c| records.get(&c.address).is_some_and(|r| !r.protected))
         .map(|c| c.address.clone())
-        .collect();
+        .collect()
+}
 
-    for c in &changes {
-        if !matches!(c.action, Action::Delete { .. } | Action::Replace { .. }) {
-            continue;
-        }
+/// Deletes and replaces of protected resources: by the configuration's prevent_destroy, or by
+/// the protection the record keeps.
+fn protection_errors(
+    changes: &[ResourceChange],
+    records: &BTreeMap<Address, &ResourceRecord>,
+) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for c in changes {
         let what = match &c.action {
             Action::Replace { reason, .. } => format!("replace it ({reason})"),
-            _ => "destroy it".to_string(),
+            Action::Delete { .. } => "destroy it".to_string(),
+            _ => continue,
         };
         let recorded = records.get(&c.address).is_some_and(|r| r.protected);
         if c.lifecycle.prevent_destroy {
@@ -432,18 +462,20 @@ fn plan_changes(
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(EngineError::Invalid(errors));
-    }
-    Ok(Plan {
-        deposed,
-        protect,
+    errors
+}
+
+/// Everything of a plan but what it changes: what it was made from, when, and with what.
+fn frame(model: &Model, snap: &Snapshot, opts: &PlanOptions, config_hash: &str) -> Plan {
+    Plan {
+        deposed: Vec::new(),
+        protect: Vec::new(),
         cost: None,
         resolutions: Vec::new(),
         tagged: Vec::new(),
         drift: Vec::new(),
         refreshed: Vec::new(),
-        output_changes,
+        output_changes: Vec::new(),
         prior_outputs: if opts.targets.is_empty() {
             snap.outputs.clone()
         } else {
@@ -461,7 +493,7 @@ fn plan_changes(
         lineage: snap.meta.lineage.clone(),
         serial: snap.meta.serial,
         config_hash: config_hash.to_string(),
-        changes,
+        changes: Vec::new(),
         outputs: if opts.destroy {
             Default::default()
         } else {
@@ -470,7 +502,7 @@ fn plan_changes(
         sensitive_outputs: model.sensitive_outputs.iter().cloned().collect(),
         providers: model.providers.clone(),
         targets: opts.targets.clone(),
-    })
+    }
 }
 
 /// Every deposed object of the records in scope: each is destroyed, whatever the plan does to
@@ -629,21 +661,13 @@ fn scope(
 }
 
 /// Outputs whose value would change: new, removed, different, or not known until apply.
-fn output_changes(
-    model: &Model,
-    snap: &Snapshot,
-    destroy: bool,
-    planned: &HashMap<Address, Planned>,
-    changes: &[ResourceChange],
-    records: &BTreeMap<Address, &ResourceRecord>,
-    addrs: &BTreeSet<Address>,
-) -> Vec<OutputChange> {
+fn output_changes(p: &Planner<'_>, snap: &Snapshot) -> Vec<OutputChange> {
+    let (model, destroy) = (p.model, p.opts.destroy);
     let mut out = Vec::new();
     if !destroy {
         for (name, v) in &model.outputs {
-            let mut lookup = |rp: &RefPath| plan_lookup(rp, planned, changes, records, addrs);
             let before = snap.outputs.get(name).cloned();
-            let after = substitute(v, &mut lookup)
+            let after = substitute(v, &mut |rp: &RefPath| p.lookup(rp))
                 .ok()
                 .filter(|s| s.is_fully_known())
                 .map(|s| s.value);

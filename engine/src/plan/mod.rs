@@ -1,6 +1,7 @@
 //! The plan: a closed set of actions per resource with attribute diffs; made by `make`, persisted by `file`.
 
 pub mod cost;
+pub mod decide;
 pub mod file;
 pub mod make;
 pub mod redact;
