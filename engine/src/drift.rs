@@ -230,22 +230,17 @@ fn server_observation(
     address: &str,
     r: Result<Option<ServerInfo>, QueryError>,
 ) -> (Option<ResourceRecord>, Vec<Drift>) {
-    let one = |kind| {
-        vec![Drift {
-            address: address.to_string(),
-            kind,
-        }]
-    };
     match r {
-        Err(e) => (Some(rec.clone()), one(DriftKind::Error(e.message))),
-        Ok(None) => (None, one(DriftKind::Gone)),
+        Err(e) => (
+            Some(rec.clone()),
+            drift_of(address, DriftKind::Error(e.message)),
+        ),
+        Ok(None) => (None, drift_of(address, DriftKind::Gone)),
         Ok(Some(info)) => {
             // A server not running (stopped or broken outside prov) is drift too, unless a stop
             // was already accepted into the state (refresh-only).
-            let recorded_stopped =
-                rec.outputs.get("status").and_then(Value::as_str) == Some("stopped");
             let stopped = matches!(info.status, ServerStatus::Stopped | ServerStatus::Error)
-                && !recorded_stopped;
+                && !recorded_stopped(rec);
             // Unchanged: nothing to carry (callers only read `refreshed` on drift).
             if !stopped && unchanged(&rec.attributes, &rec.outputs, &info) {
                 return (None, Vec::new());
@@ -275,13 +270,10 @@ fn server_observation(
                 if let Value::Object(attrs) = &mut new.attributes {
                     attrs.extend(real);
                 }
-                d.extend(one(DriftKind::Changed(diffs)));
+                d.extend(drift_of(address, DriftKind::Changed(diffs)));
             }
             if stopped {
-                if let Value::Object(o) = &mut new.outputs {
-                    o.insert("status".into(), json!("stopped"));
-                }
-                d.extend(one(DriftKind::Stopped));
+                note_stopped(&mut new, &mut d, address);
             }
             (Some(new), d)
         }
@@ -345,6 +337,32 @@ async fn observe_servers(
         .collect()
 }
 
+/// What a query found about one record: the record as refresh would accept it (None: gone;
+/// callers read it only on drift) and the drift.
+type Found = (Option<ResourceRecord>, Vec<Drift>);
+
+/// One drift of the record at `address`.
+fn drift_of(address: &str, kind: DriftKind) -> Vec<Drift> {
+    vec![Drift {
+        address: address.to_string(),
+        kind,
+    }]
+}
+
+/// A stop already accepted into the state (`apply --refresh-only`) is no longer drift.
+fn recorded_stopped(rec: &ResourceRecord) -> bool {
+    rec.outputs.get("status").and_then(Value::as_str) == Some("stopped")
+}
+
+/// A stop outside prov: drift, and `status` "stopped" in the refreshed record's outputs (which
+/// the plan then starts again: `plan::make::start_stopped`).
+fn note_stopped(new: &mut ResourceRecord, drift: &mut Vec<Drift>, address: &str) {
+    drift.extend(drift_of(address, DriftKind::Stopped));
+    if let Value::Object(o) = &mut new.outputs {
+        o.insert("status".into(), json!("stopped"));
+    }
+}
+
 /// Observes one record.
 async fn observe_one(
     addr: Address,
@@ -353,212 +371,236 @@ async fn observe_one(
     bound: Arc<Bound>,
     t: Duration,
 ) -> Observation {
-    let rec = &snap.resources[&key];
-    let a = key.clone();
-    let one = |kind| {
-        vec![Drift {
-            address: a.clone(),
-            kind,
-        }]
+    let o = Observer {
+        snap: &snap,
+        bound: &bound,
+        t,
     };
+    let rec = &snap.resources[&key];
     let (refreshed, drift) = match &addr {
-        Address::Server(_) => {
-            let id = rec.provider_id.clone().unwrap_or_default();
-            let r = match bound.provider(&rec.implementation) {
-                Ok(p) => {
-                    timed(
-                        t,
-                        "get-server-info",
-                        async move { p.get_server_info(&id).await },
-                    )
-                    .await
-                }
-                Err(e) => Err(QueryError {
-                    kind: Some(e.kind),
-                    message: e.to_string(),
-                }),
-            };
-            server_observation(rec, &a, r)
-        }
-        Address::Taskserv(..) => {
-            let server = addr.parent().expect("taskserv has a server");
-            match (
-                target_for(&server, &snap, &bound),
-                bound.taskserv(&rec.implementation),
-            ) {
-                (None, _) => (None, one(DriftKind::Gone)),
-                (_, Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
-                (Some(target), Ok(ts)) => {
-                    let req = TaskservRequest::from_attributes(
-                        a.clone(),
-                        addr.name().to_string(),
-                        &rec.attributes,
-                        target,
-                    );
-                    match timed(t, "status", ts.status(&req)).await {
-                        Err(e) if e.kind == Some(ErrorKind::NotFound) => {
-                            (None, one(DriftKind::Gone))
-                        }
-                        Err(e) => (Some(rec.clone()), one(DriftKind::Error(e.message))),
-                        Ok(s) if !s.installed => (None, one(DriftKind::Gone)),
-                        Ok(s) => {
-                            let mut d = Vec::new();
-                            let mut new = rec.clone();
-                            let recorded = rec
-                                .outputs
-                                .get("version")
-                                .and_then(Value::as_str)
-                                .map(str::to_string);
-                            let real =
-                                match timed(t, "get-current-version", ts.get_current_version(&req))
-                                    .await
-                                {
-                                    Ok(v) => v.or(s.version.clone()),
-                                    Err(_) => s.version.clone(),
-                                };
-                            if real.is_some() && real != recorded {
-                                d.push(Drift {
-                                    address: a.clone(),
-                                    kind: DriftKind::Version {
-                                        recorded: recorded.clone(),
-                                        real: real.clone(),
-                                    },
-                                });
-                                if let Value::Object(o) = &mut new.outputs {
-                                    o.insert("version".into(), json!(real));
-                                }
-                                if let Value::Object(o) = &mut new.attributes {
-                                    o.insert("version".into(), json!(real));
-                                }
-                            }
-                            // A stop already accepted into the state (refresh-only) is no longer drift.
-                            let recorded_stopped =
-                                rec.outputs.get("status").and_then(Value::as_str)
-                                    == Some("stopped");
-                            if !s.running && !recorded_stopped {
-                                d.push(Drift {
-                                    address: a.clone(),
-                                    kind: DriftKind::Stopped,
-                                });
-                                if let Value::Object(o) = &mut new.outputs {
-                                    o.insert("status".into(), json!("stopped"));
-                                }
-                            }
-                            (Some(new), d)
-                        }
-                    }
-                }
-            }
-        }
-        Address::Cluster(_) => match bound
-            .cluster(&rec.implementation)
-            .map_err(|e| e.to_string())
-            .and_then(|cl| Ok((cl, cluster_req(&addr, &rec.attributes, &snap, &bound)?)))
-        {
-            Err(e) => (Some(rec.clone()), one(DriftKind::Error(e))),
-            Ok((cl, req)) => match tokio::time::timeout(t, cl.status(&req)).await {
-                Ok(Ok(_)) => (Some(rec.clone()), Vec::new()),
-                Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, one(DriftKind::Gone)),
-                Ok(Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
-                Err(_) => (
-                    Some(rec.clone()),
-                    one(DriftKind::Error("status: timed out".into())),
-                ),
-            },
-        },
-        Address::Component(..) => {
-            let parent = addr.parent().expect("component has a cluster");
-            match (
-                snap.resources.get(&parent.to_string()),
-                bound.cluster(&rec.implementation),
-            ) {
-                (None, _) => (None, one(DriftKind::Gone)),
-                (_, Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
-                (Some(crec), Ok(cl)) => match cluster_req(&parent, &crec.attributes, &snap, &bound)
-                {
-                    Err(e) => (Some(rec.clone()), one(DriftKind::Error(e))),
-                    Ok(cluster) => {
-                        let req = ComponentRequest {
-                            address: a.clone(),
-                            cluster,
-                            name: addr.name().to_string(),
-                            config: rec.attributes.clone(),
-                        };
-                        match tokio::time::timeout(t, cl.component_status(&req)).await {
-                            Ok(Ok(None)) => (None, one(DriftKind::Gone)),
-                            Ok(Err(e)) if e.kind == ErrorKind::NotFound => {
-                                (None, one(DriftKind::Gone))
-                            }
-                            Ok(Err(e)) => (Some(rec.clone()), one(DriftKind::Error(e.to_string()))),
-                            Err(_) => (
-                                Some(rec.clone()),
-                                one(DriftKind::Error("component-status: timed out".into())),
-                            ),
-                            Ok(Ok(Some(s))) => {
-                                let mut d = Vec::new();
-                                let mut new = rec.clone();
-                                // What deploy reported installed (`outputs.version`); the
-                                // configured one when an older record has none.
-                                let configured = rec
-                                    .attributes
-                                    .get("version")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or_default()
-                                    .to_string();
-                                let recorded = rec
-                                    .outputs
-                                    .get("version")
-                                    .and_then(Value::as_str)
-                                    .filter(|v| !v.is_empty())
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| configured.clone());
-                                if !s.version.is_empty()
-                                    && !recorded.is_empty()
-                                    && s.version != recorded
-                                {
-                                    d.push(Drift {
-                                        address: a.clone(),
-                                        kind: DriftKind::Version {
-                                            recorded: Some(recorded),
-                                            real: Some(s.version.clone()),
-                                        },
-                                    });
-                                    // The plan then upgrades it back to the configured version.
-                                    if let Value::Object(o) = &mut new.outputs {
-                                        o.insert("version".into(), json!(s.version));
-                                    }
-                                    if let (false, Value::Object(o)) =
-                                        (configured.is_empty(), &mut new.attributes)
-                                    {
-                                        o.insert("version".into(), json!(s.version));
-                                    }
-                                }
-                                // A stop already accepted into the state (refresh-only) is no longer drift.
-                                let recorded_stopped =
-                                    rec.outputs.get("status").and_then(Value::as_str)
-                                        == Some("stopped");
-                                if s.status != "running" && !recorded_stopped {
-                                    d.push(Drift {
-                                        address: a.clone(),
-                                        kind: DriftKind::Stopped,
-                                    });
-                                    if let Value::Object(o) = &mut new.outputs {
-                                        o.insert("status".into(), json!("stopped"));
-                                    }
-                                }
-                                (Some(new), d)
-                            }
-                        }
-                    }
-                },
-            }
-        }
+        Address::Server(_) => o.server(rec, &key).await,
+        Address::Taskserv(..) => o.taskserv(&addr, rec, &key).await,
+        Address::Cluster(_) => o.cluster(&addr, rec, &key).await,
+        Address::Component(..) => o.component(&addr, rec, &key).await,
     };
     Observation {
         address: addr,
         refreshed,
         drift,
     }
+}
+
+/// The read-only queries of one record, one method per kind of resource.
+struct Observer<'a> {
+    snap: &'a Snapshot,
+    bound: &'a Bound,
+    /// Each query's time limit.
+    t: Duration,
+}
+
+impl Observer<'_> {
+    async fn server(&self, rec: &ResourceRecord, a: &str) -> Found {
+        let id = rec.provider_id.clone().unwrap_or_default();
+        let r = match self.bound.provider(&rec.implementation) {
+            Ok(p) => {
+                timed(self.t, "get-server-info", async move {
+                    p.get_server_info(&id).await
+                })
+                .await
+            }
+            Err(e) => Err(QueryError {
+                kind: Some(e.kind),
+                message: e.to_string(),
+            }),
+        };
+        server_observation(rec, a, r)
+    }
+
+    /// A taskserv: gone with its server or when not installed; its version and whether it runs.
+    async fn taskserv(&self, addr: &Address, rec: &ResourceRecord, a: &str) -> Found {
+        let server = addr.parent().expect("taskserv has a server");
+        let (target, ts) = match (
+            target_for(&server, self.snap, self.bound),
+            self.bound.taskserv(&rec.implementation),
+        ) {
+            (None, _) => return (None, drift_of(a, DriftKind::Gone)),
+            (_, Err(e)) => {
+                return (
+                    Some(rec.clone()),
+                    drift_of(a, DriftKind::Error(e.to_string())),
+                )
+            }
+            (Some(target), Ok(ts)) => (target, ts),
+        };
+        let req = TaskservRequest::from_attributes(
+            a.to_string(),
+            addr.name().to_string(),
+            &rec.attributes,
+            target,
+        );
+        let s = match timed(self.t, "status", ts.status(&req)).await {
+            Err(e) if e.kind == Some(ErrorKind::NotFound) => {
+                return (None, drift_of(a, DriftKind::Gone))
+            }
+            Err(e) => return (Some(rec.clone()), drift_of(a, DriftKind::Error(e.message))),
+            Ok(s) if !s.installed => return (None, drift_of(a, DriftKind::Gone)),
+            Ok(s) => s,
+        };
+        // The version the taskserv reports itself, else the one its status names.
+        let real = match timed(self.t, "get-current-version", ts.get_current_version(&req)).await {
+            Ok(v) => v.or(s.version.clone()),
+            Err(_) => s.version.clone(),
+        };
+        taskserv_observation(rec, a, real, s.running)
+    }
+
+    /// A cluster: only whether it still exists (its components carry the versions and states).
+    async fn cluster(&self, addr: &Address, rec: &ResourceRecord, a: &str) -> Found {
+        let asked = self
+            .bound
+            .cluster(&rec.implementation)
+            .map_err(|e| e.to_string())
+            .and_then(|cl| {
+                Ok((
+                    cl,
+                    cluster_req(addr, &rec.attributes, self.snap, self.bound)?,
+                ))
+            });
+        let (cl, req) = match asked {
+            Err(e) => return (Some(rec.clone()), drift_of(a, DriftKind::Error(e))),
+            Ok(x) => x,
+        };
+        match tokio::time::timeout(self.t, cl.status(&req)).await {
+            Ok(Ok(_)) => (Some(rec.clone()), Vec::new()),
+            Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, drift_of(a, DriftKind::Gone)),
+            Ok(Err(e)) => (
+                Some(rec.clone()),
+                drift_of(a, DriftKind::Error(e.to_string())),
+            ),
+            Err(_) => (
+                Some(rec.clone()),
+                drift_of(a, DriftKind::Error("status: timed out".into())),
+            ),
+        }
+    }
+
+    /// A cluster component: gone with its cluster or when not deployed; its version and status.
+    async fn component(&self, addr: &Address, rec: &ResourceRecord, a: &str) -> Found {
+        let parent = addr.parent().expect("component has a cluster");
+        let (crec, cl) = match (
+            self.snap.resources.get(&parent.to_string()),
+            self.bound.cluster(&rec.implementation),
+        ) {
+            (None, _) => return (None, drift_of(a, DriftKind::Gone)),
+            (_, Err(e)) => {
+                return (
+                    Some(rec.clone()),
+                    drift_of(a, DriftKind::Error(e.to_string())),
+                )
+            }
+            (Some(crec), Ok(cl)) => (crec, cl),
+        };
+        let cluster = match cluster_req(&parent, &crec.attributes, self.snap, self.bound) {
+            Err(e) => return (Some(rec.clone()), drift_of(a, DriftKind::Error(e))),
+            Ok(c) => c,
+        };
+        let req = ComponentRequest {
+            address: a.to_string(),
+            cluster,
+            name: addr.name().to_string(),
+            config: rec.attributes.clone(),
+        };
+        match tokio::time::timeout(self.t, cl.component_status(&req)).await {
+            Ok(Ok(None)) => (None, drift_of(a, DriftKind::Gone)),
+            Ok(Err(e)) if e.kind == ErrorKind::NotFound => (None, drift_of(a, DriftKind::Gone)),
+            Ok(Err(e)) => (
+                Some(rec.clone()),
+                drift_of(a, DriftKind::Error(e.to_string())),
+            ),
+            Err(_) => (
+                Some(rec.clone()),
+                drift_of(a, DriftKind::Error("component-status: timed out".into())),
+            ),
+            Ok(Ok(Some(s))) => component_observation(rec, a, &s.version, s.status != "running"),
+        }
+    }
+}
+
+/// What an installed taskserv's version (`real`, when it tells one) and state say about its record.
+fn taskserv_observation(
+    rec: &ResourceRecord,
+    a: &str,
+    real: Option<String>,
+    running: bool,
+) -> Found {
+    let mut d = Vec::new();
+    let mut new = rec.clone();
+    let recorded = rec
+        .outputs
+        .get("version")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if real.is_some() && real != recorded {
+        d.extend(drift_of(
+            a,
+            DriftKind::Version {
+                recorded: recorded.clone(),
+                real: real.clone(),
+            },
+        ));
+        if let Value::Object(o) = &mut new.outputs {
+            o.insert("version".into(), json!(real));
+        }
+        if let Value::Object(o) = &mut new.attributes {
+            o.insert("version".into(), json!(real));
+        }
+    }
+    if !running && !recorded_stopped(rec) {
+        note_stopped(&mut new, &mut d, a);
+    }
+    (Some(new), d)
+}
+
+/// What a deployed component's version (`real`, empty when it tells none) and state say about
+/// its record.
+fn component_observation(rec: &ResourceRecord, a: &str, real: &str, stopped: bool) -> Found {
+    let mut d = Vec::new();
+    let mut new = rec.clone();
+    // What deploy reported installed (`outputs.version`); the configured one when an older
+    // record has none.
+    let configured = rec
+        .attributes
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let recorded = rec
+        .outputs
+        .get("version")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| configured.clone());
+    if !real.is_empty() && !recorded.is_empty() && real != recorded {
+        d.extend(drift_of(
+            a,
+            DriftKind::Version {
+                recorded: Some(recorded),
+                real: Some(real.to_string()),
+            },
+        ));
+        // The plan then upgrades it back to the configured version.
+        if let Value::Object(o) = &mut new.outputs {
+            o.insert("version".into(), json!(real));
+        }
+        if let (false, Value::Object(o)) = (configured.is_empty(), &mut new.attributes) {
+            o.insert("version".into(), json!(real));
+        }
+    }
+    if stopped && !recorded_stopped(rec) {
+        note_stopped(&mut new, &mut d, a);
+    }
+    (Some(new), d)
 }
 
 /// Observes every record (or those in `only`), at most `parallelism` queries at once.
