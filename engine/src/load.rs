@@ -127,13 +127,8 @@ pub fn build_model_from(
     };
     let providers = obj(config.get("providers").unwrap_or(&Value::Null));
     let mut server_provider: BTreeMap<Name, String> = BTreeMap::new();
-
-    let no_servers = &mut Map::new();
-    let servers = servers
-        .as_mut()
-        .and_then(Value::as_object_mut)
-        .unwrap_or(no_servers);
-    for (sname, srv) in servers.iter_mut() {
+    let servers = servers.as_mut().and_then(Value::as_object_mut);
+    for (sname, srv) in servers.into_iter().flatten() {
         let key = format!("servers.{sname}");
         let name = match Name::new(sname) {
             Ok(n) => n,
@@ -153,128 +148,13 @@ pub fn build_model_from(
             Err(e) => cx.err(None, &key, format!("clusters.{cname}: {e}")),
         }
     }
-
-    // Hostnames are the servers' identity at the provider: two servers may not share one.
-    let mut hostnames: BTreeMap<String, Address> = BTreeMap::new();
-    for r in cx.resources.values() {
-        if let (Address::Server(_), Some(h)) = (&r.addr, str_field(&r.config, "hostname")) {
-            if let Some(prev) = hostnames.insert(h.to_string(), r.addr.clone()) {
-                cx.errors.push(Diagnostic::new(
-                    Some(r.addr.to_string()),
-                    r.declared_at.clone(),
-                    format!("duplicate hostname {h:?}: {prev} has it too"),
-                ));
-            }
-        }
-    }
-
-    // Explicit depends_on: each must name a declared resource.
-    let explicit = std::mem::take(&mut cx.explicit);
-    for (addr, dep) in explicit {
-        let at = cx.resources.get(&addr).and_then(|r| r.declared_at.clone());
-        match dep.parse::<Address>() {
-            Ok(d) if cx.resources.contains_key(&d) => push_dep(&mut cx.resources, &addr, d),
-            Ok(d) => cx.errors.push(Diagnostic::new(
-                Some(addr.to_string()),
-                at,
-                format!("depends_on names {d}, which is not declared"),
-            )),
-            Err(e) => cx.errors.push(Diagnostic::new(
-                Some(addr.to_string()),
-                at,
-                format!("depends_on: {e}"),
-            )),
-        }
-    }
-
-    // References: each is an edge, and must point at a declared resource.
+    // In this order, for the order of the diagnostics.
+    cx.check_hostnames();
+    cx.resolve_depends_on();
     let addrs: BTreeSet<Address> = cx.resources.keys().cloned().collect();
-    let mut ref_edges = Vec::new();
-    let mut ref_paths: Vec<RefAt> = Vec::new();
-    let mut attr_errors = Vec::new();
-    for r in cx.resources.values() {
-        for e in crate::attrs::check_ignore_changes(r) {
-            attr_errors.push(Diagnostic::new(
-                Some(r.addr.to_string()),
-                r.declared_at.clone(),
-                e,
-            ));
-        }
-        let mut found = Vec::new();
-        if let Err(e) = find_refs(&r.config, "", &mut found) {
-            cx.errors.push(Diagnostic::new(
-                Some(r.addr.to_string()),
-                r.declared_at.clone(),
-                e,
-            ));
-            continue;
-        }
-        for (path, rp) in found {
-            match resolve_ref(&rp, &addrs) {
-                Ok((target, attr)) => {
-                    if let Err(e) =
-                        crate::attrs::check_ref_attr(&cx.resources[&target], &attr, cx.bound)
-                    {
-                        attr_errors.push(Diagnostic::new(
-                            Some(r.addr.to_string()),
-                            r.declared_at.clone(),
-                            format!("{path} refers to {rp}, but {e}"),
-                        ));
-                    }
-                    ref_paths.push(RefAt {
-                        from: r.addr.clone(),
-                        path,
-                        target: target.clone(),
-                        attr: attr.join("."),
-                    });
-                    ref_edges.push((r.addr.clone(), target));
-                }
-                Err(e) => cx.errors.push(Diagnostic::new(
-                    Some(r.addr.to_string()),
-                    r.declared_at.clone(),
-                    format!("{path} refers to {rp}, but {e}"),
-                )),
-            }
-        }
-    }
-    cx.errors.extend(attr_errors);
-    for (from, to) in ref_edges {
-        push_dep(&mut cx.resources, &from, to);
-    }
-    propagate_sensitive(&mut cx.resources, &ref_paths);
+    cx.resolve_references(&addrs);
     let outputs = obj(config.get("outputs").unwrap_or(&Value::Null));
-    let mut sensitive_outputs = BTreeSet::new();
-    for (oname, ov) in &outputs {
-        let mut found = Vec::new();
-        let key = format!("outputs.{oname}");
-        if let Err(e) = find_refs(ov, "", &mut found) {
-            cx.err(None, &key, format!("outputs.{oname}: {e}"));
-        }
-        for (_, rp) in found {
-            match resolve_ref(&rp, &addrs) {
-                Ok((target, attr)) => {
-                    if let Err(e) =
-                        crate::attrs::check_ref_attr(&cx.resources[&target], &attr, cx.bound)
-                    {
-                        cx.err(
-                            None,
-                            &key,
-                            format!("outputs.{oname} refers to {rp}, but {e}"),
-                        );
-                    }
-                    if shows_secret(&attr.join("."), &cx.resources[&target].sensitive) {
-                        sensitive_outputs.insert(oname.clone());
-                    }
-                }
-                Err(e) => cx.err(
-                    None,
-                    &key,
-                    format!("outputs.{oname} refers to {rp}, but {e}"),
-                ),
-            }
-        }
-    }
-
+    let sensitive_outputs = cx.check_outputs(&outputs, &addrs);
     if cx.errors.is_empty() {
         Ok(Model {
             resources: cx.resources,
@@ -284,6 +164,131 @@ pub fn build_model_from(
         })
     } else {
         Err(cx.errors)
+    }
+}
+
+impl Ctx<'_> {
+    /// Hostnames are the servers' identity at the provider: two servers may not share one.
+    fn check_hostnames(&mut self) {
+        let mut hostnames: BTreeMap<String, Address> = BTreeMap::new();
+        for r in self.resources.values() {
+            if let (Address::Server(_), Some(h)) = (&r.addr, str_field(&r.config, "hostname")) {
+                if let Some(prev) = hostnames.insert(h.to_string(), r.addr.clone()) {
+                    self.errors.push(Diagnostic::new(
+                        Some(r.addr.to_string()),
+                        r.declared_at.clone(),
+                        format!("duplicate hostname {h:?}: {prev} has it too"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Explicit depends_on: each must name a declared resource.
+    fn resolve_depends_on(&mut self) {
+        for (addr, dep) in std::mem::take(&mut self.explicit) {
+            let at = self
+                .resources
+                .get(&addr)
+                .and_then(|r| r.declared_at.clone());
+            match dep.parse::<Address>() {
+                Ok(d) if self.resources.contains_key(&d) => push_dep(&mut self.resources, &addr, d),
+                Ok(d) => self.errors.push(Diagnostic::new(
+                    Some(addr.to_string()),
+                    at,
+                    format!("depends_on names {d}, which is not declared"),
+                )),
+                Err(e) => self.errors.push(Diagnostic::new(
+                    Some(addr.to_string()),
+                    at,
+                    format!("depends_on: {e}"),
+                )),
+            }
+        }
+    }
+
+    /// References: each is an edge, and must point at a declared resource and at an attribute
+    /// it has; a reference to a secret makes the referring path secret too. The attribute
+    /// errors come after the others.
+    fn resolve_references(&mut self, addrs: &BTreeSet<Address>) {
+        let mut refs: Vec<RefAt> = Vec::new();
+        let mut attr_errors = Vec::new();
+        for r in self.resources.values() {
+            let at =
+                |e: String| Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e);
+            attr_errors.extend(crate::attrs::check_ignore_changes(r).into_iter().map(at));
+            let mut found = Vec::new();
+            if let Err(e) = find_refs(&r.config, "", &mut found) {
+                self.errors.push(at(e));
+                continue;
+            }
+            for (path, rp) in found {
+                match resolve_ref(&rp, addrs) {
+                    Ok((target, attr)) => {
+                        let to = &self.resources[&target];
+                        if let Err(e) = crate::attrs::check_ref_attr(to, &attr, self.bound) {
+                            attr_errors.push(at(format!("{path} refers to {rp}, but {e}")));
+                        }
+                        refs.push(RefAt {
+                            from: r.addr.clone(),
+                            path,
+                            target,
+                            attr: attr.join("."),
+                        });
+                    }
+                    Err(e) => self
+                        .errors
+                        .push(at(format!("{path} refers to {rp}, but {e}"))),
+                }
+            }
+        }
+        self.errors.extend(attr_errors);
+        for r in &refs {
+            push_dep(&mut self.resources, &r.from, r.target.clone());
+        }
+        propagate_sensitive(&mut self.resources, &refs);
+    }
+
+    /// Checks the outputs' references; returns the outputs that show a secret.
+    fn check_outputs(
+        &mut self,
+        outputs: &Map<String, Value>,
+        addrs: &BTreeSet<Address>,
+    ) -> BTreeSet<String> {
+        let mut sensitive_outputs = BTreeSet::new();
+        for (oname, ov) in outputs {
+            let mut found = Vec::new();
+            let key = format!("outputs.{oname}");
+            if let Err(e) = find_refs(ov, "", &mut found) {
+                self.err(None, &key, format!("outputs.{oname}: {e}"));
+            }
+            for (_, rp) in found {
+                let (target, attr) = match resolve_ref(&rp, addrs) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.err(
+                            None,
+                            &key,
+                            format!("outputs.{oname} refers to {rp}, but {e}"),
+                        );
+                        continue;
+                    }
+                };
+                let to = &self.resources[&target];
+                let problem = crate::attrs::check_ref_attr(to, &attr, self.bound).err();
+                if shows_secret(&attr.join("."), &to.sensitive) {
+                    sensitive_outputs.insert(oname.clone());
+                }
+                if let Some(e) = problem {
+                    self.err(
+                        None,
+                        &key,
+                        format!("outputs.{oname} refers to {rp}, but {e}"),
+                    );
+                }
+            }
+        }
+        sensitive_outputs
     }
 }
 
@@ -414,6 +419,58 @@ fn load_server(
         .get(&provider)
         .and_then(|p| p.get("defaults"))
         .unwrap_or(&Value::Null);
+    let config = server_config(cx, name, srv, defaults, &provider);
+    if let Ok(p) = cx.bound.provider(&provider) {
+        for problem in p.check_server(&config) {
+            cx.err(
+                Some(&addr),
+                &key,
+                format!("{problem} (provider {provider})"),
+            );
+        }
+    }
+    let declared_at = cx.at(&key);
+    for d in strings(srv.get("depends_on")) {
+        cx.explicit.push((addr.clone(), d));
+    }
+    cx.insert(Resource {
+        addr: addr.clone(),
+        implementation: provider.clone(),
+        config,
+        depends_on: Vec::new(),
+        lifecycle: lifecycle(srv),
+        declared_at,
+        sensitive: strings(srv.get("sensitive")),
+        defaults: Vec::new(),
+    });
+    let on = OnServer {
+        name,
+        addr,
+        key,
+        taskservs: srv.get("taskservs").and_then(Value::as_object),
+        default_taskserv: cx
+            .bound
+            .provider(&provider)
+            .ok()
+            .and_then(|p| p.default_taskserv().map(str::to_string)),
+    };
+    for (tname, ts) in entries(srv.get("taskservs")) {
+        load_taskserv(cx, &on, tname, ts);
+    }
+    Some(provider)
+}
+
+/// A server's configuration: its own values (moved out of `srv`), else its provider's defaults
+/// (copied), else the schema's; a missing plan or zone is an error.
+fn server_config(
+    cx: &mut Ctx,
+    name: &Name,
+    srv: &mut Value,
+    defaults: &Value,
+    provider: &str,
+) -> Value {
+    let addr = Address::Server(name.clone());
+    let key = format!("servers.{name}");
     // Sized for the nine fields below: grown one insert at a time it ends with room for 16.
     let mut config = Map::with_capacity(9);
     config.insert(
@@ -422,7 +479,6 @@ fn load_server(
             .map(Value::take)
             .unwrap_or_else(|| Value::String(name.to_string())),
     );
-    // The server's own values move into the model; provider defaults are copied.
     let mut take = |k: &str| {
         srv.get_mut(k)
             .map(Value::take)
@@ -460,141 +516,136 @@ fn load_server(
             config.insert(k.into(), v);
         }
     }
-    let config = Value::Object(config);
-    if let Ok(p) = cx.bound.provider(&provider) {
-        for problem in p.check_server(&config) {
-            cx.err(
-                Some(&addr),
-                &key,
-                format!("{problem} (provider {provider})"),
-            );
-        }
-    }
-    let declared_at = cx.at(&key);
-    for d in strings(srv.get("depends_on")) {
-        cx.explicit.push((addr.clone(), d));
-    }
-    cx.insert(Resource {
-        addr: addr.clone(),
-        implementation: provider.clone(),
-        config,
-        depends_on: Vec::new(),
-        lifecycle: lifecycle(srv),
-        declared_at,
-        sensitive: strings(srv.get("sensitive")),
-        defaults: Vec::new(),
-    });
-
-    let no_taskservs = Map::new();
-    let taskservs = srv
-        .get("taskservs")
-        .and_then(Value::as_object)
-        .unwrap_or(&no_taskservs);
-    let default_ts = cx
-        .bound
-        .provider(&provider)
-        .ok()
-        .and_then(|p| p.default_taskserv().map(str::to_string));
-    for (tname, ts) in taskservs {
-        let tkey = format!("{key}.taskservs.{tname}");
-        let Ok(tn) = Name::new(tname) else {
-            cx.err(
-                Some(&addr),
-                &tkey,
-                format!("taskservs.{tname}: invalid taskserv name"),
-            );
-            continue;
-        };
-        let taddr = Address::Taskserv(name.clone(), tn);
-        // A provider's own default comes first (the sim provider's servers cannot run
-        // scripts, so they get the sim taskserv); otherwise the taskserv of the same name
-        // (an extension directory or the built-in catalog).
-        let implementation = match str_field(ts, "implementation") {
-            Some(i) => i.to_string(),
-            None => default_ts.clone().unwrap_or_else(|| tname.clone()),
-        };
-        if !cx.bound.registry().has_taskserv(&implementation) {
-            cx.err(
-                Some(&taddr),
-                &tkey,
-                crate::registry::unknown_message(
-                    "taskserv",
-                    &implementation,
-                    &cx.bound.registry().taskserv_names(),
-                    cx.bound.registry().searched("taskserv"),
-                ),
-            );
-            continue;
-        }
-        let mut deps = vec![addr.clone()];
-        let mut config = Map::new();
-        for k in [
-            "version",
-            "settings",
-            "on_error",
-            "max_retries",
-            "health_check",
-        ] {
-            if let Some(v) = ts.get(k) {
-                config.insert(k.into(), v.clone());
-            }
-        }
-        let mut declared_deps = ts
-            .get("depends_on")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        // What the implementation's manifest says it needs counts as `Requires`.
-        for need in cx.bound.registry().taskserv_requires(&implementation) {
-            let listed = declared_deps.iter().any(|d| {
-                d.as_str() == Some(need.as_str()) || str_field(d, "name") == Some(need.as_str())
-            });
-            if !listed {
-                declared_deps.push(serde_json::json!({"name": need, "kind": "Requires"}));
-            }
-        }
-        for d in declared_deps {
-            let (dname, kind) = match &d {
-                Value::String(s) => (s.clone(), "Requires".to_string()),
-                other => (
-                    str_field(other, "name").unwrap_or_default().to_string(),
-                    str_field(other, "kind").unwrap_or("Requires").to_string(),
-                ),
-            };
-            let present = taskservs.contains_key(&dname);
-            match kind.as_str() {
-                "Requires" if !present => cx.err(
-                    Some(&taddr),
-                    &tkey,
-                    format!("requires taskserv {dname:?}, which is not declared on server {name}"),
-                ),
-                "ConflictsWith" if present => cx.err(
-                    Some(&taddr),
-                    &tkey,
-                    format!("conflicts with taskserv.{name}.{dname}, which is also declared on server {name}"),
-                ),
-                "Requires" | "PrefersBefore" if present => match Name::new(&dname) {
-                    Ok(dn) => deps.push(Address::Taskserv(name.clone(), dn)),
-                    Err(e) => cx.err(Some(&taddr), &tkey, e),
-                },
-                _ => {}
-            }
-        }
-        let declared_at = cx.at(&tkey);
-        cx.insert(Resource {
-            addr: taddr,
-            implementation,
-            config: Value::Object(config),
-            depends_on: deps,
-            lifecycle: lifecycle(ts),
-            declared_at,
-            sensitive: strings(ts.get("sensitive")),
-            defaults: cx.defaults(&tkey),
-        });
-    }
-    Some(provider)
+    Value::Object(config)
 }
 
+/// The server a taskserv is declared on, as its loading needs it.
+struct OnServer<'a> {
+    name: &'a Name,
+    addr: Address,
+    key: String,
+    /// Every taskserv declared on the server (for requires and conflicts).
+    taskservs: Option<&'a Map<String, Value>>,
+    /// The provider's taskserv for a taskserv that names no implementation.
+    default_taskserv: Option<String>,
+}
+
+impl OnServer<'_> {
+    fn declares(&self, taskserv: &str) -> bool {
+        self.taskservs.is_some_and(|t| t.contains_key(taskserv))
+    }
+}
+
+/// Loads one taskserv of a server.
+fn load_taskserv(cx: &mut Ctx, on: &OnServer, tname: &str, ts: &Value) {
+    let tkey = format!("{}.taskservs.{tname}", on.key);
+    let Ok(tn) = Name::new(tname) else {
+        cx.err(
+            Some(&on.addr),
+            &tkey,
+            format!("taskservs.{tname}: invalid taskserv name"),
+        );
+        return;
+    };
+    let taddr = Address::Taskserv(on.name.clone(), tn);
+    // A provider's own default comes first (the sim provider's servers cannot run
+    // scripts, so they get the sim taskserv); otherwise the taskserv of the same name
+    // (an extension directory or the built-in catalog).
+    let implementation = match str_field(ts, "implementation") {
+        Some(i) => i.to_string(),
+        None => on
+            .default_taskserv
+            .clone()
+            .unwrap_or_else(|| tname.to_string()),
+    };
+    if !cx.bound.registry().has_taskserv(&implementation) {
+        let msg = crate::registry::unknown_message(
+            "taskserv",
+            &implementation,
+            &cx.bound.registry().taskserv_names(),
+            cx.bound.registry().searched("taskserv"),
+        );
+        cx.err(Some(&taddr), &tkey, msg);
+        return;
+    }
+    let mut config = Map::new();
+    for k in [
+        "version",
+        "settings",
+        "on_error",
+        "max_retries",
+        "health_check",
+    ] {
+        if let Some(v) = ts.get(k) {
+            config.insert(k.into(), v.clone());
+        }
+    }
+    let requires = cx.bound.registry().taskserv_requires(&implementation);
+    let mut deps = vec![on.addr.clone()];
+    for (dname, kind) in taskserv_needs(ts, requires) {
+        let present = on.declares(&dname);
+        let name = on.name;
+        match kind.as_str() {
+            "Requires" if !present => cx.err(
+                Some(&taddr),
+                &tkey,
+                format!("requires taskserv {dname:?}, which is not declared on server {name}"),
+            ),
+            "ConflictsWith" if present => cx.err(
+                Some(&taddr),
+                &tkey,
+                format!("conflicts with taskserv.{name}.{dname}, which is also declared on server {name}"),
+            ),
+            "Requires" | "PrefersBefore" if present => match Name::new(&dname) {
+                Ok(dn) => deps.push(Address::Taskserv(name.clone(), dn)),
+                Err(e) => cx.err(Some(&taddr), &tkey, e),
+            },
+            _ => {}
+        }
+    }
+    let declared_at = cx.at(&tkey);
+    cx.insert(Resource {
+        addr: taddr,
+        implementation,
+        config: Value::Object(config),
+        depends_on: deps,
+        lifecycle: lifecycle(ts),
+        declared_at,
+        sensitive: strings(ts.get("sensitive")),
+        defaults: cx.defaults(&tkey),
+    });
+}
+
+/// A taskserv's relations to the other taskservs of its server as (name, kind): its
+/// `depends_on` (a bare name is `Requires`), then what its implementation's manifest requires
+/// and the declaration does not list.
+fn taskserv_needs(ts: &Value, requires: &[String]) -> Vec<(String, String)> {
+    let mut declared = ts
+        .get("depends_on")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for need in requires {
+        let listed = declared.iter().any(|d| {
+            d.as_str() == Some(need.as_str()) || str_field(d, "name") == Some(need.as_str())
+        });
+        if !listed {
+            declared.push(serde_json::json!({"name": need, "kind": "Requires"}));
+        }
+    }
+    declared
+        .iter()
+        .map(|d| match d {
+            Value::String(s) => (s.clone(), "Requires".to_string()),
+            other => (
+                str_field(other, "name").unwrap_or_default().to_string(),
+                str_field(other, "kind").unwrap_or("Requires").to_string(),
+            ),
+        })
+        .collect()
+}
+
+/// Loads one cluster and its enabled components.
 fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMap<Name, String>) {
     let addr = Address::Cluster(name.clone());
     let key = format!("clusters.{name}");
@@ -613,28 +664,9 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
             ),
         }
     }
-    let implementation = match str_field(cl, "implementation") {
-        Some(i) => Some(i.to_string()),
-        None if cx.bound.registry().has_cluster(name.as_str()) => Some(name.to_string()),
-        None => first_provider
-            .as_deref()
-            .and_then(|p| cx.bound.provider(p).ok())
-            .and_then(|p| p.default_cluster().map(str::to_string)),
-    };
-    let implementation = match implementation {
-        Some(i) if cx.bound.registry().has_cluster(&i) => i,
-        other => {
-            cx.err(
-                Some(&addr),
-                &key,
-                format!(
-                    "unknown cluster implementation {:?} (known: {}); set `implementation`",
-                    other.unwrap_or_else(|| name.to_string()),
-                    cx.bound.registry().cluster_names().join(", ")
-                ),
-            );
-            return;
-        }
+    let Some(implementation) = cluster_implementation(cx, name, cl, first_provider.as_deref())
+    else {
+        return;
     };
     let mut config = obj(cl);
     for k in ["components", "depends_on", "lifecycle", "implementation"] {
@@ -646,76 +678,120 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
     for d in strings(cl.get("depends_on")) {
         cx.explicit.push((addr.clone(), d));
     }
-    let lc = lifecycle(cl);
     let declared_at = cx.at(&key);
     cx.insert(Resource {
-        addr: addr.clone(),
+        addr,
         implementation: implementation.clone(),
         config: Value::Object(config),
         depends_on: deps,
-        lifecycle: lc.clone(),
+        lifecycle: lifecycle(cl),
         declared_at,
         sensitive: Vec::new(),
         defaults: cx.defaults(&key),
     });
-
-    let comps: Vec<Value> = cl
+    let enabled: Vec<&Value> = cl
         .get("components")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let enabled: BTreeSet<String> = comps
-        .iter()
+        .into_iter()
+        .flatten()
         .filter(|c| c.get("enabled").and_then(Value::as_bool).unwrap_or(true))
+        .collect();
+    let names: BTreeSet<String> = enabled
+        .iter()
         .filter_map(|c| str_field(c, "name").map(str::to_string))
         .collect();
-    for c in comps {
-        if !c.get("enabled").and_then(Value::as_bool).unwrap_or(true) {
-            continue;
-        }
-        let cname = str_field(&c, "name").unwrap_or_default().to_string();
-        let ckey = format!("{key}.components.{cname}");
-        let Ok(cn) = Name::new(&cname) else {
-            cx.err(
-                Some(&addr),
-                &ckey,
-                format!("component {cname:?}: invalid name"),
-            );
-            continue;
-        };
-        let caddr = Address::Component(name.clone(), cn);
-        let mut cdeps = vec![addr.clone()];
-        for d in strings(c.get("dependencies")) {
-            match Name::new(&d) {
-                Ok(dn) if enabled.contains(&d) => cdeps.push(Address::Component(name.clone(), dn)),
-                _ => cx.err(
-                    Some(&caddr),
-                    &ckey,
-                    format!("depends on component {d:?}, which is not an enabled component of cluster {name}"),
-                ),
-            }
-        }
-        let declared_at = cx.at(&ckey).or_else(|| cx.at(&key));
-        // A component without a version of its own follows the cluster's: changing the
-        // cluster's version upgrades it. A taskserv component's versions are the taskserv's
-        // (a cluster version is no containerd version): empty stays the taskserv's default.
-        let mut c = c;
-        let follows = str_field(&c, "version").is_none_or(str::is_empty)
-            && str_field(&c, "type") != Some("taskserv");
-        if let (true, Some(v), Value::Object(o)) = (follows, str_field(cl, "version"), &mut c) {
-            o.insert("version".into(), Value::String(v.to_string()));
-        }
-        cx.insert(Resource {
-            addr: caddr,
-            implementation: implementation.clone(),
-            config: c.clone(),
-            depends_on: cdeps,
-            lifecycle: lc.clone(),
-            declared_at,
-            sensitive: Vec::new(),
-            defaults: cx.defaults(&ckey),
-        });
+    for c in enabled {
+        load_component(cx, name, cl, &implementation, &names, c);
     }
+}
+
+/// The cluster's implementation: the one it names, else the cluster extension of its name,
+/// else its first server's provider's default; an unknown one is an error (None).
+fn cluster_implementation(
+    cx: &mut Ctx,
+    name: &Name,
+    cl: &Value,
+    first_provider: Option<&str>,
+) -> Option<String> {
+    let implementation = match str_field(cl, "implementation") {
+        Some(i) => Some(i.to_string()),
+        None if cx.bound.registry().has_cluster(name.as_str()) => Some(name.to_string()),
+        None => first_provider
+            .and_then(|p| cx.bound.provider(p).ok())
+            .and_then(|p| p.default_cluster().map(str::to_string)),
+    };
+    match implementation {
+        Some(i) if cx.bound.registry().has_cluster(&i) => Some(i),
+        other => {
+            let msg = format!(
+                "unknown cluster implementation {:?} (known: {}); set `implementation`",
+                other.unwrap_or_else(|| name.to_string()),
+                cx.bound.registry().cluster_names().join(", ")
+            );
+            cx.err(
+                Some(&Address::Cluster(name.clone())),
+                &format!("clusters.{name}"),
+                msg,
+            );
+            None
+        }
+    }
+}
+
+/// Loads one enabled component `c` of cluster `name` (`cl`), whose other enabled components
+/// are `enabled`.
+fn load_component(
+    cx: &mut Ctx,
+    name: &Name,
+    cl: &Value,
+    implementation: &str,
+    enabled: &BTreeSet<String>,
+    c: &Value,
+) {
+    let addr = Address::Cluster(name.clone());
+    let key = format!("clusters.{name}");
+    let cname = str_field(c, "name").unwrap_or_default().to_string();
+    let ckey = format!("{key}.components.{cname}");
+    let Ok(cn) = Name::new(&cname) else {
+        cx.err(
+            Some(&addr),
+            &ckey,
+            format!("component {cname:?}: invalid name"),
+        );
+        return;
+    };
+    let caddr = Address::Component(name.clone(), cn);
+    let mut cdeps = vec![addr.clone()];
+    for d in strings(c.get("dependencies")) {
+        match Name::new(&d) {
+            Ok(dn) if enabled.contains(&d) => cdeps.push(Address::Component(name.clone(), dn)),
+            _ => cx.err(
+                Some(&caddr),
+                &ckey,
+                format!("depends on component {d:?}, which is not an enabled component of cluster {name}"),
+            ),
+        }
+    }
+    let declared_at = cx.at(&ckey).or_else(|| cx.at(&key));
+    // A component without a version of its own follows the cluster's: changing the
+    // cluster's version upgrades it. A taskserv component's versions are the taskserv's
+    // (a cluster version is no containerd version): empty stays the taskserv's default.
+    let mut c = c.clone();
+    let follows = str_field(&c, "version").is_none_or(str::is_empty)
+        && str_field(&c, "type") != Some("taskserv");
+    if let (true, Some(v), Value::Object(o)) = (follows, str_field(cl, "version"), &mut c) {
+        o.insert("version".into(), Value::String(v.to_string()));
+    }
+    cx.insert(Resource {
+        addr: caddr,
+        implementation: implementation.to_string(),
+        config: c,
+        depends_on: cdeps,
+        lifecycle: lifecycle(cl),
+        declared_at,
+        sensitive: Vec::new(),
+        defaults: cx.defaults(&ckey),
+    });
 }
 
 #[cfg(test)]
