@@ -3,10 +3,10 @@
 //! `prov cluster status|restart` queries over recorded clusters.
 
 use crate::error::{Diagnostic, EngineError};
-use crate::model::{Address, Name};
+use crate::model::{Address, Name, Resource};
 use crate::records::cluster_request;
 use crate::registry::Bound;
-use crate::traits::{ClusterRequest, ClusterStatus, ComponentRequest, ComponentStatus};
+use crate::traits::{ClusterRequest, ClusterStatus, ComponentRequest, ComponentStatus, PlanInfo};
 use crate::workspace::Loaded;
 use prov_state::{ResourceRecord, StateRead};
 use serde::Serialize;
@@ -70,18 +70,11 @@ fn str_at<'a>(v: &'a Value, path: &str) -> &'a str {
 pub async fn check(loaded: &Loaded, validate: bool) -> Result<(), EngineError> {
     let model = &loaded.model;
     let mut errors = Vec::new();
-    let mut plans: BTreeMap<String, Result<Vec<crate::traits::PlanInfo>, String>> = BTreeMap::new();
+    // Each provider's get-plans, asked once for all clusters.
+    let mut plans: BTreeMap<String, Result<Vec<PlanInfo>, String>> = BTreeMap::new();
     for r in model.resources.values() {
         let Address::Cluster(name) = &r.addr else {
             continue;
-        };
-        let at = r.declared_at.clone();
-        let mut err = |field: &str, msg: String| {
-            errors.push(Diagnostic::new(
-                Some(r.addr.to_string()),
-                at.clone(),
-                format!("{field}: {msg}"),
-            ))
         };
         let components: Vec<Value> = model
             .resources
@@ -97,67 +90,13 @@ pub async fn check(loaded: &Loaded, validate: bool) -> Result<(), EngineError> {
                 _ => None,
             })
             .collect();
-        let names = servers
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let min = r
-            .config
-            .pointer("/resources/min_nodes")
-            .and_then(Value::as_f64)
-            .unwrap_or(1.0);
-        if (servers.len() as f64) < min {
-            err(
-                "resources.min_nodes",
-                format!(
-                    "cluster {name} needs at least {min} node(s) but runs on {} server(s){}",
-                    servers.len(),
-                    if names.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({names})")
-                    }
-                ),
-            );
-        }
-        for c in &components {
-            let replicas = c
-                .pointer("/resources/replicas")
-                .and_then(Value::as_f64)
-                .unwrap_or(1.0);
-            if replicas > servers.len() as f64 {
-                err(
-                    &format!("components.{}.resources.replicas", str_at(c, "/name")),
-                    format!(
-                        "{replicas} replica(s), but cluster {name} runs on {} server(s) and a component runs at most once per server",
-                        servers.len()
-                    ),
-                );
-            }
-        }
-        // The seed's defaults (2 CPUs, 4Gi, 20Gi) are placeholders: only what the
-        // configuration writes is a requirement.
-        let written = |field: &str| {
-            !r.defaults
-                .iter()
-                .any(|d| d == "resources" || d == &format!("resources.{field}"))
-        };
-        let want = |field: &str| {
-            if written(field) {
-                str_at(&r.config, &format!("/resources/{field}")).to_string()
-            } else {
-                String::new()
-            }
-        };
-        let want_cpu = parse_cpu(&want("cpu_per_node"));
-        let want_mem = parse_mib(&want("memory_per_node"));
-        let want_disk = parse_mib(&want("storage_per_node"));
+        let mut found = node_counts(r, &servers, &components);
+        let wants = Wants::of(r);
         for s in &servers {
             let Some(srv) = model.resources.get(&Address::Server((*s).clone())) else {
                 continue;
             };
-            let plan_name = str_at(&srv.config, "/plan").to_string();
+            let plan_name = str_at(&srv.config, "/plan");
             if plan_name.is_empty() || plan_name.contains("${") {
                 continue;
             }
@@ -168,77 +107,167 @@ pub async fn check(loaded: &Loaded, validate: bool) -> Result<(), EngineError> {
                 };
                 plans.insert(srv.implementation.clone(), got);
             }
-            let Ok(list) = &plans[&srv.implementation] else {
-                // A provider that cannot list its plans cannot be checked against (the plan
-                // reports the provider's own errors elsewhere).
-                continue;
-            };
-            let Some(p) = list.iter().find(|p| p.name == plan_name) else {
-                continue;
-            };
-            if let Some(c) = want_cpu {
-                if f64::from(p.cores) < c {
-                    err(
-                        "resources.cpu_per_node",
-                        format!(
-                            "{} needs {c} core(s) per node, but server.{s} has plan {plan_name} with {} core(s) ({})",
-                            r.addr, p.cores, srv.implementation
-                        ),
-                    );
-                }
-            }
-            if let Some(m) = want_mem {
-                if (p.memory_mb as f64) < m {
-                    err(
-                        "resources.memory_per_node",
-                        format!(
-                            "{} needs {} per node, but server.{s} has plan {plan_name} with {} MiB ({})",
-                            r.addr,
-                            str_at(&r.config, "/resources/memory_per_node"),
-                            p.memory_mb,
-                            srv.implementation
-                        ),
-                    );
-                }
-            }
-            // Storage 0: the plan sets no quota (e.g. the host's disk), nothing to compare.
-            if let Some(d) = want_disk {
-                if p.storage_gb > 0 && (p.storage_gb as f64) * 1024.0 < d {
-                    err(
-                        "resources.storage_per_node",
-                        format!(
-                            "{} needs {} per node, but server.{s} has plan {plan_name} with {} GB ({})",
-                            r.addr,
-                            str_at(&r.config, "/resources/storage_per_node"),
-                            p.storage_gb,
-                            srv.implementation
-                        ),
-                    );
+            // A provider that cannot list its plans cannot be checked against (the plan
+            // reports the provider's own errors elsewhere).
+            if let Ok(list) = &plans[&srv.implementation] {
+                if let Some(p) = list.iter().find(|p| p.name == plan_name) {
+                    found.extend(wants.shortfalls(r, s, srv, p));
                 }
             }
         }
-        if !validate || r.config.to_string().contains("${") {
-            // References resolve at apply: the schema is checked then.
-            continue;
+        // References resolve at apply: the schema is checked then.
+        if validate && !r.config.to_string().contains("${") {
+            found.extend(implementation_errors(loaded, r, &components).await?);
         }
-        let cl = loaded.bound.cluster(&r.implementation)?;
-        match cl.validate(&r.config, &components).await {
-            Ok(v) => {
-                for e in v.errors {
-                    err(&format!("implementation {}", r.implementation), e);
-                }
-            }
-            Err(e) => err(
-                &format!("implementation {}", r.implementation),
-                e.to_string(),
-            ),
-        }
+        errors.extend(found.into_iter().map(|(field, msg)| {
+            Diagnostic::new(
+                Some(r.addr.to_string()),
+                r.declared_at.clone(),
+                format!("{field}: {msg}"),
+            )
+        }));
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(EngineError::Invalid(errors))
     }
+}
+
+/// A cluster's problem: the field and the message.
+type Problem = (String, String);
+
+/// `resources.min_nodes` against the servers, and each component's `resources.replicas` (a
+/// component runs at most once per server).
+fn node_counts(r: &Resource, servers: &[&Name], components: &[Value]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let name = r.addr.name();
+    let min = r
+        .config
+        .pointer("/resources/min_nodes")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0);
+    if (servers.len() as f64) < min {
+        let names = servers
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let listed = if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({names})")
+        };
+        out.push((
+            "resources.min_nodes".into(),
+            format!(
+                "cluster {name} needs at least {min} node(s) but runs on {} server(s){listed}",
+                servers.len(),
+            ),
+        ));
+    }
+    for c in components {
+        let replicas = c
+            .pointer("/resources/replicas")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        if replicas > servers.len() as f64 {
+            out.push((
+                format!("components.{}.resources.replicas", str_at(c, "/name")),
+                format!(
+                    "{replicas} replica(s), but cluster {name} runs on {} server(s) and a component runs at most once per server",
+                    servers.len()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// What a cluster's configuration asks of each node. The seed's defaults (2 CPUs, 4Gi, 20Gi)
+/// are placeholders: only what the configuration writes is a requirement.
+struct Wants {
+    cpu: Option<f64>,
+    memory_mib: Option<f64>,
+    storage_mib: Option<f64>,
+}
+
+impl Wants {
+    fn of(r: &Resource) -> Wants {
+        let written = |field: &str| {
+            !r.defaults
+                .iter()
+                .any(|d| d == "resources" || d == &format!("resources.{field}"))
+        };
+        let want = |field: &str| {
+            if written(field) {
+                str_at(&r.config, &format!("/resources/{field}"))
+            } else {
+                ""
+            }
+        };
+        Wants {
+            cpu: parse_cpu(want("cpu_per_node")),
+            memory_mib: parse_mib(want("memory_per_node")),
+            storage_mib: parse_mib(want("storage_per_node")),
+        }
+    }
+
+    /// Where server `s` (`srv`, whose plan is `p`) falls short of cluster `r`'s wants.
+    fn shortfalls(&self, r: &Resource, s: &Name, srv: &Resource, p: &PlanInfo) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let (plan_name, provider) = (&p.name, &srv.implementation);
+        if let Some(c) = self.cpu.filter(|c| f64::from(p.cores) < *c) {
+            out.push((
+                "resources.cpu_per_node".into(),
+                format!(
+                    "{} needs {c} core(s) per node, but server.{s} has plan {plan_name} with {} core(s) ({provider})",
+                    r.addr, p.cores
+                ),
+            ));
+        }
+        if self.memory_mib.is_some_and(|m| (p.memory_mb as f64) < m) {
+            out.push((
+                "resources.memory_per_node".into(),
+                format!(
+                    "{} needs {} per node, but server.{s} has plan {plan_name} with {} MiB ({provider})",
+                    r.addr,
+                    str_at(&r.config, "/resources/memory_per_node"),
+                    p.memory_mb,
+                ),
+            ));
+        }
+        // Storage 0: the plan sets no quota (e.g. the host's disk), nothing to compare.
+        if self
+            .storage_mib
+            .is_some_and(|d| p.storage_gb > 0 && (p.storage_gb as f64) * 1024.0 < d)
+        {
+            out.push((
+                "resources.storage_per_node".into(),
+                format!(
+                    "{} needs {} per node, but server.{s} has plan {plan_name} with {} GB ({provider})",
+                    r.addr,
+                    str_at(&r.config, "/resources/storage_per_node"),
+                    p.storage_gb,
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// The cluster implementation's own `validate` of the cluster and its components.
+async fn implementation_errors(
+    loaded: &Loaded,
+    r: &Resource,
+    components: &[Value],
+) -> Result<Vec<Problem>, EngineError> {
+    let cl = loaded.bound.cluster(&r.implementation)?;
+    let field = format!("implementation {}", r.implementation);
+    Ok(match cl.validate(&r.config, components).await {
+        Ok(v) => v.errors.into_iter().map(|e| (field.clone(), e)).collect(),
+        Err(e) => vec![(field, e.to_string())],
+    })
 }
 
 /// One recorded cluster as `prov cluster status` shows it.

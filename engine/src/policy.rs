@@ -305,6 +305,43 @@ fn results_of(value: &regorus::Value, rule: &str, ns: &str) -> Result<Vec<Produc
 pub fn check(input: &Value, opts: &PolicyOptions) -> Result<Report, PolicyError> {
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(opts.rego_v0);
+    let (policy_files, packages) = load_policies(&mut engine, opts)?;
+    for p in &opts.data_paths {
+        load_data(&mut engine, p)?;
+    }
+    let input_value = regorus::Value::from_json_str(&input.to_string())
+        .map_err(|e| err(format!("the input document: {e}")))?;
+    engine.set_input(input_value);
+    let rules = rule_table(&mut engine, &packages);
+    let mut declared: Vec<String> = packages.values().cloned().collect();
+    declared.sort();
+    declared.dedup();
+    let namespaces = namespaces(opts, &declared, &rules)?;
+    let mut results = Vec::new();
+    for ns in namespaces {
+        results.push(evaluate_namespace(&mut engine, ns, &rules)?);
+    }
+    Ok(Report {
+        results,
+        policy_files,
+    })
+}
+
+/// The policy paths as a message lists them.
+fn listed_paths(opts: &PolicyOptions) -> String {
+    opts.policy_paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Loads every policy file into `engine`; returns the files and each one's package (file ->
+/// package, as loaded).
+fn load_policies(
+    engine: &mut regorus::Engine,
+    opts: &PolicyOptions,
+) -> Result<(Vec<PathBuf>, BTreeMap<String, String>), PolicyError> {
     let mut policy_files = Vec::new();
     let keep = |p: &Path| ext_of(p) == "rego" && !p.to_string_lossy().ends_with("_test.rego");
     for p in &opts.policy_paths {
@@ -313,14 +350,9 @@ pub fn check(input: &Value, opts: &PolicyOptions) -> Result<Report, PolicyError>
     if policy_files.is_empty() {
         return Err(err(format!(
             "no policies found in {} (looked for .rego files)",
-            opts.policy_paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed_paths(opts)
         )));
     }
-    // File -> package, as the files were loaded.
     let mut packages: BTreeMap<String, String> = BTreeMap::new();
     for f in &policy_files {
         let text = std::fs::read_to_string(f).map_err(|e| err(format!("{}: {e}", f.display())))?;
@@ -335,16 +367,15 @@ pub fn check(input: &Value, opts: &PolicyOptions) -> Result<Report, PolicyError>
         })?;
         packages.insert(name, package.trim_start_matches("data.").to_string());
     }
-    for p in &opts.data_paths {
-        load_data(&mut engine, p)?;
-    }
-    let input_value = regorus::Value::from_json_str(&input.to_string())
-        .map_err(|e| err(format!("the input document: {e}")))?;
-    engine.set_input(input_value);
+    Ok((policy_files, packages))
+}
 
-    // (namespace, rule) -> (definitions, files)
-    let mut rules: BTreeMap<(String, String), (usize, Vec<String>)> = BTreeMap::new();
-    for (file, rule) in declared_rules(&mut engine) {
+/// The deny/violation/warn rules: (namespace, rule) -> (how many definitions, in which files).
+type Rules = BTreeMap<(String, String), (usize, Vec<String>)>;
+
+fn rule_table(engine: &mut regorus::Engine, packages: &BTreeMap<String, String>) -> Rules {
+    let mut rules = Rules::new();
+    for (file, rule) in declared_rules(engine) {
         if rule_kind(&rule).is_none() {
             continue;
         }
@@ -357,9 +388,15 @@ pub fn check(input: &Value, opts: &PolicyOptions) -> Result<Report, PolicyError>
             e.1.push(file);
         }
     }
-    let mut declared: Vec<String> = packages.values().cloned().collect();
-    declared.sort();
-    declared.dedup();
+    rules
+}
+
+/// The namespaces to check; an error when one of them (or the default) has no rules.
+fn namespaces(
+    opts: &PolicyOptions,
+    declared: &[String],
+    rules: &Rules,
+) -> Result<Vec<String>, PolicyError> {
     let with_rules = |ns: &str| rules.keys().any(|(n, _)| n == ns);
     let namespaces: Vec<String> = if opts.all_namespaces {
         // Packages without deny/warn/violation rules are helper libraries.
@@ -377,94 +414,98 @@ pub fn check(input: &Value, opts: &PolicyOptions) -> Result<Report, PolicyError>
     };
     // A check that checked nothing is not a pass: a misspelt namespace or a policy in another
     // package than the one asked for would otherwise let every plan through.
-    let empty: Vec<&String> = namespaces.iter().filter(|ns| !with_rules(ns)).collect();
-    if namespaces.is_empty() || !empty.is_empty() {
-        let what = if namespaces.is_empty() {
-            "any package".to_string()
-        } else {
-            format!(
-                "package {}",
-                empty
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let hint = if opts.all_namespaces || !opts.namespaces.is_empty() {
-            String::new()
-        } else {
-            " (pass --namespace NAME or --all-namespaces)".to_string()
-        };
-        return Err(err(format!(
-            "no deny, violation or warn rules in {what} of the policies in {}; their packages: {}{hint}",
-            opts.policy_paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            declared.join(", ")
-        )));
+    let empty: Vec<&str> = namespaces
+        .iter()
+        .map(String::as_str)
+        .filter(|ns| !with_rules(ns))
+        .collect();
+    if !namespaces.is_empty() && empty.is_empty() {
+        return Ok(namespaces);
     }
+    let what = if namespaces.is_empty() {
+        "any package".to_string()
+    } else {
+        format!("package {}", empty.join(", "))
+    };
+    let hint = if opts.all_namespaces || !opts.namespaces.is_empty() {
+        ""
+    } else {
+        " (pass --namespace NAME or --all-namespaces)"
+    };
+    Err(err(format!(
+        "no deny, violation or warn rules in {what} of the policies in {}; their packages: {}{hint}",
+        listed_paths(opts),
+        declared.join(", ")
+    )))
+}
 
-    let mut results = Vec::new();
-    for ns in namespaces {
-        let mut r = NamespaceResult {
-            namespace: ns.clone(),
-            ..Default::default()
+/// Evaluates the rules of one namespace, with conftest's counts.
+fn evaluate_namespace(
+    engine: &mut regorus::Engine,
+    ns: String,
+    rules: &Rules,
+) -> Result<NamespaceResult, PolicyError> {
+    let mut r = NamespaceResult {
+        namespace: ns.clone(),
+        ..Default::default()
+    };
+    for ((_, rule), (count, files)) in rules.iter().filter(|((n, _), _)| *n == ns) {
+        let (excused, exception_query) = excused(engine, &ns, rule)?;
+        let value = engine.eval_rule(format!("data.{ns}.{rule}")).map_err(|e| {
+            err(format!(
+                "evaluating data.{ns}.{rule} ({}): {e}",
+                files.join(", ")
+            ))
+        })?;
+        let found = results_of(&value, rule, &ns)?;
+        let finding = |(message, metadata): (String, Map<String, Value>)| Finding {
+            message,
+            metadata,
+            rule: rule.clone(),
+            policies: files.clone(),
         };
-        for ((_, rule), (count, files)) in rules.iter().filter(|((n, _), _)| *n == ns) {
-            let exception_query = format!(
-                "data.{ns}.exception[_][_] == {}",
-                Value::String(exception_name(rule).to_string())
-            );
-            let excused = engine
-                .eval_query(exception_query.clone(), false)
-                .map_err(|e| err(format!("evaluating data.{ns}.exception: {e}")))?
-                .result
-                .iter()
-                .any(|q| {
-                    q.expressions
-                        .iter()
-                        .all(|x| x.value == regorus::Value::Bool(true))
-                });
-            let value = engine.eval_rule(format!("data.{ns}.{rule}")).map_err(|e| {
-                err(format!(
-                    "evaluating data.{ns}.{rule} ({}): {e}",
-                    files.join(", ")
-                ))
-            })?;
-            let found = results_of(&value, rule, &ns)?;
-            let finding = |(message, metadata): (String, Map<String, Value>)| Finding {
-                message,
-                metadata,
-                rule: rule.clone(),
-                policies: files.clone(),
-            };
-            let produced = if excused {
-                r.exceptions.push(finding((exception_query, Map::new())));
-                1
-            } else if is_failure(rule) {
-                let n = found.len();
-                r.failures.extend(found.into_iter().map(finding));
-                n
-            } else {
-                let n = found.len();
-                r.warnings.extend(found.into_iter().map(finding));
-                n
-            };
-            // conftest: one success per definition beyond the results it produced (a rule
-            // defined twice that found nothing is two passed tests).
-            r.successes += count
-                .saturating_sub(produced)
-                .max(usize::from(produced == 0));
-        }
-        results.push(r);
+        let produced = if excused {
+            r.exceptions.push(finding((exception_query, Map::new())));
+            1
+        } else if is_failure(rule) {
+            let n = found.len();
+            r.failures.extend(found.into_iter().map(finding));
+            n
+        } else {
+            let n = found.len();
+            r.warnings.extend(found.into_iter().map(finding));
+            n
+        };
+        // conftest: one success per definition beyond the results it produced (a rule
+        // defined twice that found nothing is two passed tests).
+        r.successes += count
+            .saturating_sub(produced)
+            .max(usize::from(produced == 0));
     }
-    Ok(Report {
-        results,
-        policy_files,
-    })
+    Ok(r)
+}
+
+/// Whether the namespace's `exception` rule excuses `rule`, and the query that asked.
+fn excused(
+    engine: &mut regorus::Engine,
+    ns: &str,
+    rule: &str,
+) -> Result<(bool, String), PolicyError> {
+    let query = format!(
+        "data.{ns}.exception[_][_] == {}",
+        Value::String(exception_name(rule).to_string())
+    );
+    let excused = engine
+        .eval_query(query.clone(), false)
+        .map_err(|e| err(format!("evaluating data.{ns}.exception: {e}")))?
+        .result
+        .iter()
+        .any(|q| {
+            q.expressions
+                .iter()
+                .all(|x| x.value == regorus::Value::Bool(true))
+        });
+    Ok((excused, query))
 }
 
 #[cfg(test)]
