@@ -113,165 +113,213 @@ const DEPOSED: &str = "deposed";
 /// Orders the walk's steps. Creates and updates follow desired dependencies; destroys follow
 /// recorded dependencies in reverse; a replace is destroy-then-create (or the other way round
 /// with create_before_destroy). `changes` are the plan's, then its deposed objects' (from
-/// index `planned` on).
+/// index `planned` on). Returns the steps and, per step, the steps that wait for it.
 fn build_ops(
     changes: &[&ResourceChange],
     planned: usize,
 ) -> Result<(Vec<Op>, Vec<Vec<usize>>), EngineError> {
-    let mut ops = Vec::new();
-    let mut forward: HashMap<&Address, usize> = HashMap::new();
-    let mut destroy: HashMap<&Address, usize> = HashMap::new();
-    let mut deposed: HashMap<&Address, Vec<usize>> = HashMap::new();
-    let mut deps: Vec<Vec<usize>> = Vec::new();
-    let push = |ops: &mut Vec<Op>, deps: &mut Vec<Vec<usize>>, change, step| {
-        ops.push(Op { change, step });
-        deps.push(Vec::new());
-        ops.len() - 1
-    };
-    for (i, c) in changes.iter().enumerate() {
-        if i >= planned {
-            let d = push(&mut ops, &mut deps, i, Step::Destroy);
-            deposed.entry(&c.address).or_default().push(d);
-            continue;
+    let mut g = StepGraph::default();
+    for (i, &c) in changes.iter().enumerate() {
+        g.add_steps(i, c, i >= planned);
+    }
+    let plan_changes = &changes[..planned];
+    for &c in plan_changes {
+        g.order_change(c, plan_changes);
+    }
+    g.order_deposed(plan_changes);
+    for d in g.deps.iter_mut() {
+        d.sort_unstable();
+        d.dedup();
+    }
+    let dependents = g.dependents(changes)?;
+    Ok((g.ops, dependents))
+}
+
+/// The walk's steps while they are being ordered.
+#[derive(Default)]
+struct StepGraph<'c> {
+    ops: Vec<Op>,
+    /// Per step, the steps it waits for.
+    deps: Vec<Vec<usize>>,
+    /// Each address's create or update step.
+    forward: HashMap<&'c Address, usize>,
+    /// Each address's destroy step (of its current object).
+    destroy: HashMap<&'c Address, usize>,
+    /// Each address's destroys of deposed objects, in the plan's order.
+    deposed: HashMap<&'c Address, Vec<usize>>,
+}
+
+impl<'c> StepGraph<'c> {
+    fn push(&mut self, change: usize, step: Step) -> usize {
+        self.ops.push(Op { change, step });
+        self.deps.push(Vec::new());
+        self.ops.len() - 1
+    }
+
+    /// The steps of change `i`: one per action, two for a replace (ordered one way or the
+    /// other), a destroy for a deposed object.
+    fn add_steps(&mut self, i: usize, c: &'c ResourceChange, deposed: bool) {
+        if deposed {
+            let d = self.push(i, Step::Destroy);
+            self.deposed.entry(&c.address).or_default().push(d);
+            return;
         }
         match &c.action {
             Action::NoOp => {}
             Action::Create => {
-                forward.insert(&c.address, push(&mut ops, &mut deps, i, Step::Create));
+                let f = self.push(i, Step::Create);
+                self.forward.insert(&c.address, f);
             }
             Action::Update => {
-                forward.insert(&c.address, push(&mut ops, &mut deps, i, Step::Update));
+                let f = self.push(i, Step::Update);
+                self.forward.insert(&c.address, f);
             }
             Action::Delete { .. } => {
-                destroy.insert(&c.address, push(&mut ops, &mut deps, i, Step::Destroy));
+                let d = self.push(i, Step::Destroy);
+                self.destroy.insert(&c.address, d);
             }
             Action::Replace {
                 create_before_destroy,
                 ..
             } => {
-                let d = push(&mut ops, &mut deps, i, Step::Destroy);
-                let f = push(&mut ops, &mut deps, i, Step::Create);
+                let d = self.push(i, Step::Destroy);
+                let f = self.push(i, Step::Create);
                 if *create_before_destroy {
-                    deps[d].push(f);
+                    self.deps[d].push(f);
                 } else {
-                    deps[f].push(d);
+                    self.deps[f].push(d);
                 }
-                destroy.insert(&c.address, d);
-                forward.insert(&c.address, f);
+                self.destroy.insert(&c.address, d);
+                self.forward.insert(&c.address, f);
             }
         }
     }
-    let plan_changes = &changes[..planned];
-    for c in plan_changes {
-        if let Some(&f) = forward.get(&c.address) {
+
+    /// What `c`'s steps wait for, and what waits for them, among the plan's changes.
+    fn order_change(&mut self, c: &'c ResourceChange, plan_changes: &[&'c ResourceChange]) {
+        if let Some(&f) = self.forward.get(&c.address) {
             for d in &c.depends_on {
-                if let Some(&df) = forward.get(d) {
-                    deps[f].push(df);
+                if let Some(&df) = self.forward.get(d) {
+                    self.deps[f].push(df);
                 }
             }
         }
         // Whatever was built on X is torn down (or moved off it) before X is destroyed.
         for x in &c.prior_dependencies {
-            if let Some(&dx) = destroy.get(x) {
-                if let Some(&dc) = destroy.get(&c.address) {
-                    deps[dx].push(dc);
+            if let Some(&dx) = self.destroy.get(x) {
+                if let Some(&dc) = self.destroy.get(&c.address) {
+                    self.deps[dx].push(dc);
                 }
                 let x_deleted = plan_changes
                     .iter()
                     .any(|o| &o.address == x && matches!(o.action, Action::Delete { .. }));
                 if x_deleted {
-                    if let Some(&fc) = forward.get(&c.address) {
-                        deps[dx].push(fc);
+                    if let Some(&fc) = self.forward.get(&c.address) {
+                        self.deps[dx].push(fc);
                     }
                 }
             }
         }
+        // The old object of a create_before_destroy replace goes once its dependents have
+        // moved to the new one.
         if let Action::Replace {
             create_before_destroy: true,
             ..
         } = c.action
         {
-            let dx = destroy[&c.address];
-            for o in plan_changes {
-                if o.depends_on.contains(&c.address) {
-                    if let Some(&fo) = forward.get(&o.address) {
-                        deps[dx].push(fo);
-                    }
+            let dx = self.destroy[&c.address];
+            self.wait_for_dependents(dx, &c.address, plan_changes);
+        }
+    }
+
+    /// Step `step` waits for the create or update of every planned change that depends on `x`.
+    fn wait_for_dependents(&mut self, step: usize, x: &Address, plan_changes: &[&ResourceChange]) {
+        for o in plan_changes {
+            if o.depends_on.contains(x) {
+                if let Some(&fo) = self.forward.get(&o.address) {
+                    self.deps[step].push(fo);
                 }
             }
         }
     }
-    // A deposed object goes once its address has its new object and whatever refers to the
-    // address has moved to it, like the old object of a create_before_destroy replace (which
-    // then goes after it). When the address itself is destroyed first (a delete, or a replace
-    // that destroys before it creates), the deposed objects go before that destroy, which
-    // removes the record that remembers them. Steps at one address run one at a time: each
-    // records its pending note under the address.
-    for (x, ds) in &deposed {
-        let destroyed_first = destroy
-            .get(x)
-            .filter(|&&dx| !forward.get(x).is_some_and(|f| deps[dx].contains(f)));
-        for (k, &d) in ds.iter().enumerate() {
-            if k > 0 {
-                deps[d].push(ds[k - 1]);
+
+    /// A deposed object goes once its address has its new object and whatever refers to the
+    /// address has moved to it, like the old object of a create_before_destroy replace (which
+    /// then goes after it). When the address itself is destroyed first (a delete, or a replace
+    /// that destroys before it creates), the deposed objects go before that destroy, which
+    /// removes the record that remembers them. Steps at one address run one at a time: each
+    /// records its pending note under the address.
+    fn order_deposed(&mut self, plan_changes: &[&ResourceChange]) {
+        let deposed = std::mem::take(&mut self.deposed);
+        for (x, ds) in &deposed {
+            let destroyed_first = self.destroy.get(x).filter(|&&dx| {
+                !self
+                    .forward
+                    .get(x)
+                    .is_some_and(|f| self.deps[dx].contains(f))
+            });
+            let destroyed_first = destroyed_first.is_some();
+            for (k, &d) in ds.iter().enumerate() {
+                if k > 0 {
+                    self.deps[d].push(ds[k - 1]);
+                }
+                if destroyed_first {
+                    continue;
+                }
+                if let Some(&f) = self.forward.get(x) {
+                    self.deps[d].push(f);
+                }
+                self.wait_for_dependents(d, x, plan_changes);
             }
-            if destroyed_first.is_some() {
-                continue;
+            let last = *ds.last().expect("at least one");
+            if let Some(&dx) = self.destroy.get(x) {
+                self.deps[dx].push(last);
             }
-            if let Some(&f) = forward.get(x) {
-                deps[d].push(f);
+        }
+        self.deposed = deposed;
+    }
+
+    /// Per step, the steps that wait for it. Kahn's algorithm: an order must exist, or the
+    /// plan is contradictory.
+    fn dependents(&self, changes: &[&ResourceChange]) -> Result<Vec<Vec<usize>>, EngineError> {
+        let n = self.ops.len();
+        let mut indeg: Vec<usize> = self.deps.iter().map(Vec::len).collect();
+        let mut rev: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, d) in self.deps.iter().enumerate() {
+            for &j in d {
+                rev[j].push(i);
             }
-            for o in plan_changes {
-                if o.depends_on.contains(x) {
-                    if let Some(&fo) = forward.get(&o.address) {
-                        deps[d].push(fo);
-                    }
+        }
+        let mut q: VecDeque<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+        let mut seen = 0;
+        while let Some(i) = q.pop_front() {
+            seen += 1;
+            for &k in &rev[i] {
+                indeg[k] -= 1;
+                if indeg[k] == 0 {
+                    q.push_back(k);
                 }
             }
         }
-        let last = *ds.last().expect("at least one");
-        if let Some(&dx) = destroy.get(x) {
-            deps[dx].push(last);
+        if seen == n {
+            return Ok(rev);
         }
-    }
-    for d in deps.iter_mut() {
-        d.sort_unstable();
-        d.dedup();
-    }
-    // Kahn's algorithm: an order must exist, or the plan is contradictory.
-    let mut indeg: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut rev: Vec<Vec<usize>> = vec![Vec::new(); ops.len()];
-    for (i, d) in deps.iter().enumerate() {
-        for &j in d {
-            rev[j].push(i);
-        }
-    }
-    let mut q: VecDeque<usize> = (0..ops.len()).filter(|&i| indeg[i] == 0).collect();
-    let mut seen = 0;
-    while let Some(i) = q.pop_front() {
-        seen += 1;
-        for &k in &rev[i] {
-            indeg[k] -= 1;
-            if indeg[k] == 0 {
-                q.push_back(k);
-            }
-        }
-    }
-    if seen != ops.len() {
-        let stuck: Vec<String> = (0..ops.len())
+        let stuck: Vec<String> = (0..n)
             .filter(|&i| indeg[i] > 0)
-            .map(|i| format!("{} {}", ops[i].step.verb(), changes[ops[i].change].address))
+            .map(|i| {
+                let op = &self.ops[i];
+                format!("{} {}", op.step.verb(), changes[op.change].address)
+            })
             .collect();
-        return Err(EngineError::Invalid(vec![Diagnostic::new(
+        Err(EngineError::Invalid(vec![Diagnostic::new(
             None,
             None,
             format!(
                 "the plan's steps cannot be ordered (they wait on each other): {}",
                 stuck.join(", ")
             ),
-        )]));
+        )]))
     }
-    Ok((ops, rev))
 }
 
 /// Everything a step needs, prepared by the coordinator (which owns the records).
@@ -315,148 +363,357 @@ pub async fn apply(
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??
     };
-    // What created servers are tagged with (the state's identity, see `ownership`).
-    let owner_id = crate::ownership::Identity::of(&snap.meta, &bound).id;
     let mut records: HashMap<Address, ResourceRecord> = crate::records::parse_records(&snap)?
         .into_iter()
         .map(|(a, r)| (a, r.clone()))
         .collect();
-    let mut addrs: BTreeSet<Address> = records.keys().cloned().collect();
-    addrs.extend(plan.changes.iter().map(|c| c.address.clone()));
-
-    if !plan.protect.is_empty() {
-        // Protections first, in one commit: they guard against what follows.
-        let mut writes = Vec::new();
-        for a in &plan.protect {
-            if let Some(r) = records.get_mut(a) {
-                r.protected = true;
-                writes.push(Change::Put(r.clone()));
-            }
-        }
-        let n = writes.len();
-        let serial = commit(&store, writes).await?;
-        events(Event::StateWritten { serial, records: n });
-    }
+    protect(plan, &mut records, &store, &events).await?;
     let extra = deposed_changes(plan);
-    let planned = plan.changes.len();
-    let changes: Vec<&ResourceChange> = plan.changes.iter().chain(&extra).collect();
-    let (ops, dependents) = build_ops(&changes, planned)?;
-    let mut waiting: Vec<usize> = vec![0; ops.len()];
-    for d in &dependents {
-        for &k in d {
-            waiting[k] += 1;
-        }
-    }
-    events(Event::ApplyStarted { steps: ops.len() });
-    for op in &ops {
-        events(Event::Waiting {
-            address: changes[op.change].address.clone(),
-            step: op.step,
-        });
-    }
-    let global = Arc::new(Semaphore::new(opts.parallelism.max(1)));
-    let mut per_provider: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    let mut ready: VecDeque<usize> = (0..ops.len()).filter(|&i| waiting[i] == 0).collect();
-    let mut skipped = vec![false; ops.len()];
-    let mut launched = vec![false; ops.len()];
-    let mut report = ApplyReport {
-        serial: snap.meta.serial,
-        ..Default::default()
-    };
-    let mut running: JoinSet<(usize, Result<StepResult, ExtError>, Duration)> = JoinSet::new();
-    let mut fatal: Option<EngineError> = None;
-    let cluster_errors = cluster_on_error(&changes, &records);
+    let steps = Steps::of(plan, &extra)?;
+    let mut walker = Walker::new(
+        steps,
+        records,
+        &snap.meta,
+        bound,
+        store.clone(),
+        opts,
+        events,
+    );
+    walker.walk().await?;
+    let mut report = walker.finish().await?;
+    let (serial, outputs) = write_outputs(plan, &store).await?;
+    report.serial = serial;
+    report.outputs = outputs;
+    report.sensitive_outputs = plan.sensitive_outputs.clone();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
 
-    loop {
-        // Every step about to start is recorded as pending first (one commit for the round), so
-        // a crash mid-step leaves a note the next run resolves by asking the provider.
-        let mut starting = Vec::new();
-        while fatal.is_none() && !opts.interrupt.load(Ordering::SeqCst) {
-            let Some(i) = ready.pop_front() else { break };
-            launched[i] = true;
-            let op = &ops[i];
-            let change = changes[op.change];
-            let deposed = op.change >= planned;
-            match prepare(change, op.step, deposed, &records, &addrs, &bound) {
-                Ok(input) => {
-                    let sem = provider_semaphore(change, &bound, &mut per_provider);
-                    starting.push((i, input, sem));
-                }
-                Err(msg) => fail(
-                    i,
-                    msg,
-                    &ops,
-                    &changes,
-                    &dependents,
-                    &mut skipped,
-                    &mut report,
-                    &events,
-                ),
+/// Protections first, in one commit: they guard against what follows.
+async fn protect(
+    plan: &Plan,
+    records: &mut HashMap<Address, ResourceRecord>,
+    store: &Arc<dyn StateStore>,
+    events: &EventSink,
+) -> Result<(), EngineError> {
+    if plan.protect.is_empty() {
+        return Ok(());
+    }
+    let mut writes = Vec::new();
+    for a in &plan.protect {
+        if let Some(r) = records.get_mut(a) {
+            r.protected = true;
+            writes.push(Change::Put(r.clone()));
+        }
+    }
+    let n = writes.len();
+    let serial = commit(store, writes).await?;
+    events(Event::StateWritten { serial, records: n });
+    Ok(())
+}
+
+/// Outputs: resolved from the records as they are when written (other applies may have
+/// changed records meanwhile), in one atomic step; ones that cannot be resolved are left out.
+async fn write_outputs(
+    plan: &Plan,
+    store: &Arc<dyn StateStore>,
+) -> Result<(u64, Map<String, Value>), EngineError> {
+    let declared = if plan.mode == PlanMode::Normal {
+        plan.outputs.clone()
+    } else {
+        Map::new()
+    };
+    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut written = Map::new();
+        let serial = s.update_outputs(&mut |snap| {
+            written = resolve_outputs(&declared, snap, &planned);
+            written.clone()
+        })?;
+        Ok::<_, prov_state::StateError>((serial, written))
+    })
+    .await
+    .map_err(|e| EngineError::Internal(e.to_string()))?
+    .map_err(EngineError::from)
+}
+
+/// The walk's fixed part: its steps in the order `build_ops` numbered them, and who waits on
+/// whom.
+struct Steps<'p> {
+    /// The plan's changes, then one per deposed object (from index `planned` on).
+    changes: Vec<&'p ResourceChange>,
+    planned: usize,
+    ops: Vec<Op>,
+    /// Per step, the steps that wait for it.
+    dependents: Vec<Vec<usize>>,
+}
+
+impl<'p> Steps<'p> {
+    fn of(plan: &'p Plan, deposed: &'p [ResourceChange]) -> Result<Steps<'p>, EngineError> {
+        let changes: Vec<&ResourceChange> = plan.changes.iter().chain(deposed).collect();
+        let planned = plan.changes.len();
+        let (ops, dependents) = build_ops(&changes, planned)?;
+        Ok(Steps {
+            changes,
+            planned,
+            ops,
+            dependents,
+        })
+    }
+
+    fn change(&self, i: usize) -> &'p ResourceChange {
+        self.changes[self.ops[i].change]
+    }
+
+    fn address(&self, i: usize) -> &'p Address {
+        &self.change(i).address
+    }
+
+    fn step(&self, i: usize) -> Step {
+        self.ops[i].step
+    }
+
+    /// Step `i` destroys a deposed object, not its address's current one.
+    fn is_deposed(&self, i: usize) -> bool {
+        self.ops[i].change >= self.planned
+    }
+}
+
+/// A step about to be spawned: its index, its input and its provider's limit.
+struct Starting {
+    i: usize,
+    input: StepInput,
+    provider: Option<Arc<Semaphore>>,
+}
+
+/// What a spawned step hands back: its index, its outcome, how long it ran.
+type Finished = (usize, Result<StepResult, ExtError>, Duration);
+
+/// The scheduling state of one apply: which steps wait, which run, what finished, and the
+/// records as the walk has written them. It alone writes the state and emits step events;
+/// spawned steps only call extensions and hand back what to record.
+struct Walker<'p> {
+    steps: Steps<'p>,
+    bound: Arc<Bound>,
+    store: Arc<dyn StateStore>,
+    opts: &'p ApplyOptions,
+    events: EventSink,
+    /// What created servers are tagged with (the state's identity, see `ownership`).
+    owner_id: String,
+    /// The records as of the last commit (the coordinator owns them; steps get copies).
+    records: HashMap<Address, ResourceRecord>,
+    /// Every address a reference may name: recorded or planned.
+    addrs: BTreeSet<Address>,
+    /// Each cluster's `on_error` among the changes.
+    cluster_errors: HashMap<crate::model::Name, String>,
+    global: Arc<Semaphore>,
+    per_provider: HashMap<String, Arc<Semaphore>>,
+    /// Per step, how many of the steps it waits for have not finished.
+    waiting: Vec<usize>,
+    ready: VecDeque<usize>,
+    launched: Vec<bool>,
+    skipped: Vec<bool>,
+    running: JoinSet<Finished>,
+    report: ApplyReport,
+    /// A state write failed: nothing more starts, and the apply returns this error.
+    fatal: Option<EngineError>,
+}
+
+impl<'p> Walker<'p> {
+    fn new(
+        steps: Steps<'p>,
+        records: HashMap<Address, ResourceRecord>,
+        meta: &prov_state::StateMeta,
+        bound: Arc<Bound>,
+        store: Arc<dyn StateStore>,
+        opts: &'p ApplyOptions,
+        events: EventSink,
+    ) -> Walker<'p> {
+        let n = steps.ops.len();
+        let mut waiting: Vec<usize> = vec![0; n];
+        for d in &steps.dependents {
+            for &k in d {
+                waiting[k] += 1;
             }
         }
-        if !starting.is_empty() {
-            let notes: Vec<Change> = starting
+        let mut addrs: BTreeSet<Address> = records.keys().cloned().collect();
+        addrs.extend(
+            steps.changes[..steps.planned]
                 .iter()
-                .map(|(_, input, _)| Change::PutPending(pending_note(input, &opts.run_id)))
-                .collect();
-            if let Err(e) = commit(&store, notes).await {
-                fatal = Some(e);
-                for (i, _, _) in &starting {
-                    launched[*i] = false;
-                }
-                starting.clear();
-            }
+                .map(|c| c.address.clone()),
+        );
+        Walker {
+            owner_id: crate::ownership::Identity::of(meta, &bound).id,
+            cluster_errors: cluster_on_error(&steps.changes, &records),
+            ready: (0..n).filter(|&i| waiting[i] == 0).collect(),
+            waiting,
+            launched: vec![false; n],
+            skipped: vec![false; n],
+            global: Arc::new(Semaphore::new(opts.parallelism.max(1))),
+            per_provider: HashMap::new(),
+            running: JoinSet::new(),
+            report: ApplyReport {
+                serial: meta.serial,
+                ..Default::default()
+            },
+            fatal: None,
+            steps,
+            records,
+            addrs,
+            bound,
+            store,
+            opts,
+            events,
         }
-        for (i, input, sem) in starting {
-            let global = global.clone();
-            let bound = bound.clone();
-            let events = events.clone();
-            let workspace = owner_id.clone();
-            running.spawn(async move {
-                let _g = global.acquire_owned().await.expect("semaphore open");
-                let _p = match sem {
-                    Some(s) => Some(s.acquire_owned().await.expect("semaphore open")),
-                    None => None,
-                };
-                events(Event::Running {
-                    address: input.change.address.clone(),
-                    step: input.step,
-                });
-                let t = Instant::now();
-                let r = run_step(&input, &bound, &workspace, &events).await;
-                (i, r, t.elapsed())
+    }
+
+    /// Runs every step it may: each round starts what is ready, then records the steps that
+    /// finished. Err only when a step's task itself failed (a panic).
+    async fn walk(&mut self) -> Result<(), EngineError> {
+        (self.events)(Event::ApplyStarted {
+            steps: self.steps.ops.len(),
+        });
+        for i in 0..self.steps.ops.len() {
+            (self.events)(Event::Waiting {
+                address: self.steps.address(i).clone(),
+                step: self.steps.step(i),
             });
         }
-        let Some(first) = running.join_next().await else {
-            break;
-        };
+        loop {
+            let starting = self.take_ready();
+            let starting = self.note_pending(starting).await;
+            for s in starting {
+                self.spawn(s);
+            }
+            let Some(batch) = self.next_batch().await else {
+                break;
+            };
+            self.record_batch(batch).await?;
+        }
+        self.report_unstarted();
+        (self.events)(Event::ApplyFinished {
+            succeeded: self.report.succeeded.len(),
+            failed: self.report.failed.len(),
+            skipped: self.report.skipped.len(),
+        });
+        Ok(())
+    }
+
+    /// The report once the walk is over: a failed state write is the apply's error; else
+    /// clusters with `on_error = 'rollback` are rolled back.
+    async fn finish(mut self) -> Result<ApplyReport, EngineError> {
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
+        self.rollback().await?;
+        Ok(self.report)
+    }
+
+    /// Takes the ready steps and prepares them (references resolved from the records now),
+    /// unless the walk is stopping: a failed state write or an interrupt. A step whose input
+    /// cannot be prepared fails here.
+    fn take_ready(&mut self) -> Vec<Starting> {
+        let mut starting = Vec::new();
+        while self.fatal.is_none() && !self.opts.interrupt.load(Ordering::SeqCst) {
+            let Some(i) = self.ready.pop_front() else {
+                break;
+            };
+            self.launched[i] = true;
+            let change = self.steps.change(i);
+            let (step, deposed) = (self.steps.step(i), self.steps.is_deposed(i));
+            match prepare(
+                change,
+                step,
+                deposed,
+                &self.records,
+                &self.addrs,
+                &self.bound,
+            ) {
+                Ok(input) => {
+                    let provider = provider_semaphore(change, &self.bound, &mut self.per_provider);
+                    starting.push(Starting { i, input, provider });
+                }
+                Err(msg) => self.fail(i, msg),
+            }
+        }
+        starting
+    }
+
+    /// Every step about to start is recorded as pending first (one commit for the round), so
+    /// a crash mid-step leaves a note the next run resolves by asking the provider. When that
+    /// write fails, none of them starts (they are reported as not started).
+    async fn note_pending(&mut self, starting: Vec<Starting>) -> Vec<Starting> {
+        if starting.is_empty() {
+            return starting;
+        }
+        let notes: Vec<Change> = starting
+            .iter()
+            .map(|s| Change::PutPending(pending_note(&s.input, &self.opts.run_id)))
+            .collect();
+        match commit(&self.store, notes).await {
+            Ok(_) => starting,
+            Err(e) => {
+                self.fatal = Some(e);
+                for s in &starting {
+                    self.launched[s.i] = false;
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs a step in a task of its own once the global and its provider's limits allow.
+    fn spawn(&mut self, s: Starting) {
+        let global = self.global.clone();
+        let bound = self.bound.clone();
+        let events = self.events.clone();
+        let workspace = self.owner_id.clone();
+        self.running.spawn(async move {
+            let _g = global.acquire_owned().await.expect("semaphore open");
+            let _p = match s.provider {
+                Some(p) => Some(p.acquire_owned().await.expect("semaphore open")),
+                None => None,
+            };
+            events(Event::Running {
+                address: s.input.change.address.clone(),
+                step: s.input.step,
+            });
+            let t = Instant::now();
+            let r = s.input.run(&bound, &workspace, &events).await;
+            (s.i, r, t.elapsed())
+        });
+    }
+
+    /// Waits for a step to finish and takes every other one finished by then, so one commit
+    /// records them all. None once nothing runs.
+    async fn next_batch(&mut self) -> Option<Vec<Result<Finished, tokio::task::JoinError>>> {
+        let first = self.running.join_next().await?;
         let mut batch = vec![first];
-        while let Some(more) = running.try_join_next() {
+        while let Some(more) = self.running.try_join_next() {
             batch.push(more);
         }
+        Some(batch)
+    }
+
+    /// Records a batch of finished steps: failures as they come, then one commit of the
+    /// successes' records and the cleared notes, and only after it the successes themselves,
+    /// which releases their dependents: every finished step is in the state before its
+    /// dependents start.
+    async fn record_batch(
+        &mut self,
+        batch: Vec<Result<Finished, tokio::task::JoinError>>,
+    ) -> Result<(), EngineError> {
         let mut done = Vec::new();
         let mut continued = Vec::new();
         let mut writes = Vec::new();
         for joined in batch {
             let (i, result, elapsed) =
                 joined.map_err(|e| EngineError::Internal(format!("apply task failed: {e}")))?;
-            let change = changes[ops[i].change];
-            let address = change.address.to_string();
+            let address = self.steps.address(i).to_string();
             match result {
                 Ok(r) => {
-                    // A deposed object is gone: its record forgets it (the coordinator owns the
-                    // records, and no other step at this address runs meanwhile).
-                    let r = match r {
-                        StepResult::DropDeposed(a, id) => match records.get(&a) {
-                            Some(rec) => {
-                                let mut rec = rec.clone();
-                                rec.deposed.retain(|d| d.provider_id != id);
-                                put(rec)
-                            }
-                            None => StepResult::Nothing,
-                        },
-                        other => other,
-                    };
+                    let r = self.drop_deposed(r);
                     match &r {
                         StepResult::Put(rec) => writes.push(Change::Put((**rec).clone())),
                         StepResult::Delete(a) => writes.push(Change::Delete(a.to_string())),
@@ -466,164 +723,261 @@ pub async fn apply(
                     done.push((i, r, elapsed));
                 }
                 Err(e) => {
-                    // A timeout leaves the outcome unknown: keep the note for the next run. (The
-                    // old object of a create_before_destroy replace whose delete failed needs no
-                    // note: its record keeps it as deposed, and the next plan destroys it.)
-                    // A failed server create may have left a server behind (created, then its
-                    // wait failed): the note makes the next run look for it by its ownership
-                    // tags and record it, so destroy can remove it.
-                    let create_left_behind = ops[i].step == Step::Create
-                        && matches!(change.address, Address::Server(_))
-                        && e.kind != ErrorKind::Invalid;
-                    if e.kind != ErrorKind::Timeout && !create_left_behind {
+                    if !self.keeps_note(i, &e) {
                         writes.push(Change::ClearPending(address));
                     }
-                    let component_continues = matches!(&change.address,
-                        Address::Component(c, _) if cluster_errors.get(c).map(String::as_str) == Some("continue"));
-                    if continues_on_error(change) || component_continues {
-                        let address = change.address.clone();
-                        let msg = if component_continues {
-                            format!(
-                                "{e} (its cluster's on_error = 'continue: dependents still run)"
-                            )
-                        } else {
-                            format!("{e} (on_error = Continue: dependents still run)")
-                        };
-                        report
-                            .failed
-                            .push((address.clone(), ops[i].step, msg.clone()));
-                        events(Event::Failed {
-                            address,
-                            step: ops[i].step,
-                            error: msg,
-                        });
-                        continued.push(i);
-                        continue;
+                    match self.continuing_failure(i, &e) {
+                        Some(msg) => {
+                            self.record_failure(
+                                self.steps.address(i).clone(),
+                                self.steps.step(i),
+                                msg,
+                            );
+                            continued.push(i);
+                        }
+                        None => self.fail(i, e.to_string()),
                     }
-                    fail(
-                        i,
-                        e.to_string(),
-                        &ops,
-                        &changes,
-                        &dependents,
-                        &mut skipped,
-                        &mut report,
-                        &events,
-                    )
                 }
             }
         }
-        if !writes.is_empty() && fatal.is_none() {
-            let n = writes
-                .iter()
-                .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
-                .count();
-            match commit(&store, writes).await {
-                Ok(serial) => {
-                    report.serial = serial;
-                    events(Event::StateWritten { serial, records: n });
-                }
-                Err(e) => fatal = Some(e),
-            }
-        }
+        self.write_batch(writes).await;
         for i in continued {
-            for &k in &dependents[i] {
-                waiting[k] -= 1;
-                if waiting[k] == 0 && !skipped[k] {
-                    ready.push_back(k);
-                }
-            }
+            self.release(i);
         }
         for (i, r, elapsed) in done {
-            let address = changes[ops[i].change].address.clone();
-            if fatal.is_some() {
-                let msg = "finished, but the state could not be written".to_string();
-                report
-                    .failed
-                    .push((address.clone(), ops[i].step, msg.clone()));
-                events(Event::Failed {
-                    address,
-                    step: ops[i].step,
-                    error: msg,
-                });
+            self.succeed(i, r, elapsed);
+        }
+        Ok(())
+    }
+
+    /// A deposed object is gone: its record forgets it (the coordinator owns the records, and
+    /// no other step at this address runs meanwhile).
+    fn drop_deposed(&self, r: StepResult) -> StepResult {
+        match r {
+            StepResult::DropDeposed(a, id) => match self.records.get(&a) {
+                Some(rec) => {
+                    let mut rec = rec.clone();
+                    rec.deposed.retain(|d| d.provider_id != id);
+                    put(rec)
+                }
+                None => StepResult::Nothing,
+            },
+            other => other,
+        }
+    }
+
+    /// A failed step whose pending note stays for the next run. A timeout leaves the outcome
+    /// unknown. A failed server create may have left a server behind (created, then its wait
+    /// failed): the note makes the next run look for it by its ownership tags and record it,
+    /// so destroy can remove it. (The old object of a create_before_destroy replace whose
+    /// delete failed needs no note: its record keeps it as deposed, and the next plan
+    /// destroys it.)
+    fn keeps_note(&self, i: usize, e: &ExtError) -> bool {
+        let create_left_behind = self.steps.step(i) == Step::Create
+            && matches!(self.steps.address(i), Address::Server(_))
+            && e.kind != ErrorKind::Invalid;
+        e.kind == ErrorKind::Timeout || create_left_behind
+    }
+
+    /// The message of a failure whose dependents still run: a taskserv's `on_error =
+    /// 'Continue`, a component of a cluster with `on_error = 'continue`. None for the others.
+    fn continuing_failure(&self, i: usize, e: &ExtError) -> Option<String> {
+        let change = self.steps.change(i);
+        let component_continues = matches!(&change.address,
+            Address::Component(c, _) if self.cluster_errors.get(c).map(String::as_str) == Some("continue"));
+        if component_continues {
+            Some(format!(
+                "{e} (its cluster's on_error = 'continue: dependents still run)"
+            ))
+        } else if continues_on_error(change) {
+            Some(format!("{e} (on_error = Continue: dependents still run)"))
+        } else {
+            None
+        }
+    }
+
+    /// Commits a batch's writes (none once a write has failed: the apply stops).
+    async fn write_batch(&mut self, writes: Vec<Change>) {
+        if writes.is_empty() || self.fatal.is_some() {
+            return;
+        }
+        let n = writes
+            .iter()
+            .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
+            .count();
+        match commit(&self.store, writes).await {
+            Ok(serial) => {
+                self.report.serial = serial;
+                (self.events)(Event::StateWritten { serial, records: n });
+            }
+            Err(e) => self.fatal = Some(e),
+        }
+    }
+
+    /// A step that finished, once its batch is committed: its record is the walk's, and its
+    /// dependents may start. If the commit failed, it is a failure: its dependents never
+    /// start (they are reported as not started).
+    fn succeed(&mut self, i: usize, r: StepResult, elapsed: Duration) {
+        let (address, step) = (self.steps.address(i).clone(), self.steps.step(i));
+        if self.fatal.is_some() {
+            let msg = "finished, but the state could not be written".to_string();
+            self.record_failure(address, step, msg);
+            return;
+        }
+        match r {
+            StepResult::Put(rec) => {
+                self.records.insert(address.clone(), *rec);
+            }
+            StepResult::Delete(a) => {
+                self.records.remove(&a);
+            }
+            StepResult::Nothing | StepResult::DropDeposed(..) => {}
+        }
+        self.report.succeeded.push((address.clone(), step));
+        (self.events)(Event::Succeeded {
+            address,
+            step,
+            elapsed,
+        });
+        self.release(i);
+    }
+
+    /// Step `i` is over (done, or failed with dependents that still run): the steps that
+    /// waited only for it become ready, unless a failure skipped them.
+    fn release(&mut self, i: usize) {
+        for &k in &self.steps.dependents[i] {
+            self.waiting[k] -= 1;
+            if self.waiting[k] == 0 && !self.skipped[k] {
+                self.ready.push_back(k);
+            }
+        }
+    }
+
+    /// The one place a failure is reported: in the report and as an event.
+    fn record_failure(&mut self, address: Address, step: Step, msg: String) {
+        self.report
+            .failed
+            .push((address.clone(), step, msg.clone()));
+        (self.events)(Event::Failed {
+            address,
+            step,
+            error: msg,
+        });
+    }
+
+    /// Step `i` failed: reported, and everything that depends on it (directly or not) is
+    /// skipped and never runs.
+    fn fail(&mut self, i: usize, msg: String) {
+        let address = self.steps.address(i).clone();
+        self.record_failure(address.clone(), self.steps.step(i), msg);
+        let mut stack: Vec<usize> = self.steps.dependents[i].clone();
+        while let Some(k) = stack.pop() {
+            if self.skipped[k] {
                 continue;
             }
-            match r {
-                StepResult::Put(rec) => {
-                    records.insert(address.clone(), *rec);
-                }
-                StepResult::Delete(a) => {
-                    records.remove(&a);
-                }
-                StepResult::Nothing | StepResult::DropDeposed(..) => {}
-            }
-            report.succeeded.push((address.clone(), ops[i].step));
-            events(Event::Succeeded {
-                address,
-                step: ops[i].step,
-                elapsed,
+            self.skipped[k] = true;
+            let (a, step) = (self.steps.address(k).clone(), self.steps.step(k));
+            self.report.skipped.push((a.clone(), step, address.clone()));
+            (self.events)(Event::Skipped {
+                address: a,
+                step,
+                because: address.clone(),
             });
-            for &k in &dependents[i] {
-                waiting[k] -= 1;
-                if waiting[k] == 0 && !skipped[k] {
-                    ready.push_back(k);
-                }
-            }
+            stack.extend(self.steps.dependents[k].iter().copied());
         }
     }
-    // Interrupted: whatever never started is reported, and stays planned for the next run.
-    for (i, op) in ops.iter().enumerate() {
-        if !launched[i] && !skipped[i] {
-            let address = changes[op.change].address.clone();
-            report.interrupted.push((address.clone(), op.step));
-            events(Event::Interrupted {
-                address,
-                step: op.step,
-            });
-        }
-    }
-    events(Event::ApplyFinished {
-        succeeded: report.succeeded.len(),
-        failed: report.failed.len(),
-        skipped: report.skipped.len(),
-    });
-    if let Some(e) = fatal {
-        return Err(e);
-    }
-    rollback(
-        &cluster_errors,
-        &mut report,
-        &mut records,
-        &bound,
-        &store,
-        &events,
-    )
-    .await?;
 
-    // Outputs: resolved from the records as they are when written (other applies may have
-    // changed records meanwhile), in one atomic step; ones that cannot be resolved are left out.
-    let declared = if plan.mode == PlanMode::Normal {
-        plan.outputs.clone()
-    } else {
-        Map::new()
-    };
-    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
-    let s = store.clone();
-    let (serial, outputs) = tokio::task::spawn_blocking(move || {
-        let mut written = Map::new();
-        let serial = s.update_outputs(&mut |snap| {
-            written = resolve_outputs(&declared, snap, &planned);
-            written.clone()
-        })?;
-        Ok::<_, prov_state::StateError>((serial, written))
-    })
-    .await
-    .map_err(|e| EngineError::Internal(e.to_string()))??;
-    report.serial = serial;
-    report.outputs = outputs;
-    report.sensitive_outputs = plan.sensitive_outputs.clone();
-    report.elapsed = started.elapsed();
-    Ok(report)
+    /// Interrupted: whatever never started is reported, and stays planned for the next run.
+    fn report_unstarted(&mut self) {
+        for i in 0..self.steps.ops.len() {
+            if !self.launched[i] && !self.skipped[i] {
+                let (address, step) = (self.steps.address(i).clone(), self.steps.step(i));
+                self.report.interrupted.push((address.clone(), step));
+                (self.events)(Event::Interrupted { address, step });
+            }
+        }
+    }
+
+    /// `on_error = 'rollback` on a cluster (the seed's rollback-cluster-deployment): when one
+    /// of its steps failed, the components this apply deployed for it are removed again,
+    /// latest first, and their records dropped, each removal committed as it finishes.
+    async fn rollback(&mut self) -> Result<(), EngineError> {
+        let failed: BTreeSet<crate::model::Name> = self
+            .report
+            .failed
+            .iter()
+            .filter_map(|(a, ..)| match a {
+                Address::Component(c, _) | Address::Cluster(c) => Some(c.clone()),
+                _ => None,
+            })
+            .filter(|c| self.cluster_errors.get(c).map(String::as_str) == Some("rollback"))
+            .collect();
+        for cluster in failed {
+            self.rollback_cluster(cluster).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the components this apply created for `cluster`, latest first.
+    async fn rollback_cluster(&mut self, cluster: crate::model::Name) -> Result<(), EngineError> {
+        let created: Vec<Address> = self
+            .report
+            .succeeded
+            .iter()
+            .rev()
+            .filter(|(a, s)| {
+                *s == Step::Create && matches!(a, Address::Component(c, _) if *c == cluster)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        let caddr = Address::Cluster(cluster);
+        let Some(crec) = self.records.get(&caddr) else {
+            return Ok(());
+        };
+        if created.is_empty() {
+            return Ok(());
+        }
+        let cl = self.bound.cluster(&crec.implementation)?;
+        let req = cluster_request(
+            &caddr,
+            &crec.attributes,
+            |a| self.records.get(a),
+            &self.bound,
+        )
+        .map_err(|m| EngineError::Internal(format!("{caddr}: rollback: {m}")))?;
+        let mut removed = Vec::new();
+        for a in created {
+            let Some(rec) = self.records.get(&a) else {
+                continue;
+            };
+            let creq = ComponentRequest {
+                address: a.to_string(),
+                cluster: req.clone(),
+                name: a.name().to_string(),
+                config: rec.attributes.clone(),
+            };
+            match already_gone_ok(cl.remove_component(&creq).await) {
+                Ok(()) => {
+                    let serial = commit(&self.store, vec![Change::Delete(a.to_string())]).await?;
+                    self.report.serial = serial;
+                    (self.events)(Event::StateWritten { serial, records: 1 });
+                    self.records.remove(&a);
+                    removed.push(a);
+                }
+                Err(e) => self.record_failure(a, Step::Destroy, format!("rollback: {e}")),
+            }
+        }
+        let names: Vec<String> = removed.iter().map(Address::to_string).collect();
+        (self.events)(Event::Output {
+            address: caddr.clone(),
+            line: format!(
+                "rolled back (on_error = 'rollback): removed {}",
+                names.join(", ")
+            ),
+        });
+        self.report.rolled_back.push((caddr, removed));
+        Ok(())
+    }
 }
 
 /// The workspace outputs `declared` resolves to from the records of `snap` (the addresses of
@@ -696,45 +1050,6 @@ fn pending_note(input: &StepInput, run_id: &str) -> PendingOp {
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
         started_at: prov_state::now_secs(),
         run_id: run_id.to_string(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn fail(
-    i: usize,
-    msg: String,
-    ops: &[Op],
-    changes: &[&ResourceChange],
-    dependents: &[Vec<usize>],
-    skipped: &mut [bool],
-    report: &mut ApplyReport,
-    events: &EventSink,
-) {
-    let address = changes[ops[i].change].address.clone();
-    report
-        .failed
-        .push((address.clone(), ops[i].step, msg.clone()));
-    events(Event::Failed {
-        address: address.clone(),
-        step: ops[i].step,
-        error: msg,
-    });
-    let mut stack: Vec<usize> = dependents[i].clone();
-    while let Some(k) = stack.pop() {
-        if skipped[k] {
-            continue;
-        }
-        skipped[k] = true;
-        let a = changes[ops[k].change].address.clone();
-        report
-            .skipped
-            .push((a.clone(), ops[k].step, address.clone()));
-        events(Event::Skipped {
-            address: a,
-            step: ops[k].step,
-            because: address.clone(),
-        });
-        stack.extend(dependents[k].iter().copied());
     }
 }
 
@@ -932,92 +1247,6 @@ fn cluster_on_error(
     out
 }
 
-/// `on_error = 'rollback` on a cluster (the seed's rollback-cluster-deployment): when one of its
-/// steps failed, the components this apply deployed for it are removed again, latest first,
-/// and their records dropped, each removal committed as it finishes.
-async fn rollback(
-    cluster_errors: &HashMap<crate::model::Name, String>,
-    report: &mut ApplyReport,
-    records: &mut HashMap<Address, ResourceRecord>,
-    bound: &Arc<Bound>,
-    store: &Arc<dyn StateStore>,
-    events: &EventSink,
-) -> Result<(), EngineError> {
-    let failed: BTreeSet<crate::model::Name> = report
-        .failed
-        .iter()
-        .filter_map(|(a, ..)| match a {
-            Address::Component(c, _) | Address::Cluster(c) => Some(c.clone()),
-            _ => None,
-        })
-        .filter(|c| cluster_errors.get(c).map(String::as_str) == Some("rollback"))
-        .collect();
-    for cluster in failed {
-        let created: Vec<Address> = report
-            .succeeded
-            .iter()
-            .rev()
-            .filter(|(a, s)| {
-                *s == Step::Create && matches!(a, Address::Component(c, _) if *c == cluster)
-            })
-            .map(|(a, _)| a.clone())
-            .collect();
-        let caddr = Address::Cluster(cluster.clone());
-        let Some(crec) = records.get(&caddr) else {
-            continue;
-        };
-        if created.is_empty() {
-            continue;
-        }
-        let cl = bound.cluster(&crec.implementation)?;
-        let req = cluster_request(&caddr, &crec.attributes, |a| records.get(a), bound)
-            .map_err(|m| EngineError::Internal(format!("{caddr}: rollback: {m}")))?;
-        let mut removed = Vec::new();
-        for a in created {
-            let Some(rec) = records.get(&a) else {
-                continue;
-            };
-            let creq = ComponentRequest {
-                address: a.to_string(),
-                cluster: req.clone(),
-                name: a.name().to_string(),
-                config: rec.attributes.clone(),
-            };
-            match already_gone_ok(cl.remove_component(&creq).await) {
-                Ok(()) => {
-                    let serial = commit(store, vec![Change::Delete(a.to_string())]).await?;
-                    report.serial = serial;
-                    events(Event::StateWritten { serial, records: 1 });
-                    records.remove(&a);
-                    removed.push(a);
-                }
-                Err(e) => {
-                    let msg = format!("rollback: {e}");
-                    report.failed.push((a.clone(), Step::Destroy, msg.clone()));
-                    events(Event::Failed {
-                        address: a,
-                        step: Step::Destroy,
-                        error: msg,
-                    });
-                }
-            }
-        }
-        events(Event::Output {
-            address: caddr.clone(),
-            line: format!(
-                "rolled back (on_error = 'rollback): removed {}",
-                removed
-                    .iter()
-                    .map(Address::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-        report.rolled_back.push((caddr, removed));
-    }
-    Ok(())
-}
-
 /// `on_error = 'Continue` on a taskserv: its failure is reported (the apply still exits 1 and
 /// nothing is recorded for it), but the resources that depend on it run anyway, as if it had
 /// succeeded. Stop (the default) and Retry (after its last attempt) skip them.
@@ -1031,186 +1260,228 @@ fn continues_on_error(change: &ResourceChange) -> bool {
             == Some("Continue")
 }
 
-async fn run_step(
-    input: &StepInput,
-    bound: &Bound,
-    workspace: &str,
-    events: &EventSink,
-) -> Result<StepResult, ExtError> {
-    let c = &input.change;
-    let addr = &c.address;
-    let resolved = input.resolved.clone().unwrap_or(Value::Null);
-    // A create_before_destroy replace destroys the old object, whose record was already
-    // overwritten (it is deposed there); so does the destroy of a deposed object.
-    let old_id = || {
-        c.provider_id
-            .clone()
-            .or_else(|| input.prior.as_ref().and_then(|p| p.provider_id.clone()))
-    };
-    let cbd = matches!(
-        c.action,
-        Action::Replace {
-            create_before_destroy: true,
-            ..
+/// A step's work, one function per resource kind. Runs in a task of its own: it calls the
+/// extension and hands back what to record; the walker writes it.
+impl StepInput {
+    async fn run(
+        &self,
+        bound: &Bound,
+        workspace: &str,
+        events: &EventSink,
+    ) -> Result<StepResult, ExtError> {
+        match (&self.change.address, self.step) {
+            (Address::Server(_), Step::Create) => self.create_server(bound, workspace).await,
+            (Address::Server(_), Step::Update) => self.update_server(bound).await,
+            (Address::Server(_), Step::Destroy) => self.destroy_server(bound).await,
+            (Address::Taskserv(..), _) => self.taskserv(bound, events).await,
+            (Address::Cluster(_), _) => self.cluster(bound).await,
+            (Address::Component(..), _) => self.component(bound).await,
         }
-    );
-    let destroy_result = || {
-        if cbd {
+    }
+
+    /// The configuration with its references resolved (none for a destroy).
+    fn resolved(&self) -> Value {
+        self.resolved.clone().unwrap_or(Value::Null)
+    }
+
+    /// The attributes before the step: the plan's `before` (the refreshed view when the plan
+    /// refreshed), else the record's.
+    fn before(&self) -> Value {
+        self.change
+            .before
+            .clone()
+            .or_else(|| self.prior.as_ref().map(|p| p.attributes.clone()))
+            .unwrap_or(Value::Null)
+    }
+
+    /// A create_before_destroy replace: its destroy removes the old object, whose record the
+    /// create already overwrote (the old object is deposed there).
+    fn creates_first(&self) -> bool {
+        matches!(
+            self.change.action,
+            Action::Replace {
+                create_before_destroy: true,
+                ..
+            }
+        )
+    }
+
+    /// What a destroy leaves to record: no record, unless the create came first.
+    fn destroyed(&self) -> StepResult {
+        if self.creates_first() {
             StepResult::Nothing
         } else {
-            StepResult::Delete(addr.clone())
+            StepResult::Delete(self.change.address.clone())
         }
-    };
-    match (addr, input.step) {
-        (Address::Server(_), Step::Create) => {
-            let p = bound.provider(&c.implementation)?;
-            let owner = Ownership {
-                workspace: workspace.to_string(),
-                address: addr.to_string(),
-            };
-            let info = p.create_server(&spec(&resolved, addr)?, &owner).await?;
-            let outputs = crate::records::server_outputs(&info);
-            Ok(put(record(input, resolved, outputs, Some(info.id))))
+    }
+
+    async fn create_server(&self, bound: &Bound, workspace: &str) -> Result<StepResult, ExtError> {
+        let (c, addr) = (&self.change, &self.change.address);
+        let p = bound.provider(&c.implementation)?;
+        let owner = Ownership {
+            workspace: workspace.to_string(),
+            address: addr.to_string(),
+        };
+        let resolved = self.resolved();
+        let info = p.create_server(&spec(&resolved, addr)?, &owner).await?;
+        let outputs = crate::records::server_outputs(&info);
+        Ok(put(record(self, resolved, outputs, Some(info.id))))
+    }
+
+    /// Starts the server if it was stopped outside prov, configures its firewall when the
+    /// rules change, and updates the rest when anything else does.
+    async fn update_server(&self, bound: &Bound) -> Result<StepResult, ExtError> {
+        let (c, addr) = (&self.change, &self.change.address);
+        let p = bound.provider(&c.implementation)?;
+        let prior = self.prior.as_ref().ok_or_else(|| {
+            ExtError::new(
+                &c.implementation,
+                "update-server",
+                Some(&addr.to_string()),
+                ErrorKind::NotFound,
+                "not in the state",
+            )
+        })?;
+        let id = prior.provider_id.clone().unwrap_or_default();
+        if crate::plan::make::starts_stopped(c) {
+            p.start_server(&id).await?;
         }
-        (Address::Server(_), Step::Update) => {
-            let p = bound.provider(&c.implementation)?;
-            let prior = input.prior.as_ref().ok_or_else(|| {
+        let resolved = self.resolved();
+        // The plan's `before` is the refreshed view when the plan refreshed: compare with that.
+        let before = spec(c.before.as_ref().unwrap_or(&prior.attributes), addr)?;
+        let after = spec(&resolved, addr)?;
+        if before.firewall_rules != after.firewall_rules {
+            p.configure_firewall(&id, &after.firewall_rules).await?;
+        }
+        let mut rest_before = before.clone();
+        rest_before.firewall_rules = after.firewall_rules.clone();
+        let info = if rest_before != after {
+            p.update_server(&id, &ServerUpdate { before, after })
+                .await?
+        } else {
+            p.get_server_info(&id).await?.ok_or_else(|| {
                 ExtError::new(
                     &c.implementation,
-                    "update-server",
-                    Some(&addr.to_string()),
+                    "get-server-info",
+                    Some(&id),
                     ErrorKind::NotFound,
-                    "not in the state",
+                    "server is gone",
                 )
-            })?;
-            let id = prior.provider_id.clone().unwrap_or_default();
-            if crate::plan::make::starts_stopped(c) {
-                p.start_server(&id).await?;
-            }
-            // The plan's `before` is the refreshed view when the plan refreshed: compare with that.
-            let before = spec(c.before.as_ref().unwrap_or(&prior.attributes), addr)?;
-            let after = spec(&resolved, addr)?;
-            if before.firewall_rules != after.firewall_rules {
-                p.configure_firewall(&id, &after.firewall_rules).await?;
-            }
-            let mut rest_before = before.clone();
-            rest_before.firewall_rules = after.firewall_rules.clone();
-            let info = if rest_before != after {
-                p.update_server(&id, &ServerUpdate { before, after })
-                    .await?
-            } else {
-                p.get_server_info(&id).await?.ok_or_else(|| {
-                    ExtError::new(
-                        &c.implementation,
-                        "get-server-info",
-                        Some(&id),
-                        ErrorKind::NotFound,
-                        "server is gone",
-                    )
-                })?
-            };
-            let outputs = crate::records::server_outputs(&info);
-            Ok(put(record(input, resolved, outputs, Some(info.id))))
+            })?
+        };
+        let outputs = crate::records::server_outputs(&info);
+        Ok(put(record(self, resolved, outputs, Some(info.id))))
+    }
+
+    /// Deletes the server (already gone is fine). The old object of a create_before_destroy
+    /// replace and a deposed object are dropped from the record's deposed ones.
+    async fn destroy_server(&self, bound: &Bound) -> Result<StepResult, ExtError> {
+        let c = &self.change;
+        let p = bound.provider(&c.implementation)?;
+        // A create_before_destroy replace destroys the old object, whose record was already
+        // overwritten (it is deposed there); so does the destroy of a deposed object. The
+        // change names that object.
+        let id = c
+            .provider_id
+            .clone()
+            .or_else(|| self.prior.as_ref().and_then(|p| p.provider_id.clone()));
+        if let Some(id) = &id {
+            already_gone_ok(p.delete_server(id).await)?;
         }
-        (Address::Server(_), Step::Destroy) => {
-            let p = bound.provider(&c.implementation)?;
-            let id = old_id();
-            if let Some(id) = &id {
-                already_gone_ok(p.delete_server(id).await)?;
+        match id {
+            Some(id) if self.creates_first() || self.deposed => {
+                Ok(StepResult::DropDeposed(c.address.clone(), id))
             }
-            match id {
-                Some(id) if cbd || input.deposed => Ok(StepResult::DropDeposed(addr.clone(), id)),
-                _ if input.deposed => Ok(StepResult::Nothing),
-                _ => Ok(destroy_result()),
-            }
+            _ if self.deposed => Ok(StepResult::Nothing),
+            _ => Ok(self.destroyed()),
         }
-        (Address::Taskserv(..), step) => {
-            let t = bound.taskserv(&c.implementation)?;
-            let source = if step == Step::Destroy {
-                input
-                    .prior
-                    .as_ref()
-                    .map(|p| p.attributes.clone())
-                    .or(c.before.clone())
-                    .unwrap_or(Value::Null)
-            } else {
-                resolved.clone()
-            };
-            let req = TaskservRequest {
-                output: Some(output_sink(addr, events)),
-                ..TaskservRequest::from_attributes(
-                    addr.to_string(),
-                    addr.name().to_string(),
-                    &source,
-                    input.server.clone().expect("prepared"),
-                )
-            };
-            let retries = if source.get("on_error").and_then(Value::as_str) == Some("Retry") {
-                source
-                    .get("max_retries")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-            } else {
-                0
-            };
-            let mut attempt = 0;
-            loop {
-                let r = taskserv_step(&*t, &req, step, input, &resolved).await;
-                match r {
-                    Err(e) if attempt < retries && !is_not_found(&e) => attempt += 1,
-                    Ok(None) => return Ok(destroy_result()),
-                    Ok(Some(outputs)) => return Ok(put(record(input, resolved, outputs, None))),
-                    Err(e) => return Err(e),
-                }
+    }
+
+    /// Installs, updates or uninstalls a taskserv, its output lines as events; with
+    /// `on_error = 'Retry`, a failure is tried again up to `max_retries` times.
+    async fn taskserv(&self, bound: &Bound, events: &EventSink) -> Result<StepResult, ExtError> {
+        let (c, addr) = (&self.change, &self.change.address);
+        let t = bound.taskserv(&c.implementation)?;
+        let resolved = self.resolved();
+        let source = if self.step == Step::Destroy {
+            self.prior
+                .as_ref()
+                .map(|p| p.attributes.clone())
+                .or(c.before.clone())
+                .unwrap_or(Value::Null)
+        } else {
+            resolved.clone()
+        };
+        let req = TaskservRequest {
+            output: Some(output_sink(addr, events)),
+            ..TaskservRequest::from_attributes(
+                addr.to_string(),
+                addr.name().to_string(),
+                &source,
+                self.server.clone().expect("prepared"),
+            )
+        };
+        let retries = if source.get("on_error").and_then(Value::as_str) == Some("Retry") {
+            source
+                .get("max_retries")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let mut attempt = 0;
+        loop {
+            match taskserv_step(&*t, &req, self.step, self, &resolved).await {
+                Err(e) if attempt < retries && !is_not_found(&e) => attempt += 1,
+                Ok(None) => return Ok(self.destroyed()),
+                Ok(Some(outputs)) => return Ok(put(record(self, resolved, outputs, None))),
+                Err(e) => return Err(e),
             }
         }
-        (Address::Cluster(_), step) => {
-            let cl = bound.cluster(&c.implementation)?;
-            let req = input.cluster.clone().expect("prepared");
-            if step == Step::Destroy {
-                already_gone_ok(cl.delete(&req).await)?;
-                return Ok(destroy_result());
+    }
+
+    /// Creates or deletes a cluster (an update re-runs its create).
+    async fn cluster(&self, bound: &Bound) -> Result<StepResult, ExtError> {
+        let cl = bound.cluster(&self.change.implementation)?;
+        let req = self.cluster.clone().expect("prepared");
+        if self.step == Step::Destroy {
+            already_gone_ok(cl.delete(&req).await)?;
+            return Ok(self.destroyed());
+        }
+        let r = cl.create(&req).await?;
+        let outputs = json!({"status": r.status, "endpoints": r.endpoints, "outputs": r.outputs});
+        Ok(put(record(self, self.resolved(), outputs, None)))
+    }
+
+    /// Deploys, updates (`component_update`) or removes a cluster component.
+    async fn component(&self, bound: &Bound) -> Result<StepResult, ExtError> {
+        let (c, addr) = (&self.change, &self.change.address);
+        let cl = bound.cluster(&c.implementation)?;
+        let resolved = self.resolved();
+        let config = if self.step == Step::Destroy {
+            self.prior
+                .as_ref()
+                .map(|p| p.attributes.clone())
+                .unwrap_or(Value::Null)
+        } else {
+            resolved.clone()
+        };
+        let req = ComponentRequest {
+            address: addr.to_string(),
+            cluster: self.cluster.clone().expect("prepared"),
+            name: addr.name().to_string(),
+            config: config.clone(),
+        };
+        let status = match self.step {
+            Step::Destroy => {
+                already_gone_ok(cl.remove_component(&req).await)?;
+                return Ok(self.destroyed());
             }
-            let r = cl.create(&req).await?;
-            let outputs =
-                json!({"status": r.status, "endpoints": r.endpoints, "outputs": r.outputs});
-            Ok(put(record(input, resolved, outputs, None)))
-        }
-        (Address::Component(..), step) => {
-            let cl = bound.cluster(&c.implementation)?;
-            let config = if step == Step::Destroy {
-                input
-                    .prior
-                    .as_ref()
-                    .map(|p| p.attributes.clone())
-                    .unwrap_or(Value::Null)
-            } else {
-                resolved.clone()
-            };
-            let req = ComponentRequest {
-                address: addr.to_string(),
-                cluster: input.cluster.clone().expect("prepared"),
-                name: addr.name().to_string(),
-                config: config.clone(),
-            };
-            let status = match step {
-                Step::Destroy => {
-                    already_gone_ok(cl.remove_component(&req).await)?;
-                    return Ok(destroy_result());
-                }
-                Step::Create => cl.deploy_component(&req).await?,
-                Step::Update => {
-                    let before = c
-                        .before
-                        .clone()
-                        .or_else(|| input.prior.as_ref().map(|p| p.attributes.clone()))
-                        .unwrap_or(Value::Null);
-                    component_update(&*cl, &req, c, &before, &config).await?
-                }
-            };
-            let outputs = serde_json::to_value(&status).unwrap_or(Value::Null);
-            Ok(put(record(input, resolved, outputs, None)))
-        }
+            Step::Create => cl.deploy_component(&req).await?,
+            Step::Update => component_update(&*cl, &req, c, &self.before(), &config).await?,
+        };
+        let outputs = serde_json::to_value(&status).unwrap_or(Value::Null);
+        Ok(put(record(self, resolved, outputs, None)))
     }
 }
 
@@ -1285,12 +1556,7 @@ async fn taskserv_step(
         Step::Create => Ok(Some(outputs(t.install(req).await?))),
         Step::Destroy => already_gone_ok(t.uninstall(req).await).map(|()| None),
         Step::Update => {
-            let before = input
-                .change
-                .before
-                .clone()
-                .or_else(|| input.prior.as_ref().map(|p| p.attributes.clone()))
-                .unwrap_or(Value::Null);
+            let before = input.before();
             let mut out = input
                 .prior
                 .as_ref()

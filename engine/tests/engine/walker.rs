@@ -1,8 +1,8 @@
-//! The apply walker against the fakes: dependency order both ways, each step in the state before its dependents start, failures skip dependents only, the parallelism bound, create_before_destroy and interruption.
+//! The apply walker against the fakes: dependency order both ways, each step in the state before its dependents start (by the state at each call and by the event order), failures skip every dependent and record none of them, on_error Continue releases them, the parallelism bound, create_before_destroy and interruption (before and mid-walk).
 
 use super::{servers, world};
 use prov_engine::apply::ApplyOptions;
-use prov_engine::events::Step;
+use prov_engine::events::{Event, Step};
 use prov_engine::model::Address;
 use prov_state::StateRead;
 use std::sync::atomic::Ordering;
@@ -177,4 +177,209 @@ fn taskservs_install_after_their_server_and_go_before_it() {
     w.write("{ servers = {} }");
     assert!(w.apply().unwrap().ok());
     assert_eq!(w.calls.log(), ["uninstall redis@db", "delete-server db"]);
+}
+
+/// The position of the first event in `events` that `pick` accepts after position `from`.
+fn position(events: &[Event], from: usize, what: &str, pick: impl Fn(&Event) -> bool) -> usize {
+    events[from..]
+        .iter()
+        .position(pick)
+        .map(|p| from + p)
+        .unwrap_or_else(|| panic!("no {what} after event {from}: {events:?}"))
+}
+
+fn is_step(e: &Event, kind: &str, host: &str) -> bool {
+    let a = addr(&format!("server.{host}"));
+    match e {
+        Event::Running { address, .. } => kind == "running" && *address == a,
+        Event::Succeeded { address, .. } => kind == "succeeded" && *address == a,
+        Event::Failed { address, .. } => kind == "failed" && *address == a,
+        Event::Skipped { address, .. } => kind == "skipped" && *address == a,
+        Event::Interrupted { address, .. } => kind == "interrupted" && *address == a,
+        _ => false,
+    }
+}
+
+#[test]
+fn a_dependent_starts_only_after_the_commit_that_records_what_it_depends_on() {
+    let w = world(&servers(3, true));
+    let report = w.apply().unwrap();
+    assert!(report.ok(), "{:?}", report.failed);
+    let events = w.events.lock().unwrap().clone();
+    // s_i runs, its record is committed, it is reported done, and only then s_i+1 runs.
+    let mut at = 0;
+    let mut serial = 0;
+    for i in 0..3 {
+        let host = format!("s{i}");
+        let running = position(&events, at, "running", |e| is_step(e, "running", &host));
+        let written = position(&events, running, "state write", |e| {
+            matches!(e, Event::StateWritten { records: 1, .. })
+        });
+        let Event::StateWritten { serial: s, .. } = events[written] else {
+            unreachable!()
+        };
+        assert!(s > serial, "each step is its own commit: {events:?}");
+        serial = s;
+        let done = position(&events, written, "success", |e| {
+            is_step(e, "succeeded", &host)
+        });
+        if i < 2 {
+            let next = format!("s{}", i + 1);
+            let next_running = events
+                .iter()
+                .position(|e| is_step(e, "running", &next))
+                .unwrap();
+            assert!(
+                next_running > done,
+                "{next} ran before {host} was recorded: {events:?}"
+            );
+        }
+        at = done;
+    }
+    assert_eq!(report.serial, w.store.snapshot().unwrap().meta.serial);
+}
+
+#[test]
+fn every_step_after_a_failure_is_skipped_transitively_and_nothing_of_them_recorded() {
+    let w = world(&servers(4, true));
+    w.calls.fail("create-server", "s1");
+    let report = w.apply().unwrap();
+    assert_eq!(report.succeeded, [(addr("server.s0"), Step::Create)]);
+    let failed: Vec<(Address, Step)> = report.failed.iter().map(|f| (f.0.clone(), f.1)).collect();
+    assert_eq!(failed, [(addr("server.s1"), Step::Create)]);
+    // s3 depends on s1 only through s2: both are skipped because of s1, and never called.
+    assert_eq!(
+        report.skipped,
+        [
+            (addr("server.s2"), Step::Create, addr("server.s1")),
+            (addr("server.s3"), Step::Create, addr("server.s1")),
+        ]
+    );
+    assert!(report.interrupted.is_empty(), "{:?}", report.interrupted);
+    assert_eq!(w.calls.of("create-server"), ["s0", "s1"]);
+    let snap = w.store.snapshot().unwrap();
+    let recorded: Vec<&String> = snap.resources.keys().collect();
+    assert_eq!(recorded, ["server.s0"]);
+    // The failed server create keeps its note (it may have left a server behind); the
+    // skipped steps never noted anything.
+    let pending: Vec<&String> = snap.pending.keys().collect();
+    assert_eq!(pending, ["server.s1"]);
+    // The failure is reported, then its dependents as skipped, and neither of them runs.
+    let events = w.events.lock().unwrap().clone();
+    let failed_at = position(&events, 0, "failure", |e| is_step(e, "failed", "s1"));
+    let s2 = position(&events, failed_at, "skip", |e| is_step(e, "skipped", "s2"));
+    position(&events, s2, "skip", |e| is_step(e, "skipped", "s3"));
+    assert!(!events
+        .iter()
+        .any(|e| is_step(e, "running", "s2") || is_step(e, "running", "s3")));
+    assert!(matches!(
+        events.last(),
+        Some(Event::ApplyFinished {
+            succeeded: 1,
+            failed: 1,
+            skipped: 2
+        })
+    ));
+}
+
+#[test]
+fn an_interrupt_mid_walk_lets_the_running_step_finish_and_starts_nothing_more() {
+    let w = world(&servers(4, true));
+    let plan = w.plan().unwrap();
+    let opts = ApplyOptions::default();
+    // The interrupt arrives while s1 is being created.
+    let interrupt = opts.interrupt.clone();
+    w.calls.on_call(move |call| {
+        if call == "create-server s1" {
+            interrupt.store(true, Ordering::SeqCst);
+        }
+    });
+    let report = w.apply_plan(&plan, &opts).unwrap();
+    assert!(!report.ok());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(
+        report.succeeded,
+        [
+            (addr("server.s0"), Step::Create),
+            (addr("server.s1"), Step::Create)
+        ]
+    );
+    assert_eq!(
+        report.interrupted,
+        [
+            (addr("server.s2"), Step::Create),
+            (addr("server.s3"), Step::Create)
+        ]
+    );
+    assert_eq!(w.calls.of("create-server"), ["s0", "s1"]);
+    // What finished is recorded, its note cleared; what never started left no note.
+    let snap = w.store.snapshot().unwrap();
+    let recorded: Vec<&String> = snap.resources.keys().collect();
+    assert_eq!(recorded, ["server.s0", "server.s1"]);
+    assert!(snap.pending.is_empty(), "{:?}", snap.pending);
+    let events = w.events.lock().unwrap().clone();
+    let done = position(&events, 0, "success", |e| is_step(e, "succeeded", "s1"));
+    let s2 = position(&events, done, "interrupt", |e| {
+        is_step(e, "interrupted", "s2")
+    });
+    position(&events, s2, "interrupt", |e| {
+        is_step(e, "interrupted", "s3")
+    });
+    // The next apply carries out the rest.
+    w.calls.on_call(|_| {});
+    w.calls.clear();
+    let report = w.apply().unwrap();
+    assert!(report.ok(), "{:?}", report.failed);
+    assert_eq!(w.calls.of("create-server"), ["s2", "s3"]);
+    assert_eq!(w.store.snapshot().unwrap().resources.len(), 4);
+}
+
+#[test]
+fn a_taskserv_failure_with_on_error_continue_releases_its_dependents_and_a_plain_one_does_not() {
+    let w = world(
+        r#"{
+  servers = { db = { provider = "fake", plan = "small", zone = "a",
+    taskservs = {
+      flaky = { implementation = "fake", on_error = 'Continue },
+      app = { implementation = "fake", depends_on = ["flaky"] },
+      strict = { implementation = "fake" },
+      after_strict = { implementation = "fake", depends_on = ["strict"] },
+    } } },
+}"#,
+    );
+    w.calls.fail("install", "flaky@db");
+    w.calls.fail("install", "strict@db");
+    let report = w.apply().unwrap();
+    let mut failed: Vec<(String, String)> = report
+        .failed
+        .iter()
+        .map(|(a, _, e)| (a.to_string(), e.clone()))
+        .collect();
+    failed.sort();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0].0, "taskserv.db.flaky");
+    assert!(
+        failed[0]
+            .1
+            .ends_with("(on_error = Continue: dependents still run)"),
+        "{failed:?}"
+    );
+    assert_eq!(failed[1].0, "taskserv.db.strict");
+    assert!(!failed[1].1.contains("on_error"), "{failed:?}");
+    assert_eq!(
+        report.skipped,
+        [(
+            addr("taskserv.db.after_strict"),
+            Step::Create,
+            addr("taskserv.db.strict")
+        )]
+    );
+    assert!(w.calls.log().contains(&"install app@db".to_string()));
+    assert!(!w.calls.log().iter().any(|c| c.contains("after_strict")));
+    let snap = w.store.snapshot().unwrap();
+    let recorded: Vec<&String> = snap.resources.keys().collect();
+    assert_eq!(recorded, ["server.db", "taskserv.db.app"]);
+    // A failed install is known not to have happened: its note is cleared.
+    assert!(snap.pending.is_empty(), "{:?}", snap.pending);
 }
