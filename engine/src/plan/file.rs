@@ -288,59 +288,24 @@ struct ChangeV1 {
 }
 
 fn to_v1(p: &Plan) -> PlanFileV1 {
-    let addrs = |v: &[Address]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     PlanFileV1 {
         prior_outputs: p.prior_outputs.clone(),
         timestamp: p.timestamp.clone(),
         untrusted: p.untrusted,
-        unrefreshed: addrs(&p.unrefreshed),
-        protect: addrs(&p.protect),
+        unrefreshed: addrs_v1(&p.unrefreshed),
+        protect: addrs_v1(&p.protect),
         cost: p.cost.as_ref().map(cost_v2),
-        deposed: p
-            .deposed
-            .iter()
-            .map(|d| DeposedV1 {
-                address: d.address.to_string(),
-                implementation: d.implementation.clone(),
-                provider_id: d.provider_id.clone(),
-                before: d.before.clone(),
-                sensitive: d.sensitive.clone(),
-            })
-            .collect(),
+        deposed: p.deposed.iter().map(deposed_v1).collect(),
         format: PLAN_FORMAT.into(),
         format_version: PLAN_FORMAT_VERSION,
         prov_version: p.prov_version.clone(),
-        mode: match p.mode {
-            PlanMode::Normal => "normal".into(),
-            PlanMode::Destroy => "destroy".into(),
-            PlanMode::RefreshOnly => "refresh-only".into(),
-        },
+        mode: mode_v1(&p.mode).into(),
         drift: p
             .drift
             .iter()
             .map(|d| DriftV1 {
                 address: d.address.clone(),
-                kind: match &d.kind {
-                    DriftKind::Gone => DriftKindV1::Gone,
-                    DriftKind::Changed(diffs) => DriftKindV1::Changed {
-                        diffs: diffs.iter().map(diff_v1).collect(),
-                    },
-                    DriftKind::Stopped => DriftKindV1::Stopped,
-                    DriftKind::Version { recorded, real } => DriftKindV1::Version {
-                        recorded: recorded.clone(),
-                        real: real.clone(),
-                    },
-                    DriftKind::Unmanaged {
-                        provider,
-                        id,
-                        hostname,
-                    } => DriftKindV1::Unmanaged {
-                        provider: provider.clone(),
-                        id: id.clone(),
-                        hostname: hostname.clone(),
-                    },
-                    DriftKind::Error(m) => DriftKindV1::Error { message: m.clone() },
-                },
+                kind: drift_kind_v1(&d.kind),
             })
             .collect(),
         refreshed: p
@@ -354,7 +319,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
         lineage: p.lineage.clone(),
         serial: p.serial,
         config_hash: p.config_hash.clone(),
-        targets: addrs(&p.targets),
+        targets: addrs_v1(&p.targets),
         outputs: p.outputs.clone(),
         sensitive_outputs: p.sensitive_outputs.clone(),
         providers: p.providers.clone(),
@@ -363,19 +328,7 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
             .iter()
             .map(|r| ResolutionV1 {
                 pending: r.pending.clone(),
-                outcome: match &r.outcome {
-                    Outcome::Adopt(rec) => OutcomeV1::Adopt {
-                        record: rec.clone(),
-                    },
-                    Outcome::Clear => OutcomeV1::Clear,
-                    Outcome::DeleteRecord => OutcomeV1::DeleteRecord,
-                    Outcome::FinishDelete { provider_id } => OutcomeV1::FinishDelete {
-                        provider_id: provider_id.clone(),
-                    },
-                    Outcome::DeposedGone(rec) => OutcomeV1::DeposedGone {
-                        record: rec.clone(),
-                    },
-                },
+                outcome: outcome_v1(&r.outcome),
                 note: r.note.clone(),
             })
             .collect(),
@@ -388,131 +341,31 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
                 after: o.after.clone(),
             })
             .collect(),
-        changes: p
-            .changes
-            .iter()
-            .map(|c| ChangeV1 {
-                address: c.address.to_string(),
-                implementation: c.implementation.clone(),
-                action: match &c.action {
-                    Action::NoOp => ActionV1::NoOp,
-                    Action::Create => ActionV1::Create,
-                    Action::Update => ActionV1::Update,
-                    Action::Replace {
-                        reason,
-                        create_before_destroy,
-                    } => ActionV1::Replace {
-                        reason: reason.clone(),
-                        create_before_destroy: *create_before_destroy,
-                    },
-                    Action::Delete { reason } => ActionV1::Delete {
-                        reason: reason.clone(),
-                    },
-                },
-                before: c.before.clone(),
-                after: c.after.clone(),
-                after_unknown: c.after_unknown.clone(),
-                config: c.config.clone(),
-                diffs: c
-                    .diffs
-                    .iter()
-                    .map(|d| DiffV1 {
-                        path: d.path.clone(),
-                        before: d.before.clone(),
-                        after: d.after.clone(),
-                        unknown: d.unknown,
-                        forces_replacement: d.forces_replacement,
-                    })
-                    .collect(),
-                depends_on: addrs(&c.depends_on),
-                prior_dependencies: addrs(&c.prior_dependencies),
-                provider_id: c.provider_id.clone(),
-                lifecycle: c.lifecycle.clone(),
-                declared_at: c.declared_at.clone(),
-                sensitive: c.sensitive.clone(),
-                defaults: c.defaults.clone(),
-                computed: c.computed.clone(),
-                references: c.references.clone(),
-            })
-            .collect(),
+        changes: p.changes.iter().map(change_v1).collect(),
     }
 }
 
 fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
-    let addr = |s: &str| s.parse::<Address>();
-    let addrs = |v: &[String]| v.iter().map(|s| addr(s)).collect::<Result<Vec<_>, _>>();
-    let mut changes = Vec::with_capacity(f.changes.len());
-    for c in f.changes {
-        changes.push(ResourceChange {
-            address: addr(&c.address)?,
-            implementation: c.implementation,
-            action: match c.action {
-                ActionV1::NoOp => Action::NoOp,
-                ActionV1::Create => Action::Create,
-                ActionV1::Update => Action::Update,
-                ActionV1::Replace {
-                    reason,
-                    create_before_destroy,
-                } => Action::Replace {
-                    reason,
-                    create_before_destroy,
-                },
-                ActionV1::Delete { reason } => Action::Delete { reason },
-            },
-            before: c.before,
-            after: c.after,
-            after_unknown: c.after_unknown,
-            config: c.config,
-            diffs: c
-                .diffs
-                .into_iter()
-                .map(|d| AttrDiff {
-                    path: d.path,
-                    before: d.before,
-                    after: d.after,
-                    unknown: d.unknown,
-                    forces_replacement: d.forces_replacement,
-                })
-                .collect(),
-            depends_on: addrs(&c.depends_on)?,
-            prior_dependencies: addrs(&c.prior_dependencies)?,
-            provider_id: c.provider_id,
-            lifecycle: c.lifecycle,
-            declared_at: c.declared_at,
-            sensitive: c.sensitive,
-            defaults: c.defaults,
-            computed: c.computed,
-            references: c.references,
-        });
-    }
+    let changes = f
+        .changes
+        .into_iter()
+        .map(change_from_v1)
+        .collect::<Result<Vec<_>, String>>()?;
     let deposed = f
         .deposed
         .into_iter()
-        .map(|d| {
-            Ok(DeposedChange {
-                address: addr(&d.address)?,
-                implementation: d.implementation,
-                provider_id: d.provider_id,
-                before: d.before,
-                sensitive: d.sensitive,
-            })
-        })
+        .map(deposed_from_v1)
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Plan {
         cost: f.cost.map(cost_from_v2).transpose()?,
         prior_outputs: f.prior_outputs,
         timestamp: f.timestamp,
         untrusted: f.untrusted,
-        unrefreshed: addrs(&f.unrefreshed)?,
-        protect: addrs(&f.protect)?,
+        unrefreshed: addrs_from_v1(&f.unrefreshed)?,
+        protect: addrs_from_v1(&f.protect)?,
         deposed,
         prov_version: f.prov_version,
-        mode: match f.mode.as_str() {
-            "normal" => PlanMode::Normal,
-            "destroy" => PlanMode::Destroy,
-            "refresh-only" => PlanMode::RefreshOnly,
-            m => return Err(format!("unknown plan mode {m:?}")),
-        },
+        mode: mode_from_v1(&f.mode)?,
         lineage: f.lineage,
         serial: f.serial,
         config_hash: f.config_hash,
@@ -520,38 +373,19 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         outputs: f.outputs,
         sensitive_outputs: f.sensitive_outputs,
         providers: f.providers,
-        targets: addrs(&f.targets)?,
+        targets: addrs_from_v1(&f.targets)?,
         drift: f
             .drift
             .into_iter()
             .map(|d| Drift {
                 address: d.address,
-                kind: match d.kind {
-                    DriftKindV1::Gone => DriftKind::Gone,
-                    DriftKindV1::Changed { diffs } => {
-                        DriftKind::Changed(diffs.into_iter().map(diff_from_v1).collect())
-                    }
-                    DriftKindV1::Stopped => DriftKind::Stopped,
-                    DriftKindV1::Version { recorded, real } => {
-                        DriftKind::Version { recorded, real }
-                    }
-                    DriftKindV1::Unmanaged {
-                        provider,
-                        id,
-                        hostname,
-                    } => DriftKind::Unmanaged {
-                        provider,
-                        id,
-                        hostname,
-                    },
-                    DriftKindV1::Error { message } => DriftKind::Error(message),
-                },
+                kind: drift_kind_from_v1(d.kind),
             })
             .collect(),
         refreshed: f
             .refreshed
             .into_iter()
-            .map(|r| Ok((addr(&r.address)?, r.record)))
+            .map(|r| Ok((r.address.parse::<Address>()?, r.record)))
             .collect::<Result<Vec<_>, String>>()?,
         tagged: Vec::new(),
         resolutions: f
@@ -559,15 +393,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             .into_iter()
             .map(|r| Resolution {
                 pending: r.pending,
-                outcome: match r.outcome {
-                    OutcomeV1::Adopt { record } => Outcome::Adopt(record),
-                    OutcomeV1::Clear => Outcome::Clear,
-                    OutcomeV1::DeleteRecord => Outcome::DeleteRecord,
-                    OutcomeV1::FinishDelete { provider_id } => {
-                        Outcome::FinishDelete { provider_id }
-                    }
-                    OutcomeV1::DeposedGone { record } => Outcome::DeposedGone(record),
-                },
+                outcome: outcome_from_v1(r.outcome),
                 note: r.note,
             })
             .collect(),
@@ -580,6 +406,200 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
                 after: o.after,
             })
             .collect(),
+    })
+}
+
+fn addrs_v1(v: &[Address]) -> Vec<String> {
+    v.iter().map(|a| a.to_string()).collect()
+}
+
+fn addrs_from_v1(v: &[String]) -> Result<Vec<Address>, String> {
+    v.iter().map(|s| s.parse::<Address>()).collect()
+}
+
+fn mode_v1(m: &PlanMode) -> &'static str {
+    match m {
+        PlanMode::Normal => "normal",
+        PlanMode::Destroy => "destroy",
+        PlanMode::RefreshOnly => "refresh-only",
+    }
+}
+
+fn mode_from_v1(m: &str) -> Result<PlanMode, String> {
+    Ok(match m {
+        "normal" => PlanMode::Normal,
+        "destroy" => PlanMode::Destroy,
+        "refresh-only" => PlanMode::RefreshOnly,
+        m => return Err(format!("unknown plan mode {m:?}")),
+    })
+}
+
+fn deposed_v1(d: &DeposedChange) -> DeposedV1 {
+    DeposedV1 {
+        address: d.address.to_string(),
+        implementation: d.implementation.clone(),
+        provider_id: d.provider_id.clone(),
+        before: d.before.clone(),
+        sensitive: d.sensitive.clone(),
+    }
+}
+
+fn deposed_from_v1(d: DeposedV1) -> Result<DeposedChange, String> {
+    Ok(DeposedChange {
+        address: d.address.parse()?,
+        implementation: d.implementation,
+        provider_id: d.provider_id,
+        before: d.before,
+        sensitive: d.sensitive,
+    })
+}
+
+fn drift_kind_v1(k: &DriftKind) -> DriftKindV1 {
+    match k {
+        DriftKind::Gone => DriftKindV1::Gone,
+        DriftKind::Changed(diffs) => DriftKindV1::Changed {
+            diffs: diffs.iter().map(diff_v1).collect(),
+        },
+        DriftKind::Stopped => DriftKindV1::Stopped,
+        DriftKind::Version { recorded, real } => DriftKindV1::Version {
+            recorded: recorded.clone(),
+            real: real.clone(),
+        },
+        DriftKind::Unmanaged {
+            provider,
+            id,
+            hostname,
+        } => DriftKindV1::Unmanaged {
+            provider: provider.clone(),
+            id: id.clone(),
+            hostname: hostname.clone(),
+        },
+        DriftKind::Error(m) => DriftKindV1::Error { message: m.clone() },
+    }
+}
+
+fn drift_kind_from_v1(k: DriftKindV1) -> DriftKind {
+    match k {
+        DriftKindV1::Gone => DriftKind::Gone,
+        DriftKindV1::Changed { diffs } => {
+            DriftKind::Changed(diffs.into_iter().map(diff_from_v1).collect())
+        }
+        DriftKindV1::Stopped => DriftKind::Stopped,
+        DriftKindV1::Version { recorded, real } => DriftKind::Version { recorded, real },
+        DriftKindV1::Unmanaged {
+            provider,
+            id,
+            hostname,
+        } => DriftKind::Unmanaged {
+            provider,
+            id,
+            hostname,
+        },
+        DriftKindV1::Error { message } => DriftKind::Error(message),
+    }
+}
+
+fn outcome_v1(o: &Outcome) -> OutcomeV1 {
+    match o {
+        Outcome::Adopt(rec) => OutcomeV1::Adopt {
+            record: rec.clone(),
+        },
+        Outcome::Clear => OutcomeV1::Clear,
+        Outcome::DeleteRecord => OutcomeV1::DeleteRecord,
+        Outcome::FinishDelete { provider_id } => OutcomeV1::FinishDelete {
+            provider_id: provider_id.clone(),
+        },
+        Outcome::DeposedGone(rec) => OutcomeV1::DeposedGone {
+            record: rec.clone(),
+        },
+    }
+}
+
+fn outcome_from_v1(o: OutcomeV1) -> Outcome {
+    match o {
+        OutcomeV1::Adopt { record } => Outcome::Adopt(record),
+        OutcomeV1::Clear => Outcome::Clear,
+        OutcomeV1::DeleteRecord => Outcome::DeleteRecord,
+        OutcomeV1::FinishDelete { provider_id } => Outcome::FinishDelete { provider_id },
+        OutcomeV1::DeposedGone { record } => Outcome::DeposedGone(record),
+    }
+}
+
+fn action_v1(a: &Action) -> ActionV1 {
+    match a {
+        Action::NoOp => ActionV1::NoOp,
+        Action::Create => ActionV1::Create,
+        Action::Update => ActionV1::Update,
+        Action::Replace {
+            reason,
+            create_before_destroy,
+        } => ActionV1::Replace {
+            reason: reason.clone(),
+            create_before_destroy: *create_before_destroy,
+        },
+        Action::Delete { reason } => ActionV1::Delete {
+            reason: reason.clone(),
+        },
+    }
+}
+
+fn action_from_v1(a: ActionV1) -> Action {
+    match a {
+        ActionV1::NoOp => Action::NoOp,
+        ActionV1::Create => Action::Create,
+        ActionV1::Update => Action::Update,
+        ActionV1::Replace {
+            reason,
+            create_before_destroy,
+        } => Action::Replace {
+            reason,
+            create_before_destroy,
+        },
+        ActionV1::Delete { reason } => Action::Delete { reason },
+    }
+}
+
+fn change_v1(c: &ResourceChange) -> ChangeV1 {
+    ChangeV1 {
+        address: c.address.to_string(),
+        implementation: c.implementation.clone(),
+        action: action_v1(&c.action),
+        before: c.before.clone(),
+        after: c.after.clone(),
+        after_unknown: c.after_unknown.clone(),
+        config: c.config.clone(),
+        diffs: c.diffs.iter().map(diff_v1).collect(),
+        depends_on: addrs_v1(&c.depends_on),
+        prior_dependencies: addrs_v1(&c.prior_dependencies),
+        provider_id: c.provider_id.clone(),
+        lifecycle: c.lifecycle.clone(),
+        declared_at: c.declared_at.clone(),
+        sensitive: c.sensitive.clone(),
+        defaults: c.defaults.clone(),
+        computed: c.computed.clone(),
+        references: c.references.clone(),
+    }
+}
+
+fn change_from_v1(c: ChangeV1) -> Result<ResourceChange, String> {
+    Ok(ResourceChange {
+        address: c.address.parse()?,
+        implementation: c.implementation,
+        action: action_from_v1(c.action),
+        before: c.before,
+        after: c.after,
+        after_unknown: c.after_unknown,
+        config: c.config,
+        diffs: c.diffs.into_iter().map(diff_from_v1).collect(),
+        depends_on: addrs_from_v1(&c.depends_on)?,
+        prior_dependencies: addrs_from_v1(&c.prior_dependencies)?,
+        provider_id: c.provider_id,
+        lifecycle: c.lifecycle,
+        declared_at: c.declared_at,
+        sensitive: c.sensitive,
+        defaults: c.defaults,
+        computed: c.computed,
+        references: c.references,
     })
 }
 
