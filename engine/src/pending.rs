@@ -146,228 +146,15 @@ pub async fn resolve_pending(
     snap: &Snapshot,
     bound: &Bound,
 ) -> Result<Vec<Resolution>, EngineError> {
+    let mut resolver = Resolver {
+        snap,
+        bound,
+        me: crate::ownership::Identity::of(&snap.meta, bound),
+        listed: BTreeMap::new(),
+    };
     let mut out = Vec::new();
-    // Servers are listed once per provider, not once per pending create.
-    let mut listed: BTreeMap<String, Vec<ServerInfo>> = BTreeMap::new();
-    let me = crate::ownership::Identity::of(&snap.meta, bound);
     for p in snap.pending.values() {
-        let addr: Address = p
-            .address
-            .parse()
-            .map_err(|e: String| EngineError::Internal(format!("pending operation: {e}")))?;
-        let record = snap.resources.get(&p.address);
-        let (outcome, note) = match (&addr, p.operation.as_str()) {
-            (Address::Server(_), "create") => {
-                if !listed.contains_key(&p.implementation) {
-                    let prov = bound.provider(&p.implementation)?;
-                    listed.insert(p.implementation.clone(), prov.list_servers().await?);
-                }
-                let known = |id: &str| {
-                    record.is_some_and(|r| {
-                        r.provider_id.as_deref() == Some(id)
-                            || r.deposed.iter().any(|d| d.provider_id == id)
-                    })
-                };
-                let found: Vec<&ServerInfo> = listed[&p.implementation]
-                    .iter()
-                    .filter(|i| me.created(i, &p.address))
-                    .filter(|i| !known(&i.id))
-                    .collect();
-                match found.split_first() {
-                    Some((info, extra)) => {
-                        let mut rec = adopted(p, Some(info.id.clone()), server_outputs(info));
-                        // The object the record names (a create_before_destroy replace) and
-                        // any other server carrying this address's ownership tags (earlier
-                        // interrupted creates) are deposed: the plan destroys them.
-                        if let Some(r) = record {
-                            rec.deposed = r.deposed.clone();
-                            rec.protected = r.protected;
-                            rec.deposed.extend(r.as_deposed(prov_state::now_secs()));
-                        }
-                        for other in extra {
-                            rec.deposed.push(prov_state::Deposed {
-                                provider_id: other.id.clone(),
-                                attributes: rec.attributes.clone(),
-                                outputs: server_outputs(other),
-                                since: prov_state::now_secs(),
-                            });
-                        }
-                        let mut note = format!(
-                            "the create went through: found {} ({:?})",
-                            info.id, info.status
-                        );
-                        if !extra.is_empty() {
-                            let ids: Vec<&str> = extra.iter().map(|i| i.id.as_str()).collect();
-                            note.push_str(&format!(
-                                "; {} more carry its ownership tags and will be destroyed as deposed: {}",
-                                extra.len(),
-                                ids.join(", ")
-                            ));
-                        }
-                        (Outcome::Adopt(Box::new(rec)), note)
-                    }
-                    None => (
-                        Outcome::Clear,
-                        "the create never happened: no server carries its ownership tag".into(),
-                    ),
-                }
-            }
-            (Address::Server(_), "delete") => {
-                let id = p.provider_id.clone().unwrap_or_default();
-                let prov = bound.provider(&p.implementation)?;
-                let exists = prov.get_server_info(&id).await?.is_some();
-                let recorded = record.and_then(|r| r.provider_id.as_deref()) == Some(id.as_str());
-                let deposed = record.filter(|r| r.deposed.iter().any(|d| d.provider_id == id));
-                if let Some(r) = deposed {
-                    let (outcome, note) = if exists {
-                        (
-                            Outcome::Clear,
-                            format!(
-                                "the delete of deposed {id} never finished: the plan destroys it"
-                            ),
-                        )
-                    } else {
-                        let mut r = r.clone();
-                        r.deposed.retain(|d| d.provider_id != id);
-                        (
-                            Outcome::DeposedGone(Box::new(r)),
-                            format!("the delete went through: deposed {id} is gone"),
-                        )
-                    };
-                    out.push(Resolution {
-                        pending: p.clone(),
-                        outcome,
-                        note,
-                    });
-                    continue;
-                }
-                match (exists, recorded) {
-                    (false, true) => (
-                        Outcome::DeleteRecord,
-                        format!("the delete went through: {id} is gone"),
-                    ),
-                    (false, false) => (Outcome::Clear, format!("{id} is gone")),
-                    (true, true) => (
-                        Outcome::Clear,
-                        format!("the delete never happened: {id} still exists"),
-                    ),
-                    (true, false) => (
-                        Outcome::FinishDelete {
-                            provider_id: id.clone(),
-                        },
-                        format!("{id} still exists and no record refers to it: apply deletes it"),
-                    ),
-                }
-            }
-            (Address::Taskserv(..), op) => {
-                let server = addr.parent().expect("taskserv has a server");
-                match server_target(&server, snap, bound)? {
-                    None => (Outcome::Clear, format!("{server} is not in the state")),
-                    Some(target) => {
-                        let t = bound.taskserv(&p.implementation)?;
-                        let attrs = p.spec.get("attributes").cloned().unwrap_or(Value::Null);
-                        let req = TaskservRequest::from_attributes(
-                            p.address.clone(),
-                            addr.name().to_string(),
-                            &attrs,
-                            target,
-                        );
-                        let st = match t.status(&req).await {
-                            Ok(s) => Some(s),
-                            Err(e) if e.kind == ErrorKind::NotFound => None,
-                            Err(e) => return Err(e.into()),
-                        };
-                        let installed = st.as_ref().is_some_and(|s| s.installed);
-                        match (op, installed) {
-                            ("create", true) => {
-                                let s = st.expect("installed");
-                                let outputs = json!({"version": s.version, "status": if s.running { "running" } else { "stopped" }});
-                                (
-                                    Outcome::Adopt(Box::new(adopted(p, None, outputs))),
-                                    "the install went through".into(),
-                                )
-                            }
-                            ("delete", false) if record.is_some() => {
-                                (Outcome::DeleteRecord, "the uninstall went through".into())
-                            }
-                            _ => (
-                                Outcome::Clear,
-                                format!("{op} did not complete; the next plan decides again"),
-                            ),
-                        }
-                    }
-                }
-            }
-            (Address::Cluster(_) | Address::Component(..), op) => {
-                let cl = bound.cluster(&p.implementation)?;
-                let present = match &addr {
-                    Address::Cluster(_) => {
-                        let attrs = p
-                            .spec
-                            .get("attributes")
-                            .cloned()
-                            .or_else(|| record.map(|r| r.attributes.clone()))
-                            .unwrap_or(Value::Null);
-                        let req = cluster_request(&addr, &attrs, snap, bound)?;
-                        match cl.status(&req).await {
-                            Ok(_) => true,
-                            Err(e) if e.kind == ErrorKind::NotFound => false,
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    _ => {
-                        let parent = addr.parent().expect("component has a cluster");
-                        match snap.resources.get(&parent.to_string()) {
-                            None => false,
-                            Some(crec) => {
-                                let req = ComponentRequest {
-                                    address: p.address.clone(),
-                                    cluster: cluster_request(
-                                        &parent,
-                                        &crec.attributes,
-                                        snap,
-                                        bound,
-                                    )?,
-                                    name: addr.name().to_string(),
-                                    config: p
-                                        .spec
-                                        .get("attributes")
-                                        .cloned()
-                                        .unwrap_or(Value::Null),
-                                };
-                                match cl.component_status(&req).await {
-                                    Ok(s) => s.is_some(),
-                                    Err(e) if e.kind == ErrorKind::NotFound => false,
-                                    Err(e) => return Err(e.into()),
-                                }
-                            }
-                        }
-                    }
-                };
-                match (op, present) {
-                    ("create", true) => (
-                        Outcome::Adopt(Box::new(adopted(p, None, json!({})))),
-                        "the create went through".into(),
-                    ),
-                    ("delete", false) if record.is_some() => {
-                        (Outcome::DeleteRecord, "the delete went through".into())
-                    }
-                    _ => (
-                        Outcome::Clear,
-                        format!("{op} did not complete; the next plan decides again"),
-                    ),
-                }
-            }
-            (_, op) => (
-                Outcome::Clear,
-                format!("{op} did not complete; the next plan decides again"),
-            ),
-        };
-        let mut outcome = outcome;
-        if let (Outcome::Adopt(rec), Some(r)) = (&mut outcome, record) {
-            // A protection recorded for the address stays with whatever holds it.
-            rec.protected |= r.protected;
-        }
+        let (outcome, note) = resolver.resolve(p).await?;
         out.push(Resolution {
             pending: p.clone(),
             outcome,
@@ -375,4 +162,239 @@ pub async fn resolve_pending(
         });
     }
     Ok(out)
+}
+
+/// What resolving a snapshot's pending operations asks with, and what it has asked already.
+struct Resolver<'s> {
+    snap: &'s Snapshot,
+    bound: &'s Bound,
+    /// Whose servers are ours (their ownership tags).
+    me: crate::ownership::Identity,
+    /// Servers are listed once per provider, not once per pending create.
+    listed: BTreeMap<String, Vec<ServerInfo>>,
+}
+
+/// The note of an operation that found nothing done: the next plan decides again.
+fn not_completed(op: &str) -> String {
+    format!("{op} did not complete; the next plan decides again")
+}
+
+impl<'s> Resolver<'s> {
+    /// The outcome of one pending operation, and what was found.
+    async fn resolve(&mut self, p: &PendingOp) -> Result<(Outcome, String), EngineError> {
+        let addr: Address = p
+            .address
+            .parse()
+            .map_err(|e: String| EngineError::Internal(format!("pending operation: {e}")))?;
+        let record = self.snap.resources.get(&p.address);
+        let (mut outcome, note) = match (&addr, p.operation.as_str()) {
+            (Address::Server(_), "create") => self.server_create(p, record).await?,
+            (Address::Server(_), "delete") => self.server_delete(p, record).await?,
+            (Address::Taskserv(..), op) => self.taskserv(p, &addr, op, record).await?,
+            (Address::Cluster(_) | Address::Component(..), op) => {
+                match (op, self.cluster_present(p, &addr, record).await?) {
+                    ("create", true) => (
+                        Outcome::Adopt(Box::new(adopted(p, None, json!({})))),
+                        "the create went through".into(),
+                    ),
+                    ("delete", false) if record.is_some() => {
+                        (Outcome::DeleteRecord, "the delete went through".into())
+                    }
+                    _ => (Outcome::Clear, not_completed(op)),
+                }
+            }
+            (_, op) => (Outcome::Clear, not_completed(op)),
+        };
+        if let (Outcome::Adopt(rec), Some(r)) = (&mut outcome, record) {
+            // A protection recorded for the address stays with whatever holds it.
+            rec.protected |= r.protected;
+        }
+        Ok((outcome, note))
+    }
+
+    /// A server create: adopted when a server carrying the address's ownership tags exists
+    /// that the record does not already name, else it never happened.
+    async fn server_create(
+        &mut self,
+        p: &PendingOp,
+        record: Option<&ResourceRecord>,
+    ) -> Result<(Outcome, String), EngineError> {
+        if !self.listed.contains_key(&p.implementation) {
+            let prov = self.bound.provider(&p.implementation)?;
+            self.listed
+                .insert(p.implementation.clone(), prov.list_servers().await?);
+        }
+        let known = |id: &str| {
+            record.is_some_and(|r| {
+                r.provider_id.as_deref() == Some(id)
+                    || r.deposed.iter().any(|d| d.provider_id == id)
+            })
+        };
+        let found: Vec<&ServerInfo> = self.listed[&p.implementation]
+            .iter()
+            .filter(|i| self.me.created(i, &p.address))
+            .filter(|i| !known(&i.id))
+            .collect();
+        let Some((info, extra)) = found.split_first() else {
+            return Ok((
+                Outcome::Clear,
+                "the create never happened: no server carries its ownership tag".into(),
+            ));
+        };
+        let mut rec = adopted(p, Some(info.id.clone()), server_outputs(info));
+        // The object the record names (a create_before_destroy replace) and any other server
+        // carrying this address's ownership tags (earlier interrupted creates) are deposed:
+        // the plan destroys them.
+        if let Some(r) = record {
+            rec.deposed = r.deposed.clone();
+            rec.protected = r.protected;
+            rec.deposed.extend(r.as_deposed(prov_state::now_secs()));
+        }
+        for other in extra {
+            rec.deposed.push(prov_state::Deposed {
+                provider_id: other.id.clone(),
+                attributes: rec.attributes.clone(),
+                outputs: server_outputs(other),
+                since: prov_state::now_secs(),
+            });
+        }
+        let mut note = format!(
+            "the create went through: found {} ({:?})",
+            info.id, info.status
+        );
+        if !extra.is_empty() {
+            let ids: Vec<&str> = extra.iter().map(|i| i.id.as_str()).collect();
+            note.push_str(&format!(
+                "; {} more carry its ownership tags and will be destroyed as deposed: {}",
+                extra.len(),
+                ids.join(", ")
+            ));
+        }
+        Ok((Outcome::Adopt(Box::new(rec)), note))
+    }
+
+    /// A server delete: of a deposed object (gone: the record forgets it), or of the object
+    /// the record names or no record does (then finished at apply).
+    async fn server_delete(
+        &self,
+        p: &PendingOp,
+        record: Option<&ResourceRecord>,
+    ) -> Result<(Outcome, String), EngineError> {
+        let id = p.provider_id.clone().unwrap_or_default();
+        let prov = self.bound.provider(&p.implementation)?;
+        let exists = prov.get_server_info(&id).await?.is_some();
+        let recorded = record.and_then(|r| r.provider_id.as_deref()) == Some(id.as_str());
+        let deposed = record.filter(|r| r.deposed.iter().any(|d| d.provider_id == id));
+        if let Some(r) = deposed {
+            if exists {
+                return Ok((
+                    Outcome::Clear,
+                    format!("the delete of deposed {id} never finished: the plan destroys it"),
+                ));
+            }
+            let mut r = r.clone();
+            r.deposed.retain(|d| d.provider_id != id);
+            return Ok((
+                Outcome::DeposedGone(Box::new(r)),
+                format!("the delete went through: deposed {id} is gone"),
+            ));
+        }
+        Ok(match (exists, recorded) {
+            (false, true) => (
+                Outcome::DeleteRecord,
+                format!("the delete went through: {id} is gone"),
+            ),
+            (false, false) => (Outcome::Clear, format!("{id} is gone")),
+            (true, true) => (
+                Outcome::Clear,
+                format!("the delete never happened: {id} still exists"),
+            ),
+            (true, false) => (
+                Outcome::FinishDelete {
+                    provider_id: id.clone(),
+                },
+                format!("{id} still exists and no record refers to it: apply deletes it"),
+            ),
+        })
+    }
+
+    /// A taskserv install or uninstall, decided by its status on its server.
+    async fn taskserv(
+        &self,
+        p: &PendingOp,
+        addr: &Address,
+        op: &str,
+        record: Option<&ResourceRecord>,
+    ) -> Result<(Outcome, String), EngineError> {
+        let server = addr.parent().expect("taskserv has a server");
+        let Some(target) = server_target(&server, self.snap, self.bound)? else {
+            return Ok((Outcome::Clear, format!("{server} is not in the state")));
+        };
+        let t = self.bound.taskserv(&p.implementation)?;
+        let attrs = p.spec.get("attributes").cloned().unwrap_or(Value::Null);
+        let req = TaskservRequest::from_attributes(
+            p.address.clone(),
+            addr.name().to_string(),
+            &attrs,
+            target,
+        );
+        let st = match t.status(&req).await {
+            Ok(s) => Some(s),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let installed = st.as_ref().is_some_and(|s| s.installed);
+        Ok(match (op, installed) {
+            ("create", true) => {
+                let s = st.expect("installed");
+                let status = if s.running { "running" } else { "stopped" };
+                let outputs = json!({"version": s.version, "status": status});
+                (
+                    Outcome::Adopt(Box::new(adopted(p, None, outputs))),
+                    "the install went through".into(),
+                )
+            }
+            ("delete", false) if record.is_some() => {
+                (Outcome::DeleteRecord, "the uninstall went through".into())
+            }
+            _ => (Outcome::Clear, not_completed(op)),
+        })
+    }
+
+    /// Whether the cluster or component exists, by its status.
+    async fn cluster_present(
+        &self,
+        p: &PendingOp,
+        addr: &Address,
+        record: Option<&ResourceRecord>,
+    ) -> Result<bool, EngineError> {
+        let cl = self.bound.cluster(&p.implementation)?;
+        let present = if let Address::Cluster(_) = addr {
+            let attrs = p
+                .spec
+                .get("attributes")
+                .cloned()
+                .or_else(|| record.map(|r| r.attributes.clone()))
+                .unwrap_or(Value::Null);
+            let req = cluster_request(addr, &attrs, self.snap, self.bound)?;
+            cl.status(&req).await.map(|_| true)
+        } else {
+            let parent = addr.parent().expect("component has a cluster");
+            let Some(crec) = self.snap.resources.get(&parent.to_string()) else {
+                return Ok(false);
+            };
+            let req = ComponentRequest {
+                address: p.address.clone(),
+                cluster: cluster_request(&parent, &crec.attributes, self.snap, self.bound)?,
+                name: addr.name().to_string(),
+                config: p.spec.get("attributes").cloned().unwrap_or(Value::Null),
+            };
+            cl.component_status(&req).await.map(|s| s.is_some())
+        };
+        match present {
+            Ok(present) => Ok(present),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
