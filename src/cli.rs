@@ -435,6 +435,10 @@ pub enum ExtensionCommand {
         /// change before committing it).
         #[arg(long)]
         update_expected: bool,
+        /// How long one `prov` command of an integration test may run before it is killed
+        /// (with what it started) and the step fails.
+        #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+        step_timeout: u64,
         #[arg(long)]
         json: bool,
     },

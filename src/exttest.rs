@@ -16,6 +16,8 @@ use std::time::Instant;
 pub struct Step {
     pub name: String,
     pub passed: bool,
+    /// Not run, for the reason in `message` (not counted as passed or failed).
+    pub skipped: bool,
     pub message: Option<String>,
     pub seconds: f64,
 }
@@ -30,7 +32,10 @@ struct TaskservTest {
     #[serde(default)]
     settings: toml::Table,
     configure: toml::Table,
-    upgrade: String,
+    /// The version to upgrade to; none: the extension's source offers one version (a
+    /// distribution package), so the upgrade step is reported as skipped, saying why.
+    #[serde(default)]
+    upgrade: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +115,9 @@ struct Scratch {
     dir: PathBuf,
     prov: PathBuf,
     applied: bool,
+    /// How long one `prov` command may run: a hung script fails its step instead of the run.
+    timeout: std::time::Duration,
+    rt: tokio::runtime::Runtime,
 }
 
 struct Out {
@@ -119,7 +127,7 @@ struct Out {
 }
 
 impl Scratch {
-    fn new(ext: &Extension) -> Result<Scratch, String> {
+    fn new(ext: &Extension, timeout: std::time::Duration) -> Result<Scratch, String> {
         let dir = std::env::temp_dir().join(format!(
             "prov-extension-test-{}-{}-{}",
             ext.name,
@@ -139,10 +147,16 @@ impl Scratch {
         );
         std::fs::write(dir.join("extensions.toml"), registry).map_err(|e| e.to_string())?;
         let prov = std::env::current_exe().map_err(|e| format!("finding prov itself: {e}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting a runtime: {e}"))?;
         Ok(Scratch {
             dir,
             prov,
             applied: false,
+            timeout,
+            rt,
         })
     }
 
@@ -154,23 +168,22 @@ impl Scratch {
         if args.first() == Some(&"apply") {
             self.applied = true;
         }
-        match std::process::Command::new(&self.prov)
+        let cmd = prov_engine::subprocess::Cmd::new(&self.prov)
             .arg("-C")
             .arg(&self.dir)
             .arg("--no-color")
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-        {
+            .timeout(self.timeout);
+        match self.rt.block_on(cmd.run()) {
             Ok(o) => Out {
-                code: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                code: o.code().unwrap_or(-1),
+                stdout: o.stdout_text(),
+                stderr: o.stderr_text(),
             },
             Err(e) => Out {
                 code: -1,
                 stdout: String::new(),
-                stderr: format!("cannot run {}: {e}", self.prov.display()),
+                stderr: format!("`prov {}`: {e}", args.join(" ")),
             },
         }
     }
@@ -213,8 +226,10 @@ impl Drop for Scratch {
 }
 
 /// Runs the steps in order; after a failed step the rest are reported as not run (failed).
+/// A step in `skip` is reported as skipped with its reason, and not run.
 fn steps(
     names: &[&str],
+    skip: &[(usize, String)],
     report: &mut dyn FnMut(&Step),
     mut run: impl FnMut(usize) -> Result<(), String>,
 ) -> Vec<Step> {
@@ -222,17 +237,23 @@ fn steps(
     let mut broken: Option<String> = None;
     for (i, n) in names.iter().enumerate() {
         let started = Instant::now();
-        let result = match &broken {
-            Some(b) => Err(format!("not run: {b} failed")),
-            None => run(i),
+        let skipped = skip
+            .iter()
+            .find(|(k, _)| *k == i)
+            .map(|(_, why)| why.clone());
+        let result = match (&broken, &skipped) {
+            (Some(b), _) => Err(format!("not run: {b} failed")),
+            (None, Some(_)) => Ok(()),
+            (None, None) => run(i),
         };
         if result.is_err() && broken.is_none() {
             broken = Some(n.to_string());
         }
         let step = Step {
             name: n.to_string(),
-            passed: result.is_ok(),
-            message: result.err(),
+            passed: result.is_ok() && skipped.is_none(),
+            skipped: result.is_ok() && skipped.is_some(),
+            message: result.err().or(skipped),
             seconds: started.elapsed().as_secs_f64(),
         };
         report(&step);
@@ -246,7 +267,11 @@ fn lit(t: &toml::Table) -> String {
 }
 
 /// Runs `tests/integration.toml` of `ext`. None: the extension has no integration tests.
-pub fn run(ext: &Extension, report: &mut dyn FnMut(&Step)) -> Result<Option<Vec<Step>>, String> {
+pub fn run(
+    ext: &Extension,
+    step_timeout: std::time::Duration,
+    report: &mut dyn FnMut(&Step),
+) -> Result<Option<Vec<Step>>, String> {
     let file = ext.dir.join("tests").join("integration.toml");
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
@@ -266,7 +291,7 @@ pub fn run(ext: &Extension, report: &mut dyn FnMut(&Step)) -> Result<Option<Vec<
         ExtensionKind::Provider => "[provider]",
     };
     let missing = || format!("{}: no {section} section for this {kind}", file.display());
-    let mut ws = Scratch::new(ext)?;
+    let mut ws = Scratch::new(ext, step_timeout)?;
     Ok(Some(match kind {
         ExtensionKind::Taskserv => {
             taskserv(ext, spec.taskserv.ok_or_else(missing)?, &mut ws, report)
@@ -327,8 +352,17 @@ fn taskserv(
             )),
         }
     };
+    let skip: Vec<(usize, String)> = match &t.upgrade {
+        Some(_) => Vec::new(),
+        None => vec![(
+            3,
+            "skipped: tests/integration.toml names no version to upgrade to (its source offers one)"
+                .to_string(),
+        )],
+    };
     steps(
         &["install", "status", "configure", "upgrade", "uninstall"],
+        &skip,
         report,
         |i| match i {
             0 => {
@@ -348,14 +382,15 @@ fn taskserv(
                 status(ws, t.version.as_deref())
             }
             3 => {
-                ws.write(&main(Some(&t.upgrade), &t.configure))?;
+                let upgrade = t.upgrade.as_deref().unwrap_or_default();
+                ws.write(&main(Some(upgrade), &t.configure))?;
                 let plan = ws.ok(&["plan", "--no-cost"])?;
                 if !plan.contains("upgrade") {
                     return Err(format!("the plan does not upgrade {address}:\n{plan}"));
                 }
                 ws.ok(&["apply", "--auto-approve", "--no-cost"])?;
                 settled(ws)?;
-                status(ws, Some(&t.upgrade))
+                status(ws, Some(upgrade))
             }
             _ => {
                 ws.ok(&["destroy", "--auto-approve", "--no-cost"])?;
@@ -453,6 +488,7 @@ fn cluster(
         };
     steps(
         &["create", "status", "scale", "upgrade", "delete"],
+        &[],
         report,
         |i| match i {
             0 => apply(ws, &c.version, c.replicas, ""),
@@ -501,6 +537,7 @@ fn provider(
     };
     steps(
         &["create", "info", "stop", "start", "delete"],
+        &[],
         report,
         |i| match i {
             0 => {

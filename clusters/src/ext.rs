@@ -43,11 +43,20 @@ pub struct ExtCluster {
     components: BTreeMap<String, Arc<ExtTaskserv>>,
     /// The workspace's taskservs (for components of type `taskserv`).
     taskservs: Bound,
+    /// What a plan refuses about the extension as found on the search path: dependencies
+    /// outside their version requirement, cycles (see `check::unmet_dependencies`).
+    problems: Vec<String>,
 }
 
 /// The factory registered for `ext`: `taskservs` is the registry holding the taskservs its
-/// `taskserv` components name (the CLI registers taskservs before clusters).
-pub fn factory(ext: Extension, spec: Spec, taskservs: Registry) -> ClusterFactory {
+/// `taskserv` components name (the CLI registers taskservs before clusters); `problems` are
+/// what its validate reports at every plan that uses it.
+pub fn factory(
+    ext: Extension,
+    spec: Spec,
+    taskservs: Registry,
+    problems: Vec<String>,
+) -> ClusterFactory {
     Arc::new(move |ctx: &ExtContext| {
         let ssh = SshOptions::for_workspace(&ctx.workspace_dir);
         let mut components = BTreeMap::new();
@@ -71,6 +80,7 @@ pub fn factory(ext: Extension, spec: Spec, taskservs: Registry) -> ClusterFactor
             ext: ext.clone(),
             components,
             taskservs: taskservs.bind(ctx.workspace_dir.clone(), &Map::new()),
+            problems: problems.clone(),
         }) as Arc<dyn Cluster>)
     })
 }
@@ -417,6 +427,7 @@ impl Cluster for ExtCluster {
         // A manifest that asks for another prov or extension interface.
         v.errors
             .extend(prov_engine::extension::check::incompatible(&self.ext));
+        v.errors.extend(self.problems.iter().cloned());
         let schema = self.ext.dir.join("schemas").join("cluster.ncl");
         if schema.is_file() {
             let mut whole = config.as_object().cloned().unwrap_or_default();

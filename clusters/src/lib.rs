@@ -62,13 +62,22 @@ pub fn register_extensions(reg: &mut Registry, roots: &[Root]) -> Result<(), Ext
     searched.push(prov_taskservs::CATALOG_LABEL.to_string());
     reg.set_searched("cluster", searched);
     let taskservs = reg.clone();
-    for (e, _) in extensions(roots)? {
+    let found = extensions(roots)?;
+    // Dependencies (clusters or taskservs) are judged against what this search path resolves to.
+    let mut known: Vec<Extension> = found.iter().map(|(e, _)| e.clone()).collect();
+    known.extend(
+        prov_taskservs::extensions(roots)?
+            .into_iter()
+            .map(|(e, _)| e),
+    );
+    for (e, _) in found {
         let name = e.name.to_string();
         if name == "sim" {
             continue;
         }
         let spec = ext::spec_of(&e)?;
-        reg.cluster(&name, ext::factory(e, spec, taskservs.clone()));
+        let problems = prov_engine::extension::check::unmet_dependencies(&e, &known);
+        reg.cluster(&name, ext::factory(e, spec, taskservs.clone(), problems));
     }
     Ok(())
 }

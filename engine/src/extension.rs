@@ -196,6 +196,10 @@ pub enum Origin {
     /// A directory named on the command line (`prov extension validate PATH`).
     #[serde(rename = "path")]
     Direct,
+    /// Compiled into the prov binary (the `sim`, `local`, `upcloud` and `aws` providers, the
+    /// `sim` taskserv and cluster): no directory; ahead of every directory of its name.
+    #[serde(rename = "built-in")]
+    Compiled,
 }
 
 impl Origin {
@@ -207,6 +211,7 @@ impl Origin {
             Origin::UserRegistry => "registered (user)",
             Origin::Catalog => "catalog",
             Origin::Direct => "path",
+            Origin::Compiled => "built-in",
         }
     }
 }

@@ -94,9 +94,12 @@ pub async fn check_settings_except(
     let mut errors = Vec::new();
     while let Some(done) = checks.join_next().await {
         let (addr, at, v) = done.map_err(|e| EngineError::Internal(e.to_string()))?;
+        let v = v?;
+        let unmet = unmet_needs(loaded, &addr, &v.needs);
         errors.extend(
-            v?.errors
+            v.errors
                 .into_iter()
+                .chain(unmet)
                 .map(|e| Diagnostic::new(Some(addr.clone()), at.clone(), e)),
         );
     }
@@ -106,6 +109,58 @@ pub async fn check_settings_except(
     } else {
         Err(EngineError::Invalid(errors))
     }
+}
+
+/// What `needs` (a taskserv's version descriptor's dependencies) asks of the taskservs declared
+/// beside the one at `addr` that the configuration does not give: the needed taskserv is
+/// declared on the same server, and a version pinned there is within the requirement. (An
+/// unpinned one installs whatever its source offers: nothing to judge before apply.)
+fn unmet_needs(loaded: &Loaded, addr: &str, needs: &[crate::traits::VersionNeed]) -> Vec<String> {
+    let Ok(Address::Taskserv(server, _)) = addr.parse::<Address>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for n in needs {
+        let req = match semver::VersionReq::parse(&n.version) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(format!(
+                    "{}: dependency {:?}: version {:?} is not a semver requirement: {e}",
+                    n.declared_in, n.name, n.version
+                ));
+                continue;
+            }
+        };
+        let sibling = crate::model::Name::new(&n.name).ok().and_then(|dn| {
+            loaded
+                .model
+                .resources
+                .get(&Address::Taskserv(server.clone(), dn))
+        });
+        let Some(sibling) = sibling else {
+            out.push(format!(
+                "needs taskserv {:?} {} on server {server} ({}), which is not declared there",
+                n.name, n.version, n.declared_in
+            ));
+            continue;
+        };
+        let pinned = sibling
+            .config
+            .get("version")
+            .and_then(Value::as_str)
+            .filter(|v| *v != "latest");
+        if let Some(pinned) = pinned {
+            let ok =
+                crate::extension::check::parse_version(pinned).is_some_and(|v| req.matches(&v));
+            if !ok {
+                out.push(format!(
+                    "needs taskserv {:?} {} ({}), but taskserv.{server}.{} pins version {pinned:?}",
+                    n.name, n.version, n.declared_in, n.name
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// One recorded taskserv and what its implementation answered.

@@ -26,8 +26,16 @@ pub fn run(ctx: &Context, cmd: ExtensionCommand) -> CmdResult {
             unit,
             integration,
             update_expected,
+            step_timeout,
             json,
-        } => test(ctx, &path, unit, integration, update_expected, json),
+        } => test(
+            ctx,
+            &path,
+            (unit, integration),
+            update_expected,
+            std::time::Duration::from_secs(step_timeout),
+            json,
+        ),
         ExtensionCommand::Validate {
             path,
             kind,
@@ -319,8 +327,32 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
         None => ExtensionKind::ALL.to_vec(),
     };
     let mut found = Vec::new();
-    for k in kinds {
+    let mut rows = Vec::new();
+    for k in kinds.iter().copied() {
+        // Implementations compiled into prov come first: a directory of the same name is
+        // shadowed (taskservs, clusters) or refused (providers).
+        let compiled = match k {
+            ExtensionKind::Provider => ctx.registry.provider_names(),
+            ExtensionKind::Taskserv => ctx.registry.taskserv_names(),
+            ExtensionKind::Cluster => ctx.registry.cluster_names(),
+        };
         let mut winners: std::collections::BTreeMap<String, Origin> = Default::default();
+        for name in compiled {
+            winners.insert(name.to_string(), Origin::Compiled);
+            rows.push(Listed {
+                name: name.to_string(),
+                kind: k,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                source: Origin::Compiled,
+                path: PathBuf::new(),
+                interface_version: Some(prov_engine::extension::INTERFACE_VERSION.to_string()),
+                active: true,
+                shadowed_by: None,
+                valid: true,
+                errors: 0,
+                warnings: 0,
+            });
+        }
         for e in discover_all(&roots, k)? {
             let shadowed_by = winners.get(e.name.as_str()).copied();
             winners.entry(e.name.to_string()).or_insert(e.origin);
@@ -343,7 +375,6 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
             });
         }
     });
-    let mut rows = Vec::new();
     for ((k, e, shadowed_by), report) in found.into_iter().zip(reports) {
         let report = report
             .into_inner()
@@ -390,14 +421,18 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
                     (0, w) => format!("yes ({w} warning{})", if w == 1 { "" } else { "s" }),
                     (e, _) => format!("no ({e} error{})", if e == 1 { "" } else { "s" }),
                 },
-                match r.shadowed_by {
-                    None => "active".into(),
-                    Some(o) => format!("shadowed by {}", o.label()),
+                match (r.shadowed_by, r.kind) {
+                    (None, _) => "active".into(),
+                    // prov refuses a provider directory named as a compiled provider.
+                    (Some(Origin::Compiled), ExtensionKind::Provider) => {
+                        "refused: name of a built-in provider".into()
+                    }
+                    (Some(o), _) => format!("shadowed by {}", o.label()),
                 },
-                if r.source == Origin::Catalog {
-                    "built-in".into()
-                } else {
-                    r.path.display().to_string()
+                match r.source {
+                    Origin::Catalog => "built-in catalog".into(),
+                    Origin::Compiled => "compiled into prov".into(),
+                    _ => r.path.display().to_string(),
                 },
             ]
         })
@@ -419,7 +454,7 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
         )
     );
     crate::outln!(
-        "precedence (first wins): workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog"
+        "precedence (first wins): built-in (compiled into prov) > workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog"
     );
     Ok(0)
 }
@@ -451,18 +486,23 @@ struct TestResult {
     group: String,
     name: String,
     passed: bool,
+    /// Not run, for the reason in `message`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    skipped: bool,
     message: Option<String>,
     seconds: Option<f64>,
 }
 
+/// `prov extension test`: `which` is (--unit, --integration); neither means both.
 fn test(
     ctx: &Context,
     path: &Path,
-    unit: bool,
-    integration: bool,
+    which: (bool, bool),
     update: bool,
+    step_timeout: std::time::Duration,
     json: bool,
 ) -> CmdResult {
+    let (unit, integration) = which;
     let (unit, integration) = if !unit && !integration {
         (true, true)
     } else {
@@ -475,7 +515,11 @@ fn test(
     let line = |r: &TestResult| {
         format!(
             "{} {} {}: {}{}",
-            if r.passed { "ok  " } else { "FAIL" },
+            match (r.passed, r.skipped) {
+                (true, _) => "ok  ",
+                (false, true) => "skip",
+                (false, false) => "FAIL",
+            },
             r.kind,
             r.group,
             r.name,
@@ -492,6 +536,7 @@ fn test(
                 group: c.group.to_string(),
                 name: c.name,
                 passed: c.passed,
+                skipped: false,
                 message: c.message,
                 seconds: None,
             };
@@ -511,6 +556,7 @@ fn test(
                         group: ext.manifest.extension.kind.to_string(),
                         name: s.name.clone(),
                         passed: s.passed,
+                        skipped: s.skipped,
                         message: s.message.clone(),
                         seconds: None,
                     }),
@@ -518,7 +564,7 @@ fn test(
                 );
             }
         };
-        match crate::exttest::run(&ext, &mut report)? {
+        match crate::exttest::run(&ext, step_timeout, &mut report)? {
             None => {
                 if !json {
                     crate::outln!("(no tests/integration.toml: no integration tests)");
@@ -529,13 +575,15 @@ fn test(
                 group: ext.manifest.extension.kind.to_string(),
                 name: s.name,
                 passed: s.passed,
+                skipped: s.skipped,
                 message: s.message,
                 seconds: Some(s.seconds),
             })),
         }
     }
     let passed = results.iter().filter(|r| r.passed).count();
-    let failed = results.len() - passed;
+    let skipped = results.iter().filter(|r| r.skipped).count();
+    let failed = results.len() - passed - skipped;
     if json {
         crate::outln!(
             "{}",
@@ -544,11 +592,16 @@ fn test(
                 "type": ext.manifest.extension.kind,
                 "passed": passed,
                 "failed": failed,
+                "skipped": skipped,
                 "results": results,
             }))?
         );
     } else {
-        crate::outln!("{passed} passed, {failed} failed");
+        if skipped > 0 {
+            crate::outln!("{passed} passed, {failed} failed, {skipped} skipped");
+        } else {
+            crate::outln!("{passed} passed, {failed} failed");
+        }
     }
     Ok(if failed == 0 { 0 } else { 1 })
 }

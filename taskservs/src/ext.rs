@@ -6,11 +6,11 @@
 
 use crate::transport::{self, RunOutput, SshOptions, Transport, TransportError, TAIL_LINES};
 use async_trait::async_trait;
-use prov_engine::extension::Extension;
+use prov_engine::extension::{Extension, ExtensionKind};
 use prov_engine::registry::{ExtContext, TaskservFactory};
 use prov_engine::traits::{
     ErrorKind, ExtError, ExtResult, TaskServ, TaskservRequest, TaskservResult, TaskservStatus,
-    UpdateCheck, Validation,
+    UpdateCheck, Validation, VersionNeed,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -95,6 +95,12 @@ pub struct ExtTaskserv {
     /// Script file names (without `.sh`) by operation, where they differ from the operation's
     /// name: a cluster component's `deploy.sh` is its install ([`COMPONENT_SCRIPTS`]).
     pub scripts: &'static [(&'static str, &'static str)],
+    /// What a plan refuses about the extension as found on the search path: dependencies
+    /// outside their version requirement, cycles (see `check::unmet_dependencies`).
+    pub problems: Vec<String>,
+    /// `schemas/version.ncl` as evaluated once per workspace (it is read by every instance's
+    /// validate, version listing and upgrade): the value, or the error message.
+    version: tokio::sync::OnceCell<Result<Value, String>>,
 }
 
 /// The scripts of a cluster's application/infrastructure component: `deploy.sh` installs,
@@ -114,6 +120,8 @@ impl ExtTaskserv {
             spec,
             ssh,
             scripts,
+            problems: Vec::new(),
+            version: Default::default(),
         }
     }
 }
@@ -126,15 +134,18 @@ pub fn spec_of(ext: &Extension) -> Result<Spec, prov_engine::extension::Extensio
     }))
 }
 
-/// The factory registered for `ext`.
-pub fn factory(ext: Extension, spec: Spec) -> TaskservFactory {
+/// The factory registered for `ext`; `problems` are what its validate reports at every plan
+/// that uses it (see [`ExtTaskserv::problems`]).
+pub fn factory(ext: Extension, spec: Spec, problems: Vec<String>) -> TaskservFactory {
     Arc::new(move |ctx: &ExtContext| {
-        Ok(Arc::new(ExtTaskserv {
-            ext: ext.clone(),
-            spec: spec.clone(),
-            ssh: SshOptions::for_workspace(&ctx.workspace_dir),
-            scripts: &[],
-        }) as Arc<dyn TaskServ>)
+        let mut t = ExtTaskserv::with_scripts(
+            ext.clone(),
+            spec.clone(),
+            SshOptions::for_workspace(&ctx.workspace_dir),
+            &[],
+        );
+        t.problems = problems.clone();
+        Ok(Arc::new(t) as Arc<dyn TaskServ>)
     })
 }
 
@@ -285,25 +296,57 @@ impl ExtTaskserv {
         })
     }
 
-    /// `schemas/version.ncl` evaluated (`Value::Null` when absent).
+    /// `schemas/version.ncl` evaluated (`Value::Null` when absent); a taskserv's is checked
+    /// against the seed's TaskservVersion contract (defaults filled), as `prov extension
+    /// validate` does, so what validate refuses no plan uses. Evaluated once per workspace.
     async fn version_schema(&self, req: &TaskservRequest, op: &str) -> ExtResult<Value> {
         let file = self.dir().join("schemas").join("version.ncl");
         if !file.is_file() {
             return Ok(Value::Null);
         }
-        let f2 = file.clone();
-        tokio::task::spawn_blocking(move || prov_engine::config::eval_file(&f2))
-            .await
-            .map_err(|e| err(self, op, req, ErrorKind::Failed, e.to_string()))?
-            .map_err(|e| {
-                err(
-                    self,
-                    op,
-                    req,
-                    ErrorKind::Invalid,
-                    format!("{}:\n{e}", file.display()),
-                )
+        let contract = self.ext.manifest.extension.kind == ExtensionKind::Taskserv;
+        let got = self
+            .version
+            .get_or_init(|| async move {
+                let f2 = file.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    if contract {
+                        prov_engine::config::check_file_against_library(&f2, "TaskservVersion")
+                    } else {
+                        prov_engine::config::eval_file(&f2)
+                    }
+                })
+                .await;
+                match r {
+                    Err(e) => Err(e.to_string()),
+                    Ok(Err(e)) if contract => Err(format!(
+                        "{} does not satisfy the seed's TaskservVersion contract:\n{e}",
+                        file.display()
+                    )),
+                    Ok(Err(e)) => Err(format!("{}:\n{e}", file.display())),
+                    Ok(Ok(v)) => Ok(v),
+                }
             })
+            .await;
+        got.clone()
+            .map_err(|m| err(self, op, req, ErrorKind::Invalid, m))
+    }
+
+    /// The taskservs `schemas/version.ncl` says this one needs on its server, with versions.
+    fn needs(schema: &Value, file: &Path) -> Vec<VersionNeed> {
+        schema
+            .get("dependencies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| {
+                Some(VersionNeed {
+                    name: d.get("name")?.as_str()?.to_string(),
+                    version: d.get("version")?.as_str()?.to_string(),
+                    declared_in: file.display().to_string(),
+                })
+            })
+            .collect()
     }
 
     /// The address scripts and health checks use for the server: its private or public IP, or
@@ -1063,9 +1106,19 @@ impl TaskServ for ExtTaskserv {
                 ));
             }
         }
-        // A manifest that asks for another prov or extension interface.
+        // A manifest that asks for another prov or extension interface, or dependencies the
+        // search path does not satisfy.
         v.errors
             .extend(prov_engine::extension::check::incompatible(&self.ext));
+        v.errors.extend(self.problems.iter().cloned());
+        // The version descriptor satisfies the seed's contract; what it says this taskserv
+        // needs on its server goes to the engine, which sees the siblings.
+        match self.version_schema(req, "validate").await {
+            Ok(schema) => {
+                v.needs = Self::needs(&schema, &self.dir().join("schemas").join("version.ncl"))
+            }
+            Err(e) => v.errors.push(e.message),
+        }
         let settings = match self.checked_settings(req, "validate").await {
             Ok(s) => s,
             Err(e) if e.kind == ErrorKind::Invalid => {
@@ -1094,7 +1147,8 @@ impl TaskServ for ExtTaskserv {
         if let Some(want) = req.version.as_deref().filter(|w| *w != "latest") {
             let schema = self.version_schema(req, "validate").await;
             match schema {
-                Err(e) => v.errors.push(e.message),
+                // Reported above.
+                Err(_) => {}
                 Ok(s)
                     if s.pointer("/source/type")
                         .and_then(Value::as_str)

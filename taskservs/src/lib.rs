@@ -54,14 +54,18 @@ pub fn register_extensions(reg: &mut Registry, roots: &[Root]) -> Result<(), Ext
         .collect();
     searched.push(CATALOG_LABEL.to_string());
     reg.set_searched("taskserv", searched);
-    for (ext, _) in extensions(roots)? {
+    let found = extensions(roots)?;
+    // Dependencies are judged against the extensions this search path resolves to.
+    let known: Vec<Extension> = found.iter().map(|(e, _)| e.clone()).collect();
+    for (ext, _) in found {
         let name = ext.name.to_string();
         if reg.has_taskserv(&name) && name == "sim" {
             continue;
         }
         let spec = ext::spec_of(&ext)?;
         reg.set_taskserv_requires(&name, ext.manifest.extension.dependency_names());
-        reg.taskserv(&name, ext::factory(ext, spec));
+        let problems = prov_engine::extension::check::unmet_dependencies(&ext, &known);
+        reg.taskserv(&name, ext::factory(ext, spec, problems));
     }
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! extensions get findings naming file, line and rule; the user registry (isolated through
 //! XDG_CONFIG_HOME) and the workspace registry with their precedence in `list`; a registered
 //! taskserv used by a workspace; every catalog extension valid under --strict with passing unit
-//! tests; plans refusing a missing script or an incompatible manifest, and untrusted plans a
-//! provider registered by the workspace.
+//! tests; plans refusing a missing script, an incompatible manifest, a version descriptor or
+//! dependency validate refuses, and untrusted plans a provider registered by the workspace.
 
 use super::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `prov` with the user registry in `config` (never the real one).
 fn prov_cfg(dir: &Path, config: &Path, args: &[&str]) -> Run {
@@ -376,7 +376,7 @@ fn registries_precedence_and_a_registered_taskserv_in_use() {
     prov_cfg(&ws, &cfg, &["extension", "list", "--type", "taskserv"])
         .ok()
         .has("shadowed by workspace")
-        .has("precedence (first wins): workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog");
+        .has("precedence (first wins): built-in (compiled into prov) > workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog");
 
     // Unregistering; a name that is not registered lists what is.
     prov_cfg(&ws, &cfg, &["extension", "unregister", "beat"])
@@ -472,6 +472,39 @@ fn every_catalog_extension_validates_strict_and_passes_its_unit_tests() {
         );
         assert_eq!(r["interface_version"], "^1");
     }
+    // What is compiled into prov is listed too, ahead of every directory of its name.
+    let builtin: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "built-in")
+        .map(|r| {
+            assert_eq!(
+                (&r["active"], &r["valid"]),
+                (&json!(true), &json!(true)),
+                "{r}"
+            );
+            (
+                r["type"].as_str().unwrap().to_string(),
+                r["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("provider", "sim"),
+        ("provider", "local"),
+        ("provider", "upcloud"),
+        ("taskserv", "sim"),
+        ("cluster", "sim"),
+    ] {
+        assert!(
+            builtin.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} not listed: {builtin:?}"
+        );
+    }
+    prov_cfg(&work, &cfg, &["extension", "list", "--type", "provider"])
+        .ok()
+        .has("compiled into prov");
 }
 
 /// The taskserv skeleton's lifecycle on a server in a network namespace (its scripts over the
@@ -553,6 +586,103 @@ fn a_missing_script_is_a_plan_error() {
         .code(1)
         .has("beat/manifest.toml:12: [compatibility] prov_version = \">=99\": prov here is")
         .lacks("is missing");
+    assert!(!ws.join(".prov/state").exists());
+    std::fs::write(&m, &text).unwrap();
+}
+
+/// What `prov extension validate` refuses, no plan uses: a version descriptor outside the
+/// seed's TaskservVersion contract, a dependency outside its version requirement, and a
+/// version a taskserv's descriptor needs of a sibling that the configuration pins otherwise.
+#[test]
+fn plans_refuse_what_validate_refuses_about_versions_and_dependencies() {
+    let (_t, work, cfg) = scratch();
+    let ws = work.join("ws");
+    std::fs::create_dir_all(ws.join("extensions/taskservs")).unwrap();
+    for name in ["beat", "base"] {
+        let dir = format!("extensions/taskservs/{name}");
+        prov_cfg(
+            &ws,
+            &cfg,
+            &["extension", "new", "taskserv", name, "--dir", &dir],
+        )
+        .ok();
+    }
+    let main = |base_version: &str| {
+        format!(
+            r#"{{
+  providers = {{ local = {{ isolation = "none", defaults = {{ plan = "small", zone = "local" }} }} }},
+  servers = {{ s = {{ provider = "local", taskservs = {{ beat = {{}}, base = {{ version = "{base_version}" }} }} }} }},
+}}"#
+        )
+    };
+    std::fs::write(ws.join("main.ncl"), main("1.0.0")).unwrap();
+    let beat = ws.join("extensions/taskservs/beat");
+    let version = beat.join("schemas/version.ncl");
+    let good_version = std::fs::read_to_string(&version).unwrap();
+    prov_cfg(&ws, &cfg, &["validate"]).ok();
+
+    // The seed's contract: an apt source needs its package.
+    std::fs::write(
+        &version,
+        "{ name = \"beat\", source = { type = \"apt\" }, install = { binary_name = \"x\" } }\n",
+    )
+    .unwrap();
+    prov_cfg(
+        &ws,
+        &cfg,
+        &["extension", "validate", "extensions/taskservs/beat"],
+    )
+    .code(1)
+    .has("TaskservVersion");
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has("taskserv.s.beat")
+        .has("beat/schemas/version.ncl does not satisfy the seed's TaskservVersion contract")
+        .has("a source of type apt needs `package`");
+    assert!(!ws.join(".prov/state").exists());
+
+    // The descriptor's dependencies: base at >=1.1, pinned at 1.0.0 on the same server.
+    std::fs::write(
+        &version,
+        good_version.replace(
+            "install =",
+            "dependencies = [{ name = \"base\", version = \">=1.1\" }],\n  install =",
+        ),
+    )
+    .unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has("taskserv.s.beat")
+        .has("needs taskserv \"base\" >=1.1")
+        .has("but taskserv.s.base pins version \"1.0.0\"");
+    std::fs::write(ws.join("main.ncl"), main("1.1.0")).unwrap();
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"]).ok();
+    std::fs::write(&version, &good_version).unwrap();
+
+    // The manifest's dependencies: base's extension at >=2 (it is 0.1.0).
+    let m = beat.join("manifest.toml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replace(
+            "dependencies = []",
+            "dependencies = [{ name = \"base\", version = \">=2\" }]",
+        ),
+    )
+    .unwrap();
+    prov_cfg(
+        &ws,
+        &cfg,
+        &["extension", "validate", "extensions/taskservs/beat"],
+    )
+    .code(1)
+    .has("needs version >=2");
+    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has("taskserv.s.beat")
+        .has("beat/manifest.toml:")
+        .has("dependency taskserv \"base\" needs version >=2, but")
+        .has("is 0.1.0");
     assert!(!ws.join(".prov/state").exists());
 }
 

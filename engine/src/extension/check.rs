@@ -255,7 +255,7 @@ pub fn validate(
     schema(&ext, &text, f);
     interface(&ext, f);
     f.extend(support.interface(&ext));
-    dependency(&ext, &text, known, f);
+    dependency(&ext, &text, known, true, f);
     version(&ext, &text, f);
     documents(&ext, f);
     f.sort_by(|a, b| {
@@ -584,7 +584,33 @@ pub fn parse_version(v: &str) -> Option<semver::Version> {
     })
 }
 
-fn dependency(ext: &Extension, text: &str, known: &[Extension], f: &mut Vec<Finding>) {
+/// What a plan checks of an extension a workspace uses (the dependency rule, less "not
+/// found", which the plan judges per server): dependencies whose version is outside their
+/// requirement, unreadable requirements and cycles, as messages naming the manifest and line.
+pub fn unmet_dependencies(ext: &Extension, known: &[Extension]) -> Vec<String> {
+    let text = std::fs::read_to_string(ext.dir.join("manifest.toml")).unwrap_or_default();
+    let mut f = Vec::new();
+    dependency(ext, &text, known, false, &mut f);
+    f.into_iter()
+        .filter(|x| x.severity == Severity::Error)
+        .map(|x| {
+            format!(
+                "{}{}: {}",
+                ext.dir.join("manifest.toml").display(),
+                x.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                x.message
+            )
+        })
+        .collect()
+}
+
+fn dependency(
+    ext: &Extension,
+    text: &str,
+    known: &[Extension],
+    report_missing: bool,
+    f: &mut Vec<Finding>,
+) {
     let manifest = ext.dir.join("manifest.toml");
     let own = ext.manifest.extension.kind;
     let find = |d: &Dependency| {
@@ -627,6 +653,9 @@ fn dependency(ext: &Extension, text: &str, known: &[Extension], f: &mut Vec<Find
             continue;
         }
         let Some(dep) = find(d) else {
+            if !report_missing {
+                continue;
+            }
             f.push(
                 Finding::error(
                     Rule::Dependency,

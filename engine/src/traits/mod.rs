@@ -60,6 +60,21 @@ pub type ExtResult<T> = Result<T, ExtError>;
 pub struct Validation {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// Other taskservs this one needs on the same server, at versions within a semver
+    /// requirement (a taskserv's `schemas/version.ncl` `dependencies`): the engine checks them
+    /// against what the configuration pins, since one implementation cannot see its siblings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<VersionNeed>,
+}
+
+/// "Needs taskserv `name` at a version matching `version`", declared in `declared_in`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionNeed {
+    pub name: String,
+    /// A semver requirement, e.g. `>=1.7`.
+    pub version: String,
+    /// Where the need is written (a file), for the error message.
+    pub declared_in: String,
 }
 
 impl Validation {

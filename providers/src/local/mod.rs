@@ -569,7 +569,7 @@ impl Provider for LocalProvider {
             .unwrap_or_default();
         Ok(Validation {
             errors,
-            warnings: vec![],
+            ..Validation::default()
         })
     }
 

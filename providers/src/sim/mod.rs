@@ -267,7 +267,7 @@ impl Provider for SimProvider {
             .unwrap_or_default();
         Ok(Validation {
             errors,
-            warnings: vec![],
+            ..Validation::default()
         })
     }
 

@@ -52,7 +52,7 @@ endpoint = "{{{{ server.address }}}}:{{{{ settings.port }}}}"
     write(
         &d,
         "schemas/version.ncl",
-        "{ source = { type = \"list\", versions = [\"1.0.0\", \"1.10.0\", \"1.2.0\"] } }\n",
+        "{ source = { type = \"list\", versions = [\"1.0.0\", \"1.10.0\", \"1.2.0\"] }, install = { binary_name = \"sleep\" } }\n",
     );
     write(
         &d,
