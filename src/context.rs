@@ -4,6 +4,7 @@ use crate::cli::Global;
 use prov_engine::config::EvalOptions;
 use prov_engine::crypt::{Key, Keys};
 use prov_engine::extension::Root;
+use prov_engine::plan::BackendRef;
 use prov_engine::registry::Registry;
 use prov_engine::workspace::{self, Loaded, Workspace};
 use prov_state::{LockScope, OpenOptions, PgStore, SledStore, StateStore};
@@ -120,6 +121,61 @@ impl Context {
         ws: &Workspace,
         config: Option<&serde_json::Value>,
     ) -> Result<Backend, String> {
+        self.backend_for(ws, config, None)
+    }
+
+    /// [`Self::backend`] for applying a saved plan that names the state it was made against:
+    /// that kind and workspace key are used (a `--backend`/`PROV_BACKEND` naming another kind is
+    /// an error), and main.ncl is evaluated only when a PostgreSQL connection string is
+    /// needed and `PROV_PG_CONN` does not give it.
+    pub fn backend_for(
+        &self,
+        ws: &Workspace,
+        config: Option<&serde_json::Value>,
+        recorded: Option<&BackendRef>,
+    ) -> Result<Backend, String> {
+        if let Some(r) = recorded {
+            let asked = self
+                .backend_flag
+                .clone()
+                .or_else(|| std::env::var("PROV_BACKEND").ok().filter(|b| !b.is_empty()));
+            if let Some(asked) = asked {
+                if canonical_kind(&asked) != Some(r.kind.as_str()) {
+                    return Err(format!(
+                        "the saved plan was made against the {} state, but the {asked} backend is asked for (--backend or PROV_BACKEND); apply it where it was made, or plan again",
+                        r.kind
+                    ));
+                }
+            }
+            match r.kind.as_str() {
+                "sled" => {
+                    return Ok(Backend::Sled {
+                        dir: ws.state_dir(),
+                    })
+                }
+                "pg" => {
+                    if let Some(conn) = std::env::var("PROV_PG_CONN").ok().filter(|c| !c.is_empty())
+                    {
+                        return Ok(Backend::Pg {
+                            conn,
+                            workspace: r.workspace.clone(),
+                        });
+                    }
+                    // The connection string is in main.ncl (it may hold a password, so the
+                    // plan does not): evaluated for that alone; the key stays the plan's.
+                    return match self.backend_for(ws, config, None)? {
+                        Backend::Pg { conn, .. } => Ok(Backend::Pg {
+                            conn,
+                            workspace: r.workspace.clone(),
+                        }),
+                        Backend::Sled { .. } => Err("the saved plan was made against a pg state, but the configuration now names sled; apply it where it was made, or plan again".into()),
+                    };
+                }
+                other => return Err(format!(
+                    "the saved plan names state backend {other:?}, which this prov does not know"
+                )),
+            }
+        }
         let evaluated;
         let config = match config {
             Some(c) => Some(c),
@@ -157,11 +213,11 @@ impl Context {
             .or_else(|| std::env::var("PROV_BACKEND").ok())
             .or_else(|| field("type"))
             .unwrap_or_else(|| "sled".into());
-        match kind.as_str() {
-            "sled" => Ok(Backend::Sled {
+        match canonical_kind(&kind) {
+            Some("sled") => Ok(Backend::Sled {
                 dir: ws.state_dir(),
             }),
-            "pg" | "postgres" | "postgresql" => {
+            Some(_) => {
                 let conn = std::env::var("PROV_PG_CONN").ok().filter(|c| !c.is_empty()).or_else(|| field("conn")).ok_or(
                     "the pg backend needs a connection string: set backend.conn in main.ncl or PROV_PG_CONN",
                 )?;
@@ -176,8 +232,8 @@ impl Context {
                 });
                 Ok(Backend::Pg { conn, workspace })
             }
-            other => Err(format!(
-                "unknown state backend {other:?}: use \"sled\" or \"pg\""
+            None => Err(format!(
+                "unknown state backend {kind:?}: use \"sled\" or \"pg\""
             )),
         }
     }
@@ -229,16 +285,29 @@ impl Context {
                 LockScope::Resources
             },
         };
-        self.open_state_with(ws, config, &opts)
+        self.open_backend(self.backend(ws, config)?, &opts)
     }
 
-    fn open_state_with(
+    /// [`Self::open_state`] for applying a saved plan: the state it records (see
+    /// [`Self::backend_for`]), opened to write what it changes.
+    pub fn open_state_of_plan(
         &self,
         ws: &Workspace,
-        config: Option<&serde_json::Value>,
-        opts: &OpenOptions,
+        recorded: Option<&BackendRef>,
+        lock_timeout: Duration,
     ) -> Result<OpenState, String> {
-        match self.backend(ws, config)? {
+        let opts = OpenOptions {
+            operation: "apply".to_string(),
+            lock_timeout,
+            create: true,
+            read_only: false,
+            scope: LockScope::Resources,
+        };
+        self.open_backend(self.backend_for(ws, None, recorded)?, &opts)
+    }
+
+    fn open_backend(&self, backend: Backend, opts: &OpenOptions) -> Result<OpenState, String> {
+        match backend {
             Backend::Sled { dir } => {
                 let store = SledStore::open(&dir, opts).map_err(|e| e.to_string())?;
                 let lock_id = store.lock_info().id.clone();
@@ -258,6 +327,15 @@ impl Context {
                 })
             }
         }
+    }
+}
+
+/// `sled`, or `pg` for its spellings; none: not a backend.
+fn canonical_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "sled" => Some("sled"),
+        "pg" | "postgres" | "postgresql" => Some("pg"),
+        _ => None,
     }
 }
 
@@ -310,6 +388,22 @@ pub enum Access {
 pub enum Backend {
     Sled { dir: PathBuf },
     Pg { conn: String, workspace: String },
+}
+
+impl Backend {
+    /// What a plan records of it: the kind and the workspace key, never the connection string.
+    pub fn reference(&self) -> BackendRef {
+        match self {
+            Backend::Sled { .. } => BackendRef {
+                kind: "sled".into(),
+                workspace: String::new(),
+            },
+            Backend::Pg { workspace, .. } => BackendRef {
+                kind: "pg".into(),
+                workspace: workspace.clone(),
+            },
+        }
+    }
 }
 
 /// An open state store and the id of this command's locks (its pending notes name it).

@@ -78,6 +78,10 @@ pub enum EngineError {
     /// database, …).
     #[error("{0}")]
     StateOpen(String),
+    /// A request refused as the state stands (a hand edit of records naming what is missing
+    /// or in the way); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -28,6 +28,7 @@ pub mod records;
 pub mod refs;
 pub mod registry;
 pub mod sensitive;
+pub mod state_edit;
 pub mod subprocess;
 pub mod taskserv_ops;
 pub mod testing;

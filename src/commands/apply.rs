@@ -88,13 +88,7 @@ pub fn run(
         let plan = planfile::read(&path, ctx.keys()?)?;
         check_reviewed(ctx, &reviewed, &plan)?;
         let ws = ctx.workspace(None)?;
-        let state = ctx.open_state(
-            &ws,
-            None,
-            "apply",
-            lock.lock_timeout,
-            Access::Write { create: true },
-        )?;
+        let state = ctx.open_state_of_plan(&ws, plan.backend.as_ref(), lock.lock_timeout)?;
         let bound = ops::bind_for_plan(&ws, &ctx.registry(&ws)?, &plan);
         return match execute(
             &rt,

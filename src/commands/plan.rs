@@ -75,8 +75,10 @@ pub fn run(
         )
         .map_err(prov_engine::error::EngineError::StateOpen)
     })?;
-    let plan =
+    let mut plan =
         super::runtime()?.block_on(ops::plan_from(&loaded, &*state.store, snapshot, &opts))?;
+    // A saved plan names its state, so applying it opens that one without evaluating main.ncl.
+    plan.backend = Some(state.backend.reference());
     if let Some(path) = out {
         planfile::write(&ctx.base.join(path), &plan, ctx.keys()?)?;
     }

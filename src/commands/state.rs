@@ -6,7 +6,8 @@ use crate::context::{Access, Context};
 use crate::render::text::value;
 use prov_engine::crypt::Content;
 use prov_engine::model::Address;
-use prov_state::{format_utc, Change, ResourceRecord, StateDump, StateError};
+use prov_engine::state_edit;
+use prov_state::{format_utc, ResourceRecord, StateDump};
 
 /// A record fit to show: values at its sensitive paths replaced.
 pub fn redacted(r: &ResourceRecord) -> ResourceRecord {
@@ -102,36 +103,14 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 lock.lock_timeout,
                 Access::Write { create: false },
             )?;
-            let wanted = addresses.iter().cloned().collect();
-            state.store.lock_resources(&wanted, lock.lock_timeout)?;
-            for a in &addresses {
-                match state.store.record(a) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        return Err(Failure(format!(
-                            "{a} is not in the state; nothing was removed"
-                        )))
-                    }
-                    // rm is how a user gets rid of a record that cannot be read (damaged, or
-                    // nested deeper than any prov reads): its stored bytes go to history as
-                    // they are.
-                    Err(StateError::Corrupt {
-                        address: Some(bad),
-                        detail,
-                        ..
-                    }) if bad == *a => {
-                        eprintln!(
-                            "note: the record of {a} cannot be read ({detail}); removing it anyway"
-                        );
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+            let unreadable = state_edit::remove(&*state.store, &addresses, lock.lock_timeout)?;
+            for u in unreadable {
+                crate::errln!(
+                    "note: the record of {} could not be read ({}); removed anyway",
+                    u.address,
+                    u.detail
+                );
             }
-            let changes: Vec<Change> = addresses
-                .iter()
-                .map(|a| Change::Delete(a.clone()))
-                .collect();
-            state.store.commit(&changes)?;
             for a in &addresses {
                 crate::outln!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
             }
@@ -142,31 +121,17 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
             force,
             lock,
         } => {
-            let (f, t) = (parse(&from)?, parse(&to)?);
-            if f.kind() != t.kind() {
-                return Err(Failure(format!(
-                    "cannot move {f} to {t}: a {} record cannot become a {}",
-                    f.kind().as_str(),
-                    t.kind().as_str()
-                )));
-            }
+            state_edit::check_move(&from, &to, None)?;
             if !force {
-                // A record moved to an address the configuration does not declare is destroyed
-                // by the next apply: refuse a typo before it costs a server.
-                let loaded =
-                    prov_engine::workspace::load(&ws, &ctx.registry(&ws)?, &ctx.eval_options())
-                        .map_err(|e| {
-                            Failure(format!(
-                            "cannot check {to} against the configuration (pass --force to move \
-                             without checking): {e}"
-                        ))
-                        })?;
-                if !loaded.model.resources.contains_key(&t) {
-                    return Err(Failure(format!(
-                        "{to} is not declared in the configuration: the next apply would destroy \
-                         what {from} records; declare it first (or pass --force); nothing was moved"
-                    )));
-                }
+                // The configuration says whether `to` is declared; --force skips evaluating it.
+                let loaded = ctx.load(&ws).map_err(|e| {
+                    Failure(format!(
+                        "cannot check {to} against the configuration (pass --force to move \
+                         without checking): {e}"
+                    ))
+                })?;
+                let declared = |a: &Address| loaded.model.resources.contains_key(a);
+                state_edit::check_move(&from, &to, Some(&declared))?;
             }
             let state = ctx.open_state(
                 &ws,
@@ -175,21 +140,7 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 lock.lock_timeout,
                 Access::Write { create: false },
             )?;
-            let wanted = [from.clone(), to.clone()].into_iter().collect();
-            state.store.lock_resources(&wanted, lock.lock_timeout)?;
-            let mut rec = state
-                .store
-                .record(&from)?
-                .ok_or_else(|| Failure(format!("{from} is not in the state")))?;
-            if state.store.record(&to)?.is_some() {
-                return Err(Failure(format!(
-                    "{to} is already in the state; nothing was moved"
-                )));
-            }
-            rec.address = to.clone();
-            state
-                .store
-                .commit(&[Change::Put(rec), Change::Delete(from.clone())])?;
+            state_edit::move_record(&*state.store, &from, &to, lock.lock_timeout)?;
             crate::outln!("Moved {from} to {to}.");
         }
         StateCommand::Pull { out, lock } => {
@@ -234,23 +185,14 @@ pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
                 lock.lock_timeout,
                 Access::Write { create: false },
             )?;
-            let wanted = [address.clone()].into_iter().collect();
-            state.store.lock_resources(&wanted, lock.lock_timeout)?;
-            let mut rec = state.store.record(&address)?.ok_or_else(|| {
-                Failure(format!(
-                    "{address} is not in the state; nothing was changed"
-                ))
-            })?;
-            if !rec.protected {
+            if state_edit::unprotect(&*state.store, &address, lock.lock_timeout)? {
+                crate::outln!(
+                    "Lifted the protection of {address}: plans may destroy or replace it unless \
+                     its configuration sets lifecycle.prevent_destroy."
+                );
+            } else {
                 crate::outln!("{address} is not protected in the state; nothing was changed.");
-                return Ok(0);
             }
-            rec.protected = false;
-            state.store.commit(&[Change::Put(rec)])?;
-            crate::outln!(
-                "Lifted the protection of {address}: plans may destroy or replace it unless its \
-                 configuration sets lifecycle.prevent_destroy."
-            );
         }
         StateCommand::History {
             address,

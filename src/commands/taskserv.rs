@@ -4,34 +4,9 @@
 use super::{runtime, CmdResult};
 use crate::cli::TaskservCommand;
 use crate::context::Context;
+use crate::render::table::table;
 use prov_engine::taskserv_ops::{self, TaskservReport};
 use serde::Serialize;
-
-/// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        out.push_str(&line(r));
-    }
-    out
-}
 
 fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
@@ -51,7 +26,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
             if j {
                 return super::json(&list);
             }
-            let rows = list
+            let rows: Vec<Vec<String>> = list
                 .into_iter()
                 .map(|a| {
                     vec![
@@ -69,7 +44,10 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                 .collect();
             crate::out!(
                 "{}",
-                table(&["NAME", "VERSION", "NEEDS", "SOURCE", "DESCRIPTION"], rows)
+                table(
+                    &["NAME", "VERSION", "NEEDS", "SOURCE", "DESCRIPTION"],
+                    &rows
+                )
             );
             Ok(0)
         }
@@ -86,7 +64,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                 super::json(&r)?;
                 return Ok(code(&r));
             }
-            let rows = r
+            let rows: Vec<Vec<String>> = r
                 .iter()
                 .map(|x| match (&x.result, &x.error) {
                     (Some(s), _) => vec![
@@ -121,7 +99,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                         "VERSION",
                         "RECORDED"
                     ],
-                    rows
+                    &rows
                 )
             );
             Ok(code(&r))
@@ -139,7 +117,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                 super::json(&r)?;
                 return Ok(code(&r));
             }
-            let rows = r
+            let rows: Vec<Vec<String>> = r
                 .iter()
                 .map(|x| {
                     vec![
@@ -153,7 +131,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                     ]
                 })
                 .collect();
-            crate::out!("{}", table(&["ADDRESS", "INSTALLED", "AVAILABLE"], rows));
+            crate::out!("{}", table(&["ADDRESS", "INSTALLED", "AVAILABLE"], &rows));
             Ok(code(&r))
         }
         TaskservCommand::CheckUpdates {
@@ -178,7 +156,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                 super::json(&r)?;
                 return Ok(exit);
             }
-            let rows = r
+            let rows: Vec<Vec<String>> = r
                 .iter()
                 .map(|x| match (&x.result, &x.error) {
                     (Some(u), _) => vec![
@@ -200,7 +178,7 @@ pub fn run(ctx: &Context, cmd: TaskservCommand) -> CmdResult {
                     ],
                 })
                 .collect();
-            crate::out!("{}", table(&["ADDRESS", "CURRENT", "LATEST", ""], rows));
+            crate::out!("{}", table(&["ADDRESS", "CURRENT", "LATEST", ""], &rows));
             Ok(exit)
         }
         TaskservCommand::Restart {

@@ -1,4 +1,5 @@
-//! Plain aligned text tables for the live-object commands (`prov server list`, `prov provider plans`, ...).
+//! Plain aligned text tables for every listing command (`prov server list`, `prov taskserv
+//! status`, `prov extension list`, ...).
 
 /// Renders `rows` under `headers`, each column as wide as its widest cell, two spaces apart;
 /// trailing spaces are trimmed.

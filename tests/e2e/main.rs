@@ -1393,6 +1393,63 @@ fn pg_ws(config: &str, tag: &str) -> Ws {
     Ws::new(&with_backend)
 }
 
+/// A saved plan names the state it was made against: applying it opens that state without
+/// evaluating main.ncl (here broken after the plan), never records a connection string, and
+/// refuses a backend flag naming another kind.
+#[test]
+fn saved_plans_apply_to_the_state_they_name() {
+    let ws = Ws::new(TWO_SERVERS);
+    ws.prov(&["plan", "--out", "p.plan"]).ok();
+    let main = std::fs::read_to_string(ws.dir.join("main.ncl")).unwrap();
+    std::fs::write(ws.dir.join("main.ncl"), "{ this is not nickel").unwrap();
+    ws.prov(&["apply", "--backend", "pg", "p.plan"])
+        .code(1)
+        .has("the saved plan was made against the sled state, but the pg backend is asked for");
+    assert!(!ws.dir.join(".prov/state").exists(), "nothing applied");
+    ws.prov(&["apply", "p.plan"])
+        .ok()
+        .has("Apply complete: 3 succeeded");
+    std::fs::write(ws.dir.join("main.ncl"), &main).unwrap();
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+
+    let Some(conn) = test_pg() else { return };
+    let ws = pg_ws(
+        TWO_SERVERS
+            .trim_start()
+            .trim_start_matches("let prov = import \"prov/schemas.ncl\" in"),
+        "saved",
+    );
+    // The connection string (with its password) is in the environment; the key in main.ncl.
+    let env = [("PROV_PG_CONN", conn.as_str())];
+    ws.prov_env(&["plan", "--out", "p.plan"], &env).ok();
+    let pg_main = std::fs::read_to_string(ws.dir.join("main.ncl")).unwrap();
+    let file = std::fs::read_to_string(ws.dir.join("p.plan")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let v = &v["plan"];
+    assert_eq!(v["backend"]["type"], "pg", "{}", v["backend"]);
+    assert!(v["backend"]["workspace"]
+        .as_str()
+        .unwrap()
+        .starts_with("saved-"));
+    assert!(
+        !file.contains(&conn),
+        "the plan file holds the connection string"
+    );
+    std::fs::write(ws.dir.join("main.ncl"), "{ this is not nickel").unwrap();
+    ws.prov_env(&["apply", "p.plan"], &env)
+        .ok()
+        .has("Apply complete: 3 succeeded");
+    assert!(
+        !ws.dir.join(".prov/state").exists(),
+        "applied to PostgreSQL, not sled"
+    );
+    std::fs::write(ws.dir.join("main.ncl"), &pg_main).unwrap();
+    ws.prov_env(&["state", "list"], &env)
+        .ok()
+        .has("server.db\nserver.web\ntaskserv.db.redis");
+    ws.prov_env(&["destroy", "--auto-approve"], &env).ok();
+}
+
 #[test]
 fn postgresql_backend_lifecycle() {
     let Some(conn) = test_pg() else { return };

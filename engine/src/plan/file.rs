@@ -58,6 +58,18 @@ struct PlanFileV1 {
     untrusted: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     unrefreshed: Vec<String>,
+    /// The state backend the plan was made against (absent in older plan files: apply then
+    /// finds the backend as a command without a plan does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backend: Option<BackendV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BackendV1 {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    workspace: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -293,6 +305,10 @@ fn to_v1(p: &Plan) -> PlanFileV1 {
         timestamp: p.timestamp.clone(),
         untrusted: p.untrusted,
         unrefreshed: addrs_v1(&p.unrefreshed),
+        backend: p.backend.as_ref().map(|b| BackendV1 {
+            kind: b.kind.clone(),
+            workspace: b.workspace.clone(),
+        }),
         protect: addrs_v1(&p.protect),
         cost: p.cost.as_ref().map(cost_v2),
         deposed: p.deposed.iter().map(deposed_v1).collect(),
@@ -362,6 +378,10 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
         timestamp: f.timestamp,
         untrusted: f.untrusted,
         unrefreshed: addrs_from_v1(&f.unrefreshed)?,
+        backend: f.backend.map(|b| super::BackendRef {
+            kind: b.kind,
+            workspace: b.workspace,
+        }),
         protect: addrs_from_v1(&f.protect)?,
         deposed,
         prov_version: f.prov_version,

@@ -484,6 +484,7 @@ fn frame(model: &Model, snap: &Snapshot, opts: &PlanOptions, config_hash: &str) 
         timestamp: crate::fsutil::now_rfc3339(),
         untrusted: false,
         unrefreshed: Vec::new(),
+        backend: None,
         prov_version: env!("CARGO_PKG_VERSION").to_string(),
         mode: if opts.destroy {
             PlanMode::Destroy

@@ -156,6 +156,18 @@ pub struct Plan {
     /// Recorded resources whose real state was not read, because reading it runs something on
     /// the server (taskserv status scripts, cluster queries): planned against their records.
     pub unrefreshed: Vec<Address>,
+    /// The state the plan was made against, as the CLI names it (none: not recorded, e.g. a
+    /// plan file written before this existed): applying a saved plan opens this one.
+    pub backend: Option<BackendRef>,
+}
+
+/// Which state backend a plan was made against: its kind (`sled`, `pg`) and the key of the
+/// workspace in a shared store (empty for sled: the state lives in the workspace). Never a
+/// connection string or credential: those come from the environment at apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendRef {
+    pub kind: String,
+    pub workspace: String,
 }
 
 /// A deposed object apply destroys: it once held `address` and still exists (see

@@ -12,12 +12,19 @@ fn a_saved_plan_reads_back_as_the_same_plan() {
         r#"s1 = { provider = "fake""#,
         r#"s1 = { provider = "fake", plan = "large""#,
     ));
-    let plan = w.plan().unwrap();
+    let mut plan = w.plan().unwrap();
     assert!(plan.changes.iter().any(|c| !c.action.is_noop()));
     let path = w.workspace.dir.join("plan.out");
     file::write(&path, &plan, &Keys::none()).unwrap();
     let back = file::read(&path, &Keys::none()).unwrap();
     assert_eq!(back, plan);
+    // The state it was made against travels with it (kind and key only).
+    plan.backend = Some(prov_engine::plan::BackendRef {
+        kind: "pg".into(),
+        workspace: "prod".into(),
+    });
+    file::write(&path, &plan, &Keys::none()).unwrap();
+    assert_eq!(file::read(&path, &Keys::none()).unwrap(), plan);
 }
 
 #[test]
