@@ -171,9 +171,11 @@ impl Context {
                         Backend::Sled { .. } => Err("the saved plan was made against a pg state, but the configuration now names sled; apply it where it was made, or plan again".into()),
                     };
                 }
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "the saved plan names state backend {other:?}, which this prov does not know"
-                )),
+                ))
+                }
             }
         }
         let evaluated;

@@ -1,5 +1,6 @@
-//! Embeds the built-in taskserv catalog (`catalog/`) into the crate, so a fresh clone and an
-//! installed `prov` binary both have it without any files next to them.
+//! Embeds the crate's built-in catalog (`catalog/`: taskservs here, clusters in prov-clusters,
+//! which builds with this same script) so a fresh clone and an installed `prov` binary both
+//! have it without any files next to them.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

@@ -590,6 +590,25 @@ fn a_missing_script_is_a_plan_error() {
     std::fs::write(&m, &text).unwrap();
 }
 
+/// `prov extension validate` of the workspace's beat refuses it with `validate_says`, and a plan
+/// of `ws` refuses it with each of `plan_says`, writing no state.
+fn both_refuse(ws: &Path, cfg: &Path, validate_says: &str, plan_says: &[&str]) {
+    prov_cfg(
+        ws,
+        cfg,
+        &["extension", "validate", "extensions/taskservs/beat"],
+    )
+    .code(1)
+    .has(validate_says);
+    let mut r = prov_cfg(ws, cfg, &["plan", "--no-cost"])
+        .code(1)
+        .has("taskserv.s.beat");
+    for s in plan_says {
+        r = r.has(s);
+    }
+    assert!(!ws.join(".prov/state").exists());
+}
+
 /// What `prov extension validate` refuses, no plan uses: a version descriptor outside the
 /// seed's TaskservVersion contract, a dependency outside its version requirement, and a
 /// version a taskserv's descriptor needs of a sibling that the configuration pins otherwise.
@@ -627,19 +646,15 @@ fn plans_refuse_what_validate_refuses_about_versions_and_dependencies() {
         "{ name = \"beat\", source = { type = \"apt\" }, install = { binary_name = \"x\" } }\n",
     )
     .unwrap();
-    prov_cfg(
+    both_refuse(
         &ws,
         &cfg,
-        &["extension", "validate", "extensions/taskservs/beat"],
-    )
-    .code(1)
-    .has("TaskservVersion");
-    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
-        .code(1)
-        .has("taskserv.s.beat")
-        .has("beat/schemas/version.ncl does not satisfy the seed's TaskservVersion contract")
-        .has("a source of type apt needs `package`");
-    assert!(!ws.join(".prov/state").exists());
+        "TaskservVersion",
+        &[
+            "beat/schemas/version.ncl does not satisfy the seed's TaskservVersion contract",
+            "a source of type apt needs `package`",
+        ],
+    );
 
     // The descriptor's dependencies: base at >=1.1, pinned at 1.0.0 on the same server.
     std::fs::write(
@@ -670,20 +685,16 @@ fn plans_refuse_what_validate_refuses_about_versions_and_dependencies() {
         ),
     )
     .unwrap();
-    prov_cfg(
+    both_refuse(
         &ws,
         &cfg,
-        &["extension", "validate", "extensions/taskservs/beat"],
-    )
-    .code(1)
-    .has("needs version >=2");
-    prov_cfg(&ws, &cfg, &["plan", "--no-cost"])
-        .code(1)
-        .has("taskserv.s.beat")
-        .has("beat/manifest.toml:")
-        .has("dependency taskserv \"base\" needs version >=2, but")
-        .has("is 0.1.0");
-    assert!(!ws.join(".prov/state").exists());
+        "needs version >=2",
+        &[
+            "beat/manifest.toml:",
+            "dependency taskserv \"base\" needs version >=2, but",
+            "is 0.1.0",
+        ],
+    );
 }
 
 /// A provider registered in the workspace's registry is code from the repository: an untrusted

@@ -591,12 +591,24 @@ pub fn unmet_dependencies(ext: &Extension, known: &[Extension]) -> Vec<String> {
     let text = std::fs::read_to_string(ext.dir.join("manifest.toml")).unwrap_or_default();
     let mut f = Vec::new();
     dependency(ext, &text, known, false, &mut f);
-    f.into_iter()
-        .filter(|x| x.severity == Severity::Error)
+    manifest_errors(ext, f, |_| true)
+}
+
+/// The errors among `findings` that `keep` keeps, as messages naming the manifest and line:
+/// what a plan reports about an extension it uses.
+fn manifest_errors(
+    ext: &Extension,
+    findings: Vec<Finding>,
+    keep: impl Fn(&Finding) -> bool,
+) -> Vec<String> {
+    let manifest = ext.dir.join("manifest.toml");
+    findings
+        .into_iter()
+        .filter(|x| x.severity == Severity::Error && keep(x))
         .map(|x| {
             format!(
                 "{}{}: {}",
-                ext.dir.join("manifest.toml").display(),
+                manifest.display(),
                 x.line.map(|l| format!(":{l}")).unwrap_or_default(),
                 x.message
             )
@@ -759,17 +771,7 @@ pub fn incompatible(ext: &Extension) -> Vec<String> {
     let text = std::fs::read_to_string(ext.dir.join("manifest.toml")).unwrap_or_default();
     let mut f = Vec::new();
     version(ext, &text, &mut f);
-    f.into_iter()
-        .filter(|x| x.severity == Severity::Error && x.message.starts_with("[compatibility]"))
-        .map(|x| {
-            format!(
-                "{}{}: {}",
-                ext.dir.join("manifest.toml").display(),
-                x.line.map(|l| format!(":{l}")).unwrap_or_default(),
-                x.message
-            )
-        })
-        .collect()
+    manifest_errors(ext, f, |x| x.message.starts_with("[compatibility]"))
 }
 
 fn version(ext: &Extension, text: &str, f: &mut Vec<Finding>) {
