@@ -486,3 +486,73 @@ pub async fn restart(
         .await
         .map_err(|e| fail(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(config: Value, defaults: &[&str]) -> Resource {
+        Resource {
+            addr: "cluster.bk".parse().unwrap(),
+            implementation: "k8s".into(),
+            config,
+            depends_on: Vec::new(),
+            lifecycle: Default::default(),
+            declared_at: None,
+            sensitive: Vec::new(),
+            defaults: defaults.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    fn fields(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|(f, _)| f.as_str()).collect()
+    }
+
+    #[test]
+    fn node_counts_hold_min_nodes_and_replicas_against_the_servers() {
+        let (a, b) = (Name::new("a").unwrap(), Name::new("b").unwrap());
+        let r = cluster(json!({"resources": {"min_nodes": 2}}), &[]);
+        let comps = [json!({"name": "web", "resources": {"replicas": 2}})];
+        assert!(node_counts(&r, &[&a, &b], &comps).is_empty());
+        let short = node_counts(&r, &[&a], &comps);
+        assert_eq!(
+            fields(&short),
+            ["resources.min_nodes", "components.web.resources.replicas"]
+        );
+        assert!(
+            short[0].1.contains("runs on 1 server(s) (a)"),
+            "{}",
+            short[0].1
+        );
+    }
+
+    #[test]
+    fn only_what_the_configuration_writes_is_a_requirement_of_each_node() {
+        let server = Resource {
+            addr: "server.a".parse().unwrap(),
+            implementation: "sim".into(),
+            ..cluster(json!({}), &[])
+        };
+        let plan = PlanInfo {
+            name: "small".into(),
+            cores: 1,
+            memory_mb: 2048,
+            storage_gb: 0,
+        };
+        let a = Name::new("a").unwrap();
+        let asks = json!({"resources": {"cpu_per_node": "2", "memory_per_node": "4Gi", "storage_per_node": "20Gi"}});
+        let r = cluster(asks.clone(), &[]);
+        // Storage 0 is no quota: nothing to compare.
+        let found = Wants::of(&r).shortfalls(&r, &a, &server, &plan);
+        assert_eq!(
+            fields(&found),
+            ["resources.cpu_per_node", "resources.memory_per_node"]
+        );
+        // The same values filled in by the schema's defaults ask for nothing.
+        let r = cluster(asks, &["resources"]);
+        assert!(Wants::of(&r).shortfalls(&r, &a, &server, &plan).is_empty());
+        let r = cluster(json!({"resources": {"cpu_per_node": "500m"}}), &[]);
+        assert!(Wants::of(&r).shortfalls(&r, &a, &server, &plan).is_empty());
+    }
+}

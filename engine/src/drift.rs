@@ -954,6 +954,88 @@ pub fn rule_for<'a>(
 mod tests {
     use super::*;
 
+    fn record(attributes: Value, outputs: Value) -> ResourceRecord {
+        ResourceRecord {
+            attributes,
+            outputs,
+            ..ResourceRecord::default()
+        }
+    }
+
+    fn kinds(found: &Found) -> Vec<&DriftKind> {
+        found.1.iter().map(|d| &d.kind).collect()
+    }
+
+    #[test]
+    fn a_taskserv_drifts_by_version_and_by_a_stop_outside_prov() {
+        let running = record(json!({"version": "1.0"}), json!({"version": "1.0"}));
+        // (recorded, real version, running) → the drift kinds and the refreshed version.
+        let cases = [
+            (&running, Some("1.0"), true, vec![], "1.0"),
+            (&running, None, true, vec![], "1.0"),
+            (
+                &running,
+                Some("1.1"),
+                true,
+                vec![DriftKind::Version {
+                    recorded: Some("1.0".into()),
+                    real: Some("1.1".into()),
+                }],
+                "1.1",
+            ),
+            (
+                &running,
+                Some("1.0"),
+                false,
+                vec![DriftKind::Stopped],
+                "1.0",
+            ),
+        ];
+        for (rec, real, run, want, version) in cases {
+            let found =
+                taskserv_observation(rec, "taskserv.web.redis", real.map(str::to_string), run);
+            assert_eq!(
+                kinds(&found),
+                want.iter().collect::<Vec<_>>(),
+                "{real:?} {run}"
+            );
+            let new = found.0.unwrap();
+            assert_eq!(new.outputs["version"], json!(version));
+            assert_eq!(new.attributes["version"], json!(version));
+            assert_eq!(new.outputs.get("status") == Some(&json!("stopped")), !run);
+        }
+        // A stop accepted into the state (refresh-only) is no longer drift.
+        let stopped = record(json!({}), json!({"status": "stopped"}));
+        let found = taskserv_observation(&stopped, "taskserv.web.redis", None, false);
+        assert!(found.1.is_empty());
+    }
+
+    #[test]
+    fn a_component_drifts_from_what_deploy_reported_else_its_configured_version() {
+        let deployed = record(json!({"version": "2.0"}), json!({"version": "2.1"}));
+        let older = record(json!({"version": "2.0"}), json!({}));
+        let unversioned = record(json!({}), json!({}));
+        let version = |rec, real| {
+            let found = component_observation(rec, "cluster.bk.registry", real, false);
+            (kinds(&found).len(), found.0.unwrap())
+        };
+        // Deploy reported 2.1: the same is no drift, 2.0 is (and the plan upgrades it back).
+        assert_eq!(version(&deployed, "2.1").0, 0);
+        let (n, new) = version(&deployed, "2.0");
+        assert_eq!(n, 1);
+        assert_eq!(new.outputs["version"], json!("2.0"));
+        // An older record without outputs.version compares with the configured one.
+        assert_eq!(version(&older, "2.0").0, 0);
+        assert_eq!(version(&older, "2.2").0, 1);
+        // Nothing to compare: no drift, and no version written into the configuration.
+        assert_eq!(version(&deployed, "").0, 0);
+        let (n, new) = version(&unversioned, "3.0");
+        assert_eq!(n, 0);
+        assert_eq!(new.attributes.get("version"), None);
+        let found = component_observation(&deployed, "cluster.bk.registry", "2.1", true);
+        assert_eq!(kinds(&found), [&DriftKind::Stopped]);
+    }
+
     #[test]
     fn dates_are_calendar_dates() {
         for ok in ["2026-01-31", "2024-02-29", "2000-02-29", "2999-12-31"] {

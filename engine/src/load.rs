@@ -796,7 +796,25 @@ fn load_component(
 
 #[cfg(test)]
 mod tests {
-    use super::shows_secret;
+    use super::{shows_secret, taskserv_needs};
+    use serde_json::json;
+
+    #[test]
+    fn a_taskservs_needs_are_its_depends_on_then_what_its_manifest_requires() {
+        let pair = |n: &str, k: &str| (n.to_string(), k.to_string());
+        let ts = json!({"depends_on": ["etcd", {"name": "lb", "kind": "ConflictsWith"}, {"name": "dns"}]});
+        // A bare name and a kindless object require; the manifest adds what is not listed.
+        assert_eq!(
+            taskserv_needs(&ts, &["etcd".into(), "containerd".into()]),
+            [
+                pair("etcd", "Requires"),
+                pair("lb", "ConflictsWith"),
+                pair("dns", "Requires"),
+                pair("containerd", "Requires"),
+            ]
+        );
+        assert_eq!(taskserv_needs(&json!({}), &[]), []);
+    }
 
     #[test]
     fn a_reference_shows_a_secret_at_under_or_above_a_sensitive_path() {
