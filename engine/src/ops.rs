@@ -6,12 +6,14 @@ use crate::drift;
 use crate::error::{Diagnostic, EngineError};
 use crate::events::EventSink;
 use crate::load::Model;
+use crate::model::Address;
 use crate::pending;
 use crate::plan::make::{make_plan_from, PlanOptions};
 use crate::plan::Plan;
 use crate::registry::{Bound, Registry};
 use crate::workspace::{load, Loaded, Workspace};
 use prov_state::{StateRead, StateStore};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -157,201 +159,32 @@ pub async fn plan_from(
     snap: prov_state::Snapshot,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
-    // Taskserv settings are checked against their schemas before anything is planned (in an
-    // untrusted plan, only those of prov's own taskservs).
-    let skip = if opts.untrusted {
-        refuse_workspace_code(loaded)?
-    } else {
-        Default::default()
-    };
-    crate::taskserv_ops::check_settings_except(loaded, &skip).await?;
-    // Cluster requirements (providers' get-plans) always; the extensions' schemas only when
-    // the repository's code may run.
-    crate::cluster_ops::check(loaded, !opts.untrusted).await?;
+    check_before_planning(loaded, opts).await?;
     let mut snap = snap;
-    // Untrusted: only what provider APIs answer is read. Taskservs, clusters and components
-    // are asked through scripts and commands on the servers, so they are planned against their
-    // records (and operations left pending on them wait for a trusted plan).
-    let mut unrefreshed: std::collections::BTreeSet<crate::model::Address> = Default::default();
-    if opts.untrusted {
-        let held: Vec<String> = snap
-            .pending
-            .iter()
-            .filter(|(_, p)| p.kind != "server")
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in held {
-            snap.pending.remove(&k);
-            if let Ok(a) = k.parse() {
-                unrefreshed.insert(a);
-            }
-        }
-        if opts.refresh || opts.refresh_only {
-            unrefreshed.extend(
-                snap.resources
-                    .keys()
-                    .filter_map(|k| k.parse::<crate::model::Address>().ok())
-                    .filter(|a| !matches!(a, crate::model::Address::Server(_))),
-            );
-        }
-    }
-    // Pending notes of resources another live apply holds are its steps running now, not
-    // leftovers of a crash: left alone (that apply records their outcome; a plan touching them
-    // is stale by then).
-    let busy = state.resource_locks()?;
-    let in_flight: Vec<(String, prov_state::PendingOp)> = snap
-        .pending
-        .iter()
-        .filter(|(a, _)| busy.contains_key(*a))
-        .map(|(a, p)| (a.clone(), p.clone()))
-        .collect();
-    for (a, _) in &in_flight {
-        snap.pending.remove(a);
-    }
+    let unrefreshed = hold_for_trusted(&mut snap, opts);
+    let in_flight = set_aside_in_flight(state, &mut snap)?;
     let mut resolutions = pending::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = pending::resolved_view(snap, &resolutions);
     view.pending.extend(in_flight);
-    // Live servers tagged for addresses this plan would create (state lost or records removed):
-    // reported, adopted with --adopt, and never duplicated by apply (see `check_tagged`).
-    let mut tagged = Vec::new();
-    if !opts.destroy && !opts.refresh_only && (opts.refresh || opts.adopt) {
-        let creates = server_creates(
-            loaded
-                .model
-                .resources
-                .values()
-                .filter(|r| r.kind() == crate::model::ResourceKind::Server)
-                .map(|r| (r.addr.to_string(), r.implementation.clone())),
-            &view,
-        );
-        if !creates.is_empty() {
-            tagged = crate::ownership::tagged_for(&creates, &view, &loaded.bound).await?;
+    let tagged = find_tagged(loaded, opts, &mut view, &mut resolutions).await?;
+    let seen = if opts.refresh || opts.refresh_only {
+        refresh_for_plan(loaded, state, view, opts).await?
+    } else {
+        Seen {
+            view,
+            found: Vec::new(),
+            refreshed: Vec::new(),
         }
-        if opts.adopt {
-            let adopted = adoptions(loaded, &tagged)?;
-            tagged.retain(|t| !adopted.iter().any(|r| r.address() == t.address));
-            view = pending::resolved_view(view, &adopted);
-            resolutions.extend(adopted);
-        }
-    }
-    let mut found = Vec::new();
-    let mut refreshed = Vec::new();
-    if opts.refresh || opts.refresh_only {
-        // `--refresh=changed`: only what a plan without refresh would change, and what that
-        // depends on, is asked about.
-        let scope = if opts.refresh_changed && !opts.refresh_only {
-            let quick = PlanOptions {
-                refresh: false,
-                cost: false,
-                ..opts.clone()
-            };
-            let first = make_plan_from(
-                &loaded.model,
-                &loaded.graph,
-                view.clone(),
-                &loaded.bound,
-                &quick,
-                &loaded.config_hash,
-            )?;
-            Some(crate::concurrency::refresh_scope(&first))
-        } else {
-            None
-        };
-        let shared = Arc::new(view);
-        let servers: Option<std::collections::BTreeSet<crate::model::Address>> =
-            opts.untrusted.then(|| {
-                shared
-                    .resources
-                    .keys()
-                    .filter_map(|k| k.parse::<crate::model::Address>().ok())
-                    .filter(|a| matches!(a, crate::model::Address::Server(_)))
-                    .collect()
-            });
-        let servers = match (servers, scope) {
-            (Some(s), Some(c)) => Some(s.intersection(&c).cloned().collect()),
-            (s, c) => s.or(c),
-        };
-        let obs = drift::observe(
-            shared.clone(),
-            &loaded.bound,
-            &opts.refresh_opts,
-            servers.as_ref(),
-        )
-        .await;
-        // Every observation task has finished: the snapshot is ours alone again.
-        let unshared = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
-        let errors: Vec<Diagnostic> = obs
-            .iter()
-            .flat_map(|o| &o.drift)
-            .filter_map(|d| match &d.kind {
-                drift::DriftKind::Error(m) => Some(Diagnostic::new(
-                    Some(d.address.clone()),
-                    None,
-                    format!("refresh failed: {m}"),
-                )),
-                _ => None,
-            })
-            .collect();
-        if !errors.is_empty() {
-            return Err(EngineError::Invalid(errors));
-        }
-        refreshed = obs
-            .iter()
-            .filter(|o| !o.drift.is_empty())
-            .map(|o| (o.address.clone(), o.refreshed.clone()))
-            .collect();
-        for (a, r) in &mut refreshed {
-            if let Some(r) = r.as_mut().filter(|r| r.config.is_null()) {
-                if let Some(full) = state.record(&a.to_string())? {
-                    r.config = full.config;
-                }
-            }
-        }
-        // Records refreshed from the real world keep what the configuration declares secret
-        // now, as well as what they recorded.
-        for (a, r) in &mut refreshed {
-            if let (Some(r), Some(res)) = (r.as_mut(), loaded.model.resources.get(a)) {
-                for p in &res.sensitive {
-                    if !r.sensitive_paths.contains(p) {
-                        r.sensitive_paths.push(p.clone());
-                    }
-                }
-            }
-        }
-        found = drift::collect(&obs, Vec::new());
-        for d in &mut found {
-            let paths = sensitive_paths(
-                &d.address,
-                unshared.resources.get(&d.address),
-                &loaded.model,
-            );
-            crate::plan::redact::redact_drift(d, &paths);
-        }
-        view = drift::refreshed_view(unshared, &obs);
-    }
-    // Servers whose provider the configuration changes: their price before is the old one's.
-    let record_providers: std::collections::HashMap<String, String> = if opts.cost {
-        view.resources
-            .iter()
-            .filter(|(a, r)| {
-                r.kind == "server"
-                    && a.parse::<crate::model::Address>().is_ok_and(|addr| {
-                        loaded
-                            .model
-                            .resources
-                            .get(&addr)
-                            .is_some_and(|m| m.implementation != r.implementation)
-                    })
-            })
-            .map(|(a, r)| (a.clone(), r.implementation.clone()))
-            .collect()
+    };
+    let record_providers = if opts.cost {
+        record_providers(&seen.view, loaded)
     } else {
         Default::default()
     };
     let mut plan = make_plan_from(
         &loaded.model,
         &loaded.graph,
-        view,
+        seen.view,
         &loaded.bound,
         opts,
         &loaded.config_hash,
@@ -368,54 +201,9 @@ pub async fn plan_from(
         })
         .collect();
     if opts.refresh_only {
-        plan.mode = crate::plan::PlanMode::RefreshOnly;
-        plan.changes.clear();
-        plan.output_changes.clear();
-        plan.deposed.clear();
-        plan.protect.clear();
-        plan.drift = found;
-        plan.refreshed = refreshed;
+        as_refresh_only(&mut plan, seen.found, seen.refreshed);
     } else {
-        // What was stopped outside prov is started again (servers: start-server; taskservs:
-        // restart).
-        let stopped: std::collections::BTreeSet<crate::model::Address> = found
-            .iter()
-            .filter(|d| matches!(d.kind, drift::DriftKind::Stopped))
-            .filter_map(|d| d.address.parse().ok())
-            .collect();
-        crate::plan::make::start_stopped(&mut plan, &loaded.model, &stopped);
-        // Records of objects deleted outside prov are dropped at apply (a create that brings
-        // one back writes a new record anyway). Computed attributes the provider changed
-        // (an address re-assigned) are recorded before any step, so the dependents this plan
-        // updates to the new values read them at apply too.
-        let mut dropped = std::collections::BTreeSet::new();
-        for (a, r) in refreshed {
-            match r {
-                None => {
-                    dropped.insert(a.to_string());
-                    plan.refreshed.push((a, None));
-                }
-                Some(r) => {
-                    if let Some(new) = state
-                        .record(&a.to_string())?
-                        .and_then(|rec| drift::accept_computed(&rec, &r))
-                    {
-                        plan.refreshed.push((a, Some(new)));
-                    }
-                }
-            }
-        }
-        // Only the drift that matters here: resources the configuration declares, and records
-        // that apply will drop.
-        plan.drift = found
-            .into_iter()
-            .filter(|d| {
-                dropped.contains(&d.address)
-                    || d.address
-                        .parse::<crate::model::Address>()
-                        .is_ok_and(|a| loaded.model.resources.contains_key(&a))
-            })
-            .collect();
+        with_drift(&mut plan, loaded, state, seen.found, seen.refreshed)?;
     }
     if opts.cost {
         // Pricing failures leave prices unknown (said in the plan); they never fail it.
@@ -428,6 +216,319 @@ pub async fn plan_from(
         .await;
     }
     Ok(plan)
+}
+
+/// Taskserv settings are checked against their schemas before anything is planned (in an
+/// untrusted plan, only those of prov's own taskservs). Cluster requirements (providers'
+/// get-plans) always; the extensions' schemas only when the repository's code may run.
+async fn check_before_planning(loaded: &Loaded, opts: &PlanOptions) -> Result<(), EngineError> {
+    let skip = if opts.untrusted {
+        refuse_workspace_code(loaded)?
+    } else {
+        Default::default()
+    };
+    crate::taskserv_ops::check_settings_except(loaded, &skip).await?;
+    crate::cluster_ops::check(loaded, !opts.untrusted).await
+}
+
+/// Untrusted: only what provider APIs answer is read. Taskservs, clusters and components
+/// are asked through scripts and commands on the servers, so they are planned against their
+/// records (and operations left pending on them wait for a trusted plan, taken out of `snap`
+/// here). Returns what the plan leaves unrefreshed.
+fn hold_for_trusted(snap: &mut prov_state::Snapshot, opts: &PlanOptions) -> BTreeSet<Address> {
+    let mut unrefreshed = BTreeSet::new();
+    if !opts.untrusted {
+        return unrefreshed;
+    }
+    let held: Vec<String> = snap
+        .pending
+        .iter()
+        .filter(|(_, p)| p.kind != "server")
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in held {
+        snap.pending.remove(&k);
+        if let Ok(a) = k.parse() {
+            unrefreshed.insert(a);
+        }
+    }
+    if opts.refresh || opts.refresh_only {
+        unrefreshed.extend(
+            snap.resources
+                .keys()
+                .filter_map(|k| k.parse::<Address>().ok())
+                .filter(|a| !matches!(a, Address::Server(_))),
+        );
+    }
+    unrefreshed
+}
+
+/// Pending notes of resources another live apply holds are its steps running now, not
+/// leftovers of a crash: taken out of `snap` and left alone (that apply records their
+/// outcome; a plan touching them is stale by then).
+fn set_aside_in_flight(
+    state: &dyn StateRead,
+    snap: &mut prov_state::Snapshot,
+) -> Result<Vec<(String, prov_state::PendingOp)>, EngineError> {
+    let busy = state.resource_locks()?;
+    let in_flight: Vec<(String, prov_state::PendingOp)> = snap
+        .pending
+        .iter()
+        .filter(|(a, _)| busy.contains_key(*a))
+        .map(|(a, p)| (a.clone(), p.clone()))
+        .collect();
+    for (a, _) in &in_flight {
+        snap.pending.remove(a);
+    }
+    Ok(in_flight)
+}
+
+/// Live servers tagged for addresses this plan would create (state lost or records removed):
+/// reported, adopted with --adopt (into `view` and `resolutions`), and never duplicated by
+/// apply (see `check_tagged`). Returns the ones not adopted.
+async fn find_tagged(
+    loaded: &Loaded,
+    opts: &PlanOptions,
+    view: &mut prov_state::Snapshot,
+    resolutions: &mut Vec<pending::Resolution>,
+) -> Result<Vec<crate::ownership::TaggedServer>, EngineError> {
+    let mut tagged = Vec::new();
+    if opts.destroy || opts.refresh_only || !(opts.refresh || opts.adopt) {
+        return Ok(tagged);
+    }
+    let creates = server_creates(
+        loaded
+            .model
+            .resources
+            .values()
+            .filter(|r| r.kind() == crate::model::ResourceKind::Server)
+            .map(|r| (r.addr.to_string(), r.implementation.clone())),
+        view,
+    );
+    if !creates.is_empty() {
+        tagged = crate::ownership::tagged_for(&creates, view, &loaded.bound).await?;
+    }
+    if opts.adopt {
+        let adopted = adoptions(loaded, &tagged)?;
+        tagged.retain(|t| !adopted.iter().any(|r| r.address() == t.address));
+        *view = pending::resolved_view(std::mem::take(view), &adopted);
+        resolutions.extend(adopted);
+    }
+    Ok(tagged)
+}
+
+/// What a refresh saw: the view the plan diffs against, the drift found (redacted), and the
+/// records as the real world has them (None: gone) for what drifted.
+struct Seen {
+    view: prov_state::Snapshot,
+    found: Vec<drift::Drift>,
+    refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)>,
+}
+
+/// Asks the real world about the records of `view` (all, or those `refresh_scope` picks) and
+/// returns what it saw. A record that could not be read fails the plan.
+async fn refresh_for_plan(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    view: prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Result<Seen, EngineError> {
+    let only = refresh_targets(loaded, &view, opts)?;
+    let shared = Arc::new(view);
+    let obs = drift::observe(
+        shared.clone(),
+        &loaded.bound,
+        &opts.refresh_opts,
+        only.as_ref(),
+    )
+    .await;
+    // Every observation task has finished: the snapshot is ours alone again.
+    let unshared = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+    let errors: Vec<Diagnostic> = obs
+        .iter()
+        .flat_map(|o| &o.drift)
+        .filter_map(|d| match &d.kind {
+            drift::DriftKind::Error(m) => Some(Diagnostic::new(
+                Some(d.address.clone()),
+                None,
+                format!("refresh failed: {m}"),
+            )),
+            _ => None,
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(EngineError::Invalid(errors));
+    }
+    let refreshed = refreshed_records(&obs, loaded, state)?;
+    let mut found = drift::collect(&obs, Vec::new());
+    for d in &mut found {
+        let paths = sensitive_paths(
+            &d.address,
+            unshared.resources.get(&d.address),
+            &loaded.model,
+        );
+        crate::plan::redact::redact_drift(d, &paths);
+    }
+    Ok(Seen {
+        view: drift::refreshed_view(unshared, &obs),
+        found,
+        refreshed,
+    })
+}
+
+/// The records a refresh asks about, None for all. `--refresh=changed`: only what a plan
+/// without refresh would change, and what that depends on; untrusted: only servers.
+fn refresh_targets(
+    loaded: &Loaded,
+    view: &prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Result<Option<BTreeSet<Address>>, EngineError> {
+    let scope = if opts.refresh_changed && !opts.refresh_only {
+        let quick = PlanOptions {
+            refresh: false,
+            cost: false,
+            ..opts.clone()
+        };
+        let first = make_plan_from(
+            &loaded.model,
+            &loaded.graph,
+            view.clone(),
+            &loaded.bound,
+            &quick,
+            &loaded.config_hash,
+        )?;
+        Some(crate::concurrency::refresh_scope(&first))
+    } else {
+        None
+    };
+    let servers: Option<BTreeSet<Address>> = opts.untrusted.then(|| {
+        view.resources
+            .keys()
+            .filter_map(|k| k.parse::<Address>().ok())
+            .filter(|a| matches!(a, Address::Server(_)))
+            .collect()
+    });
+    Ok(match (servers, scope) {
+        (Some(s), Some(c)) => Some(s.intersection(&c).cloned().collect()),
+        (s, c) => s.or(c),
+    })
+}
+
+/// The records as the real world has them, of what drifted: with their configuration (the
+/// snapshot was read without), and keeping what the configuration declares secret now as
+/// well as what they recorded.
+fn refreshed_records(
+    obs: &[drift::Observation],
+    loaded: &Loaded,
+    state: &dyn StateRead,
+) -> Result<Vec<(Address, Option<prov_state::ResourceRecord>)>, EngineError> {
+    let mut refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)> = obs
+        .iter()
+        .filter(|o| !o.drift.is_empty())
+        .map(|o| (o.address.clone(), o.refreshed.clone()))
+        .collect();
+    for (a, r) in &mut refreshed {
+        if let Some(r) = r.as_mut().filter(|r| r.config.is_null()) {
+            if let Some(full) = state.record(&a.to_string())? {
+                r.config = full.config;
+            }
+        }
+    }
+    for (a, r) in &mut refreshed {
+        if let (Some(r), Some(res)) = (r.as_mut(), loaded.model.resources.get(a)) {
+            for p in &res.sensitive {
+                if !r.sensitive_paths.contains(p) {
+                    r.sensitive_paths.push(p.clone());
+                }
+            }
+        }
+    }
+    Ok(refreshed)
+}
+
+/// Servers whose provider the configuration changes: their price before is the old one's.
+fn record_providers(
+    view: &prov_state::Snapshot,
+    loaded: &Loaded,
+) -> std::collections::HashMap<String, String> {
+    view.resources
+        .iter()
+        .filter(|(a, r)| {
+            r.kind == "server"
+                && a.parse::<Address>().is_ok_and(|addr| {
+                    loaded
+                        .model
+                        .resources
+                        .get(&addr)
+                        .is_some_and(|m| m.implementation != r.implementation)
+                })
+        })
+        .map(|(a, r)| (a.clone(), r.implementation.clone()))
+        .collect()
+}
+
+/// A refresh-only plan changes nothing: it accepts what the refresh found.
+fn as_refresh_only(
+    plan: &mut Plan,
+    found: Vec<drift::Drift>,
+    refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)>,
+) {
+    plan.mode = crate::plan::PlanMode::RefreshOnly;
+    plan.changes.clear();
+    plan.output_changes.clear();
+    plan.deposed.clear();
+    plan.protect.clear();
+    plan.drift = found;
+    plan.refreshed = refreshed;
+}
+
+/// A normal plan and what the refresh found: what was stopped outside prov is started again
+/// (servers: start-server; taskservs: restart); records of objects deleted outside prov are
+/// dropped at apply (a create that brings one back writes a new record anyway); computed
+/// attributes the provider changed (an address re-assigned) are recorded before any step, so
+/// the dependents this plan updates to the new values read them at apply too.
+fn with_drift(
+    plan: &mut Plan,
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    found: Vec<drift::Drift>,
+    refreshed: Vec<(Address, Option<prov_state::ResourceRecord>)>,
+) -> Result<(), EngineError> {
+    let stopped: BTreeSet<Address> = found
+        .iter()
+        .filter(|d| matches!(d.kind, drift::DriftKind::Stopped))
+        .filter_map(|d| d.address.parse().ok())
+        .collect();
+    crate::plan::make::start_stopped(plan, &loaded.model, &stopped);
+    let mut dropped = BTreeSet::new();
+    for (a, r) in refreshed {
+        match r {
+            None => {
+                dropped.insert(a.to_string());
+                plan.refreshed.push((a, None));
+            }
+            Some(r) => {
+                if let Some(new) = state
+                    .record(&a.to_string())?
+                    .and_then(|rec| drift::accept_computed(&rec, &r))
+                {
+                    plan.refreshed.push((a, Some(new)));
+                }
+            }
+        }
+    }
+    // Only the drift that matters here: resources the configuration declares, and records
+    // that apply will drop.
+    plan.drift = found
+        .into_iter()
+        .filter(|d| {
+            dropped.contains(&d.address)
+                || d.address
+                    .parse::<Address>()
+                    .is_ok_and(|a| loaded.model.resources.contains_key(&a))
+        })
+        .collect();
+    Ok(())
 }
 
 /// Of `servers` (address, provider), those with neither a record nor a pending operation in
@@ -722,21 +823,7 @@ pub async fn apply(
         check_tagged(plan, &bound, &store).await?;
     }
     settle(&plan.resolutions, &bound, &store).await?;
-    if !plan.refreshed.is_empty() {
-        // Refresh-only: the real world is accepted into the state; nothing else is touched.
-        let changes: Vec<prov_state::Change> = plan
-            .refreshed
-            .iter()
-            .map(|(a, r)| match r {
-                Some(r) => prov_state::Change::Put(r.clone()),
-                None => prov_state::Change::Delete(a.to_string()),
-            })
-            .collect();
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.commit(&changes))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))??;
-    }
+    accept_refreshed(plan, &store).await?;
     if plan.mode == crate::plan::PlanMode::RefreshOnly {
         let mut report = apply::ApplyReport {
             serial: store.meta()?.serial,
@@ -746,41 +833,63 @@ pub async fn apply(
         report.outputs = store.snapshot()?.outputs;
         return Ok(report);
     }
-    // What an apply shows beyond the plan (script output, error messages) passes through here:
-    // the plan's secrets are scrubbed from it, whichever extension produced the text.
     let secrets = Arc::new(plan.secrets());
-    let events = if secrets.is_empty() {
-        events
-    } else {
-        let s = secrets.clone();
-        let inner = events;
-        let scrubbed: EventSink = Arc::new(move |e| {
-            use crate::events::Event;
-            use crate::sensitive::scrub_text;
-            inner(match e {
-                Event::Output { address, line } => Event::Output {
-                    address,
-                    line: scrub_text(&line, &s),
-                },
-                Event::Failed {
-                    address,
-                    step,
-                    error,
-                } => Event::Failed {
-                    address,
-                    step,
-                    error: scrub_text(&error, &s),
-                },
-                other => other,
-            })
-        });
-        scrubbed
-    };
+    let events = scrubbing(events, &secrets);
     let mut report = apply::apply(plan, bound, store, opts, events).await?;
     for (_, _, e) in &mut report.failed {
         *e = crate::sensitive::scrub_text(e, &secrets);
     }
     Ok(report)
+}
+
+/// The real world a plan's refresh saw is accepted into the state (a refresh-only plan's
+/// whole effect; a normal plan's dropped records and re-assigned computed attributes).
+async fn accept_refreshed(plan: &Plan, store: &Arc<dyn StateStore>) -> Result<(), EngineError> {
+    if plan.refreshed.is_empty() {
+        return Ok(());
+    }
+    let changes: Vec<prov_state::Change> = plan
+        .refreshed
+        .iter()
+        .map(|(a, r)| match r {
+            Some(r) => prov_state::Change::Put(r.clone()),
+            None => prov_state::Change::Delete(a.to_string()),
+        })
+        .collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.commit(&changes))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    Ok(())
+}
+
+/// What an apply shows beyond the plan (script output, error messages) passes through here:
+/// the plan's secrets are scrubbed from it, whichever extension produced the text.
+fn scrubbing(events: EventSink, secrets: &Arc<Vec<String>>) -> EventSink {
+    if secrets.is_empty() {
+        return events;
+    }
+    let s = secrets.clone();
+    Arc::new(move |e| {
+        use crate::events::Event;
+        use crate::sensitive::scrub_text;
+        events(match e {
+            Event::Output { address, line } => Event::Output {
+                address,
+                line: scrub_text(&line, &s),
+            },
+            Event::Failed {
+                address,
+                step,
+                error,
+            } => Event::Failed {
+                address,
+                step,
+                error: scrub_text(&error, &s),
+            },
+            other => other,
+        })
+    })
 }
 
 /// `prov state push`: refuses a dump that names a malformed address, a record whose kind is not
