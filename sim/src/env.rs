@@ -4,6 +4,7 @@
 //! | variable                  | read by  | meaning                                                  |
 //! |---------------------------|----------|----------------------------------------------------------|
 //! | `PROV_SIM_LATENCY_MS`     | all      | every call sleeps this long (0 to 86400000; the provider's `latency_ms` setting wins) |
+//! | `PROV_SIM_READ_BATCH`     | provider | servers one batched read (a page of a listing) answers, 1 to 100000 (default 500; the provider's `read_batch` setting wins) |
 //! | `PROV_SIM_FAIL_SERVERS`   | provider | comma-separated hostnames whose create/update/delete fail |
 //! | `PROV_SIM_FAIL_TASKSERVS` | taskserv | comma-separated `SERVER/NAME` (SERVER a hostname or id) whose changes fail |
 //! | `PROV_SIM_FAIL_CLUSTERS`  | cluster  | comma-separated `CLUSTER` or `CLUSTER/COMPONENT` whose changes fail |
@@ -14,6 +15,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 pub const ENV_LATENCY_MS: &str = "PROV_SIM_LATENCY_MS";
+pub const ENV_READ_BATCH: &str = "PROV_SIM_READ_BATCH";
 pub const ENV_FAIL_SERVERS: &str = "PROV_SIM_FAIL_SERVERS";
 pub const ENV_FAIL_TASKSERVS: &str = "PROV_SIM_FAIL_TASKSERVS";
 pub const ENV_FAIL_CLUSTERS: &str = "PROV_SIM_FAIL_CLUSTERS";
@@ -22,6 +24,7 @@ pub const ENV_FAIL_CLUSTERS: &str = "PROV_SIM_FAIL_CLUSTERS";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimEnv {
     pub latency_ms: Option<String>,
+    pub read_batch: Option<String>,
     pub fail_servers: Option<String>,
     pub fail_taskservs: Option<String>,
     pub fail_clusters: Option<String>,
@@ -33,6 +36,7 @@ impl SimEnv {
         let var = |k: &str| std::env::var(k).ok();
         SimEnv {
             latency_ms: var(ENV_LATENCY_MS),
+            read_batch: var(ENV_READ_BATCH),
             fail_servers: var(ENV_FAIL_SERVERS),
             fail_taskservs: var(ENV_FAIL_TASKSERVS),
             fail_clusters: var(ENV_FAIL_CLUSTERS),
@@ -53,6 +57,20 @@ impl SimEnv {
         }
     }
 
+    /// `PROV_SIM_READ_BATCH`: `Ok(None)` when unset, an error naming the variable when it is not
+    /// a whole number from 1 to [`MAX_READ_BATCH`].
+    pub fn read_batch(&self) -> Result<Option<usize>, String> {
+        let Some(raw) = &self.read_batch else {
+            return Ok(None);
+        };
+        match raw.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_READ_BATCH).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "{ENV_READ_BATCH} must be a whole number of servers from 1 to {MAX_READ_BATCH}, got {raw:?}"
+            )),
+        }
+    }
+
     /// The hostnames of `PROV_SIM_FAIL_SERVERS`.
     pub fn fail_servers(&self) -> BTreeSet<String> {
         split_list(self.fail_servers.as_deref())
@@ -68,6 +86,9 @@ impl SimEnv {
         split_list(self.fail_clusters.as_deref())
     }
 }
+
+/// The largest page a batched read may ask for (a listing API's page limit).
+pub const MAX_READ_BATCH: usize = 100_000;
 
 /// A latency of at most a day (a larger one would overflow the deadlines built from it).
 pub fn latency_from_ms(ms: f64) -> Option<Duration> {
@@ -101,6 +122,21 @@ mod tests {
         for bad in ["soon", "-1", "86400001", "NaN", "inf", ""] {
             let e = env(bad).latency().unwrap_err();
             assert!(e.contains(ENV_LATENCY_MS) && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn read_batch_is_optional_bounded_and_named_when_wrong() {
+        assert_eq!(SimEnv::default().read_batch(), Ok(None));
+        let env = |v: &str| SimEnv {
+            read_batch: Some(v.into()),
+            ..SimEnv::default()
+        };
+        assert_eq!(env(" 1000 ").read_batch(), Ok(Some(1000)));
+        assert_eq!(env("1").read_batch(), Ok(Some(1)));
+        for bad in ["0", "-3", "2.5", "100001", "many", ""] {
+            let e = env(bad).read_batch().unwrap_err();
+            assert!(e.contains(ENV_READ_BATCH) && e.contains(bad), "{e}");
         }
     }
 

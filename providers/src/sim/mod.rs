@@ -23,9 +23,6 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Servers one get-servers-info call reads, like a listing API filtered by ids.
-const SIM_READ_BATCH: usize = 500;
-
 /// Attributes whose change needs a new server; everything else is changed in place.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "storage", "hostname"];
 
@@ -125,6 +122,36 @@ impl SimProvider {
                 )
             })?
             .map_err(|e| self.err(op, target, e.kind(), e.to_string()))
+    }
+
+    /// One page of a batched read: one latency pause, then the files read on one blocking task.
+    async fn read_page(&self, ids: &[String]) -> Vec<ExtResult<Option<ServerInfo>>> {
+        const OP: &str = "get-server-info";
+        self.pause().await;
+        let _reading = self.batch_reads.acquire().await;
+        let owned = ids.to_vec();
+        let world = self.world.clone();
+        match tokio::task::spawn_blocking(move || world.get_servers(&owned)).await {
+            Ok(found) => found
+                .into_iter()
+                .zip(ids)
+                .map(|(r, id)| {
+                    r.map(|s| s.map(SimServer::into_info))
+                        .map_err(|e| self.err(OP, Some(id), e.kind(), e.to_string()))
+                })
+                .collect(),
+            Err(e) => ids
+                .iter()
+                .map(|id| {
+                    Err(self.err(
+                        OP,
+                        Some(id),
+                        ErrorKind::Failed,
+                        format!("sim world task failed: {e}"),
+                    ))
+                })
+                .collect(),
+        }
     }
 
     /// A mutating call on an existing server: latency, call counting, the `fail_servers` check
@@ -332,39 +359,20 @@ impl Provider for SimProvider {
         .await
     }
 
-    /// A refresh reads hundreds of server files per call (one latency pause, one blocking task)
-    /// instead of one call and one blocking task per server.
+    /// A refresh reads a page of server files per call (`read_batch`, default 500: one latency
+    /// pause, one blocking task) instead of one call and one blocking task per server.
     fn read_batch(&self) -> usize {
-        SIM_READ_BATCH
+        self.opts.read_batch
     }
 
+    /// Like a listing API: the ids are answered in pages of `read_batch`, one after another,
+    /// each page one simulated latency (refresh asks for one page per call).
     async fn get_servers_info(&self, ids: &[String]) -> Vec<ExtResult<Option<ServerInfo>>> {
-        const OP: &str = "get-server-info";
-        self.pause().await;
-        let _reading = self.batch_reads.acquire().await;
-        let owned = ids.to_vec();
-        let world = self.world.clone();
-        match tokio::task::spawn_blocking(move || world.get_servers(&owned)).await {
-            Ok(found) => found
-                .into_iter()
-                .zip(ids)
-                .map(|(r, id)| {
-                    r.map(|s| s.map(SimServer::into_info))
-                        .map_err(|e| self.err(OP, Some(id), e.kind(), e.to_string()))
-                })
-                .collect(),
-            Err(e) => ids
-                .iter()
-                .map(|id| {
-                    Err(self.err(
-                        OP,
-                        Some(id),
-                        ErrorKind::Failed,
-                        format!("sim world task failed: {e}"),
-                    ))
-                })
-                .collect(),
+        let mut out = Vec::with_capacity(ids.len());
+        for page in ids.chunks(self.opts.read_batch.max(1)) {
+            out.extend(self.read_page(page).await);
         }
+        out
     }
 
     async fn start_server(&self, id: &str) -> ExtResult<()> {

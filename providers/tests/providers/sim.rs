@@ -825,3 +825,40 @@ async fn get_servers_info_answers_each_id_in_order_like_get_server_info() {
     assert!(e.message.contains("invalid JSON"), "{e}");
     assert_eq!(got[1].as_ref().unwrap().as_ref().unwrap().hostname, "b");
 }
+
+#[tokio::test]
+async fn batched_reads_come_in_pages_of_read_batch_each_one_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = provider(dir.path(), json!({}));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let host = format!("p{i}");
+        let s = fast
+            .create_server(&spec(&host), &owner(&format!("server.{host}")))
+            .await
+            .unwrap();
+        ids.push(s.id);
+    }
+    let paged = provider(dir.path(), json!({"latency_ms": 40, "read_batch": 2}));
+    assert_eq!(paged.read_batch(), 2, "refresh asks for pages of this size");
+    // Five ids in pages of two: three pages, one latency each, one after another.
+    let t = Instant::now();
+    let got = paged.get_servers_info(&ids).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(120),
+        "three pages of 40 ms: {:?}",
+        t.elapsed()
+    );
+    let hosts: Vec<String> = got
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().hostname)
+        .collect();
+    assert_eq!(
+        hosts,
+        ["p0", "p1", "p2", "p3", "p4"],
+        "in order, every page"
+    );
+    // `read_batch = 1` is a provider without batched reads: refresh asks per server.
+    let single = provider(dir.path(), json!({"read_batch": 1}));
+    assert_eq!(single.read_batch(), 1);
+}
