@@ -560,73 +560,8 @@ fn value(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, ty: Ty, track: Track)
             let tag = v.as_enum_tag().ok_or(Reject)?;
             tags.contains(&tag.label()).then_some(()).ok_or(Reject)
         }
-        Ty::Array(elem) => {
-            let items = match v.as_array().ok_or(Reject)? {
-                Container::Alloc(a) => a,
-                Container::Empty => return Ok(()),
-            };
-            let Value::Array(js) = json else {
-                return Err(Reject);
-            };
-            if js.len() != items.array.len() {
-                return Err(Reject);
-            }
-            for (item, j) in items.array.iter().zip(js.iter_mut()) {
-                // A cluster's components are listed by name.
-                let prefix = match track {
-                    Track::Components(cluster) => j
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(|n| format!("{cluster}.components.{n}")),
-                    _ => None,
-                };
-                let inner = match &prefix {
-                    Some(p) => Track::At(p.as_str(), &[]),
-                    None => Track::Off,
-                };
-                value(ctx, item, j, *elem, inner)?;
-            }
-            Ok(())
-        }
-        Ty::Dict(elem) => {
-            let Some(r) = as_record(v).ok_or(Reject)? else {
-                return Ok(());
-            };
-            let Value::Object(obj) = json else {
-                return Err(Reject);
-            };
-            for (k, f) in &r.fields {
-                if f.metadata.not_exported() {
-                    return Err(Reject);
-                }
-                let name = k.label();
-                let Some(fv) = f.value.as_ref() else {
-                    if f.metadata.opt() {
-                        continue;
-                    }
-                    return Err(Reject);
-                };
-                let slot = obj.get_mut(name).ok_or(Reject)?;
-                // Where defaulted fields are listed (as `super::defaults` does).
-                let prefix = match (track, *elem) {
-                    (Track::Taskservs(server), Ty::Rec(r)) if std::ptr::eq(r, &TASKSERV) => Some((
-                        format!("servers.{server}.taskservs.{name}"),
-                        TASKSERV_UNLISTED,
-                    )),
-                    (Track::Clusters, Ty::Rec(r)) if std::ptr::eq(r, &CLUSTER) => {
-                        Some((format!("clusters.{name}"), CLUSTER_UNLISTED))
-                    }
-                    _ => None,
-                };
-                let inner = match (&prefix, *elem) {
-                    (Some((p, skip)), _) => Track::At(p.as_str(), skip),
-                    (None, Ty::Rec(r)) if std::ptr::eq(r, &SERVER) => Track::Server(name),
-                    _ => Track::Off,
-                };
-                value(ctx, fv, slot, *elem, inner)?;
-            }
-            Ok(())
-        }
+        Ty::Array(elem) => array(ctx, v, json, *elem, track),
+        Ty::Dict(elem) => dict(ctx, v, json, *elem, track),
         Ty::Rec(schema) => rec(ctx, v, json, schema, track),
         Ty::AnyRecord => as_record(v).map(|_| ()).ok_or(Reject),
         Ty::TaskservDependency => {
@@ -641,6 +576,77 @@ fn value(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, ty: Ty, track: Track)
             }
         }
     }
+}
+
+/// An array of `elem`s (a cluster's components tracked by name for their defaults).
+fn array(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, elem: Ty, track: Track) -> Checked {
+    let items = match v.as_array().ok_or(Reject)? {
+        Container::Alloc(a) => a,
+        Container::Empty => return Ok(()),
+    };
+    let Value::Array(js) = json else {
+        return Err(Reject);
+    };
+    if js.len() != items.array.len() {
+        return Err(Reject);
+    }
+    for (item, j) in items.array.iter().zip(js.iter_mut()) {
+        // A cluster's components are listed by name.
+        let prefix = match track {
+            Track::Components(cluster) => j
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|n| format!("{cluster}.components.{n}")),
+            _ => None,
+        };
+        let inner = match &prefix {
+            Some(p) => Track::At(p.as_str(), &[]),
+            None => Track::Off,
+        };
+        value(ctx, item, j, elem, inner)?;
+    }
+    Ok(())
+}
+
+/// A record of `elem`s by name (servers, taskservs, clusters tracked for their defaults).
+fn dict(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, elem: Ty, track: Track) -> Checked {
+    let Some(r) = as_record(v).ok_or(Reject)? else {
+        return Ok(());
+    };
+    let Value::Object(obj) = json else {
+        return Err(Reject);
+    };
+    for (k, f) in &r.fields {
+        if f.metadata.not_exported() {
+            return Err(Reject);
+        }
+        let name = k.label();
+        let Some(fv) = f.value.as_ref() else {
+            if f.metadata.opt() {
+                continue;
+            }
+            return Err(Reject);
+        };
+        let slot = obj.get_mut(name).ok_or(Reject)?;
+        // Where defaulted fields are listed (as `super::defaults` does).
+        let prefix = match (track, elem) {
+            (Track::Taskservs(server), Ty::Rec(r)) if std::ptr::eq(r, &TASKSERV) => Some((
+                format!("servers.{server}.taskservs.{name}"),
+                TASKSERV_UNLISTED,
+            )),
+            (Track::Clusters, Ty::Rec(r)) if std::ptr::eq(r, &CLUSTER) => {
+                Some((format!("clusters.{name}"), CLUSTER_UNLISTED))
+            }
+            _ => None,
+        };
+        let inner = match (&prefix, elem) {
+            (Some((p, skip)), _) => Track::At(p.as_str(), skip),
+            (None, Ty::Rec(r)) if std::ptr::eq(r, &SERVER) => Track::Server(name),
+            _ => Track::Off,
+        };
+        value(ctx, fv, slot, elem, inner)?;
+    }
+    Ok(())
 }
 
 /// `PortSpec`: "22" or "8000-8100", ports in 0..65535, a range in order.

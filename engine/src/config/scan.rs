@@ -240,6 +240,9 @@ enum Prev {
     Other,
 }
 
+// One pass of one state machine over the characters: split up, the states would have to be
+// threaded through every piece.
+#[allow(clippy::too_many_lines)]
 fn lex(
     text: &str,
     limit: usize,

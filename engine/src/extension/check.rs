@@ -417,96 +417,111 @@ fn schema(ext: &Extension, manifest_text: &str, f: &mut Vec<Finding>) {
     }
     let settings = d.join("schemas/settings.ncl");
     if settings.is_file() && !broken.contains(&settings) {
-        for (what, value) in examples(ext) {
-            if let Err(e) = crate::config::check_against(&settings, &value) {
-                let line = what
-                    .strip_prefix("[examples.")
-                    .and_then(|_| line_of(manifest_text, &what));
-                let mut finding = Finding::nickel(
-                    Rule::Schema,
-                    &settings,
-                    format!("the settings schema refuses {what}: {e}"),
-                );
-                if finding.line.is_none() {
-                    finding.line = line;
-                }
-                f.push(finding);
-            }
-        }
+        settings_examples(ext, &settings, manifest_text, f);
     }
     let version = d.join("schemas/version.ncl");
     if ext.manifest.extension.kind == ExtensionKind::Taskserv
         && version.is_file()
         && !broken.contains(&version)
     {
-        match crate::config::check_file_against_library(&version, "TaskservVersion") {
-            Err(e) => f.push(Finding::nickel(
-                Rule::Schema,
-                &version,
-                format!("does not satisfy the seed's TaskservVersion contract: {e}"),
-            )),
-            Ok(v) => {
-                let ty = v["source"]["type"].as_str().unwrap_or("");
-                if ty == "github" {
-                    f.push(
-                        Finding::warning(
-                            Rule::Schema,
-                            Some(version.clone()),
-                            "source.type \"github\": prov lists versions from list, apt or command sources only; `prov taskserv versions` and version checks will fail",
-                        )
-                        .at(line_of(&std::fs::read_to_string(&version).unwrap_or_default(), "source")),
-                    );
-                }
-                if v["name"].as_str() != Some(ext.name.as_str()) {
-                    f.push(Finding::warning(
-                        Rule::Schema,
-                        Some(version.clone()),
-                        format!(
-                            "name is {:?}, the manifest says {:?}",
-                            v["name"].as_str().unwrap_or(""),
-                            ext.name.as_str()
-                        ),
-                    ));
-                }
-            }
-        }
+        version_descriptor(ext, &version, f);
     }
     let cluster = d.join("schemas/cluster.ncl");
     if ext.manifest.extension.kind == ExtensionKind::Cluster && !broken.contains(&cluster) {
         if let Some(top) = fields.get(&cluster) {
-            for need in ["ClusterConfig", "Component"] {
-                if !top.iter().any(|t| t == need) {
-                    f.push(Finding::error(
-                        Rule::Schema,
-                        Some(cluster.clone()),
-                        format!("defines no `{need}` contract (the seed's cluster schema has ClusterConfig and Component)"),
-                    ));
-                }
+            cluster_schema(ext, &cluster, top, f);
+        }
+    }
+}
+
+/// The settings schema accepts the manifest's `[examples]` (or `{}`).
+fn settings_examples(ext: &Extension, settings: &Path, manifest_text: &str, f: &mut Vec<Finding>) {
+    for (what, value) in examples(ext) {
+        if let Err(e) = crate::config::check_against(settings, &value) {
+            let line = what
+                .strip_prefix("[examples.")
+                .and_then(|_| line_of(manifest_text, &what));
+            let mut finding = Finding::nickel(
+                Rule::Schema,
+                settings,
+                format!("the settings schema refuses {what}: {e}"),
+            );
+            if finding.line.is_none() {
+                finding.line = line;
             }
-            // Every other member is an example configuration: evaluating it applies the
-            // contracts it is annotated with.
-            let src_text = std::fs::read_to_string(&cluster).unwrap_or_default();
-            for m in top
-                .iter()
-                .filter(|t| *t != "ClusterConfig" && *t != "Component")
-            {
-                let src = format!(
-                    "let s = import \"{}\" in s.\"{}\"\n",
-                    import_of(&cluster),
-                    m.replace('"', "\\\"")
-                );
-                if let Err(e) = crate::config::eval_snippet(d, &src) {
-                    let mut finding = Finding::nickel(
-                        Rule::Schema,
-                        &cluster,
-                        format!("example `{m}` does not evaluate: {e}"),
-                    );
-                    if finding.line.is_none() {
-                        finding.line = line_of(&src_text, m);
-                    }
-                    f.push(finding);
-                }
+            f.push(finding);
+        }
+    }
+}
+
+/// `schemas/version.ncl` satisfies the seed's TaskservVersion contract, with a source prov can
+/// list and the manifest's name.
+fn version_descriptor(ext: &Extension, version: &Path, f: &mut Vec<Finding>) {
+    let v = match crate::config::check_file_against_library(version, "TaskservVersion") {
+        Err(e) => {
+            return f.push(Finding::nickel(
+                Rule::Schema,
+                version,
+                format!("does not satisfy the seed's TaskservVersion contract: {e}"),
+            ))
+        }
+        Ok(v) => v,
+    };
+    if v["source"]["type"].as_str() == Some("github") {
+        f.push(
+            Finding::warning(
+                Rule::Schema,
+                Some(version.to_path_buf()),
+                "source.type \"github\": prov lists versions from list, apt or command sources only; `prov taskserv versions` and version checks will fail",
+            )
+            .at(line_of(&std::fs::read_to_string(version).unwrap_or_default(), "source")),
+        );
+    }
+    if v["name"].as_str() != Some(ext.name.as_str()) {
+        f.push(Finding::warning(
+            Rule::Schema,
+            Some(version.to_path_buf()),
+            format!(
+                "name is {:?}, the manifest says {:?}",
+                v["name"].as_str().unwrap_or(""),
+                ext.name.as_str()
+            ),
+        ));
+    }
+}
+
+/// `schemas/cluster.ncl` defines the seed's ClusterConfig and Component, and every other
+/// member (an example configuration) evaluates under the contracts it is annotated with.
+fn cluster_schema(ext: &Extension, cluster: &Path, top: &[String], f: &mut Vec<Finding>) {
+    for need in ["ClusterConfig", "Component"] {
+        if !top.iter().any(|t| t == need) {
+            f.push(Finding::error(
+                Rule::Schema,
+                Some(cluster.to_path_buf()),
+                format!("defines no `{need}` contract (the seed's cluster schema has ClusterConfig and Component)"),
+            ));
+        }
+    }
+    let src_text = std::fs::read_to_string(cluster).unwrap_or_default();
+    for m in top
+        .iter()
+        .filter(|t| *t != "ClusterConfig" && *t != "Component")
+    {
+        let src = format!(
+            "let s = import \"{}\" in s.\"{}\"\n",
+            import_of(cluster),
+            m.replace('"', "\\\"")
+        );
+        if let Err(e) = crate::config::eval_snippet(&ext.dir, &src) {
+            let mut finding = Finding::nickel(
+                Rule::Schema,
+                cluster,
+                format!("example `{m}` does not evaluate: {e}"),
+            );
+            if finding.line.is_none() {
+                finding.line = line_of(&src_text, m);
             }
+            f.push(finding);
         }
     }
 }
@@ -624,88 +639,77 @@ fn dependency(
     f: &mut Vec<Finding>,
 ) {
     let manifest = ext.dir.join("manifest.toml");
-    let own = ext.manifest.extension.kind;
-    let find = |d: &Dependency| {
-        let kind = d.kind.unwrap_or(own);
-        known
-            .iter()
-            .find(|k| k.manifest.extension.kind == kind && k.name.as_str() == d.name)
-    };
     for d in &ext.manifest.extension.dependencies {
-        let kind = d.kind.unwrap_or(own);
         let line = line_of(text, &format!("\"{}\"", d.name));
-        let req = match &d.version {
-            None => None,
-            Some(r) => {
-                match semver::VersionReq::parse(r) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        f.push(
-                        Finding::error(
-                            Rule::Dependency,
-                            Some(manifest.clone()),
-                            format!("dependency {:?}: version {r:?} is not a semver requirement: {e}", d.name),
-                        )
-                        .at(line),
-                    );
-                        continue;
-                    }
-                }
-            }
-        };
-        if d.name == ext.name.as_str() && kind == own {
-            f.push(
-                Finding::error(
-                    Rule::Dependency,
-                    Some(manifest.clone()),
-                    format!("{} depends on itself", d.name),
-                )
-                .at(line),
-            );
-            continue;
-        }
-        let Some(dep) = find(d) else {
-            if !report_missing {
-                continue;
-            }
-            f.push(
-                Finding::error(
-                    Rule::Dependency,
-                    Some(manifest.clone()),
-                    format!(
-                        "dependency {kind} {:?} is not found in the workspace, the registries, PROV_EXTENSIONS_PATH or the catalog",
-                        d.name
-                    ),
-                )
-                .at(line),
-            );
-            continue;
-        };
-        if let Some(req) = req {
-            let have = &dep.manifest.extension.version;
-            match parse_version(have) {
-                Some(v) if req.matches(&v) => {}
-                _ => f.push(
-                    Finding::error(
-                        Rule::Dependency,
-                        Some(manifest.clone()),
-                        format!(
-                            "dependency {kind} {:?} needs version {req}, but {} ({}) is {have}",
-                            d.name,
-                            dep.dir.display(),
-                            dep.origin.label()
-                        ),
-                    )
-                    .at(line),
-                ),
-            }
+        if let Some(message) = judge_dependency(ext, d, known, report_missing) {
+            f.push(Finding::error(Rule::Dependency, Some(manifest.clone()), message).at(line));
         }
     }
-    // Cycles through the known extensions' dependencies, starting from this one.
-    let key = |k: ExtensionKind, n: &str| format!("{k} {n}");
-    let start = key(own, ext.name.as_str());
-    let mut path = vec![start.clone()];
-    let mut seen = BTreeSet::new();
+    if let Some(cycle) = dependency_cycle(ext, known) {
+        f.push(
+            Finding::error(
+                Rule::Dependency,
+                Some(manifest),
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+            )
+            .at(line_of(text, "dependencies")),
+        );
+    }
+}
+
+/// What is wrong with one dependency of `ext` as `known` resolves it: an invalid requirement,
+/// itself, not found (when `report_missing`), or a version outside the requirement.
+fn judge_dependency(
+    ext: &Extension,
+    d: &Dependency,
+    known: &[Extension],
+    report_missing: bool,
+) -> Option<String> {
+    let own = ext.manifest.extension.kind;
+    let kind = d.kind.unwrap_or(own);
+    let req = match d.version.as_deref().map(semver::VersionReq::parse) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            return Some(format!(
+                "dependency {:?}: version {:?} is not a semver requirement: {e}",
+                d.name,
+                d.version.as_deref().unwrap_or_default()
+            ))
+        }
+    };
+    if d.name == ext.name.as_str() && kind == own {
+        return Some(format!("{} depends on itself", d.name));
+    }
+    let Some(dep) = known
+        .iter()
+        .find(|k| k.manifest.extension.kind == kind && k.name.as_str() == d.name)
+    else {
+        return report_missing.then(|| {
+            format!(
+                "dependency {kind} {:?} is not found in the workspace, the registries, PROV_EXTENSIONS_PATH or the catalog",
+                d.name
+            )
+        });
+    };
+    let req = req?;
+    let have = &dep.manifest.extension.version;
+    match parse_version(have) {
+        Some(v) if req.matches(&v) => None,
+        _ => Some(format!(
+            "dependency {kind} {:?} needs version {req}, but {} ({}) is {have}",
+            d.name,
+            dep.dir.display(),
+            dep.origin.label()
+        )),
+    }
+}
+
+/// A cycle through the known extensions' dependencies that starts and ends at `ext`, as
+/// `kind name` steps.
+fn dependency_cycle(ext: &Extension, known: &[Extension]) -> Option<Vec<String>> {
+    let own = ext.manifest.extension.kind;
+    let start = format!("{own} {}", ext.name);
     fn walk(
         deps: &[Dependency],
         own: ExtensionKind,
@@ -730,14 +734,8 @@ fn dependency(
                 .find(|e| e.manifest.extension.kind == kind && e.name.as_str() == d.name)
             {
                 path.push(k);
-                if let Some(c) = walk(
-                    &next.manifest.extension.dependencies,
-                    kind,
-                    known,
-                    start,
-                    path,
-                    seen,
-                ) {
+                let deps = &next.manifest.extension.dependencies;
+                if let Some(c) = walk(deps, kind, known, start, path, seen) {
                     return Some(c);
                 }
                 path.pop();
@@ -745,6 +743,7 @@ fn dependency(
         }
         None
     }
+    // Depending on itself is reported as such, not as a cycle.
     let deps: Vec<Dependency> = ext
         .manifest
         .extension
@@ -753,16 +752,8 @@ fn dependency(
         .filter(|d| !(d.name == ext.name.as_str() && d.kind.unwrap_or(own) == own))
         .cloned()
         .collect();
-    if let Some(cycle) = walk(&deps, own, known, &start, &mut path, &mut seen) {
-        f.push(
-            Finding::error(
-                Rule::Dependency,
-                Some(manifest.clone()),
-                format!("dependency cycle: {}", cycle.join(" -> ")),
-            )
-            .at(line_of(text, "dependencies")),
-        );
-    }
+    let mut path = vec![start.clone()];
+    walk(&deps, own, known, &start, &mut path, &mut BTreeSet::new())
 }
 
 /// The `[compatibility]` requirements this prov does not meet (prov_version, interface_version),
@@ -813,59 +804,10 @@ fn version(ext: &Extension, text: &str, f: &mut Vec<Finding>) {
     };
     let mut has_interface = false;
     for (k, val) in compat {
-        let line = line_of(text, &format!("{k} ="));
-        let against = match k.as_str() {
-            "prov_version" | "provisioning_version" => Some(("prov", super::PROV_VERSION)),
-            "interface_version" => {
-                has_interface = true;
-                Some(("the extension interface", super::INTERFACE_VERSION))
-            }
-            _ => None,
-        };
-        let Some((what, have)) = against else {
-            f.push(
-                Finding::warning(
-                    Rule::Version,
-                    Some(manifest.clone()),
-                    format!("[compatibility] {k} is not checked by prov (it checks prov_version and interface_version)"),
-                )
-                .at(line),
-            );
-            continue;
-        };
-        let Some(s) = val.as_str() else {
-            f.push(
-                Finding::error(
-                    Rule::Version,
-                    Some(manifest.clone()),
-                    format!("[compatibility] {k} must be a string such as \">=0.1.0\""),
-                )
-                .at(line),
-            );
-            continue;
-        };
-        match semver::VersionReq::parse(s) {
-            Err(e) => f.push(
-                Finding::error(
-                    Rule::Version,
-                    Some(manifest.clone()),
-                    format!("[compatibility] {k} = {s:?} is not a semver requirement: {e}"),
-                )
-                .at(line),
-            ),
-            Ok(req) => {
-                let have_v = semver::Version::parse(have).expect("prov's versions are semver");
-                if !req.matches(&have_v) {
-                    f.push(
-                        Finding::error(
-                            Rule::Version,
-                            Some(manifest.clone()),
-                            format!("[compatibility] {k} = {s:?}: {what} here is {have}"),
-                        )
-                        .at(line),
-                    );
-                }
-            }
+        has_interface |= k == "interface_version";
+        if let Some(mut finding) = compatibility_entry(k, val) {
+            finding.file = Some(manifest.clone());
+            f.push(finding.at(line_of(text, &format!("{k} ="))));
         }
     }
     if !has_interface {
@@ -880,6 +822,48 @@ fn version(ext: &Extension, text: &str, f: &mut Vec<Finding>) {
             )
             .at(line_of(text, "[compatibility]")),
         );
+    }
+}
+
+/// What is wrong with one `[compatibility]` entry: a key prov does not check (a warning), a
+/// value that is not a semver requirement, or one this prov does not meet (the caller names
+/// the manifest and line).
+fn compatibility_entry(k: &str, val: &toml::Value) -> Option<Finding> {
+    let manifest = None::<PathBuf>;
+    let (what, have) = match k {
+        "prov_version" | "provisioning_version" => ("prov", super::PROV_VERSION),
+        "interface_version" => ("the extension interface", super::INTERFACE_VERSION),
+        _ => {
+            return Some(Finding::warning(
+                Rule::Version,
+                manifest,
+                format!("[compatibility] {k} is not checked by prov (it checks prov_version and interface_version)"),
+            ))
+        }
+    };
+    let Some(s) = val.as_str() else {
+        return Some(Finding::error(
+            Rule::Version,
+            manifest,
+            format!("[compatibility] {k} must be a string such as \">=0.1.0\""),
+        ));
+    };
+    match semver::VersionReq::parse(s) {
+        Err(e) => Some(Finding::error(
+            Rule::Version,
+            manifest,
+            format!("[compatibility] {k} = {s:?} is not a semver requirement: {e}"),
+        )),
+        Ok(req) => {
+            let have_v = semver::Version::parse(have).expect("prov's versions are semver");
+            (!req.matches(&have_v)).then(|| {
+                Finding::error(
+                    Rule::Version,
+                    manifest,
+                    format!("[compatibility] {k} = {s:?}: {what} here is {have}"),
+                )
+            })
+        }
     }
 }
 

@@ -282,6 +282,42 @@ pub async fn estimate(
     Some(price_all(items, &answers, &secrets))
 }
 
+/// The monthly price of `s` from what its provider answered, or why there is none
+/// (`plan_shown`: the plan as a plan may show it, redacted when secret).
+fn lookup(
+    s: &Sized,
+    answers: &Answers,
+    secrets: &[String],
+    plan_shown: &str,
+) -> Result<Money, String> {
+    match (answers.get(&s.provider), &s.plan, &s.zone) {
+        (None, ..) => Err(format!("provider {} was not asked for prices", s.provider)),
+        (Some(Err(e)), ..) => Err(format!(
+            "provider {} has no prices: {}",
+            s.provider,
+            scrub(e, secrets)
+        )),
+        (Some(Ok(_)), None, _) | (Some(Ok(_)), _, None) => Err(format!(
+            "the plan or zone of a server on provider {} is known only after apply",
+            s.provider
+        )),
+        (Some(Ok(prices)), Some(plan), Some(zone)) => match find_price(prices, plan, zone) {
+            Some(p) => Ok(Money {
+                cents: (p.monthly * 100.0).round() as i64,
+                currency: p.currency.clone(),
+            }),
+            None if prices.iter().any(|p| &p.plan == plan) => Err(format!(
+                "provider {} has no price for plan {plan_shown} in zone {zone}",
+                s.provider
+            )),
+            None => Err(format!(
+                "provider {} has no price for plan {plan_shown}",
+                s.provider
+            )),
+        },
+    }
+}
+
 fn price_all(items: Vec<Item>, answers: &Answers, secrets: &[String]) -> Cost {
     let mut cost = Cost::default();
     // Reason → servers it leaves unpriced (BTreeMap: deterministic order).
@@ -304,34 +340,7 @@ fn price_all(items: Vec<Item>, answers: &Answers, secrets: &[String]) -> Cost {
                 .zone
                 .clone()
                 .unwrap_or_else(|| "(known after apply)".into());
-            let found = match (answers.get(&s.provider), &s.plan, &s.zone) {
-                (None, ..) => Err(format!("provider {} was not asked for prices", s.provider)),
-                (Some(Err(e)), ..) => Err(format!(
-                    "provider {} has no prices: {}",
-                    s.provider,
-                    scrub(e, secrets)
-                )),
-                (Some(Ok(_)), None, _) | (Some(Ok(_)), _, None) => Err(format!(
-                    "the plan or zone of a server on provider {} is known only after apply",
-                    s.provider
-                )),
-                (Some(Ok(prices)), Some(plan), Some(zone)) => {
-                    match find_price(prices, plan, zone) {
-                        Some(p) => Ok(Money {
-                            cents: (p.monthly * 100.0).round() as i64,
-                            currency: p.currency.clone(),
-                        }),
-                        None if prices.iter().any(|p| &p.plan == plan) => Err(format!(
-                            "provider {} has no price for plan {plan_shown} in zone {zone}",
-                            s.provider
-                        )),
-                        None => Err(format!(
-                            "provider {} has no price for plan {plan_shown}",
-                            s.provider
-                        )),
-                    }
-                }
-            };
+            let found = lookup(s, answers, secrets, &plan_shown);
             let price = match found {
                 Ok(m) => Some(m),
                 Err(reason) => {
