@@ -357,16 +357,18 @@ pub async fn apply(
     events: EventSink,
 ) -> Result<ApplyReport, EngineError> {
     let started = Instant::now();
-    let snap = {
+    let mut snap = {
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.snapshot())
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??
     };
-    let mut records: HashMap<Address, ResourceRecord> = crate::records::parse_records(&snap)?
+    // The records move out of the snapshot (one copy of the state, not two); the walker owns
+    // them and `finish` drops them before the outputs read the state again.
+    let mut records: HashMap<Address, ResourceRecord> = std::mem::take(&mut snap.resources)
         .into_iter()
-        .map(|(a, r)| (a, r.clone()))
-        .collect();
+        .map(|(k, r)| Ok((crate::records::parse_address(&k)?, r)))
+        .collect::<Result<_, EngineError>>()?;
     protect(plan, &mut records, &store, &events).await?;
     let extra = deposed_changes(plan);
     let steps = Steps::of(plan, &extra)?;

@@ -57,13 +57,33 @@ pub async fn lock_for(
     Ok(wanted)
 }
 
+/// What [`check_current`] reads of a plan: the state it was made against and how. Small, so
+/// the check can run on a blocking thread without a copy of the whole plan (at 100,000
+/// resources a plan is hundreds of megabytes).
+#[derive(Clone, Debug)]
+pub struct PlanOrigin {
+    pub untrusted: bool,
+    pub lineage: String,
+    pub serial: u64,
+}
+
+impl PlanOrigin {
+    pub fn of(plan: &Plan) -> PlanOrigin {
+        PlanOrigin {
+            untrusted: plan.untrusted,
+            lineage: plan.lineage.clone(),
+            serial: plan.serial,
+        }
+    }
+}
+
 /// Refuses a plan made against another state (foreign), an untrusted saved plan, and a stale
 /// one: a plan is stale when a resource it changes or reads (`touched`) was written since it was
 /// made. Commits to other resources (another apply's, in parallel) leave it current. A plan made
 /// before any state existed stays current only while nothing has been written. `plan_path` is
 /// the saved plan's file (None: a plan made by this command).
 pub fn check_current(
-    plan: &Plan,
+    plan: &PlanOrigin,
     store: &dyn StateStore,
     touched: &BTreeSet<String>,
     plan_path: Option<&Path>,

@@ -811,7 +811,8 @@ pub async fn apply(
     // writer of it); the plan must still be current for exactly those resources.
     let touched = crate::concurrency::lock_for(plan, &store, opts.lock_timeout).await?;
     {
-        let (s, t, p) = (store.clone(), touched, plan.clone());
+        let (s, t) = (store.clone(), touched);
+        let p = crate::concurrency::PlanOrigin::of(plan);
         let path = plan_path.map(Path::to_path_buf);
         tokio::task::spawn_blocking(move || {
             crate::concurrency::check_current(&p, &*s, &t, path.as_deref())

@@ -13,16 +13,20 @@ use std::collections::BTreeMap;
 pub fn parse_records(snap: &Snapshot) -> Result<BTreeMap<Address, &ResourceRecord>, EngineError> {
     let mut out = BTreeMap::new();
     for (k, r) in &snap.resources {
-        let a: Address = k.parse().map_err(|e: String| {
-            EngineError::Invalid(vec![Diagnostic::new(
-                Some(k.clone()),
-                None,
-                format!("state record has an invalid address: {e}"),
-            )])
-        })?;
-        out.insert(a, r);
+        out.insert(parse_address(k)?, r);
     }
     Ok(out)
+}
+
+/// A record's address; one that does not parse is corrupt state.
+pub fn parse_address(k: &str) -> Result<Address, EngineError> {
+    k.parse().map_err(|e: String| {
+        EngineError::Invalid(vec![Diagnostic::new(
+            Some(k.to_string()),
+            None,
+            format!("state record has an invalid address: {e}"),
+        )])
+    })
 }
 
 /// What `${...}` finds at `attr` in a record: its outputs first, then its attributes (the same
