@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 #[derive(Clone, Debug)]
@@ -486,7 +486,8 @@ impl<'p> Steps<'p> {
 struct Starting {
     i: usize,
     input: StepInput,
-    provider: Option<Arc<Semaphore>>,
+    /// The slots it runs in: one of `parallelism`, and one of its provider's limit (servers).
+    permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 /// What a spawned step hands back: its index, its outcome, how long it ran.
@@ -612,17 +613,34 @@ impl<'p> Walker<'p> {
         Ok(self.report)
     }
 
-    /// Takes the ready steps and prepares them (references resolved from the records now),
-    /// unless the walk is stopping: a failed state write or an interrupt. A step whose input
-    /// cannot be prepared fails here.
+    /// Takes the ready steps there are free slots for, in the order they became ready, and
+    /// prepares them (references resolved from the records now), unless the walk is stopping:
+    /// a failed state write or an interrupt. A step whose provider is at its own limit waits
+    /// in place while later steps of other providers start. A step whose input cannot be
+    /// prepared fails here. Taking slots here, not in the spawned tasks, keeps the start order
+    /// the plan's (with `parallelism` 1, exactly it) and notes pending only what starts.
     fn take_ready(&mut self) -> Vec<Starting> {
         let mut starting = Vec::new();
+        let mut waiting = Vec::new();
         while self.fatal.is_none() && !self.opts.interrupt.load(Ordering::SeqCst) {
             let Some(i) = self.ready.pop_front() else {
                 break;
             };
-            self.launched[i] = true;
             let change = self.steps.change(i);
+            let provider = provider_semaphore(change, &self.bound, &mut self.per_provider);
+            let provider = match provider.map(Semaphore::try_acquire_owned) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(_)) => {
+                    waiting.push(i);
+                    continue;
+                }
+            };
+            let Ok(global) = self.global.clone().try_acquire_owned() else {
+                self.ready.push_front(i);
+                break;
+            };
+            self.launched[i] = true;
             let (step, deposed) = (self.steps.step(i), self.steps.is_deposed(i));
             match prepare(
                 change,
@@ -632,12 +650,17 @@ impl<'p> Walker<'p> {
                 &self.addrs,
                 &self.bound,
             ) {
-                Ok(input) => {
-                    let provider = provider_semaphore(change, &self.bound, &mut self.per_provider);
-                    starting.push(Starting { i, input, provider });
-                }
+                Ok(input) => starting.push(Starting {
+                    i,
+                    input,
+                    permits: (global, provider),
+                }),
                 Err(msg) => self.fail(i, msg),
             }
+        }
+        // Those held back by their provider's limit go first next round, in their order.
+        for i in waiting.into_iter().rev() {
+            self.ready.push_front(i);
         }
         starting
     }
@@ -665,18 +688,13 @@ impl<'p> Walker<'p> {
         }
     }
 
-    /// Runs a step in a task of its own once the global and its provider's limits allow.
+    /// Runs a step in a task of its own, holding its slots until it is done.
     fn spawn(&mut self, s: Starting) {
-        let global = self.global.clone();
         let bound = self.bound.clone();
         let events = self.events.clone();
         let workspace = self.owner_id.clone();
         self.running.spawn(async move {
-            let _g = global.acquire_owned().await.expect("semaphore open");
-            let _p = match s.provider {
-                Some(p) => Some(p.acquire_owned().await.expect("semaphore open")),
-                None => None,
-            };
+            let _slots = s.permits;
             events(Event::Running {
                 address: s.input.change.address.clone(),
                 step: s.input.step,

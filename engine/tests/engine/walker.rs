@@ -115,6 +115,31 @@ fn parallelism_bounds_the_steps_in_flight() {
     );
 }
 
+/// With one slot, steps start in the plan's order, every time (the slot is taken before a
+/// step's task exists, so tasks do not race for it): applies, and what they assign in order
+/// (addresses, ids), are the same from run to run.
+#[test]
+fn one_slot_starts_steps_in_the_plans_order() {
+    for _ in 0..5 {
+        let w = world(&servers(8, false));
+        let plan = w.plan().unwrap();
+        let planned: Vec<String> = plan.changes.iter().map(|c| c.address.to_string()).collect();
+        let opts = ApplyOptions {
+            parallelism: 1,
+            ..ApplyOptions::default()
+        };
+        assert!(w.apply_plan(&plan, &opts).unwrap().ok());
+        let created: Vec<String> = w
+            .calls
+            .of("create-server")
+            .into_iter()
+            .map(|t| format!("server.{t}"))
+            .collect();
+        assert_eq!(created, planned);
+        assert_eq!(w.calls.max_in_flight(), 1);
+    }
+}
+
 #[test]
 fn create_before_destroy_creates_the_new_server_first() {
     let cfg = |zone: &str| {
