@@ -128,13 +128,14 @@ struct Out {
 
 impl Scratch {
     fn new(ext: &Extension, timeout: std::time::Duration) -> Result<Scratch, String> {
+        // Short: a server's sandbox lives below it, and services put unix sockets there (at
+        // most 104 bytes of path; containerd's socket under a longer name did not fit).
         let dir = std::env::temp_dir().join(format!(
-            "prov-extension-test-{}-{}-{}",
-            ext.name,
+            "pxt-{}-{:x}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
+                .map(|d| d.subsec_nanos())
                 .unwrap_or(0)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
