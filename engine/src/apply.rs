@@ -1508,13 +1508,19 @@ impl StepInput {
 /// A component's update: restart-component when it was stopped outside prov, upgrade when its
 /// version changes, scale when only its replicas do, deploy-component (configure) for anything
 /// else; in that order, each only when needed.
-async fn component_update(
-    cl: &dyn crate::traits::Cluster,
-    req: &ComponentRequest,
-    c: &ResourceChange,
-    before: &Value,
-    config: &Value,
-) -> Result<crate::traits::ComponentStatus, ExtError> {
+/// What bringing a deployed component from `before` to `config` takes, in order: a restart
+/// when it was found stopped; an upgrade when the version changed (it deploys the configured
+/// replicas too), else a scale when only the replicas changed; a deploy when anything else
+/// changed. Empty: nothing (the plan's update was for the record only).
+#[derive(Debug, Clone, PartialEq)]
+enum ComponentOp {
+    Restart,
+    Upgrade(String),
+    Scale(u32),
+    Deploy,
+}
+
+fn component_ops(before: &Value, config: &Value, stopped: bool) -> Vec<ComponentOp> {
     let replicas = |v: &Value| v.pointer("/resources/replicas").and_then(Value::as_u64);
     let version = |v: &Value| v.get("version").and_then(Value::as_str).map(str::to_string);
     // The two values without the fields the dedicated operations change.
@@ -1528,21 +1534,38 @@ async fn component_update(
         }
         v
     };
-    let mut status = None;
-    if crate::plan::make::starts_stopped(c) {
-        cl.restart_component(req).await?;
+    let mut ops = Vec::new();
+    if stopped {
+        ops.push(ComponentOp::Restart);
     }
     if version(before) != version(config) {
-        // Upgrading deploys the configured replicas too.
-        status = Some(
-            cl.upgrade(req, &version(config).unwrap_or_default())
-                .await?,
-        );
+        ops.push(ComponentOp::Upgrade(version(config).unwrap_or_default()));
     } else if replicas(before) != replicas(config) {
-        status = Some(cl.scale(req, replicas(config).unwrap_or(1) as u32).await?);
+        ops.push(ComponentOp::Scale(replicas(config).unwrap_or(1) as u32));
     }
     if rest(before) != rest(config) {
-        status = Some(cl.deploy_component(req).await?);
+        ops.push(ComponentOp::Deploy);
+    }
+    ops
+}
+
+/// Carries out [`component_ops`]; the status is the last operation's, or the component's own
+/// after a restart alone.
+async fn component_update(
+    cl: &dyn crate::traits::Cluster,
+    req: &ComponentRequest,
+    c: &ResourceChange,
+    before: &Value,
+    config: &Value,
+) -> Result<crate::traits::ComponentStatus, ExtError> {
+    let mut status = None;
+    for op in component_ops(before, config, crate::plan::make::starts_stopped(c)) {
+        match op {
+            ComponentOp::Restart => cl.restart_component(req).await?,
+            ComponentOp::Upgrade(v) => status = Some(cl.upgrade(req, &v).await?),
+            ComponentOp::Scale(n) => status = Some(cl.scale(req, n).await?),
+            ComponentOp::Deploy => status = Some(cl.deploy_component(req).await?),
+        }
     }
     match status {
         Some(s) => Ok(s),
@@ -1609,6 +1632,59 @@ async fn taskserv_step(
                 }
             }
             Ok(Some(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_changes_choose_their_operations() {
+        let v = |version: &str, replicas: u64, msg: &str| json!({"version": version, "resources": {"replicas": replicas}, "config": {"msg": msg}});
+        let base = v("1.0", 1, "a");
+        let cases = [
+            ("nothing", v("1.0", 1, "a"), false, vec![]),
+            (
+                "stopped only",
+                v("1.0", 1, "a"),
+                true,
+                vec![ComponentOp::Restart],
+            ),
+            (
+                "scale",
+                v("1.0", 3, "a"),
+                false,
+                vec![ComponentOp::Scale(3)],
+            ),
+            // An upgrade deploys the configured replicas: no separate scale.
+            (
+                "upgrade and scale",
+                v("1.1", 3, "a"),
+                false,
+                vec![ComponentOp::Upgrade("1.1".into())],
+            ),
+            ("config", v("1.0", 1, "b"), false, vec![ComponentOp::Deploy]),
+            (
+                "stopped, upgraded, reconfigured",
+                v("2.0", 1, "b"),
+                true,
+                vec![
+                    ComponentOp::Restart,
+                    ComponentOp::Upgrade("2.0".into()),
+                    ComponentOp::Deploy,
+                ],
+            ),
+            (
+                "scale and config",
+                v("1.0", 2, "b"),
+                false,
+                vec![ComponentOp::Scale(2), ComponentOp::Deploy],
+            ),
+        ];
+        for (name, config, stopped, want) in cases {
+            assert_eq!(component_ops(&base, &config, stopped), want, "{name}");
         }
     }
 }
