@@ -513,3 +513,58 @@ async fn refresh_sees_an_address_changed_outside_prov() {
     p.delete_server(&info.id).await.unwrap();
     no_violations(&fx);
 }
+
+#[tokio::test]
+async fn a_batched_read_lists_servers_and_addresses_instead_of_one_call_per_server() {
+    let fx = Fixture::start();
+    let p = provider(&fx, json!({}));
+    assert!(
+        p.read_batch() > 1,
+        "refresh reads upcloud servers in batches"
+    );
+    let mut plain = spec("plain");
+    plain.firewall_rules.clear();
+    let mut ids = Vec::new();
+    for host in ["a", "b", "c"] {
+        let mut s = plain.clone();
+        s.hostname = host.into();
+        ids.push(p.create_server(&s, &owner()).await.unwrap().id);
+    }
+    let walled = p.create_server(&spec("walled"), &owner()).await.unwrap().id;
+    ids.push(walled.clone());
+    ids.push("00ffffff-1111-4222-8333-444455556666".into());
+    let mut one_by_one = Vec::new();
+    for id in &ids {
+        one_by_one.push(p.get_server_info(id).await.unwrap());
+    }
+    let before = fx.calls().len();
+    let batched: Vec<_> = p
+        .get_servers_info(&ids)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        batched, one_by_one,
+        "the same answers as one read per server"
+    );
+    assert!(batched[4].is_none(), "an unknown server is absent");
+    let calls: Vec<String> = fx.calls()[before..].to_vec();
+    // The list and the addresses for all; only the server with a firewall on is read alone.
+    assert!(calls.contains(&"GET /1.3/server".to_string()), "{calls:?}");
+    assert!(
+        calls.contains(&"GET /1.3/ip_address".to_string()),
+        "{calls:?}"
+    );
+    for id in &ids[..3] {
+        assert!(
+            !calls.iter().any(|c| c.contains(id.as_str())),
+            "{id} answered by the listing: {calls:?}"
+        );
+    }
+    assert!(
+        calls.iter().any(|c| c.contains(walled.as_str())),
+        "{calls:?}"
+    );
+    no_violations(&fx);
+}

@@ -470,6 +470,27 @@ fn route(st: &Mutex<State>, req: &Req, body: &Value) -> (u16, Option<Value>) {
                 .collect();
             (200, Some(json!({"prices": {"zone": zones}})))
         }
+        ("GET", ["ip_address"]) => {
+            // Every address of the account, each naming its server (API 1.3 "List IP addresses").
+            let s = st.lock().unwrap();
+            let list: Vec<Value> = s
+                .servers
+                .values()
+                .flat_map(|x| {
+                    let uuid = x.v["uuid"].clone();
+                    x.v.pointer("/ip_addresses/ip_address")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |mut a| {
+                            a["server"] = uuid.clone();
+                            a
+                        })
+                })
+                .collect();
+            (200, Some(json!({"ip_addresses": {"ip_address": list}})))
+        }
         ("GET", ["server"]) => {
             let s = st.lock().unwrap();
             let list: Vec<Value> = s.servers.values().map(|x| summary(&x.v)).collect();
