@@ -20,29 +20,7 @@ impl Drop for Destroy<'_> {
 }
 
 fn runnable(test: &str) -> bool {
-    let mut missing = Vec::new();
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root");
-    }
-    for tool in ["ip", "nft", "ssh", "ssh-keygen", "apt-get", "python3"] {
-        if Command::new(tool).arg("-V").output().is_err() {
-            missing.push(tool);
-        }
-    }
-    if !Path::new("/usr/sbin/sshd").exists() {
-        missing.push("/usr/sbin/sshd");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("PROV_REQUIRE_ROOT_NET").as_deref() != Ok("1"),
-        "{test}: PROV_REQUIRE_ROOT_NET=1 but missing: {}",
-        missing.join(", ")
-    );
-    println!("SKIPPED: {test}: needs {}", missing.join(", "));
-    false
+    super::local::root_net_with(test, &["apt-get", "python3"])
 }
 
 /// Writes `files` (path relative to the workspace, contents) into the workspace.

@@ -19,14 +19,20 @@ impl Drop for Destroy<'_> {
 }
 
 pub(super) fn root_net(test: &str) -> bool {
+    root_net_with(test, &[])
+}
+
+/// [`root_net`], and the `extra` tools too (apt-get for taskservs from the archive, …): the
+/// prerequisites of every test that needs root networking, in one place.
+pub(super) fn root_net_with(test: &str, extra: &[&str]) -> bool {
     let mut missing = Vec::new();
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root");
     }
-    for tool in ["ip", "nft", "ssh", "ssh-keygen"] {
+    for tool in ["ip", "nft", "ssh", "ssh-keygen"].iter().chain(extra) {
         if Command::new(tool).arg("-V").output().is_err() {
-            missing.push(tool);
+            missing.push(*tool);
         }
     }
     if !Path::new("/usr/sbin/sshd").exists() {
