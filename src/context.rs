@@ -242,7 +242,8 @@ impl Context {
 
     /// Evaluates and loads the workspace with the registry and evaluation options of this run.
     pub fn load(&self, ws: &Workspace) -> Result<Loaded, String> {
-        workspace::load(ws, &self.registry(ws)?, &self.eval_options()).map_err(|e| e.to_string())
+        workspace::load(ws, &self.registry(ws)?, &self.eval_options())
+            .map_err(|e| crate::render::engine_error(&e))
     }
 
     /// Every command's preamble: the workspace loaded, then its state opened for `operation`

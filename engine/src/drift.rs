@@ -1069,7 +1069,7 @@ mod tests {
         let m = message(parse_ignore(text.as_bytes(), "ig.json"));
         assert_eq!(
             m,
-            "error: ig.json: entry 2 (line 3): field \"expires\": \"never\" is not a date (YYYY-MM-DD, e.g. 2027-01-31); leave the field out for an entry that never expires"
+            "ig.json: entry 2 (line 3): field \"expires\": \"never\" is not a date (YYYY-MM-DD, e.g. 2027-01-31); leave the field out for an entry that never expires"
         );
         let m = message(parse_ignore(
             br#"[{"address": "srv a", "reason": "r", "expires": "2026-13-45"}, {"reason": "r"}]"#,
@@ -1084,7 +1084,7 @@ mod tests {
             m.contains("entry 2 (line 1): missing field `address`"),
             "{m}"
         );
-        assert!(message(parse_ignore(b"{}", "ig.json")).starts_with("error: ig.json: "));
+        assert!(message(parse_ignore(b"{}", "ig.json")).starts_with("ig.json: "));
         let ok = parse_ignore(
             br#"[{"address": "server.a", "attribute": "tags", "reason": "r"}]"#,
             "ig.json",

@@ -86,16 +86,24 @@ pub enum EngineError {
     Internal(String),
 }
 
+/// One diagnostic per line; how an error is labelled (`error:`, colour, JSON) is the CLI's
+/// business (it reads them apart through [`EngineError::diagnostics`]).
 fn render_diagnostics(d: &[Diagnostic]) -> String {
-    let mut s = String::new();
-    for (i, x) in d.iter().enumerate() {
-        if i > 0 {
-            s.push('\n');
+    d.iter()
+        .map(Diagnostic::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl EngineError {
+    /// The diagnostics of an invalid configuration or plan, each its own error (None: any
+    /// other error, one message).
+    pub fn diagnostics(&self) -> Option<&[Diagnostic]> {
+        match self {
+            EngineError::Invalid(d) => Some(d),
+            _ => None,
         }
-        s.push_str("error: ");
-        s.push_str(&x.to_string());
     }
-    s
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -23,9 +23,12 @@ use crate::context::Context;
 /// Exit code 1 with a message: every error path of every command ends here.
 pub struct Failure(pub String);
 
-impl<E: std::fmt::Display> From<E> for Failure {
+impl<E: std::fmt::Display + 'static> From<E> for Failure {
     fn from(e: E) -> Failure {
-        Failure(e.to_string())
+        match (&e as &dyn std::any::Any).downcast_ref::<prov_engine::error::EngineError>() {
+            Some(engine) => Failure(crate::render::engine_error(engine)),
+            None => Failure(e.to_string()),
+        }
     }
 }
 

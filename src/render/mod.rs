@@ -92,10 +92,28 @@ impl Paint {
     }
 }
 
+/// An engine error as text: each of its diagnostics an `error:` line of its own (the engine
+/// does not label them); `error_text` prints such a message as it is.
+pub fn engine_error(e: &prov_engine::error::EngineError) -> String {
+    match e.diagnostics() {
+        Some(d) if !d.is_empty() => d
+            .iter()
+            .map(|x| format!("error: {x}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => e.to_string(),
+    }
+}
+
 /// An error as one JSON object (`{"error": {"message": ...}}`), printed on stdout by commands
 /// run with `--json` or `--format json` besides the text on stderr.
 pub fn json_error(msg: &str) -> String {
-    serde_json::json!({ "error": { "message": msg } }).to_string()
+    // The text's `error:` labels are for people; a pipeline gets the messages themselves.
+    let message: Vec<&str> = msg
+        .lines()
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    serde_json::json!({ "error": { "message": message.join("\n") } }).to_string()
 }
 
 /// An error message as printed on stderr. Messages that already carry their own `error:`

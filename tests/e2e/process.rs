@@ -322,8 +322,31 @@ fn errors_of_json_commands_are_json_on_stdout() {
         });
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains("nowhere"), "{args:?}: {v}");
+        // The message itself: `error:` labels are the text's.
+        assert!(!msg.contains("error: "), "{args:?}: {v}");
         assert!(r.stderr.contains("nowhere"), "{args:?}: {}", r.stderr);
     }
+    // Each diagnostic is its own error line in the text, and its own line in the JSON.
+    let two = Ws::new(
+        r#"{ servers = { a = { provider = "nowhere", plan = "p", zone = "z" }, b = { provider = "elsewhere", plan = "p", zone = "z" } } }"#,
+    );
+    let r = two.prov(&["plan", "--json"]).code(1);
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert!(
+        lines.len() == 2 && lines[0].contains("server.a") && lines[1].contains("server.b"),
+        "{}",
+        r.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("server.a") && msg.contains("\nserver.b"),
+        "{v}"
+    );
     for args in [
         &["plan"][..],
         &["validate"],
