@@ -85,7 +85,7 @@ pub async fn check_settings_except(
         };
         let req =
             TaskservRequest::from_attributes(r.addr.to_string(), name.to_string(), &config, server);
-        let (addr, at, limit) = (r.addr.to_string(), r.declared_at.clone(), limit.clone());
+        let (addr, at, limit) = (r.addr.clone(), r.declared_at.clone(), limit.clone());
         checks.spawn(async move {
             let _slot = limit.acquire_owned().await.expect("semaphore open");
             (addr, at, t.validate(&req).await)
@@ -96,6 +96,7 @@ pub async fn check_settings_except(
         let (addr, at, v) = done.map_err(|e| EngineError::Internal(e.to_string()))?;
         let v = v?;
         let unmet = unmet_needs(loaded, &addr, &v.needs);
+        let addr = addr.to_string();
         errors.extend(
             v.errors
                 .into_iter()
@@ -115,8 +116,12 @@ pub async fn check_settings_except(
 /// beside the one at `addr` that the configuration does not give: the needed taskserv is
 /// declared on the same server, and a version pinned there is within the requirement. (An
 /// unpinned one installs whatever its source offers: nothing to judge before apply.)
-fn unmet_needs(loaded: &Loaded, addr: &str, needs: &[crate::traits::VersionNeed]) -> Vec<String> {
-    let Ok(Address::Taskserv(server, _)) = addr.parse::<Address>() else {
+fn unmet_needs(
+    loaded: &Loaded,
+    addr: &Address,
+    needs: &[crate::traits::VersionNeed],
+) -> Vec<String> {
+    let Address::Taskserv(server, _) = addr else {
         return Vec::new();
     };
     let mut out = Vec::new();

@@ -103,7 +103,7 @@ impl SimServer {
         self.tags.contains_key(TAG_WORKSPACE)
     }
 
-    /// [`SimServer::to_info`] without copying.
+    /// The trait's view of it, consuming it (no copy of its fields).
     pub fn into_info(self) -> ServerInfo {
         let extra = serde_json::json!({
             "simulated": true,
@@ -128,27 +128,9 @@ impl SimServer {
         }
     }
 
+    /// The trait's view of it (a copy; see [`SimServer::into_info`]).
     pub fn to_info(&self) -> ServerInfo {
-        ServerInfo {
-            id: self.id.clone(),
-            hostname: self.hostname.clone(),
-            status: self.status,
-            plan: self.plan.clone(),
-            zone: self.zone.clone(),
-            os: self.os.clone(),
-            public_ip: self.public_ip.clone(),
-            private_ip: self.private_ip.clone(),
-            tags: self.tags.clone(),
-            firewall_rules: self.firewall_rules.clone(),
-            extra: serde_json::json!({
-                "simulated": true,
-                "storage": self.storage,
-                "network": self.network,
-                "ssh_keys": self.ssh_keys,
-                "created_at": self.created_at,
-                "boots": self.boots,
-            }),
-        }
+        self.clone().into_info()
     }
 }
 

@@ -829,14 +829,13 @@ fn version(ext: &Extension, text: &str, f: &mut Vec<Finding>) {
 /// value that is not a semver requirement, or one this prov does not meet (the caller names
 /// the manifest and line).
 fn compatibility_entry(k: &str, val: &toml::Value) -> Option<Finding> {
-    let manifest = None::<PathBuf>;
     let (what, have) = match k {
         "prov_version" | "provisioning_version" => ("prov", super::PROV_VERSION),
         "interface_version" => ("the extension interface", super::INTERFACE_VERSION),
         _ => {
             return Some(Finding::warning(
                 Rule::Version,
-                manifest,
+                None,
                 format!("[compatibility] {k} is not checked by prov (it checks prov_version and interface_version)"),
             ))
         }
@@ -844,14 +843,14 @@ fn compatibility_entry(k: &str, val: &toml::Value) -> Option<Finding> {
     let Some(s) = val.as_str() else {
         return Some(Finding::error(
             Rule::Version,
-            manifest,
+            None,
             format!("[compatibility] {k} must be a string such as \">=0.1.0\""),
         ));
     };
     match semver::VersionReq::parse(s) {
         Err(e) => Some(Finding::error(
             Rule::Version,
-            manifest,
+            None,
             format!("[compatibility] {k} = {s:?} is not a semver requirement: {e}"),
         )),
         Ok(req) => {
@@ -859,7 +858,7 @@ fn compatibility_entry(k: &str, val: &toml::Value) -> Option<Finding> {
             (!req.matches(&have_v)).then(|| {
                 Finding::error(
                     Rule::Version,
-                    manifest,
+                    None,
                     format!("[compatibility] {k} = {s:?}: {what} here is {have}"),
                 )
             })
