@@ -86,6 +86,39 @@ fn scaffold_passes(kind: &str, name: &str, extra: &[&str], steps: &[&str]) {
     prov_cfg(&work, &cfg, &args).code(1).has("already exists");
 }
 
+/// A step that hangs fails at `--step-timeout` instead of holding the test run; the rest are
+/// reported as not run, and the run ends.
+#[test]
+fn a_hung_integration_step_fails_at_its_timeout() {
+    let (_t, work, cfg) = scratch();
+    prov_cfg(&work, &cfg, &["extension", "new", "taskserv", "stuck"]).ok();
+    // Longer than the step may take, short enough that nothing lingers for long.
+    std::fs::write(work.join("stuck/scripts/install.sh"), "sleep 40\n").unwrap();
+    let started = std::time::Instant::now();
+    let r = prov_cfg(
+        &work,
+        &cfg,
+        &[
+            "extension",
+            "test",
+            "--integration",
+            "--step-timeout",
+            "3",
+            "stuck",
+        ],
+    )
+    .code(1)
+    .has("FAIL integration taskserv: install")
+    .has("timed out after 3")
+    .has("not run: install failed");
+    assert!(r.stdout.contains("0 passed, 5 failed"), "{}", r.stdout);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(35),
+        "the run waited for the hung script: {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn taskserv_skeleton_validates_strict_and_passes_its_tests() {
     scaffold_passes(
