@@ -1,5 +1,6 @@
 //! The registry of extension implementations: the CLI fills it; the engine looks names up in it.
 
+use crate::config::SettingsSchema;
 use crate::traits::{Cluster, ErrorKind, ExtError, ExtResult, Provider, TaskServ};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,9 @@ pub struct Registry {
     /// Taskserv implementation → the taskservs it needs on the same server (its manifest's
     /// `dependencies`): treated as `Requires` entries of every use.
     taskserv_requires: BTreeMap<String, Vec<String>>,
+    /// Provider name → the Nickel schema of its settings (`providers.NAME`), checked when a
+    /// workspace is loaded ([`crate::config::settings`]).
+    schemas: BTreeMap<String, SettingsSchema>,
 }
 
 impl Registry {
@@ -56,6 +60,15 @@ impl Registry {
     /// Where extensions of `kind` were looked for (empty when nobody said).
     pub fn searched(&self, kind: &str) -> &[String] {
         self.searched.get(kind).map(Vec::as_slice).unwrap_or(&[])
+    }
+    /// Records the schema of provider `name`'s settings.
+    pub fn provider_schema(&mut self, name: &str, schema: SettingsSchema) -> &mut Self {
+        self.schemas.insert(name.to_string(), schema);
+        self
+    }
+    /// The schema of provider `name`'s settings, if it declared one.
+    pub fn schema_of(&self, name: &str) -> Option<&SettingsSchema> {
+        self.schemas.get(name)
     }
     pub fn new() -> Registry {
         Registry::default()

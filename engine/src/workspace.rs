@@ -120,6 +120,50 @@ pub fn build_with_state<S: OpenedState>(
     })
 }
 
+/// The settings of every provider the servers use, checked against the provider's schema
+/// (`Registry::provider_schema`): every problem of every provider, each naming
+/// `providers.NAME.KEY` and where `providers.NAME` is declared. An extension directory's schema
+/// is not evaluated for a confined evaluation (an untrusted plan refuses such providers).
+fn check_provider_settings(
+    registry: &Registry,
+    evaluated: &Evaluated,
+    providers: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<crate::error::Diagnostic> {
+    let used: std::collections::BTreeSet<&str> = evaluated
+        .value
+        .get("servers")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flat_map(|s| s.values())
+        .filter_map(|s| s.get("provider").and_then(|p| p.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for name in used {
+        let Some(schema) = registry.schema_of(name) else {
+            continue;
+        };
+        if evaluated.confined && matches!(schema, config::SettingsSchema::File(_)) {
+            continue;
+        }
+        let empty = serde_json::Value::Object(Default::default());
+        let settings = providers.get(name).unwrap_or(&empty);
+        if let Err(problems) = config::check_settings(schema, settings) {
+            let at = evaluated
+                .positions
+                .get(&format!("providers.{name}"))
+                .cloned();
+            out.extend(problems.iter().map(|p| {
+                crate::error::Diagnostic::new(
+                    None,
+                    at.clone(),
+                    p.under(&format!("providers.{name}")),
+                )
+            }));
+        }
+    }
+    out
+}
+
 /// The model and graph of an evaluation, with the registry bound to its provider settings.
 fn build(
     ws: &Workspace,
@@ -133,14 +177,22 @@ fn build(
         .cloned()
         .unwrap_or_default();
     let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
+    let mut problems = check_provider_settings(registry, &evaluated, &providers);
     // The servers' attributes move into the model (nothing reads them from the value later).
     let model = build_model_from(
         &mut evaluated.value,
         &evaluated.positions,
         &evaluated.defaults,
         &bound,
-    )
-    .map_err(EngineError::Invalid)?;
+    );
+    let model = match model {
+        Ok(model) if problems.is_empty() => model,
+        Ok(_) => return Err(EngineError::Invalid(problems)),
+        Err(more) => {
+            problems.extend(more);
+            return Err(EngineError::Invalid(problems));
+        }
+    };
     let graph = Graph::build(&model).map_err(|d| EngineError::Invalid(vec![d]))?;
     let config_hash = evaluated.hash.clone();
     Ok(Loaded {

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod exec;
 pub mod local;
 pub mod retry;
+pub mod settings;
 pub mod sim;
 pub mod upcloud;
 
@@ -20,10 +21,15 @@ use prov_engine::registry::Registry;
 /// and `aws` when built with the `aws` feature).
 pub fn register_all(reg: &mut Registry) {
     reg.provider("sim", sim::factory());
+    reg.provider_schema("sim", sim::options::SCHEMA);
     reg.provider("local", local::factory());
+    reg.provider_schema("local", local::options::SCHEMA);
     reg.provider("upcloud", upcloud::factory());
+    reg.provider_schema("upcloud", upcloud::settings::SCHEMA);
     #[cfg(feature = "aws")]
     reg.provider("aws", aws::factory());
+    #[cfg(feature = "aws")]
+    reg.provider_schema("aws", aws::settings::SCHEMA);
 }
 
 /// Registers the extension-directory providers found under `roots` (see

@@ -20,6 +20,7 @@ mod ownership;
 mod pipeline;
 mod policy_check;
 mod process;
+mod provider_settings;
 mod report;
 mod review;
 mod secrets;

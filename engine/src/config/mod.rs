@@ -40,6 +40,7 @@ mod eval;
 mod library;
 mod positions;
 mod scan;
+pub mod settings;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -114,6 +115,7 @@ impl Default for EvalLimits {
 }
 
 pub use eval::{set_limits, set_messages};
+pub use settings::{check_settings, SettingsProblem, SettingsSchema};
 
 /// A successfully evaluated workspace configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +137,9 @@ pub struct Evaluated {
     /// sha256 of `value` as compact JSON (kept with the cached value, so a hit does not
     /// serialise the whole configuration again to hash it).
     pub hash: String,
+    /// Evaluated confined ([`EvalOptions::confined`]): nothing outside the workspace's own
+    /// configuration is to be evaluated for it either (extension directories' settings schemas).
+    pub confined: bool,
 }
 
 /// Why a workspace configuration could not be evaluated.
@@ -272,6 +277,7 @@ pub fn evaluate_with_report(
                 defaults: hit.defaults,
                 files: hit.files,
                 hash: hit.hash,
+                confined: false,
             };
             return Ok((evaluated, ContractCheck::Cached));
         }
@@ -296,6 +302,7 @@ pub fn evaluate_with_report(
         rust_check: opts.rust_check && !scanned.reads_fields,
         color: opts.color,
         check_value_depth: true,
+        brief: false,
     })?;
     let hash = cache::value_hash(&output.value);
 
@@ -327,6 +334,7 @@ pub fn evaluate_with_report(
         defaults: output.defaults,
         files: scanned.files,
         hash,
+        confined: opts.confined,
     };
     Ok((evaluated, check))
 }
@@ -343,6 +351,7 @@ pub fn eval_file(file: &Path) -> Result<serde_json::Value, ConfigError> {
         rust_check: false,
         color: false,
         check_value_depth: false,
+        brief: false,
     })?
     .value)
 }
@@ -448,6 +457,7 @@ pub fn check_against_member(
         rust_check: false,
         color: false,
         check_value_depth: false,
+        brief: false,
     });
     let _ = std::fs::remove_file(&main);
     Ok(out?.value)
@@ -475,6 +485,7 @@ pub fn eval_snippet(dir: &Path, source: &str) -> Result<serde_json::Value, Confi
         rust_check: false,
         color: false,
         check_value_depth: false,
+        brief: false,
     });
     let _ = std::fs::remove_file(&main);
     Ok(out?.value)

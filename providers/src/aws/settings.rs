@@ -1,13 +1,18 @@
-//! The aws provider's settings: `providers.aws = { ... }`, checked key by key before any call.
+//! The aws provider's settings: `providers.aws = { ... }`, checked before any call. The keys,
+//! types, defaults and constraints are declared once, in the Nickel schema
+//! `providers/src/aws/settings.ncl` ([`SCHEMA`], compiled in); prov checks the settings against
+//! it (every problem at once, each naming `providers.aws.KEY`) and this module reads the checked
+//! value, refusing only what one key's contract cannot see: an `api.base_url` that differs from
+//! `endpoint_url`.
 //!
 //! | key            | type                  | meaning                                                        |
 //! |----------------|-----------------------|----------------------------------------------------------------|
 //! | `region`       | string (required)     | EC2 region, e.g. `"us-east-1"`; zones must belong to it         |
 //! | `endpoint_url` | string (http/https)   | EC2 endpoint (moto, LocalStack, a VPC endpoint); default: AWS   |
 //! | `auth`         | record                | `{ method = 'api_key, api_key = ACCESS_KEY_ID, api_secret = SECRET }`; without it the standard AWS chain (environment, profile, instance role) |
-//! | `api`          | record                | common contract: `timeout` (seconds per operation, default 30), `retries` (default 3); `base_url` is an alternative spelling of `endpoint_url` |
-//! | `parallelism`  | integer >= 1          | calls to this provider at once (`Provider::parallelism`)        |
-//! | `wait_timeout` | number >= 0 (seconds) | how long to wait for running/stopped/terminated (default 600)   |
+//! | `api`          | record                | `timeout` (seconds per operation, above 0, default 30), `retries` (0 to 20, default 3), `version` (ignored); `base_url` is an alternative spelling of `endpoint_url` |
+//! | `parallelism`  | integer 1..=10000     | calls to this provider at once (`Provider::parallelism`)        |
+//! | `wait_timeout` | seconds, 0..=31536000 | how long to wait for running/stopped/terminated (default 600)   |
 //! | `ssh_user`     | string                | user for `get-ssh-access` (default: per OS, see `mapping`)      |
 //! | `ssh_key_path` | string                | private key file for `get-ssh-access`                           |
 //! | `defaults`, `features` | record        | common provider settings (read by the engine)                   |
@@ -15,22 +20,17 @@
 //! Unknown keys and wrong types are errors naming `providers.aws.KEY`. The secret never appears
 //! in errors or `Debug` output.
 
-use serde_json::{Map, Value};
+use prov_engine::config::SettingsSchema;
+use serde::Deserialize;
+use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
 
-pub const KNOWN_KEYS: &[&str] = &[
-    "region",
-    "endpoint_url",
-    "auth",
-    "api",
-    "parallelism",
-    "wait_timeout",
-    "ssh_user",
-    "ssh_key_path",
-    "defaults",
-    "features",
-];
+/// The schema of `providers.aws`.
+pub const SCHEMA: SettingsSchema = SettingsSchema::Embedded {
+    name: "providers/src/aws/settings.ncl",
+    source: include_str!("settings.ncl"),
+};
 
 /// Static credentials from the settings' auth block.
 #[derive(Clone)]
@@ -59,259 +59,58 @@ pub struct AwsSettings {
     pub ssh_key_path: Option<String>,
 }
 
-fn non_negative_secs(key: &str, v: &Value, errors: &mut Vec<String>) -> Option<Duration> {
-    match v.as_f64() {
-        Some(s) if s.is_finite() && (0.0..=31_536_000.0).contains(&s) => {
-            Some(Duration::from_secs_f64(s))
-        }
-        _ => {
-            errors.push(format!(
-                "providers.aws.{key} must be a number of seconds from 0 to 31536000 (a year), got {v}"
-            ));
-            None
-        }
-    }
+/// The checked settings, as the schema shapes them.
+#[derive(Deserialize)]
+struct Checked {
+    region: String,
+    endpoint_url: Option<String>,
+    auth: Option<CheckedAuth>,
+    api: CheckedApi,
+    parallelism: Option<usize>,
+    wait_timeout: f64,
+    ssh_user: Option<String>,
+    ssh_key_path: Option<String>,
 }
 
-fn string<'a>(key: &str, v: &'a Value, errors: &mut Vec<String>) -> Option<&'a str> {
-    match v.as_str() {
-        Some(s) if !s.trim().is_empty() => Some(s),
-        _ => {
-            errors.push(format!(
-                "providers.aws.{key} must be a non-empty string, got {}",
-                type_name(v)
-            ));
-            None
-        }
-    }
+/// No `Debug`: it holds the secret.
+#[derive(Deserialize)]
+struct CheckedAuth {
+    api_key: String,
+    api_secret: String,
 }
 
-/// What a value is, without its content (it may be a secret).
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(s) if s.trim().is_empty() => "an empty string",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "a record",
-    }
+#[derive(Deserialize)]
+struct CheckedApi {
+    base_url: Option<String>,
+    timeout: f64,
+    retries: u32,
 }
 
-fn check_endpoint(key: &str, url: &str, errors: &mut Vec<String>) {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        errors.push(format!(
-            "providers.aws.{key} must be an http:// or https:// URL, got {url:?}"
-        ));
-    }
-}
-
-/// A plausible region name: letters, digits and dashes, like `us-east-1`.
-fn check_region(region: &str) -> Result<(), String> {
-    let ok = region.split('-').count() >= 3
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && region.chars().last().is_some_and(|c| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "providers.aws.region {region:?} is not a region name like \"us-east-1\""
-        ))
-    }
-}
-
-/// Parses the settings; every problem is reported, each naming its key.
+/// Checks the settings against [`SCHEMA`]; every problem is reported, each naming its key.
 pub fn parse(settings: &Value) -> Result<AwsSettings, Vec<String>> {
-    let empty = Map::new();
-    let map = match settings {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        other => {
+    let c: Checked = crate::settings::read("aws", &SCHEMA, settings)?;
+    let endpoint_url = match (c.endpoint_url, c.api.base_url) {
+        (Some(e), Some(b)) if e != b => {
             return Err(vec![format!(
-                "providers.aws settings must be a record, got {}",
-                type_name(other)
+                "providers.aws.api.base_url ({b:?}) and providers.aws.endpoint_url ({e:?}) differ: set one"
             )])
         }
+        (e, b) => e.or(b),
     };
-    let mut errors = Vec::new();
-    for k in map.keys() {
-        if !KNOWN_KEYS.contains(&k.as_str()) {
-            errors.push(format!(
-                "providers.aws.{k}: unknown setting (known: {})",
-                KNOWN_KEYS.join(", ")
-            ));
-        }
-    }
-    let get = |k: &str| map.get(k).filter(|v| !v.is_null());
-
-    let region = match get("region") {
-        None => {
-            errors
-                .push("providers.aws.region is required (e.g. region = \"us-east-1\")".to_string());
-            None
-        }
-        Some(v) => string("region", v, &mut errors).and_then(|r| match check_region(r) {
-            Ok(()) => Some(r.to_string()),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
+    Ok(AwsSettings {
+        region: c.region,
+        endpoint_url,
+        credentials: c.auth.map(|a| StaticCredentials {
+            access_key_id: a.api_key,
+            secret_access_key: a.api_secret,
         }),
-    };
-
-    let mut endpoint_url = get("endpoint_url")
-        .and_then(|v| string("endpoint_url", v, &mut errors))
-        .map(str::to_string);
-    if let Some(u) = &endpoint_url {
-        check_endpoint("endpoint_url", u, &mut errors);
-    }
-
-    let mut timeout = Duration::from_secs(30);
-    let mut retries = 3u32;
-    if let Some(api) = get("api") {
-        match api.as_object() {
-            None => errors.push(format!(
-                "providers.aws.api must be a record, got {}",
-                type_name(api)
-            )),
-            Some(api) => {
-                for k in api.keys() {
-                    if !["base_url", "version", "timeout", "retries"].contains(&k.as_str()) {
-                        errors.push(format!(
-                            "providers.aws.api.{k}: unknown setting (known: base_url, version, timeout, retries)"
-                        ));
-                    }
-                }
-                if let Some(t) = api.get("timeout").filter(|v| !v.is_null()) {
-                    if let Some(d) = non_negative_secs("api.timeout", t, &mut errors) {
-                        if d.is_zero() {
-                            errors.push(
-                                "providers.aws.api.timeout must be more than 0 seconds".into(),
-                            );
-                        } else {
-                            timeout = d;
-                        }
-                    }
-                }
-                if let Some(r) = api.get("retries").filter(|v| !v.is_null()) {
-                    match r.as_f64() {
-                        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 20.0 => retries = n as u32,
-                        _ => errors.push(format!(
-                            "providers.aws.api.retries must be an integer from 0 to 20, got {r}"
-                        )),
-                    }
-                }
-                if let Some(b) = api.get("base_url").filter(|v| !v.is_null()) {
-                    if let Some(b) = string("api.base_url", b, &mut errors) {
-                        check_endpoint("api.base_url", b, &mut errors);
-                        match &endpoint_url {
-                            Some(e) if e != b => errors.push(format!(
-                                "providers.aws.api.base_url ({b:?}) and providers.aws.endpoint_url ({e:?}) differ: set one"
-                            )),
-                            _ => endpoint_url = Some(b.to_string()),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    let mut credentials = None;
-    if let Some(auth) = get("auth") {
-        match auth.as_object() {
-            None => errors.push(format!(
-                "providers.aws.auth must be a record, got {}",
-                type_name(auth)
-            )),
-            Some(a) => {
-                let method = a.get("method").and_then(Value::as_str).unwrap_or("");
-                if method != "api_key" {
-                    errors.push(format!(
-                        "providers.aws.auth.method must be 'api_key (an access key id and secret), got {:?}",
-                        method
-                    ));
-                }
-                for k in a.keys() {
-                    if !["method", "api_key", "api_secret"].contains(&k.as_str()) {
-                        errors.push(format!(
-                            "providers.aws.auth.{k}: not used by aws (set api_key and api_secret)"
-                        ));
-                    }
-                }
-                let key = a
-                    .get("api_key")
-                    .filter(|v| !v.is_null())
-                    .and_then(|v| string("auth.api_key", v, &mut errors));
-                let secret = a
-                    .get("api_secret")
-                    .filter(|v| !v.is_null())
-                    .and_then(|v| string("auth.api_secret", v, &mut errors));
-                match (key, secret) {
-                    (Some(k), Some(s)) => {
-                        credentials = Some(StaticCredentials {
-                            access_key_id: k.to_string(),
-                            secret_access_key: s.to_string(),
-                        })
-                    }
-                    (None, _) if a.get("api_key").is_none_or(Value::is_null) => errors
-                        .push("providers.aws.auth.api_key is required with method 'api_key".into()),
-                    (_, None) if a.get("api_secret").is_none_or(Value::is_null) => errors.push(
-                        "providers.aws.auth.api_secret is required with method 'api_key".into(),
-                    ),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    let mut parallelism = None;
-    if let Some(v) = get("parallelism") {
-        match v.as_f64() {
-            Some(n) if n >= 1.0 && n.fract() == 0.0 && n <= 10_000.0 => {
-                parallelism = Some(n as usize)
-            }
-            _ => errors.push(format!(
-                "providers.aws.parallelism must be a positive integer, got {v}"
-            )),
-        }
-    }
-    let wait_timeout = get("wait_timeout")
-        .and_then(|v| non_negative_secs("wait_timeout", v, &mut errors))
-        .unwrap_or(Duration::from_secs(600));
-    let ssh_user = get("ssh_user")
-        .and_then(|v| string("ssh_user", v, &mut errors))
-        .map(str::to_string);
-    let ssh_key_path = get("ssh_key_path")
-        .and_then(|v| string("ssh_key_path", v, &mut errors))
-        .map(str::to_string);
-    for k in ["defaults", "features"] {
-        if let Some(v) = get(k) {
-            if !v.is_object() {
-                errors.push(format!(
-                    "providers.aws.{k} must be a record, got {}",
-                    type_name(v)
-                ));
-            }
-        }
-    }
-
-    match region {
-        Some(region) if errors.is_empty() => Ok(AwsSettings {
-            region,
-            endpoint_url,
-            credentials,
-            timeout,
-            retries,
-            parallelism,
-            wait_timeout,
-            ssh_user,
-            ssh_key_path,
-        }),
-        _ => Err(errors),
-    }
+        timeout: Duration::from_secs_f64(c.api.timeout),
+        retries: c.api.retries,
+        parallelism: c.parallelism,
+        wait_timeout: Duration::from_secs_f64(c.wait_timeout),
+        ssh_user: c.ssh_user,
+        ssh_key_path: c.ssh_key_path,
+    })
 }
 
 #[cfg(test)]
@@ -336,27 +135,86 @@ mod tests {
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 
+    /// Each case: settings, then the `providers.aws.KEY` each problem names.
     #[test]
     fn every_problem_names_its_key_and_never_the_secret() {
-        let errs = parse(&json!({
-            "regoin": "us-east-1",
-            "endpoint_url": "127.0.0.1:5000",
-            "auth": {"method": "basic", "api_key": "AKID", "api_secret": 42},
-            "parallelism": 0,
-        }))
-        .unwrap_err();
-        let all = errs.join("\n");
-        for needle in [
-            "providers.aws.regoin: unknown setting",
-            "providers.aws.region is required",
-            "providers.aws.endpoint_url must be an http",
-            "providers.aws.auth.method",
-            "providers.aws.auth.api_secret must be a non-empty string, got a number",
-            "providers.aws.parallelism must be a positive integer",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        let ok = || json!({"region": "us-east-1"});
+        let with = |k: &str, v: Value| {
+            let mut s = ok();
+            s[k] = v;
+            s
+        };
+        let auth =
+            |secret: Value| json!({"method": "api_key", "api_key": "AKID", "api_secret": secret});
+        let cases: &[(Value, &[&str])] = &[
+            (json!({}), &["region"]),
+            (json!({"region": 3}), &["region"]),
+            (json!({"region": "Europe"}), &["region"]),
+            (
+                with("endpoint_url", json!("127.0.0.1:5000")),
+                &["endpoint_url"],
+            ),
+            (
+                with("auth", auth(json!(4242424242u64))),
+                &["auth.api_secret"],
+            ),
+            (with("auth", auth(json!(""))), &["auth.api_secret"]),
+            (
+                with(
+                    "auth",
+                    json!({"method": "basic", "api_key": "AKID", "api_secret": "s3cret-x"}),
+                ),
+                &["auth.method"],
+            ),
+            (
+                with("auth", json!({"method": "api_key", "api_key": "AKID"})),
+                &["auth"],
+            ),
+            (with("auth", json!("s3cret-x")), &["auth"]),
+            (with("api", json!({"timeout": 0})), &["api.timeout"]),
+            (with("api", json!({"retries": 21})), &["api.retries"]),
+            (with("parallelism", json!(0)), &["parallelism"]),
+            (with("wait_timeout", json!(-1)), &["wait_timeout"]),
+            (with("ssh_user", json!("")), &["ssh_user"]),
+            (with("regoin", json!("us-east-1")), &["regoin"]),
+            (
+                json!({"regoin": "us-east-1", "endpoint_url": "127.0.0.1:5000",
+                       "auth": {"method": "basic", "api_key": "AKID", "api_secret": 4242424242u64},
+                       "parallelism": 0}),
+                &[
+                    "auth.api_secret",
+                    "auth.method",
+                    "endpoint_url",
+                    "parallelism",
+                    "region",
+                    "regoin",
+                ],
+            ),
+        ];
+        for (settings, keys) in cases {
+            let errs = parse(settings).unwrap_err();
+            assert_eq!(errs.len(), keys.len(), "{settings}: {errs:#?}");
+            for (e, k) in errs.iter().zip(keys.iter()) {
+                assert!(e.starts_with(&format!("providers.aws.{k}: ")), "{k}: {e}");
+            }
+            let all = errs.join("\n");
+            assert!(!all.contains("s3cret") && !all.contains("424242"), "{all}");
         }
-        assert!(!all.contains("42"), "{all}");
+        let errs = parse(&json!({"regoin": "us-east-1"})).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("providers.aws.regoin: unknown setting")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_key_table_is_the_schema() {
+        use crate::settings::testing::{schema_keys, table_keys};
+        assert_eq!(
+            table_keys(include_str!("settings.rs")),
+            schema_keys(&SCHEMA)
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod run;
 pub use check::check;
 
 use async_trait::async_trait;
+use prov_engine::config::{check_settings, SettingsSchema};
 use prov_engine::extension::{discover, Extension, ExtensionError, ExtensionKind};
 use prov_engine::registry::{ExtContext, ProviderFactory, Registry};
 use prov_engine::traits::{
@@ -99,6 +100,9 @@ pub struct ExecSpec {
     pub program: run::Program,
     pub timeout: Duration,
     pub replace_on_change: Option<&'static [&'static str]>,
+    /// The extension's `schemas/settings.ncl`: `providers.NAME` is checked against it (defaults
+    /// filled) before the program runs, as the engine checks it when a workspace loads.
+    pub schema: Option<SettingsSchema>,
 }
 
 impl ExecSpec {
@@ -148,6 +152,7 @@ impl ExecSpec {
             },
             timeout,
             replace_on_change: section.replace_on_change.map(|v| intern(&v)),
+            schema: prov_engine::config::settings::extension_schema(&ext.dir),
         })
     }
 }
@@ -185,6 +190,9 @@ pub fn register(
             });
         }
         let spec = Arc::new(ExecSpec::from_extension(&ext)?);
+        if let Some(schema) = &spec.schema {
+            reg.provider_schema(&name, schema.clone());
+        }
         reg.provider(&name, factory(spec));
     }
     Ok(())
@@ -207,6 +215,10 @@ pub struct ExecProvider {
     secrets: Vec<String>,
     /// The executable's `info` answer: what it supports.
     info: tokio::sync::OnceCell<ProviderInfo>,
+    /// The settings checked against the extension's schema (as given without one): checked
+    /// before the first run of the program, never at load (an untrusted plan builds the
+    /// provider only to refuse it).
+    checked: tokio::sync::OnceCell<Value>,
 }
 
 fn collect_secrets(v: &Value, under_secret: bool, out: &mut Vec<String>) {
@@ -274,6 +286,7 @@ impl ExecProvider {
             secrets,
             spec,
             info: tokio::sync::OnceCell::new(),
+            checked: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -294,14 +307,37 @@ impl ExecProvider {
         self.spec.program.command.display().to_string()
     }
 
+    /// The settings checked against the extension's schema: every problem, each naming
+    /// `providers.NAME.KEY`.
+    async fn checked_settings(&self) -> Result<Value, Vec<String>> {
+        let Some(schema) = self.spec.schema.clone() else {
+            return Ok(self.settings.clone());
+        };
+        let settings = self.settings.clone();
+        let section = format!("providers.{}", self.name);
+        let r = tokio::task::spawn_blocking(move || check_settings(&schema, &settings))
+            .await
+            .map_err(|e| vec![format!("{section}: the settings check failed: {e}")])?;
+        r.map_err(|problems| problems.iter().map(|p| p.under(&section)).collect())
+    }
+
     /// Runs the executable for `op` and returns the raw `result`.
     async fn raw(&self, op: &str, target: Option<&str>, arguments: Value) -> ExtResult<Value> {
+        let settings = self
+            .checked
+            .get_or_try_init(|| async {
+                self.checked_settings()
+                    .await
+                    .map_err(|errs| self.err(op, target, ErrorKind::Invalid, errs.join("; ")))
+            })
+            .await?
+            .clone();
         let req = Request {
             protocol: PROTOCOL,
             provider: self.name.clone(),
             operation: op.to_string(),
             workspace: self.workspace.clone(),
-            settings: self.settings.clone(),
+            settings,
             arguments,
         };
         let input = serde_json::to_vec(&req).expect("requests serialise");
@@ -463,6 +499,12 @@ impl Provider for ExecProvider {
     }
 
     async fn validate_config(&self, settings: &Value) -> ExtResult<Validation> {
+        if let Err(errors) = self.checked_settings().await {
+            return Ok(Validation {
+                errors,
+                ..Validation::default()
+            });
+        }
         let info = self.declared().await?;
         if !info
             .supported_operations

@@ -1,25 +1,31 @@
-//! The local provider's settings, `providers.local = { ... }`, checked before any call.
+//! The local provider's settings, `providers.local = { ... }`. The keys, types, defaults and
+//! constraints are declared once, in the Nickel schema `providers/src/local/settings.ncl`
+//! ([`SCHEMA`], compiled in); prov checks the settings against it (every problem at once, each
+//! naming `providers.local.KEY`) and this module reads the checked value.
 //!
 //! | key           | type                          | meaning                                              |
 //! |---------------|-------------------------------|------------------------------------------------------|
 //! | `isolation`   | `"netns"`, `"none"`, `"auto"` | netns: own network namespace, address, sshd and nftables firewall (root only); none: a directory and local processes; auto (default): netns when prov runs as root, none otherwise |
 //! | `subnet`      | IPv4 CIDR, prefix 8..=28      | addresses of netns sandboxes (default `10.213.0.0/16`); the first host address is the bridge's |
 //! | `bridge`      | interface name (≤ 15 chars)   | the host bridge the sandboxes' veth pairs join (default `provbr0`) |
-//! | `sshd`        | path                          | the OpenSSH server binary (default `/usr/sbin/sshd`) |
+//! | `sshd`        | absolute path                 | the OpenSSH server binary (default `/usr/sbin/sshd`) |
 //! | `parallelism` | integer ≥ 1                   | `Provider::parallelism()`: calls to this provider at once |
+//! | `auth`, `api`, `defaults`, `features` | records | the common provider settings (`defaults` is read by the engine; `auth` is not used) |
 //!
-//! The common provider keys (`defaults`, `auth`, `api`, `features`) are accepted; any other key
-//! is an error naming it, so a typo (`isolaton`) is never silently ignored.
+//! Any other key is an error naming it, so a typo (`isolaton`) is never silently ignored.
+//! `isolation = "netns"` without root is refused here: whether prov runs as root is known only
+//! when it runs.
 
+use prov_engine::config::SettingsSchema;
+use serde::Deserialize;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 
-pub const DEFAULT_SUBNET: &str = "10.213.0.0/16";
-pub const DEFAULT_BRIDGE: &str = "provbr0";
-pub const DEFAULT_SSHD: &str = "/usr/sbin/sshd";
-
-const OWN_KEYS: &[&str] = &["isolation", "subnet", "bridge", "sshd", "parallelism"];
-const COMMON_KEYS: &[&str] = &["defaults", "auth", "api", "features"];
+/// The schema of `providers.local`.
+pub const SCHEMA: SettingsSchema = SettingsSchema::Embedded {
+    name: "providers/src/local/settings.ncl",
+    source: include_str!("settings.ncl"),
+};
 
 /// What a sandbox is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,121 +110,42 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A Linux interface name: 1..=15 bytes of letters, digits, `-`, `_`.
-pub fn valid_ifname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+/// The checked settings, as the schema shapes them.
+#[derive(Deserialize)]
+struct Checked {
+    isolation: String,
+    subnet: String,
+    bridge: String,
+    sshd: String,
+    parallelism: Option<usize>,
 }
 
-/// Parses the settings; every problem is reported, each naming its key. `root` decides what
-/// `isolation = "auto"` means and whether `"netns"` is possible.
+/// Checks the settings against [`SCHEMA`]; every problem is reported, each naming its key.
+/// `root` decides what `isolation = "auto"` means and whether `"netns"` is possible.
 pub fn parse(name: &str, settings: &Value, root: bool) -> Result<LocalOptions, Vec<String>> {
-    let empty = serde_json::Map::new();
-    let map = match settings {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        other => {
+    let c: Checked = crate::settings::read(name, &SCHEMA, settings)?;
+    let isolation = match c.isolation.as_str() {
+        "none" => Isolation::None,
+        "netns" if !root => {
             return Err(vec![format!(
-                "providers.{name} must be a record, got {other}"
+                "providers.{name}.isolation = \"netns\" needs root (network namespaces, veth \
+                 pairs and nftables need CAP_NET_ADMIN); run prov as root or use \
+                 isolation = \"none\""
             )])
         }
+        "netns" => Isolation::Netns,
+        _ if root => Isolation::Netns,
+        _ => Isolation::None,
     };
-    let mut errors = Vec::new();
-    for k in map.keys() {
-        if !OWN_KEYS.contains(&k.as_str()) && !COMMON_KEYS.contains(&k.as_str()) {
-            errors.push(format!(
-                "providers.{name}.{k}: unknown setting (known: {})",
-                OWN_KEYS.join(", ")
-            ));
-        }
-    }
-    let get = |k: &str| map.get(k).filter(|v| !v.is_null());
-    let string = |k: &str, errors: &mut Vec<String>| -> Option<String> {
-        match get(k) {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(v) => {
-                errors.push(format!("providers.{name}.{k} must be a string, got {v}"));
-                None
-            }
-        }
-    };
-
-    let isolation = match string("isolation", &mut errors).as_deref() {
-        None | Some("auto") => {
-            if root {
-                Isolation::Netns
-            } else {
-                Isolation::None
-            }
-        }
-        Some("none") => Isolation::None,
-        Some("netns") => {
-            if !root {
-                errors.push(format!(
-                    "providers.{name}.isolation = \"netns\" needs root (network namespaces, veth \
-                     pairs and nftables need CAP_NET_ADMIN); run prov as root or use \
-                     isolation = \"none\""
-                ));
-            }
-            Isolation::Netns
-        }
-        Some(other) => {
-            errors.push(format!(
-                "providers.{name}.isolation: {other:?} is not one of \"netns\", \"none\", \"auto\""
-            ));
-            Isolation::None
-        }
-    };
-
-    let subnet = match string("subnet", &mut errors) {
-        None => Subnet::parse(DEFAULT_SUBNET).expect("the default subnet parses"),
-        Some(s) => Subnet::parse(&s).unwrap_or_else(|e| {
-            errors.push(format!("providers.{name}.subnet: {e}"));
-            Subnet::parse(DEFAULT_SUBNET).expect("the default subnet parses")
-        }),
-    };
-
-    let bridge = string("bridge", &mut errors).unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
-    if !valid_ifname(&bridge) {
-        errors.push(format!(
-            "providers.{name}.bridge: {bridge:?} is not an interface name (1-15 letters, digits, '-', '_')"
-        ));
-    }
-
-    let sshd = string("sshd", &mut errors).unwrap_or_else(|| DEFAULT_SSHD.to_string());
-    if !sshd.starts_with('/') {
-        errors.push(format!(
-            "providers.{name}.sshd must be an absolute path (sshd refuses to re-execute otherwise), got {sshd:?}"
-        ));
-    }
-
-    let parallelism = match get("parallelism") {
-        None => None,
-        Some(v) => match v.as_f64() {
-            Some(f) if f >= 1.0 && f.fract() == 0.0 && f <= 1e6 => Some(f as usize),
-            _ => {
-                errors.push(format!(
-                    "providers.{name}.parallelism must be a positive integer, got {v}"
-                ));
-                None
-            }
-        },
-    };
-
-    if errors.is_empty() {
-        Ok(LocalOptions {
-            isolation,
-            subnet,
-            bridge,
-            sshd,
-            parallelism,
-        })
-    } else {
-        Err(errors)
-    }
+    let subnet =
+        Subnet::parse(&c.subnet).map_err(|e| vec![format!("providers.{name}.subnet: {e}")])?;
+    Ok(LocalOptions {
+        isolation,
+        subnet,
+        bridge: c.bridge,
+        sshd: c.sshd,
+        parallelism: c.parallelism,
+    })
 }
 
 #[cfg(test)]
@@ -230,8 +157,12 @@ mod tests {
     fn defaults_follow_root() {
         let o = parse("local", &json!({}), true).unwrap();
         assert_eq!(o.isolation, Isolation::Netns);
-        assert_eq!(o.subnet.to_string(), DEFAULT_SUBNET);
-        assert_eq!(o.bridge, DEFAULT_BRIDGE);
+        // The schema's defaults.
+        assert_eq!(o.subnet.to_string(), "10.213.0.0/16");
+        assert_eq!(
+            (o.bridge.as_str(), o.sshd.as_str()),
+            ("provbr0", "/usr/sbin/sshd")
+        );
         assert_eq!(
             parse("local", &Value::Null, false).unwrap().isolation,
             Isolation::None
@@ -247,32 +178,68 @@ mod tests {
         assert_eq!(o.parallelism, Some(2));
     }
 
+    /// Each case: settings, then the `providers.local.KEY` each problem names.
     #[test]
     fn every_problem_names_its_key() {
-        let errs = parse(
-            "local",
-            &json!({"isolaton": "none", "isolation": "vm", "subnet": "10.213.0.1/16",
-                    "bridge": "a-very-long-bridge-name", "sshd": "sshd", "parallelism": 0}),
-            true,
-        )
-        .unwrap_err();
-        assert_eq!(errs.len(), 6, "{errs:?}");
-        for key in [
-            "isolaton",
-            "isolation",
-            "subnet",
-            "bridge",
-            "sshd",
-            "parallelism",
-        ] {
-            assert!(
-                errs.iter()
-                    .any(|e| e.contains(&format!("providers.local.{key}"))),
-                "{key}: {errs:?}"
-            );
+        let cases: &[(Value, &[&str])] = &[
+            (json!({"isolation": "vm"}), &["isolation"]),
+            (json!({"isolation": 1}), &["isolation"]),
+            (json!({"subnet": "10.213.0.1/16"}), &["subnet"]),
+            (json!({"subnet": "10.213.0.0/30"}), &["subnet"]),
+            (json!({"subnet": "fd00::/64"}), &["subnet"]),
+            (json!({"subnet": 16}), &["subnet"]),
+            (json!({"bridge": "a-very-long-bridge-name"}), &["bridge"]),
+            (json!({"sshd": "sshd"}), &["sshd"]),
+            (json!({"parallelism": 0}), &["parallelism"]),
+            (json!({"isolaton": "none"}), &["isolaton"]),
+            (
+                json!({"isolaton": "none", "isolation": "vm", "subnet": "10.213.0.1/16",
+                       "bridge": "a-very-long-bridge-name", "sshd": "sshd", "parallelism": 0}),
+                &[
+                    "bridge",
+                    "isolation",
+                    "isolaton",
+                    "parallelism",
+                    "sshd",
+                    "subnet",
+                ],
+            ),
+        ];
+        for (settings, keys) in cases {
+            let errs = parse("local", settings, true).unwrap_err();
+            assert_eq!(errs.len(), keys.len(), "{settings}: {errs:#?}");
+            for (e, k) in errs.iter().zip(keys.iter()) {
+                assert!(e.starts_with(&format!("providers.local.{k}: ")), "{k}: {e}");
+            }
         }
+        let errs = parse("local", &json!({"subnet": "10.213.0.1/16"}), true).unwrap_err();
+        assert!(
+            errs[0].contains("host bits set (the network is 10.213.0.0/16)"),
+            "{errs:?}"
+        );
+        let errs = parse("local", &json!({"isolaton": "none"}), true).unwrap_err();
+        assert!(errs[0].contains("unknown setting"), "{errs:?}");
         let errs = parse("local", &json!({"isolation": "netns"}), false).unwrap_err();
         assert!(errs[0].contains("needs root"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_wrong_credential_is_not_echoed() {
+        for auth in [json!("hunter22-secret"), json!(424242424242u64)] {
+            let errs = parse("local", &json!({"auth": auth}), true).unwrap_err();
+            let all = errs.join("\n");
+            assert!(all.starts_with("providers.local.auth: "), "{all}");
+            assert!(
+                !all.contains("hunter22") && !all.contains("424242"),
+                "{all}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_table_is_the_schema() {
+        use crate::settings::testing::{schema_keys, table_keys};
+        assert_eq!(table_keys(include_str!("options.rs")), schema_keys(&SCHEMA));
     }
 
     #[test]

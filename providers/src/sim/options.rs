@@ -1,24 +1,37 @@
 //! The sim provider's options: `providers.sim = { ... }` settings plus their environment fallbacks.
+//! The keys, types, defaults and constraints are declared once, in the Nickel schema
+//! `providers/src/sim/settings.ncl` ([`SCHEMA`], compiled in); prov checks the settings against
+//! it (every problem at once, each naming `providers.sim.KEY`) and this module reads the checked
+//! value.
 //!
 //! | key            | type                | meaning                                                  |
 //! |----------------|---------------------|----------------------------------------------------------|
-//! | `latency_ms`   | number >= 0         | every call sleeps this long (default: env `PROV_SIM_LATENCY_MS`, else 0) |
+//! | `latency_ms`   | number 0..=86400000 | every call sleeps this long (default: env `PROV_SIM_LATENCY_MS`, else 0) |
 //! | `fail_call`    | integer >= 1        | the Nth mutating call (create, delete, start, stop, reboot, update, configure-firewall) of this provider instance fails, changing nothing |
 //! | `fail_servers` | array of strings    | create/update/delete of these hostnames fail (plus env `PROV_SIM_FAIL_SERVERS`, comma-separated) |
 //! | `parallelism`  | integer >= 1        | `Provider::parallelism()`                                |
 //! | `read_batch`   | integer 1..=100000  | servers one batched read answers: a refresh reads them in pages of this size, one latency per page (default: env `PROV_SIM_READ_BATCH`, else 500; 1 reads each server with a call of its own) |
+//! | `auth`         | record              | accepted, not used (the sim needs no credentials)        |
+//! | `api`, `defaults`, `features` | records | the common provider settings (`defaults` is read by the engine) |
 //!
-//! Unknown keys are ignored (the settings record also carries common keys such as `defaults`);
-//! a known key with the wrong type is an error naming the key. The environment is read once, when
-//! the provider is built.
+//! Unknown keys are errors naming the key. The environment is read once, when the provider is
+//! built.
 
-use prov_sim::env::{latency_from_ms, MAX_READ_BATCH};
+use prov_engine::config::SettingsSchema;
+use prov_sim::env::latency_from_ms;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 pub use prov_sim::env::{ENV_FAIL_SERVERS, ENV_LATENCY_MS, ENV_READ_BATCH};
 pub use prov_sim::SimEnv;
+
+/// The schema of `providers.sim`.
+pub const SCHEMA: SettingsSchema = SettingsSchema::Embedded {
+    name: "providers/src/sim/settings.ncl",
+    source: include_str!("settings.ncl"),
+};
 
 /// Servers one batched read answers when neither the setting nor the environment says.
 pub const DEFAULT_READ_BATCH: usize = 500;
@@ -46,94 +59,51 @@ impl Default for SimOptions {
     }
 }
 
-fn positive_integer(settings_key: &str, v: &Value) -> Result<u64, String> {
-    match v.as_u64() {
-        Some(n) if n >= 1 => Ok(n),
-        // Nickel numbers may arrive as floats (`3.0`).
-        _ => match v.as_f64() {
-            Some(f) if f >= 1.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(f as u64),
-            _ => Err(format!(
-                "providers.sim.{settings_key} must be a positive integer, got {v}"
-            )),
-        },
-    }
+/// The checked settings, as the schema shapes them.
+#[derive(Deserialize)]
+struct Checked {
+    latency_ms: Option<f64>,
+    fail_call: Option<u64>,
+    fail_servers: Vec<String>,
+    parallelism: Option<usize>,
+    read_batch: Option<usize>,
 }
 
-/// Parses the settings; every problem is reported (for `validate_config`), each naming its key.
+/// Checks the settings against [`SCHEMA`] and applies the environment's fallbacks; every
+/// problem is reported (for `validate_config`), each naming its key.
 pub fn parse(settings: &Value, env: &SimEnv) -> Result<SimOptions, Vec<String>> {
-    let empty = serde_json::Map::new();
-    let map = match settings {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        other => {
-            return Err(vec![format!(
-                "providers.sim settings must be a record, got {other}"
-            )])
-        }
-    };
-    let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+    let c: Checked = crate::settings::read("sim", &SCHEMA, settings)?;
     let mut errors = Vec::new();
-    let mut opts = SimOptions::default();
-
-    match get("latency_ms") {
-        Some(v) => match v.as_f64() {
-            Some(ms) if latency_from_ms(ms).is_some() => {
-                opts.latency = latency_from_ms(ms).unwrap_or_default()
-            }
-            _ => errors.push(format!(
-                "providers.sim.latency_ms must be a number from 0 to 86400000, got {v}"
-            )),
-        },
-        None => match env.latency() {
-            Ok(d) => opts.latency = d.unwrap_or_default(),
-            Err(e) => errors.push(e),
-        },
+    let latency = match c.latency_ms {
+        Some(ms) => latency_from_ms(ms),
+        None => env.latency().unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        }),
     }
-
-    if let Some(v) = get("fail_call") {
-        match positive_integer("fail_call", v) {
-            Ok(n) => opts.fail_call = Some(n),
-            Err(e) => errors.push(e),
-        }
+    .unwrap_or_default();
+    let read_batch = match c.read_batch {
+        Some(n) => n,
+        None => env
+            .read_batch()
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            })
+            .unwrap_or(DEFAULT_READ_BATCH),
+    };
+    let mut fail_servers: BTreeSet<String> = c.fail_servers.into_iter().collect();
+    fail_servers.extend(env.fail_servers());
+    if !errors.is_empty() {
+        return Err(errors);
     }
-
-    if let Some(v) = get("fail_servers") {
-        match v.as_array() {
-            Some(items) if items.iter().all(Value::is_string) => opts
-                .fail_servers
-                .extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
-            _ => errors.push(format!(
-                "providers.sim.fail_servers must be an array of hostnames (strings), got {v}"
-            )),
-        }
-    }
-    opts.fail_servers.extend(env.fail_servers());
-
-    if let Some(v) = get("parallelism") {
-        match positive_integer("parallelism", v) {
-            Ok(n) => opts.parallelism = Some(usize::try_from(n).unwrap_or(usize::MAX)),
-            Err(e) => errors.push(e),
-        }
-    }
-
-    match get("read_batch") {
-        Some(v) => match positive_integer("read_batch", v) {
-            Ok(n) if n <= MAX_READ_BATCH as u64 => opts.read_batch = n as usize,
-            _ => errors.push(format!(
-                "providers.sim.read_batch must be a whole number of servers from 1 to {MAX_READ_BATCH}, got {v}"
-            )),
-        },
-        None => match env.read_batch() {
-            Ok(n) => opts.read_batch = n.unwrap_or(DEFAULT_READ_BATCH),
-            Err(e) => errors.push(e),
-        },
-    }
-
-    if errors.is_empty() {
-        Ok(opts)
-    } else {
-        Err(errors)
-    }
+    Ok(SimOptions {
+        latency,
+        fail_call: c.fail_call,
+        fail_servers,
+        parallelism: c.parallelism,
+        read_batch,
+    })
 }
 
 #[cfg(test)]
@@ -192,24 +162,63 @@ mod tests {
         assert!(parse(&json!({}), &bad).unwrap_err()[0].contains(ENV_LATENCY_MS));
     }
 
+    /// Each case: settings, then the `providers.sim.KEY` every problem names (in order).
     #[test]
-    fn wrong_types_name_the_key() {
-        let errs = parse(
-            &json!({"latency_ms": -1, "fail_call": 0, "fail_servers": "a", "parallelism": "x",
-                    "read_batch": 100001}),
-            &SimEnv::default(),
-        )
-        .unwrap_err();
-        assert_eq!(errs.len(), 5);
-        for key in [
-            "latency_ms",
-            "fail_call",
-            "fail_servers",
-            "parallelism",
-            "read_batch",
-        ] {
-            assert!(errs.iter().any(|e| e.contains(key)), "{key}: {errs:?}");
+    fn every_problem_is_reported_naming_its_key() {
+        let cases: &[(Value, &[&str])] = &[
+            (json!({"latency_ms": -1}), &["latency_ms"]),
+            (json!({"latency_ms": "soon"}), &["latency_ms"]),
+            (json!({"fail_call": 0}), &["fail_call"]),
+            (json!({"fail_servers": "a"}), &["fail_servers"]),
+            (json!({"fail_servers": ["a", 3]}), &["fail_servers"]),
+            (json!({"parallelism": "x"}), &["parallelism"]),
+            (json!({"read_batch": 100001}), &["read_batch"]),
+            (json!({"latecny_ms": 5}), &["latecny_ms"]),
+            (
+                json!({"api": {"base_url": "http://x", "timeout": -1}}),
+                &["api.timeout"],
+            ),
+            (
+                json!({"latency_ms": -1, "fail_call": 0, "fail_servers": "a", "parallelism": "x",
+                       "read_batch": 100001, "typo": 1}),
+                &[
+                    "fail_call",
+                    "fail_servers",
+                    "latency_ms",
+                    "parallelism",
+                    "read_batch",
+                    "typo",
+                ],
+            ),
+        ];
+        for (settings, keys) in cases {
+            let errs = parse(settings, &SimEnv::default()).unwrap_err();
+            assert_eq!(errs.len(), keys.len(), "{settings}: {errs:#?}");
+            for (e, k) in errs.iter().zip(keys.iter()) {
+                assert!(e.starts_with(&format!("providers.sim.{k}: ")), "{k}: {e}");
+            }
         }
+        let errs = parse(&json!({"typo": 1}), &SimEnv::default()).unwrap_err();
+        assert!(errs[0].contains("unknown setting"), "{errs:?}");
         assert!(parse(&json!(3), &SimEnv::default()).is_err());
+    }
+
+    #[test]
+    fn a_wrong_credential_is_not_echoed() {
+        for auth in [json!("hunter22-secret"), json!(424242424242u64)] {
+            let errs = parse(&json!({"auth": auth}), &SimEnv::default()).unwrap_err();
+            let all = errs.join("\n");
+            assert!(all.starts_with("providers.sim.auth: "), "{all}");
+            assert!(
+                !all.contains("hunter22") && !all.contains("424242"),
+                "{all}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_table_is_the_schema() {
+        use crate::settings::testing::{schema_keys, table_keys};
+        assert_eq!(table_keys(include_str!("options.rs")), schema_keys(&SCHEMA));
     }
 }

@@ -1,5 +1,8 @@
-//! The upcloud provider's settings: `providers.upcloud = { ... }` (already checked by the
-//! `ProviderSettings` Nickel contract) plus the provider's own keys and the credential variables.
+//! The upcloud provider's settings: `providers.upcloud = { ... }` and the credential variables.
+//! The keys, types, defaults and constraints are declared once, in the Nickel schema
+//! `providers/src/upcloud/settings.ncl` ([`SCHEMA`], compiled in); prov checks the settings
+//! against it (every problem at once, each naming `providers.upcloud.KEY`, the password never
+//! shown) and this module reads the checked value.
 //!
 //! | key                  | meaning                                                               |
 //! |----------------------|-----------------------------------------------------------------------|
@@ -16,10 +19,13 @@
 //! | `ssh_key_path`       | private key path returned by get-ssh-access                           |
 //! | `storage_size_gb`    | system disk size when a server gives no `storage.size` (default 25)   |
 //! | `templates`          | `{ "os-name" = "template UUID or title" }`, merged over the built-in map |
+//! | `defaults`, `features` | the common provider settings (`defaults` is read by the engine)   |
 //!
 //! Unknown keys are errors (a typo must not silently fall back to a default).
 
 use base64::Engine as _;
+use prov_engine::config::SettingsSchema;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,21 +35,11 @@ pub const ENV_USERNAME: &str = "UPCLOUD_USERNAME";
 pub const ENV_PASSWORD: &str = "UPCLOUD_PASSWORD";
 pub const DEFAULT_BASE_URL: &str = "https://api.upcloud.com/1.3";
 
-/// Keys of the common `ProviderSettings` contract plus this provider's own.
-const KNOWN_KEYS: &[&str] = &[
-    "auth",
-    "api",
-    "defaults",
-    "features",
-    "parallelism",
-    "poll_interval_ms",
-    "wait_timeout_secs",
-    "stop_timeout_secs",
-    "login_user",
-    "ssh_key_path",
-    "storage_size_gb",
-    "templates",
-];
+/// The schema of `providers.upcloud`.
+pub const SCHEMA: SettingsSchema = SettingsSchema::Embedded {
+    name: "providers/src/upcloud/settings.ncl",
+    source: include_str!("settings.ncl"),
+};
 
 /// Public OS templates by the names prov configurations use (UpCloud template UUIDs).
 const TEMPLATES: &[(&str, &str)] = &[
@@ -118,170 +114,71 @@ impl UpcloudEnv {
     }
 }
 
-fn number(v: &Value) -> Option<f64> {
-    v.as_f64().filter(|f| f.is_finite())
+/// The checked settings, as the schema shapes them.
+#[derive(Deserialize)]
+struct Checked {
+    auth: Option<CheckedAuth>,
+    api: CheckedApi,
+    parallelism: usize,
+    poll_interval_ms: u64,
+    wait_timeout_secs: u64,
+    stop_timeout_secs: u64,
+    login_user: String,
+    ssh_key_path: Option<String>,
+    storage_size_gb: u64,
+    templates: BTreeMap<String, String>,
 }
 
-fn whole(key: &str, v: &Value, min: u64) -> Result<u64, String> {
-    match number(v) {
-        Some(f) if f >= min as f64 && f.fract() == 0.0 && f <= u32::MAX as f64 => Ok(f as u64),
-        _ => Err(format!(
-            "providers.upcloud.{key} must be a whole number >= {min}, got {v}"
-        )),
-    }
+/// No `Debug`: it holds the password.
+#[derive(Deserialize)]
+struct CheckedAuth {
+    username: String,
+    password: String,
 }
 
-/// Parses the settings; every problem is reported, each naming its key. Secrets never appear
-/// in the messages.
+#[derive(Deserialize)]
+struct CheckedApi {
+    base_url: String,
+    timeout: f64,
+    retries: u32,
+}
+
+/// Checks the settings against [`SCHEMA`] and takes the credentials from them, else from the
+/// environment; every problem is reported, each naming its key. Secrets never appear in the
+/// messages.
 pub fn parse(settings: &Value, env: &UpcloudEnv) -> Result<UpcloudOptions, Vec<String>> {
-    let empty = serde_json::Map::new();
-    let map = match settings {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        _ => return Err(vec!["providers.upcloud settings must be a record".into()]),
+    let c: Checked = crate::settings::read("upcloud", &SCHEMA, settings)?;
+    let (credentials, credentials_source) = match (&c.auth, &env.username, &env.password) {
+        (Some(a), _, _) => (
+            Some(Credentials::new(&a.username, &a.password)),
+            "providers.upcloud.auth",
+        ),
+        (None, Some(u), Some(p)) => (
+            Some(Credentials::new(u, p)),
+            "UPCLOUD_USERNAME/UPCLOUD_PASSWORD",
+        ),
+        _ => (None, ""),
     };
-    let get = |k: &str| map.get(k).filter(|v| !v.is_null());
-    let mut errors = Vec::new();
-    for k in map.keys() {
-        if !KNOWN_KEYS.contains(&k.as_str()) {
-            errors.push(format!(
-                "providers.upcloud.{k}: unknown key (known: {})",
-                KNOWN_KEYS.join(", ")
-            ));
-        }
-    }
-    let mut o = UpcloudOptions {
-        base_url: DEFAULT_BASE_URL.to_string(),
-        timeout: Duration::from_secs(30),
-        retries: 3,
-        credentials: None,
-        credentials_source: "",
-        parallelism: 4,
-        poll_interval: Duration::from_secs(5),
-        wait_timeout: Duration::from_secs(600),
-        stop_timeout_secs: 60,
-        login_user: "root".into(),
-        ssh_key_path: None,
-        storage_size_gb: 25,
-        templates: TEMPLATES
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-
-    if let Some(api) = get("api") {
-        if let Some(url) = api.get("base_url").and_then(Value::as_str) {
-            let url = url.trim_end_matches('/');
-            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 9 {
-                errors.push(format!(
-                    "providers.upcloud.api.base_url must be an http(s) URL, got {url:?}"
-                ));
-            }
-            o.base_url = url.to_string();
-        }
-        match api.get("version").and_then(Value::as_str) {
-            None | Some("1.3") | Some("v1") => {}
-            Some(v) => errors.push(format!(
-                "providers.upcloud.api.version {v:?} is not supported (this provider speaks UpCloud API 1.3)"
-            )),
-        }
-        if let Some(t) = api.get("timeout") {
-            match number(t) {
-                Some(s) if s > 0.0 && s <= 86_400.0 => o.timeout = Duration::from_secs_f64(s),
-                _ => errors.push(format!(
-                    "providers.upcloud.api.timeout must be a number of seconds above 0 and at most 86400, got {t}"
-                )),
-            }
-        }
-        if let Some(r) = api.get("retries") {
-            match whole("api.retries", r, 0) {
-                Ok(n) => o.retries = n as u32,
-                Err(e) => errors.push(e),
-            }
-        }
-    }
-
-    // Credentials: the settings' auth block, else the environment.
-    match get("auth") {
-        Some(auth) => {
-            let method = auth.get("method").and_then(Value::as_str).unwrap_or("");
-            let user = auth.get("username").and_then(Value::as_str);
-            let pass = auth.get("password").and_then(Value::as_str);
-            if method != "basic" {
-                errors.push(format!(
-                    "providers.upcloud.auth.method must be 'basic (UpCloud uses HTTP basic authentication), got {method:?}"
-                ));
-            }
-            match (user, pass) {
-                (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
-                    o.credentials = Some(Credentials::new(u, p));
-                    o.credentials_source = "providers.upcloud.auth";
-                }
-                _ => errors
-                    .push("providers.upcloud.auth needs both username and password".to_string()),
-            }
-        }
-        None => {
-            if let (Some(u), Some(p)) = (&env.username, &env.password) {
-                o.credentials = Some(Credentials::new(u, p));
-                o.credentials_source = "UPCLOUD_USERNAME/UPCLOUD_PASSWORD";
-            }
-        }
-    }
-
-    let mut int = |key: &str, min: u64, set: &mut dyn FnMut(u64)| {
-        if let Some(v) = get(key) {
-            match whole(key, v, min) {
-                Ok(n) => set(n),
-                Err(e) => errors.push(e),
-            }
-        }
-    };
-    int("parallelism", 1, &mut |n| o.parallelism = n as usize);
-    int("poll_interval_ms", 1, &mut |n| {
-        o.poll_interval = Duration::from_millis(n)
-    });
-    int("wait_timeout_secs", 1, &mut |n| {
-        o.wait_timeout = Duration::from_secs(n)
-    });
-    int("stop_timeout_secs", 1, &mut |n| o.stop_timeout_secs = n);
-    int("storage_size_gb", 10, &mut |n| o.storage_size_gb = n);
-
-    for key in ["login_user", "ssh_key_path"] {
-        if let Some(v) = get(key) {
-            match v.as_str() {
-                Some(s) if !s.is_empty() => {
-                    if key == "login_user" {
-                        o.login_user = s.to_string()
-                    } else {
-                        o.ssh_key_path = Some(s.to_string())
-                    }
-                }
-                _ => errors.push(format!(
-                    "providers.upcloud.{key} must be a non-empty string, got {v}"
-                )),
-            }
-        }
-    }
-    if let Some(t) = get("templates") {
-        match t.as_object() {
-            Some(m) if m.values().all(Value::is_string) => {
-                for (k, v) in m {
-                    o.templates
-                        .insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-                }
-            }
-            _ => errors.push(format!(
-                "providers.upcloud.templates must map OS names to template UUIDs or titles (strings), got {t}"
-            )),
-        }
-    }
-
-    if errors.is_empty() {
-        Ok(o)
-    } else {
-        Err(errors)
-    }
+    let mut templates: BTreeMap<String, String> = TEMPLATES
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    templates.extend(c.templates);
+    Ok(UpcloudOptions {
+        base_url: c.api.base_url.trim_end_matches('/').to_string(),
+        timeout: Duration::from_secs_f64(c.api.timeout),
+        retries: c.api.retries,
+        credentials,
+        credentials_source,
+        parallelism: c.parallelism,
+        poll_interval: Duration::from_millis(c.poll_interval_ms),
+        wait_timeout: Duration::from_secs(c.wait_timeout_secs),
+        stop_timeout_secs: c.stop_timeout_secs,
+        login_user: c.login_user,
+        ssh_key_path: c.ssh_key_path,
+        storage_size_gb: c.storage_size_gb,
+        templates,
+    })
 }
 
 #[cfg(test)]
@@ -321,34 +218,67 @@ mod tests {
         assert!(o.templates.contains_key("ubuntu-22.04"));
     }
 
+    /// Each case: settings, then the `providers.upcloud.KEY` each problem names.
     #[test]
-    fn problems_name_their_keys_and_never_the_password() {
-        let errs = parse(
-            &json!({"auth": {"method": "api_key", "username": "u", "password": "hunter2"},
-                    "api": {"base_url": "ftp://x", "version": "2.0", "timeout": -1, "retries": 1.5},
-                    "parallelism": 0, "poll_interval_ms": "fast", "templaets": {}}),
-            &UpcloudEnv::default(),
-        )
-        .unwrap_err();
-        let all = errs.join("\n");
-        for key in [
-            "auth.method",
-            "base_url",
-            "api.version",
-            "api.timeout",
-            "api.retries",
-            "parallelism",
-            "poll_interval_ms",
-            "templaets",
-        ] {
-            assert!(all.contains(key), "{key}: {all}");
+    fn every_problem_names_its_key_and_never_the_password() {
+        let auth = |m: &str| json!({"method": m, "username": "u", "password": "hunter2-pw"});
+        let cases: &[(Value, &[&str])] = &[
+            (json!({"auth": auth("api_key")}), &["auth.method"]),
+            (
+                json!({"auth": {"method": "basic", "username": "u"}}),
+                &["auth"],
+            ),
+            (
+                json!({"auth": {"method": "basic", "username": "u", "password": 4242424242u64}}),
+                &["auth.password"],
+            ),
+            (json!({"auth": "hunter2-pw"}), &["auth"]),
+            (json!({"api": {"base_url": "ftp://x"}}), &["api.base_url"]),
+            (json!({"api": {"version": "2.0"}}), &["api.version"]),
+            (json!({"api": {"timeout": -1}}), &["api.timeout"]),
+            (json!({"api": {"retries": 1.5}}), &["api.retries"]),
+            (json!({"parallelism": 0}), &["parallelism"]),
+            (json!({"poll_interval_ms": "fast"}), &["poll_interval_ms"]),
+            (json!({"storage_size_gb": 5}), &["storage_size_gb"]),
+            (json!({"login_user": ""}), &["login_user"]),
+            (json!({"templates": {"debian": 12}}), &["templates.debian"]),
+            (json!({"templaets": {}}), &["templaets"]),
+            (
+                json!({"auth": auth("api_key"),
+                       "api": {"base_url": "ftp://x", "version": "2.0", "timeout": -1, "retries": 1.5},
+                       "parallelism": 0, "poll_interval_ms": "fast", "templaets": {}}),
+                &[
+                    "api.base_url",
+                    "api.retries",
+                    "api.timeout",
+                    "api.version",
+                    "auth.method",
+                    "parallelism",
+                    "poll_interval_ms",
+                    "templaets",
+                ],
+            ),
+        ];
+        for (settings, keys) in cases {
+            let errs = parse(settings, &UpcloudEnv::default()).unwrap_err();
+            assert_eq!(errs.len(), keys.len(), "{settings}: {errs:#?}");
+            for (e, k) in errs.iter().zip(keys.iter()) {
+                assert!(
+                    e.starts_with(&format!("providers.upcloud.{k}: ")),
+                    "{k}: {e}"
+                );
+            }
+            let all = errs.join("\n");
+            assert!(!all.contains("hunter2") && !all.contains("424242"), "{all}");
         }
-        assert!(!all.contains("hunter2"));
-        let errs = parse(
-            &json!({"auth": {"method": "basic", "username": "u"}}),
-            &UpcloudEnv::default(),
-        )
-        .unwrap_err();
-        assert!(errs[0].contains("username and password"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_key_table_is_the_schema() {
+        use crate::settings::testing::{schema_keys, table_keys};
+        assert_eq!(
+            table_keys(include_str!("settings.rs")),
+            schema_keys(&SCHEMA)
+        );
     }
 }

@@ -483,14 +483,14 @@ fn bad_settings_name_the_key() {
             json!({"region": "us-east-1", "regoin": "x"}),
             "providers.aws.regoin: unknown setting",
         ),
-        (json!({}), "providers.aws.region is required"),
+        (json!({}), "providers.aws.region: missing definition for `region`"),
         (
             json!({"region": 5}),
-            "providers.aws.region must be a non-empty string",
+            "providers.aws.region: contract broken",
         ),
         (
             json!({"region": "us-east-1", "endpoint_url": "localhost:5000"}),
-            "providers.aws.endpoint_url must be an http",
+            "providers.aws.endpoint_url: contract broken by the value of `endpoint_url`: expected an http:// or https:// URL",
         ),
         (
             json!({"region": "us-east-1", "api": {"base_url": "http://x:1", "retries": -1}}),
@@ -498,7 +498,7 @@ fn bad_settings_name_the_key() {
         ),
         (
             json!({"region": "us-east-1", "auth": {"method": "api_key", "api_key": "AKID"}}),
-            "providers.aws.auth.api_secret is required",
+            "providers.aws.auth: missing definition for `api_secret`",
         ),
     ] {
         let e = match aws::factory()(&ctx(settings.clone())) {

@@ -353,10 +353,19 @@ async fn provider_metadata_and_catalogue() {
     assert!(p.test_connection().await.unwrap().success);
 
     let ok = p
-        .validate_config(&json!({"latency_ms": 1.5, "anything": true}))
+        .validate_config(&json!({"latency_ms": 1.5, "defaults": {"plan": "small"}}))
         .await
         .unwrap();
     assert!(ok.valid(), "{ok:?}");
+    // A key the schema does not name is an error naming it (a typo is never ignored).
+    let typo = p
+        .validate_config(&json!({"latency_ms": 1.5, "anything": true}))
+        .await
+        .unwrap();
+    assert!(
+        typo.errors == ["providers.sim.anything: unknown setting (known: api, auth, defaults, fail_call, fail_servers, features, latency_ms, parallelism, read_batch)"],
+        "{typo:?}"
+    );
     let v = p
         .validate_config(&json!({"latency_ms": "fast", "fail_servers": [1], "fail_call": -2}))
         .await

@@ -426,7 +426,7 @@ fn bad_settings_fail_before_any_call() {
     assert!(text.starts_with("upcloud: load:"), "{text}");
     assert!(text.contains("providers.upcloud.parallelism"), "{text}");
     assert!(
-        text.contains("providers.upcloud.templatez: unknown key"),
+        text.contains("providers.upcloud.templatez: unknown setting"),
         "{text}"
     );
     assert!(!text.contains(PASSWORD));

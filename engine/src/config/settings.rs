@@ -1,0 +1,362 @@
+//! Extension settings checked against a Nickel schema, every problem at once: the one way a
+//! provider's `providers.NAME` (built-in: a schema compiled into the binary; an extension
+//! directory: its `schemas/settings.ncl`) is declared and checked.
+//!
+//! A schema is a Nickel file that evaluates to a closed record contract; it may import the
+//! schema library (`prov/schemas.ncl`, e.g. its `ProviderAuth`, `ProviderApi`,
+//! `ProviderDefaults`, `ProviderFeatures`). [`check_settings`] applies it to the settings as the
+//! workspace evaluated them and returns the checked value with the schema's defaults filled.
+//!
+//! Nickel stops at the first blame, so when the whole check fails the value is checked again
+//! piece by piece, each piece in an evaluation of its own: every key the schema does not name
+//! is a problem of its own (the schema's field names come from Nickel), then every field is
+//! forced on its own (`(value | schema).KEY`: Nickel checks a record contract's fields lazily,
+//! so only that field's contract runs), and a failing record field is split into its fields the
+//! same way, unless the record's own shape (an unknown field) is what fails. What is wrong with
+//! one field is Nickel's diagnostic, rendered without quoting the value (see below); a problem
+//! no field shows on its own (a constraint over several fields) is the whole check's.
+//!
+//! Secrets: the evaluated source holds the value, so diagnostics never quote it (only the
+//! schema's text); the piece-by-piece checks see credentials (values under a key such as
+//! `auth`, `password`, `token`) masked, strings as stars of the same length and other values
+//! as a neutral value of the same type, and every message is scrubbed of the credentials'
+//! strings besides.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{eval, library, nickel_literal, nickel_string, ConfigError};
+
+/// A settings schema: a Nickel file evaluating to a closed record contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsSchema {
+    /// Compiled into the binary: the name messages show (its path in prov's sources, e.g.
+    /// `providers/src/aws/settings.ncl`) and its text.
+    Embedded {
+        name: &'static str,
+        source: &'static str,
+    },
+    /// A file, e.g. an extension directory's `schemas/settings.ncl`.
+    File(PathBuf),
+}
+
+impl SettingsSchema {
+    /// The name messages give the schema.
+    pub fn display(&self) -> String {
+        match self {
+            SettingsSchema::Embedded { name, .. } => (*name).to_string(),
+            SettingsSchema::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// One problem with the settings: where (a dotted path below the settings, empty for the
+/// whole record) and what, in Nickel's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl SettingsProblem {
+    /// `SECTION.PATH: MESSAGE`, e.g. `providers.aws.region: ...`.
+    pub fn under(&self, section: &str) -> String {
+        if self.path.is_empty() {
+            format!("{section}: {}", self.message)
+        } else {
+            format!("{section}.{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A scratch directory with the schema library and the schema, removed when dropped.
+struct Scratch {
+    dir: PathBuf,
+    schema: PathBuf,
+    /// What the schema's path is replaced by in messages.
+    shown: String,
+}
+
+impl Scratch {
+    fn new(schema: &SettingsSchema) -> Result<Scratch, ConfigError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "prov-settings-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        library::materialize(&dir)?;
+        let path = match schema {
+            SettingsSchema::Embedded { source, .. } => {
+                let p = dir.join("settings.ncl");
+                std::fs::write(&p, source).map_err(|source| ConfigError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                p
+            }
+            SettingsSchema::File(p) => p.canonicalize().map_err(|source| ConfigError::Io {
+                path: p.clone(),
+                source,
+            })?,
+        };
+        Ok(Scratch {
+            dir,
+            schema: path,
+            shown: schema.display(),
+        })
+    }
+
+    /// Evaluates `body` with `s` bound to the schema; errors in one line, the value unquoted.
+    fn eval(&self, body: &str) -> Result<Value, String> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let main = self.dir.join(format!(
+            "check-{}.ncl",
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let import = nickel_string(&self.schema.to_string_lossy());
+        let source = format!("let s = import {import} in\n{body}\n");
+        std::fs::write(&main, source).map_err(|e| format!("{}: {e}", main.display()))?;
+        let out = eval::run(eval::Job {
+            workspace_dir: self.dir.clone(),
+            main: main.clone(),
+            lib_dir: self.dir.clone(),
+            contract: None,
+            rust_check: false,
+            color: false,
+            check_value_depth: false,
+            brief: true,
+        });
+        let _ = std::fs::remove_file(&main);
+        out.map(|o| o.value).map_err(|e| self.tidy(&e.to_string()))
+    }
+
+    /// `text` with the scratch paths replaced by what readers know them as.
+    fn tidy(&self, text: &str) -> String {
+        let dir = format!("{}/", self.dir.display());
+        text.replace(&self.schema.display().to_string(), &self.shown)
+            .replace(&dir, "")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+type Checked = Result<Value, Vec<SettingsProblem>>;
+
+/// Answers already given in this process, by schema and value: the engine checks the settings
+/// of every provider in use when it loads a workspace, and the provider checks them again when
+/// it is built (e.g. by a test, without the engine); the second asks no Nickel.
+static MEMO: std::sync::Mutex<Vec<(String, String, Checked)>> = std::sync::Mutex::new(Vec::new());
+
+/// Applies `schema` to `value` (null counts as `{}`) and returns the checked value with the
+/// schema's defaults filled, or every problem found (see the module documentation).
+pub fn check_settings(schema: &SettingsSchema, value: &Value) -> Checked {
+    let key = (schema.display(), value.to_string());
+    let memo = |m: &Vec<(String, String, Checked)>| {
+        m.iter()
+            .find(|(s, v, _)| (s, v) == (&key.0, &key.1))
+            .map(|(_, _, c)| c.clone())
+    };
+    if let Some(c) = memo(&MEMO.lock().unwrap_or_else(|p| p.into_inner())) {
+        return c;
+    }
+    let checked = check_uncached(schema, value);
+    let mut m = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    // A handful of providers per process; the bound keeps a long-lived process small.
+    if m.len() >= 64 {
+        m.clear();
+    }
+    m.push((key.0, key.1, checked.clone()));
+    checked
+}
+
+fn check_uncached(schema: &SettingsSchema, value: &Value) -> Checked {
+    let whole = |message: String| {
+        vec![SettingsProblem {
+            path: String::new(),
+            message,
+        }]
+    };
+    let value = match value {
+        Value::Null => Value::Object(Map::new()),
+        Value::Object(_) => value.clone(),
+        other => return Err(whole(format!("must be a record, got {}", type_name(other)))),
+    };
+    let scratch = Scratch::new(schema).map_err(|e| whole(e.to_string()))?;
+    if let Ok(checked) = scratch.eval(&format!("({}) | s", nickel_literal(&value))) {
+        return Ok(checked);
+    }
+    let mut secrets = Vec::new();
+    crate::sensitive::provider_secrets(
+        &Map::from_iter([("_".to_string(), value.clone())]),
+        &mut secrets,
+    );
+    let masked = mask_credentials(&value, false);
+    let mut problems = piece_by_piece(&scratch, &masked);
+    if problems.is_empty() {
+        let message = match scratch.eval(&format!("({}) | s", nickel_literal(&masked))) {
+            Err(e) => e,
+            // Only the real credentials fail: their content is what the schema refuses.
+            Ok(_) => format!(
+                "{} refuses the value of a credential (not shown)",
+                scratch.shown
+            ),
+        };
+        problems = whole(message);
+    }
+    for p in &mut problems {
+        p.message = crate::sensitive::scrub_text(&p.message, &secrets);
+    }
+    Err(problems)
+}
+
+/// What a value is, without its content.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a record",
+    }
+}
+
+/// `v` with every credential (a value under a credential key, `auth.method` aside) replaced by
+/// a stand-in of the same shape: strings by as many stars, numbers by 0, booleans by false.
+fn mask_credentials(v: &Value, under: bool) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let secret = k != "method" && (under || crate::sensitive::is_credential_key(k));
+                    (k.clone(), mask_credentials(x, secret))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| mask_credentials(x, under)).collect()),
+        _ if !under => v.clone(),
+        Value::String(s) => Value::String("*".repeat(s.chars().count())),
+        Value::Number(_) => Value::from(0),
+        Value::Bool(_) => Value::Bool(false),
+        Value::Null => Value::Null,
+    }
+}
+
+/// The problems of `value`, each found by an evaluation of its own.
+fn piece_by_piece(scratch: &Scratch, value: &Value) -> Vec<SettingsProblem> {
+    let fields = match scratch
+        .eval("{ all = std.record.fields_with_opts s, present = std.record.fields s }")
+    {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![SettingsProblem {
+                path: String::new(),
+                message: e,
+            }]
+        }
+    };
+    let names = |k: &str| -> BTreeSet<String> {
+        fields[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (all, present) = (names("all"), names("present"));
+    let map = value.as_object().cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut known = Map::new();
+    for (k, v) in map {
+        if all.contains(&k) {
+            known.insert(k, v);
+        } else {
+            let list = all.iter().cloned().collect::<Vec<_>>().join(", ");
+            problems.push(SettingsProblem {
+                path: k,
+                message: format!("unknown setting (known: {list})"),
+            });
+        }
+    }
+    let literal = nickel_literal(&Value::Object(known.clone()));
+    // The keys given, then the ones the schema requires or defaults (a missing one fails).
+    let mut keys: Vec<String> = known.keys().cloned().collect();
+    keys.extend(present.into_iter().filter(|k| !known.contains_key(k)));
+    for k in keys {
+        let v = known.get(&k).cloned().unwrap_or(Value::Null);
+        check_path(scratch, &literal, &[k], &v, &mut problems);
+    }
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems
+}
+
+/// Checks the field at `path` of `(literal | s)` on its own; splits a failing record.
+fn check_path(
+    scratch: &Scratch,
+    literal: &str,
+    path: &[String],
+    v: &Value,
+    problems: &mut Vec<SettingsProblem>,
+) {
+    let access: String = path
+        .iter()
+        .map(|p| format!(".{}", nickel_string(p)))
+        .collect();
+    let deep = match scratch.eval(&format!("std.deep_seq (({literal}) | s){access} null")) {
+        Ok(_) => return,
+        Err(e) => e,
+    };
+    let at = |message: String| SettingsProblem {
+        path: path.join("."),
+        message,
+    };
+    let Some(fields) = v.as_object().filter(|o| !o.is_empty()) else {
+        problems.push(at(deep));
+        return;
+    };
+    // The record's own contract (its shape: unknown fields) fails before any field's.
+    if let Err(e) = scratch.eval(&format!("std.seq (({literal}) | s){access} null")) {
+        problems.push(at(e));
+        return;
+    }
+    let before = problems.len();
+    for (k, x) in fields {
+        let mut sub = path.to_vec();
+        sub.push(k.clone());
+        check_path(scratch, literal, &sub, x, problems);
+    }
+    if problems.len() == before {
+        problems.push(at(deep));
+    }
+}
+
+/// The schema's field names (optional ones included), e.g. for a test that a documentation
+/// table lists exactly the schema's keys.
+pub fn schema_fields(schema: &SettingsSchema) -> Result<Vec<String>, String> {
+    let scratch = Scratch::new(schema).map_err(|e| e.to_string())?;
+    let v = scratch.eval("std.record.fields_with_opts s")?;
+    Ok(v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The settings schema of an extension directory, if it has one.
+pub fn extension_schema(dir: &Path) -> Option<SettingsSchema> {
+    let p = dir.join("schemas").join("settings.ncl");
+    p.is_file().then_some(SettingsSchema::File(p))
+}
