@@ -29,7 +29,8 @@ fn three_bad_sim_settings_are_three_errors_in_one_run() {
         assert_eq!(errors.len(), 3, "{cmd:?}: {}", run.stderr);
         for (line, key) in errors.iter().zip(["fail_call", "latency_ms", "read_batch"]) {
             assert!(
-                line.starts_with(&format!("error: main.ncl:4:5: providers.sim.{key}: ")),
+                line.starts_with("error: ")
+                    && line.contains(&format!("main.ncl:4:5: providers.sim.{key}: ")),
                 "{key}: {line}"
             );
         }
