@@ -7,7 +7,9 @@ use crate::render::text::value;
 use prov_engine::crypt::Content;
 use prov_engine::model::Address;
 use prov_engine::state_edit;
+use prov_engine::workspace::Workspace;
 use prov_state::{format_utc, ResourceRecord, StateDump};
+use std::time::Duration;
 
 /// A record fit to show: values at its sensitive paths replaced.
 pub fn redacted(r: &ResourceRecord) -> ResourceRecord {
@@ -59,174 +61,235 @@ fn parse(a: &str) -> Result<Address, Failure> {
 pub fn run(ctx: &Context, cmd: StateCommand) -> CmdResult {
     let ws = ctx.workspace(None)?;
     match cmd {
-        StateCommand::List { lock } => {
-            let state = ctx.open_state(&ws, None, "state list", lock.lock_timeout, Access::Read)?;
-            let snap = state.store.snapshot()?;
-            for a in snap.resources.keys() {
-                crate::outln!("{a}");
-            }
-            for (a, p) in &snap.pending {
-                crate::errln!(
-                    "pending: {a} ({} started {}; `prov refresh` resolves it)",
-                    p.operation,
-                    format_utc(p.started_at)
-                );
-            }
-        }
+        StateCommand::List { lock } => list(ctx, &ws, lock.lock_timeout)?,
         StateCommand::Show {
             address,
             json,
             lock,
-        } => {
-            parse(&address)?;
-            let state = ctx.open_state(&ws, None, "state show", lock.lock_timeout, Access::Read)?;
-            let r = state.store.record(&address)?.ok_or_else(|| {
-                Failure(format!(
-                    "{address} is not in the state (see `prov state list`)"
-                ))
-            })?;
-            if json {
-                crate::outln!("{}", serde_json::to_string_pretty(&redacted(&r))?);
-            } else {
-                crate::outln!("{} ({}{})", r.address, r.implementation, id_note(&r));
-                print_record_attrs(&r);
-            }
-        }
-        StateCommand::Rm { addresses, lock } => {
-            for a in &addresses {
-                parse(a)?;
-            }
-            let state = ctx.open_state(
-                &ws,
-                None,
-                "state rm",
-                lock.lock_timeout,
-                Access::Write { create: false },
-            )?;
-            let unreadable = state_edit::remove(&*state.store, &addresses, lock.lock_timeout)?;
-            for u in unreadable {
-                crate::errln!(
-                    "note: the record of {} could not be read ({}); removed anyway",
-                    u.address,
-                    u.detail
-                );
-            }
-            for a in &addresses {
-                crate::outln!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
-            }
-        }
+        } => show(ctx, &ws, &address, json, lock.lock_timeout)?,
+        StateCommand::Rm { addresses, lock } => rm(ctx, &ws, &addresses, lock.lock_timeout)?,
         StateCommand::Mv {
             from,
             to,
             force,
             lock,
-        } => {
-            state_edit::check_move(&from, &to, None)?;
-            if !force {
-                // The configuration says whether `to` is declared; --force skips evaluating it.
-                let loaded = ctx.load(&ws).map_err(|e| {
-                    Failure(format!(
-                        "cannot check {to} against the configuration (pass --force to move \
-                         without checking): {e}"
-                    ))
-                })?;
-                let declared = |a: &Address| loaded.model.resources.contains_key(a);
-                state_edit::check_move(&from, &to, Some(&declared))?;
-            }
-            let state = ctx.open_state(
-                &ws,
-                None,
-                "state mv",
-                lock.lock_timeout,
-                Access::Write { create: false },
-            )?;
-            state_edit::move_record(&*state.store, &from, &to, lock.lock_timeout)?;
-            crate::outln!("Moved {from} to {to}.");
-        }
-        StateCommand::Pull { out, lock } => {
-            let state = ctx.open_state(&ws, None, "state pull", lock.lock_timeout, Access::Read)?;
-            let bytes = ctx
-                .keys()?
-                .seal(Content::StateDump, &state.store.dump()?.to_json());
-            match out {
-                Some(p) => write_private(&ctx.base.join(p), &bytes)?,
-                None => crate::out::stdout_bytes(&bytes),
-            }
-        }
+        } => mv(ctx, &ws, &from, &to, force, lock.lock_timeout)?,
+        StateCommand::Pull { out, lock } => pull(ctx, &ws, out, lock.lock_timeout)?,
         StateCommand::Push { file, force, lock } => {
-            let path = ctx.base.join(&file);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
-            let bytes = ctx
-                .keys()?
-                .open(Content::StateDump, &bytes)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
-            let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
-            prov_engine::ops::check_dump(&dump)?;
-            let state = ctx.open_state(
-                &ws,
-                None,
-                "state push",
-                lock.lock_timeout,
-                Access::WholeState,
-            )?;
-            let serial = state.store.replace_all(&dump, force)?;
-            crate::outln!(
-                "Pushed {} records; the state is now at serial {serial}.",
-                dump.resources.len()
-            );
+            push(ctx, &ws, &file, force, lock.lock_timeout)?
         }
         StateCommand::Unprotect { address, lock } => {
-            parse(&address)?;
-            let state = ctx.open_state(
-                &ws,
-                None,
-                "state unprotect",
-                lock.lock_timeout,
-                Access::Write { create: false },
-            )?;
-            if state_edit::unprotect(&*state.store, &address, lock.lock_timeout)? {
-                crate::outln!(
-                    "Lifted the protection of {address}: plans may destroy or replace it unless \
-                     its configuration sets lifecycle.prevent_destroy."
-                );
-            } else {
-                crate::outln!("{address} is not protected in the state; nothing was changed.");
-            }
+            unprotect(ctx, &ws, &address, lock.lock_timeout)?
         }
         StateCommand::History {
             address,
             json,
             lock,
-        } => {
-            parse(&address)?;
-            let state =
-                ctx.open_state(&ws, None, "state history", lock.lock_timeout, Access::Read)?;
-            let h = state.store.history(&address)?;
-            if json {
-                let v: Vec<serde_json::Value> = h
-                    .iter()
-                    .map(|e| serde_json::json!({"serial": e.serial, "at": e.at, "replaced_by": e.replaced_by, "record": redacted(&e.record)}))
-                    .collect();
-                crate::outln!("{}", serde_json::to_string_pretty(&v)?);
-            } else if h.is_empty() {
-                crate::outln!("No earlier versions of {address} are kept.");
-            } else {
-                for e in &h {
-                    crate::outln!(
-                        "serial {} ({}, {}): {}{}",
-                        e.serial,
-                        format_utc(e.at),
-                        e.replaced_by,
-                        e.record.address,
-                        id_note(&e.record)
-                    );
-                    print_record_attrs(&e.record);
-                }
-            }
-        }
+        } => history(ctx, &ws, &address, json, lock.lock_timeout)?,
     }
     Ok(0)
+}
+
+fn list(ctx: &Context, ws: &Workspace, lock_timeout: Duration) -> Result<(), Failure> {
+    let state = ctx.open_state(ws, None, "state list", lock_timeout, Access::Read)?;
+    let snap = state.store.snapshot()?;
+    for a in snap.resources.keys() {
+        crate::outln!("{a}");
+    }
+    for (a, p) in &snap.pending {
+        crate::errln!(
+            "pending: {a} ({} started {}; `prov refresh` resolves it)",
+            p.operation,
+            format_utc(p.started_at)
+        );
+    }
+    Ok(())
+}
+
+fn show(
+    ctx: &Context,
+    ws: &Workspace,
+    address: &str,
+    json: bool,
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    parse(address)?;
+    let state = ctx.open_state(ws, None, "state show", lock_timeout, Access::Read)?;
+    let r = state.store.record(address)?.ok_or_else(|| {
+        Failure(format!(
+            "{address} is not in the state (see `prov state list`)"
+        ))
+    })?;
+    if json {
+        crate::outln!("{}", serde_json::to_string_pretty(&redacted(&r))?);
+    } else {
+        crate::outln!("{} ({}{})", r.address, r.implementation, id_note(&r));
+        print_record_attrs(&r);
+    }
+    Ok(())
+}
+
+fn rm(
+    ctx: &Context,
+    ws: &Workspace,
+    addresses: &[String],
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    for a in addresses {
+        parse(a)?;
+    }
+    let state = ctx.open_state(
+        ws,
+        None,
+        "state rm",
+        lock_timeout,
+        Access::Write { create: false },
+    )?;
+    let unreadable = state_edit::remove(&*state.store, addresses, lock_timeout)?;
+    for u in unreadable {
+        crate::errln!(
+            "note: the record of {} could not be read ({}); removed anyway",
+            u.address,
+            u.detail
+        );
+    }
+    for a in addresses {
+        crate::outln!("Removed {a} from the state (the real object is untouched; `prov state history {a}` keeps its record).");
+    }
+    Ok(())
+}
+
+fn mv(
+    ctx: &Context,
+    ws: &Workspace,
+    from: &str,
+    to: &str,
+    force: bool,
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    state_edit::check_move(from, to, None)?;
+    if !force {
+        // The configuration says whether `to` is declared; --force skips evaluating it.
+        let loaded = ctx.load(ws).map_err(|e| {
+            Failure(format!(
+                "cannot check {to} against the configuration (pass --force to move \
+                 without checking): {e}"
+            ))
+        })?;
+        let declared = |a: &Address| loaded.model.resources.contains_key(a);
+        state_edit::check_move(from, to, Some(&declared))?;
+    }
+    let state = ctx.open_state(
+        ws,
+        None,
+        "state mv",
+        lock_timeout,
+        Access::Write { create: false },
+    )?;
+    state_edit::move_record(&*state.store, from, to, lock_timeout)?;
+    crate::outln!("Moved {from} to {to}.");
+    Ok(())
+}
+
+fn pull(
+    ctx: &Context,
+    ws: &Workspace,
+    out: Option<std::path::PathBuf>,
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    let state = ctx.open_state(ws, None, "state pull", lock_timeout, Access::Read)?;
+    let bytes = ctx
+        .keys()?
+        .seal(Content::StateDump, &state.store.dump()?.to_json());
+    match out {
+        Some(p) => write_private(&ctx.base.join(p), &bytes)?,
+        None => crate::out::stdout_bytes(&bytes),
+    }
+    Ok(())
+}
+
+fn push(
+    ctx: &Context,
+    ws: &Workspace,
+    file: &std::path::Path,
+    force: bool,
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    let path = ctx.base.join(file);
+    let bytes =
+        std::fs::read(&path).map_err(|e| Failure(format!("reading {}: {e}", path.display())))?;
+    let bytes = ctx
+        .keys()?
+        .open(Content::StateDump, &bytes)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    let dump = StateDump::from_json(&bytes, &path.display().to_string())?;
+    prov_engine::ops::check_dump(&dump)?;
+    let state = ctx.open_state(ws, None, "state push", lock_timeout, Access::WholeState)?;
+    let serial = state.store.replace_all(&dump, force)?;
+    crate::outln!(
+        "Pushed {} records; the state is now at serial {serial}.",
+        dump.resources.len()
+    );
+    Ok(())
+}
+
+fn unprotect(
+    ctx: &Context,
+    ws: &Workspace,
+    address: &str,
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    parse(address)?;
+    let state = ctx.open_state(
+        ws,
+        None,
+        "state unprotect",
+        lock_timeout,
+        Access::Write { create: false },
+    )?;
+    if state_edit::unprotect(&*state.store, address, lock_timeout)? {
+        crate::outln!(
+            "Lifted the protection of {address}: plans may destroy or replace it unless \
+             its configuration sets lifecycle.prevent_destroy."
+        );
+    } else {
+        crate::outln!("{address} is not protected in the state; nothing was changed.");
+    }
+    Ok(())
+}
+
+fn history(
+    ctx: &Context,
+    ws: &Workspace,
+    address: &str,
+    json: bool,
+    lock_timeout: Duration,
+) -> Result<(), Failure> {
+    parse(address)?;
+    let state = ctx.open_state(ws, None, "state history", lock_timeout, Access::Read)?;
+    let h = state.store.history(address)?;
+    if json {
+        let v: Vec<serde_json::Value> = h
+            .iter()
+            .map(|e| serde_json::json!({"serial": e.serial, "at": e.at, "replaced_by": e.replaced_by, "record": redacted(&e.record)}))
+            .collect();
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
+    } else if h.is_empty() {
+        crate::outln!("No earlier versions of {address} are kept.");
+    } else {
+        for e in &h {
+            crate::outln!(
+                "serial {} ({}, {}): {}{}",
+                e.serial,
+                format_utc(e.at),
+                e.replaced_by,
+                e.record.address,
+                id_note(&e.record)
+            );
+            print_record_attrs(&e.record);
+        }
+    }
+    Ok(())
 }
 
 fn id_note(r: &ResourceRecord) -> String {

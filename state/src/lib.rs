@@ -290,7 +290,7 @@ pub struct OpenOptions {
     /// Read without taking the lock and write nothing (not even the lock holder's row), so a
     /// read-only database role suffices (`prov plan --untrusted`); writes are refused. Each
     /// snapshot is still consistent (PostgreSQL: one repeatable-read transaction; sled: read
-    /// in a short session under the lock file, which only commits also take briefly).
+    /// in a session under the lock file, handed over to whoever waits for it).
     pub read_only: bool,
     /// What a writing store locks (ignored with `read_only`).
     pub scope: LockScope,

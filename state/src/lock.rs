@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use crate::util::{now_secs, random_hex};
 use crate::{LockInfo, StateError};
 
-/// How often a waiting open retries the lock.
-const POLL: Duration = Duration::from_millis(100);
+/// A waiting open retries the lock from this interval on, doubling up to the caller's limit, so
+/// a lock let go a moment later (a session handing the state over) is taken at once.
+const FIRST_POLL: Duration = Duration::from_millis(1);
 
 /// How long to re-read a holder note that is missing or looks stale: the holder writes it just
 /// after taking the lock, so a reader can catch the gap.
@@ -31,34 +32,44 @@ pub(crate) struct FileLock {
 }
 
 impl FileLock {
-    /// Takes the lock at `path` (created 0600 if missing), waiting up to `timeout`.
-    pub(crate) fn acquire(
+    /// Takes the lock at `path` (created 0600 if missing), waiting up to `timeout` and retrying
+    /// at most every `poll` (from 1 ms, doubling).
+    pub(crate) fn acquire_polling(
         path: &Path,
         operation: &str,
         timeout: Duration,
+        poll: Duration,
     ) -> Result<FileLock, StateError> {
-        let io_err = |source| StateError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err)?;
+        let file = open_lock_file(path)?;
         let deadline = Instant::now() + timeout;
-        while !try_flock(&file).map_err(io_err)? {
+        let mut wait = FIRST_POLL.min(poll);
+        while !try_flock(&file).map_err(|source| io_error(path, source))? {
             let now = Instant::now();
             if now >= deadline {
                 return Err(StateError::Locked {
                     holder: Box::new(read_holder(path)),
                 });
             }
-            std::thread::sleep(POLL.min(deadline - now));
+            std::thread::sleep(wait.min(deadline - now));
+            wait = (wait * 2).min(poll);
         }
+        Self::noted(file, path, operation)
+    }
+
+    /// The lock if it is free now; `None` (without reading who holds it) if not.
+    pub(crate) fn try_acquire(
+        path: &Path,
+        operation: &str,
+    ) -> Result<Option<FileLock>, StateError> {
+        let file = open_lock_file(path)?;
+        if !try_flock(&file).map_err(|source| io_error(path, source))? {
+            return Ok(None);
+        }
+        Self::noted(file, path, operation).map(Some)
+    }
+
+    /// Writes the note naming us into the lock file we just locked.
+    fn noted(file: File, path: &Path, operation: &str) -> Result<FileLock, StateError> {
         let info = LockInfo {
             id: random_hex(8),
             user: current_user(),
@@ -70,8 +81,9 @@ impl FileLock {
         };
         // Not fsync'd: the note only matters while this process lives.
         let note = serde_json::to_vec(&info).expect("LockInfo always serialises");
-        file.set_len(0).map_err(io_err)?;
-        file.write_all_at(&note, 0).map_err(io_err)?;
+        file.set_len(0).map_err(|source| io_error(path, source))?;
+        file.write_all_at(&note, 0)
+            .map_err(|source| io_error(path, source))?;
         Ok(FileLock { file, info })
     }
 
@@ -101,6 +113,89 @@ pub fn lock_path_for(state_dir: &Path) -> Result<PathBuf, StateError> {
     let mut lock_name = name.to_os_string();
     lock_name.push(".lock");
     Ok(state_dir.with_file_name(lock_name))
+}
+
+/// The waiting room beside a lock file (`state.lock` -> `state.lock.wait`): a process waiting
+/// for the lock holds a shared `flock` on it while it waits, and a holder that keeps the lock
+/// between operations (a sled session) probes it to learn that someone waits and hands over.
+/// Like the lock itself, a waiter that dies leaves nothing behind.
+pub(crate) struct WaitRoom {
+    path: PathBuf,
+    /// The holder's own open file description, for probing; opened once the file exists (a
+    /// waiter creates it), so a state nobody waited for has none.
+    probe: std::sync::OnceLock<File>,
+}
+
+impl WaitRoom {
+    pub(crate) fn new(lock_path: &Path) -> WaitRoom {
+        let mut name = lock_path.as_os_str().to_os_string();
+        name.push(".wait");
+        WaitRoom {
+            path: PathBuf::from(name),
+            probe: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Announces a waiter until the returned file is dropped (closing it lets go).
+    pub(crate) fn enter(&self) -> Result<File, StateError> {
+        let file = open_lock_file(&self.path)?;
+        flock_retrying(&file, libc::LOCK_SH).map_err(|source| io_error(&self.path, source))?;
+        Ok(file)
+    }
+
+    /// True when some process (this one included, through another store) waits: a waiter's
+    /// shared lock makes our exclusive probe fail.
+    pub(crate) fn occupied(&self) -> bool {
+        let probe = match self.probe.get() {
+            Some(f) => f,
+            None => match std::fs::File::open(&self.path) {
+                Ok(f) => self.probe.get_or_init(|| f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+                // Cannot tell: hand over, the safe side for whoever might wait.
+                Err(_) => return true,
+            },
+        };
+        match try_flock(probe) {
+            Ok(true) => {
+                // SAFETY: plain syscall on a valid fd.
+                unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_UN) };
+                false
+            }
+            Ok(false) | Err(_) => true,
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, StateError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| io_error(path, source))
+}
+
+/// A blocking `flock(op)`, retried on EINTR.
+fn flock_retrying(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: plain syscall on a valid fd.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> StateError {
+    StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `Ok(true)` when the lock was taken, `Ok(false)` when someone else holds it.

@@ -21,9 +21,13 @@
 //! the state rather than ignore pending operations or resource locks it does not know.
 //!
 //! Sharing: sled lets one process open a database at a time. A workspace-scope store keeps it
-//! open (and `.prov/state.lock` taken) from open until drop; resource-scope and read-only
-//! stores open it for each read or commit (a session of milliseconds under the lock file), so
-//! plans and applies of many processes interleave, each snapshot and commit whole.
+//! open (and `.prov/state.lock` taken) from open until drop. Resource-scope and read-only stores
+//! open it in sessions under the lock file and keep a session open between operations until
+//! another process (or store) waits for the state — it says so in the waiting room,
+//! `.prov/state.lock.wait` (see lock.rs) — or the session has been idle for a second: then the
+//! next operation opens a new one. So plans and applies of many processes interleave, each
+//! snapshot and commit whole, while one apply alone opens sled once rather than per commit
+//! (every open costs a snapshot of the whole database: commits would grow with the state).
 //!
 //! Why the guard file: sled recovers a damaged or truncated log by silently dropping everything
 //! after the first bad entry, so a damaged state would open as an older or empty one and the
@@ -38,7 +42,8 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, TryLockError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -48,7 +53,7 @@ use sled::Transactional;
 
 use crate::dump::push_serial;
 use crate::lock::{
-    hostname, lock_path_for, pid_alive, try_flock, FileLock, ForceUnlock, LockEntry,
+    hostname, lock_path_for, pid_alive, try_flock, FileLock, ForceUnlock, LockEntry, WaitRoom,
 };
 use crate::record::{
     decode, decode_all, decode_history, decode_pending, decode_without_config, encode_commit,
@@ -87,10 +92,11 @@ const GUARD_FILE: &str = "prov-guard.json";
 const SLED_LOCK_GRACE: Duration = Duration::from_secs(3);
 
 /// A sled state. With `LockScope::Workspace` the database stays open, and the lock file held,
-/// from open until drop. Otherwise (resource scope, read-only) every read and commit is a short
-/// session: take the lock file, open sled, do it, close sled, let go, so any number of processes
-/// share the state (sled itself lets one process open it at a time); who writes which resource
-/// is then the lock table's business (`lock_resources`).
+/// from open until drop. Otherwise (resource scope, read-only) reads and commits run in
+/// sessions: take the lock file, open sled, and keep both only until someone else waits for
+/// them (`Sessions`), so any number of processes share the state (sled itself lets one process
+/// open it at a time); who writes which resource is then the lock table's business
+/// (`lock_resources`).
 pub struct SledStore {
     at: Where,
     operation: String,
@@ -106,6 +112,67 @@ pub struct SledStore {
     held: Option<Held>,
     /// Resource scope: the addresses this store locked.
     resources: Mutex<BTreeSet<String>>,
+    /// Resource scope and read-only: the session kept between operations.
+    sessions: Arc<Sessions>,
+    /// The thread that hands a kept session over (`Sessions::keep`), once one was kept.
+    keeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A session kept open between operations, and the waiting room that tells when to let it go.
+struct Sessions {
+    kept: Mutex<Option<Kept>>,
+    room: WaitRoom,
+    /// A kept session unused this long is closed (`KEEP_IDLE` unless a test says otherwise).
+    idle: Duration,
+    /// Sessions opened so far.
+    opened: std::sync::atomic::AtomicU64,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+struct Kept {
+    held: Held,
+    used: Instant,
+}
+
+/// How often the keeper looks into the waiting room: a waiting process gets the state this
+/// long (at most) after the operation in progress, if any, ends.
+const KEEPER_POLL: Duration = Duration::from_millis(5);
+
+/// A session unused this long is closed even if nobody announced they wait (a prov from before
+/// the waiting room, `flock(1)`): such a waiter is not kept out for long.
+const KEEP_IDLE: Duration = Duration::from_secs(1);
+
+/// How often a session waiting for the lock file retries, at most: holders that keep a session
+/// let it go within `KEEPER_POLL` of seeing a waiter.
+const SESSION_POLL: Duration = Duration::from_millis(10);
+
+impl Sessions {
+    /// The keeper thread: closes the kept session when someone waits or it has been idle.
+    fn keep(&self) {
+        let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            stop = match self.wake.wait_timeout(stop, KEEPER_POLL) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+            if *stop {
+                return;
+            }
+            // An operation in progress looks into the room itself when it ends.
+            let mut kept = match self.kept.try_lock() {
+                Ok(k) => k,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            if kept
+                .as_ref()
+                .is_some_and(|k| k.used.elapsed() >= self.idle || self.room.occupied())
+            {
+                kept.take();
+            }
+        }
+    }
 }
 
 /// An open database and the lock file guarding it; sled is closed (its drop flushes) before the
@@ -188,6 +255,14 @@ impl SledStore {
             dir: state_dir.to_path_buf(),
         };
         let info = crate::lock::new_holder(&opts.operation, lock_path.display().to_string());
+        let sessions = Arc::new(Sessions {
+            kept: Mutex::new(None),
+            room: WaitRoom::new(&lock_path),
+            idle: KEEP_IDLE,
+            opened: std::sync::atomic::AtomicU64::new(0),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
         let mut store = SledStore {
             at,
             operation: opts.operation.clone(),
@@ -199,6 +274,8 @@ impl SledStore {
             info,
             held: None,
             resources: Mutex::new(BTreeSet::new()),
+            sessions,
+            keeper: Mutex::new(None),
         };
         if opts.read_only || opts.scope == LockScope::Resources {
             if store.create {
@@ -217,7 +294,7 @@ impl SledStore {
         let deadline = Instant::now() + self.lock_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let lock = FileLock::acquire(&self.lock_path, &self.operation, remaining)?;
+            let lock = self.lock_file(remaining, LOCK_POLL)?;
             self.info = lock.info().clone();
             // Existence is decided under the lock, so a concurrent creator cannot race us.
             let db = open_db(&self.at, self.create)?;
@@ -238,29 +315,62 @@ impl SledStore {
         }
     }
 
-    /// A short session: the lock file, then sled, for one read or commit.
+    /// The lock file: at once if free, else waiting in the waiting room (so a holder keeping a
+    /// session hands it over) for up to `timeout`.
+    fn lock_file(&self, timeout: Duration, poll: Duration) -> Result<FileLock, StateError> {
+        if let Some(lock) = FileLock::try_acquire(&self.lock_path, &self.operation)? {
+            return Ok(lock);
+        }
+        let _waiting = self.sessions.room.enter()?;
+        FileLock::acquire_polling(&self.lock_path, &self.operation, timeout, poll)
+    }
+
+    /// A session: the lock file, then sled.
     fn session(&self) -> Result<Held, StateError> {
-        let lock = FileLock::acquire(
-            &self.lock_path,
-            &self.operation,
-            self.lock_timeout + SESSION_GRACE,
-        )?;
+        let lock = self.lock_file(self.lock_timeout + SESSION_GRACE, SESSION_POLL)?;
         let db = open_db(&self.at, self.create)?;
+        self.sessions
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Held { db, _lock: lock })
     }
 
-    /// Runs `f` on the database: the held one, or one opened for a session.
+    /// Runs `f` on the database: the held one, the kept session's, or a new session's (kept
+    /// afterwards unless someone waits for the state, `f` failed or it does not exist).
     fn with_db<T>(
         &self,
         f: impl FnOnce(Option<&Db>) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        match &self.held {
-            Some(h) => f(h.db.as_ref()),
-            None => {
-                let s = self.session()?;
-                f(s.db.as_ref())
-            }
+        if let Some(h) = &self.held {
+            return f(h.db.as_ref());
         }
+        let mut kept = self.sessions.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let held = match kept.take() {
+            Some(k) => k.held,
+            None => self.session()?,
+        };
+        let out = f(held.db.as_ref());
+        if out.is_ok() && held.db.is_some() && !self.sessions.room.occupied() && self.keeping() {
+            *kept = Some(Kept {
+                held,
+                used: Instant::now(),
+            });
+        }
+        out
+    }
+
+    /// Starts the keeper thread if it is not running; false if it cannot run (then sessions
+    /// are not kept: nobody would hand them over).
+    fn keeping(&self) -> bool {
+        let mut keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        if keeper.is_none() {
+            let sessions = Arc::clone(&self.sessions);
+            *keeper = std::thread::Builder::new()
+                .name("prov-sled-keeper".to_string())
+                .spawn(move || sessions.keep())
+                .ok();
+        }
+        keeper.is_some()
     }
 
     /// [`Self::with_db`] for a write: refused read-only, and the database must exist.
@@ -285,6 +395,24 @@ impl SledStore {
 
     pub fn lock_info(&self) -> &LockInfo {
         &self.info
+    }
+
+    /// How many sessions this store opened (sled opened under the lock file), for tests and
+    /// benchmarks of the sharing protocol.
+    pub fn sessions_opened(&self) -> u64 {
+        self.sessions
+            .opened
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keeps an idle session open this long (default one second) unless someone waits: a test
+    /// setting hours shows that waiters are handed the state, not merely outwait the holder.
+    /// Only before the store's first read or commit.
+    pub fn keep_idle(mut self, idle: Duration) -> Self {
+        if let Some(s) = Arc::get_mut(&mut self.sessions) {
+            s.idle = idle;
+        }
+        self
     }
 
     /// False when the state does not exist (opened with `create: false`).
@@ -487,11 +615,19 @@ impl StateLock for SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
+        self.release_resource_locks();
+        self.stop_keeping();
+    }
+}
+
+impl SledStore {
+    /// Removes this store's entries from the lock table (resource scope), best effort: entries
+    /// of a holder that is gone count as free anyway.
+    fn release_resource_locks(&mut self) {
         let held = std::mem::take(self.resources.get_mut().unwrap_or_else(|e| e.into_inner()));
         if held.is_empty() || self.held.is_some() {
             return;
         }
-        // Best effort: entries of a holder that is gone count as free anyway.
         let _ = self.with_db(|db| {
             let Some(db) = db else { return Ok(()) };
             let mut batch = sled::Batch::default();
@@ -506,6 +642,25 @@ impl Drop for SledStore {
             }
             db.locks.apply_batch(batch).map_err(|e| self.at.sled(e))
         });
+    }
+
+    /// Stops the keeper and closes the kept session (sled flushed, then the lock file let go).
+    fn stop_keeping(&mut self) {
+        *self.sessions.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.sessions.wake.notify_all();
+        if let Some(keeper) = self
+            .keeper
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = keeper.join();
+        }
+        self.sessions
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -1066,8 +1221,9 @@ pub(crate) fn clear_resource_locks(
             ..OpenOptions::new("force-unlock")
         },
     )?;
-    // The lock file at once: one that someone keeps (a whole-state holder) is not this.
-    let lock = match FileLock::acquire(&store.lock_path, "force-unlock", Duration::ZERO) {
+    // A session kept between operations hands the lock file over at once; a whole-state
+    // holder keeps it, and that is not this.
+    let lock = match store.lock_file(KEEP_IDLE * 2, SESSION_POLL) {
         Ok(lock) => lock,
         Err(StateError::Locked { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -1134,7 +1290,7 @@ fn open_sled(at: &Where) -> Result<sled::Db, StateError> {
                 if e.to_string().contains("could not acquire lock")
                     && Instant::now() < deadline =>
             {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(5));
             }
             // sled writes a snapshot as `snap.LSN.generating` and renames it once complete, but
             // takes a leftover `.generating` file (a process killed while writing it: sled

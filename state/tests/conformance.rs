@@ -2766,3 +2766,44 @@ fn pg_read_only_open_needs_only_select_takes_no_lock_and_writes_nothing() {
     drop(db);
     let _ = admin(&url).batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
 }
+
+/// An apply alone opens sled once, not once per commit (every open snapshots the whole
+/// database); a process waiting for the state is handed it — both stores here would keep an
+/// idle session for an hour, so only the waiting room can end one — and the writer's next
+/// commit opens a new session, which the reader's next snapshot gets handed in turn.
+#[test]
+fn sled_sessions_are_kept_between_commits_and_handed_to_waiters() {
+    let (_tmp, dir) = workspace();
+    let hour = Duration::from_secs(3600);
+    let w = SledStore::open(&dir, &shared_opts("apply", false))
+        .unwrap()
+        .keep_idle(hour);
+    let addresses: Vec<String> = (0..50).map(|i| format!("server.s{i}")).collect();
+    let names: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    w.lock_resources(&set(&names), Duration::ZERO).unwrap();
+    let opened = w.sessions_opened();
+    for (i, a) in addresses.iter().enumerate() {
+        w.commit(&[Change::Put(rec(a, i as u64))]).unwrap();
+    }
+    assert_eq!(w.sessions_opened(), opened, "50 commits, no new session");
+
+    let r = SledStore::open(&dir, &shared_opts("plan", true))
+        .unwrap()
+        .keep_idle(hour);
+    assert_eq!(r.snapshot().unwrap().resources.len(), 50);
+    assert_eq!(r.sessions_opened(), 1);
+
+    w.commit(&[Change::Put(rec("server.s0", 99))]).unwrap();
+    assert_eq!(
+        w.sessions_opened(),
+        opened + 1,
+        "handed over, then opened again"
+    );
+    let snap = r.snapshot().unwrap();
+    assert_eq!(snap.resources["server.s0"].outputs["gen"], json!(99));
+    assert_eq!(r.sessions_opened(), 2);
+    drop(w);
+    // The writer let go of its resource locks on drop, through the reader's handover.
+    let again = SledStore::open(&dir, &shared_opts("apply", false)).unwrap();
+    again.lock_resources(&set(&names), Duration::ZERO).unwrap();
+}
