@@ -72,6 +72,99 @@ impl ApplyReport {
     }
 }
 
+/// Carries out `plan`. Returns Err only when the apply cannot proceed at all (state write
+/// failure, plan out of date); step failures are in the report.
+pub async fn apply(
+    plan: &Plan,
+    bound: Arc<Bound>,
+    store: Arc<dyn StateStore>,
+    opts: &ApplyOptions,
+    events: EventSink,
+) -> Result<ApplyReport, EngineError> {
+    let started = Instant::now();
+    let mut snap = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.snapshot())
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??
+    };
+    // The records move out of the snapshot (one copy of the state, not two); the walker owns
+    // them and `finish` drops them before the outputs read the state again.
+    let mut records: HashMap<Address, ResourceRecord> = std::mem::take(&mut snap.resources)
+        .into_iter()
+        .map(|(k, r)| Ok((crate::records::parse_address(&k)?, r)))
+        .collect::<Result<_, EngineError>>()?;
+    protect(plan, &mut records, &store, &events).await?;
+    let extra = deposed_changes(plan);
+    let steps = Steps::of(plan, &extra)?;
+    let mut walker = Walker::new(
+        steps,
+        records,
+        &snap.meta,
+        bound,
+        store.clone(),
+        opts,
+        events,
+    );
+    walker.walk().await?;
+    let mut report = walker.finish().await?;
+    let (serial, outputs) = write_outputs(plan, &store).await?;
+    report.serial = serial;
+    report.outputs = outputs;
+    report.sensitive_outputs = plan.sensitive_outputs.clone();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Protections first, in one commit: they guard against what follows.
+async fn protect(
+    plan: &Plan,
+    records: &mut HashMap<Address, ResourceRecord>,
+    store: &Arc<dyn StateStore>,
+    events: &EventSink,
+) -> Result<(), EngineError> {
+    if plan.protect.is_empty() {
+        return Ok(());
+    }
+    let mut writes = Vec::new();
+    for a in &plan.protect {
+        if let Some(r) = records.get_mut(a) {
+            r.protected = true;
+            writes.push(Change::Put(r.clone()));
+        }
+    }
+    let n = writes.len();
+    let serial = commit(store, writes).await?;
+    events(Event::StateWritten { serial, records: n });
+    Ok(())
+}
+
+/// Outputs: resolved from the records as they are when written (other applies may have
+/// changed records meanwhile), in one atomic step; ones that cannot be resolved are left out.
+async fn write_outputs(
+    plan: &Plan,
+    store: &Arc<dyn StateStore>,
+) -> Result<(u64, Map<String, Value>), EngineError> {
+    let declared = if plan.mode == PlanMode::Normal {
+        plan.outputs.clone()
+    } else {
+        Map::new()
+    };
+    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut written = Map::new();
+        let serial = s.update_outputs(&mut |snap| {
+            written = resolve_outputs(&declared, snap, &planned);
+            written.clone()
+        })?;
+        Ok::<_, prov_state::StateError>((serial, written))
+    })
+    .await
+    .map_err(|e| EngineError::Internal(e.to_string()))?
+    .map_err(EngineError::from)
+}
+
 struct Op {
     /// Index into the walk's changes: the plan's, then one per deposed object.
     change: usize,
@@ -320,124 +413,6 @@ impl<'c> StepGraph<'c> {
             ),
         )]))
     }
-}
-
-/// Everything a step needs, prepared by the coordinator (which owns the records).
-struct StepInput {
-    change: ResourceChange,
-    step: Step,
-    /// Destroys a deposed object (`change.provider_id`), not the address's current one.
-    deposed: bool,
-    resolved: Option<Value>,
-    prior: Option<ResourceRecord>,
-    server: Option<ServerTarget>,
-    cluster: Option<ClusterRequest>,
-}
-
-fn put(r: ResourceRecord) -> StepResult {
-    StepResult::Put(Box::new(r))
-}
-
-enum StepResult {
-    Put(Box<ResourceRecord>),
-    Delete(Address),
-    /// The deposed object with this id at this address is gone (the coordinator rewrites the
-    /// record, which it owns).
-    DropDeposed(Address, String),
-    Nothing,
-}
-
-/// Carries out `plan`. Returns Err only when the apply cannot proceed at all (state write
-/// failure, plan out of date); step failures are in the report.
-pub async fn apply(
-    plan: &Plan,
-    bound: Arc<Bound>,
-    store: Arc<dyn StateStore>,
-    opts: &ApplyOptions,
-    events: EventSink,
-) -> Result<ApplyReport, EngineError> {
-    let started = Instant::now();
-    let mut snap = {
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.snapshot())
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))??
-    };
-    // The records move out of the snapshot (one copy of the state, not two); the walker owns
-    // them and `finish` drops them before the outputs read the state again.
-    let mut records: HashMap<Address, ResourceRecord> = std::mem::take(&mut snap.resources)
-        .into_iter()
-        .map(|(k, r)| Ok((crate::records::parse_address(&k)?, r)))
-        .collect::<Result<_, EngineError>>()?;
-    protect(plan, &mut records, &store, &events).await?;
-    let extra = deposed_changes(plan);
-    let steps = Steps::of(plan, &extra)?;
-    let mut walker = Walker::new(
-        steps,
-        records,
-        &snap.meta,
-        bound,
-        store.clone(),
-        opts,
-        events,
-    );
-    walker.walk().await?;
-    let mut report = walker.finish().await?;
-    let (serial, outputs) = write_outputs(plan, &store).await?;
-    report.serial = serial;
-    report.outputs = outputs;
-    report.sensitive_outputs = plan.sensitive_outputs.clone();
-    report.elapsed = started.elapsed();
-    Ok(report)
-}
-
-/// Protections first, in one commit: they guard against what follows.
-async fn protect(
-    plan: &Plan,
-    records: &mut HashMap<Address, ResourceRecord>,
-    store: &Arc<dyn StateStore>,
-    events: &EventSink,
-) -> Result<(), EngineError> {
-    if plan.protect.is_empty() {
-        return Ok(());
-    }
-    let mut writes = Vec::new();
-    for a in &plan.protect {
-        if let Some(r) = records.get_mut(a) {
-            r.protected = true;
-            writes.push(Change::Put(r.clone()));
-        }
-    }
-    let n = writes.len();
-    let serial = commit(store, writes).await?;
-    events(Event::StateWritten { serial, records: n });
-    Ok(())
-}
-
-/// Outputs: resolved from the records as they are when written (other applies may have
-/// changed records meanwhile), in one atomic step; ones that cannot be resolved are left out.
-async fn write_outputs(
-    plan: &Plan,
-    store: &Arc<dyn StateStore>,
-) -> Result<(u64, Map<String, Value>), EngineError> {
-    let declared = if plan.mode == PlanMode::Normal {
-        plan.outputs.clone()
-    } else {
-        Map::new()
-    };
-    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut written = Map::new();
-        let serial = s.update_outputs(&mut |snap| {
-            written = resolve_outputs(&declared, snap, &planned);
-            written.clone()
-        })?;
-        Ok::<_, prov_state::StateError>((serial, written))
-    })
-    .await
-    .map_err(|e| EngineError::Internal(e.to_string()))?
-    .map_err(EngineError::from)
 }
 
 /// The walk's fixed part: its steps in the order `build_ops` numbered them, and who waits on
@@ -1278,6 +1253,31 @@ fn continues_on_error(change: &ResourceChange) -> bool {
             .and_then(|c| c.get("on_error"))
             .and_then(Value::as_str)
             == Some("Continue")
+}
+
+/// Everything a step needs, prepared by the coordinator (which owns the records).
+struct StepInput {
+    change: ResourceChange,
+    step: Step,
+    /// Destroys a deposed object (`change.provider_id`), not the address's current one.
+    deposed: bool,
+    resolved: Option<Value>,
+    prior: Option<ResourceRecord>,
+    server: Option<ServerTarget>,
+    cluster: Option<ClusterRequest>,
+}
+
+fn put(r: ResourceRecord) -> StepResult {
+    StepResult::Put(Box::new(r))
+}
+
+enum StepResult {
+    Put(Box<ResourceRecord>),
+    Delete(Address),
+    /// The deposed object with this id at this address is gone (the coordinator rewrites the
+    /// record, which it owns).
+    DropDeposed(Address, String),
+    Nothing,
 }
 
 /// A step's work, one function per resource kind. Runs in a task of its own: it calls the
