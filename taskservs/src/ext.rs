@@ -866,89 +866,12 @@ impl ExtTaskserv {
         let source = schema.get("source").cloned().unwrap_or(Value::Null);
         let kind = source.get("type").and_then(Value::as_str).unwrap_or("list");
         let mut versions: Vec<String> = match kind {
-            "list" => {
-                let mut v: Vec<String> = source
-                    .get("versions")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if let Some(f) = source.get("file").and_then(Value::as_str) {
-                    let path = self.dir().join(f);
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        err(
-                            self,
-                            op,
-                            req,
-                            ErrorKind::Invalid,
-                            format!("{}: {e}", path.display()),
-                        )
-                    })?;
-                    v.extend(
-                        text.lines()
-                            .map(str::trim)
-                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                            .map(str::to_string),
-                    );
-                }
-                v
-            }
+            "list" => self.listed_versions(req, op, &source)?,
             "apt" | "command" => {
                 let Some(p) = p else {
                     return Ok(Vec::new());
                 };
-                let cmd = if kind == "apt" {
-                    let pkg = source
-                        .get("package")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| {
-                            err(
-                                self,
-                                op,
-                                req,
-                                ErrorKind::Invalid,
-                                format!(
-                                    "{}: source.package is missing",
-                                    self.dir().join("schemas/version.ncl").display()
-                                ),
-                            )
-                        })?;
-                    format!(
-                        "apt-cache madison {} | awk -F'|' '{{gsub(/ /, \"\", $2); print $2}}'",
-                        transport::shell_quote(pkg)
-                    )
-                } else {
-                    source
-                        .get("command")
-                        .and_then(Value::as_str)
-                        .unwrap_or("true")
-                        .to_string()
-                };
-                let out = self.run_raw(req, op, p, None, &cmd, false).await?;
-                if !out.success() {
-                    return Err(err(
-                        self,
-                        op,
-                        req,
-                        ErrorKind::Failed,
-                        format!("`{cmd}` failed: {}", out.tail(5)),
-                    ));
-                }
-                out.stdout
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(|l| {
-                        if kind == "apt" {
-                            upstream_version(l)
-                        } else {
-                            l.to_string()
-                        }
-                    })
-                    .collect()
+                self.probed_versions(req, op, p, kind, &source).await?
             }
             other => {
                 return Err(err(
@@ -966,6 +889,105 @@ impl ExtTaskserv {
         versions.sort_by(|a, b| compare_versions(a, b));
         versions.dedup();
         Ok(versions)
+    }
+
+    /// A `list` source's versions: those it names, then the lines of its `file` (not blank, not `#`).
+    fn listed_versions(
+        &self,
+        req: &TaskservRequest,
+        op: &str,
+        source: &Value,
+    ) -> ExtResult<Vec<String>> {
+        let mut v: Vec<String> = source
+            .get("versions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(f) = source.get("file").and_then(Value::as_str) {
+            let path = self.dir().join(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                err(
+                    self,
+                    op,
+                    req,
+                    ErrorKind::Invalid,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            v.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        Ok(v)
+    }
+
+    /// An `apt` or `command` source's versions: one a line of what runs on the target (apt's
+    /// reduced to their upstream part by `upstream_version`).
+    async fn probed_versions(
+        &self,
+        req: &TaskservRequest,
+        op: &str,
+        p: &Prepared,
+        kind: &str,
+        source: &Value,
+    ) -> ExtResult<Vec<String>> {
+        let cmd = if kind == "apt" {
+            let pkg = source
+                .get("package")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    err(
+                        self,
+                        op,
+                        req,
+                        ErrorKind::Invalid,
+                        format!(
+                            "{}: source.package is missing",
+                            self.dir().join("schemas/version.ncl").display()
+                        ),
+                    )
+                })?;
+            format!(
+                "apt-cache madison {} | awk -F'|' '{{gsub(/ /, \"\", $2); print $2}}'",
+                transport::shell_quote(pkg)
+            )
+        } else {
+            source
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or("true")
+                .to_string()
+        };
+        let out = self.run_raw(req, op, p, None, &cmd, false).await?;
+        if !out.success() {
+            return Err(err(
+                self,
+                op,
+                req,
+                ErrorKind::Failed,
+                format!("`{cmd}` failed: {}", out.tail(5)),
+            ));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                if kind == "apt" {
+                    upstream_version(l)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect())
     }
 
     fn result(
