@@ -203,8 +203,27 @@ fn anchored(r: &ResourceView) -> bool {
 pub fn plan(p: &Plan) -> String {
     let r = Review::new(p);
     let p: &Plan = &r.plan;
-    let s = r.summary;
     let mut out = String::with_capacity(4096 + r.resources.len() * 400);
+    head(&mut out, p);
+    summary_section(&mut out, &r);
+    found_sections(&mut out, &r);
+    if let Some(c) = &p.cost {
+        cost_section(&mut out, c);
+    }
+    graph_section(&mut out, &r.resources);
+    changes_section(&mut out, &r);
+    recorded_sections(&mut out, &r);
+    let _ = write!(
+        out,
+        "<footer>Made by prov {}. This file is self-contained: it loads nothing from the network.</footer>",
+        escape(&p.prov_version)
+    );
+    let _ = writeln!(out, "</main><script>{SCRIPT}</script></body></html>");
+    out
+}
+
+/// The document's head, its title and the line naming prov's version, the lineage and the configuration.
+fn head(out: &mut String, p: &Plan) {
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     // No fetch of any kind: the report is one file and stays one.
     out.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">");
@@ -227,8 +246,12 @@ pub fn plan(p: &Plan) -> String {
         p.serial,
         escape(p.config_hash.get(..12).unwrap_or(&p.config_hash))
     );
+}
 
-    // Summary: counts, every destroy and replace with its reason, the cost delta.
+/// Summary: counts, every destroy and replace with its reason, the cost delta.
+fn summary_section(out: &mut String, r: &Review) {
+    let p: &Plan = &r.plan;
+    let s = r.summary;
     out.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"counts\">");
     for (class, n, label) in [
         ("create", s.add, "to add"),
@@ -291,8 +314,11 @@ pub fn plan(p: &Plan) -> String {
         out.push_str("<p>No changes. The infrastructure matches the configuration.</p>");
     }
     out.push_str("</section>");
+}
 
-    // What refresh found, and operations an earlier apply left pending.
+/// What refresh found changed outside prov, and the interrupted operations.
+fn found_sections(out: &mut String, r: &Review) {
+    let p: &Plan = &r.plan;
     if !r.drift.is_empty() {
         out.push_str("<section id=\"drift\"><h2>Changed outside prov (found by refresh)</h2><pre class=\"diff\">");
         for d in &r.drift {
@@ -312,13 +338,10 @@ pub fn plan(p: &Plan) -> String {
         let text = super::text::resolutions(&p.resolutions, super::Paint { on: false });
         let _ = write!(out, "<pre class=\"diff\">{}</pre></section>", escape(&text));
     }
+}
 
-    if let Some(c) = &p.cost {
-        cost_section(&mut out, c);
-    }
-    graph_section(&mut out, &r.resources);
-
-    // The resources: toolbar, then one collapsible entry each.
+/// The resources: toolbar, then one collapsible entry each.
+fn changes_section(out: &mut String, r: &Review) {
     let _ = write!(
         out,
         "<section id=\"changes\"><h2>Changes ({})</h2>",
@@ -365,7 +388,7 @@ pub fn plan(p: &Plan) -> String {
             out.push_str("<pre class=\"diff\"></pre>");
             data.push(lines);
         } else {
-            lines_html(&mut out, &lines);
+            lines_html(out, &lines);
         }
         out.push_str("</details>");
     }
@@ -380,7 +403,11 @@ pub fn plan(p: &Plan) -> String {
             "<script type=\"application/json\" id=\"diff-data\">{json}</script>"
         );
     }
+}
 
+/// Protections the apply records, and output changes.
+fn recorded_sections(out: &mut String, r: &Review) {
+    let p: &Plan = &r.plan;
     if !p.protect.is_empty() {
         out.push_str("<section id=\"protect\"><h2>Protections recorded</h2><ul>");
         for a in &p.protect {
@@ -394,16 +421,9 @@ pub fn plan(p: &Plan) -> String {
     }
     if !r.outputs.is_empty() {
         out.push_str("<section id=\"outputs\"><h2>Changes to outputs</h2>");
-        lines_html(&mut out, &entry_lines(&r.outputs));
+        lines_html(out, &entry_lines(&r.outputs));
         out.push_str("</section>");
     }
-    let _ = write!(
-        out,
-        "<footer>Made by prov {}. This file is self-contained: it loads nothing from the network.</footer>",
-        escape(&p.prov_version)
-    );
-    let _ = writeln!(out, "</main><script>{SCRIPT}</script></body></html>");
-    out
 }
 
 fn cost_section(out: &mut String, c: &prov_engine::plan::cost::Cost) {

@@ -60,6 +60,21 @@ struct Parts {
     outputs: Option<String>,
 }
 
+/// The parts `Parts::fit` keeps when the whole document is too long.
+struct Kept {
+    /// Rows of the destroyed-or-replaced list.
+    rows: usize,
+    cost: bool,
+    /// The cost totals stand in for the cost table.
+    totals_only: bool,
+    notes: bool,
+    drift: bool,
+    outputs: bool,
+    graph: bool,
+    /// One flag per entry of `Parts::details`.
+    details: Vec<bool>,
+}
+
 impl Parts {
     fn new(r: &Review) -> Parts {
         let s = r.summary;
@@ -152,6 +167,23 @@ impl Parts {
         // Room kept for the closing note; its list of left-out addresses is cut to fit it.
         let reserve = (opts.max_bytes / 4).min(1_500);
         let budget = opts.max_bytes.saturating_sub(reserve);
+        let k = self.choose(budget);
+        let note = self.closing_note(opts, reserve, &k);
+        let mut cost = k.cost;
+        if k.totals_only {
+            // The totals stand where the table would.
+            std::mem::swap(&mut self.cost, &mut self.cost_totals);
+            cost = true;
+        }
+        self.assemble(
+            k.rows, cost, k.notes, k.drift, k.graph, k.outputs, &k.details, &note,
+        )
+    }
+
+    /// What fits in `budget` bytes, in order of priority: the head, the destroyed and
+    /// replaced rows, the cost (else its totals), notes, drift, outputs, the details of
+    /// destroys and replaces, the graph, then the other details.
+    fn choose(&self, budget: usize) -> Kept {
         let mut used = self.head.len();
         let mut rows = 0;
         if !self.destructive.is_empty() {
@@ -171,7 +203,7 @@ impl Parts {
             }
             _ => false,
         };
-        let mut cost = take(&self.cost);
+        let cost = take(&self.cost);
         let totals_only = !cost && take(&self.cost_totals);
         let notes = take(&self.notes);
         let drift = take(&self.drift);
@@ -198,25 +230,37 @@ impl Parts {
         for i in self.destructive_details..self.details.len() {
             keep(i, &mut used);
         }
+        Kept {
+            rows,
+            cost,
+            totals_only,
+            notes,
+            drift,
+            outputs,
+            graph,
+            details: kept,
+        }
+    }
 
-        // The closing note: exactly what is missing, and where the whole plan is.
+    /// The closing note: exactly what is missing, and where the whole plan is.
+    fn closing_note(&self, opts: &Options, reserve: usize, k: &Kept) -> String {
         let mut missing = Vec::new();
-        if rows < self.destructive.len() {
+        if k.rows < self.destructive.len() {
             missing.push(format!(
                 "{} of the {} destroyed or replaced resources in the list above (all are in the full plan)",
-                self.destructive.len() - rows,
+                self.destructive.len() - k.rows,
                 self.destructive.len()
             ));
         }
-        if totals_only {
+        if k.totals_only {
             missing.push("the cost per resource (the totals are above)".to_string());
         }
         for (part, kept, what) in [
-            (&self.cost, cost || totals_only, "the cost section"),
-            (&self.notes, notes, "the notes"),
-            (&self.drift, drift, "the drift found during refresh"),
-            (&self.outputs, outputs, "the output changes"),
-            (&self.graph, graph, "the dependency graph"),
+            (&self.cost, k.cost || k.totals_only, "the cost section"),
+            (&self.notes, k.notes, "the notes"),
+            (&self.drift, k.drift, "the drift found during refresh"),
+            (&self.outputs, k.outputs, "the output changes"),
+            (&self.graph, k.graph, "the dependency graph"),
         ] {
             if part.is_some() && !kept {
                 missing.push(what.to_string());
@@ -225,7 +269,7 @@ impl Parts {
         let left: Vec<&String> = self
             .details
             .iter()
-            .zip(&kept)
+            .zip(&k.details)
             .filter(|(_, k)| !**k)
             .flat_map(|((addrs, _), _)| addrs)
             .collect();
@@ -264,12 +308,7 @@ impl Parts {
         }
         note.push_str(&items);
         note.push_str(".\n");
-        if totals_only {
-            // The totals stand where the table would.
-            std::mem::swap(&mut self.cost, &mut self.cost_totals);
-            cost = true;
-        }
-        self.assemble(rows, cost, notes, drift, graph, outputs, &kept, &note)
+        note
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -23,27 +23,36 @@ fn ed(step: Step) -> &'static str {
     }
 }
 
+/// `--json`: every event as one JSON line.
+fn json_sink() -> EventSink {
+    Arc::new(move |e: Event| {
+        if let Ok(line) = serde_json::to_string(&e) {
+            crate::outln!("{line}");
+        }
+    })
+}
+
+/// A progress bar when stderr is a terminal (lines go through it), else none (plain lines).
+fn terminal_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(b)
+}
+
 /// Builds the event sink for an apply.
 pub fn sink(json: bool, paint: Paint) -> EventSink {
     if json {
-        return Arc::new(move |e: Event| {
-            if let Ok(line) = serde_json::to_string(&e) {
-                crate::outln!("{line}");
-            }
-        });
+        return json_sink();
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b.enable_steady_tick(std::time::Duration::from_millis(120));
-        Some(b)
-    } else {
-        None
-    };
+    let bar = terminal_bar();
     let line = move |bar: &Option<ProgressBar>, s: String| match bar {
         Some(b) => b.println(s),
         None => crate::outln!("{s}"),

@@ -12,6 +12,42 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     let review = Review::new(p);
     let p = &review.plan;
     let mut out = String::new();
+    unfinished(&mut out, p, paint);
+    tagged(&mut out, p, paint);
+    if !review.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.bold("Changed outside prov (found by refresh):")
+        );
+        out.push_str(&drift_views(&review.drift, paint));
+        out.push('\n');
+    }
+    if p.mode == PlanMode::RefreshOnly {
+        refresh_only(&mut out, p, paint);
+        return out;
+    }
+    let accepted = p.refreshed.iter().filter(|(_, r)| r.is_some()).count();
+    let nothing_else =
+        review.resources.is_empty() && review.outputs.is_empty() && p.protect.is_empty();
+    if nothing_else && accepted > 0 {
+        // Computed attributes changed outside prov: apply records them, nothing else.
+        let _ = writeln!(
+            out,
+            "Refresh: {accepted} record(s) to update from the real world; nothing else changes."
+        );
+        return out;
+    }
+    if nothing_else {
+        out.push_str("No changes. The infrastructure matches the configuration.\n");
+        return out;
+    }
+    changes(&mut out, &review, paint);
+    out
+}
+
+/// Interrupted operations an earlier apply left, then the tagged servers `--adopt` takes in.
+fn unfinished(out: &mut String, p: &Plan, paint: Paint) {
     let (adopted, interrupted): (Vec<Resolution>, Vec<Resolution>) = p
         .resolutions
         .iter()
@@ -31,73 +67,61 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
         }
         out.push('\n');
     }
-    if !p.tagged.is_empty() {
+}
+
+/// Live servers tagged for addresses this plan creates that no record holds, and the ways out.
+fn tagged(out: &mut String, p: &Plan, paint: Paint) {
+    if p.tagged.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        paint.yellow(&paint.bold(&format!(
+            "Warning: {} live server(s) are already tagged for addresses this plan creates, \
+             and no record holds them:",
+            p.tagged.len()
+        )))
+    );
+    for t in &p.tagged {
+        let _ = writeln!(
+            out,
+            "  {}: {} ({}) at {}, tagged{}",
+            t.address,
+            t.id,
+            t.hostname,
+            t.provider,
+            prov_engine::ops::tagged_by(t)
+        );
+    }
+    out.push_str(
+        "  Apply refuses to create these addresses while they exist. Adopt them with \
+         `prov plan --adopt` / `prov apply --adopt`, or one by one with \
+         `prov import ADDRESS ID`; or delete them first. If they are another \
+         workspace's that declares the same addresses, apply with --ignore-tagged.\n\n",
+    );
+}
+
+/// A refresh-only plan's last line: how many records the real world updates, if any.
+fn refresh_only(out: &mut String, p: &Plan, paint: Paint) {
+    if p.refreshed.is_empty() {
+        out.push_str("No changes outside prov: the state matches the real world.\n");
+    } else {
         let _ = writeln!(
             out,
             "{}",
-            paint.yellow(&paint.bold(&format!(
-                "Warning: {} live server(s) are already tagged for addresses this plan creates, \
-                 and no record holds them:",
-                p.tagged.len()
-            )))
-        );
-        for t in &p.tagged {
-            let _ = writeln!(
-                out,
-                "  {}: {} ({}) at {}, tagged{}",
-                t.address,
-                t.id,
-                t.hostname,
-                t.provider,
-                prov_engine::ops::tagged_by(t)
-            );
-        }
-        out.push_str(
-            "  Apply refuses to create these addresses while they exist. Adopt them with \
-             `prov plan --adopt` / `prov apply --adopt`, or one by one with \
-             `prov import ADDRESS ID`; or delete them first. If they are another \
-             workspace's that declares the same addresses, apply with --ignore-tagged.\n\n",
+            paint.bold(&format!(
+                "Refresh: {} record(s) to update from the real world.",
+                p.refreshed.len()
+            ))
         );
     }
-    if !review.drift.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            paint.bold("Changed outside prov (found by refresh):")
-        );
-        out.push_str(&drift_views(&review.drift, paint));
-        out.push('\n');
-    }
-    if p.mode == PlanMode::RefreshOnly {
-        if p.refreshed.is_empty() {
-            out.push_str("No changes outside prov: the state matches the real world.\n");
-        } else {
-            let _ = writeln!(
-                out,
-                "{}",
-                paint.bold(&format!(
-                    "Refresh: {} record(s) to update from the real world.",
-                    p.refreshed.len()
-                ))
-            );
-        }
-        return out;
-    }
-    let accepted = p.refreshed.iter().filter(|(_, r)| r.is_some()).count();
-    let nothing_else =
-        review.resources.is_empty() && review.outputs.is_empty() && p.protect.is_empty();
-    if nothing_else && accepted > 0 {
-        // Computed attributes changed outside prov: apply records them, nothing else.
-        let _ = writeln!(
-            out,
-            "Refresh: {accepted} record(s) to update from the real world; nothing else changes."
-        );
-        return out;
-    }
-    if nothing_else {
-        out.push_str("No changes. The infrastructure matches the configuration.\n");
-        return out;
-    }
+}
+
+/// The changes: each resource with its entries, kept protections, outputs, the summary line
+/// and the cost section.
+fn changes(out: &mut String, review: &Review, paint: Paint) {
+    let p = &review.plan;
     let head = match p.mode {
         PlanMode::Destroy => "prov will destroy the following resources:",
         PlanMode::Normal => "prov will perform the following actions:",
@@ -105,7 +129,7 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     };
     let _ = writeln!(out, "{head}\n");
     for r in &review.resources {
-        resource(&mut out, r, paint);
+        resource(out, r, paint);
         out.push('\n');
     }
     for a in &p.protect {
@@ -121,7 +145,7 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
         out.push_str("Changes to outputs:\n");
         // One line each, unaligned: as apply prints the resolved outputs.
         for e in &review.outputs {
-            entries(&mut out, std::slice::from_ref(e), "  ", paint);
+            entries(out, std::slice::from_ref(e), "  ", paint);
         }
         out.push('\n');
     }
@@ -141,7 +165,6 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
             out.push_str(&section);
         }
     }
-    out
 }
 
 /// Operations an earlier apply left unfinished, and what apply will record about each.

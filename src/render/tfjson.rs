@@ -143,14 +143,8 @@ fn variables() -> Value {
     json!({})
 }
 
-pub fn plan(p: &Plan) -> Value {
-    let redacted;
-    let p = if p.has_sensitive() {
-        redacted = p.redacted();
-        &redacted
-    } else {
-        p
-    };
+/// Terraform's `resource_changes`: one entry per planned change, then one per deposed object.
+fn resource_changes(p: &Plan) -> Vec<Value> {
     let changes: Vec<Value> = p
         .changes
         .iter()
@@ -187,7 +181,7 @@ pub fn plan(p: &Plan) -> Value {
         })
         .collect();
     // Terraform's shape for a deposed object: its own entry with the object's key in `deposed`.
-    let changes: Vec<Value> = changes
+    changes
         .into_iter()
         .chain(p.deposed.iter().map(|d| {
             let addr = d.address.to_string();
@@ -210,9 +204,12 @@ pub fn plan(p: &Plan) -> Value {
                 },
             })
         }))
-        .collect();
-    let planned: Vec<Value> = p
-        .changes
+        .collect()
+}
+
+/// Terraform's `planned_values.root_module.resources`: every resource the plan keeps, as it will be.
+fn planned_resources(p: &Plan) -> Vec<Value> {
+    p.changes
         .iter()
         .filter(|c| !matches!(c.action, Action::Delete { .. }))
         .map(|c| {
@@ -224,7 +221,19 @@ pub fn plan(p: &Plan) -> Value {
                 &c.sensitive,
             )
         })
-        .collect();
+        .collect()
+}
+
+pub fn plan(p: &Plan) -> Value {
+    let redacted;
+    let p = if p.has_sensitive() {
+        redacted = p.redacted();
+        &redacted
+    } else {
+        p
+    };
+    let changes = resource_changes(p);
+    let planned = planned_resources(p);
     let mut v = json!({
         "format_version": FORMAT_VERSION,
         "terraform_version": TERRAFORM_VERSION,
