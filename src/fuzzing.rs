@@ -214,99 +214,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     });
     let text = |v: &Value| v.to_string().into_bytes();
     match target {
-        "plan_file" => {
-            let change = |action: Value| {
-                json!({
-                    "address": "server.web-01", "implementation": "sim", "action": action,
-                    "before": {"plan": "small"}, "after": {"plan": "large"},
-                    "after_unknown": {"ip": true}, "config": {"plan": "large"},
-                    "diffs": [{"path": "plan", "before": "small", "after": "large",
-                               "unknown": false, "forces_replacement": false}],
-                    "depends_on": ["server.db"], "prior_dependencies": [],
-                    "provider_id": "sim-1",
-                    "lifecycle": {"prevent_destroy": false, "create_before_destroy": false,
-                                  "ignore_changes": []},
-                    "declared_at": "main.ncl:3:5", "sensitive": ["tags.token"],
-                })
-            };
-            let plan = |extra: Value| {
-                let mut p = json!({
-                    "format": "prov-plan", "format_version": 1, "prov_version": "0.1.0",
-                    "mode": "normal", "lineage": "ab12", "serial": 3, "config_hash": "00",
-                    "targets": ["server.web-01"], "outputs": {"ip": "${server.web-01.ip}"},
-                    "sensitive_outputs": ["ip"], "providers": {"sim": {"latency_ms": 0}},
-                    "changes": [
-                        change(json!({"type": "no_op"})),
-                        change(json!({"type": "create"})),
-                        change(json!({"type": "update"})),
-                        change(json!({"type": "replace", "reason": "zone",
-                                      "create_before_destroy": true})),
-                        change(json!({"type": "delete", "reason": "removed"})),
-                    ],
-                    "output_changes": [{"name": "ip", "before": null, "after": "1.2.3.4"}],
-                    "resolutions": [], "drift": [], "refreshed": [],
-                });
-                for (k, v) in extra.as_object().into_iter().flatten() {
-                    p[k] = v.clone();
-                }
-                with_checksum(&text(&json!({ "plan": p }))).expect("a plan")
-            };
-            let pending = json!({
-                "address": "server.web-01", "operation": "create", "kind": "server",
-                "implementation": "sim", "provider_id": null, "spec": {"plan": "small"},
-                "dependencies": [], "started_at": 1, "run_id": "r",
-            });
-            vec![
-                plan(json!({})),
-                plan(json!({
-                    "mode": "refresh-only",
-                    "drift": [
-                        {"address": "server.a", "kind": {"type": "gone"}},
-                        {"address": "server.b", "kind": {"type": "stopped"}},
-                        {"address": "server.c", "kind": {"type": "changed", "diffs": []}},
-                        {"address": "taskserv.a.b", "kind": {"type": "version",
-                            "recorded": "1", "real": null}},
-                        {"address": "server.d", "kind": {"type": "unmanaged",
-                            "provider": "sim", "id": "i", "hostname": "h"}},
-                        {"address": "server.e", "kind": {"type": "error", "message": "m"}},
-                    ],
-                    "refreshed": [{"address": "server.web-01", "record": record},
-                                  {"address": "server.gone", "record": null}],
-                    "resolutions": [
-                        {"pending": pending, "outcome": {"type": "adopt", "record": record},
-                         "note": "n"},
-                        {"pending": pending, "outcome": {"type": "clear"}, "note": ""},
-                        {"pending": pending, "outcome": {"type": "delete_record"}, "note": ""},
-                        {"pending": pending, "outcome": {"type": "finish_delete",
-                            "provider_id": "sim-1"}, "note": ""},
-                    ],
-                })),
-                plan(json!({"mode": "destroy", "changes": []})),
-            ]
-        }
-        "state_record" => {
-            let mut v1 = record.clone();
-            v1.as_object_mut().unwrap().remove("sensitive_paths");
-            vec![
-                text(&json!({"format_version": prov_state::RECORD_FORMAT_VERSION,
-                             "record": record})),
-                text(&json!({"format_version": 1, "record": v1})),
-                text(&record),
-                text(&json!({
-                    "format": "prov-state", "format_version": 1, "lineage": "ab12",
-                    "serial": 7,
-                    "resources": [{"format_version": prov_state::RECORD_FORMAT_VERSION,
-                                   "record": record}],
-                    "outputs": {"ip": "10.0.0.2"},
-                    "pending": [{
-                        "address": "server.db", "operation": "delete", "kind": "server",
-                        "implementation": "sim", "provider_id": "sim-2",
-                        "spec": {"plan": "small"}, "dependencies": [], "started_at": 1,
-                        "run_id": "r",
-                    }],
-                })),
-            ]
-        }
+        "plan_file" => plan_file_seeds(&record),
+        "state_record" => state_record_seeds(&record),
         "refs" => [
             "${server.web-01.private_ip}",
             "http://${server.a.public_ip}:${taskserv.a.redis.port}/x $${not.a.ref}",
@@ -337,6 +246,106 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// `plan_file` seeds: a normal plan with every action, a refresh-only one with every drift
+/// kind and resolution, and an empty destroy.
+fn plan_file_seeds(record: &Value) -> Vec<Vec<u8>> {
+    let text = |v: &Value| v.to_string().into_bytes();
+    let change = |action: Value| {
+        json!({
+            "address": "server.web-01", "implementation": "sim", "action": action,
+            "before": {"plan": "small"}, "after": {"plan": "large"},
+            "after_unknown": {"ip": true}, "config": {"plan": "large"},
+            "diffs": [{"path": "plan", "before": "small", "after": "large",
+                       "unknown": false, "forces_replacement": false}],
+            "depends_on": ["server.db"], "prior_dependencies": [],
+            "provider_id": "sim-1",
+            "lifecycle": {"prevent_destroy": false, "create_before_destroy": false,
+                          "ignore_changes": []},
+            "declared_at": "main.ncl:3:5", "sensitive": ["tags.token"],
+        })
+    };
+    let plan = |extra: Value| {
+        let mut p = json!({
+            "format": "prov-plan", "format_version": 1, "prov_version": "0.1.0",
+            "mode": "normal", "lineage": "ab12", "serial": 3, "config_hash": "00",
+            "targets": ["server.web-01"], "outputs": {"ip": "${server.web-01.ip}"},
+            "sensitive_outputs": ["ip"], "providers": {"sim": {"latency_ms": 0}},
+            "changes": [
+                change(json!({"type": "no_op"})),
+                change(json!({"type": "create"})),
+                change(json!({"type": "update"})),
+                change(json!({"type": "replace", "reason": "zone",
+                              "create_before_destroy": true})),
+                change(json!({"type": "delete", "reason": "removed"})),
+            ],
+            "output_changes": [{"name": "ip", "before": null, "after": "1.2.3.4"}],
+            "resolutions": [], "drift": [], "refreshed": [],
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            p[k] = v.clone();
+        }
+        with_checksum(&text(&json!({ "plan": p }))).expect("a plan")
+    };
+    let pending = json!({
+        "address": "server.web-01", "operation": "create", "kind": "server",
+        "implementation": "sim", "provider_id": null, "spec": {"plan": "small"},
+        "dependencies": [], "started_at": 1, "run_id": "r",
+    });
+    vec![
+        plan(json!({})),
+        plan(json!({
+            "mode": "refresh-only",
+            "drift": [
+                {"address": "server.a", "kind": {"type": "gone"}},
+                {"address": "server.b", "kind": {"type": "stopped"}},
+                {"address": "server.c", "kind": {"type": "changed", "diffs": []}},
+                {"address": "taskserv.a.b", "kind": {"type": "version",
+                    "recorded": "1", "real": null}},
+                {"address": "server.d", "kind": {"type": "unmanaged",
+                    "provider": "sim", "id": "i", "hostname": "h"}},
+                {"address": "server.e", "kind": {"type": "error", "message": "m"}},
+            ],
+            "refreshed": [{"address": "server.web-01", "record": record},
+                          {"address": "server.gone", "record": null}],
+            "resolutions": [
+                {"pending": pending, "outcome": {"type": "adopt", "record": record},
+                 "note": "n"},
+                {"pending": pending, "outcome": {"type": "clear"}, "note": ""},
+                {"pending": pending, "outcome": {"type": "delete_record"}, "note": ""},
+                {"pending": pending, "outcome": {"type": "finish_delete",
+                    "provider_id": "sim-1"}, "note": ""},
+            ],
+        })),
+        plan(json!({"mode": "destroy", "changes": []})),
+    ]
+}
+
+/// `state_record` seeds: a record in today's format, one older format, bare, and a whole state.
+fn state_record_seeds(record: &Value) -> Vec<Vec<u8>> {
+    let text = |v: &Value| v.to_string().into_bytes();
+    let mut v1 = record.clone();
+    v1.as_object_mut().unwrap().remove("sensitive_paths");
+    vec![
+        text(&json!({"format_version": prov_state::RECORD_FORMAT_VERSION,
+                     "record": record})),
+        text(&json!({"format_version": 1, "record": v1})),
+        text(record),
+        text(&json!({
+            "format": "prov-state", "format_version": 1, "lineage": "ab12",
+            "serial": 7,
+            "resources": [{"format_version": prov_state::RECORD_FORMAT_VERSION,
+                           "record": record}],
+            "outputs": {"ip": "10.0.0.2"},
+            "pending": [{
+                "address": "server.db", "operation": "delete", "kind": "server",
+                "implementation": "sim", "provider_id": "sim-2",
+                "spec": {"plan": "small"}, "dependencies": [], "started_at": 1,
+                "run_id": "r",
+            }],
+        })),
+    ]
 }
 
 #[cfg(test)]

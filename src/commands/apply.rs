@@ -65,6 +65,34 @@ fn check_reviewed(
     )))
 }
 
+/// `--json`'s events of an apply with nothing to do: it starts and finishes, as every apply does.
+fn empty_apply_events(paint: Paint) {
+    let sink = progress::sink(true, paint);
+    sink(Event::ApplyStarted { steps: 0 });
+    sink(Event::ApplyFinished {
+        succeeded: 0,
+        failed: 0,
+        skipped: 0,
+    });
+}
+
+/// Says the plan went stale (up to ten of the resources another apply changed) and is made again.
+fn announce_replan(changed: &[String]) {
+    let mut list = changed
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if changed.len() > 10 {
+        list.push_str(&format!(" and {} more", changed.len() - 10));
+    }
+    crate::errln!(
+        "Another apply changed what this plan changes or reads ({list}) after it was \
+         made; planning again."
+    );
+}
+
 pub fn run(
     ctx: &Context,
     target: Option<&Path>,
@@ -140,13 +168,7 @@ pub fn run(
         if !plan.has_changes() {
             // Consumers of the JSON lines see every apply start and finish, a no-op one too.
             if json {
-                let sink = progress::sink(json, paint);
-                sink(Event::ApplyStarted { steps: 0 });
-                sink(Event::ApplyFinished {
-                    succeeded: 0,
-                    failed: 0,
-                    skipped: 0,
-                });
+                empty_apply_events(paint);
             }
             return Ok(0);
         }
@@ -179,19 +201,7 @@ pub fn run(
         )? {
             Executed::Done(code) => return Ok(code),
             Executed::Stale(changed) => {
-                let mut list = changed
-                    .iter()
-                    .take(10)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if changed.len() > 10 {
-                    list.push_str(&format!(" and {} more", changed.len() - 10));
-                }
-                crate::errln!(
-                    "Another apply changed what this plan changes or reads ({list}) after it was \
-                     made; planning again."
-                );
+                announce_replan(&changed);
                 drop(state);
                 state = open()?;
             }

@@ -359,27 +359,8 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
             found.push((k, e, shadowed_by));
         }
     }
-    // Validations are independent (each mostly Nickel evaluations on threads of their own):
-    // a few at once.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let reports: Vec<std::sync::Mutex<Option<Report>>> =
-        found.iter().map(|_| Default::default()).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((k, e, _)) = found.get(i) else { break };
-                let r = check::validate(&e.dir, Some(*k), &known, &support);
-                *reports[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
+    let reports = validate_each(&found, &known, &support);
     for ((k, e, shadowed_by), report) in found.into_iter().zip(reports) {
-        let report = report
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .expect("every extension was validated");
         {
             rows.push(Listed {
                 name: e.name.to_string(),
@@ -407,6 +388,46 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
         crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
+    crate::out!("{}", list_table(&rows));
+    crate::outln!(
+        "precedence (first wins): built-in (compiled into prov) > workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog"
+    );
+    Ok(0)
+}
+
+/// Extensions' reports, in `found`'s order. Validations are independent (each mostly Nickel
+/// evaluations on threads of their own): a few at once.
+fn validate_each(
+    found: &[(ExtensionKind, Extension, Option<Origin>)],
+    known: &[Extension],
+    support: &CrateSupport,
+) -> Vec<Report> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let reports: Vec<std::sync::Mutex<Option<Report>>> =
+        found.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((k, e, _)) = found.get(i) else { break };
+                let r = check::validate(&e.dir, Some(*k), known, support);
+                *reports[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    reports
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every extension was validated")
+        })
+        .collect()
+}
+
+/// `prov extension list`'s table: one row per extension, compiled ones included.
+fn list_table(rows: &[Listed]) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -437,26 +458,19 @@ fn list(ctx: &Context, kind: Option<ExtKind>, json: bool) -> CmdResult {
             ]
         })
         .collect();
-    crate::out!(
-        "{}",
-        table(
-            &[
-                "NAME",
-                "TYPE",
-                "VERSION",
-                "SOURCE",
-                "INTERFACE",
-                "VALIDATES",
-                "STATUS",
-                "PATH"
-            ],
-            &body
-        )
-    );
-    crate::outln!(
-        "precedence (first wins): built-in (compiled into prov) > workspace extensions/ > registered (workspace) > PROV_EXTENSIONS_PATH > registered (user) > catalog"
-    );
-    Ok(0)
+    table(
+        &[
+            "NAME",
+            "TYPE",
+            "VERSION",
+            "SOURCE",
+            "INTERFACE",
+            "VALIDATES",
+            "STATUS",
+            "PATH",
+        ],
+        &body,
+    )
 }
 
 fn new(ctx: &Context, kind: ExtKind, name: &str, dir: Option<&Path>, lang: ExtLang) -> CmdResult {
@@ -493,6 +507,25 @@ struct TestResult {
     seconds: Option<f64>,
 }
 
+/// A test result as a line: `ok`, `skip` or `FAIL`, its kind, group and name, then its message indented.
+fn result_line(r: &TestResult) -> String {
+    format!(
+        "{} {} {}: {}{}",
+        match (r.passed, r.skipped) {
+            (true, _) => "ok  ",
+            (false, true) => "skip",
+            (false, false) => "FAIL",
+        },
+        r.kind,
+        r.group,
+        r.name,
+        match &r.message {
+            Some(m) => format!("\n       {}", m.replace('\n', "\n       ")),
+            None => String::new(),
+        }
+    )
+}
+
 /// `prov extension test`: `which` is (--unit, --integration); neither means both.
 fn test(
     ctx: &Context,
@@ -512,23 +545,6 @@ fn test(
     let ext = prov_engine::extension::read_manifest(&dir, None)?;
     let support = CrateSupport::new()?;
     let mut results: Vec<TestResult> = Vec::new();
-    let line = |r: &TestResult| {
-        format!(
-            "{} {} {}: {}{}",
-            match (r.passed, r.skipped) {
-                (true, _) => "ok  ",
-                (false, true) => "skip",
-                (false, false) => "FAIL",
-            },
-            r.kind,
-            r.group,
-            r.name,
-            match &r.message {
-                Some(m) => format!("\n       {}", m.replace('\n', "\n       ")),
-                None => String::new(),
-            }
-        )
-    };
     if unit {
         for c in prov_engine::extension::unit::run(&ext, &support, update)? {
             let r = TestResult {
@@ -541,7 +557,7 @@ fn test(
                 seconds: None,
             };
             if !json {
-                crate::outln!("{}", line(&r));
+                crate::outln!("{}", result_line(&r));
             }
             results.push(r);
         }
@@ -551,7 +567,7 @@ fn test(
             if !json {
                 crate::outln!(
                     "{} ({:.1}s)",
-                    line(&TestResult {
+                    result_line(&TestResult {
                         kind: "integration",
                         group: ext.manifest.extension.kind.to_string(),
                         name: s.name.clone(),

@@ -66,7 +66,30 @@ pub fn query<T>(
 }
 
 pub fn run(ctx: &Context, cmd: Command) -> u8 {
-    let r = match cmd {
+    let code = match dispatch(ctx, cmd) {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
+            if ctx.json_errors {
+                crate::outln!("{}", crate::render::json_error(&msg));
+            }
+            1
+        }
+    };
+    // A reader that went away is not an error; losing output any other way is.
+    match crate::out::finish() {
+        Some(e) if code != 1 => {
+            let msg = format!("writing to stdout: {e}");
+            crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
+            1
+        }
+        _ => code,
+    }
+}
+
+/// Runs the command's module.
+fn dispatch(ctx: &Context, cmd: Command) -> CmdResult {
+    match cmd {
         Command::Validate { dir, json } => validate::run(ctx, dir.as_deref(), json),
         Command::Plan {
             dir,
@@ -115,18 +138,7 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
             no_cost,
             lock,
         } => {
-            let plan = crate::cli::PlanArgs {
-                no_cost,
-                refresh: crate::cli::Refresh::All,
-                refresh_only: false,
-                refresh_parallelism: 32,
-                expect_no_changes: false,
-                destroy: true,
-                targets,
-                adopt: false,
-                ignore_tagged: false,
-                replace: Vec::new(),
-            };
+            let plan = destroy_plan(targets, no_cost);
             apply::run(
                 ctx,
                 dir.as_deref(),
@@ -176,24 +188,21 @@ pub fn run(ctx: &Context, cmd: Command) -> u8 {
         Command::Cluster { command } => cluster::run(ctx, command),
         Command::Policy { command } => policy::run(ctx, command),
         Command::Extension { command } => extension::run(ctx, command),
-    };
-    let code = match r {
-        Ok(code) => code,
-        Err(Failure(msg)) => {
-            crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
-            if ctx.json_errors {
-                crate::outln!("{}", crate::render::json_error(&msg));
-            }
-            1
-        }
-    };
-    // A reader that went away is not an error; losing output any other way is.
-    match crate::out::finish() {
-        Some(e) if code != 1 => {
-            let msg = format!("writing to stdout: {e}");
-            crate::errln!("{}", crate::render::error_text(&msg, ctx.color));
-            1
-        }
-        _ => code,
+    }
+}
+
+/// `prov destroy`'s plan: every resource (or the targets) destroyed, after a full refresh.
+fn destroy_plan(targets: Vec<String>, no_cost: bool) -> crate::cli::PlanArgs {
+    crate::cli::PlanArgs {
+        no_cost,
+        refresh: crate::cli::Refresh::All,
+        refresh_only: false,
+        refresh_parallelism: 32,
+        expect_no_changes: false,
+        destroy: true,
+        targets,
+        adopt: false,
+        ignore_tagged: false,
+        replace: Vec::new(),
     }
 }
