@@ -766,6 +766,51 @@ impl AwsProvider {
         }
     }
 
+    /// Imports the server's SSH key as the key pair `name`, tagged as ours; one an earlier
+    /// failed create left under that name is replaced.
+    async fn import_key(
+        &self,
+        op: &str,
+        spec: &ServerSpec,
+        name: &str,
+        material: Vec<u8>,
+        owned: &[Tag],
+    ) -> ExtResult<()> {
+        let target = spec.hostname.as_str();
+        let c = self.client().await;
+        let r = c
+            .import_key_pair()
+            .key_name(name)
+            .public_key_material(aws_sdk_ec2::primitives::Blob::new(material))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::KeyPair)
+                    .set_tags(Some(owned.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await;
+        let r = match r {
+            // Ours by its name (workspace and hostname), left by an earlier failed create:
+            // replace it with the key now configured.
+            Err(e) if e.code() == Some("InvalidKeyPair.Duplicate") => {
+                let _ = c.delete_key_pair().key_name(name).send().await;
+                c.import_key_pair()
+                    .key_name(name)
+                    .public_key_material(aws_sdk_ec2::primitives::Blob::new(self.public_key(
+                        op,
+                        target,
+                        &spec.ssh_keys[0],
+                    )?))
+                    .send()
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        r.map_err(|e| self.sdk_err(op, Some(target), e))
+    }
+
     async fn create(&self, spec: &ServerSpec, owner: &Ownership) -> ExtResult<ServerInfo> {
         const OP: &str = "create-server";
         let target = spec.hostname.as_str();
@@ -790,38 +835,9 @@ impl AwsProvider {
 
         let mut key_name = None;
         if let Some(material) = key_material {
-            let r = c
-                .import_key_pair()
-                .key_name(&name)
-                .public_key_material(aws_sdk_ec2::primitives::Blob::new(material))
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::KeyPair)
-                        .set_tags(Some(owned.clone()))
-                        .build(),
-                )
-                .send()
-                .await;
-            let r =
-                match r {
-                    // Ours by its name (workspace and hostname), left by an earlier failed create:
-                    // replace it with the key now configured.
-                    Err(e) if e.code() == Some("InvalidKeyPair.Duplicate") => {
-                        let _ = c.delete_key_pair().key_name(&name).send().await;
-                        c.import_key_pair()
-                            .key_name(&name)
-                            .public_key_material(aws_sdk_ec2::primitives::Blob::new(
-                                self.public_key(OP, target, &spec.ssh_keys[0])?,
-                            ))
-                            .send()
-                            .await
-                            .map(|_| ())
-                    }
-                    other => other.map(|_| ()),
-                };
-            if let Err(e) = r {
+            if let Err(e) = self.import_key(OP, spec, &name, material, &owned).await {
                 self.cleanup(Some(&group_id), None).await;
-                return Err(self.sdk_err(OP, Some(target), e));
+                return Err(e);
             }
             key_name = Some(name.clone());
         }
