@@ -341,14 +341,6 @@ impl ExecProvider {
             arguments,
         };
         let input = serde_json::to_vec(&req).expect("requests serialise");
-        let stderr_note = |bytes: &[u8]| {
-            let t = run::tail(bytes, run::STDERR_LINES);
-            if t.is_empty() {
-                String::new()
-            } else {
-                format!("; stderr: {t}")
-            }
-        };
         let out = match run::run(&self.spec.program, &input, self.timeout).await {
             Ok(o) => o,
             Err(run::RunError::Spawn { source: e, .. }) => {
@@ -381,6 +373,11 @@ impl ExecProvider {
                 ))
             }
         };
+        self.answer(op, target, &out)
+    }
+
+    /// The executable's answer: its `result`, or its `error`, or why neither could be read.
+    fn answer(&self, op: &str, target: Option<&str>, out: &run::Output) -> ExtResult<Value> {
         let status = run::describe(&out.status);
         let parsed: Result<Response, String> = serde_json::from_slice(&out.stdout)
             .map_err(|e| e.to_string())
@@ -597,6 +594,16 @@ impl Provider for ExecProvider {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// The last lines of a program's stderr for an error message, or nothing when it wrote none.
+fn stderr_note(bytes: &[u8]) -> String {
+    let t = run::tail(bytes, run::STDERR_LINES);
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {t}")
     }
 }
 
