@@ -20,7 +20,10 @@ use crate::traits::{
 };
 use crate::workspace::{self, Loaded, Workspace};
 use async_trait::async_trait;
-use prov_state::{MemoryStore, StateStore};
+use prov_state::{
+    BackendErrorKind, Change, HistoryEntry, LockInfo, MemoryStore, ReadOptions, ResourceRecord,
+    Snapshot, StateDump, StateError, StateMeta, StateRead, StateStore, StateWrite,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -555,6 +558,88 @@ impl Cluster for FakeCluster {
             c.remove(&req.name);
         }
         Ok(())
+    }
+}
+
+/// A state store that fails its `fail_at`-th commit (1-based) and commits everything else to
+/// `inner`: a state write failing mid-walk, as a full disk or a lost database connection would.
+/// The failed commit writes nothing (the contract of `StateWrite::commit` on error).
+pub struct FailingStore {
+    inner: Arc<dyn StateStore>,
+    fail_at: usize,
+    commits: AtomicUsize,
+}
+
+impl FailingStore {
+    pub fn new(inner: Arc<dyn StateStore>, fail_at: usize) -> FailingStore {
+        FailingStore {
+            inner,
+            fail_at,
+            commits: AtomicUsize::new(0),
+        }
+    }
+    /// Commits attempted so far, the failed one included.
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::SeqCst)
+    }
+}
+
+impl StateRead for FailingStore {
+    fn snapshot_with(&self, opts: ReadOptions) -> Result<Snapshot, StateError> {
+        self.inner.snapshot_with(opts)
+    }
+    fn meta(&self) -> Result<StateMeta, StateError> {
+        self.inner.meta()
+    }
+    fn record(&self, address: &str) -> Result<Option<ResourceRecord>, StateError> {
+        self.inner.record(address)
+    }
+    fn history(&self, address: &str) -> Result<Vec<HistoryEntry>, StateError> {
+        self.inner.history(address)
+    }
+    fn changed_since(
+        &self,
+        addresses: &BTreeSet<String>,
+        serial: u64,
+    ) -> Result<BTreeSet<String>, StateError> {
+        self.inner.changed_since(addresses, serial)
+    }
+    fn resource_locks(&self) -> Result<BTreeMap<String, LockInfo>, StateError> {
+        self.inner.resource_locks()
+    }
+}
+
+impl StateWrite for FailingStore {
+    fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
+        let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at {
+            return Err(StateError::Backend {
+                backend: "failing test store".into(),
+                kind: BackendErrorKind::ConnectionLost,
+                detail: format!("commit {n} failed (injected)"),
+                what_to_do: "nothing: a test asked for it".into(),
+            });
+        }
+        self.inner.commit(changes)
+    }
+    fn set_outputs(&self, outputs: serde_json::Map<String, Value>) -> Result<u64, StateError> {
+        self.inner.set_outputs(outputs)
+    }
+    fn replace_all(&self, dump: &StateDump, force: bool) -> Result<u64, StateError> {
+        self.inner.replace_all(dump, force)
+    }
+    fn lock_resources(
+        &self,
+        addresses: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<(), StateError> {
+        self.inner.lock_resources(addresses, timeout)
+    }
+    fn update_outputs(
+        &self,
+        compute: &mut dyn FnMut(&Snapshot) -> serde_json::Map<String, Value>,
+    ) -> Result<u64, StateError> {
+        self.inner.update_outputs(compute)
     }
 }
 

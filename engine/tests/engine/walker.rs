@@ -1,4 +1,4 @@
-//! The apply walker against the fakes: dependency order both ways, each step in the state before its dependents start (by the state at each call and by the event order), failures skip every dependent and record none of them, on_error Continue releases them, the parallelism bound, create_before_destroy and interruption (before and mid-walk).
+//! The apply walker against the fakes: dependency order both ways, each step in the state before its dependents start (by the state at each call and by the event order), failures skip every dependent and record none of them, on_error Continue releases them, the parallelism bound, create_before_destroy, interruption (before and mid-walk) and a state write failing mid-walk.
 
 use super::{servers, world};
 use prov_engine::apply::ApplyOptions;
@@ -407,4 +407,75 @@ fn a_taskserv_failure_with_on_error_continue_releases_its_dependents_and_a_plain
     assert_eq!(recorded, ["server.db", "taskserv.db.app"]);
     // A failed install is known not to have happened: its note is cleared.
     assert!(snap.pending.is_empty(), "{:?}", snap.pending);
+}
+
+/// A state write that fails mid-walk (the record of the second of five chained creates): the
+/// walk starts nothing more, the apply reports the failure as its error and the step whose
+/// record was lost as failed, and the state holds exactly what was committed before it — the
+/// first server's record and the second's pending note (nothing lost: the next apply adopts the
+/// server the failed write did not record; nothing half-written: no record of it, none of the
+/// rest).
+#[test]
+fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
+    use prov_engine::testing::FailingStore;
+    use prov_state::StateStore;
+    let w = world(&servers(5, true));
+    let plan = w.plan().unwrap();
+    // Commits of a walk one step at a time: each step's pending note, then its record.
+    let store = Arc::new(FailingStore::new(w.store.clone(), 4));
+    let opts = ApplyOptions {
+        parallelism: 1,
+        ..ApplyOptions::default()
+    };
+    let err = w
+        .apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("commit 4 failed (injected)"),
+        "{err}"
+    );
+    assert_eq!(store.commits(), 4, "nothing written after the failure");
+    assert_eq!(
+        w.calls.of("create-server"),
+        ["s0", "s1"],
+        "s2 never started"
+    );
+
+    let events = w.events.lock().unwrap().clone();
+    let failed: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { address, error, .. } => Some((address.to_string(), error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(
+            "server.s1".to_string(),
+            "finished, but the state could not be written".to_string()
+        )]
+    );
+    assert!(!events.iter().any(|e| matches!(e,
+        Event::Running { address, .. } if *address == addr("server.s2"))));
+
+    let snap = w.store.snapshot().unwrap();
+    assert_eq!(snap.resources.keys().collect::<Vec<_>>(), ["server.s0"]);
+    let s0 = w.provider.servers();
+    let s0_id = s0.iter().find(|(_, s)| s.hostname == "s0").unwrap().0;
+    assert_eq!(
+        snap.resources["server.s0"].provider_id.as_deref(),
+        Some(s0_id.as_str())
+    );
+    assert_eq!(snap.pending.keys().collect::<Vec<_>>(), ["server.s1"]);
+
+    // The next apply adopts s1 (created, never recorded) instead of creating it again.
+    w.calls.clear();
+    let report = w.apply().unwrap();
+    assert!(report.ok(), "{:?}", report.failed);
+    assert_eq!(w.calls.of("create-server"), ["s2", "s3", "s4"]);
+    let snap = w.store.snapshot().unwrap();
+    assert_eq!(snap.resources.len(), 5);
+    assert!(snap.pending.is_empty());
+    assert_eq!(w.provider.servers().len(), 5);
 }
