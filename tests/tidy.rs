@@ -1,4 +1,4 @@
-//! Mechanical invariants of the source tree: `//!` headers, acyclic modules, ARCHITECTURE.md's dependency claims against each Cargo.toml, no unused dependencies, libraries that cannot print.
+//! Mechanical invariants of the source tree: `//!` headers, acyclic modules, ARCHITECTURE.md's dependency claims against each Cargo.toml, no unused dependencies, libraries that cannot print, every crate's function-length lint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -372,5 +372,27 @@ fn libraries_deny_printing() {
                 );
             }
         }
+    }
+}
+
+/// ARCHITECTURE.md: no function over 100 lines in any crate. `.ci/run`'s clippy `-D warnings`
+/// enforces it where the lint is on; this checks it is on everywhere (the binary too).
+#[test]
+fn every_crate_limits_function_length() {
+    let lint = "#![warn(clippy::too_many_lines)]";
+    // prov-state is not yet under the lint: sled_store's open_db is 152 lines (ARCHITECTURE.md
+    // says so). Its split adds the lint there and removes this exception.
+    let mut roots: Vec<PathBuf> = CRATES
+        .iter()
+        .filter(|(_, package, _)| *package != "prov-state")
+        .map(|(dir, _, _)| root().join(dir).join("src/lib.rs"))
+        .collect();
+    roots.push(root().join("src/main.rs"));
+    for f in roots {
+        assert!(
+            read(&f).contains(lint),
+            "{}: must have {lint} (ARCHITECTURE.md, bird's-eye view)",
+            f.display()
+        );
     }
 }
