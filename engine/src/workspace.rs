@@ -125,6 +125,7 @@ pub fn build_with_state<S: OpenedState>(
 /// `providers.NAME.KEY` and where `providers.NAME` is declared. An extension directory's schema
 /// is not evaluated for a confined evaluation (an untrusted plan refuses such providers).
 fn check_provider_settings(
+    dir: &std::path::Path,
     registry: &Registry,
     evaluated: &Evaluated,
     providers: &serde_json::Map<String, serde_json::Value>,
@@ -147,7 +148,9 @@ fn check_provider_settings(
         }
         let empty = serde_json::Value::Object(Default::default());
         let settings = providers.get(name).unwrap_or(&empty);
-        if let Err(problems) = config::check_settings(schema, settings) {
+        let checked =
+            config::settings::check_settings_in(dir, evaluated.confined, schema, settings);
+        if let Err(problems) = checked {
             let at = evaluated
                 .positions
                 .get(&format!("providers.{name}"))
@@ -177,7 +180,7 @@ fn build(
         .cloned()
         .unwrap_or_default();
     let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
-    let mut problems = check_provider_settings(registry, &evaluated, &providers);
+    let mut problems = check_provider_settings(&ws.dir, registry, &evaluated, &providers);
     // The servers' attributes move into the model (nothing reads them from the value later).
     let model = build_model_from(
         &mut evaluated.value,

@@ -171,3 +171,78 @@ pub(crate) fn store(
         let _ = std::fs::remove_file(&tmp);
     }
 }
+
+/// Names the settings cache's document.
+const SETTINGS_FORMAT: &str = "prov-settings-cache-1";
+/// Entries the settings cache keeps (the providers of a workspace, a few edits back).
+const SETTINGS_KEEP: usize = 16;
+
+/// The key of one settings check: the schema's name and text, the library, prov's version and
+/// the settings.
+pub(crate) fn settings_key(name: &str, source: &str, value: &serde_json::Value) -> String {
+    let mut h = Sha256::new();
+    h.update(SETTINGS_FORMAT);
+    h.update(env!("CARGO_PKG_VERSION"));
+    for part in [name, source] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for (path, text) in super::library::LIBRARY {
+        h.update(path);
+        h.update((text.len() as u64).to_le_bytes());
+        h.update(text);
+    }
+    h.update(serde_json::to_vec(value).expect("JSON values serialise"));
+    hex(&h.finalize())
+}
+
+/// The settings checks that passed (`.prov/cache/settings.json`): key → checked value.
+fn settings_entries(workspace: &Path) -> Vec<(String, serde_json::Value)> {
+    let Ok(text) = std::fs::read_to_string(dir(workspace).join("settings.json")) else {
+        return Vec::new();
+    };
+    match text.split_once('\n') {
+        Some((SETTINGS_FORMAT, body)) => serde_json::from_str(body).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The checked value a passing check with `key` returned, if the cache holds it.
+pub(crate) fn load_settings(workspace: &Path, key: &str) -> Option<serde_json::Value> {
+    settings_entries(workspace)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Best effort, like [`store`]: the latest [`SETTINGS_KEEP`] passing checks, mode 0600 (the
+/// settings hold credentials).
+pub(crate) fn store_settings(workspace: &Path, key: &str, checked: &serde_json::Value) {
+    let d = dir(workspace);
+    if std::fs::create_dir_all(&d).is_err() {
+        return;
+    }
+    let mut entries = settings_entries(workspace);
+    entries.retain(|(k, _)| k != key);
+    entries.push((key.to_string(), checked.clone()));
+    let skip = entries.len().saturating_sub(SETTINGS_KEEP);
+    let mut out = format!("{SETTINGS_FORMAT}\n").into_bytes();
+    if serde_json::to_writer(&mut out, &entries[skip..]).is_err() {
+        return;
+    }
+    let tmp = d.join(format!("settings.json.tmp.{}", std::process::id()));
+    let written = {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&out))
+    };
+    if written.is_err() || std::fs::rename(&tmp, d.join("settings.json")).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}

@@ -167,12 +167,44 @@ pub fn check_settings(schema: &SettingsSchema, value: &Value) -> Checked {
         return c;
     }
     let checked = check_uncached(schema, value);
+    remember(key.0, key.1, checked.clone());
+    checked
+}
+
+fn remember(schema: String, value: String, checked: Checked) {
     let mut m = MEMO.lock().unwrap_or_else(|p| p.into_inner());
     // A handful of providers per process; the bound keeps a long-lived process small.
     if m.len() >= 64 {
         m.clear();
     }
-    m.push((key.0, key.1, checked.clone()));
+    m.push((schema, value, checked));
+}
+
+/// [`check_settings`] for a workspace: the checked value of a compiled-in schema that accepted
+/// the settings is kept in the workspace's cache (`.prov/cache/settings.json`, mode 0600), so an
+/// unchanged provider configuration costs no Nickel evaluation on the next command. Not for
+/// confined evaluations (the cache is the repository's to write) nor extension schemas (their
+/// imports are not covered by the key).
+pub fn check_settings_in(
+    workspace: &Path,
+    confined: bool,
+    schema: &SettingsSchema,
+    value: &Value,
+) -> Checked {
+    let key = match schema {
+        SettingsSchema::Embedded { name, source } if !confined => {
+            super::cache::settings_key(name, source, value)
+        }
+        _ => return check_settings(schema, value),
+    };
+    if let Some(checked) = super::cache::load_settings(workspace, &key) {
+        remember(schema.display(), value.to_string(), Ok(checked.clone()));
+        return Ok(checked);
+    }
+    let checked = check_settings(schema, value);
+    if let Ok(v) = &checked {
+        super::cache::store_settings(workspace, &key, v);
+    }
     checked
 }
 
@@ -359,4 +391,136 @@ pub fn schema_fields(schema: &SettingsSchema) -> Result<Vec<String>, String> {
 pub fn extension_schema(dir: &Path) -> Option<SettingsSchema> {
     let p = dir.join("schemas").join("settings.ncl");
     p.is_file().then_some(SettingsSchema::File(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SCHEMA: SettingsSchema = SettingsSchema::Embedded {
+        name: "test/settings.ncl",
+        source: SCHEMA_SOURCE,
+    };
+
+    const SCHEMA_SOURCE: &str = r#"let prov = import "prov/schemas.ncl" in
+{
+  name | prov.NonEmptyString,
+  size | prov.IntegerIn 1 10 | default = 3,
+  api | { url | prov.HttpUrl, timeout | prov.NumberIn 1 60 | default = 30 } | optional,
+  auth | { token | std.contract.from_validator (fun v => if std.is_string v && std.string.length v > 8 then 'Ok else 'Error { message = "too short" }) } | optional,
+}
+"#;
+
+    fn problems(v: Value) -> Vec<(String, String)> {
+        check_settings(&SCHEMA, &v)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| (p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn accepted_settings_come_back_with_the_defaults() {
+        let v = check_settings(&SCHEMA, &json!({"name": "a", "api": {"url": "http://h"}})).unwrap();
+        assert_eq!(
+            v,
+            json!({"name": "a", "size": 3, "api": {"url": "http://h", "timeout": 30}})
+        );
+    }
+
+    /// Each case: the settings, then the paths of the problems found, in order.
+    #[test]
+    fn every_problem_is_found_each_at_its_path() {
+        let cases: &[(Value, &[&str])] = &[
+            (json!({}), &["name"]),
+            (json!({"name": "a", "size": 11}), &["size"]),
+            (
+                json!({"name": "a", "typo": 1, "other": 2}),
+                &["other", "typo"],
+            ),
+            (
+                json!({"name": "", "size": "x", "typo": 1}),
+                &["name", "size", "typo"],
+            ),
+            // A record's fields each on their own; an unknown one fails the record itself.
+            (
+                json!({"name": "a", "api": {"url": "ftp://h", "timeout": 0}}),
+                &["api.timeout", "api.url"],
+            ),
+            (
+                json!({"name": "a", "api": {"url": "http://h", "tmeout": 1}}),
+                &["api"],
+            ),
+            // A missing field of a record: the record.
+            (json!({"name": "a", "api": {"timeout": 5}}), &["api"]),
+            (json!(null), &["name"]),
+            (json!([1]), &[""]),
+        ];
+        for (v, paths) in cases {
+            let got = problems(v.clone());
+            let got_paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+            assert_eq!(&got_paths, paths, "{v}: {got:#?}");
+        }
+        let got = problems(json!({"name": "a", "typo": 1}));
+        assert!(
+            got[0]
+                .1
+                .starts_with("unknown setting (known: api, auth, name, size)"),
+            "{got:?}"
+        );
+        let got = problems(json!({"name": "a", "size": 11}));
+        assert!(
+            got[0]
+                .1
+                .contains("expected a whole number from 1 to 10, got 11")
+                && got[0].1.contains("test/settings.ncl:4"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn credentials_are_never_quoted() {
+        // Wrong type, and content the schema refuses (the masked stand-in passes: not shown).
+        for token in [
+            json!(987654321987u64),
+            json!("short77"),
+            json!({"x": "secret-99"}),
+        ] {
+            let got = problems(json!({"name": "a", "auth": {"token": token}}));
+            assert_eq!(got.len(), 1, "{got:?}");
+            let text = format!("{got:?}");
+            for leak in ["987654321987", "short77", "secret-99"] {
+                assert!(!text.contains(leak), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_workspace_keeps_accepted_checks_in_its_cache() {
+        use std::os::unix::fs::PermissionsExt;
+        let ws =
+            std::env::temp_dir().join(format!("prov-settings-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(&ws).unwrap();
+        let file = ws.join(".prov/cache/settings.json");
+        let v = json!({"name": "cached"});
+        check_settings_in(&ws, true, &SCHEMA, &v).unwrap();
+        assert!(!file.exists(), "a confined check writes nothing");
+        let checked = check_settings_in(&ws, false, &SCHEMA, &v).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let key = super::super::cache::settings_key("test/settings.ncl", SCHEMA_SOURCE, &v);
+        assert_eq!(super::super::cache::load_settings(&ws, &key), Some(checked));
+        assert!(check_settings_in(&ws, false, &SCHEMA, &json!({"name": ""})).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .matches("\"name\"")
+                .count(),
+            1,
+            "refused settings are not kept"
+        );
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
 }
