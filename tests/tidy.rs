@@ -380,11 +380,8 @@ fn libraries_deny_printing() {
 #[test]
 fn every_crate_limits_function_length() {
     let lint = "#![warn(clippy::too_many_lines)]";
-    // prov-state is not yet under the lint: sled_store's open_db is 152 lines (ARCHITECTURE.md
-    // says so). Its split adds the lint there and removes this exception.
     let mut roots: Vec<PathBuf> = CRATES
         .iter()
-        .filter(|(_, package, _)| *package != "prov-state")
         .map(|(dir, _, _)| root().join(dir).join("src/lib.rs"))
         .collect();
     roots.push(root().join("src/main.rs"));

@@ -17,6 +17,7 @@
 //!   an empty state (that would make the next plan recreate everything).
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+#![warn(clippy::too_many_lines)]
 
 mod depth;
 mod dump;

@@ -1037,100 +1037,25 @@ impl Db {
 /// Opens the database under an already held lock. `Ok(None)`: it does not exist and `create`
 /// is false.
 fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
-    let dir = at.dir.as_path();
-    let corrupt = |detail: String| at.corrupt(detail);
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(corrupt("it is not a directory".to_string())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if !create {
-                return Ok(None);
-            }
-            create_private_dir_all(dir)?;
-        }
-        Err(source) => {
-            return Err(StateError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+    if !state_dir_ready(at, create)? {
+        return Ok(None);
     }
-
-    let guard_path = dir.join(GUARD_FILE);
+    let guard_path = at.dir.join(GUARD_FILE);
     let guard_note = read_guard(&guard_path)?;
     let db = open_sled(at)?;
     let sled_err = |e| at.sled(e);
-    let records = db.open_tree(RECORDS_TREE).map_err(sled_err)?;
-    let meta = db.open_tree(META_TREE).map_err(sled_err)?;
-    let pending = db.open_tree(PENDING_TREE).map_err(sled_err)?;
-    let history = db.open_tree(HISTORY_TREE).map_err(sled_err)?;
-    let versions = db.open_tree(VERSIONS_TREE).map_err(sled_err)?;
-    let locks = db.open_tree(LOCKS_TREE).map_err(sled_err)?;
+    let tree = |name: &str| db.open_tree(name).map_err(sled_err);
+    let (records, meta, pending) = (tree(RECORDS_TREE)?, tree(META_TREE)?, tree(PENDING_TREE)?);
+    let (history, versions, locks) = (tree(HISTORY_TREE)?, tree(VERSIONS_TREE)?, tree(LOCKS_TREE)?);
 
-    let mut upgrade = false;
-    if let Some(raw) = meta.get(K_FORMAT).map_err(sled_err)? {
-        let found: u32 = at.decode_meta(K_FORMAT, &raw)?;
-        if found > STATE_FORMAT_VERSION {
-            return Err(StateError::UnsupportedFormat {
-                backend: at.backend.clone(),
-                address: None,
-                found,
-                supported: STATE_FORMAT_VERSION,
-            });
-        }
-        // Versions 1 -> 2 -> 3 only add trees, which now exist; a read-only open leaves the mark.
-        upgrade = found < STATE_FORMAT_VERSION && create;
-    }
-    let lineage = match meta.get(K_LINEAGE).map_err(sled_err)? {
-        Some(raw) => Some(at.decode_meta::<String>(K_LINEAGE, &raw)?),
-        None => None,
-    };
-    let serial = match meta.get(K_SERIAL).map_err(sled_err)? {
-        Some(raw) => at.decode_meta::<u64>(K_SERIAL, &raw)?,
-        None => 0,
-    };
-
-    let previous_lineage = match meta.get(K_PREV_LINEAGE).map_err(sled_err)? {
-        Some(raw) => Some(at.decode_meta::<String>(K_PREV_LINEAGE, &raw)?),
-        None => None,
-    };
-
-    let lineage = match (lineage, &guard_note) {
-        (Some(lineage), Some(note)) => {
-            // A push replaced the lineage and the process died before updating the note.
-            let pushed = previous_lineage.as_deref() == Some(note.lineage.as_str());
-            if lineage != note.lineage && !pushed {
-                return Err(corrupt(format!(
-                    "its data belongs to lineage {lineage}, but {} says this directory last held \
-                     lineage {} (files from another state were copied in?); if that is what you \
-                     intended, delete {}",
-                    guard_path.display(),
-                    note.lineage,
-                    guard_path.display()
-                )));
-            }
-            if serial < note.serial {
-                return Err(corrupt(format!(
-                    "it went back from serial {} to serial {serial}: sled dropped damaged or \
-                     truncated data when opening it, so recent changes are lost (a deliberately \
-                     restored older backup needs {} deleted)",
-                    note.serial,
-                    guard_path.display()
-                )));
-            }
-            lineage
-        }
-        (Some(lineage), None) => lineage,
-        (None, Some(note)) => {
-            return Err(corrupt(format!(
-                "its metadata is gone, though it last held serial {} of lineage {}: sled found \
-                 no valid data in its files (truncated or overwritten?)",
-                note.serial, note.lineage
-            )))
-        }
-        (None, None) => {
+    let upgrade = older_format(at, &meta)? && create;
+    let found = read_meta(at, &meta)?;
+    let serial = found.serial;
+    let lineage = match reconcile_lineage(at, found, guard_note.as_ref(), &guard_path)? {
+        Some(lineage) => lineage,
+        None => {
             if !records.is_empty() {
-                return Err(corrupt(
+                return Err(at.corrupt(
                     "it holds records but no lineage (its metadata is lost)".to_string(),
                 ));
             }
@@ -1138,54 +1063,16 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
             if !create {
                 return Ok(None);
             }
-            let lineage = random_hex(16);
-            let mut batch = sled::Batch::default();
-            batch.insert(K_FORMAT, encode_meta(&STATE_FORMAT_VERSION));
-            batch.insert(K_LINEAGE, encode_meta(&lineage));
-            batch.insert(K_SERIAL, encode_meta(&0u64));
-            batch.insert(K_OUTPUTS, encode_meta(&Map::new()));
-            meta.apply_batch(batch).map_err(sled_err)?;
-            db.flush().map_err(sled_err)?;
-            // sled syncs its files but not the directory entries that name them.
-            sync_dir(dir)?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-            lineage
+            initialise(at, &db, &meta)?
         }
     };
     if upgrade {
-        // Writes before now left no per-address serials: a plan older than this serial is
-        // judged stale on any change (see `changed_since`).
-        if versions.get(TRACKED_SINCE).map_err(sled_err)?.is_none() {
-            versions
-                .insert(TRACKED_SINCE, &serial.to_be_bytes()[..])
-                .map_err(sled_err)?;
-        }
-        meta.insert(K_FORMAT, encode_meta(&STATE_FORMAT_VERSION))
-            .map_err(sled_err)?;
-        db.flush().map_err(sled_err)?;
+        upgrade_format(at, &db, &meta, &versions, serial)?;
     }
     let guard_is_current = guard_note
         .as_ref()
         .is_some_and(|n| n.lineage == lineage && n.serial == serial);
-
-    let io_err = |source| StateError::Io {
-        path: guard_path.clone(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&guard_path)
-        .map_err(io_err)?;
-    if !guard_is_current {
-        write_guard(&file, &lineage, serial).map_err(io_err)?;
-    }
-
+    let file = open_guard(&guard_path, !guard_is_current, &lineage, serial)?;
     Ok(Some(Db {
         db,
         records,
@@ -1201,6 +1088,180 @@ fn open_db(at: &Where, create: bool) -> Result<Option<Db>, StateError> {
             written: serial,
         }),
     }))
+}
+
+/// Makes sure the state directory is there: false when it is missing and `create` is false.
+fn state_dir_ready(at: &Where, create: bool) -> Result<bool, StateError> {
+    let dir = at.dir.as_path();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(at.corrupt("it is not a directory".to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if create {
+                create_private_dir_all(dir)?;
+            }
+            Ok(create)
+        }
+        Err(source) => Err(StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// True when the state is of an older format (which a writing open upgrades); an error when
+/// it is of a newer one than this prov knows.
+fn older_format(at: &Where, meta: &sled::Tree) -> Result<bool, StateError> {
+    let Some(raw) = meta.get(K_FORMAT).map_err(|e| at.sled(e))? else {
+        return Ok(false);
+    };
+    let found: u32 = at.decode_meta(K_FORMAT, &raw)?;
+    if found > STATE_FORMAT_VERSION {
+        return Err(StateError::UnsupportedFormat {
+            backend: at.backend.clone(),
+            address: None,
+            found,
+            supported: STATE_FORMAT_VERSION,
+        });
+    }
+    // Versions 1 -> 2 -> 3 only add trees, which now exist; a read-only open leaves the mark.
+    Ok(found < STATE_FORMAT_VERSION)
+}
+
+/// The identity the metadata tree holds.
+struct FoundMeta {
+    lineage: Option<String>,
+    serial: u64,
+    previous_lineage: Option<String>,
+}
+
+fn read_meta(at: &Where, meta: &sled::Tree) -> Result<FoundMeta, StateError> {
+    let get = |key: &str| meta.get(key).map_err(|e| at.sled(e));
+    Ok(FoundMeta {
+        lineage: match get(K_LINEAGE)? {
+            Some(raw) => Some(at.decode_meta::<String>(K_LINEAGE, &raw)?),
+            None => None,
+        },
+        serial: match get(K_SERIAL)? {
+            Some(raw) => at.decode_meta::<u64>(K_SERIAL, &raw)?,
+            None => 0,
+        },
+        previous_lineage: match get(K_PREV_LINEAGE)? {
+            Some(raw) => Some(at.decode_meta::<String>(K_PREV_LINEAGE, &raw)?),
+            None => None,
+        },
+    })
+}
+
+/// The state's lineage, checked against the guard note (see the module docs); None when the
+/// state was never initialised.
+fn reconcile_lineage(
+    at: &Where,
+    found: FoundMeta,
+    guard_note: Option<&GuardNote>,
+    guard_path: &Path,
+) -> Result<Option<String>, StateError> {
+    let serial = found.serial;
+    match (found.lineage, guard_note) {
+        (Some(lineage), Some(note)) => {
+            // A push replaced the lineage and the process died before updating the note.
+            let pushed = found.previous_lineage.as_deref() == Some(note.lineage.as_str());
+            if lineage != note.lineage && !pushed {
+                return Err(at.corrupt(format!(
+                    "its data belongs to lineage {lineage}, but {} says this directory last held \
+                     lineage {} (files from another state were copied in?); if that is what you \
+                     intended, delete {}",
+                    guard_path.display(),
+                    note.lineage,
+                    guard_path.display()
+                )));
+            }
+            if serial < note.serial {
+                return Err(at.corrupt(format!(
+                    "it went back from serial {} to serial {serial}: sled dropped damaged or \
+                     truncated data when opening it, so recent changes are lost (a deliberately \
+                     restored older backup needs {} deleted)",
+                    note.serial,
+                    guard_path.display()
+                )));
+            }
+            Ok(Some(lineage))
+        }
+        (Some(lineage), None) => Ok(Some(lineage)),
+        (None, Some(note)) => Err(at.corrupt(format!(
+            "its metadata is gone, though it last held serial {} of lineage {}: sled found \
+             no valid data in its files (truncated or overwritten?)",
+            note.serial, note.lineage
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Writes a new state's metadata (a fresh lineage at serial 0) durably.
+fn initialise(at: &Where, db: &sled::Db, meta: &sled::Tree) -> Result<String, StateError> {
+    let sled_err = |e| at.sled(e);
+    let lineage = random_hex(16);
+    let mut batch = sled::Batch::default();
+    batch.insert(K_FORMAT, encode_meta(&STATE_FORMAT_VERSION));
+    batch.insert(K_LINEAGE, encode_meta(&lineage));
+    batch.insert(K_SERIAL, encode_meta(&0u64));
+    batch.insert(K_OUTPUTS, encode_meta(&Map::new()));
+    meta.apply_batch(batch).map_err(sled_err)?;
+    db.flush().map_err(sled_err)?;
+    // sled syncs its files but not the directory entries that name them.
+    let dir = at.dir.as_path();
+    sync_dir(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(lineage)
+}
+
+/// Marks an older state as of this format (its new trees exist by now).
+fn upgrade_format(
+    at: &Where,
+    db: &sled::Db,
+    meta: &sled::Tree,
+    versions: &sled::Tree,
+    serial: u64,
+) -> Result<(), StateError> {
+    let sled_err = |e| at.sled(e);
+    // Writes before now left no per-address serials: a plan older than this serial is
+    // judged stale on any change (see `changed_since`).
+    if versions.get(TRACKED_SINCE).map_err(sled_err)?.is_none() {
+        versions
+            .insert(TRACKED_SINCE, &serial.to_be_bytes()[..])
+            .map_err(sled_err)?;
+    }
+    meta.insert(K_FORMAT, encode_meta(&STATE_FORMAT_VERSION))
+        .map_err(sled_err)?;
+    db.flush().map_err(sled_err)?;
+    Ok(())
+}
+
+/// Opens the guard file, rewriting it when `rewrite` (it does not name this lineage and serial).
+fn open_guard(
+    guard_path: &Path,
+    rewrite: bool,
+    lineage: &str,
+    serial: u64,
+) -> Result<File, StateError> {
+    let io_err = |source| StateError::Io {
+        path: guard_path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(guard_path)
+        .map_err(io_err)?;
+    if rewrite {
+        write_guard(&file, lineage, serial).map_err(io_err)?;
+    }
+    Ok(file)
 }
 
 /// `prov force-unlock LOCK_ID` for the lock table: removes the resource locks of holder
