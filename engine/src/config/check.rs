@@ -12,15 +12,122 @@
 //! by a parity test over every field of the schema (`engine/tests/config_eval.rs`).
 //!
 //! The value is checked on the evaluated Nickel value (to tell an enum tag from a string, which
-//! export to the same JSON, and to see merge priorities) while defaults are filled into the
+//! export to the same JSON, and to see merge priorities) — or on plain data read without Nickel
+//! ([`super::data`]), through the same [`Node`] view — while defaults are filled into the
 //! exported JSON beside it.
 
 use std::collections::BTreeSet;
 
 use nickel_lang_core::eval::value::{Container, NickelValue};
-use nickel_lang_core::term::record::{Field, RecordData};
 use nickel_lang_core::term::MergePriority;
 use serde_json::{Map, Value};
+
+use super::data::Data;
+
+/// A record field as the check sees it.
+pub(crate) struct FieldRef<'a, N: ?Sized> {
+    /// `None`: declared without a value.
+    pub value: Option<&'a N>,
+    pub not_exported: bool,
+    pub optional: bool,
+    /// At the default (bottom) merge priority: the workspace's own `| default`.
+    pub bottom: bool,
+}
+
+/// What the check needs of an evaluated value: a Nickel value, or [`Data`] read without Nickel.
+pub(crate) trait Node {
+    /// The fields of a record (empty for `{}`); `None` for anything else.
+    fn fields(&self) -> Option<Vec<(&str, FieldRef<'_, Self>)>>;
+    /// The elements of an array; `None` for anything else.
+    fn items(&self) -> Option<Vec<&Self>>;
+    fn string(&self) -> Option<&str>;
+    fn is_bool(&self) -> bool;
+    fn is_number(&self) -> bool;
+    fn enum_tag(&self) -> Option<&str>;
+}
+
+impl Node for NickelValue {
+    fn fields(&self) -> Option<Vec<(&str, FieldRef<'_, Self>)>> {
+        Some(match self.as_record()? {
+            Container::Empty => Vec::new(),
+            Container::Alloc(r) => r
+                .fields
+                .iter()
+                .map(|(k, f)| {
+                    let field = FieldRef {
+                        value: f.value.as_ref(),
+                        not_exported: f.metadata.not_exported(),
+                        optional: f.metadata.opt(),
+                        bottom: matches!(f.metadata.priority(), MergePriority::Bottom),
+                    };
+                    (k.label(), field)
+                })
+                .collect(),
+        })
+    }
+    fn items(&self) -> Option<Vec<&Self>> {
+        Some(match self.as_array()? {
+            Container::Empty => Vec::new(),
+            Container::Alloc(a) => a.array.iter().collect(),
+        })
+    }
+    fn string(&self) -> Option<&str> {
+        self.as_string().map(|s| s.as_str())
+    }
+    fn is_bool(&self) -> bool {
+        self.as_bool().is_some()
+    }
+    fn is_number(&self) -> bool {
+        self.as_number().is_some()
+    }
+    fn enum_tag(&self) -> Option<&str> {
+        self.as_enum_tag().map(|t| t.label())
+    }
+}
+
+impl Node for Data {
+    fn fields(&self) -> Option<Vec<(&str, FieldRef<'_, Self>)>> {
+        let Data::Record(fields) = self else {
+            return None;
+        };
+        let plain = |d| FieldRef {
+            value: Some(d),
+            not_exported: false,
+            optional: false,
+            bottom: false,
+        };
+        Some(
+            fields
+                .iter()
+                .map(|(k, _, d)| (k.as_str(), plain(d)))
+                .collect(),
+        )
+    }
+    fn items(&self) -> Option<Vec<&Self>> {
+        match self {
+            Data::Array(items) => Some(items.iter().map(|(_, d)| d).collect()),
+            _ => None,
+        }
+    }
+    fn string(&self) -> Option<&str> {
+        match self {
+            Data::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn is_bool(&self) -> bool {
+        matches!(self, Data::Bool(_))
+    }
+    fn is_number(&self) -> bool {
+        matches!(self, Data::Num(_))
+    }
+    fn enum_tag(&self) -> Option<&str> {
+        match self {
+            Data::Enum(s) => Some(s),
+            _ => None,
+        }
+    }
+}
 
 /// Something the Rust check does not accept; Nickel's contract decides instead.
 #[derive(Debug)]
@@ -409,7 +516,10 @@ struct Ctx {
 /// Checks the workspace `value` (evaluated without the contract) against the `Workspace`
 /// contract and fills its defaults into `json` (`value` exported). Returns the dotted paths of
 /// the fields the defaults filled where [`super::defaults`] lists them.
-pub(crate) fn workspace(value: &NickelValue, json: &mut Value) -> Result<BTreeSet<String>, Reject> {
+pub(crate) fn workspace<N: Node + ?Sized>(
+    value: &N,
+    json: &mut Value,
+) -> Result<BTreeSet<String>, Reject> {
     let mut ctx = Ctx {
         filled: BTreeSet::new(),
     };
@@ -418,34 +528,30 @@ pub(crate) fn workspace(value: &NickelValue, json: &mut Value) -> Result<BTreeSe
     Ok(ctx.filled)
 }
 
-/// The record of a value: `Some(None)` for the empty record.
-fn as_record(v: &NickelValue) -> Option<Option<&RecordData>> {
-    match v.as_record()? {
-        Container::Alloc(r) => Some(Some(r)),
-        Container::Empty => Some(None),
-    }
+fn find<'a, 'n, N: ?Sized>(
+    fields: &'a [(&'n str, FieldRef<'n, N>)],
+    name: &str,
+) -> Option<&'a FieldRef<'n, N>> {
+    fields.iter().find(|(k, _)| *k == name).map(|(_, f)| f)
 }
 
-fn find<'a>(r: Option<&'a RecordData>, name: &str) -> Option<&'a Field> {
-    r?.fields
-        .iter()
-        .find(|(k, _)| k.label() == name)
-        .map(|(_, f)| f)
-}
-
-fn rec(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, schema: &Rec, track: Track) -> Checked {
-    let r = as_record(v).ok_or(Reject)?;
+fn rec<N: Node + ?Sized>(
+    ctx: &mut Ctx,
+    v: &N,
+    json: &mut Value,
+    schema: &Rec,
+    track: Track,
+) -> Checked {
+    let r = v.fields().ok_or(Reject)?;
     let Value::Object(obj) = json else {
         return Err(Reject);
     };
     // Unknown fields (any field of a closed record, with or without a value, exported or not).
-    if let (false, Some(r)) = (schema.open, r) {
-        if r.fields
-            .keys()
-            .any(|k| !schema.fields.iter().any(|f| f.name == k.label()))
-        {
-            return Err(Reject);
-        }
+    if !schema.open
+        && r.iter()
+            .any(|(k, _)| !schema.fields.iter().any(|f| f.name == *k))
+    {
+        return Err(Reject);
     }
     let mut inserted = false;
     for f in schema.fields {
@@ -453,15 +559,13 @@ fn rec(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, schema: &Rec, track: Tr
             Track::At(prefix, skip) if !skip.contains(&f.name) => Some(prefix),
             _ => None,
         };
-        let given = find(r, f.name);
-        if let Some(given) = given {
-            if given.metadata.not_exported() {
-                return Err(Reject);
-            }
+        let given = find(&r, f.name);
+        if given.is_some_and(|g| g.not_exported) {
+            return Err(Reject);
         }
-        match given.and_then(|g| g.value.as_ref().map(|v| (g, v))) {
+        match given.and_then(|g| g.value.map(|v| (g, v))) {
             Some((g, fv)) => {
-                if matches!(g.metadata.priority(), MergePriority::Bottom) {
+                if g.bottom {
                     // The workspace's own default meets the contract's: Nickel merges them
                     // (records) or requires them equal (anything else).
                     if let Presence::Default(d) = f.presence {
@@ -471,7 +575,7 @@ fn rec(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, schema: &Rec, track: Tr
                         }
                     }
                 }
-                let bottom = matches!(g.metadata.priority(), MergePriority::Bottom);
+                let bottom = g.bottom;
                 let slot = obj.get_mut(f.name).ok_or(Reject)?;
                 let path = listed.map(|p| format!("{p}.{}", f.name));
                 // Below a field at the default priority nothing more is listed.
@@ -489,7 +593,7 @@ fn rec(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, schema: &Rec, track: Tr
                 value(ctx, fv, slot, f.ty, inner)?;
             }
             None => {
-                if given.is_some_and(|g| !g.metadata.opt()) {
+                if given.is_some_and(|g| !g.optional) {
                     // Declared without a value and not optional: Nickel's error (or the
                     // contract's default, merged in).
                     return Err(Reject);
@@ -533,42 +637,48 @@ fn fill_defaults(json: &mut Value, ty: Ty) {
     obj.sort_keys();
 }
 
-fn value(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, ty: Ty, track: Track) -> Checked {
+fn value<N: Node + ?Sized>(
+    ctx: &mut Ctx,
+    v: &N,
+    json: &mut Value,
+    ty: Ty,
+    track: Track,
+) -> Checked {
     match ty {
         Ty::Dyn => Ok(()),
-        Ty::Str => v.as_string().map(|_| ()).ok_or(Reject),
-        Ty::Bool => v.as_bool().map(|_| ()).ok_or(Reject),
+        Ty::Str => v.string().map(|_| ()).ok_or(Reject),
+        Ty::Bool => v.is_bool().then_some(()).ok_or(Reject),
         Ty::Nat => {
-            v.as_number().ok_or(Reject)?;
+            v.is_number().then_some(()).ok_or(Reject)?;
             json.as_u64().map(|_| ()).ok_or(Reject)
         }
         Ty::NonNegative => {
-            v.as_number().ok_or(Reject)?;
+            v.is_number().then_some(()).ok_or(Reject)?;
             match json.as_f64() {
                 Some(n) if n >= 0.0 => Ok(()),
                 _ => Err(Reject),
             }
         }
         Ty::PortSpec => {
-            v.as_string().ok_or(Reject)?;
+            v.string().ok_or(Reject)?;
             json.as_str()
                 .filter(|s| port_spec(s))
                 .map(|_| ())
                 .ok_or(Reject)
         }
         Ty::Enum(tags) => {
-            let tag = v.as_enum_tag().ok_or(Reject)?;
-            tags.contains(&tag.label()).then_some(()).ok_or(Reject)
+            let tag = v.enum_tag().ok_or(Reject)?;
+            tags.contains(&tag).then_some(()).ok_or(Reject)
         }
         Ty::Array(elem) => array(ctx, v, json, *elem, track),
         Ty::Dict(elem) => dict(ctx, v, json, *elem, track),
         Ty::Rec(schema) => rec(ctx, v, json, schema, track),
-        Ty::AnyRecord => as_record(v).map(|_| ()).ok_or(Reject),
+        Ty::AnyRecord => v.fields().map(|_| ()).ok_or(Reject),
         Ty::TaskservDependency => {
-            if let Some(s) = v.as_string() {
+            if let Some(s) = v.string() {
                 let mut dep = Map::new();
                 dep.insert("kind".into(), Value::String("Requires".into()));
-                dep.insert("name".into(), Value::String(s.as_str().to_string()));
+                dep.insert("name".into(), Value::String(s.to_string()));
                 *json = Value::Object(dep);
                 Ok(())
             } else {
@@ -579,18 +689,21 @@ fn value(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, ty: Ty, track: Track)
 }
 
 /// An array of `elem`s (a cluster's components tracked by name for their defaults).
-fn array(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, elem: Ty, track: Track) -> Checked {
-    let items = match v.as_array().ok_or(Reject)? {
-        Container::Alloc(a) => a,
-        Container::Empty => return Ok(()),
-    };
+fn array<N: Node + ?Sized>(
+    ctx: &mut Ctx,
+    v: &N,
+    json: &mut Value,
+    elem: Ty,
+    track: Track,
+) -> Checked {
+    let items = v.items().ok_or(Reject)?;
     let Value::Array(js) = json else {
         return Err(Reject);
     };
-    if js.len() != items.array.len() {
+    if js.len() != items.len() {
         return Err(Reject);
     }
-    for (item, j) in items.array.iter().zip(js.iter_mut()) {
+    for (item, j) in items.into_iter().zip(js.iter_mut()) {
         // A cluster's components are listed by name.
         let prefix = match track {
             Track::Components(cluster) => j
@@ -609,25 +722,28 @@ fn array(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, elem: Ty, track: Trac
 }
 
 /// A record of `elem`s by name (servers, taskservs, clusters tracked for their defaults).
-fn dict(ctx: &mut Ctx, v: &NickelValue, json: &mut Value, elem: Ty, track: Track) -> Checked {
-    let Some(r) = as_record(v).ok_or(Reject)? else {
-        return Ok(());
-    };
+fn dict<N: Node + ?Sized>(
+    ctx: &mut Ctx,
+    v: &N,
+    json: &mut Value,
+    elem: Ty,
+    track: Track,
+) -> Checked {
+    let r = v.fields().ok_or(Reject)?;
     let Value::Object(obj) = json else {
         return Err(Reject);
     };
-    for (k, f) in &r.fields {
-        if f.metadata.not_exported() {
+    for (name, f) in &r {
+        if f.not_exported {
             return Err(Reject);
         }
-        let name = k.label();
-        let Some(fv) = f.value.as_ref() else {
-            if f.metadata.opt() {
+        let Some(fv) = f.value else {
+            if f.optional {
                 continue;
             }
             return Err(Reject);
         };
-        let slot = obj.get_mut(name).ok_or(Reject)?;
+        let slot = obj.get_mut(*name).ok_or(Reject)?;
         // Where defaulted fields are listed (as `super::defaults` does).
         let prefix = match (track, elem) {
             (Track::Taskservs(server), Ty::Rec(r)) if std::ptr::eq(r, &TASKSERV) => Some((

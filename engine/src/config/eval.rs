@@ -159,8 +159,9 @@ pub(crate) fn run(job: Job) -> Result<Output, ConfigError> {
 
 /// The error for a configuration value nested too deeply: located at the innermost declared
 /// thing on its path (a taskserv, server, output...), else at the main file.
-fn too_deep(
-    job: &Job,
+pub(crate) fn too_deep(
+    workspace_dir: &std::path::Path,
+    main: &std::path::Path,
     positions: &BTreeMap<String, String>,
     deep: prov_state::TooDeep,
 ) -> ConfigError {
@@ -176,9 +177,8 @@ fn too_deep(
         .rev()
         .find_map(|n| positions.get(&keys[..n].join(".")).cloned())
         .unwrap_or_else(|| {
-            job.main
-                .strip_prefix(&job.workspace_dir)
-                .unwrap_or(&job.main)
+            main.strip_prefix(workspace_dir)
+                .unwrap_or(main)
                 .display()
                 .to_string()
         });
@@ -412,7 +412,7 @@ fn evaluate(job: Job, keep: &mut Option<Program<CacheImpl>>) -> Result<Output, C
     );
     if job.check_value_depth {
         if let Some(deep) = prov_state::find_too_deep(&json, prov_state::MAX_VALUE_DEPTH) {
-            return Err(too_deep(&job, &positions, deep));
+            return Err(too_deep(&job.workspace_dir, &job.main, &positions, deep));
         }
     }
     let mut defaults = super::defaults::collect(&value);

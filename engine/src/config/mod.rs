@@ -11,6 +11,9 @@
 //!    `Send`), with the library's `Workspace` contract always applied to the whole value (like
 //!    `nickel export --apply-contract .prov/lib/prov/workspace.ncl main.ncl`), so defaults are
 //!    filled and misspelled fields are rejected even when `main.ncl` annotates nothing;
+//!    (On the happy path the contract is checked in Rust instead: module `check`. A `main.ncl`
+//!    that is plain data — records, arrays, literals — is not given to Nickel at all: module
+//!    `data` reads it, and the same Rust check decides; see [`EvalOptions::plain_data`].)
 //! 4. exports the result to JSON exactly as `nickel export` would, and records where servers,
 //!    taskservs, clusters, components, outputs and providers were declared
 //!    ([`Evaluated::positions`]).
@@ -35,6 +38,7 @@
 mod cache;
 mod check;
 mod confine;
+mod data;
 mod defaults;
 mod eval;
 mod library;
@@ -74,6 +78,11 @@ pub struct EvalOptions {
     /// sources may read their own fields (module `check`; ~45 % of a large evaluation). Off:
     /// Nickel applies the contract always (`PROV_NICKEL_CONTRACT=1`, for comparison).
     pub rust_check: bool,
+    /// Read a `main.ncl` that is plain data (records, arrays, literals: module `data`) in Rust
+    /// instead of having Nickel evaluate it, then check it as [`EvalOptions::rust_check`] does;
+    /// anything else, or anything that check does not accept, Nickel evaluates as before. Needs
+    /// `rust_check`. Off: Nickel evaluates every workspace (`PROV_NICKEL_EVAL=1`).
+    pub plain_data: bool,
 }
 
 impl Default for EvalOptions {
@@ -85,6 +94,7 @@ impl Default for EvalOptions {
             cache: std::env::var_os("PROV_NO_EVAL_CACHE").is_none(),
             confined: false,
             rust_check: std::env::var_os("PROV_NICKEL_CONTRACT").is_none(),
+            plain_data: std::env::var_os("PROV_NICKEL_EVAL").is_none(),
         }
     }
 }
@@ -244,6 +254,8 @@ pub enum ContractCheck {
     Cached,
     /// In Rust, on the value evaluated without the contract ([`EvalOptions::rust_check`]).
     Rust,
+    /// In Rust, on plain data read without Nickel ([`EvalOptions::plain_data`]).
+    PlainData,
     /// By Nickel.
     Nickel,
 }
@@ -294,16 +306,23 @@ pub fn evaluate_with_report(
         confine::check_scan(workspace_dir, &lib_dir, &scanned)?;
     }
 
-    let output = eval::run(eval::Job {
-        workspace_dir: workspace_dir.to_path_buf(),
-        main: main.clone(),
-        lib_dir,
-        contract: Some(contract),
-        rust_check: opts.rust_check && !scanned.reads_fields,
-        color: opts.color,
-        check_value_depth: true,
-        brief: false,
-    })?;
+    let read = if opts.rust_check && opts.plain_data {
+        plain_data(workspace_dir, &main)?
+    } else {
+        None
+    };
+    let (output, check) = match read {
+        Some(output) => (output, ContractCheck::PlainData),
+        None => {
+            let output = nickel(workspace_dir, &main, lib_dir, contract, &scanned, opts)?;
+            let check = if output.rust_checked {
+                ContractCheck::Rust
+            } else {
+                ContractCheck::Nickel
+            };
+            (output, check)
+        }
+    };
     let hash = cache::value_hash(&output.value);
 
     if cache_on {
@@ -323,11 +342,6 @@ pub fn evaluate_with_report(
             );
         }
     }
-    let check = if output.rust_checked {
-        ContractCheck::Rust
-    } else {
-        ContractCheck::Nickel
-    };
     let evaluated = Evaluated {
         value: output.value,
         positions: output.positions,
@@ -337,6 +351,55 @@ pub fn evaluate_with_report(
         confined: opts.confined,
     };
     Ok((evaluated, check))
+}
+
+/// `main.ncl` read as plain data and checked against the `Workspace` contract in Rust (module
+/// `data`); `None` when it is not plain data or the check does not accept it (Nickel decides).
+fn plain_data(workspace_dir: &Path, main: &Path) -> Result<Option<eval::Output>, ConfigError> {
+    let Ok(text) = std::fs::read_to_string(main) else {
+        return Ok(None);
+    };
+    let Some(data) = data::read(&text) else {
+        return Ok(None);
+    };
+    drop(text);
+    let mut json = data.to_json();
+    let Ok(filled) = check::workspace(&data, &mut json) else {
+        return Ok(None);
+    };
+    let file = main.strip_prefix(workspace_dir).unwrap_or(main);
+    let positions = data::positions(&data, &file.display().to_string());
+    drop(data);
+    if let Some(deep) = prov_state::find_too_deep(&json, prov_state::MAX_VALUE_DEPTH) {
+        return Err(eval::too_deep(workspace_dir, main, &positions, deep));
+    }
+    Ok(Some(eval::Output {
+        value: json,
+        positions,
+        defaults: filled,
+        rust_checked: true,
+    }))
+}
+
+/// `main.ncl` evaluated by Nickel (its contract checked in Rust where it can be).
+fn nickel(
+    workspace_dir: &Path,
+    main: &Path,
+    lib_dir: PathBuf,
+    contract: PathBuf,
+    scanned: &scan::ScanResult,
+    opts: &EvalOptions,
+) -> Result<eval::Output, ConfigError> {
+    eval::run(eval::Job {
+        workspace_dir: workspace_dir.to_path_buf(),
+        main: main.to_path_buf(),
+        lib_dir,
+        contract: Some(contract),
+        rust_check: opts.rust_check && !scanned.reads_fields,
+        color: opts.color,
+        check_value_depth: true,
+        brief: false,
+    })
 }
 
 /// Evaluates one Nickel file of an extension (e.g. a taskserv's `schemas/version.ncl`) to JSON,
@@ -526,4 +589,57 @@ pub fn check_file_against_library(
 /// `("prov/schemas.ncl", "...")`. `prov` can write it out for editors and language servers.
 pub fn schema_library() -> &'static [(&'static str, &'static str)] {
     library::LIBRARY
+}
+
+/// For measurements (`bench/probe`'s `prov-bench-nickel-phases --prov`): the steps of an
+/// evaluation of a plain-data workspace without cache, each timed — schema library write-out,
+/// pre-scan, read of `main.ncl`, the plain-data reader, conversion to JSON, the Rust check of
+/// the `Workspace` contract, positions, hash. `None` when `main.ncl` is not plain data the
+/// check accepts.
+#[doc(hidden)]
+pub fn plain_data_phases(
+    workspace_dir: &Path,
+) -> Result<Option<Vec<(&'static str, std::time::Duration)>>, ConfigError> {
+    let mut laps = Vec::new();
+    let mut t = std::time::Instant::now();
+    let mut lap = |name: &'static str, laps: &mut Vec<_>| {
+        laps.push((name, t.elapsed()));
+        t = std::time::Instant::now();
+    };
+    let main = workspace_dir.join("main.ncl");
+    let lib_dir = library::lib_dir(workspace_dir);
+    library::materialize(&lib_dir)?;
+    lap("schema library write-out", &mut laps);
+    let contract = lib_dir.join(library::WORKSPACE_CONTRACT);
+    let opts = EvalOptions::default();
+    let scanned = scan::scan_workspace(
+        &[main.as_path(), contract.as_path()],
+        std::slice::from_ref(&lib_dir),
+        &lib_dir,
+        &opts,
+    )?;
+    lap("pre-scan (size, depth, imports, names)", &mut laps);
+    let text = std::fs::read_to_string(&main).map_err(|source| ConfigError::Io {
+        path: main.clone(),
+        source,
+    })?;
+    lap("read main.ncl", &mut laps);
+    let Some(data) = data::read(&text) else {
+        return Ok(None);
+    };
+    lap("plain-data reader", &mut laps);
+    let mut json = data.to_json();
+    lap("to serde_json::Value", &mut laps);
+    if check::workspace(&data, &mut json).is_err() {
+        return Ok(None);
+    }
+    lap("Workspace contract, checked in Rust", &mut laps);
+    let positions = data::positions(&data, "main.ncl");
+    lap("positions", &mut laps);
+    let _ = prov_state::find_too_deep(&json, prov_state::MAX_VALUE_DEPTH);
+    lap("value depth check", &mut laps);
+    let _ = cache::value_hash(&json);
+    lap("hash", &mut laps);
+    std::mem::forget((data, json, positions, scanned, text));
+    Ok(Some(laps))
 }

@@ -933,21 +933,37 @@ fn fields_left_to_schema_defaults_are_told_apart_from_written_ones() {
     }
 }
 
-/// Evaluates `source` with the `Workspace` contract checked in Rust (when it can) and with
-/// Nickel's contract alone, and asserts both give the same: value, positions, defaulted fields
+/// Evaluates `source` three ways — read as plain data where it is (`EvalOptions::plain_data`),
+/// evaluated by Nickel with the `Workspace` contract checked in Rust (when it can), and with
+/// Nickel's contract alone — and asserts all give the same: value, positions, defaulted fields
 /// and hash, or the same diagnostic. Returns how the first one was checked.
 fn parity(source: &str) -> ContractCheck {
     let dir = workspace_with(source);
-    let run = |rust_check: bool| {
+    let run = |rust_check: bool, plain_data: bool| {
         let opts = EvalOptions {
             cache: false,
             rust_check,
+            plain_data,
             ..EvalOptions::default()
         };
         evaluate_with_report(dir.path(), &opts)
     };
-    let (fast, nickel) = (run(true), run(false));
-    match (fast, nickel) {
+    let nickel = run(false, false);
+    let rust = run(true, false);
+    if let Ok((_, how)) = &rust {
+        assert_ne!(*how, ContractCheck::PlainData);
+    }
+    same(source, rust, &nickel);
+    same(source, run(true, true), &nickel)
+}
+
+/// `a` (checked in Rust where it could be) and `b` (Nickel's contract) agree.
+fn same(
+    source: &str,
+    a: Result<(Evaluated, ContractCheck), ConfigError>,
+    b: &Result<(Evaluated, ContractCheck), ConfigError>,
+) -> ContractCheck {
+    match (a, b) {
         (Ok((a, how)), Ok((b, ContractCheck::Nickel))) => {
             assert_eq!(a.value, b.value, "values differ for:\n{source}");
             assert_eq!(a.hash, b.hash, "key order or numbers differ for:\n{source}");
@@ -968,9 +984,9 @@ fn parity(source: &str) -> ContractCheck {
             ContractCheck::Nickel
         }
         (a, b) => panic!(
-            "one accepted, one refused:\n{source}\nwith the Rust check: {:?}\nNickel alone: {:?}",
+            "one accepted, one refused:\n{source}\nchecked in Rust: {:?}\nNickel alone: {:?}",
             a.map(|(e, _)| e.value),
-            b.map(|(e, _)| e.value)
+            b.as_ref().map(|(e, _)| &e.value)
         ),
     }
 }
@@ -1061,12 +1077,49 @@ const NICKEL_DECIDES: &[&str] = &[
     r#"{ clusters.c = { components = [], description = "v%{version}" } }"#,
 ];
 
+/// Plain data (module `config::data`): read without Nickel, every way Nickel reads it.
+const PLAIN_DATA: &[&str] = &[
+    // Quoted names, names after non-ASCII text, comments, CRLF line ends, escapes, numbers.
+    "# généré\r\n{\r\n  servers = {\r\n    \"wéb-01\" = { provider = \"sim\", tags = { \"a b\" = \"é\\\"\\\\\\%\\t%x\" } }, # ü\r\n    web_02' = { provider = \"sim\", storage = { size = 1e2 } },\r\n  },\r\n}\r\n",
+    r#"{ servers = { a = { provider = "sim" } }, outputs = { n = 1.0, m = -0, f = 0.1, g = 2.5e-3, h = 1.25e2, i = -7.5, big = 18446744073709551615, bigger = 18446744073709551616, neg = -9223372036854775808 } }"#,
+    // Piecewise definitions (dotted paths, a section twice) merge.
+    r#"{
+  servers.a.provider = "sim",
+  servers.a.plan = "small",
+  servers.b = { provider = "sim", taskservs.t1 = {} },
+  servers.b.taskservs.t2.version = "1",
+  providers.sim = {},
+  clusters.c = { components = [
+    { name = "x", type = 'taskserv },
+      {
+        type = 'application, name = "y" },
+  ] },
+}"#,
+    // The bench's shape (bench/run --gen prov).
+    r#"{
+  providers = { sim = {  } },
+  servers = {
+    s0 = { provider = "sim", plan = "small", zone = "sim-a", ssh_keys = ["k0", "shared"], tags = { index = "0", role = "bench", team = "t0", rev = "1" }, storage = { size = 10 }, network = { bandwidth = 100 } },
+    s10 = { provider = "sim", plan = "medium", zone = "sim-a", ssh_keys = ["k10", "shared"], tags = { index = "10", role = "bench", team = "t3", rev = "1", dep = "${server.s0.private_ip}" }, storage = { size = 10 }, network = { bandwidth = 300 } },
+  },
+}"#,
+];
+
 #[test]
 fn workspace_contract_in_rust_matches_nickel() {
-    for source in SCHEMA_COMPLETE {
+    for source in PLAIN_DATA {
         assert_eq!(
             parity(source),
-            ContractCheck::Rust,
+            ContractCheck::PlainData,
+            "read as plain data:\n{source}"
+        );
+    }
+    for source in SCHEMA_COMPLETE {
+        assert!(
+            matches!(
+                parity(source),
+                ContractCheck::Rust | ContractCheck::PlainData
+            ),
             "checked in Rust:\n{source}"
         );
     }
