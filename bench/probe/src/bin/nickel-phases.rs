@@ -1,11 +1,13 @@
-//! `prov-bench-nickel-phases DIR [--no-contract] [OUT.json]`: a workspace's Nickel evaluation
+//! `prov-bench-nickel-phases DIR [--no-contract | --prov] [OUT.json]`: a workspace's Nickel evaluation
 //! split into Nickel's own phases, each timed in-process (parse of `main.ncl`; stdlib load and
 //! typecheck; compilation to the runtime representation; contract application + deep evaluation;
 //! export checks; conversion to serde_json), so the largest can be attacked. It uses
 //! nickel-lang-core directly, with the same program set-up as `prov_engine::config` (import path
 //! `.prov/lib`, the `Workspace` contract unless `--no-contract`). The workspace must have been
 //! evaluated by prov once (the library is written out then). Prints the table; writes JSON too
-//! when OUT.json is given.
+//! when OUT.json is given. `--prov` times prov's own steps instead, for a plain-data `main.ncl`
+//! (read without Nickel: library write-out, pre-scan, reader, Rust contract check, positions,
+//! hash).
 
 /// The same global allocator as the `prov` binary (src/main.rs).
 #[global_allocator]
@@ -39,6 +41,20 @@ fn main() {
         std::process::exit(2);
     };
     let out = pos.get(1).map(PathBuf::from);
+    if args.iter().any(|a| a == "--prov") {
+        // prov's own steps for a plain-data workspace (no Nickel).
+        let laps = prov_engine::config::plain_data_phases(&dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("not plain data the Rust check accepts"));
+        let mut total = 0.0;
+        for (name, d) in laps {
+            let ms = d.as_secs_f64() * 1000.0;
+            total += ms;
+            println!("{name:<42} {ms:>9.1} ms");
+        }
+        println!("{:<42} {total:>9.1} ms  peak {:>6.0} MiB", "total", rss_mib("VmHWM:"));
+        return;
+    }
     // Nickel needs a deep stack (as in prov_engine::config::eval).
     let rows = std::thread::Builder::new()
         .stack_size(256 << 20)
