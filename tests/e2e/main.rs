@@ -35,6 +35,43 @@ struct Ws {
     dir: PathBuf,
 }
 
+/// Servers of the local provider are processes on this host (sshd, services): a test that
+/// applied some and did not destroy them (or failed before it could) would leave them running
+/// after its directory is gone. Dropping the workspace destroys what is left, then kills any
+/// process still running from it.
+impl Drop for Ws {
+    fn drop(&mut self) {
+        let local = self.dir.join(".prov/local");
+        let left = std::fs::read_dir(&local).is_ok_and(|mut d| d.next().is_some());
+        if !left {
+            return;
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_prov"))
+            .args(["destroy", "--auto-approve", "--lock-timeout", "30s"])
+            .current_dir(&self.dir)
+            .output();
+        kill_processes_of(&self.dir);
+    }
+}
+
+/// Kills (SIGKILL) every process whose command line names a path under `dir`.
+fn kill_processes_of(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.filter_map(Result::ok) {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 impl Ws {
     fn new(config: &str) -> Ws {
         let tmp = tempfile::tempdir().unwrap();
