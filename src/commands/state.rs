@@ -138,13 +138,7 @@ fn rm(
     for a in addresses {
         parse(a)?;
     }
-    let state = ctx.open_state(
-        ws,
-        None,
-        "state rm",
-        lock_timeout,
-        Access::Write { create: false },
-    )?;
+    let state = existing(ctx, ws, "state rm", lock_timeout)?;
     let unreadable = state_edit::remove(&*state.store, addresses, lock_timeout)?;
     for u in unreadable {
         crate::errln!(
@@ -179,13 +173,7 @@ fn mv(
         let declared = |a: &Address| loaded.model.resources.contains_key(a);
         state_edit::check_move(from, to, Some(&declared))?;
     }
-    let state = ctx.open_state(
-        ws,
-        None,
-        "state mv",
-        lock_timeout,
-        Access::Write { create: false },
-    )?;
+    let state = existing(ctx, ws, "state mv", lock_timeout)?;
     state_edit::move_record(&*state.store, from, to, lock_timeout)?;
     crate::outln!("Moved {from} to {to}.");
     Ok(())
@@ -240,13 +228,7 @@ fn unprotect(
     lock_timeout: Duration,
 ) -> Result<(), Failure> {
     parse(address)?;
-    let state = ctx.open_state(
-        ws,
-        None,
-        "state unprotect",
-        lock_timeout,
-        Access::Write { create: false },
-    )?;
+    let state = existing(ctx, ws, "state unprotect", lock_timeout)?;
     if state_edit::unprotect(&*state.store, address, lock_timeout)? {
         crate::outln!(
             "Lifted the protection of {address}: plans may destroy or replace it unless \
@@ -290,6 +272,22 @@ fn history(
         }
     }
     Ok(())
+}
+
+/// The state, for a verb that edits records: it must exist already.
+fn existing(
+    ctx: &Context,
+    ws: &Workspace,
+    operation: &str,
+    lock_timeout: Duration,
+) -> Result<crate::context::OpenState, Failure> {
+    Ok(ctx.open_state(
+        ws,
+        None,
+        operation,
+        lock_timeout,
+        Access::Write { create: false },
+    )?)
 }
 
 fn id_note(r: &ResourceRecord) -> String {

@@ -154,22 +154,8 @@ pub(crate) fn store(
     {
         return;
     }
-    let tmp = d.join(format!("eval.json.tmp.{}", std::process::id()));
     // Mode 0600: the evaluated configuration holds provider settings, credentials included.
-    let written = {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&out))
-    };
-    if written.is_err() || std::fs::rename(&tmp, d.join("eval.json")).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    write_private(&d, "eval.json", &out);
 }
 
 /// Names the settings cache's document.
@@ -230,19 +216,23 @@ pub(crate) fn store_settings(workspace: &Path, key: &str, checked: &serde_json::
     if serde_json::to_writer(&mut out, &entries[skip..]).is_err() {
         return;
     }
-    let tmp = d.join(format!("settings.json.tmp.{}", std::process::id()));
-    let written = {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&out))
-    };
-    if written.is_err() || std::fs::rename(&tmp, d.join("settings.json")).is_err() {
+    write_private(&d, "settings.json", &out);
+}
+
+/// Replaces `dir/name` with `bytes` whole (a temporary file renamed over it), readable by its
+/// owner only; best effort: a cache that cannot be written is not one.
+fn write_private(dir: &Path, name: &str, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes));
+    if written.is_err() || std::fs::rename(&tmp, dir.join(name)).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }
