@@ -477,7 +477,6 @@ pub fn check_against_member(
     member: Option<&str>,
     value: &serde_json::Value,
 ) -> Result<serde_json::Value, ConfigError> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let contract_file = contract_file
         .canonicalize()
         .map_err(|source| ConfigError::Io {
@@ -499,22 +498,14 @@ pub fn check_against_member(
             nickel_string(m)
         ),
     };
-    let main = std::env::temp_dir().join(format!(
-        "prov-check-{}-{}.ncl",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::write(&main, source).map_err(|source| ConfigError::Io {
-        path: main.clone(),
-        source,
-    })?;
+    let main = scratch_file("prov-check-", &source)?;
     let dir = contract_file
         .parent()
         .unwrap_or(Path::new("/"))
         .to_path_buf();
     let out = eval::run(eval::Job {
         workspace_dir: dir.clone(),
-        main: main.clone(),
+        main: main.to_path_buf(),
         lib_dir: dir,
         contract: None,
         rust_check: false,
@@ -522,27 +513,34 @@ pub fn check_against_member(
         check_value_depth: false,
         brief: false,
     });
-    let _ = std::fs::remove_file(&main);
+    drop(main);
     Ok(out?.value)
+}
+
+/// Writes `source` to a new file in the temporary directory, created exclusively under a random
+/// name and readable by its owner only — a name another user could guess, or a link planted
+/// under it, is never written through; removed when the returned path is dropped.
+fn scratch_file(prefix: &str, source: &str) -> Result<tempfile::TempPath, ConfigError> {
+    use std::io::Write;
+    let io = |path: PathBuf| move |source| ConfigError::Io { path, source };
+    let mut f = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".ncl")
+        .tempfile()
+        .map_err(io(std::env::temp_dir()))?;
+    f.write_all(source.as_bytes())
+        .map_err(io(f.path().to_path_buf()))?;
+    Ok(f.into_temp_path())
 }
 
 /// Evaluates the Nickel `source` (a snippet written to a temporary file) with `dir` as its
 /// import path, e.g. `let s = import "/abs/cluster.ncl" in std.record.fields s`. Errors are
 /// Nickel's diagnostics, naming the imported file and line where the problem is there.
 pub fn eval_snippet(dir: &Path, source: &str) -> Result<serde_json::Value, ConfigError> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let main = std::env::temp_dir().join(format!(
-        "prov-snippet-{}-{}.ncl",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::write(&main, source).map_err(|source| ConfigError::Io {
-        path: main.clone(),
-        source,
-    })?;
+    let main = scratch_file("prov-snippet-", source)?;
     let out = eval::run(eval::Job {
         workspace_dir: dir.to_path_buf(),
-        main: main.clone(),
+        main: main.to_path_buf(),
         lib_dir: dir.to_path_buf(),
         contract: None,
         rust_check: false,
@@ -550,7 +548,7 @@ pub fn eval_snippet(dir: &Path, source: &str) -> Result<serde_json::Value, Confi
         check_value_depth: false,
         brief: false,
     });
-    let _ = std::fs::remove_file(&main);
+    drop(main);
     Ok(out?.value)
 }
 
@@ -564,13 +562,16 @@ pub fn check_file_against_library(
         path: file.to_path_buf(),
         source,
     })?;
-    // A private copy of the library: nothing is written into the extension.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let lib = std::env::temp_dir().join(format!(
-        "prov-lib-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    // A private copy of the library (0700, a random name created exclusively, removed on
+    // drop): nothing is written into the extension.
+    let tmp = tempfile::Builder::new()
+        .prefix("prov-lib-")
+        .tempdir()
+        .map_err(|source| ConfigError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let lib = tmp.path().to_path_buf();
     library::materialize(&lib)?;
     let import = file
         .to_string_lossy()
@@ -581,7 +582,7 @@ pub fn check_file_against_library(
         nickel_string(member).trim_matches('"')
     );
     let out = eval_snippet(&lib, &source);
-    let _ = std::fs::remove_dir_all(&lib);
+    drop(tmp);
     out
 }
 

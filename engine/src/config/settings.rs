@@ -73,6 +73,8 @@ impl SettingsProblem {
 
 /// A scratch directory with the schema library and the schema, removed when dropped.
 struct Scratch {
+    /// A private directory (0700, a random name created exclusively), removed on drop.
+    _tmp: tempfile::TempDir,
     dir: PathBuf,
     schema: PathBuf,
     /// What the schema's path is replaced by in messages.
@@ -81,12 +83,14 @@ struct Scratch {
 
 impl Scratch {
     fn new(schema: &SettingsSchema) -> Result<Scratch, ConfigError> {
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "prov-settings-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let tmp = tempfile::Builder::new()
+            .prefix("prov-settings-")
+            .tempdir()
+            .map_err(|source| ConfigError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let dir = tmp.path().to_path_buf();
         library::materialize(&dir)?;
         let path = match schema {
             SettingsSchema::Embedded { source, .. } => {
@@ -103,6 +107,7 @@ impl Scratch {
             })?,
         };
         Ok(Scratch {
+            _tmp: tmp,
             dir,
             schema: path,
             shown: schema.display(),
@@ -138,12 +143,6 @@ impl Scratch {
         let dir = format!("{}/", self.dir.display());
         text.replace(&self.schema.display().to_string(), &self.shown)
             .replace(&dir, "")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
