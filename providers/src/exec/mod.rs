@@ -238,36 +238,60 @@ fn collect_secrets(v: &Value, under_secret: bool, out: &mut Vec<String>) {
     }
 }
 
+/// The schema of prov's own keys of an exec provider's settings.
+pub const OWN_SCHEMA: SettingsSchema = SettingsSchema::Embedded {
+    name: "providers/src/exec/settings.ncl",
+    source: include_str!("settings.ncl"),
+};
+
+/// prov's own keys, as [`OWN_SCHEMA`] checked them.
+#[derive(Debug, Default, serde::Deserialize)]
+struct OwnSettings {
+    parallelism: Option<u64>,
+    timeout_secs: Option<f64>,
+}
+
+/// Checks prov's own keys (`parallelism`, `timeout_secs`) against [`OWN_SCHEMA`], every problem
+/// at once, each naming `providers.NAME.KEY`; the program's keys are not looked at. Without
+/// either key nothing is evaluated.
+fn own_settings(name: &str, settings: &Value) -> Result<OwnSettings, Vec<String>> {
+    let own: serde_json::Map<String, Value> = ["parallelism", "timeout_secs"]
+        .iter()
+        .filter_map(|k| {
+            let v = settings.get(*k).filter(|v| !v.is_null())?;
+            Some(((*k).to_string(), v.clone()))
+        })
+        .collect();
+    if own.is_empty() {
+        return Ok(OwnSettings::default());
+    }
+    let section = format!("providers.{name}");
+    let checked = check_settings(&OWN_SCHEMA, &Value::Object(own)).map_err(|problems| {
+        problems
+            .iter()
+            .map(|p| p.under(&section))
+            .collect::<Vec<_>>()
+    })?;
+    serde_json::from_value(checked).map_err(|e| vec![format!("{section}: {e}")])
+}
+
 impl ExecProvider {
     /// Reads prov's own keys from the settings (`parallelism`, `timeout_secs`); the rest is the
     /// executable's business.
     pub fn new(spec: Arc<ExecSpec>, ctx: &ExtContext) -> ExtResult<ExecProvider> {
-        let invalid = |m: String| ExtError::new(&ctx.name, "load", None, ErrorKind::Invalid, m);
-        let get = |k: &str| ctx.settings.get(k).filter(|v| !v.is_null());
-        let parallelism = match get("parallelism") {
-            None => None,
-            Some(v) => match v.as_f64() {
-                Some(f) if f >= 1.0 && f.fract() == 0.0 && f <= 1e6 => Some(f as usize),
-                _ => {
-                    return Err(invalid(format!(
-                        "providers.{}.parallelism must be a positive integer, got {v}",
-                        ctx.name
-                    )))
-                }
-            },
-        };
-        let timeout = match get("timeout_secs") {
-            None => spec.timeout,
-            Some(v) => match v.as_f64() {
-                Some(f) if f > 0.0 && f < 1e9 => Duration::from_secs_f64(f),
-                _ => {
-                    return Err(invalid(format!(
-                        "providers.{}.timeout_secs must be a positive number, got {v}",
-                        ctx.name
-                    )))
-                }
-            },
-        };
+        let own = own_settings(&ctx.name, &ctx.settings).map_err(|errors| {
+            ExtError::new(
+                &ctx.name,
+                "load",
+                None,
+                ErrorKind::Invalid,
+                errors.join("; "),
+            )
+        })?;
+        let parallelism = own.parallelism.map(|n| n as usize);
+        let timeout = own
+            .timeout_secs
+            .map_or(spec.timeout, Duration::from_secs_f64);
         let dir = ctx
             .workspace_dir
             .canonicalize()

@@ -386,3 +386,24 @@ async fn operations_not_declared_in_info_are_unsupported_without_running() {
     // validate-config is optional: no errors when not declared.
     assert!(p.validate_config(&json!({})).await.unwrap().valid());
 }
+
+/// prov's own keys of an exec provider's settings are checked by their Nickel schema
+/// (`providers/src/exec/settings.ncl`): every problem at once, each naming its key; valid ones
+/// are read (and the program's own keys are left to the program).
+#[tokio::test]
+async fn own_settings_are_checked_all_at_once() {
+    let ws = Ws::new();
+    let e = match ws
+        .bound(json!({"parallelism": 0, "timeout_secs": "slow", "faults": {}}))
+        .provider("pyprov")
+    {
+        Ok(_) => panic!("parallelism 0 and timeout_secs \"slow\" were accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("providers.pyprov.parallelism"), "{msg}");
+    assert!(msg.contains("providers.pyprov.timeout_secs"), "{msg}");
+    let p = ws.provider(json!({"parallelism": 3, "timeout_secs": 2.5}));
+    assert_eq!(p.parallelism(), Some(3));
+}
