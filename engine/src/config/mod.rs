@@ -533,6 +533,20 @@ fn scratch_file(prefix: &str, source: &str) -> Result<tempfile::TempPath, Config
     Ok(f.into_temp_path())
 }
 
+/// A new private directory in the temporary directory (0700, a random name created
+/// exclusively, removed on drop) holding a copy of the schema library.
+pub(crate) fn library_copy(prefix: &str) -> Result<tempfile::TempDir, ConfigError> {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| ConfigError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    library::materialize(tmp.path())?;
+    Ok(tmp)
+}
+
 /// Evaluates the Nickel `source` (a snippet written to a temporary file) with `dir` as its
 /// import path, e.g. `let s = import "/abs/cluster.ncl" in std.record.fields s`. Errors are
 /// Nickel's diagnostics, naming the imported file and line where the problem is there.
@@ -562,17 +576,9 @@ pub fn check_file_against_library(
         path: file.to_path_buf(),
         source,
     })?;
-    // A private copy of the library (0700, a random name created exclusively, removed on
-    // drop): nothing is written into the extension.
-    let tmp = tempfile::Builder::new()
-        .prefix("prov-lib-")
-        .tempdir()
-        .map_err(|source| ConfigError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    // A private copy of the library: nothing is written into the extension.
+    let tmp = library_copy("prov-lib-")?;
     let lib = tmp.path().to_path_buf();
-    library::materialize(&lib)?;
     let import = file
         .to_string_lossy()
         .replace('\\', "\\\\")

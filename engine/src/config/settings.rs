@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{eval, library, nickel_literal, nickel_string, ConfigError};
+use super::{eval, library_copy, nickel_literal, nickel_string, ConfigError};
 
 /// A settings schema: a Nickel file evaluating to a closed record contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,15 +83,8 @@ struct Scratch {
 
 impl Scratch {
     fn new(schema: &SettingsSchema) -> Result<Scratch, ConfigError> {
-        let tmp = tempfile::Builder::new()
-            .prefix("prov-settings-")
-            .tempdir()
-            .map_err(|source| ConfigError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let tmp = library_copy("prov-settings-")?;
         let dir = tmp.path().to_path_buf();
-        library::materialize(&dir)?;
         let path = match schema {
             SettingsSchema::Embedded { source, .. } => {
                 let p = dir.join("settings.ncl");
