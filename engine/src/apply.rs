@@ -559,8 +559,9 @@ impl<'p> Walker<'p> {
         }
     }
 
-    /// Runs every step it may: each round starts what is ready, then records the steps that
-    /// finished. Err only when a step's task itself failed (a panic).
+    /// Runs every step it may: the first round notes what is ready as pending and starts it;
+    /// each later round records the steps that finished and notes the steps they released in
+    /// the same commit, then starts those. Err only when a step's task itself failed (a panic).
     async fn walk(&mut self) -> Result<(), EngineError> {
         (self.events)(Event::ApplyStarted {
             steps: self.steps.ops.len(),
@@ -571,16 +572,16 @@ impl<'p> Walker<'p> {
                 step: self.steps.step(i),
             });
         }
+        let first = self.take_ready();
+        let mut starting = self.note_pending(first).await;
         loop {
-            let starting = self.take_ready();
-            let starting = self.note_pending(starting).await;
             for s in starting {
                 self.spawn(s);
             }
             let Some(batch) = self.next_batch().await else {
                 break;
             };
-            self.record_batch(batch).await?;
+            starting = self.record_batch(batch).await?;
         }
         self.report_unstarted();
         (self.events)(Event::ApplyFinished {
@@ -704,14 +705,18 @@ impl<'p> Walker<'p> {
         Some(batch)
     }
 
-    /// Records a batch of finished steps: failures as they come, then one commit of the
-    /// successes' records and the cleared notes, and only after it the successes themselves,
-    /// which releases their dependents: every finished step is in the state before its
-    /// dependents start.
+    /// Records a batch of finished steps and returns the steps to start next: failures as
+    /// they come; the successes' records go into the walk's records, which releases their
+    /// dependents; the ready steps are taken (their references resolved from those records);
+    /// then one commit writes the successes' records, the cleared notes and the pending notes
+    /// of the steps about to start. Only after it are the successes reported and the next
+    /// steps started: every finished step is in the state before its dependents start, and
+    /// every step's note before it starts — with one commit per round on the critical path,
+    /// not two.
     async fn record_batch(
         &mut self,
         batch: Vec<Result<Finished, tokio::task::JoinError>>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<Starting>, EngineError> {
         let mut done = Vec::new();
         let mut continued = Vec::new();
         let mut writes = Vec::new();
@@ -748,14 +753,43 @@ impl<'p> Walker<'p> {
                 }
             }
         }
-        self.write_batch(writes).await;
+        if self.fatal.is_some() {
+            // An earlier write failed: nothing more is written, and nothing more starts.
+            for (i, _, _) in done {
+                self.not_written(i);
+            }
+            return Ok(Vec::new());
+        }
         for i in continued {
             self.release(i);
         }
-        for (i, r, elapsed) in done {
-            self.succeed(i, r, elapsed);
+        let done: Vec<(usize, Duration)> = done
+            .into_iter()
+            .map(|(i, r, elapsed)| {
+                self.keep(i, r);
+                (i, elapsed)
+            })
+            .collect();
+        let starting = self.take_ready();
+        writes.extend(
+            starting
+                .iter()
+                .map(|s| Change::PutPending(pending_note(&s.input, &self.opts.run_id))),
+        );
+        self.write_batch(writes).await;
+        if self.fatal.is_some() {
+            for (i, _) in done {
+                self.not_written(i);
+            }
+            for s in &starting {
+                self.launched[s.i] = false;
+            }
+            return Ok(Vec::new());
         }
-        Ok(())
+        for (i, elapsed) in done {
+            self.succeeded(i, elapsed);
+        }
+        Ok(starting)
     }
 
     /// A deposed object is gone: its record forgets it (the coordinator owns the records, and
@@ -822,32 +856,38 @@ impl<'p> Walker<'p> {
         }
     }
 
-    /// A step that finished, once its batch is committed: its record is the walk's, and its
-    /// dependents may start. If the commit failed, it is a failure: its dependents never
-    /// start (they are reported as not started).
-    fn succeed(&mut self, i: usize, r: StepResult, elapsed: Duration) {
-        let (address, step) = (self.steps.address(i).clone(), self.steps.step(i));
-        if self.fatal.is_some() {
-            let msg = "finished, but the state could not be written".to_string();
-            self.record_failure(address, step, msg);
-            return;
-        }
+    /// A step that finished: its record is the walk's, and its dependents may start (once
+    /// the commit recording it is written: see `record_batch`).
+    fn keep(&mut self, i: usize, r: StepResult) {
         match r {
             StepResult::Put(rec) => {
-                self.records.insert(address.clone(), *rec);
+                self.records.insert(self.steps.address(i).clone(), *rec);
             }
             StepResult::Delete(a) => {
                 self.records.remove(&a);
             }
             StepResult::Nothing | StepResult::DropDeposed(..) => {}
         }
+        self.release(i);
+    }
+
+    /// A step that finished, once the commit recording it is written.
+    fn succeeded(&mut self, i: usize, elapsed: Duration) {
+        let (address, step) = (self.steps.address(i).clone(), self.steps.step(i));
         self.report.succeeded.push((address.clone(), step));
         (self.events)(Event::Succeeded {
             address,
             step,
             elapsed,
         });
-        self.release(i);
+    }
+
+    /// A step that finished when the commit that was to record it failed: a failure, and its
+    /// dependents never start (they are reported as not started).
+    fn not_written(&mut self, i: usize) {
+        let (address, step) = (self.steps.address(i).clone(), self.steps.step(i));
+        let msg = "finished, but the state could not be written".to_string();
+        self.record_failure(address, step, msg);
     }
 
     /// Step `i` is over (done, or failed with dependents that still run): the steps that

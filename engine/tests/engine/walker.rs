@@ -421,8 +421,9 @@ fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
     use prov_state::StateStore;
     let w = world(&servers(5, true));
     let plan = w.plan().unwrap();
-    // Commits of a walk one step at a time: each step's pending note, then its record.
-    let store = Arc::new(FailingStore::new(w.store.clone(), 4));
+    // Commits of a walk one step at a time: s0's pending note, then each step's record with
+    // the next step's note (s0 + s1's note, then s1 + s2's note: the third fails).
+    let store = Arc::new(FailingStore::new(w.store.clone(), 3));
     let opts = ApplyOptions {
         parallelism: 1,
         ..ApplyOptions::default()
@@ -431,10 +432,10 @@ fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
         .apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts)
         .unwrap_err();
     assert!(
-        err.to_string().contains("commit 4 failed (injected)"),
+        err.to_string().contains("commit 3 failed (injected)"),
         "{err}"
     );
-    assert_eq!(store.commits(), 4, "nothing written after the failure");
+    assert_eq!(store.commits(), 3, "nothing written after the failure");
     assert_eq!(
         w.calls.of("create-server"),
         ["s0", "s1"],
@@ -478,4 +479,28 @@ fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
     assert_eq!(snap.resources.len(), 5);
     assert!(snap.pending.is_empty());
     assert_eq!(w.provider.servers().len(), 5);
+}
+
+/// The critical path pays one commit per dependency level: the commit that records a step also
+/// notes the steps it released as pending (both before those start). A chain of five, one at a
+/// time: the first step's note, then five commits each recording one step — six, not ten.
+#[test]
+fn each_round_records_what_finished_and_notes_what_starts_in_one_commit() {
+    use prov_engine::testing::FailingStore;
+    use prov_state::StateStore;
+    let w = world(&servers(5, true));
+    let plan = w.plan().unwrap();
+    let store = Arc::new(FailingStore::new(w.store.clone(), usize::MAX));
+    let opts = ApplyOptions {
+        parallelism: 1,
+        ..ApplyOptions::default()
+    };
+    let report = w
+        .apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts)
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.failed);
+    assert_eq!(store.commits(), 6);
+    let snap = w.store.snapshot().unwrap();
+    assert_eq!(snap.resources.len(), 5);
+    assert!(snap.pending.is_empty(), "{:?}", snap.pending);
 }
