@@ -160,6 +160,71 @@ pub async fn plan_from(
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
     check_before_planning(loaded, opts).await?;
+    // Prices do not depend on what the refresh finds: asked meanwhile, one latency fewer.
+    let to_price = pricing_providers(loaded, &snap, opts);
+    let pricing = async {
+        match to_price {
+            Some(providers) => {
+                let timeout = opts.refresh_opts.timeout;
+                crate::plan::cost::ask(providers, &loaded.bound, timeout).await
+            }
+            None => Default::default(),
+        }
+    };
+    let (asked, plan) = tokio::try_join!(
+        async { Ok::<_, EngineError>(pricing.await) },
+        plan_refreshed(loaded, state, snap, opts)
+    )?;
+    let (mut plan, record_providers) = plan;
+    if opts.cost {
+        // Pricing failures leave prices unknown (said in the plan); they never fail it.
+        plan.cost = crate::plan::cost::estimate(
+            &plan,
+            &loaded.bound,
+            &record_providers,
+            opts.refresh_opts.timeout,
+            asked,
+        )
+        .await;
+    }
+    Ok(plan)
+}
+
+/// The providers a plan's cost estimate asks for prices: those of the configuration's servers
+/// (not for a destroy) and of the recorded ones. None without an estimate, or with no server
+/// to price.
+fn pricing_providers(
+    loaded: &Loaded,
+    snap: &prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Option<BTreeSet<String>> {
+    if !opts.cost || opts.refresh_only {
+        return None;
+    }
+    let configured = loaded
+        .model
+        .resources
+        .values()
+        .filter(|r| !opts.destroy && r.kind() == crate::model::ResourceKind::Server)
+        .map(|r| r.implementation.clone());
+    let mut providers: BTreeSet<String> = configured.collect();
+    providers.extend(
+        snap.resources
+            .values()
+            .filter(|r| r.kind == "server")
+            .map(|r| r.implementation.clone()),
+    );
+    (!providers.is_empty()).then_some(providers)
+}
+
+/// The plan before its cost: pending operations resolved, tagged servers found, refreshed,
+/// diffed, drift attached; with the recorded providers of servers whose provider changes.
+async fn plan_refreshed(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    snap: prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Result<(Plan, std::collections::HashMap<String, String>), EngineError> {
     let mut snap = snap;
     let unrefreshed = hold_for_trusted(&mut snap, opts);
     let in_flight = set_aside_in_flight(state, &mut snap)?;
@@ -205,17 +270,7 @@ pub async fn plan_from(
     } else {
         with_drift(&mut plan, loaded, state, seen.found, seen.refreshed)?;
     }
-    if opts.cost {
-        // Pricing failures leave prices unknown (said in the plan); they never fail it.
-        plan.cost = crate::plan::cost::estimate(
-            &plan,
-            &loaded.bound,
-            &record_providers,
-            opts.refresh_opts.timeout,
-        )
-        .await;
-    }
-    Ok(plan)
+    Ok((plan, record_providers))
 }
 
 /// Taskserv settings are checked against their schemas before anything is planned (in an

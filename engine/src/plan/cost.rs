@@ -175,10 +175,12 @@ pub fn find_price<'a>(prices: &'a [Pricing], plan: &str, zone: &str) -> Option<&
 }
 
 /// Each provider's get-pricing answer, or why there is none.
-type Answers = HashMap<String, Result<Vec<Pricing>, String>>;
+pub type Answers = HashMap<String, Result<Vec<Pricing>, String>>;
 
-/// Asks each provider once, concurrently, each call bounded by `timeout`.
-async fn ask(providers: BTreeSet<String>, bound: &Bound, timeout: Duration) -> Answers {
+/// Asks each provider once, concurrently, each call bounded by `timeout`. A plan asks the
+/// providers it may price while it refreshes (see `ops::plan_from`), so the call costs no
+/// latency of its own; [`estimate`] asks those it still misses.
+pub async fn ask(providers: BTreeSet<String>, bound: &Bound, timeout: Duration) -> Answers {
     let mut answers = Answers::new();
     let mut calls = tokio::task::JoinSet::new();
     for name in providers {
@@ -213,12 +215,14 @@ async fn ask(providers: BTreeSet<String>, bound: &Bound, timeout: Duration) -> A
 
 /// Prices every server in the plan. `record_providers` names the recorded implementation of
 /// servers whose provider the plan changes (their before-price is the old provider's); `secrets`
-/// are scrubbed from pricing errors. Refresh-only plans change nothing and cost nothing new: None.
+/// are scrubbed from pricing errors; `asked` holds the answers already asked for ([`ask`]).
+/// Refresh-only plans change nothing and cost nothing new: None.
 pub async fn estimate(
     plan: &Plan,
     bound: &Bound,
     record_providers: &HashMap<String, String>,
     timeout: Duration,
+    asked: Answers,
 ) -> Option<Cost> {
     if plan.mode == PlanMode::RefreshOnly {
         return None;
@@ -276,8 +280,12 @@ pub async fn estimate(
         .flat_map(|(_, _, b, a, _)| [b, a])
         .flatten()
         .map(|s| s.provider.clone())
+        .filter(|p| !asked.contains_key(p))
         .collect();
-    let answers = ask(providers, bound, timeout).await;
+    let mut answers = asked;
+    if !providers.is_empty() {
+        answers.extend(ask(providers, bound, timeout).await);
+    }
     let secrets = plan.secrets();
     Some(price_all(items, &answers, &secrets))
 }

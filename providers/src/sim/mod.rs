@@ -22,6 +22,7 @@ use prov_engine::traits::{
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Attributes whose change needs a new server; everything else is changed in place.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "storage", "hostname"];
@@ -103,35 +104,58 @@ impl SimProvider {
         Ok(())
     }
 
-    /// Runs blocking world I/O off the async runtime and maps its errors.
-    async fn run<T, F>(&self, op: &str, target: Option<&str>, f: F) -> ExtResult<T>
+    /// One call that touches the world: it takes the configured latency in all, like a remote
+    /// API's round trip, the server's work included — the world's file I/O runs within it, on
+    /// a blocking thread that then waits out the rest to the microsecond (tokio's timer rounds
+    /// every sleep up to the next millisecond: a benchmark of prov's own overhead above the
+    /// latency would count that against prov). A mutating call is counted first
+    /// (`fail_call`); a failed one still takes the latency.
+    async fn run<T, F>(&self, op: &str, target: Option<&str>, mutating: bool, f: F) -> ExtResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&World, &SimOptions) -> WorldResult<T> + Send + 'static,
     {
+        let deadline = Instant::now() + self.opts.latency;
+        if mutating {
+            if let Err(e) = self.count_mutating(op, target) {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Err(e);
+            }
+        }
         let world = self.world.clone();
         let opts = self.opts.clone();
-        tokio::task::spawn_blocking(move || f(&world, &opts))
-            .await
-            .map_err(|e| {
-                self.err(
-                    op,
-                    target,
-                    ErrorKind::Failed,
-                    format!("sim world task failed: {e}"),
-                )
-            })?
-            .map_err(|e| self.err(op, target, e.kind(), e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let r = f(&world, &opts);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left);
+            }
+            r
+        })
+        .await
+        .map_err(|e| {
+            self.err(
+                op,
+                target,
+                ErrorKind::Failed,
+                format!("sim world task failed: {e}"),
+            )
+        })?
+        .map_err(|e| self.err(op, target, e.kind(), e.to_string()))
     }
 
     /// One page of a batched read: one latency pause, then the files read on one blocking task.
     async fn read_page(&self, ids: &[String]) -> Vec<ExtResult<Option<ServerInfo>>> {
         const OP: &str = "get-server-info";
-        self.pause().await;
-        let _reading = self.batch_reads.acquire().await;
+        // The page's latency runs from the call; the read (one page at a time) is within it.
+        let deadline = Instant::now() + self.opts.latency;
+        let reading = self.batch_reads.acquire().await;
         let owned = ids.to_vec();
         let world = self.world.clone();
-        match tokio::task::spawn_blocking(move || world.get_servers(&owned)).await {
+        let read = tokio::task::spawn_blocking(move || world.get_servers(&owned)).await;
+        drop(reading);
+        tokio::time::sleep_until(deadline.into()).await;
+        match read {
             Ok(found) => found
                 .into_iter()
                 .zip(ids)
@@ -160,11 +184,9 @@ impl SimProvider {
     where
         F: FnOnce(&mut SimServer) -> WorldResult<()> + Send + 'static,
     {
-        self.pause().await;
-        self.count_mutating(op, Some(id))?;
         let id_owned = id.to_string();
         let fail_on_host = matches!(op, "update-server" | "delete-server");
-        self.run(op, Some(id), move |w, opts| {
+        self.run(op, Some(id), true, move |w, opts| {
             w.modify_server(&id_owned, |s| {
                 if fail_on_host {
                     check_fail_servers(opts, &s.hostname)?;
@@ -299,9 +321,8 @@ impl Provider for SimProvider {
     }
 
     async fn test_connection(&self) -> ExtResult<ConnectionTest> {
-        self.pause().await;
         let root = self.world.root().display().to_string();
-        self.run("test-connection", None, |w, _| w.server_count())
+        self.run("test-connection", None, false, |w, _| w.server_count())
             .await
             .map(|n| ConnectionTest {
                 success: true,
@@ -317,11 +338,9 @@ impl Provider for SimProvider {
         catalogue::check_plan(&spec.plan).map_err(invalid)?;
         catalogue::check_zone(&spec.zone).map_err(invalid)?;
         check_rules(&spec.firewall_rules).map_err(invalid)?;
-        self.pause().await;
-        self.count_mutating(OP, target)?;
         let spec = spec.clone();
         let owner = owner.clone();
-        self.run(OP, target, move |w, opts| {
+        self.run(OP, target, true, move |w, opts| {
             check_fail_servers(opts, &spec.hostname)?;
             w.create_server(&spec, Some(&owner)).map(|s| s.to_info())
         })
@@ -330,10 +349,8 @@ impl Provider for SimProvider {
 
     async fn delete_server(&self, id: &str) -> ExtResult<()> {
         const OP: &str = "delete-server";
-        self.pause().await;
-        self.count_mutating(OP, Some(id))?;
         let id_owned = id.to_string();
-        self.run(OP, Some(id), move |w, opts| {
+        self.run(OP, Some(id), true, move |w, opts| {
             if let Some(s) = w.get_server(&id_owned)? {
                 check_fail_servers(opts, &s.hostname)?;
             }
@@ -343,17 +360,15 @@ impl Provider for SimProvider {
     }
 
     async fn list_servers(&self) -> ExtResult<Vec<ServerInfo>> {
-        self.pause().await;
-        self.run("list-servers", None, |w, _| {
+        self.run("list-servers", None, false, |w, _| {
             Ok(w.list_servers()?.iter().map(SimServer::to_info).collect())
         })
         .await
     }
 
     async fn get_server_info(&self, id: &str) -> ExtResult<Option<ServerInfo>> {
-        self.pause().await;
         let id_owned = id.to_string();
-        self.run("get-server-info", Some(id), move |w, _| {
+        self.run("get-server-info", Some(id), false, move |w, _| {
             Ok(w.get_server(&id_owned)?.map(|s| s.to_info()))
         })
         .await
@@ -454,9 +469,8 @@ impl Provider for SimProvider {
     /// Nothing listens there: this is a simulation.
     async fn get_ssh_access(&self, id: &str) -> ExtResult<SshAccess> {
         const OP: &str = "get-ssh-access";
-        self.pause().await;
         let id_owned = id.to_string();
-        self.run(OP, Some(id), move |w, _| {
+        self.run(OP, Some(id), false, move |w, _| {
             let s = w
                 .get_server(&id_owned)?
                 .ok_or_else(|| WorldError::NotFound(format!("server {id_owned:?}")))?;

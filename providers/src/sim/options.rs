@@ -6,7 +6,7 @@
 //!
 //! | key            | type                | meaning                                                  |
 //! |----------------|---------------------|----------------------------------------------------------|
-//! | `latency_ms`   | number 0..=86400000 | every call sleeps this long (default: env `PROV_SIM_LATENCY_MS`, else 0) |
+//! | `latency_ms`   | number 0..=86400000 | every call takes this long, its simulated work within it (default: env `PROV_SIM_LATENCY_MS`, else 0) |
 //! | `fail_call`    | integer >= 1        | the Nth mutating call (create, delete, start, stop, reboot, update, configure-firewall) of this provider instance fails, changing nothing |
 //! | `fail_servers` | array of strings    | create/update/delete of these hostnames fail (plus env `PROV_SIM_FAIL_SERVERS`, comma-separated) |
 //! | `parallelism`  | integer >= 1        | `Provider::parallelism()`                                |

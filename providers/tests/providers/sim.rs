@@ -553,6 +553,27 @@ async fn latency_is_honoured() {
         "{:?}",
         t.elapsed()
     );
+    let t = Instant::now();
+    let page = p.get_servers_info(std::slice::from_ref(&s.id)).await;
+    assert!(matches!(page.as_slice(), [Ok(Some(_))]), "{page:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(50),
+        "{:?}",
+        t.elapsed()
+    );
+    // A call that fails (injected, before the world is touched) takes the latency too.
+    let failing = provider(dir.path(), json!({"latency_ms": 50, "fail_call": 1}));
+    let t = Instant::now();
+    let e = failing
+        .create_server(&spec("b"), &owner("server.b"))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("injected failure"), "{e}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(50),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
