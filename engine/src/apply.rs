@@ -492,8 +492,13 @@ struct Walker<'p> {
     events: EventSink,
     /// What created servers are tagged with (the state's identity, see `ownership`).
     owner_id: String,
-    /// The records as of the last commit (the coordinator owns them; steps get copies).
+    /// The records as of the last commit that a step not yet over may still read (the
+    /// coordinator owns them; steps get copies).
     records: HashMap<Address, ResourceRecord>,
+    /// Per address, how many steps not yet over read its record (`reads`); a record nobody
+    /// reads any more is dropped. None: every record is kept (a walk with clusters, whose
+    /// requests and rollback look records up beyond `reads`).
+    readers: Option<HashMap<Address, usize>>,
     /// Every address a reference may name: recorded or planned.
     addrs: BTreeSet<Address>,
     /// Each cluster's `on_error` among the changes.
@@ -534,9 +539,18 @@ impl<'p> Walker<'p> {
                 .iter()
                 .map(|c| c.address.clone()),
         );
+        let cluster_errors = cluster_on_error(&steps.changes, &records);
+        let readers = record_readers(&steps);
+        let mut records = records;
+        if let Some(readers) = &readers {
+            // Records no step reads (the unchanged resources nothing planned refers to) are
+            // not held through the walk: most of the state in a small apply of a large one.
+            records.retain(|a, _| readers.contains_key(a));
+        }
         Walker {
             owner_id: crate::ownership::Identity::of(meta, &bound).id,
-            cluster_errors: cluster_on_error(&steps.changes, &records),
+            cluster_errors,
+            readers,
             ready: (0..n).filter(|&i| waiting[i] == 0).collect(),
             waiting,
             launched: vec![false; n],
@@ -644,7 +658,10 @@ impl<'p> Walker<'p> {
                     input,
                     permits: (global, provider),
                 }),
-                Err(msg) => self.fail(i, msg),
+                Err(msg) => {
+                    self.fail(i, msg);
+                    self.done_reading(i);
+                }
             }
         }
         // Those held back by their provider's limit go first next round, in their order.
@@ -750,6 +767,7 @@ impl<'p> Walker<'p> {
                         }
                         None => self.fail(i, e.to_string()),
                     }
+                    self.done_reading(i);
                 }
             }
         }
@@ -868,6 +886,7 @@ impl<'p> Walker<'p> {
             }
             StepResult::Nothing | StepResult::DropDeposed(..) => {}
         }
+        self.done_reading(i);
         self.release(i);
     }
 
@@ -888,6 +907,23 @@ impl<'p> Walker<'p> {
         let (address, step) = (self.steps.address(i).clone(), self.steps.step(i));
         let msg = "finished, but the state could not be written".to_string();
         self.record_failure(address, step, msg);
+    }
+
+    /// Step `i` is over: the records it read are dropped once no other step will read them.
+    /// (A step skipped or never started keeps what it would have read: held to the end.)
+    fn done_reading(&mut self, i: usize) {
+        let Some(readers) = &mut self.readers else {
+            return;
+        };
+        for a in reads(self.steps.change(i)) {
+            if let Some(n) = readers.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    readers.remove(&a);
+                    self.records.remove(&a);
+                }
+            }
+        }
     }
 
     /// Step `i` is over (done, or failed with dependents that still run): the steps that
@@ -1055,6 +1091,32 @@ fn resolve_outputs(
         }
     }
     outputs
+}
+
+/// The records a step of `c` may read: its own address's (the prior record), its parent's (a
+/// taskserv's server), and those its configuration refers to (every reference is a desired
+/// dependency, `load::resolve_references`).
+fn reads(c: &ResourceChange) -> impl Iterator<Item = Address> + '_ {
+    std::iter::once(c.address.clone())
+        .chain(c.address.parent())
+        .chain(c.depends_on.iter().cloned())
+}
+
+/// Per address, how many of the walk's steps read its record (`reads`); None when the walk has
+/// a cluster or component step: cluster requests and rollback look up records `reads` does not
+/// name, so such a walk keeps every record.
+fn record_readers(steps: &Steps<'_>) -> Option<HashMap<Address, usize>> {
+    let mut readers: HashMap<Address, usize> = HashMap::new();
+    for i in 0..steps.ops.len() {
+        let c = steps.change(i);
+        if matches!(c.address, Address::Cluster(_) | Address::Component(..)) {
+            return None;
+        }
+        for a in reads(c) {
+            *readers.entry(a).or_default() += 1;
+        }
+    }
+    Some(readers)
 }
 
 async fn commit(store: &Arc<dyn StateStore>, changes: Vec<Change>) -> Result<u64, EngineError> {
