@@ -150,8 +150,17 @@ async fn write_outputs(
     } else {
         Map::new()
     };
-    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
     let s = store.clone();
+    if declared.is_empty() {
+        // Nothing to resolve: the outputs are cleared without reading the state (a full
+        // snapshot at the end of the walk was the peak of a large apply's memory).
+        return tokio::task::spawn_blocking(move || s.set_outputs(Map::new()))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map(|serial| (serial, Map::new()))
+            .map_err(EngineError::from);
+    }
+    let planned: Vec<Address> = plan.changes.iter().map(|c| c.address.clone()).collect();
     tokio::task::spawn_blocking(move || {
         let mut written = Map::new();
         let serial = s.update_outputs(&mut |snap| {
