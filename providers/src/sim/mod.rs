@@ -22,7 +22,7 @@ use prov_engine::traits::{
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Attributes whose change needs a new server; everything else is changed in place.
 const REPLACE_ON_CHANGE: &[&str] = &["zone", "os", "storage", "hostname"];
@@ -86,7 +86,7 @@ impl SimProvider {
     /// Every call waits the configured latency first, like a remote API would.
     async fn pause(&self) {
         if !self.opts.latency.is_zero() {
-            tokio::time::sleep(self.opts.latency).await;
+            wait_until(Instant::now() + self.opts.latency).await;
         }
     }
 
@@ -105,11 +105,9 @@ impl SimProvider {
     }
 
     /// One call that touches the world: it takes the configured latency in all, like a remote
-    /// API's round trip, the server's work included — the world's file I/O runs within it, on
-    /// a blocking thread that then waits out the rest to the microsecond (tokio's timer rounds
-    /// every sleep up to the next millisecond: a benchmark of prov's own overhead above the
-    /// latency would count that against prov). A mutating call is counted first
-    /// (`fail_call`); a failed one still takes the latency.
+    /// API's round trip, the server's work included (the world's file I/O runs within it; see
+    /// [`wait_until`]). A mutating call is counted first (`fail_call`); a failed one still takes
+    /// the latency.
     async fn run<T, F>(&self, op: &str, target: Option<&str>, mutating: bool, f: F) -> ExtResult<T>
     where
         T: Send + 'static,
@@ -118,22 +116,15 @@ impl SimProvider {
         let deadline = Instant::now() + self.opts.latency;
         if mutating {
             if let Err(e) = self.count_mutating(op, target) {
-                tokio::time::sleep_until(deadline.into()).await;
+                wait_until(deadline).await;
                 return Err(e);
             }
         }
         let world = self.world.clone();
         let opts = self.opts.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = f(&world, &opts);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !left.is_zero() {
-                std::thread::sleep(left);
-            }
-            r
-        })
-        .await
-        .map_err(|e| {
+        let done = tokio::task::spawn_blocking(move || f(&world, &opts)).await;
+        wait_until(deadline).await;
+        done.map_err(|e| {
             self.err(
                 op,
                 target,
@@ -154,7 +145,7 @@ impl SimProvider {
         let world = self.world.clone();
         let read = tokio::task::spawn_blocking(move || world.get_servers(&owned)).await;
         drop(reading);
-        tokio::time::sleep_until(deadline.into()).await;
+        wait_until(deadline).await;
         match read {
             Ok(found) => found
                 .into_iter()
@@ -271,6 +262,25 @@ fn replaced_attribute(
         .into_iter()
         .find(|(_, b, a)| b != a)
         .map(|(k, b, a)| (k, b.to_string(), a.to_string()))
+}
+
+/// Waits until `deadline`, to within tens of microseconds: tokio's timer rounds every sleep up
+/// to the next millisecond (a 50 ms latency took 51–52 ms; a benchmark of prov's own overhead
+/// above the latency counted that against prov), so it sleeps on the timer until 2 ms before
+/// and the rest on a blocking thread. Cancellable like any sleep, but for those last 2 ms.
+async fn wait_until(deadline: Instant) {
+    const TIMER_SLACK: Duration = Duration::from_millis(2);
+    let now = Instant::now();
+    if deadline <= now {
+        return;
+    }
+    if deadline - now > TIMER_SLACK {
+        tokio::time::sleep_until((deadline - TIMER_SLACK).into()).await;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
+    }
 }
 
 #[async_trait]

@@ -576,6 +576,30 @@ async fn latency_is_honoured() {
     );
 }
 
+/// A call given up on (a timeout, an interrupt) stops waiting: its latency is not a blocking
+/// thread the runtime's shutdown would wait for (a refresh timing out against an hour-long
+/// latency ends in its timeout, not in an hour).
+#[test]
+fn a_call_given_up_on_does_not_hold_the_runtime_for_its_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    rt.block_on(async {
+        let p = provider(dir.path(), json!({"latency_ms": 3_600_000}));
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            p.create_server(&spec("slow"), &owner("server.slow")),
+        )
+        .await;
+        assert!(given_up.is_err(), "the call answered within its latency");
+    });
+    drop(rt);
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+}
+
 #[tokio::test]
 async fn fail_call_fails_exactly_the_nth_mutating_call() {
     let dir = tempfile::tempdir().unwrap();
