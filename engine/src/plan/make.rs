@@ -129,7 +129,9 @@ fn plan_changes(
         scope: scope(model, graph, &records, opts),
         planned: HashMap::with_capacity(graph.order.len()),
         changes: Vec::with_capacity(graph.order.len()),
-        actions: HashMap::new(),
+        // Every declared resource gets an action: sized once (growing it rehashed 10,000
+        // addresses several times over).
+        actions: HashMap::with_capacity(graph.order.len()),
     };
     if !opts.destroy {
         for a in &graph.order {
