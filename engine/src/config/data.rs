@@ -50,7 +50,7 @@ pub(crate) enum Data {
 }
 
 /// Nesting beyond this is left to Nickel (and its depth limits and diagnostics).
-const MAX_DEPTH: usize = 200;
+pub(crate) const MAX_DEPTH: usize = 200;
 
 /// Reads `text` as plain data; `None` when it is anything else (see the module documentation).
 pub(crate) fn read(text: &str) -> Option<Data> {

@@ -557,6 +557,40 @@ fn too_large_is_rejected() {
     }
 }
 
+/// A plain-data `main.ncl` is read without prov's lexical scan of it, but the size limit still
+/// covers it and the library's files together, and a deep plain-data file is still refused
+/// with the scan's error.
+#[test]
+fn plain_data_keeps_the_limits() {
+    let source = "{ outputs = { x = 1 } }\n";
+    let dir = workspace_with(source);
+    let under = EvalOptions {
+        max_bytes: source.len() as u64 + 1,
+        ..EvalOptions::default()
+    };
+    match evaluate(dir.path(), &under) {
+        Err(ConfigError::TooLarge { bytes, limit }) => {
+            assert_eq!(limit, source.len() as u64 + 1);
+            assert!(bytes > limit, "{bytes}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        evaluate(dir.path(), &EvalOptions::default()).unwrap().value["outputs"]["x"],
+        1
+    );
+    // Within the reader's own bound (200) but over a lower source limit.
+    let shallow = EvalOptions {
+        max_depth: 20,
+        cache: false,
+        ..EvalOptions::default()
+    };
+    match evaluate(workspace_with(&nested_source(30)).path(), &shallow) {
+        Err(ConfigError::TooDeep { depth, limit, .. }) => assert_eq!((depth, limit), (21, 20)),
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+}
+
 #[test]
 fn missing_main_ncl() {
     let dir = tempfile::tempdir().unwrap();
