@@ -246,6 +246,15 @@ impl Context {
             .map_err(|e| crate::render::engine_error(&e))
     }
 
+    /// Whether a plan may open the state before the configuration is known to be valid
+    /// (`workspace::load_with_state`'s `early`): no backend is named outside main.ncl, and the
+    /// sled state the default backend names exists already (reading it creates nothing).
+    pub fn may_read_state_early(&self, ws: &Workspace) -> bool {
+        let named = self.backend_flag.is_some()
+            || std::env::var("PROV_BACKEND").is_ok_and(|b| !b.is_empty());
+        !named && ws.state_dir().is_dir()
+    }
+
     /// Every command's preamble: the workspace loaded, then its state opened for `operation`
     /// as `access` says, with the backend the configuration names.
     pub fn load_with_state(

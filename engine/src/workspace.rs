@@ -66,14 +66,92 @@ pub struct LoadedWithState<S> {
 /// faults, which two cores take in parallel). `open` sees only the configuration's `backend`
 /// section. A configuration error wins over an error opening the state, as it would if the two
 /// ran one after the other.
+///
+/// With `early` (the caller's backend depends on nothing but the configuration's `backend`
+/// section, and opening it for reading writes nothing), a `main.ncl` that imports nothing and
+/// never mentions `backend` has the default backend: the state is then opened and read while
+/// the configuration is evaluated, not after. Should the evaluation say otherwise after all,
+/// that read is dropped and the state opened again with what it says; a configuration error
+/// still wins.
 pub fn load_with_state<S: OpenedState>(
     ws: &Workspace,
     registry: &Registry,
     eval: &EvalOptions,
-    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
+    early: bool,
+    open: impl Fn(&serde_json::Value) -> Result<S, EngineError> + Send + Sync,
 ) -> Result<LoadedWithState<S>, EngineError> {
-    let evaluated = config::evaluate(&ws.dir, eval)?;
-    build_with_state(ws, registry, evaluated, open)
+    let guess = if early { default_backend(ws) } else { None };
+    let Some(guess) = guess else {
+        let evaluated = config::evaluate(&ws.dir, eval)?;
+        return build_with_state(ws, registry, evaluated, open);
+    };
+    let (evaluated, opened) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("prov-state-read".into())
+            .spawn_scoped(scope, || read_state(&open, &guess));
+        let evaluated = config::evaluate(&ws.dir, eval);
+        (evaluated, joined(reader))
+    });
+    let evaluated = evaluated?;
+    if backend_section(&evaluated) != guess {
+        drop(opened);
+        return build_with_state(ws, registry, evaluated, open);
+    }
+    let loaded = build(ws, registry, evaluated)?;
+    let (state, snapshot) = opened?;
+    Ok(LoadedWithState {
+        loaded,
+        state,
+        snapshot,
+    })
+}
+
+/// The `backend` section a `main.ncl` that imports nothing and never mentions `backend`
+/// evaluates to (the `Workspace` contract's default); None for any other `main.ncl`.
+fn default_backend(ws: &Workspace) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(ws.dir.join("main.ncl")).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("backend") || text.contains("import") {
+        return None;
+    }
+    Some(serde_json::json!({ "backend": { "type": "sled" } }))
+}
+
+/// The configuration's `backend` section, as `open` sees it.
+fn backend_section(evaluated: &Evaluated) -> serde_json::Value {
+    let mut backend = serde_json::Map::new();
+    if let Some(b) = evaluated.value.get("backend") {
+        backend.insert("backend".into(), b.clone());
+    }
+    serde_json::Value::Object(backend)
+}
+
+/// Opens the state and reads its snapshot (records without their configurations), decoded on
+/// this thread alone: the other core evaluates or builds the model meanwhile.
+fn read_state<S: OpenedState>(
+    open: &(impl Fn(&serde_json::Value) -> Result<S, EngineError> + Sync),
+    backend: &serde_json::Value,
+) -> Result<(S, prov_state::Snapshot), EngineError> {
+    let state = open(backend)?;
+    let snapshot = state.reader().snapshot_with(prov_state::ReadOptions {
+        without_configs: true,
+        one_thread: true,
+    })?;
+    Ok((state, snapshot))
+}
+
+/// The result of a state-reading thread (its panic goes on in this one).
+fn joined<T>(
+    reader: std::io::Result<std::thread::ScopedJoinHandle<'_, Result<T, EngineError>>>,
+) -> Result<T, EngineError> {
+    match reader {
+        Ok(handle) => handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        Err(e) => Err(EngineError::Internal(format!(
+            "cannot start a thread to read the state: {e}"
+        ))),
+    }
 }
 
 /// [`load_with_state`] after the evaluation (the benchmark probe times the two apart).
@@ -81,35 +159,15 @@ pub fn build_with_state<S: OpenedState>(
     ws: &Workspace,
     registry: &Registry,
     evaluated: Evaluated,
-    open: impl FnOnce(&serde_json::Value) -> Result<S, EngineError> + Send,
+    open: impl Fn(&serde_json::Value) -> Result<S, EngineError> + Send + Sync,
 ) -> Result<LoadedWithState<S>, EngineError> {
-    let mut backend = serde_json::Map::new();
-    if let Some(b) = evaluated.value.get("backend") {
-        backend.insert("backend".into(), b.clone());
-    }
-    let backend = serde_json::Value::Object(backend);
+    let backend = backend_section(&evaluated);
     let (built, opened) = std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("prov-state-read".into())
-            .spawn_scoped(scope, || {
-                let state = open(&backend)?;
-                // Decoded on this thread alone: the model is being built on the other core.
-                let snapshot = state.reader().snapshot_with(prov_state::ReadOptions {
-                    without_configs: true,
-                    one_thread: true,
-                })?;
-                Ok::<_, EngineError>((state, snapshot))
-            });
+            .spawn_scoped(scope, || read_state(&open, &backend));
         let built = build(ws, registry, evaluated);
-        let opened = match reader {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(e) => Err(EngineError::Internal(format!(
-                "cannot start a thread to read the state: {e}"
-            ))),
-        };
-        (built, opened)
+        (built, joined(reader))
     });
     let loaded = built?;
     let (state, snapshot) = opened?;

@@ -55,11 +55,12 @@ pub fn run(
     opts.untrusted = untrusted;
     let mut eval = ctx.eval_options();
     eval.confined = untrusted;
+    let early = ctx.may_read_state_early(&ws);
     let workspace::LoadedWithState {
         loaded,
         state,
         snapshot,
-    } = workspace::load_with_state(&ws, &ctx.registry(&ws)?, &eval, |config| {
+    } = workspace::load_with_state(&ws, &ctx.registry(&ws)?, &eval, early, |config| {
         // Plans lock nothing: they read one consistent snapshot, beside running applies.
         let operation = if untrusted {
             "plan --untrusted"

@@ -1,6 +1,7 @@
 //! The engine's integration tests, one binary: configuration evaluation, the apply walker, the planner, plan files, hand edits of records and many writers on one state, against `prov_engine::testing`'s fakes.
 
 mod config_eval;
+mod load_state;
 mod plan_file;
 mod planner;
 mod state_edit;
