@@ -719,19 +719,30 @@ impl<'p> Walker<'p> {
         if starting.is_empty() {
             return starting;
         }
-        let notes: Vec<Change> = starting
-            .iter()
-            .map(|s| Change::PutPending(pending_note(&s.input, &self.opts.run_id)))
-            .collect();
+        let notes = self.notes(&starting);
         match commit(&self.store, notes).await {
             Ok(_) => starting,
             Err(e) => {
                 self.fatal = Some(e);
-                for s in &starting {
-                    self.launched[s.i] = false;
-                }
+                self.not_started(&starting);
                 Vec::new()
             }
+        }
+    }
+
+    /// The pending notes of the steps about to start.
+    fn notes(&self, starting: &[Starting]) -> Vec<Change> {
+        starting
+            .iter()
+            .map(|s| Change::PutPending(pending_note(&s.input, &self.opts.run_id)))
+            .collect()
+    }
+
+    /// Steps taken to start whose notes could not be written: they never start (reported as
+    /// not started).
+    fn not_started(&mut self, starting: &[Starting]) {
+        for s in starting {
+            self.launched[s.i] = false;
         }
     }
 
@@ -830,19 +841,13 @@ impl<'p> Walker<'p> {
             })
             .collect();
         let starting = self.take_ready();
-        writes.extend(
-            starting
-                .iter()
-                .map(|s| Change::PutPending(pending_note(&s.input, &self.opts.run_id))),
-        );
+        writes.extend(self.notes(&starting));
         self.write_batch(writes).await;
         if self.fatal.is_some() {
             for (i, _) in done {
                 self.not_written(i);
             }
-            for s in &starting {
-                self.launched[s.i] = false;
-            }
+            self.not_started(&starting);
             return Ok(Vec::new());
         }
         for (i, elapsed) in done {

@@ -163,19 +163,16 @@ pub async fn plan_from(
     // Prices do not depend on what the refresh finds: asked meanwhile, one latency fewer.
     let to_price = pricing_providers(loaded, &snap, opts);
     let pricing = async {
-        match to_price {
+        Ok(match to_price {
             Some(providers) => {
                 let timeout = opts.refresh_opts.timeout;
                 crate::plan::cost::ask(providers, &loaded.bound, timeout).await
             }
             None => Default::default(),
-        }
+        })
     };
-    let (asked, plan) = tokio::try_join!(
-        async { Ok::<_, EngineError>(pricing.await) },
-        plan_refreshed(loaded, state, snap, opts)
-    )?;
-    let (mut plan, record_providers) = plan;
+    let (asked, (mut plan, record_providers)) =
+        tokio::try_join!(pricing, plan_refreshed(loaded, state, snap, opts))?;
     if opts.cost {
         // Pricing failures leave prices unknown (said in the plan); they never fail it.
         plan.cost = crate::plan::cost::estimate(

@@ -417,20 +417,10 @@ fn a_taskserv_failure_with_on_error_continue_releases_its_dependents_and_a_plain
 /// rest).
 #[test]
 fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
-    use prov_engine::testing::FailingStore;
-    use prov_state::StateStore;
-    let w = world(&servers(5, true));
-    let plan = w.plan().unwrap();
     // Commits of a walk one step at a time: s0's pending note, then each step's record with
     // the next step's note (s0 + s1's note, then s1 + s2's note: the third fails).
-    let store = Arc::new(FailingStore::new(w.store.clone(), 3));
-    let opts = ApplyOptions {
-        parallelism: 1,
-        ..ApplyOptions::default()
-    };
-    let err = w
-        .apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts)
-        .unwrap_err();
+    let (w, store, applied) = chain_of_five_one_at_a_time(3);
+    let err = applied.unwrap_err();
     assert!(
         err.to_string().contains("commit 3 failed (injected)"),
         "{err}"
@@ -486,21 +476,35 @@ fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
 /// time: the first step's note, then five commits each recording one step — six, not ten.
 #[test]
 fn each_round_records_what_finished_and_notes_what_starts_in_one_commit() {
-    use prov_engine::testing::FailingStore;
-    use prov_state::StateStore;
-    let w = world(&servers(5, true));
-    let plan = w.plan().unwrap();
-    let store = Arc::new(FailingStore::new(w.store.clone(), usize::MAX));
-    let opts = ApplyOptions {
-        parallelism: 1,
-        ..ApplyOptions::default()
-    };
-    let report = w
-        .apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts)
-        .unwrap();
+    let (w, store, applied) = chain_of_five_one_at_a_time(usize::MAX);
+    let report = applied.unwrap();
     assert!(report.ok(), "{:?}", report.failed);
     assert_eq!(store.commits(), 6);
     let snap = w.store.snapshot().unwrap();
     assert_eq!(snap.resources.len(), 5);
     assert!(snap.pending.is_empty(), "{:?}", snap.pending);
+}
+
+/// Five chained creates applied one at a time through a store whose `fail_at`th commit fails:
+/// the world, that store (it counts the commits) and the apply's outcome.
+fn chain_of_five_one_at_a_time(
+    fail_at: usize,
+) -> (
+    prov_engine::testing::World,
+    Arc<prov_engine::testing::FailingStore>,
+    Result<prov_engine::apply::ApplyReport, prov_engine::error::EngineError>,
+) {
+    use prov_state::StateStore;
+    let w = world(&servers(5, true));
+    let plan = w.plan().unwrap();
+    let store = Arc::new(prov_engine::testing::FailingStore::new(
+        w.store.clone(),
+        fail_at,
+    ));
+    let opts = ApplyOptions {
+        parallelism: 1,
+        ..ApplyOptions::default()
+    };
+    let applied = w.apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts);
+    (w, store, applied)
 }

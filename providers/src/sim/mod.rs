@@ -135,10 +135,10 @@ impl SimProvider {
         .map_err(|e| self.err(op, target, e.kind(), e.to_string()))
     }
 
-    /// One page of a batched read: one latency pause, then the files read on one blocking task.
+    /// One page of a batched read: one latency, the files read within it on one blocking task
+    /// (as many pages read at once as `batch_reads` allows).
     async fn read_page(&self, ids: &[String]) -> Vec<ExtResult<Option<ServerInfo>>> {
         const OP: &str = "get-server-info";
-        // The page's latency runs from the call; the read (one page at a time) is within it.
         let deadline = Instant::now() + self.opts.latency;
         let reading = self.batch_reads.acquire().await;
         let owned = ids.to_vec();
