@@ -84,9 +84,11 @@ pub async fn apply(
     let started = Instant::now();
     let extra = deposed_changes(plan);
     let steps = Steps::of(plan, &extra)?;
-    let (meta, mut records) = read_records(&store, plan, &steps).await?;
-    protect(plan, &mut records, &store, &events).await?;
+    let read = read_records(&store, plan, &steps).await?;
+    let (meta, mut records) = (read.meta, read.records);
+    protect(plan, &mut records, read.configless, &store, &events).await?;
     let mut walker = Walker::new(steps, records, &meta, bound, store.clone(), opts, events);
+    walker.configless_from(read.configless);
     walker.walk().await?;
     let mut report = walker.finish().await?;
     let (serial, outputs) = write_outputs(plan, &store).await?;
@@ -100,58 +102,95 @@ pub async fn apply(
 /// The most records a walk reads one by one rather than decoding the whole state.
 const POINT_READS: usize = 4096;
 
+/// The records a walk starts from, as of `meta`.
+struct ReadRecords {
+    meta: prov_state::StateMeta,
+    records: HashMap<Address, ResourceRecord>,
+    /// The records were read without their `config`: no step reads a prior configuration,
+    /// but a record written back as it is (a protection, a deposed object dropped) is read
+    /// again whole first.
+    configless: bool,
+}
+
 /// The state's meta and the records the walk reads (`record_readers`, and the plan's new
 /// protections): read one by one when they are few (a small apply of a large state decoded
 /// every record to keep a few: at 10,000 servers the 1 % apply's memory peak), else taken out
-/// of one snapshot (one copy of the state, not two); a walk with clusters takes them all.
+/// of one snapshot without configurations (one copy of the state, not two, and of its
+/// attributes only: a destroy of 10,000 servers decoded 105 MB of records for 48 MB it
+/// reads); a walk with clusters takes them all, whole (its rollback writes records back).
 async fn read_records(
     store: &Arc<dyn StateStore>,
     plan: &Plan,
     steps: &Steps<'_>,
-) -> Result<(prov_state::StateMeta, HashMap<Address, ResourceRecord>), EngineError> {
-    let wanted: Option<Vec<Address>> = record_readers(steps)
-        .map(|readers| {
-            let mut wanted: Vec<Address> = readers.into_keys().collect();
-            wanted.extend(plan.protect.iter().cloned());
-            wanted.sort_unstable();
-            wanted.dedup();
-            wanted
-        })
-        .filter(|wanted| wanted.len() <= POINT_READS);
+) -> Result<ReadRecords, EngineError> {
+    let wanted: Option<Vec<Address>> = record_readers(steps).map(|readers| {
+        let mut wanted: Vec<Address> = readers.into_keys().collect();
+        wanted.extend(plan.protect.iter().cloned());
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+    });
     let s = store.clone();
     tokio::task::spawn_blocking(move || read_wanted(&*s, wanted))
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?
 }
 
-/// `read_records`' reads: the `wanted` records one by one, or every record of a snapshot.
+/// `read_records`' reads: the `wanted` records one by one when they are few, else every
+/// record of a snapshot (without configurations unless every record is wanted).
 fn read_wanted(
     s: &dyn StateStore,
     wanted: Option<Vec<Address>>,
-) -> Result<(prov_state::StateMeta, HashMap<Address, ResourceRecord>), EngineError> {
-    let Some(wanted) = wanted else {
-        let snap = s.snapshot()?;
-        let records = snap
-            .resources
-            .into_iter()
-            .map(|(k, r)| Ok((crate::records::parse_address(&k)?, r)))
-            .collect::<Result<_, EngineError>>()?;
-        return Ok((snap.meta, records));
-    };
-    let meta = s.meta()?;
-    let mut records = HashMap::with_capacity(wanted.len());
-    for a in wanted {
-        if let Some(r) = s.record(&a.to_string())? {
-            records.insert(a, r);
+) -> Result<ReadRecords, EngineError> {
+    let configless = match wanted {
+        Some(wanted) if wanted.len() <= POINT_READS => {
+            let meta = s.meta()?;
+            let mut records = HashMap::with_capacity(wanted.len());
+            for a in wanted {
+                if let Some(r) = s.record(&a.to_string())? {
+                    records.insert(a, r);
+                }
+            }
+            return Ok(ReadRecords {
+                meta,
+                records,
+                configless: false,
+            });
         }
-    }
-    Ok((meta, records))
+        Some(_) => true,
+        None => false,
+    };
+    let snap = s.snapshot_with(prov_state::ReadOptions {
+        without_configs: configless,
+        ..Default::default()
+    })?;
+    let records = snap
+        .resources
+        .into_iter()
+        .map(|(k, r)| Ok((crate::records::parse_address(&k)?, r)))
+        .collect::<Result<_, EngineError>>()?;
+    Ok(ReadRecords {
+        meta: snap.meta,
+        records,
+        configless,
+    })
+}
+
+/// A record whole, to write back (see [`ReadRecords::configless`]).
+async fn whole_record(
+    store: &Arc<dyn StateStore>,
+    a: &Address,
+) -> Result<Option<ResourceRecord>, EngineError> {
+    let s = store.clone();
+    let key = a.to_string();
+    blocking(move || s.record(&key)).await
 }
 
 /// Protections first, in one commit: they guard against what follows.
 async fn protect(
     plan: &Plan,
     records: &mut HashMap<Address, ResourceRecord>,
+    configless: bool,
     store: &Arc<dyn StateStore>,
     events: &EventSink,
 ) -> Result<(), EngineError> {
@@ -162,7 +201,16 @@ async fn protect(
     for a in &plan.protect {
         if let Some(r) = records.get_mut(a) {
             r.protected = true;
-            writes.push(Change::Put(r.clone()));
+            // (Gone from the state meanwhile: not written back.)
+            let whole = if configless {
+                whole_record(store, a).await?
+            } else {
+                Some(r.clone())
+            };
+            if let Some(mut whole) = whole {
+                whole.protected = true;
+                writes.push(Change::Put(whole));
+            }
         }
     }
     let n = writes.len();
@@ -540,6 +588,9 @@ struct Walker<'p> {
     /// reads any more is dropped. None: every record is kept (a walk with clusters, whose
     /// requests and rollback look records up beyond `reads`).
     readers: Option<HashMap<Address, usize>>,
+    /// Records held without their `config` (see [`ReadRecords::configless`]): read again
+    /// whole before one is written back. Those the walk writes are whole.
+    configless: HashSet<Address>,
     /// Every address a reference may name: recorded or planned.
     addrs: BTreeSet<Address>,
     /// Each cluster's `on_error` among the changes.
@@ -592,6 +643,7 @@ impl<'p> Walker<'p> {
             owner_id: crate::ownership::Identity::of(meta, &bound).id,
             cluster_errors,
             readers,
+            configless: HashSet::new(),
             ready: (0..n).filter(|&i| waiting[i] == 0).collect(),
             waiting,
             launched: vec![false; n],
@@ -611,6 +663,13 @@ impl<'p> Walker<'p> {
             store,
             opts,
             events,
+        }
+    }
+
+    /// The records it was given were read without their configurations.
+    fn configless_from(&mut self, configless: bool) {
+        if configless {
+            self.configless = self.records.keys().cloned().collect();
         }
     }
 
@@ -795,7 +854,14 @@ impl<'p> Walker<'p> {
             let address = self.steps.address(i).to_string();
             match result {
                 Ok(r) => {
-                    let r = self.drop_deposed(r);
+                    let r = match self.drop_deposed(r).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Its record could not be read to write back: as a failed write.
+                            self.fatal.get_or_insert(e);
+                            StepResult::Nothing
+                        }
+                    };
                     match &r {
                         StepResult::Put(rec) => writes.push(Change::Put((**rec).clone())),
                         StepResult::Delete(a) => writes.push(Change::Delete(a.to_string())),
@@ -858,18 +924,22 @@ impl<'p> Walker<'p> {
 
     /// A deposed object is gone: its record forgets it (the coordinator owns the records, and
     /// no other step at this address runs meanwhile).
-    fn drop_deposed(&self, r: StepResult) -> StepResult {
-        match r {
-            StepResult::DropDeposed(a, id) => match self.records.get(&a) {
-                Some(rec) => {
-                    let mut rec = rec.clone();
-                    rec.deposed.retain(|d| d.provider_id != id);
-                    put(rec)
-                }
-                None => StepResult::Nothing,
-            },
-            other => other,
-        }
+    async fn drop_deposed(&self, r: StepResult) -> Result<StepResult, EngineError> {
+        let StepResult::DropDeposed(a, id) = r else {
+            return Ok(r);
+        };
+        let rec = if self.configless.contains(&a) {
+            whole_record(&self.store, &a).await?
+        } else {
+            self.records.get(&a).cloned()
+        };
+        Ok(match rec {
+            Some(mut rec) => {
+                rec.deposed.retain(|d| d.provider_id != id);
+                put(rec)
+            }
+            None => StepResult::Nothing,
+        })
     }
 
     /// A failed step whose pending note stays for the next run. A timeout leaves the outcome
@@ -925,9 +995,12 @@ impl<'p> Walker<'p> {
     fn keep(&mut self, i: usize, r: StepResult) {
         match r {
             StepResult::Put(rec) => {
-                self.records.insert(self.steps.address(i).clone(), *rec);
+                let a = self.steps.address(i);
+                self.configless.remove(a);
+                self.records.insert(a.clone(), *rec);
             }
             StepResult::Delete(a) => {
+                self.configless.remove(&a);
                 self.records.remove(&a);
             }
             StepResult::Nothing | StepResult::DropDeposed(..) => {}
@@ -966,6 +1039,7 @@ impl<'p> Walker<'p> {
                 *n -= 1;
                 if *n == 0 {
                     readers.remove(&a);
+                    self.configless.remove(&a);
                     self.records.remove(&a);
                 }
             }
@@ -1171,12 +1245,19 @@ fn record_readers(steps: &Steps<'_>) -> Option<HashMap<Address, usize>> {
 /// commit cost two thread wake-ups each (~15 % of an apply's samples in futex and scheduler
 /// work at 100,000 servers, a commit per round).
 async fn commit(store: &Arc<dyn StateStore>, changes: Vec<Change>) -> Result<u64, EngineError> {
+    let s = store.clone();
+    blocking(move || s.commit(&changes)).await
+}
+
+/// Runs a state operation where [`commit`] says.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, prov_state::StateError> + Send + 'static,
+) -> Result<T, EngineError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-        return tokio::task::block_in_place(|| store.commit(&changes)).map_err(EngineError::State);
+        return tokio::task::block_in_place(f).map_err(EngineError::State);
     }
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.commit(&changes))
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?
         .map_err(EngineError::State)

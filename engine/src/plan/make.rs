@@ -60,8 +60,8 @@ fn prior_deps(rec: &ResourceRecord) -> Vec<Address> {
         .collect()
 }
 
-/// Makes the plan against a snapshot the caller keeps. The `before` of no-op changes is a copy
-/// of the record's attributes; [`make_plan_from`] moves them instead.
+/// Makes the plan against a snapshot the caller keeps. The `before` and `computed` of no-op
+/// changes and deletes are copies of the record's; [`make_plan_from`] moves them instead.
 pub fn make_plan(
     model: &Model,
     graph: &Graph,
@@ -72,7 +72,7 @@ pub fn make_plan(
 ) -> Result<Plan, EngineError> {
     let mut plan = plan_changes(model, graph, snap, bound, opts, config_hash)?;
     for c in &mut plan.changes {
-        if c.action.is_noop() {
+        if takes_record(&c.action) {
             let rec = snap.resources.get(&c.address.to_string());
             c.before = rec.map(|r| r.attributes.clone());
             c.computed = rec.map(|r| r.outputs.clone());
@@ -81,9 +81,9 @@ pub fn make_plan(
     Ok(plan)
 }
 
-/// [`make_plan`] on a snapshot nobody needs afterwards: the records' attributes move into the
-/// no-op changes instead of being copied (at 10,000 unchanged resources, the largest part of a
-/// plan's memory and time).
+/// [`make_plan`] on a snapshot nobody needs afterwards: the records' attributes and outputs move
+/// into the no-op changes and deletes instead of being copied (at 10,000 unchanged or destroyed
+/// resources, the largest part of a plan's memory and time).
 pub fn make_plan_from(
     model: &Model,
     graph: &Graph,
@@ -94,7 +94,7 @@ pub fn make_plan_from(
 ) -> Result<Plan, EngineError> {
     let mut plan = plan_changes(model, graph, &snap, bound, opts, config_hash)?;
     for c in &mut plan.changes {
-        if c.action.is_noop() {
+        if takes_record(&c.action) {
             if let Some(r) = snap.resources.get_mut(&c.address.to_string()) {
                 c.before = Some(std::mem::take(&mut r.attributes));
                 c.computed = Some(std::mem::take(&mut r.outputs));
@@ -109,7 +109,14 @@ pub fn make_plan_from(
     Ok(plan)
 }
 
-/// The plan, with the `before` of no-op changes left for the caller to fill.
+/// Changes whose `before` and `computed` are the record's as it stands, filled in after
+/// [`plan_changes`]: no-ops and deletes.
+fn takes_record(action: &Action) -> bool {
+    action.is_noop() || matches!(action, Action::Delete { .. })
+}
+
+/// The plan, with the `before` and `computed` of no-op changes and deletes left for the caller
+/// to fill.
 fn plan_changes(
     model: &Model,
     graph: &Graph,
@@ -400,7 +407,8 @@ fn delete_changes(
                 action: Action::Delete {
                     reason: reason.into(),
                 },
-                before: Some(rec.attributes.clone()),
+                // Filled in by the caller of `plan_changes`, from the record.
+                before: None,
                 after: None,
                 after_unknown: Value::Bool(false),
                 config: None,
@@ -412,7 +420,7 @@ fn delete_changes(
                 declared_at: declared.and_then(|r| r.declared_at.clone()),
                 sensitive: rec.sensitive_paths.clone(),
                 defaults: Vec::new(),
-                computed: Some(rec.outputs.clone()),
+                computed: None,
                 references: Vec::new(),
             }
         })

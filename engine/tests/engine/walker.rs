@@ -508,3 +508,62 @@ fn chain_of_five_one_at_a_time(
     let applied = w.apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts);
     (w, store, applied)
 }
+
+/// A walk of more steps than it reads records for one by one (4,096) takes them from one
+/// snapshot without configurations; a record it writes back as it stands (a new protection, a
+/// record forgetting a deposed object) is read again whole, so its configuration survives.
+#[test]
+fn a_large_walk_writes_back_whole_records() {
+    use prov_state::StateWrite;
+    let n = 4200;
+    let config = |rev: &str, protect_s1: bool| {
+        let mut s = String::from("{\n  providers = { fake = { defaults = { plan = \"small\", zone = \"a\" } } },\n  servers = {\n");
+        for i in 0..n {
+            // s0 and s1 stay as they are: only the walk's write-backs touch their records.
+            let rev = if i < 2 { "1" } else { rev };
+            let lifecycle = if i == 1 && protect_s1 {
+                ", lifecycle = { prevent_destroy = true }"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "    s{i} = {{ provider = \"fake\", tags = {{ rev = \"{rev}\" }}{lifecycle} }},\n"
+            ));
+        }
+        s + "  },\n}\n"
+    };
+    let w = world(&config("1", false));
+    assert!(w.apply().unwrap().ok());
+    // s0 keeps an object an earlier replace deposed (its delete had failed).
+    let mut s0 = w.store.record("server.s0").unwrap().unwrap();
+    s0.deposed.push(prov_state::Deposed {
+        provider_id: "gone-already".into(),
+        attributes: s0.attributes.clone(),
+        outputs: s0.outputs.clone(),
+        since: 1,
+    });
+    w.store
+        .commit(&[prov_state::Change::Put(s0.clone())])
+        .unwrap();
+    let configs = |w: &prov_engine::testing::World| {
+        ["server.s0", "server.s1"].map(|a| w.store.record(a).unwrap().unwrap().config)
+    };
+    let before = configs(&w);
+    assert!(before.iter().all(|c| c.is_object()), "{before:?}");
+
+    w.write(&config("2", true));
+    let plan = w.plan().unwrap();
+    assert_eq!(plan.protect, [addr("server.s1")]);
+    assert_eq!(plan.deposed.len(), 1);
+    let report = w.apply_plan(&plan, &ApplyOptions::default()).unwrap();
+    assert!(report.ok(), "{:?}", report.failed);
+    assert_eq!(report.succeeded.len(), n - 2 + 1);
+
+    assert_eq!(configs(&w), before, "configurations written back are whole");
+    let (s0, s1) = (
+        w.store.record("server.s0").unwrap().unwrap(),
+        w.store.record("server.s1").unwrap().unwrap(),
+    );
+    assert!(s0.deposed.is_empty(), "{:?}", s0.deposed);
+    assert!(s1.protected);
+}
