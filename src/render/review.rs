@@ -80,20 +80,42 @@ pub struct DriftView {
 
 impl<'a> Review<'a> {
     pub fn new(p: &'a Plan) -> Review<'a> {
+        let mut review = Review::without_resources(p);
+        review.resources = review.resource_views().collect();
+        review
+    }
+
+    /// The model with `resources` left empty, for a renderer that lays each view out as
+    /// [`Review::resource_views`] builds it (the text plan: at 10,000 creates, every view
+    /// at once was ~60 MB of an apply's peak memory).
+    pub fn without_resources(p: &'a Plan) -> Review<'a> {
         let plan = if p.has_sensitive() {
             Cow::Owned(p.redacted())
         } else {
             Cow::Borrowed(p)
         };
-        let mut resources: Vec<ResourceView> = plan
+        let outputs = outputs(&plan);
+        Review {
+            summary: plan.summary(),
+            drift: drift(&plan.drift),
+            resources: Vec::new(),
+            outputs,
+            plan,
+        }
+    }
+
+    /// Changed resources in plan order (apply order, deletes last), then deposed objects:
+    /// what `resources` holds, built one at a time.
+    pub fn resource_views(&self) -> impl Iterator<Item = ResourceView> + '_ {
+        let changed = self
+            .plan
             .changes
             .iter()
             .filter(|c| !c.action.is_noop())
-            .map(resource)
-            .collect();
-        for d in &plan.deposed {
+            .map(resource);
+        let deposed = self.plan.deposed.iter().map(|d| {
             let reason = "an earlier replace left it behind".to_string();
-            resources.push(ResourceView {
+            ResourceView {
                 address: format!("{} (deposed {})", d.address, d.provider_id),
                 implementation: d.implementation.clone(),
                 headline: format!("will be destroyed: {reason}"),
@@ -101,16 +123,14 @@ impl<'a> Review<'a> {
                 symbol: "-",
                 entries: view::destroyed(Some(&d.before)),
                 depends_on: Vec::new(),
-            });
-        }
-        let outputs = outputs(&plan);
-        Review {
-            summary: plan.summary(),
-            drift: drift(&plan.drift),
-            resources,
-            outputs,
-            plan,
-        }
+            }
+        });
+        changed.chain(deposed)
+    }
+
+    /// Whether any resource changes (what `resource_views` would yield).
+    pub fn changes_resources(&self) -> bool {
+        !self.plan.deposed.is_empty() || self.plan.changes.iter().any(|c| !c.action.is_noop())
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::fmt::Write;
 
 pub fn plan(p: &Plan, paint: Paint) -> String {
-    let review = Review::new(p);
+    let review = Review::without_resources(p);
     let p = &review.plan;
     let mut out = String::new();
     unfinished(&mut out, p, paint);
@@ -29,7 +29,7 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
     }
     let accepted = p.refreshed.iter().filter(|(_, r)| r.is_some()).count();
     let nothing_else =
-        review.resources.is_empty() && review.outputs.is_empty() && p.protect.is_empty();
+        !review.changes_resources() && review.outputs.is_empty() && p.protect.is_empty();
     if nothing_else && accepted > 0 {
         // Computed attributes changed outside prov: apply records them, nothing else.
         let _ = writeln!(
@@ -128,8 +128,8 @@ fn changes(out: &mut String, review: &Review, paint: Paint) {
         PlanMode::RefreshOnly => "prov will accept these changes made outside prov into the state (nothing else changes):",
     };
     let _ = writeln!(out, "{head}\n");
-    for r in &review.resources {
-        resource(out, r, paint);
+    for r in review.resource_views() {
+        resource(out, &r, paint);
         out.push('\n');
     }
     for a in &p.protect {
