@@ -1034,7 +1034,7 @@ impl<'p> Walker<'p> {
         let Some(readers) = &mut self.readers else {
             return;
         };
-        for a in reads(self.steps.change(i)) {
+        for a in reads(&self.steps, i) {
             if let Some(n) = readers.get_mut(&a) {
                 *n -= 1;
                 if *n == 0 {
@@ -1213,11 +1213,18 @@ fn resolve_outputs(
     outputs
 }
 
-/// The records a step of `c` may read: its own address's (the prior record), its parent's (a
+/// The records step `i` may read: its own address's (the prior record), its parent's (a
 /// taskserv's server), and those its configuration refers to (every reference is a desired
-/// dependency, `load::resolve_references`).
-fn reads(c: &ResourceChange) -> impl Iterator<Item = Address> + '_ {
-    std::iter::once(c.address.clone())
+/// dependency, `load::resolve_references`). A destroy of what the configuration no longer
+/// declares reads no record of its own: its plan entry holds what it needs (the object's id
+/// and attributes), and a destroy of 10,000 servers held a second copy of all of them.
+fn reads<'p>(steps: &Steps<'p>, i: usize) -> impl Iterator<Item = Address> + 'p {
+    let c = steps.change(i);
+    let planned_delete =
+        matches!(c.action, Action::Delete { .. }) && !steps.is_deposed(i) && c.before.is_some();
+    (!planned_delete)
+        .then(|| c.address.clone())
+        .into_iter()
         .chain(c.address.parent())
         .chain(c.depends_on.iter().cloned())
 }
@@ -1232,7 +1239,7 @@ fn record_readers(steps: &Steps<'_>) -> Option<HashMap<Address, usize>> {
         if matches!(c.address, Address::Cluster(_) | Address::Component(..)) {
             return None;
         }
-        for a in reads(c) {
+        for a in reads(steps, i) {
             *readers.entry(a).or_default() += 1;
         }
     }
