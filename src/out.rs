@@ -82,3 +82,30 @@ pub fn finish() -> Option<String> {
         .unwrap_or_else(|p| p.into_inner())
         .take()
 }
+
+/// A `fmt::Write` to stdout for output too large to build whole first (the text plan of
+/// 10,000 resources): written through [`stdout_bytes`] in pieces of 64 KiB, the rest when
+/// dropped.
+#[derive(Default)]
+pub struct Stdout {
+    buf: String,
+}
+
+impl std::fmt::Write for Stdout {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= 64 * 1024 {
+            stdout_bytes(self.buf.as_bytes());
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            stdout_bytes(self.buf.as_bytes());
+        }
+    }
+}

@@ -162,7 +162,7 @@ pub fn run(
     for attempt in 1.. {
         let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
         if !json {
-            crate::out!("{}", text::plan(&plan, paint));
+            text::write_plan(&mut crate::out::Stdout::default(), &plan, paint);
         }
         check_reviewed(ctx, &reviewed, &plan)?;
         if !plan.has_changes() {

@@ -87,16 +87,17 @@ pub fn run(
         Some(path) => format!("`prov show {}`", path.display()),
         None => "the text of `prov plan` (e.g. in the job log)".to_string(),
     };
-    crate::out!(
-        "{}",
-        plan_report(
-            &plan,
-            report,
-            &full_plan,
-            ctx.keys()?,
-            Paint { on: ctx.color }
-        )?
-    );
+    let paint = Paint { on: ctx.color };
+    if report.format() == PlanFormat::Text {
+        // Written as it is laid out, not built whole first (megabytes at 10,000 resources).
+        crate::render::text::write_plan(&mut crate::out::Stdout::default(), &plan, paint);
+        crate::out!("{}", crate::render::text::untrusted_note(&plan, paint));
+    } else {
+        crate::out!(
+            "{}",
+            plan_report(&plan, report, &full_plan, ctx.keys()?, paint)?
+        );
+    }
     if report.format() == PlanFormat::Text {
         if let Some(path) = out {
             crate::outln!(

@@ -9,23 +9,31 @@ use serde_json::Value;
 use std::fmt::Write;
 
 pub fn plan(p: &Plan, paint: Paint) -> String {
+    let mut out = String::new();
+    write_plan(&mut out, p, paint);
+    out
+}
+
+/// [`plan`], written to `out` as it is laid out: the text of 10,000 resources is megabytes,
+/// and a String grown to hold it was, with its copies while growing, part of an apply's peak
+/// memory.
+pub fn write_plan(out: &mut impl Write, p: &Plan, paint: Paint) {
     let review = Review::without_resources(p);
     let p = &review.plan;
-    let mut out = String::new();
-    unfinished(&mut out, p, paint);
-    tagged(&mut out, p, paint);
+    unfinished(out, p, paint);
+    tagged(out, p, paint);
     if !review.drift.is_empty() {
         let _ = writeln!(
             out,
             "{}",
             paint.bold("Changed outside prov (found by refresh):")
         );
-        out.push_str(&drift_views(&review.drift, paint));
-        out.push('\n');
+        let _ = out.write_str(&drift_views(&review.drift, paint));
+        let _ = out.write_char('\n');
     }
     if p.mode == PlanMode::RefreshOnly {
-        refresh_only(&mut out, p, paint);
-        return out;
+        refresh_only(out, p, paint);
+        return;
     }
     let accepted = p.refreshed.iter().filter(|(_, r)| r.is_some()).count();
     let nothing_else =
@@ -36,25 +44,24 @@ pub fn plan(p: &Plan, paint: Paint) -> String {
             out,
             "Refresh: {accepted} record(s) to update from the real world; nothing else changes."
         );
-        return out;
+        return;
     }
     if nothing_else {
-        out.push_str("No changes. The infrastructure matches the configuration.\n");
-        return out;
+        let _ = out.write_str("No changes. The infrastructure matches the configuration.\n");
+        return;
     }
-    changes(&mut out, &review, paint);
-    out
+    changes(out, &review, paint);
 }
 
 /// Interrupted operations an earlier apply left, then the tagged servers `--adopt` takes in.
-fn unfinished(out: &mut String, p: &Plan, paint: Paint) {
+fn unfinished(out: &mut impl Write, p: &Plan, paint: Paint) {
     let (adopted, interrupted): (Vec<Resolution>, Vec<Resolution>) = p
         .resolutions
         .iter()
         .cloned()
         .partition(|r| r.pending.operation == "adopt");
     if !interrupted.is_empty() {
-        out.push_str(&resolutions(&interrupted, paint));
+        let _ = out.write_str(&resolutions(&interrupted, paint));
     }
     if !adopted.is_empty() {
         let _ = writeln!(
@@ -65,12 +72,12 @@ fn unfinished(out: &mut String, p: &Plan, paint: Paint) {
         for r in &adopted {
             let _ = writeln!(out, "  {}: {}", r.pending.address, r.note);
         }
-        out.push('\n');
+        let _ = out.write_char('\n');
     }
 }
 
 /// Live servers tagged for addresses this plan creates that no record holds, and the ways out.
-fn tagged(out: &mut String, p: &Plan, paint: Paint) {
+fn tagged(out: &mut impl Write, p: &Plan, paint: Paint) {
     if p.tagged.is_empty() {
         return;
     }
@@ -94,7 +101,7 @@ fn tagged(out: &mut String, p: &Plan, paint: Paint) {
             prov_engine::ops::tagged_by(t)
         );
     }
-    out.push_str(
+    let _ = out.write_str(
         "  Apply refuses to create these addresses while they exist. Adopt them with \
          `prov plan --adopt` / `prov apply --adopt`, or one by one with \
          `prov import ADDRESS ID`; or delete them first. If they are another \
@@ -103,9 +110,9 @@ fn tagged(out: &mut String, p: &Plan, paint: Paint) {
 }
 
 /// A refresh-only plan's last line: how many records the real world updates, if any.
-fn refresh_only(out: &mut String, p: &Plan, paint: Paint) {
+fn refresh_only(out: &mut impl Write, p: &Plan, paint: Paint) {
     if p.refreshed.is_empty() {
-        out.push_str("No changes outside prov: the state matches the real world.\n");
+        let _ = out.write_str("No changes outside prov: the state matches the real world.\n");
     } else {
         let _ = writeln!(
             out,
@@ -120,7 +127,7 @@ fn refresh_only(out: &mut String, p: &Plan, paint: Paint) {
 
 /// The changes: each resource with its entries, kept protections, outputs, the summary line
 /// and the cost section.
-fn changes(out: &mut String, review: &Review, paint: Paint) {
+fn changes(out: &mut impl Write, review: &Review, paint: Paint) {
     let p = &review.plan;
     let head = match p.mode {
         PlanMode::Destroy => "prov will destroy the following resources:",
@@ -130,7 +137,7 @@ fn changes(out: &mut String, review: &Review, paint: Paint) {
     let _ = writeln!(out, "{head}\n");
     for r in review.resource_views() {
         resource(out, &r, paint);
-        out.push('\n');
+        let _ = out.write_char('\n');
     }
     for a in &p.protect {
         let _ = writeln!(
@@ -142,12 +149,12 @@ fn changes(out: &mut String, review: &Review, paint: Paint) {
         );
     }
     if !review.outputs.is_empty() {
-        out.push_str("Changes to outputs:\n");
+        let _ = out.write_str("Changes to outputs:\n");
         // One line each, unaligned: as apply prints the resolved outputs.
         for e in &review.outputs {
             entries(out, std::slice::from_ref(e), "  ", paint);
         }
-        out.push('\n');
+        let _ = out.write_char('\n');
     }
     let s = review.summary;
     let _ = writeln!(
@@ -161,8 +168,8 @@ fn changes(out: &mut String, review: &Review, paint: Paint) {
     if let Some(c) = &p.cost {
         let section = super::cost::text(c, paint);
         if !section.is_empty() {
-            out.push('\n');
-            out.push_str(&section);
+            let _ = out.write_char('\n');
+            let _ = out.write_str(&section);
         }
     }
 }
@@ -227,7 +234,7 @@ fn symbol(a: &Action, paint: Paint) -> String {
     }
 }
 
-fn resource(out: &mut String, r: &ResourceView, paint: Paint) {
+fn resource(out: &mut impl Write, r: &ResourceView, paint: Paint) {
     let _ = writeln!(
         out,
         "  {} {} {}",
@@ -248,7 +255,7 @@ fn op_symbol(op: Op, paint: Paint) -> String {
 
 /// Lays out entries one per line (`~ path = before -> after`), values aligned on `=`;
 /// multi-line strings as their lines below `~ path:`.
-fn entries(out: &mut String, list: &[Entry], indent: &str, paint: Paint) {
+fn entries(out: &mut impl Write, list: &[Entry], indent: &str, paint: Paint) {
     let w = list
         .iter()
         .filter(|e| !matches!(e.body, Body::Lines { .. }))
