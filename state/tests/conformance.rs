@@ -191,6 +191,10 @@ const CHECKS: &[(&str, Check)] = &[
         "resource locks: disjoint, overlapping, waiting",
         check_resource_locks,
     ),
+    (
+        "resource locks of thousands of addresses: all or nothing, released whole",
+        check_many_resource_locks,
+    ),
     ("per-resource changes since a serial", check_changed_since),
     (
         "disjoint writers at once; snapshots never see half a commit",
@@ -863,6 +867,35 @@ fn check_resource_locks(h: &mut dyn Harness) {
         2
     );
     drop((c, reader));
+}
+
+/// More addresses than a backend may write in one piece (sled: 256 per batch).
+fn check_many_resource_locks(h: &mut dyn Harness) {
+    let addrs = |from: usize, to: usize| -> std::collections::BTreeSet<String> {
+        (from..to).map(|i| format!("server.s{i:05}")).collect()
+    };
+    let a = h.open_shared("apply-a", false);
+    let b = h.open_shared("apply-b", false);
+    let reader = h.open_shared("plan", true);
+    a.lock_resources(&addrs(0, 1000), Duration::ZERO).unwrap();
+    // One overlapping address among 1,000, the last one: refused, and none of the others is
+    // taken by b.
+    let (holder, addresses, msg) =
+        expect_resources_locked(b.lock_resources(&addrs(999, 1999), Duration::ZERO));
+    assert_eq!(holder.operation, "apply-a", "{msg}");
+    assert_eq!(addresses, vec!["server.s00999".to_string()], "{msg}");
+    let held = reader.resource_locks().unwrap();
+    assert_eq!(held.len(), 1000);
+    assert!(held.values().all(|h| h.operation == "apply-a"));
+    b.lock_resources(&addrs(1000, 2000), Duration::ZERO)
+        .unwrap();
+    assert_eq!(reader.resource_locks().unwrap().len(), 2000);
+    // Let go of at the end, every one of them.
+    drop(a);
+    let held = reader.resource_locks().unwrap();
+    assert_eq!(held.len(), 1000);
+    assert!(held.values().all(|h| h.operation == "apply-b"));
+    drop((b, reader));
 }
 
 fn check_changed_since(h: &mut dyn Harness) {
