@@ -315,3 +315,28 @@ fn decide_table() {
         }
     }
 }
+
+/// A plan of 2,048 resources or more recognises the unchanged ones on both cores first; it
+/// decides as planning in dependency order does: a replaced server's dependent is updated
+/// (what it refers to is unknown until the new server exists), everything else is a no-op.
+#[test]
+fn a_large_plan_presumes_unchanged_only_what_refers_to_unchanged_resources() {
+    let n = 2500;
+    let chained = servers(n, true);
+    let w = world(&chained);
+    assert!(w.apply().unwrap().ok());
+    let plan = w.plan().unwrap();
+    assert!(actions(&plan).is_empty(), "{:?}", actions(&plan));
+    assert_eq!(plan.changes.len(), n);
+    // s1200 moves to another zone (replace on change); s1201 refers to its private_ip.
+    let from = "s1200 = { provider = \"fake\",";
+    assert!(chained.contains(from));
+    w.write(&chained.replacen(from, "s1200 = { provider = \"fake\", zone = \"b\",", 1));
+    let plan = w.plan().unwrap();
+    let acts = actions(&plan);
+    assert_eq!(acts.len(), 2, "{acts:?}");
+    assert_eq!(acts[0].0, "server.s1200");
+    assert!(matches!(acts[0].1, Action::Replace { .. }), "{acts:?}");
+    assert_eq!(acts[1], ("server.s1201".to_string(), Action::Update));
+    assert_eq!(plan.changes.len(), n);
+}
