@@ -190,11 +190,7 @@ fn presumed_unchanged(
         let r = &model.resources[a];
         let rec = records.get(a).copied()?;
         let lookup = &mut |rp: &RefPath| record_lookup(records, addrs, rp);
-        let same = r.lifecycle.ignore_changes.is_empty()
-            && rec.implementation == r.implementation
-            && !opts.replace.contains(a)
-            && substitutes_to(&r.config, &rec.attributes, lookup);
-        same.then(|| noop_change(a, r, rec, addrs))
+        unchanged_with(a, r, rec, opts, lookup).then(|| noop_change(a, r, rec, addrs))
     };
     // Below this, a second thread costs more than it saves.
     const SPLIT_FROM: usize = 2048;
@@ -212,6 +208,21 @@ fn presumed_unchanged(
         }
         out
     })
+}
+
+/// Whether `a` is unchanged, its references resolved by `lookup`: its configuration
+/// substitutes to exactly its recorded attributes, and nothing else asks for a replacement.
+fn unchanged_with(
+    a: &Address,
+    r: &Resource,
+    rec: &ResourceRecord,
+    opts: &PlanOptions,
+    lookup: &mut dyn FnMut(&RefPath) -> Result<Resolved, String>,
+) -> bool {
+    r.lifecycle.ignore_changes.is_empty()
+        && rec.implementation == r.implementation
+        && !opts.replace.contains(a)
+        && substitutes_to(&r.config, &rec.attributes, lookup)
 }
 
 /// A reference resolved against the records alone, as [`Planner::lookup`] resolves one to
@@ -342,12 +353,7 @@ impl<'a> Planner<'a> {
     /// value or diffing it: its configuration substitutes to exactly its recorded attributes,
     /// and nothing else asks for a replacement.
     fn unchanged(&self, a: &Address, r: &Resource, rec: &ResourceRecord) -> bool {
-        r.lifecycle.ignore_changes.is_empty()
-            && rec.implementation == r.implementation
-            && !self.opts.replace.contains(a)
-            && substitutes_to(&r.config, &rec.attributes, &mut |rp: &RefPath| {
-                self.lookup(rp)
-            })
+        unchanged_with(a, r, rec, self.opts, &mut |rp: &RefPath| self.lookup(rp))
     }
 
     /// Everything `r` refers to (each a desired dependency) is planned unchanged or not
