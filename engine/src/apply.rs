@@ -88,7 +88,7 @@ pub async fn apply(
     let (meta, mut records) = (read.meta, read.records);
     protect(plan, &mut records, read.configless, &store, &events).await?;
     let mut walker = Walker::new(steps, records, &meta, bound, store.clone(), opts, events);
-    walker.configless_from(read.configless);
+    walker.configless = read.configless;
     walker.walk().await?;
     let mut report = walker.finish().await?;
     let (serial, outputs) = write_outputs(plan, &store).await?;
@@ -588,9 +588,10 @@ struct Walker<'p> {
     /// reads any more is dropped. None: every record is kept (a walk with clusters, whose
     /// requests and rollback look records up beyond `reads`).
     readers: Option<HashMap<Address, usize>>,
-    /// Records held without their `config` (see [`ReadRecords::configless`]): read again
-    /// whole before one is written back. Those the walk writes are whole.
-    configless: HashSet<Address>,
+    /// The records were read without their `config` (see [`ReadRecords::configless`]): one is
+    /// read again whole before it is written back. (The state holds each record as the walk
+    /// holds it, so this is right for the records the walk wrote too.)
+    configless: bool,
     /// Every address a reference may name: recorded or planned.
     addrs: BTreeSet<Address>,
     /// Each cluster's `on_error` among the changes.
@@ -643,7 +644,7 @@ impl<'p> Walker<'p> {
             owner_id: crate::ownership::Identity::of(meta, &bound).id,
             cluster_errors,
             readers,
-            configless: HashSet::new(),
+            configless: false,
             ready: (0..n).filter(|&i| waiting[i] == 0).collect(),
             waiting,
             launched: vec![false; n],
@@ -663,13 +664,6 @@ impl<'p> Walker<'p> {
             store,
             opts,
             events,
-        }
-    }
-
-    /// The records it was given were read without their configurations.
-    fn configless_from(&mut self, configless: bool) {
-        if configless {
-            self.configless = self.records.keys().cloned().collect();
         }
     }
 
@@ -928,7 +922,7 @@ impl<'p> Walker<'p> {
         let StepResult::DropDeposed(a, id) = r else {
             return Ok(r);
         };
-        let rec = if self.configless.contains(&a) {
+        let rec = if self.configless {
             whole_record(&self.store, &a).await?
         } else {
             self.records.get(&a).cloned()
@@ -995,12 +989,9 @@ impl<'p> Walker<'p> {
     fn keep(&mut self, i: usize, r: StepResult) {
         match r {
             StepResult::Put(rec) => {
-                let a = self.steps.address(i);
-                self.configless.remove(a);
-                self.records.insert(a.clone(), *rec);
+                self.records.insert(self.steps.address(i).clone(), *rec);
             }
             StepResult::Delete(a) => {
-                self.configless.remove(&a);
                 self.records.remove(&a);
             }
             StepResult::Nothing | StepResult::DropDeposed(..) => {}
@@ -1039,7 +1030,6 @@ impl<'p> Walker<'p> {
                 *n -= 1;
                 if *n == 0 {
                     readers.remove(&a);
-                    self.configless.remove(&a);
                     self.records.remove(&a);
                 }
             }
