@@ -3,7 +3,7 @@
 use super::CmdResult;
 use crate::cli::{LockArgs, PlanArgs, PlanFormat, ReportArgs};
 use crate::context::Context;
-use crate::render::{plan_report, Paint};
+use crate::render::{print_plan_report, Paint};
 use prov_engine::model::Address;
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
@@ -87,17 +87,13 @@ pub fn run(
         Some(path) => format!("`prov show {}`", path.display()),
         None => "the text of `prov plan` (e.g. in the job log)".to_string(),
     };
-    let paint = Paint { on: ctx.color };
-    if report.format() == PlanFormat::Text {
-        // Written as it is laid out, not built whole first (megabytes at 10,000 resources).
-        crate::render::text::write_plan(&mut crate::out::Stdout::default(), &plan, paint);
-        crate::out!("{}", crate::render::text::untrusted_note(&plan, paint));
-    } else {
-        crate::out!(
-            "{}",
-            plan_report(&plan, report, &full_plan, ctx.keys()?, paint)?
-        );
-    }
+    print_plan_report(
+        &plan,
+        report,
+        &full_plan,
+        ctx.keys()?,
+        Paint { on: ctx.color },
+    )?;
     if report.format() == PlanFormat::Text {
         if let Some(path) = out {
             crate::outln!(

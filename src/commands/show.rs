@@ -3,7 +3,7 @@
 use super::CmdResult;
 use crate::cli::{PlanFormat, ReportArgs};
 use crate::context::Context;
-use crate::render::{plan_report, tfjson, Paint};
+use crate::render::{print_plan_report, tfjson, Paint};
 use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::sensitive::REDACTED;
@@ -15,10 +15,7 @@ pub fn run(ctx: &Context, plan: Option<&Path>, report: &ReportArgs) -> CmdResult
         let keys = ctx.keys()?;
         let plan = planfile::read(&ctx.base.join(p), keys)?;
         let full_plan = format!("`prov show {}`", p.display());
-        crate::out!(
-            "{}",
-            plan_report(&plan, report, &full_plan, keys, Paint { on: ctx.color })?
-        );
+        print_plan_report(&plan, report, &full_plan, keys, Paint { on: ctx.color })?;
         return Ok(0);
     }
     let json = match report.format() {

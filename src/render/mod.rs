@@ -16,18 +16,22 @@ pub mod tfjson;
 use crate::cli::{PlanFormat, ReportArgs};
 use prov_engine::plan::Plan;
 
-/// A plan in the format `--format` asks for: the one place `prov plan` and `prov show PLAN`
-/// print a plan. `full_plan` says where the whole plan is when Markdown leaves details out
+/// Prints a plan in the format `--format` asks for: the one place `prov plan` and `prov show
+/// PLAN` print a plan. `full_plan` says where the whole plan is when Markdown leaves details out
 /// (`--full-plan` wins); `keys` hash the secrets of the JSON's `prov.review`.
-pub fn plan_report(
+pub fn print_plan_report(
     p: &Plan,
     args: &ReportArgs,
     full_plan: &str,
     keys: &prov_engine::crypt::Keys,
     paint: Paint,
-) -> Result<String, serde_json::Error> {
-    Ok(match args.format() {
-        PlanFormat::Text => text::plan(p, paint) + &text::untrusted_note(p, paint),
+) -> Result<(), serde_json::Error> {
+    let report = match args.format() {
+        PlanFormat::Text => {
+            // Written as it is laid out, not built whole first (megabytes at 10,000 resources).
+            text::write_plan(&mut crate::out::Stdout::default(), p, paint);
+            text::untrusted_note(p, paint)
+        }
         PlanFormat::Json => {
             let review = prov_engine::plan::review::Review::of(p, keys);
             serde_json::to_string_pretty(&tfjson::reviewable(p, &review))? + "\n"
@@ -45,7 +49,9 @@ pub fn plan_report(
             ) + &untrusted_quote(p)
         }
         PlanFormat::Html => html::plan(p),
-    })
+    };
+    crate::out!("{report}");
+    Ok(())
 }
 
 /// The untrusted plan's note as a Markdown quote (empty for other plans).
