@@ -226,7 +226,7 @@ fn unchanged_with(
 }
 
 /// A reference resolved against the records alone, as [`Planner::lookup`] resolves one to
-/// a resource planned unchanged (or not declared).
+/// a resource planned unchanged.
 fn record_lookup(
     records: &BTreeMap<Address, &ResourceRecord>,
     addrs: &BTreeSet<Address>,
@@ -356,13 +356,12 @@ impl<'a> Planner<'a> {
         unchanged_with(a, r, rec, self.opts, &mut |rp: &RefPath| self.lookup(rp))
     }
 
-    /// Everything `r` refers to (each a desired dependency) is planned unchanged or not
-    /// declared: its references then resolve to the records, as [`presumed_unchanged`]
-    /// resolved them.
+    /// Everything `r` refers to (each a desired dependency) is planned unchanged: its
+    /// references then resolve to the records, as [`presumed_unchanged`] resolved them.
     fn dependencies_unchanged(&self, r: &Resource) -> bool {
         r.depends_on
             .iter()
-            .all(|d| matches!(self.planned.get(d), None | Some(Planned::Same)))
+            .all(|d| matches!(self.planned.get(d), Some(Planned::Same)))
     }
 
     /// What `a` is placed on (its parent; a server a cluster depends on) that this plan creates
