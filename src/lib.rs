@@ -3,6 +3,7 @@
 // Functions read as what they do (clippy.toml: 100 lines); a longer one says why it is allowed.
 #![warn(clippy::too_many_lines)]
 
+pub mod alloc;
 pub mod cli;
 pub mod commands;
 pub mod context;

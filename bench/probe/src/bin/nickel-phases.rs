@@ -11,7 +11,7 @@
 
 /// The same global allocator as the `prov` binary (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: prov::alloc::Allocator = prov::alloc::Allocator;
 
 use nickel_lang_core::eval::cache::CacheImpl;
 use nickel_lang_core::parser::ErrorTolerantParser;

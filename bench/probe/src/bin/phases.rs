@@ -12,7 +12,7 @@
 
 /// The same global allocator as the `prov` binary (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: prov::alloc::Allocator = prov::alloc::Allocator;
 
 use clap::Parser;
 use prov::cli::{Cli, Command};
