@@ -34,6 +34,11 @@ pub struct ApplyOptions {
     /// Create servers even where live servers tagged for their addresses exist that no record
     /// holds (`ops::check_tagged`): another workspace's that share the addresses.
     pub ignore_tagged: bool,
+    /// The plan was made by this process moments before, and nobody was waited for since (an
+    /// approved-in-advance apply): when it searched for tagged servers, apply refuses from what
+    /// that search found instead of asking the providers again — one provider round trip fewer
+    /// before the first step. A saved plan, or one a person confirmed, is checked as of now.
+    pub plan_just_made: bool,
 }
 
 impl Default for ApplyOptions {
@@ -44,6 +49,7 @@ impl Default for ApplyOptions {
             run_id: String::new(),
             lock_timeout: Duration::ZERO,
             ignore_tagged: false,
+            plan_just_made: false,
         }
     }
 }

@@ -228,31 +228,26 @@ async fn plan_refreshed(
     let mut resolutions = pending::resolve_pending(&snap, &loaded.bound).await?;
     let mut view = pending::resolved_view(snap, &resolutions);
     view.pending.extend(in_flight);
-    let tagged = find_tagged(loaded, opts, &mut view, &mut resolutions).await?;
-    let seen = if opts.refresh || opts.refresh_only {
-        refresh_for_plan(loaded, state, view, opts).await?
-    } else {
-        Seen {
-            view,
-            found: Vec::new(),
-            refreshed: Vec::new(),
+    let query = tagged_query(loaded, opts, &view);
+    // Adopting changes what is refreshed and diffed, so its search comes first; otherwise the
+    // search (one list call per provider) runs while the records are refreshed and diffed.
+    let mut adopting = None;
+    if let (true, Some(q)) = (opts.adopt, &query) {
+        let found = q.ask(&loaded.bound).await?;
+        adopting = Some(adopt(loaded, found, &mut view, &mut resolutions)?);
+    }
+    let ask = async {
+        match (&adopting, &query) {
+            (None, Some(q)) => q.ask(&loaded.bound).await,
+            _ => Ok(Vec::new()),
         }
     };
-    let record_providers = if opts.cost {
-        record_providers(&seen.view, loaded)
-    } else {
-        Default::default()
-    };
-    let mut plan = make_plan_from(
-        &loaded.model,
-        &loaded.graph,
-        seen.view,
-        &loaded.bound,
-        opts,
-        &loaded.config_hash,
-    )?;
+    let (asked, (seen, record_providers, mut plan)) =
+        tokio::try_join!(ask, refreshed_and_diffed(loaded, state, view, opts))?;
+    let tagged = adopting.unwrap_or(asked);
     plan.resolutions = resolutions;
     plan.untrusted = opts.untrusted;
+    plan.tagged_searched = query.is_some();
     plan.unrefreshed = unrefreshed.into_iter().collect();
     plan.tagged = tagged
         .into_iter()
@@ -335,18 +330,16 @@ fn set_aside_in_flight(
     Ok(in_flight)
 }
 
-/// Live servers tagged for addresses this plan would create (state lost or records removed):
-/// reported, adopted with --adopt (into `view` and `resolutions`), and never duplicated by
-/// apply (see `check_tagged`). Returns the ones not adopted.
-async fn find_tagged(
+/// The search for live servers tagged for addresses this plan would create (state lost or
+/// records removed): they are reported, adopted with --adopt, and never duplicated by apply
+/// (see `check_tagged`). None when the plan does not search (no refresh, a destroy).
+fn tagged_query(
     loaded: &Loaded,
     opts: &PlanOptions,
-    view: &mut prov_state::Snapshot,
-    resolutions: &mut Vec<pending::Resolution>,
-) -> Result<Vec<crate::ownership::TaggedServer>, EngineError> {
-    let mut tagged = Vec::new();
+    view: &prov_state::Snapshot,
+) -> Option<crate::ownership::TaggedQuery> {
     if opts.destroy || opts.refresh_only || !(opts.refresh || opts.adopt) {
-        return Ok(tagged);
+        return None;
     }
     let creates = server_creates(
         loaded
@@ -357,16 +350,59 @@ async fn find_tagged(
             .map(|r| (r.addr.to_string(), r.implementation.clone())),
         view,
     );
-    if !creates.is_empty() {
-        tagged = crate::ownership::tagged_for(&creates, view, &loaded.bound).await?;
-    }
-    if opts.adopt {
-        let adopted = adoptions(loaded, &tagged)?;
-        tagged.retain(|t| !adopted.iter().any(|r| r.address() == t.address));
-        *view = pending::resolved_view(std::mem::take(view), &adopted);
-        resolutions.extend(adopted);
-    }
+    Some(crate::ownership::TaggedQuery::of(
+        creates,
+        view,
+        &loaded.bound,
+    ))
+}
+
+/// `--adopt`: the tagged servers found are adopted into `view` (their resolutions added);
+/// returns those that remain (an address several servers are tagged for is an error).
+fn adopt(
+    loaded: &Loaded,
+    mut tagged: Vec<crate::ownership::TaggedServer>,
+    view: &mut prov_state::Snapshot,
+    resolutions: &mut Vec<pending::Resolution>,
+) -> Result<Vec<crate::ownership::TaggedServer>, EngineError> {
+    let adopted = adoptions(loaded, &tagged)?;
+    tagged.retain(|t| !adopted.iter().any(|r| r.address() == t.address));
+    *view = pending::resolved_view(std::mem::take(view), &adopted);
+    resolutions.extend(adopted);
     Ok(tagged)
+}
+
+/// The records refreshed (when the plan refreshes), the recorded providers of servers (for
+/// the cost estimate) and the plan diffed against what the refresh saw.
+async fn refreshed_and_diffed(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    view: prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Result<(Seen, std::collections::HashMap<String, String>, Plan), EngineError> {
+    let mut seen = if opts.refresh || opts.refresh_only {
+        refresh_for_plan(loaded, state, view, opts).await?
+    } else {
+        Seen {
+            view,
+            found: Vec::new(),
+            refreshed: Vec::new(),
+        }
+    };
+    let record_providers = if opts.cost {
+        record_providers(&seen.view, loaded)
+    } else {
+        Default::default()
+    };
+    let plan = make_plan_from(
+        &loaded.model,
+        &loaded.graph,
+        std::mem::take(&mut seen.view),
+        &loaded.bound,
+        opts,
+        &loaded.config_hash,
+    )?;
+    Ok((seen, record_providers, plan))
 }
 
 /// What a refresh saw: the view the plan diffs against, the drift found (redacted), and the
@@ -688,6 +724,11 @@ pub async fn check_tagged(
         return Ok(());
     }
     let tagged = crate::ownership::tagged_for(&creates, &snap, bound).await?;
+    refuse_tagged(&tagged)
+}
+
+/// Refuses the creates of `tagged`'s addresses (see [`check_tagged`]), or Ok when it is empty.
+pub fn refuse_tagged(tagged: &[crate::ownership::TaggedServer]) -> Result<(), EngineError> {
     if tagged.is_empty() {
         return Ok(());
     }
@@ -873,7 +914,11 @@ pub async fn apply(
         .map_err(|e| EngineError::Internal(e.to_string()))??;
     }
     if !opts.ignore_tagged {
-        check_tagged(plan, &bound, &store).await?;
+        if opts.plan_just_made && plan.tagged_searched {
+            refuse_tagged(&plan.tagged)?;
+        } else {
+            check_tagged(plan, &bound, &store).await?;
+        }
     }
     settle(&plan.resolutions, &bound, &store).await?;
     accept_refreshed(plan, &store).await?;

@@ -122,43 +122,77 @@ pub fn known_ids(snap: &Snapshot) -> std::collections::BTreeSet<&str> {
 }
 
 /// The live servers tagged for `creates` (address → provider) that no record in `snap` holds.
-/// One list-servers call per provider involved.
+/// One list-servers call per provider involved, all at once.
 pub async fn tagged_for(
     creates: &BTreeMap<String, String>,
     snap: &Snapshot,
     bound: &Bound,
 ) -> Result<Vec<TaggedServer>, crate::error::EngineError> {
-    let me = Identity::of(&snap.meta, bound);
-    let known = known_ids(snap);
-    let mut providers: Vec<&String> = creates.values().collect();
-    providers.sort();
-    providers.dedup();
-    let mut out = Vec::new();
-    for name in providers {
-        let p = bound.provider(name)?;
-        for s in p.list_servers().await? {
-            let (Some(w), Some(a)) = (
-                tag(&s, Ownership::TAG_WORKSPACE),
-                tag(&s, Ownership::TAG_ADDRESS),
-            ) else {
-                continue;
-            };
-            if creates.get(a) != Some(name) || known.contains(s.id.as_str()) {
-                continue;
-            }
-            out.push(TaggedServer {
-                address: a.to_string(),
-                provider: name.clone(),
-                id: s.id.clone(),
-                hostname: s.hostname.clone(),
-                workspace_tag: w.to_string(),
-                ours: !me.id.is_empty() && w == me.id,
-                info: s.clone(),
-            });
+    TaggedQuery::of(creates.clone(), snap, bound)
+        .ask(bound)
+        .await
+}
+
+/// [`tagged_for`] with what it needs of the state taken first, so that the snapshot can move on
+/// (a plan refreshes it) while the providers are asked.
+pub struct TaggedQuery {
+    creates: BTreeMap<String, String>,
+    me: Identity,
+    known: std::collections::BTreeSet<String>,
+}
+
+impl TaggedQuery {
+    pub fn of(creates: BTreeMap<String, String>, snap: &Snapshot, bound: &Bound) -> TaggedQuery {
+        let known = if creates.is_empty() {
+            Default::default()
+        } else {
+            known_ids(snap).into_iter().map(str::to_string).collect()
+        };
+        TaggedQuery {
+            creates,
+            me: Identity::of(&snap.meta, bound),
+            known,
         }
     }
-    out.sort_by(|a, b| (&a.address, &a.id).cmp(&(&b.address, &b.id)));
-    Ok(out)
+
+    /// Asks every provider involved for its servers, at once.
+    pub async fn ask(&self, bound: &Bound) -> Result<Vec<TaggedServer>, crate::error::EngineError> {
+        let mut providers: Vec<&String> = self.creates.values().collect();
+        providers.sort();
+        providers.dedup();
+        let mut lists = tokio::task::JoinSet::new();
+        for name in providers {
+            let (p, name) = (bound.provider(name)?, name.clone());
+            lists.spawn(async move { p.list_servers().await.map(|l| (name, l)) });
+        }
+        let mut out = Vec::new();
+        while let Some(listed) = lists.join_next().await {
+            let (name, servers) = listed
+                .map_err(|e| crate::error::EngineError::Internal(format!("list-servers: {e}")))??;
+            out.extend(servers.iter().filter_map(|s| self.unrecorded(&name, s)));
+        }
+        out.sort_by(|a, b| (&a.address, &a.id).cmp(&(&b.address, &b.id)));
+        Ok(out)
+    }
+
+    /// `s`, listed by provider `name`, when it is tagged for an address created at `name` and
+    /// no record holds it.
+    fn unrecorded(&self, name: &String, s: &ServerInfo) -> Option<TaggedServer> {
+        let w = tag(s, Ownership::TAG_WORKSPACE)?;
+        let a = tag(s, Ownership::TAG_ADDRESS)?;
+        if self.creates.get(a) != Some(name) || self.known.contains(s.id.as_str()) {
+            return None;
+        }
+        Some(TaggedServer {
+            address: a.to_string(),
+            provider: name.clone(),
+            id: s.id.clone(),
+            hostname: s.hostname.clone(),
+            workspace_tag: w.to_string(),
+            ours: !self.me.id.is_empty() && w == self.me.id,
+            info: s.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -106,39 +106,20 @@ pub fn run(
     // plan is.
     let auto_approve = approval.auto_approve || approval.expect_plan.is_some();
     let reviewed = read_reviewed(ctx, approval.expect_plan)?;
-    let paint = Paint { on: ctx.color };
-    let rt = runtime()?;
+    let runner = Runner {
+        rt: runtime()?,
+        parallelism,
+        json,
+        paint: Paint { on: ctx.color },
+        lock,
+        ignore_tagged: args.ignore_tagged,
+    };
     let saved = target.map(|t| ctx.base.join(t)).filter(|p| p.is_file());
     if let Some(path) = saved {
         if args.destroy || args.adopt || !args.targets.is_empty() || !args.replace.is_empty() {
             return Err(Failure("--destroy, --adopt, --target and --replace cannot be combined with a saved plan: they were fixed when it was made".into()));
         }
-        let plan = planfile::read(&path, ctx.keys()?)?;
-        check_reviewed(ctx, &reviewed, &plan)?;
-        let ws = ctx.workspace(None)?;
-        let state = ctx.open_state_of_plan(&ws, plan.backend.as_ref(), lock.lock_timeout)?;
-        let bound = ops::bind_for_plan(&ws, &ctx.registry(&ws)?, &plan);
-        return match execute(
-            &rt,
-            &plan,
-            Some(&path),
-            bound,
-            &state,
-            parallelism,
-            args.ignore_tagged,
-            json,
-            paint,
-            lock,
-            false,
-        )? {
-            Executed::Done(code) => Ok(code),
-            // Not asked for (a saved plan is never planned again): the engine's error says it.
-            Executed::Stale(changed) => Err(Failure(format!(
-                "saved plan {} is stale: {} changed since it was made; run `prov plan` again",
-                path.display(),
-                changed.join(", ")
-            ))),
-        };
+        return apply_saved(ctx, &runner, &path, &reviewed);
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
@@ -160,15 +141,17 @@ pub fn run(
     // two of them never hold what the other waits for); one a person confirmed stops instead,
     // since what they approved is no longer what would run.
     for attempt in 1.. {
-        let plan = rt.block_on(ops::plan(&loaded, &*state.store, &opts))?;
+        let plan = runner
+            .rt
+            .block_on(ops::plan(&loaded, &*state.store, &opts))?;
         if !json {
-            text::write_plan(&mut crate::out::Stdout::default(), &plan, paint);
+            text::write_plan(&mut crate::out::Stdout::default(), &plan, runner.paint);
         }
         check_reviewed(ctx, &reviewed, &plan)?;
         if !plan.has_changes() {
             // Consumers of the JSON lines see every apply start and finish, a no-op one too.
             if json {
-                empty_apply_events(paint);
+                empty_apply_events(runner.paint);
             }
             return Ok(0);
         }
@@ -177,29 +160,35 @@ pub fn run(
                 "--expect-no-changes: the plan above has changes; nothing was applied".into(),
             ));
         }
-        // Refused before asking: the engine refuses these creates anyway (`ops::check_tagged`).
+        // Refused before asking: the engine refuses these creates anyway (`ops::check_tagged`),
+        // asking the providers again once confirmed. The plan's own search is moments old.
         if !args.ignore_tagged && !auto_approve {
-            rt.block_on(ops::check_tagged(&plan, &loaded.bound, &state.store))?;
+            if plan.tagged_searched {
+                ops::refuse_tagged(&plan.tagged)?;
+            } else {
+                let check = ops::check_tagged(&plan, &loaded.bound, &state.store);
+                runner.rt.block_on(check)?;
+            }
         }
         if !auto_approve && !confirm(&plan)? {
             crate::outln!("Apply cancelled; nothing was changed.");
             return Ok(1);
         }
-        let retry = auto_approve && attempt < MAX_REPLANS;
-        match execute(
-            &rt,
-            &plan,
-            None,
-            loaded.bound.clone(),
-            &state,
-            parallelism,
-            args.ignore_tagged,
-            json,
-            paint,
-            lock,
-            retry,
-        )? {
-            Executed::Done(code) => return Ok(code),
+        let how = How {
+            plan_path: None,
+            // Nobody was waited for between planning and applying.
+            plan_just_made: auto_approve,
+            retry_stale: auto_approve && attempt < MAX_REPLANS,
+        };
+        match runner.execute(&plan, how, loaded.bound.clone(), &state)? {
+            Executed::Done(code) => {
+                // The state is closed (its locks released); the configuration and the plan are
+                // freed faster by the process exit than by destructors (tens of ms at 1,000).
+                drop(state);
+                std::mem::forget(plan);
+                std::mem::forget(loaded);
+                return Ok(code);
+            }
             Executed::Stale(changed) => {
                 announce_replan(&changed);
                 drop(state);
@@ -208,6 +197,38 @@ pub fn run(
         }
     }
     unreachable!("the loop returns")
+}
+
+/// `prov apply FILE`: applies the saved plan as it is (never planned again).
+fn apply_saved(
+    ctx: &Context,
+    runner: &Runner,
+    path: &Path,
+    reviewed: &Option<(&Path, review::Review)>,
+) -> CmdResult {
+    let plan = planfile::read(path, ctx.keys()?)?;
+    check_reviewed(ctx, reviewed, &plan)?;
+    let ws = ctx.workspace(None)?;
+    let state = ctx.open_state_of_plan(&ws, plan.backend.as_ref(), runner.lock.lock_timeout)?;
+    let bound = ops::bind_for_plan(&ws, &ctx.registry(&ws)?, &plan);
+    let how = How {
+        plan_path: Some(path),
+        plan_just_made: false,
+        retry_stale: false,
+    };
+    let executed = runner.execute(&plan, how, bound, &state)?;
+    drop(state);
+    // Freed faster by the process exit than by its destructor.
+    std::mem::forget(plan);
+    match executed {
+        Executed::Done(code) => Ok(code),
+        // Not asked for (a saved plan is never planned again): the engine's error says it.
+        Executed::Stale(changed) => Err(Failure(format!(
+            "saved plan {} is stale: {} changed since it was made; run `prov plan` again",
+            path.display(),
+            changed.join(", ")
+        ))),
+    }
 }
 
 /// How many times an approved-in-advance apply plans again after another apply changed what it
@@ -236,46 +257,64 @@ fn confirm(plan: &Plan) -> Result<bool, Failure> {
     Ok(line.trim() == "yes")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    rt: &tokio::runtime::Runtime,
-    plan: &Plan,
-    plan_path: Option<&Path>,
-    bound: Arc<prov_engine::registry::Bound>,
-    state: &OpenState,
+/// What every apply of this command runs with, whichever plan it applies.
+struct Runner<'a> {
+    rt: tokio::runtime::Runtime,
     parallelism: usize,
-    ignore_tagged: bool,
     json: bool,
     paint: Paint,
-    lock: &LockArgs,
+    lock: &'a LockArgs,
+    /// `--ignore-tagged`.
+    ignore_tagged: bool,
+}
+
+/// How one plan is applied.
+struct How<'a> {
+    /// A saved plan's file.
+    plan_path: Option<&'a Path>,
+    /// The plan was made just now by this command and nobody was asked since
+    /// (`ApplyOptions::plan_just_made`).
+    plan_just_made: bool,
+    /// A stale plan is reported as `Executed::Stale` (to plan again), not as an error.
     retry_stale: bool,
-) -> Result<Executed, Failure> {
-    let opts = ApplyOptions {
-        parallelism,
-        ignore_tagged,
-        run_id: state.lock_id.clone(),
-        lock_timeout: lock.lock_timeout,
-        ..ApplyOptions::default()
-    };
-    let sink = progress::sink(json, paint);
-    rt.spawn(on_signals(opts.interrupt.clone()));
-    let report = match rt.block_on(ops::apply(
-        plan,
-        plan_path,
-        bound,
-        state.store.clone(),
-        &opts,
-        sink,
-    )) {
-        Err(EngineError::StalePlan { changed, .. }) if retry_stale => {
-            return Ok(Executed::Stale(changed))
+}
+
+impl Runner<'_> {
+    fn execute(
+        &self,
+        plan: &Plan,
+        how: How,
+        bound: Arc<prov_engine::registry::Bound>,
+        state: &OpenState,
+    ) -> Result<Executed, Failure> {
+        let opts = ApplyOptions {
+            parallelism: self.parallelism,
+            ignore_tagged: self.ignore_tagged,
+            plan_just_made: how.plan_just_made,
+            run_id: state.lock_id.clone(),
+            lock_timeout: self.lock.lock_timeout,
+            ..ApplyOptions::default()
+        };
+        let sink = progress::sink(self.json, self.paint);
+        self.rt.spawn(on_signals(opts.interrupt.clone()));
+        let report = match self.rt.block_on(ops::apply(
+            plan,
+            how.plan_path,
+            bound,
+            state.store.clone(),
+            &opts,
+            sink,
+        )) {
+            Err(EngineError::StalePlan { changed, .. }) if how.retry_stale => {
+                return Ok(Executed::Stale(changed))
+            }
+            other => other?,
+        };
+        if !self.json {
+            crate::out!("\n{}", progress::summary(&report, self.paint));
         }
-        other => other?,
-    };
-    if !json {
-        crate::out!("\n{}", progress::summary(&report, paint));
+        Ok(Executed::Done(if report.ok() { 0 } else { 1 }))
     }
-    Ok(Executed::Done(if report.ok() { 0 } else { 1 }))
 }
 
 /// First SIGINT/SIGTERM: start nothing new, let running steps finish and be recorded. Second: exit.

@@ -190,11 +190,24 @@ fn a_lost_state_reports_tagged_servers_and_never_duplicates_them() {
         .has(&format!("server.db: {}", hosts["db"]))
         .has(&format!("server.web: {}", hosts["web"]))
         .has("--adopt");
+    // Refused from the plan's own search (made just now), from the providers' answer when the
+    // plan did not search (no refresh), and for a saved plan (asked again as of its apply).
     ws.prov(&["apply", "--auto-approve"])
         .code(1)
         .has("would duplicate")
         .has(&hosts["web"])
         .has("Nothing was applied");
+    ws.prov(&["apply", "--auto-approve", "--refresh=false"])
+        .code(1)
+        .has("would duplicate")
+        .has(&hosts["db"]);
+    ws.prov(&["plan", "--refresh=false", "--out", "unsearched.plan"])
+        .ok()
+        .lacks("already tagged");
+    ws.prov(&["apply", "unsearched.plan"])
+        .code(1)
+        .has("would duplicate")
+        .has(&hosts["web"]);
     assert_eq!(sim_hosts(&ws), hosts, "nothing was created");
     ws.prov(&["state", "list"])
         .ok()

@@ -408,6 +408,7 @@ fn from_v1(f: PlanFileV1) -> Result<Plan, String> {
             .map(|r| Ok((r.address.parse::<Address>()?, r.record)))
             .collect::<Result<Vec<_>, String>>()?,
         tagged: Vec::new(),
+        tagged_searched: false,
         resolutions: f
             .resolutions
             .into_iter()

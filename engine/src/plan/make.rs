@@ -573,6 +573,7 @@ fn frame(model: &Model, snap: &Snapshot, opts: &PlanOptions, config_hash: &str) 
         cost: None,
         resolutions: Vec::new(),
         tagged: Vec::new(),
+        tagged_searched: false,
         drift: Vec::new(),
         refreshed: Vec::new(),
         output_changes: Vec::new(),

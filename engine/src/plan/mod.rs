@@ -136,6 +136,9 @@ pub struct Plan {
     /// to create those addresses (adopt them with `--adopt` or `prov import`). Not saved in plan
     /// files: apply asks the providers again.
     pub tagged: Vec<crate::ownership::TaggedServer>,
+    /// The plan asked the providers for tagged servers (so `tagged` is what they answered then).
+    /// False when it did not (no refresh, a destroy) and for a plan read from a file.
+    pub tagged_searched: bool,
     /// What refresh found changed outside prov (shown before the changes).
     pub drift: Vec<crate::drift::Drift>,
     /// Refresh-only plans: the records as the real world has them (None: gone).
