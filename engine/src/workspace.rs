@@ -6,7 +6,6 @@ use crate::graph::Graph;
 use crate::load::{build_model_from, Model};
 use crate::registry::{Bound, Registry};
 use prov_state::StateRead;
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -186,23 +185,34 @@ pub fn build_with_state<S: OpenedState>(
 fn check_provider_settings(
     dir: &std::path::Path,
     registry: &Registry,
-    used: &BTreeSet<String>,
-    (confined, positions): (bool, &BTreeMap<String, String>),
+    evaluated: &Evaluated,
     providers: &serde_json::Map<String, serde_json::Value>,
 ) -> Vec<crate::error::Diagnostic> {
+    let used: std::collections::BTreeSet<&str> = evaluated
+        .value
+        .get("servers")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flat_map(|s| s.values())
+        .filter_map(|s| s.get("provider").and_then(|p| p.as_str()))
+        .collect();
     let mut out = Vec::new();
     for name in used {
         let Some(schema) = registry.schema_of(name) else {
             continue;
         };
-        if confined && matches!(schema, config::SettingsSchema::File(_)) {
+        if evaluated.confined && matches!(schema, config::SettingsSchema::File(_)) {
             continue;
         }
         let empty = serde_json::Value::Object(Default::default());
         let settings = providers.get(name).unwrap_or(&empty);
-        let checked = config::settings::check_settings_in(dir, confined, schema, settings);
+        let checked =
+            config::settings::check_settings_in(dir, evaluated.confined, schema, settings);
         if let Err(problems) = checked {
-            let at = positions.get(&format!("providers.{name}")).cloned();
+            let at = evaluated
+                .positions
+                .get(&format!("providers.{name}"))
+                .cloned();
             out.extend(problems.iter().map(|p| {
                 crate::error::Diagnostic::new(
                     None,
@@ -228,42 +238,14 @@ fn build(
         .cloned()
         .unwrap_or_default();
     let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
-    let used: BTreeSet<String> = evaluated
-        .value
-        .get("servers")
-        .and_then(|s| s.as_object())
-        .into_iter()
-        .flat_map(|s| s.values())
-        .filter_map(|s| s.get("provider").and_then(|p| p.as_str()))
-        .map(str::to_string)
-        .collect();
-    let Evaluated {
-        value,
-        positions,
-        defaults,
-        confined,
-        ..
-    } = &mut evaluated;
-    let (positions, defaults, confined) = (&*positions, &*defaults, *confined);
-    let check =
-        || check_provider_settings(&ws.dir, registry, &used, (confined, positions), &providers);
-    // The settings are checked (a Nickel evaluation of each schema, ~20 ms where the workspace's
-    // cache does not have it) while the model is built: a plan made after an evaluation on one
-    // core otherwise leaves the other idle here. The servers' attributes move into the model
-    // (nothing reads them from the value later).
-    let (mut problems, model) = std::thread::scope(|scope| {
-        let checker = std::thread::Builder::new()
-            .name("prov-settings".into())
-            .spawn_scoped(scope, check);
-        let model = build_model_from(value, positions, defaults, &bound);
-        let problems = match checker {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(_) => check(),
-        };
-        (problems, model)
-    });
+    let mut problems = check_provider_settings(&ws.dir, registry, &evaluated, &providers);
+    // The servers' attributes move into the model (nothing reads them from the value later).
+    let model = build_model_from(
+        &mut evaluated.value,
+        &evaluated.positions,
+        &evaluated.defaults,
+        &bound,
+    );
     let model = match model {
         Ok(model) if problems.is_empty() => model,
         Ok(_) => return Err(EngineError::Invalid(problems)),
