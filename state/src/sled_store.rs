@@ -280,8 +280,10 @@ impl SledStore {
         if opts.read_only || opts.scope == LockScope::Resources {
             if store.create {
                 // Existence is decided under the lock file, so a concurrent creator cannot race
-                // us; the lineage is fixed now, before anything is tagged with it.
-                store.session()?;
+                // us; the lineage is fixed now, before anything is tagged with it. The session
+                // is kept for what follows, like any other (closing and reopening a new state
+                // cost a sled snapshot written and synced).
+                store.with_db(|_| Ok(()))?;
             }
             return Ok(store);
         }
