@@ -33,6 +33,16 @@ pub struct Allocator;
 /// `FRESH_MIN` bytes look here, so the common path costs one comparison.
 static FRESH: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 
+/// The slot noting `ptr` when it is a live fresh block of a `size`-byte layout.
+fn fresh_slot(ptr: *mut u8, size: usize) -> Option<&'static AtomicUsize> {
+    if size < FRESH_MIN {
+        return None;
+    }
+    FRESH
+        .iter()
+        .find(|s| s.load(Ordering::Acquire) == ptr as usize)
+}
+
 fn mapped_len(size: usize) -> usize {
     size.div_ceil(PAGE) * PAGE
 }
@@ -76,11 +86,7 @@ fn map_fresh(layout: Layout) -> Option<*mut u8> {
 
 /// Unmaps `ptr` when it is a fresh block (true), forgetting it.
 fn unmap_fresh(ptr: *mut u8, layout: Layout) -> bool {
-    if layout.size() < FRESH_MIN {
-        return false;
-    }
-    let addr = ptr as usize;
-    let Some(slot) = FRESH.iter().find(|s| s.load(Ordering::Acquire) == addr) else {
+    let Some(slot) = fresh_slot(ptr, layout.size()) else {
         return false;
     };
     slot.store(0, Ordering::Release);
@@ -114,11 +120,7 @@ unsafe impl GlobalAlloc for Allocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let fresh = layout.size() >= FRESH_MIN
-            && FRESH
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == ptr as usize);
-        if !fresh {
+        if fresh_slot(ptr, layout.size()).is_none() {
             // SAFETY: mimalloc's block, forwarded as the caller gave it.
             return unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
         }
@@ -140,6 +142,13 @@ unsafe impl GlobalAlloc for Allocator {
 mod tests {
     use super::*;
 
+    /// Whether the table of fresh blocks notes `p` (whatever the size).
+    fn noted(p: *mut u8) -> bool {
+        FRESH
+            .iter()
+            .any(|s| s.load(Ordering::Acquire) == p as usize)
+    }
+
     #[test]
     fn fresh_blocks_are_zero_and_given_back() {
         let a = Allocator;
@@ -147,18 +156,14 @@ mod tests {
         unsafe {
             let p = a.alloc_zeroed(layout);
             assert!(!p.is_null());
-            assert!(FRESH
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == p as usize));
+            assert!(noted(p));
             assert!(std::slice::from_raw_parts(p, layout.size())
                 .iter()
                 .all(|b| *b == 0));
             p.write_bytes(7, layout.size());
             // Grown: moved to mimalloc with its contents, the mapping given back.
             let q = a.realloc(p, layout, layout.size() * 2);
-            assert!(!FRESH
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == p as usize));
+            assert!(!noted(p));
             assert!(std::slice::from_raw_parts(q, layout.size())
                 .iter()
                 .all(|b| *b == 7));
@@ -166,9 +171,7 @@ mod tests {
             // Freed in place.
             let r = a.alloc_zeroed(layout);
             a.dealloc(r, layout);
-            assert!(!FRESH
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == r as usize));
+            assert!(!noted(r));
         }
     }
 
@@ -179,14 +182,10 @@ mod tests {
         let big = Layout::from_size_align(FRESH_MIN * 4, 8).unwrap();
         unsafe {
             let p = a.alloc_zeroed(small);
-            assert!(!FRESH
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == p as usize));
+            assert!(!noted(p));
             a.dealloc(p, small);
             let q = a.alloc(big);
-            assert!(!FRESH
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == q as usize));
+            assert!(!noted(q));
             a.dealloc(q, big);
         }
     }

@@ -693,14 +693,20 @@ fn adoptions(
 
 /// Refuses to apply creates of server addresses for which tagged live servers exist that no
 /// record holds (the state was lost or the records removed): applying would duplicate them.
-/// Asks the providers again, so a saved plan is checked as of now.
+/// Asks the providers again, so a saved plan is checked as of now — unless `plan_just_made`
+/// (this process made the plan moments ago: `ApplyOptions::plan_just_made`) and the plan
+/// searched itself: then what that search found is as current.
 pub async fn check_tagged(
     plan: &Plan,
     bound: &Bound,
     store: &Arc<dyn StateStore>,
+    plan_just_made: bool,
 ) -> Result<(), EngineError> {
     if plan.mode != crate::plan::PlanMode::Normal {
         return Ok(());
+    }
+    if plan_just_made && plan.tagged_searched {
+        return refuse_tagged(&plan.tagged);
     }
     let mut creates = plan.changes.iter().filter(|c| {
         c.action == crate::plan::Action::Create
@@ -728,7 +734,7 @@ pub async fn check_tagged(
 }
 
 /// Refuses the creates of `tagged`'s addresses (see [`check_tagged`]), or Ok when it is empty.
-pub fn refuse_tagged(tagged: &[crate::ownership::TaggedServer]) -> Result<(), EngineError> {
+fn refuse_tagged(tagged: &[crate::ownership::TaggedServer]) -> Result<(), EngineError> {
     if tagged.is_empty() {
         return Ok(());
     }
@@ -914,11 +920,7 @@ pub async fn apply(
         .map_err(|e| EngineError::Internal(e.to_string()))??;
     }
     if !opts.ignore_tagged {
-        if opts.plan_just_made && plan.tagged_searched {
-            refuse_tagged(&plan.tagged)?;
-        } else {
-            check_tagged(plan, &bound, &store).await?;
-        }
+        check_tagged(plan, &bound, &store, opts.plan_just_made).await?;
     }
     settle(&plan.resolutions, &bound, &store).await?;
     accept_refreshed(plan, &store).await?;

@@ -161,14 +161,10 @@ pub fn run(
             ));
         }
         // Refused before asking: the engine refuses these creates anyway (`ops::check_tagged`),
-        // asking the providers again once confirmed. The plan's own search is moments old.
+        // asking the providers again once confirmed. The plan was made just now.
         if !args.ignore_tagged && !auto_approve {
-            if plan.tagged_searched {
-                ops::refuse_tagged(&plan.tagged)?;
-            } else {
-                let check = ops::check_tagged(&plan, &loaded.bound, &state.store);
-                runner.rt.block_on(check)?;
-            }
+            let check = ops::check_tagged(&plan, &loaded.bound, &state.store, true);
+            runner.rt.block_on(check)?;
         }
         if !auto_approve && !confirm(&plan)? {
             crate::outln!("Apply cancelled; nothing was changed.");
