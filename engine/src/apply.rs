@@ -1,5 +1,6 @@
 //! Apply: a tokio DAG walker that carries out a plan step by step and records each finished step in the state before its dependents start.
 
+use crate::committer::{Committer, Written};
 use crate::error::{Diagnostic, EngineError};
 use crate::events::{Event, EventSink, Step};
 use crate::load::resolve_ref;
@@ -93,7 +94,7 @@ pub async fn apply(
     let read = read_records(&store, plan, &steps).await?;
     let (meta, mut records) = (read.meta, read.records);
     protect(plan, &mut records, read.configless, &store, &events).await?;
-    let mut walker = Walker::new(steps, records, &meta, bound, store.clone(), opts, events);
+    let mut walker = Walker::new(steps, records, &meta, bound, store.clone(), opts, events)?;
     walker.configless = read.configless;
     walker.walk().await?;
     let mut report = walker.finish().await?;
@@ -576,6 +577,22 @@ struct Starting {
 /// What a spawned step hands back: its index, its outcome, how long it ran.
 type Finished = (usize, Result<StepResult, ExtError>, Duration);
 
+/// A round handed to the committer: the steps it records as done (reported once it is
+/// written) and the steps it notes as pending (started once it is written).
+struct Round {
+    ticket: u64,
+    done: Vec<(usize, Duration)>,
+    starting: Vec<Starting>,
+    /// How many records it writes (for `Event::StateWritten`).
+    records: usize,
+}
+
+/// What the walk waits for next.
+enum Next {
+    Written(Written),
+    Finished(Option<Result<Finished, tokio::task::JoinError>>),
+}
+
 /// The scheduling state of one apply: which steps wait, which run, what finished, and the
 /// records as the walk has written them. It alone writes the state and emits step events;
 /// spawned steps only call extensions and hand back what to record.
@@ -610,6 +627,10 @@ struct Walker<'p> {
     launched: Vec<bool>,
     skipped: Vec<bool>,
     running: JoinSet<Finished>,
+    /// Writes the rounds (the walk's only writer while it runs).
+    committer: Committer,
+    /// Rounds handed to the committer and not yet written, in order.
+    rounds: VecDeque<Round>,
     report: ApplyReport,
     /// A state write failed: nothing more starts, and the apply returns this error.
     fatal: Option<EngineError>,
@@ -624,7 +645,7 @@ impl<'p> Walker<'p> {
         store: Arc<dyn StateStore>,
         opts: &'p ApplyOptions,
         events: EventSink,
-    ) -> Walker<'p> {
+    ) -> Result<Walker<'p>, EngineError> {
         let n = steps.ops.len();
         let mut waiting: Vec<usize> = vec![0; n];
         for d in &steps.dependents {
@@ -646,7 +667,7 @@ impl<'p> Walker<'p> {
             // not held through the walk: most of the state in a small apply of a large one.
             records.retain(|a, _| readers.contains_key(a));
         }
-        Walker {
+        Ok(Walker {
             owner_id: crate::ownership::Identity::of(meta, &bound).id,
             cluster_errors,
             readers,
@@ -658,6 +679,8 @@ impl<'p> Walker<'p> {
             global: Arc::new(Semaphore::new(opts.parallelism.max(1))),
             per_provider: HashMap::new(),
             running: JoinSet::new(),
+            committer: Committer::start(store.clone())?,
+            rounds: VecDeque::new(),
             report: ApplyReport {
                 serial: meta.serial,
                 ..Default::default()
@@ -670,12 +693,14 @@ impl<'p> Walker<'p> {
             store,
             opts,
             events,
-        }
+        })
     }
 
     /// Runs every step it may: the first round notes what is ready as pending and starts it;
     /// each later round records the steps that finished and notes the steps they released in
-    /// the same commit, then starts those. Err only when a step's task itself failed (a panic).
+    /// the same commit, then starts those once it is written. While rounds are being written
+    /// the walk goes on recording the steps that finish meanwhile (a round's completion comes
+    /// first: it starts steps). Err only when a step's task itself failed (a panic).
     async fn walk(&mut self) -> Result<(), EngineError> {
         (self.events)(Event::ApplyStarted {
             steps: self.steps.ops.len(),
@@ -687,15 +712,25 @@ impl<'p> Walker<'p> {
             });
         }
         let first = self.take_ready();
-        let mut starting = self.note_pending(first).await;
-        loop {
-            for s in starting {
-                self.spawn(s);
-            }
-            let Some(batch) = self.next_batch().await else {
-                break;
+        self.submit(Vec::new(), Vec::new(), first);
+        while !(self.rounds.is_empty() && self.running.is_empty()) {
+            let next = tokio::select! {
+                biased;
+                w = self.committer.next(), if !self.rounds.is_empty() => Next::Written(w),
+                j = self.running.join_next(), if !self.running.is_empty() => Next::Finished(j),
+                else => Next::Finished(None),
             };
-            starting = self.record_batch(batch).await?;
+            match next {
+                Next::Written(w) => self.written(w),
+                Next::Finished(Some(first)) => {
+                    let mut batch = vec![first];
+                    while let Some(more) = self.running.try_join_next() {
+                        batch.push(more);
+                    }
+                    self.record_batch(batch).await?;
+                }
+                Next::Finished(None) => {}
+            }
         }
         self.report_unstarted();
         (self.events)(Event::ApplyFinished {
@@ -771,24 +806,6 @@ impl<'p> Walker<'p> {
         starting
     }
 
-    /// Every step about to start is recorded as pending first (one commit for the round), so
-    /// a crash mid-step leaves a note the next run resolves by asking the provider. When that
-    /// write fails, none of them starts (they are reported as not started).
-    async fn note_pending(&mut self, starting: Vec<Starting>) -> Vec<Starting> {
-        if starting.is_empty() {
-            return starting;
-        }
-        let notes = self.notes(&starting);
-        match commit(&self.store, notes).await {
-            Ok(_) => starting,
-            Err(e) => {
-                self.fatal = Some(e);
-                self.not_started(&starting);
-                Vec::new()
-            }
-        }
-    }
-
     /// The pending notes of the steps about to start.
     fn notes(&self, starting: &[Starting]) -> Vec<Change> {
         starting
@@ -822,29 +839,17 @@ impl<'p> Walker<'p> {
         });
     }
 
-    /// Waits for a step to finish and takes every other one finished by then, so one commit
-    /// records them all. None once nothing runs.
-    async fn next_batch(&mut self) -> Option<Vec<Result<Finished, tokio::task::JoinError>>> {
-        let first = self.running.join_next().await?;
-        let mut batch = vec![first];
-        while let Some(more) = self.running.try_join_next() {
-            batch.push(more);
-        }
-        Some(batch)
-    }
-
-    /// Records a batch of finished steps and returns the steps to start next: failures as
-    /// they come; the successes' records go into the walk's records, which releases their
-    /// dependents; the ready steps are taken (their references resolved from those records);
-    /// then one commit writes the successes' records, the cleared notes and the pending notes
-    /// of the steps about to start. Only after it are the successes reported and the next
-    /// steps started: every finished step is in the state before its dependents start, and
-    /// every step's note before it starts — with one commit per round on the critical path,
-    /// not two.
+    /// Records a batch of finished steps: failures as they come; the successes' records go
+    /// into the walk's records, which releases their dependents; the ready steps are taken
+    /// (their references resolved from those records); then one round writes the successes'
+    /// records, the cleared notes and the pending notes of the steps about to start. Only once
+    /// it is written are the successes reported and the next steps started ([`Self::written`]):
+    /// every finished step is in the state before its dependents start, and every step's note
+    /// before it starts — with one commit per round on the critical path, not two.
     async fn record_batch(
         &mut self,
         batch: Vec<Result<Finished, tokio::task::JoinError>>,
-    ) -> Result<Vec<Starting>, EngineError> {
+    ) -> Result<(), EngineError> {
         let mut done = Vec::new();
         let mut continued = Vec::new();
         let mut writes = Vec::new();
@@ -894,7 +899,7 @@ impl<'p> Walker<'p> {
             for (i, _, _) in done {
                 self.not_written(i);
             }
-            return Ok(Vec::new());
+            return Ok(());
         }
         for i in continued {
             self.release(i);
@@ -907,19 +912,95 @@ impl<'p> Walker<'p> {
             })
             .collect();
         let starting = self.take_ready();
+        self.submit(writes, done, starting);
+        Ok(())
+    }
+
+    /// Hands a round to the committer; nothing to write and nothing written before it: it is
+    /// over at once. (Every step is noted as pending in the state before it starts, so a crash
+    /// mid-step leaves a note the next run resolves by asking the provider.)
+    fn submit(
+        &mut self,
+        mut writes: Vec<Change>,
+        done: Vec<(usize, Duration)>,
+        starting: Vec<Starting>,
+    ) {
         writes.extend(self.notes(&starting));
-        self.write_batch(writes).await;
+        let records = writes
+            .iter()
+            .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
+            .count();
+        let mut round = Round {
+            ticket: 0,
+            done,
+            starting,
+            records,
+        };
+        let empty = round.done.is_empty() && round.starting.is_empty();
+        if writes.is_empty() && (empty || self.rounds.is_empty()) {
+            return self.round_over(round, None);
+        }
         if self.fatal.is_some() {
-            for (i, _) in done {
-                self.not_written(i);
+            return self.round_over(round, Some(None));
+        }
+        round.ticket = self.committer.submit(writes);
+        self.rounds.push_back(round);
+    }
+
+    /// Rounds the committer wrote (or failed to write), in the order they were handed over.
+    fn written(&mut self, w: Written) {
+        let mut rounds = Vec::with_capacity(w.tickets.len());
+        for t in &w.tickets {
+            let r = self.rounds.pop_front();
+            debug_assert_eq!(r.as_ref().map(|r| r.ticket), Some(*t));
+            rounds.extend(r);
+        }
+        match w.outcome {
+            Ok(serial) => {
+                self.report.serial = serial;
+                let records = rounds.iter().map(|r| r.records).sum();
+                (self.events)(Event::StateWritten { serial, records });
+                for r in rounds {
+                    self.round_over(r, None);
+                }
             }
-            self.not_started(&starting);
-            return Ok(Vec::new());
+            Err(e) => {
+                let mut e = Some(e);
+                for r in rounds {
+                    self.round_over(r, e.take().or(Some(None)));
+                }
+            }
         }
-        for (i, elapsed) in done {
-            self.succeeded(i, elapsed);
+    }
+
+    /// A round is over: written (`None`), or not (`Some(e)`: the write failed, `Some(None)`
+    /// when an earlier one did). Written: its steps are done and the steps it noted start —
+    /// unless a write has failed since, which starts nothing more. Not written: its steps are
+    /// failures and the steps it noted never start.
+    fn round_over(&mut self, r: Round, failed: Option<Option<EngineError>>) {
+        match failed {
+            None => {
+                for (i, elapsed) in r.done {
+                    self.succeeded(i, elapsed);
+                }
+                if self.fatal.is_some() {
+                    self.not_started(&r.starting);
+                } else {
+                    for s in r.starting {
+                        self.spawn(s);
+                    }
+                }
+            }
+            Some(e) => {
+                if let Some(e) = e {
+                    self.fatal.get_or_insert(e);
+                }
+                for (i, _) in r.done {
+                    self.not_written(i);
+                }
+                self.not_started(&r.starting);
+            }
         }
-        Ok(starting)
     }
 
     /// A deposed object is gone: its record forgets it (the coordinator owns the records, and
@@ -969,24 +1050,6 @@ impl<'p> Walker<'p> {
             Some(format!("{e} (on_error = Continue: dependents still run)"))
         } else {
             None
-        }
-    }
-
-    /// Commits a batch's writes (none once a write has failed: the apply stops).
-    async fn write_batch(&mut self, writes: Vec<Change>) {
-        if writes.is_empty() || self.fatal.is_some() {
-            return;
-        }
-        let n = writes
-            .iter()
-            .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
-            .count();
-        match commit(&self.store, writes).await {
-            Ok(serial) => {
-                self.report.serial = serial;
-                (self.events)(Event::StateWritten { serial, records: n });
-            }
-            Err(e) => self.fatal = Some(e),
         }
     }
 
@@ -1242,11 +1305,9 @@ fn record_readers(steps: &Steps<'_>) -> Option<HashMap<Address, usize>> {
     Some(readers)
 }
 
-/// Commits on the walker's own thread where the runtime allows it (multi-threaded: the CLI's
-/// `block_on`, where nothing else runs on that thread; steps run on the workers meanwhile),
-/// else on a blocking task. The walker waits for every commit anyway, and a blocking task per
-/// commit cost two thread wake-ups each (~15 % of an apply's samples in futex and scheduler
-/// work at 100,000 servers, a commit per round).
+/// A commit outside the walk's rounds (protections before it, a cluster's rollback after it),
+/// on the caller's thread where the runtime allows it (multi-threaded: the CLI's `block_on`),
+/// else on a blocking task. The walk's rounds go through [`Committer`].
 async fn commit(store: &Arc<dyn StateStore>, changes: Vec<Change>) -> Result<u64, EngineError> {
     let s = store.clone();
     blocking(move || s.commit(&changes)).await

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod attrs;
 pub mod cluster_ops;
+mod committer;
 pub mod concurrency;
 pub mod config;
 pub mod crypt;

@@ -563,11 +563,14 @@ impl Cluster for FakeCluster {
 
 /// A state store that fails its `fail_at`-th commit (1-based) and commits everything else to
 /// `inner`: a state write failing mid-walk, as a full disk or a lost database connection would.
-/// The failed commit writes nothing (the contract of `StateWrite::commit` on error).
+/// The failed commit writes nothing (the contract of `StateWrite::commit` on error). With
+/// [`FailingStore::slow`] every commit also takes that long first, as a slow disk or a distant
+/// database would.
 pub struct FailingStore {
     inner: Arc<dyn StateStore>,
     fail_at: usize,
     commits: AtomicUsize,
+    delay: Duration,
 }
 
 impl FailingStore {
@@ -576,7 +579,13 @@ impl FailingStore {
             inner,
             fail_at,
             commits: AtomicUsize::new(0),
+            delay: Duration::ZERO,
         }
+    }
+    /// Every commit takes `delay` before it writes (or fails).
+    pub fn slow(mut self, delay: Duration) -> FailingStore {
+        self.delay = delay;
+        self
     }
     /// Commits attempted so far, the failed one included.
     pub fn commits(&self) -> usize {
@@ -612,6 +621,7 @@ impl StateRead for FailingStore {
 impl StateWrite for FailingStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::sleep(self.delay);
         if n == self.fail_at {
             return Err(StateError::Backend {
                 backend: "failing test store".into(),

@@ -471,6 +471,62 @@ fn a_state_write_failing_mid_walk_stops_it_and_loses_nothing() {
     assert_eq!(w.provider.servers().len(), 5);
 }
 
+/// A write failing while other steps finish behind it (the commit is slow, so their rounds queue
+/// up): none of the queued rounds is written either, every step they would have recorded is a
+/// failure, and nothing they released starts — four chains of two, the second commit failing.
+#[test]
+fn rounds_queued_behind_a_failed_write_are_not_written() {
+    use prov_state::StateStore;
+    let mut cfg = String::from("{\n  providers = { fake = { defaults = { plan = \"small\", zone = \"a\" } } },\n  servers = {\n");
+    for c in ["a", "b", "c", "d"] {
+        cfg.push_str(&format!("    {c}0 = {{ provider = \"fake\" }},\n"));
+        cfg.push_str(&format!(
+            "    {c}1 = {{ provider = \"fake\", tags = {{ prev = \"${{server.{c}0.private_ip}}\" }} }},\n"
+        ));
+    }
+    cfg.push_str("  },\n}\n");
+    let w = world(&cfg);
+    let plan = w.plan().unwrap();
+    // d0 finishes 50 ms after the others, while the round recording them is being written.
+    w.calls.on_call(|call| {
+        if call == "create-server d0" {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let store = Arc::new(
+        prov_engine::testing::FailingStore::new(w.store.clone(), 2)
+            .slow(Duration::from_millis(100)),
+    );
+    let opts = ApplyOptions {
+        parallelism: 4,
+        ..ApplyOptions::default()
+    };
+    let applied = w.apply_plan_on(store.clone() as Arc<dyn StateStore>, &plan, &opts);
+    assert!(applied.is_err(), "the failed write is the apply's error");
+    assert_eq!(store.commits(), 2, "nothing tried after the failure");
+    let mut created = w.calls.of("create-server");
+    created.sort();
+    assert_eq!(created, ["a0", "b0", "c0", "d0"], "no second link started");
+    let events = w.events.lock().unwrap().clone();
+    let mut failed: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { address, error, .. } => {
+                assert_eq!(error, "finished, but the state could not be written");
+                Some(address.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(failed, ["server.a0", "server.b0", "server.c0", "server.d0"]);
+    assert!(!events.iter().any(|e| matches!(e, Event::Succeeded { .. })));
+    // The state holds the first commit only: the four notes, which the next run resolves.
+    let snap = w.store.snapshot().unwrap();
+    assert!(snap.resources.is_empty());
+    assert_eq!(snap.pending.len(), 4);
+}
+
 /// The critical path pays one commit per dependency level: the commit that records a step also
 /// notes the steps it released as pending (both before those start). A chain of five, one at a
 /// time: the first step's note, then five commits each recording one step — six, not ten.
