@@ -1397,6 +1397,32 @@ fn lookup_record(
         .ok_or_else(|| format!("{target} has no attribute {:?}", attr.join(".")))
 }
 
+/// The part of a plan entry a step carries out: what the plan only shows (its desired and
+/// unknown values, computed values, references, defaults, where it was declared) stays behind
+/// — for a create that is its configuration twice over again, most of what copying the whole
+/// entry for every step copied. (The diffs stay: an update reads them, `starts_stopped`.)
+fn for_step(c: &ResourceChange) -> ResourceChange {
+    ResourceChange {
+        address: c.address.clone(),
+        implementation: c.implementation.clone(),
+        action: c.action.clone(),
+        before: c.before.clone(),
+        after: None,
+        after_unknown: Value::Null,
+        config: c.config.clone(),
+        diffs: c.diffs.clone(),
+        depends_on: c.depends_on.clone(),
+        prior_dependencies: c.prior_dependencies.clone(),
+        provider_id: c.provider_id.clone(),
+        lifecycle: c.lifecycle.clone(),
+        declared_at: None,
+        sensitive: c.sensitive.clone(),
+        defaults: Vec::new(),
+        computed: None,
+        references: Vec::new(),
+    }
+}
+
 fn prepare(
     change: &ResourceChange,
     step: Step,
@@ -1417,10 +1443,6 @@ fn prepare(
             Some(v)
         }
     };
-    let attrs_for_placement = resolved
-        .clone()
-        .or_else(|| prior.as_ref().map(|p| p.attributes.clone()))
-        .unwrap_or(Value::Null);
     let lookup = |a: &Address| records.get(a);
     let server = match &change.address {
         Address::Taskserv(..) => {
@@ -1430,12 +1452,13 @@ fn prepare(
         _ => None,
     };
     let cluster = match &change.address {
-        Address::Cluster(_) => Some(cluster_request(
-            &change.address,
-            &attrs_for_placement,
-            lookup,
-            bound,
-        )?),
+        Address::Cluster(_) => {
+            let placement = resolved
+                .as_ref()
+                .or(prior.as_ref().map(|p| &p.attributes))
+                .unwrap_or(&Value::Null);
+            Some(cluster_request(&change.address, placement, lookup, bound)?)
+        }
         Address::Component(..) => {
             let parent = change.address.parent().expect("component has a cluster");
             let crec = records
@@ -1446,7 +1469,7 @@ fn prepare(
         _ => None,
     };
     Ok(StepInput {
-        change: change.clone(),
+        change: for_step(change),
         step,
         deposed,
         resolved,
@@ -1954,6 +1977,66 @@ async fn taskserv_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step's copy of its plan entry keeps what steps read — the action, configuration,
+    /// prior values, dependencies, ids, lifecycle, sensitive paths and the diffs (an update
+    /// restarts what was found stopped) — and leaves what only the plan shows.
+    #[test]
+    fn a_steps_copy_keeps_what_steps_read() {
+        let c = ResourceChange {
+            address: "taskserv.web.app".parse().unwrap(),
+            implementation: "fake".into(),
+            action: Action::Update,
+            before: Some(json!({"status": "stopped"})),
+            after: Some(json!({"status": "running"})),
+            after_unknown: json!({"id": true}),
+            config: Some(json!({"version": "1"})),
+            diffs: vec![crate::diff::AttrDiff {
+                path: "status".into(),
+                before: Some(json!("stopped")),
+                after: Some(json!("running")),
+                unknown: false,
+                forces_replacement: false,
+            }],
+            depends_on: vec!["server.web".parse().unwrap()],
+            prior_dependencies: vec!["server.web".parse().unwrap()],
+            provider_id: Some("id-1".into()),
+            lifecycle: Default::default(),
+            declared_at: Some("main.ncl:3".into()),
+            sensitive: vec!["password".into()],
+            defaults: vec!["version".into()],
+            computed: Some(json!({"ip": "10.0.0.1"})),
+            references: vec![("server.web".into(), vec!["private_ip".into()])],
+        };
+        let s = for_step(&c);
+        assert!(crate::plan::make::starts_stopped(&s));
+        assert_eq!(
+            (
+                &s.address,
+                &s.implementation,
+                &s.action,
+                &s.before,
+                &s.config
+            ),
+            (
+                &c.address,
+                &c.implementation,
+                &c.action,
+                &c.before,
+                &c.config
+            )
+        );
+        assert_eq!(
+            (&s.depends_on, &s.prior_dependencies),
+            (&c.depends_on, &c.prior_dependencies)
+        );
+        assert_eq!(
+            (&s.provider_id, &s.sensitive),
+            (&c.provider_id, &c.sensitive)
+        );
+        assert_eq!(s.lifecycle, c.lifecycle);
+        assert!(s.after.is_none() && s.computed.is_none() && s.references.is_empty());
+    }
 
     #[test]
     fn component_changes_choose_their_operations() {

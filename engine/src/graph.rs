@@ -7,6 +7,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
 
 /// Edges point from a dependency to its dependent.
+#[derive(Default)]
 pub struct Graph {
     pub g: DiGraph<Address, ()>,
     pub index: HashMap<Address, NodeIndex>,

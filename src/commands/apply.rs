@@ -11,6 +11,7 @@ use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::review;
 use prov_engine::plan::Plan;
+use prov_engine::workspace::Loaded;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
@@ -123,9 +124,9 @@ pub fn run(
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
-    let loaded = ctx.load(&ws)?;
+    let mut loaded = ctx.load(&ws)?;
     let operation = if args.destroy { "destroy" } else { "apply" };
-    let open = || {
+    let open = |loaded: &Loaded| {
         ctx.open_state(
             &ws,
             Some(&loaded.evaluated.value),
@@ -134,7 +135,7 @@ pub fn run(
             Access::Write { create: true },
         )
     };
-    let mut state = open()?;
+    let mut state = open(&loaded)?;
     // The plan is made without locks; applying it locks what it touches, and when another
     // apply changed one of those meanwhile the plan is stale. An approved-in-advance apply
     // (`--auto-approve`, `--expect-plan`) then plans again, after letting go of its locks (so
@@ -144,6 +145,11 @@ pub fn run(
         let plan = runner
             .rt
             .block_on(ops::plan(&loaded, &*state.store, &opts))?;
+        // The plan is the whole contract of the apply: the model and graph it was made from
+        // are let go, freed on a thread of their own while the plan is shown, before the walk
+        // allocates its records (at 100,000 servers they are a copy of every configuration).
+        // A stale plan loads the workspace again.
+        release_model(&mut loaded);
         if !json {
             text::write_plan(&mut crate::out::Stdout::default(), &plan, runner.paint);
         }
@@ -188,11 +194,21 @@ pub fn run(
             Executed::Stale(changed) => {
                 announce_replan(&changed);
                 drop(state);
-                state = open()?;
+                loaded = ctx.load(&ws)?;
+                state = open(&loaded)?;
             }
         }
     }
     unreachable!("the loop returns")
+}
+
+/// Empties `loaded`'s resources and graph, freeing them on a thread of their own.
+fn release_model(loaded: &mut Loaded) {
+    let resources = std::mem::take(&mut loaded.model.resources);
+    let graph = std::mem::take(&mut loaded.graph);
+    let _ = std::thread::Builder::new()
+        .name("prov-free".to_string())
+        .spawn(move || drop((resources, graph)));
 }
 
 /// `prov apply FILE`: applies the saved plan as it is (never planned again).
