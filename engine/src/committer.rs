@@ -189,6 +189,32 @@ mod tests {
         assert_eq!(pending.len(), 4, "{pending:?}");
     }
 
+    /// A store that panics mid-commit stops the thread: every round handed over, before or
+    /// after, comes back failed (nothing hangs, nothing is reported written).
+    #[test]
+    fn a_commit_thread_that_stopped_fails_every_round() {
+        let inner = Arc::new(MemoryStore::new());
+        let store = Arc::new(
+            FailingStore::new(inner.clone(), usize::MAX)
+                .panicking_at(1)
+                .slow(Duration::from_millis(50)),
+        );
+        let mut c = Committer::start(store.clone()).unwrap();
+        c.submit(vec![note("server.a")]);
+        c.submit(vec![note("server.b")]);
+        let stopped = |w: &Written| matches!(&w.outcome, Err(Some(EngineError::Internal(m))) if m.contains("stopped"));
+        let (before, after) = rt().block_on(async {
+            let before = c.next().await;
+            c.submit(vec![note("server.c")]);
+            (before, c.next().await)
+        });
+        assert_eq!(before.tickets, [0, 1]);
+        assert!(stopped(&before));
+        assert_eq!(after.tickets, [2]);
+        assert!(stopped(&after));
+        assert!(inner.snapshot().unwrap().pending.is_empty());
+    }
+
     /// A commit that fails is reported with its error; what was queued behind it is never
     /// written (reported as not tried), and nothing handed over later is either.
     #[test]

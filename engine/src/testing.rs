@@ -571,6 +571,7 @@ pub struct FailingStore {
     fail_at: usize,
     commits: AtomicUsize,
     delay: Duration,
+    panic_at: usize,
 }
 
 impl FailingStore {
@@ -580,7 +581,13 @@ impl FailingStore {
             fail_at,
             commits: AtomicUsize::new(0),
             delay: Duration::ZERO,
+            panic_at: usize::MAX,
         }
+    }
+    /// The `n`th commit panics instead (a bug in a backend), for what must survive one.
+    pub fn panicking_at(mut self, n: usize) -> FailingStore {
+        self.panic_at = n;
+        self
     }
     /// Every commit takes `delay` before it writes (or fails).
     pub fn slow(mut self, delay: Duration) -> FailingStore {
@@ -622,6 +629,7 @@ impl StateWrite for FailingStore {
     fn commit(&self, changes: &[Change]) -> Result<u64, StateError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         std::thread::sleep(self.delay);
+        assert!(n != self.panic_at, "commit {n} panicked (injected)");
         if n == self.fail_at {
             return Err(StateError::Backend {
                 backend: "failing test store".into(),
