@@ -916,9 +916,8 @@ impl<'p> Walker<'p> {
         Ok(())
     }
 
-    /// Hands a round to the committer; nothing to write and nothing written before it: it is
-    /// over at once. (Every step is noted as pending in the state before it starts, so a crash
-    /// mid-step leaves a note the next run resolves by asking the provider.)
+    /// Hands a round to the committer. (Every step is noted as pending in the state before it
+    /// starts, so a crash mid-step leaves a note the next run resolves by asking the provider.)
     fn submit(
         &mut self,
         mut writes: Vec<Change>,
@@ -926,25 +925,25 @@ impl<'p> Walker<'p> {
         starting: Vec<Starting>,
     ) {
         writes.extend(self.notes(&starting));
+        // A done step clears its note and a starting one writes one: no writes, no round.
+        if writes.is_empty() {
+            return;
+        }
         let records = writes
             .iter()
             .filter(|c| matches!(c, Change::Put(_) | Change::Delete(_)))
             .count();
-        let mut round = Round {
-            ticket: 0,
+        let round = |ticket| Round {
+            ticket,
             done,
             starting,
             records,
         };
-        let empty = round.done.is_empty() && round.starting.is_empty();
-        if writes.is_empty() && (empty || self.rounds.is_empty()) {
-            return self.round_over(round, None);
-        }
         if self.fatal.is_some() {
-            return self.round_over(round, Some(None));
+            return self.round_over(round(0), Some(None));
         }
-        round.ticket = self.committer.submit(writes);
-        self.rounds.push_back(round);
+        let ticket = self.committer.submit(writes);
+        self.rounds.push_back(round(ticket));
     }
 
     /// Rounds the committer wrote (or failed to write), in the order they were handed over.

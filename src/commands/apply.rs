@@ -11,7 +11,7 @@ use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::review;
 use prov_engine::plan::Plan;
-use prov_engine::workspace::Loaded;
+use prov_engine::workspace::{Loaded, Workspace};
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
@@ -148,8 +148,10 @@ pub fn run(
         // The plan is the whole contract of the apply: the model and graph it was made from
         // are let go, freed on a thread of their own while the plan is shown, before the walk
         // allocates its records (at 100,000 servers they are a copy of every configuration).
-        // A stale plan loads the workspace again.
-        release_model(&mut loaded);
+        // A stale plan loads the workspace again. A plan without changes applies nothing.
+        if plan.has_changes() {
+            release_model(&mut loaded);
+        }
         if !json {
             text::write_plan(&mut crate::out::Stdout::default(), &plan, runner.paint);
         }
@@ -194,12 +196,25 @@ pub fn run(
             Executed::Stale(changed) => {
                 announce_replan(&changed);
                 drop(state);
-                loaded = ctx.load(&ws)?;
+                loaded = reload(ctx, &ws, &loaded.config_hash)?;
                 state = open(&loaded)?;
             }
         }
     }
     unreachable!("the loop returns")
+}
+
+/// The workspace loaded again for a plan made again: the configuration this apply started
+/// with, or an error when it changed on disk meanwhile (the new plan would not be of what
+/// was asked for; nothing was applied).
+fn reload(ctx: &Context, ws: &Workspace, config_hash: &str) -> Result<Loaded, Failure> {
+    let again = ctx.load(ws)?;
+    if again.config_hash != config_hash {
+        return Err(Failure(
+            "the configuration changed while this apply waited for another one; nothing was applied: run `prov apply` again".into(),
+        ));
+    }
+    Ok(again)
 }
 
 /// Empties `loaded`'s resources and graph, freeing them on a thread of their own.
