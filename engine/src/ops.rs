@@ -159,9 +159,130 @@ pub async fn plan_from(
     snap: prov_state::Snapshot,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
+    plan_started(loaded, state, PlanStart::Snapshot(snap), opts).await
+}
+
+/// How a plan begins: from the snapshot, or with its questions to the providers already asked.
+pub enum PlanStart {
+    /// Everything is asked once the model is built.
+    Snapshot(prov_state::Snapshot),
+    /// Pending operations resolved and the records refreshed while the model was built
+    /// ([`start_plan`]).
+    Started(Started),
+}
+
+/// A plan's questions to the providers, running on the runtime since before the model was
+/// built; aborted when dropped unanswered (a configuration error, say).
+pub struct Started {
+    task: tokio::task::JoinHandle<Result<Asked, EngineError>>,
+    /// The configured servers (address, provider), sent once the model is built: the search
+    /// for tagged servers is for those without a record.
+    servers: Option<tokio::sync::oneshot::Sender<Vec<(String, String)>>>,
+    /// The providers of the recorded servers (what the cost estimate prices besides the
+    /// configured ones).
+    recorded_providers: BTreeSet<String>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a plan asks the providers that the model does not decide: the view after pending
+/// operations are resolved, what the refresh observed of its records, and the tagged servers.
+struct Asked {
+    view: prov_state::Snapshot,
+    resolutions: Vec<pending::Resolution>,
+    observed: Vec<drift::Observation>,
+    tagged: Vec<crate::ownership::TaggedServer>,
+    searched: bool,
+}
+
+/// Whether a plan's questions to the providers can be asked before its model is built: they
+/// then depend on the snapshot and the providers' settings alone. Not when the model decides
+/// what is refreshed (`--refresh=changed`) or adopted (`--adopt`), without a refresh, and
+/// never for an untrusted plan (the model is where extension providers are refused: nothing
+/// may call one first).
+fn asks_before_model(opts: &PlanOptions) -> bool {
+    (opts.refresh || opts.refresh_only) && !opts.refresh_changed && !opts.adopt && !opts.untrusted
+}
+
+/// Starts a plan's questions to the providers on `rt` as soon as the state is read and the
+/// providers are bound, before the model is built: at 10,000 servers the refresh and the model
+/// are each tens of milliseconds, and neither needs the other. Asks only what the plan would
+/// ask (read-only calls); [`plan_started`] goes on from it. Returns the snapshot as it is when
+/// the plan has to decide first ([`asks_before_model`]).
+pub fn start_plan(
+    rt: &tokio::runtime::Handle,
+    bound: &Arc<Bound>,
+    state: &dyn StateRead,
+    snap: prov_state::Snapshot,
+    opts: &PlanOptions,
+) -> Result<PlanStart, EngineError> {
+    if !asks_before_model(opts) {
+        return Ok(PlanStart::Snapshot(snap));
+    }
+    let mut snap = snap;
+    let in_flight = set_aside_in_flight(state, &mut snap)?;
+    let recorded_providers = recorded_server_providers(&snap);
+    let (tx, servers) = tokio::sync::oneshot::channel::<Vec<(String, String)>>();
+    let (bound, opts) = (bound.clone(), opts.clone());
+    let checking = recorded_providers.clone();
+    let task = rt.spawn(async move {
+        // Through the workspace's settings cache, as loading checks them: building a provider
+        // would otherwise evaluate its schema with Nickel beside that check.
+        let checker = bound.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for name in &checking {
+                let _ = checker.check_provider_settings(name, false);
+            }
+        })
+        .await;
+        let resolutions = pending::resolve_pending(&snap, &bound).await?;
+        let mut view = pending::resolved_view(snap, &resolutions);
+        view.pending.extend(in_flight);
+        let shared = Arc::new(view);
+        let search = async {
+            // No servers: the plan stopped before it searched.
+            let Ok(servers) = servers.await else {
+                return Ok((Vec::new(), false));
+            };
+            match tagged_query_of(servers.into_iter(), &opts, &shared, &bound) {
+                Some(q) => q.ask(&bound).await.map(|t| (t, true)),
+                None => Ok((Vec::new(), false)),
+            }
+        };
+        let observing = drift::observe(shared.clone(), &bound, &opts.refresh_opts, None);
+        let (observed, searched) = tokio::join!(observing, search);
+        let (tagged, searched) = searched?;
+        // Both are done: the view is this task's alone again.
+        let view = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+        Ok(Asked {
+            view,
+            resolutions,
+            observed,
+            tagged,
+            searched,
+        })
+    });
+    Ok(PlanStart::Started(Started {
+        task,
+        servers: Some(tx),
+        recorded_providers,
+    }))
+}
+
+/// [`plan_from`], or the plan of questions [`start_plan`] asked already.
+pub async fn plan_started(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    start: PlanStart,
+    opts: &PlanOptions,
+) -> Result<Plan, EngineError> {
     check_before_planning(loaded, opts).await?;
     // Prices do not depend on what the refresh finds: asked meanwhile, one latency fewer.
-    let to_price = pricing_providers(loaded, &snap, opts);
+    let to_price = pricing_providers(loaded, &start, opts);
     let pricing = async {
         Ok(match to_price {
             Some(providers) => {
@@ -171,8 +292,13 @@ pub async fn plan_from(
             None => Default::default(),
         })
     };
-    let (asked, (mut plan, record_providers)) =
-        tokio::try_join!(pricing, plan_refreshed(loaded, state, snap, opts))?;
+    let planning = async {
+        match start {
+            PlanStart::Snapshot(snap) => plan_refreshed(loaded, state, snap, opts).await,
+            PlanStart::Started(started) => plan_asked(loaded, state, started, opts).await,
+        }
+    };
+    let (asked, (mut plan, record_providers)) = tokio::try_join!(pricing, planning)?;
     if opts.cost {
         // Pricing failures leave prices unknown (said in the plan); they never fail it.
         plan.cost = crate::plan::cost::estimate(
@@ -192,7 +318,7 @@ pub async fn plan_from(
 /// to price.
 fn pricing_providers(
     loaded: &Loaded,
-    snap: &prov_state::Snapshot,
+    start: &PlanStart,
     opts: &PlanOptions,
 ) -> Option<BTreeSet<String>> {
     if !opts.cost || opts.refresh_only {
@@ -205,13 +331,20 @@ fn pricing_providers(
         .filter(|r| !opts.destroy && r.kind() == crate::model::ResourceKind::Server)
         .map(|r| r.implementation.clone());
     let mut providers: BTreeSet<String> = configured.collect();
-    providers.extend(
-        snap.resources
-            .values()
-            .filter(|r| r.kind == "server")
-            .map(|r| r.implementation.clone()),
-    );
+    match start {
+        PlanStart::Snapshot(snap) => providers.extend(recorded_server_providers(snap)),
+        PlanStart::Started(s) => providers.extend(s.recorded_providers.iter().cloned()),
+    }
     (!providers.is_empty()).then_some(providers)
+}
+
+/// The providers of the servers `snap` records.
+fn recorded_server_providers(snap: &prov_state::Snapshot) -> BTreeSet<String> {
+    snap.resources
+        .values()
+        .filter(|r| r.kind == "server")
+        .map(|r| r.implementation.clone())
+        .collect()
 }
 
 /// The plan before its cost: pending operations resolved, tagged servers found, refreshed,
@@ -242,14 +375,80 @@ async fn plan_refreshed(
             _ => Ok(Vec::new()),
         }
     };
-    let (asked, (seen, record_providers, mut plan)) =
-        tokio::try_join!(ask, refreshed_and_diffed(loaded, state, view, opts))?;
+    let diffing = async {
+        let seen = if opts.refresh || opts.refresh_only {
+            refresh_for_plan(loaded, state, view, opts).await?
+        } else {
+            Seen {
+                view,
+                found: Vec::new(),
+                refreshed: Vec::new(),
+            }
+        };
+        diffed(loaded, seen, opts)
+    };
+    let (asked, (seen, record_providers, plan)) = tokio::try_join!(ask, diffing)?;
     let tagged = adopting.unwrap_or(asked);
-    plan.resolutions = resolutions;
+    let outcome = Outcome {
+        resolutions,
+        unrefreshed,
+        tagged,
+        searched: query.is_some(),
+    };
+    finished(loaded, state, plan, seen, outcome, opts).map(|p| (p, record_providers))
+}
+
+/// [`plan_refreshed`] from what [`start_plan`] asked while the model was built.
+async fn plan_asked(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    mut started: Started,
+    opts: &PlanOptions,
+) -> Result<(Plan, std::collections::HashMap<String, String>), EngineError> {
+    let servers = configured_servers(loaded).collect();
+    if let Some(tx) = started.servers.take() {
+        // The task gone means it failed: awaited next, it says why.
+        let _ = tx.send(servers);
+    }
+    let asked = (&mut started.task)
+        .await
+        .map_err(|e| EngineError::Internal(format!("the plan's refresh stopped: {e}")))??;
+    let seen = seen_from(loaded, state, asked.view, asked.observed)?;
+    let (seen, record_providers, plan) = diffed(loaded, seen, opts)?;
+    let outcome = Outcome {
+        resolutions: asked.resolutions,
+        unrefreshed: BTreeSet::new(),
+        tagged: asked.tagged,
+        searched: asked.searched,
+    };
+    finished(loaded, state, plan, seen, outcome, opts).map(|p| (p, record_providers))
+}
+
+/// What a plan records of how it was asked: pending operations resolved, what it left
+/// unrefreshed, the tagged servers found and whether it searched for them.
+struct Outcome {
+    resolutions: Vec<pending::Resolution>,
+    unrefreshed: BTreeSet<Address>,
+    tagged: Vec<crate::ownership::TaggedServer>,
+    searched: bool,
+}
+
+/// The plan with what it was asked attached: resolutions, the tagged servers it would
+/// otherwise duplicate, and the drift (or, refresh-only, the refreshed records).
+fn finished(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    mut plan: Plan,
+    seen: Seen,
+    outcome: Outcome,
+    opts: &PlanOptions,
+) -> Result<Plan, EngineError> {
+    plan.resolutions = outcome.resolutions;
     plan.untrusted = opts.untrusted;
-    plan.tagged_searched = query.is_some();
-    plan.unrefreshed = unrefreshed.into_iter().collect();
-    plan.tagged = tagged
+    plan.tagged_searched = outcome.searched;
+    plan.unrefreshed = outcome.unrefreshed.into_iter().collect();
+    plan.tagged = outcome
+        .tagged
         .into_iter()
         .filter(|t| {
             plan.changes.iter().any(|c| {
@@ -262,7 +461,7 @@ async fn plan_refreshed(
     } else {
         with_drift(&mut plan, loaded, state, seen.found, seen.refreshed)?;
     }
-    Ok((plan, record_providers))
+    Ok(plan)
 }
 
 /// Taskserv settings are checked against their schemas before anything is planned (in an
@@ -338,23 +537,31 @@ fn tagged_query(
     opts: &PlanOptions,
     view: &prov_state::Snapshot,
 ) -> Option<crate::ownership::TaggedQuery> {
+    tagged_query_of(configured_servers(loaded), opts, view, &loaded.bound)
+}
+
+/// [`tagged_query`] for the configured servers `servers` (address, provider).
+fn tagged_query_of(
+    servers: impl Iterator<Item = (String, String)>,
+    opts: &PlanOptions,
+    view: &prov_state::Snapshot,
+    bound: &Bound,
+) -> Option<crate::ownership::TaggedQuery> {
     if opts.destroy || opts.refresh_only || !(opts.refresh || opts.adopt) {
         return None;
     }
-    let creates = server_creates(
-        loaded
-            .model
-            .resources
-            .values()
-            .filter(|r| r.kind() == crate::model::ResourceKind::Server)
-            .map(|r| (r.addr.to_string(), r.implementation.clone())),
-        view,
-    );
-    Some(crate::ownership::TaggedQuery::of(
-        creates,
-        view,
-        &loaded.bound,
-    ))
+    let creates = server_creates(servers, view);
+    Some(crate::ownership::TaggedQuery::of(creates, view, bound))
+}
+
+/// The configuration's servers: (address, provider).
+fn configured_servers(loaded: &Loaded) -> impl Iterator<Item = (String, String)> + '_ {
+    loaded
+        .model
+        .resources
+        .values()
+        .filter(|r| r.kind() == crate::model::ResourceKind::Server)
+        .map(|r| (r.addr.to_string(), r.implementation.clone()))
 }
 
 /// `--adopt`: the tagged servers found are adopted into `view` (their resolutions added);
@@ -372,23 +579,13 @@ fn adopt(
     Ok(tagged)
 }
 
-/// The records refreshed (when the plan refreshes), the recorded providers of servers (for
-/// the cost estimate) and the plan diffed against what the refresh saw.
-async fn refreshed_and_diffed(
+/// The recorded providers of servers (for the cost estimate) and the plan diffed against what
+/// the refresh saw (its view moved into the plan).
+fn diffed(
     loaded: &Loaded,
-    state: &dyn StateRead,
-    view: prov_state::Snapshot,
+    mut seen: Seen,
     opts: &PlanOptions,
 ) -> Result<(Seen, std::collections::HashMap<String, String>, Plan), EngineError> {
-    let mut seen = if opts.refresh || opts.refresh_only {
-        refresh_for_plan(loaded, state, view, opts).await?
-    } else {
-        Seen {
-            view,
-            found: Vec::new(),
-            refreshed: Vec::new(),
-        }
-    };
     let record_providers = if opts.cost {
         record_providers(&seen.view, loaded)
     } else {
@@ -423,7 +620,7 @@ async fn refresh_for_plan(
 ) -> Result<Seen, EngineError> {
     let only = refresh_targets(loaded, &view, opts)?;
     let shared = Arc::new(view);
-    let obs = drift::observe(
+    let observed = drift::observe(
         shared.clone(),
         &loaded.bound,
         &opts.refresh_opts,
@@ -432,6 +629,18 @@ async fn refresh_for_plan(
     .await;
     // Every observation task has finished: the snapshot is ours alone again.
     let unshared = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+    seen_from(loaded, state, unshared, observed)
+}
+
+/// What the refresh's observations of `view`'s records say: an error for a record that could
+/// not be read; else the drift (redacted as the configuration says), the refreshed records of
+/// what drifted, and the view as refreshed.
+fn seen_from(
+    loaded: &Loaded,
+    state: &dyn StateRead,
+    view: prov_state::Snapshot,
+    obs: Vec<drift::Observation>,
+) -> Result<Seen, EngineError> {
     let errors: Vec<Diagnostic> = obs
         .iter()
         .flat_map(|o| &o.drift)
@@ -450,15 +659,11 @@ async fn refresh_for_plan(
     let refreshed = refreshed_records(&obs, loaded, state)?;
     let mut found = drift::collect(&obs, Vec::new());
     for d in &mut found {
-        let paths = sensitive_paths(
-            &d.address,
-            unshared.resources.get(&d.address),
-            &loaded.model,
-        );
+        let paths = sensitive_paths(&d.address, view.resources.get(&d.address), &loaded.model);
         crate::plan::redact::redact_drift(d, &paths);
     }
     Ok(Seen {
-        view: drift::refreshed_view(unshared, &obs),
+        view: drift::refreshed_view(view, &obs),
         found,
         refreshed,
     })

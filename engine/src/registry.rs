@@ -176,6 +176,28 @@ impl Bound {
             settings,
         }
     }
+    /// Provider `name`'s settings checked against its schema through the workspace's settings
+    /// cache (`config::settings::check_settings_in`), so that building the provider after this
+    /// asks no Nickel: None when it has no schema, or has an extension's schema and the
+    /// evaluation is `confined` (an untrusted plan evaluates no repository schema).
+    pub fn check_provider_settings(
+        &self,
+        name: &str,
+        confined: bool,
+    ) -> Option<crate::config::settings::Checked> {
+        let schema = self.registry.schema_of(name)?;
+        if confined && matches!(schema, crate::config::SettingsSchema::File(_)) {
+            return None;
+        }
+        let empty = Value::Object(Default::default());
+        let settings = self.settings.get(name).unwrap_or(&empty);
+        Some(crate::config::settings::check_settings_in(
+            &self.workspace_dir,
+            confined,
+            schema,
+            settings,
+        ))
+    }
     pub fn provider_settings(&self, name: &str) -> Value {
         self.settings
             .get(name)

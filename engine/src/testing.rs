@@ -661,6 +661,15 @@ impl StateWrite for FailingStore {
     }
 }
 
+/// The world's state as [`workspace::load_with_state`] opens it.
+struct Opened(Arc<MemoryStore>);
+
+impl workspace::OpenedState for Opened {
+    fn reader(&self) -> &dyn StateRead {
+        &*self.0
+    }
+}
+
 /// A workspace directory of its own (removed on drop), the fakes registered as `fake`, and an
 /// in-memory state: plan and apply a configuration as the CLI would, without a process.
 pub struct World {
@@ -736,8 +745,34 @@ impl World {
         workspace::load(&self.workspace, &self.registry, &eval)
     }
 
-    /// `prov plan` with `opts`.
+    /// `prov plan` with `opts`, as the CLI makes it: the state read beside the evaluation and
+    /// the providers asked while the model is built (`ops::start_plan`).
     pub fn plan_with(&self, opts: &PlanOptions) -> Result<Plan, EngineError> {
+        let eval = EvalOptions {
+            cache: false,
+            ..EvalOptions::default()
+        };
+        let loaded = workspace::load_with_state(
+            &self.workspace,
+            &self.registry,
+            &eval,
+            true,
+            |_| Ok(Opened(self.store.clone())),
+            |bound, state, snap| {
+                crate::ops::start_plan(self.rt.handle(), bound, &*state.0, snap, opts)
+            },
+        )?;
+        self.rt.block_on(crate::ops::plan_started(
+            &loaded.loaded,
+            &*self.store,
+            loaded.started,
+            opts,
+        ))
+    }
+
+    /// [`World::plan_with`] the other way: the workspace loaded, then everything asked
+    /// (`ops::plan`, as `prov apply` plans).
+    pub fn plan_loaded_with(&self, opts: &PlanOptions) -> Result<Plan, EngineError> {
         let loaded = self.load()?;
         self.rt
             .block_on(crate::ops::plan(&loaded, &*self.store, opts))

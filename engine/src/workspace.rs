@@ -43,7 +43,9 @@ pub fn load(
     registry: &Registry,
     eval: &EvalOptions,
 ) -> Result<Loaded, EngineError> {
-    build(ws, registry, config::evaluate(&ws.dir, eval)?)
+    let evaluated = config::evaluate(&ws.dir, eval)?;
+    let bound = bind(ws, registry, &evaluated);
+    build(ws, evaluated, bound)
 }
 
 /// A state store the caller opened (the CLI owns backends, locks and their errors).
@@ -52,12 +54,25 @@ pub trait OpenedState: Send {
     fn reader(&self) -> &dyn StateRead;
 }
 
-/// What `prov plan` needs before it diffs: the loaded workspace, the opened state and its
-/// snapshot (records without their configurations, as [`plan`] reads them).
-pub struct LoadedWithState<S> {
+/// What `prov plan` needs before it diffs: the loaded workspace, the opened state and what its
+/// `start` made of the snapshot (records without their configurations, as [`plan`] reads them).
+pub struct LoadedWithState<S, T = prov_state::Snapshot> {
     pub loaded: Loaded,
     pub state: S,
-    pub snapshot: prov_state::Snapshot,
+    /// What the caller's `start` made of the snapshot.
+    pub started: T,
+}
+
+/// What [`load_with_state`]'s caller does with the snapshot as soon as the providers are bound,
+/// before the model is built (a plan starts its refresh: [`crate::ops::start_plan`]); `|_, _,
+/// snapshot| Ok(snapshot)` keeps it.
+pub trait Start<S, T>:
+    FnOnce(&Arc<Bound>, &S, prov_state::Snapshot) -> Result<T, EngineError> + Send
+{
+}
+impl<S, T, F> Start<S, T> for F where
+    F: FnOnce(&Arc<Bound>, &S, prov_state::Snapshot) -> Result<T, EngineError> + Send
+{
 }
 
 /// [`load`] and the state's snapshot, for a read-only plan. The state is opened and its snapshot
@@ -73,17 +88,23 @@ pub struct LoadedWithState<S> {
 /// the configuration is evaluated, not after. Should the evaluation say otherwise after all,
 /// that read is dropped and the state opened again with what it says; a configuration error
 /// still wins.
-pub fn load_with_state<S: OpenedState>(
+///
+/// `start` gets the snapshot as soon as it is read and the providers are bound, before the
+/// model is built (on the reading thread or this one), and what it returns comes back instead
+/// of the snapshot: a plan starts asking its providers there ([`crate::ops::start_plan`]). A
+/// configuration error wins over `start`'s too.
+pub fn load_with_state<S: OpenedState, T: Send>(
     ws: &Workspace,
     registry: &Registry,
     eval: &EvalOptions,
     early: bool,
     open: impl Fn(&serde_json::Value) -> Result<S, EngineError> + Send + Sync,
-) -> Result<LoadedWithState<S>, EngineError> {
+    start: impl Start<S, T>,
+) -> Result<LoadedWithState<S, T>, EngineError> {
     let guess = if early { default_backend(ws) } else { None };
     let Some(guess) = guess else {
         let evaluated = config::evaluate(&ws.dir, eval)?;
-        return build_with_state(ws, registry, evaluated, open);
+        return build_with_state(ws, registry, evaluated, open, start);
     };
     let (evaluated, opened) = std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
@@ -95,14 +116,18 @@ pub fn load_with_state<S: OpenedState>(
     let evaluated = evaluated?;
     if backend_section(&evaluated) != guess {
         drop(opened);
-        return build_with_state(ws, registry, evaluated, open);
+        return build_with_state(ws, registry, evaluated, open, start);
     }
-    let loaded = build(ws, registry, evaluated)?;
-    let (state, snapshot) = opened?;
+    let bound = bind(ws, registry, &evaluated);
+    let started =
+        opened.and_then(|(state, snapshot)| Ok((start(&bound, &state, snapshot)?, state)));
+    // A configuration error wins over the state's.
+    let loaded = build(ws, evaluated, bound)?;
+    let (started, state) = started?;
     Ok(LoadedWithState {
         loaded,
         state,
-        snapshot,
+        started,
     })
 }
 
@@ -155,26 +180,31 @@ fn joined<T>(
 }
 
 /// [`load_with_state`] after the evaluation (the benchmark probe times the two apart).
-pub fn build_with_state<S: OpenedState>(
+pub fn build_with_state<S: OpenedState, T: Send>(
     ws: &Workspace,
     registry: &Registry,
     evaluated: Evaluated,
     open: impl Fn(&serde_json::Value) -> Result<S, EngineError> + Send + Sync,
-) -> Result<LoadedWithState<S>, EngineError> {
+    start: impl Start<S, T>,
+) -> Result<LoadedWithState<S, T>, EngineError> {
     let backend = backend_section(&evaluated);
+    let bound = bind(ws, registry, &evaluated);
     let (built, opened) = std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("prov-state-read".into())
-            .spawn_scoped(scope, || read_state(&open, &backend));
-        let built = build(ws, registry, evaluated);
+            .spawn_scoped(scope, || {
+                let (state, snapshot) = read_state(&open, &backend)?;
+                Ok((start(&bound, &state, snapshot)?, state))
+            });
+        let built = build(ws, evaluated, bound.clone());
         (built, joined(reader))
     });
     let loaded = built?;
-    let (state, snapshot) = opened?;
+    let (started, state) = opened?;
     Ok(LoadedWithState {
         loaded,
         state,
-        snapshot,
+        started,
     })
 }
 
@@ -182,12 +212,7 @@ pub fn build_with_state<S: OpenedState>(
 /// (`Registry::provider_schema`): every problem of every provider, each naming
 /// `providers.NAME.KEY` and where `providers.NAME` is declared. An extension directory's schema
 /// is not evaluated for a confined evaluation (an untrusted plan refuses such providers).
-fn check_provider_settings(
-    dir: &std::path::Path,
-    registry: &Registry,
-    evaluated: &Evaluated,
-    providers: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<crate::error::Diagnostic> {
+fn check_provider_settings(bound: &Bound, evaluated: &Evaluated) -> Vec<crate::error::Diagnostic> {
     let used: std::collections::BTreeSet<&str> = evaluated
         .value
         .get("servers")
@@ -198,17 +223,7 @@ fn check_provider_settings(
         .collect();
     let mut out = Vec::new();
     for name in used {
-        let Some(schema) = registry.schema_of(name) else {
-            continue;
-        };
-        if evaluated.confined && matches!(schema, config::SettingsSchema::File(_)) {
-            continue;
-        }
-        let empty = serde_json::Value::Object(Default::default());
-        let settings = providers.get(name).unwrap_or(&empty);
-        let checked =
-            config::settings::check_settings_in(dir, evaluated.confined, schema, settings);
-        if let Err(problems) = checked {
+        if let Some(Err(problems)) = bound.check_provider_settings(name, evaluated.confined) {
             let at = evaluated
                 .positions
                 .get(&format!("providers.{name}"))
@@ -225,20 +240,24 @@ fn check_provider_settings(
     out
 }
 
-/// The model and graph of an evaluation, with the registry bound to its provider settings.
-fn build(
-    ws: &Workspace,
-    registry: &Registry,
-    mut evaluated: Evaluated,
-) -> Result<Loaded, EngineError> {
+/// The registry bound to the evaluation's provider settings.
+fn bind(ws: &Workspace, registry: &Registry, evaluated: &Evaluated) -> Arc<Bound> {
+    let empty = serde_json::Map::new();
     let providers = evaluated
         .value
         .get("providers")
         .and_then(|p| p.as_object())
-        .cloned()
-        .unwrap_or_default();
-    let bound = Arc::new(registry.bind(ws.dir.clone(), &providers));
-    let mut problems = check_provider_settings(&ws.dir, registry, &evaluated, &providers);
+        .unwrap_or(&empty);
+    Arc::new(registry.bind(ws.dir.clone(), providers))
+}
+
+/// The model and graph of an evaluation, with `bound` ([`bind`]).
+fn build(
+    ws: &Workspace,
+    mut evaluated: Evaluated,
+    bound: Arc<Bound>,
+) -> Result<Loaded, EngineError> {
+    let mut problems = check_provider_settings(&bound, &evaluated);
     // The servers' attributes move into the model (nothing reads them from the value later).
     let model = build_model_from(
         &mut evaluated.value,

@@ -56,28 +56,38 @@ pub fn run(
     let mut eval = ctx.eval_options();
     eval.confined = untrusted;
     let early = ctx.may_read_state_early(&ws);
+    // The runtime comes first: the plan's refresh starts on it before the model is built.
+    let rt = super::runtime()?;
     let workspace::LoadedWithState {
         loaded,
         state,
-        snapshot,
-    } = workspace::load_with_state(&ws, &ctx.registry(&ws)?, &eval, early, |config| {
-        // Plans lock nothing: they read one consistent snapshot, beside running applies.
-        let operation = if untrusted {
-            "plan --untrusted"
-        } else {
-            "plan"
-        };
-        ctx.open_state(
-            &ws,
-            Some(config),
-            operation,
-            lock.lock_timeout,
-            crate::context::Access::Read,
-        )
-        .map_err(prov_engine::error::EngineError::StateOpen)
-    })?;
-    let mut plan =
-        super::runtime()?.block_on(ops::plan_from(&loaded, &*state.store, snapshot, &opts))?;
+        started,
+    } = workspace::load_with_state(
+        &ws,
+        &ctx.registry(&ws)?,
+        &eval,
+        early,
+        |config| {
+            // Plans lock nothing: they read one consistent snapshot, beside running applies.
+            let operation = if untrusted {
+                "plan --untrusted"
+            } else {
+                "plan"
+            };
+            ctx.open_state(
+                &ws,
+                Some(config),
+                operation,
+                lock.lock_timeout,
+                crate::context::Access::Read,
+            )
+            .map_err(prov_engine::error::EngineError::StateOpen)
+        },
+        |bound, state, snapshot| {
+            ops::start_plan(rt.handle(), bound, &*state.store, snapshot, &opts)
+        },
+    )?;
+    let mut plan = rt.block_on(ops::plan_started(&loaded, &*state.store, started, &opts))?;
     // A saved plan names its state, so applying it opens that one without evaluating main.ncl.
     plan.backend = Some(state.backend.reference());
     if let Some(path) = out {

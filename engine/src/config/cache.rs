@@ -224,7 +224,10 @@ pub(crate) fn store_settings(workspace: &Path, key: &str, checked: &serde_json::
 fn write_private(dir: &Path, name: &str, bytes: &[u8]) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
+    // Unique per write: two threads of one process may write the same file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.tmp.{}.{n}", std::process::id()));
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

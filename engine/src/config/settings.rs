@@ -24,6 +24,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -139,37 +140,42 @@ impl Scratch {
     }
 }
 
-type Checked = Result<Value, Vec<SettingsProblem>>;
+/// A check's answer: the settings with the schema's defaults, or every problem.
+pub type Checked = Result<Value, Vec<SettingsProblem>>;
 
-/// Answers already given in this process, by schema and value: the engine checks the settings
-/// of every provider in use when it loads a workspace, and the provider checks them again when
-/// it is built (e.g. by a test, without the engine); the second asks no Nickel.
-static MEMO: std::sync::Mutex<Vec<(String, String, Checked)>> = std::sync::Mutex::new(Vec::new());
+/// Answers given or being given in this process, by schema and value: the engine checks the
+/// settings of every provider in use when it loads a workspace, and the provider checks them
+/// again when it is built (e.g. by a test, without the engine, or by a plan's refresh started
+/// beside the engine's check); the second asks no Nickel, and waits for the first if it is
+/// still being evaluated.
+type Memo = Vec<(String, String, Arc<OnceLock<Checked>>)>;
+static MEMO: Mutex<Memo> = Mutex::new(Vec::new());
 
-/// Applies `schema` to `value` (null counts as `{}`) and returns the checked value with the
-/// schema's defaults filled, or every problem found (see the module documentation).
-pub fn check_settings(schema: &SettingsSchema, value: &Value) -> Checked {
-    let key = (schema.display(), value.to_string());
-    let memo = |m: &Vec<(String, String, Checked)>| {
-        m.iter()
-            .find(|(s, v, _)| (s, v) == (&key.0, &key.1))
-            .map(|(_, _, c)| c.clone())
-    };
-    if let Some(c) = memo(&MEMO.lock().unwrap_or_else(|p| p.into_inner())) {
-        return c;
-    }
-    let checked = check_uncached(schema, value);
-    remember(key.0, key.1, checked.clone());
-    checked
-}
-
-fn remember(schema: String, value: String, checked: Checked) {
+/// The memo's cell for `key`, added when absent.
+fn memo_cell(schema: String, value: String) -> Arc<OnceLock<Checked>> {
     let mut m = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, c)) = m.iter().find(|(s, v, _)| (s, v) == (&schema, &value)) {
+        return c.clone();
+    }
     // A handful of providers per process; the bound keeps a long-lived process small.
     if m.len() >= 64 {
         m.clear();
     }
-    m.push((schema, value, checked));
+    let cell = Arc::new(OnceLock::new());
+    m.push((schema, value, cell.clone()));
+    cell
+}
+
+/// Applies `schema` to `value` (null counts as `{}`) and returns the checked value with the
+/// schema's defaults filled, or every problem found (see the module documentation).
+pub fn check_settings(schema: &SettingsSchema, value: &Value) -> Checked {
+    memo_cell(schema.display(), value.to_string())
+        .get_or_init(|| check_uncached(schema, value))
+        .clone()
+}
+
+fn remember(schema: String, value: String, checked: Checked) {
+    let _ = memo_cell(schema, value).set(checked);
 }
 
 /// [`check_settings`] for a workspace: the checked value of a compiled-in schema that accepted
@@ -200,7 +206,16 @@ pub fn check_settings_in(
     checked
 }
 
+/// The values checked with Nickel, in order (tests count evaluations by them).
+#[cfg(test)]
+static EVALUATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 fn check_uncached(schema: &SettingsSchema, value: &Value) -> Checked {
+    #[cfg(test)]
+    EVALUATED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(value.to_string());
     let whole = |message: String| {
         vec![SettingsProblem {
             path: String::new(),
@@ -419,6 +434,24 @@ mod tests {
             v,
             json!({"name": "a", "size": 3, "api": {"url": "http://h", "timeout": 30}})
         );
+    }
+
+    /// Checks of the same settings at once (a plan's refresh builds a provider while loading
+    /// checks its settings) evaluate them once: the later ones wait for the first.
+    #[test]
+    fn settings_checked_at_once_by_several_threads_are_evaluated_once() {
+        let v = json!({"name": "at-once", "api": {"url": "http://h"}});
+        let answers: Vec<Checked> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| check_settings(&SCHEMA, &v)))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(answers.iter().all(|a| a == &answers[0] && a.is_ok()));
+        let evaluated = EVALUATED.lock().unwrap();
+        let key = v.to_string();
+        let times = evaluated.iter().filter(|e| **e == key).count();
+        assert_eq!(times, 1, "{evaluated:?}");
     }
 
     /// Each case: the settings, then the paths of the problems found, in order.

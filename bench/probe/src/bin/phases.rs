@@ -21,9 +21,9 @@ use prov::render::{text, Paint};
 use prov_engine::config;
 use prov_engine::drift::{self, RefreshOptions};
 use prov_engine::ops;
-use prov_engine::workspace;
-use prov_engine::plan::make::{make_plan_from, PlanOptions};
 use prov_engine::pending;
+use prov_engine::plan::make::{make_plan_from, PlanOptions};
+use prov_engine::workspace;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,25 +108,30 @@ fn main() {
             config::evaluate(&ws.dir, &ctx.eval_options())
         })
         .unwrap_or_else(|e| die("evaluate", e));
-    let registry = ctx
-        .registry(&ws)
-        .unwrap_or_else(|e| die("registry", e));
+    let registry = ctx.registry(&ws).unwrap_or_else(|e| die("registry", e));
     let workspace::LoadedWithState {
         loaded,
         state,
-        snapshot: snap,
+        started: snap,
     } = p
         .run("model + graph ∥ open state + snapshot", || {
-            workspace::build_with_state(&ws, &registry, evaluated, |config| {
-                ctx.open_state(
-                    &ws,
-                    Some(config),
-                    "plan",
-                    Duration::ZERO,
-                    prov::context::Access::Read,
-                )
+            workspace::build_with_state(
+                &ws,
+                &registry,
+                evaluated,
+                |config| {
+                    ctx.open_state(
+                        &ws,
+                        Some(config),
+                        "plan",
+                        Duration::ZERO,
+                        prov::context::Access::Read,
+                    )
                     .map_err(prov_engine::error::EngineError::StateOpen)
-            })
+                },
+                // The snapshot kept: the refresh is timed below, after the model.
+                |_, _, snapshot| Ok(snapshot),
+            )
         })
         .unwrap_or_else(|e| die("load", e));
     let bound = loaded.bound.clone();
@@ -138,7 +143,9 @@ fn main() {
             rt.block_on(pending::resolve_pending(&snap, &bound))
         })
         .unwrap_or_else(|e| die("pending", e));
-    let mut view = p.run("resolved view", || pending::resolved_view(snap, &resolutions));
+    let mut view = p.run("resolved view", || {
+        pending::resolved_view(snap, &resolutions)
+    });
     if opts.refresh || opts.refresh_only {
         let shared = Arc::new(view);
         let obs = p.run("refresh (provider reads)", || {
@@ -161,7 +168,9 @@ fn main() {
             make_plan_from(&loaded.model, &loaded.graph, view, &bound, &opts, &hash)
         })
         .unwrap_or_else(|e| die("plan", e));
-    let rendered = p.run("render plan text", || text::plan(&plan, Paint { on: false }));
+    let rendered = p.run("render plan text", || {
+        text::plan(&plan, Paint { on: false })
+    });
     let changes = plan.has_changes();
     // Timed for information: `prov plan` forgets these instead (a process exit frees them).
     p.run("drop plan, model, config (prov plan skips)", move || {
