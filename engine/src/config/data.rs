@@ -23,6 +23,7 @@
 //! optionally after `-`), exact rationals in Nickel, exported as integers when integral and as
 //! the nearest `f64` otherwise.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Number, Value};
@@ -59,6 +60,7 @@ pub(crate) fn read(text: &str) -> Option<Data> {
         i: 0,
         line: 1,
         line_start: 0,
+        counted: Cell::new((0, 0)),
         depth: 0,
     };
     r.skip_space()?;
@@ -170,6 +172,10 @@ struct Reader<'a> {
     line: u32,
     /// Byte offset of the current line's start: columns count characters from it.
     line_start: usize,
+    /// The last column counted on this line: (byte offset, characters before it). Positions
+    /// are asked at increasing offsets, so each line's bytes are counted once (a generated
+    /// workspace puts a server with its two dozen fields on one line).
+    counted: Cell<(usize, usize)>,
     depth: usize,
 }
 
@@ -180,10 +186,16 @@ impl Reader<'_> {
 
     fn pos(&self) -> Pos {
         // Characters, not bytes: count the bytes that start a UTF-8 character.
-        let column = self.s[self.line_start..self.i]
-            .iter()
-            .filter(|&&b| (b & 0xC0) != 0x80)
-            .count();
+        let (from, before) = match self.counted.get() {
+            (at, n) if at >= self.line_start && at <= self.i => (at, n),
+            _ => (self.line_start, 0),
+        };
+        let column = before
+            + self.s[from..self.i]
+                .iter()
+                .filter(|&&b| (b & 0xC0) != 0x80)
+                .count();
+        self.counted.set((self.i, column));
         Pos {
             line: self.line,
             column: u32::try_from(column + 1).ok().unwrap_or(u32::MAX),
@@ -362,6 +374,13 @@ impl Reader<'_> {
         self.i += 1; // "
         let mut out = Vec::new();
         loop {
+            // The plain bytes up to the next one that means something, copied at once.
+            let plain = self.s[self.i..]
+                .iter()
+                .position(|b| matches!(b, b'"' | b'\\' | b'%' | b'\r' | b'\n'))
+                .unwrap_or(self.s.len() - self.i);
+            out.extend_from_slice(&self.s[self.i..self.i + plain]);
+            self.i += plain;
             let b = self.peek()?;
             self.i += 1;
             match b {
@@ -604,5 +623,10 @@ mod tests {
                 column: 26
             }
         );
+        // Counted afresh on the line a string's line end starts.
+        let d = read("{\n  \"é\" = \"ü\né\", c = 1, d = \"ö\", e = 2,\n}").unwrap();
+        let Data::Record(f) = &d else { panic!() };
+        let at: Vec<(u32, u32)> = f.iter().map(|(_, p, _)| (p.line, p.column)).collect();
+        assert_eq!(at, [(2, 3), (3, 5), (3, 12), (3, 21)]);
     }
 }
