@@ -89,9 +89,9 @@ impl<S, T, F> Start<S, T> for F where
 /// that read is dropped and the state opened again with what it says; a configuration error
 /// still wins.
 ///
-/// `start` gets the snapshot as soon as it is read and the providers are bound, before the
-/// model is built (on the reading thread or this one), and what it returns comes back instead
-/// of the snapshot: a plan starts asking its providers there ([`crate::ops::start_plan`]). A
+/// `start` gets the snapshot as soon as it is read and the providers are bound, on the reading
+/// thread while this one builds the model, and what it returns comes back instead of the
+/// snapshot: a plan starts asking its providers there ([`crate::ops::start_plan`]). A
 /// configuration error wins over `start`'s too.
 pub fn load_with_state<S: OpenedState, T: Send>(
     ws: &Workspace,
@@ -106,29 +106,61 @@ pub fn load_with_state<S: OpenedState, T: Send>(
         let evaluated = config::evaluate(&ws.dir, eval)?;
         return build_with_state(ws, registry, evaluated, open, start);
     };
-    let (evaluated, opened) = std::thread::scope(|scope| {
+    // The reading thread starts the caller's work as soon as it has the snapshot and this
+    // one has bound the registry, while this one builds the model; it is sent no registry when
+    // the evaluation fails or names another backend, and then hands `start` back.
+    let (send_bound, bound_sent) = std::sync::mpsc::channel::<Arc<Bound>>();
+    let (outcome, reading) = std::thread::scope(|scope| {
+        let (open, guess) = (&open, &guess);
         let reader = std::thread::Builder::new()
             .name("prov-state-read".into())
-            .spawn_scoped(scope, || read_state(&open, &guess));
-        let evaluated = config::evaluate(&ws.dir, eval);
-        (evaluated, joined(reader))
+            .spawn_scoped(scope, move || {
+                let opened = read_state(open, guess);
+                Ok(match bound_sent.recv() {
+                    Ok(bound) => Reading::Started(opened.and_then(|(state, snapshot)| {
+                        Ok((start(&bound, &state, snapshot)?, state))
+                    })),
+                    Err(_) => Reading::Unstarted(start),
+                })
+            });
+        let outcome = config::evaluate(&ws.dir, eval).map(|evaluated| {
+            if backend_section(&evaluated) != *guess {
+                return Err(Box::new(evaluated));
+            }
+            let bound = bind(ws, registry, &evaluated);
+            let _ = send_bound.send(bound.clone());
+            Ok(build(ws, evaluated, bound))
+        });
+        drop(send_bound);
+        (outcome, joined(reader))
     });
-    let evaluated = evaluated?;
-    if backend_section(&evaluated) != guess {
-        drop(opened);
-        return build_with_state(ws, registry, evaluated, open, start);
+    let outcome = outcome?;
+    match (outcome, reading?) {
+        (Err(evaluated), Reading::Unstarted(start)) => {
+            build_with_state(ws, registry, *evaluated, open, start)
+        }
+        (Ok(built), Reading::Started(started)) => {
+            // A configuration error wins over the state's.
+            let loaded = built?;
+            let (started, state) = started?;
+            Ok(LoadedWithState {
+                loaded,
+                state,
+                started,
+            })
+        }
+        _ => Err(EngineError::Internal(
+            "the state was read for another backend than the configuration's".into(),
+        )),
     }
-    let bound = bind(ws, registry, &evaluated);
-    let started =
-        opened.and_then(|(state, snapshot)| Ok((start(&bound, &state, snapshot)?, state)));
-    // A configuration error wins over the state's.
-    let loaded = build(ws, evaluated, bound)?;
-    let (started, state) = started?;
-    Ok(LoadedWithState {
-        loaded,
-        state,
-        started,
-    })
+}
+
+/// What the thread that read the state early did with it.
+enum Reading<S, T, F> {
+    /// The caller's `start` ran on the snapshot (or the state could not be read).
+    Started(Result<(T, S), EngineError>),
+    /// Not started (the configuration did not evaluate, or names another backend): `start` back.
+    Unstarted(F),
 }
 
 /// The `backend` section a `main.ncl` that imports nothing and never mentions `backend`
