@@ -58,6 +58,50 @@ fn refuse_workspace_code(
         .collect())
 }
 
+/// [`refuse_workspace_code`] for what the state records: a server recorded (or left pending)
+/// with a provider extension would have its program run by the refresh, the price estimate or
+/// the resolution of its pending operation, even when the configuration no longer declares it
+/// (a pull request that removes the server and changes the program). Refused the same way.
+fn refuse_recorded_workspace_code(
+    loaded: &Loaded,
+    snap: &prov_state::Snapshot,
+) -> Result<(), EngineError> {
+    use crate::extension::{discover, search_path, ExtensionKind};
+    let roots = search_path(&loaded.workspace.dir);
+    let providers = discover(&roots, ExtensionKind::Provider)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    let recorded = snap
+        .resources
+        .values()
+        .filter(|r| r.kind == "server")
+        .map(|r| (&r.address, &r.implementation, "recorded"))
+        .chain(
+            snap.pending
+                .values()
+                .filter(|p| p.kind == "server")
+                .map(|p| (&p.address, &p.implementation, "left pending")),
+        );
+    let mut errors = Vec::new();
+    for (address, implementation, how) in recorded {
+        if let Some(e) = providers.iter().find(|e| e.name.as_str() == implementation) {
+            errors.push(Diagnostic::new(
+                Some(address.clone()),
+                None,
+                format!(
+                    "is {how} with the provider extension {} ({}): its program is code from the repository, which an untrusted plan does not run; plan this change in a trusted job (docs/ci-security.md)",
+                    e.name,
+                    e.dir.display()
+                ),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(errors))
+    }
+}
+
 /// `prov output`: the workspace outputs as the last apply resolved them, and which of them show a
 /// sensitive value according to the configuration.
 pub struct Outputs {
@@ -281,6 +325,11 @@ pub async fn plan_started(
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
     check_before_planning(loaded, opts).await?;
+    // An untrusted plan never starts early (`asks_before_model`): its records are checked here,
+    // before any provider is asked anything.
+    if let (true, PlanStart::Snapshot(snap)) = (opts.untrusted, &start) {
+        refuse_recorded_workspace_code(loaded, snap)?;
+    }
     // Prices do not depend on what the refresh finds: asked meanwhile, one latency fewer.
     let to_price = pricing_providers(loaded, &start, opts);
     let pricing = async {

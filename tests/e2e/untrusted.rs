@@ -1,4 +1,4 @@
-//! `prov plan --untrusted` (pull requests): taskserv status scripts do not run and the plan says what it did not check, extension provider programs are refused, imports cannot leave the workspace, and a saved untrusted plan cannot be applied.
+//! `prov plan --untrusted` (pull requests): taskserv status scripts do not run and the plan says what it did not check, extension provider programs are refused (for servers declared, recorded or left pending), imports cannot leave the workspace, and a saved untrusted plan cannot be applied.
 
 use super::*;
 
@@ -131,4 +131,49 @@ fn untrusted_plan_refuses_provider_programs_and_imports_outside_the_workspace() 
     std::fs::write(ws.dir.join("tags.ncl"), "{ team = \"web\" }").unwrap();
     ws.write(r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a", tags = import "tags.ncl" } } }"#);
     ws.prov(&["plan", "--untrusted"]).ok().has("+ server.web");
+}
+
+/// A pull request that removes a server of a provider extension and changes the provider's
+/// program: the state still records the server, and refreshing it, pricing it or settling its
+/// pending operation would run the changed program. The untrusted plan refuses instead; the
+/// program never runs.
+#[test]
+fn untrusted_plan_refuses_servers_recorded_with_provider_programs() {
+    let ws = Ws::new(
+        r#"{ servers = {
+  web = { provider = "sim", plan = "small", zone = "sim-a" },
+  ext = { provider = "pyprov", plan = "small", zone = "pyprov-a" },
+} }"#,
+    );
+    ws.prov(&["extension", "new", "provider", "pyprov"]).ok();
+    std::fs::create_dir_all(ws.dir.join("extensions/providers")).unwrap();
+    std::fs::rename(
+        ws.dir.join("pyprov"),
+        ws.dir.join("extensions/providers/pyprov"),
+    )
+    .unwrap();
+    ws.prov(&["apply", "--auto-approve"]).ok();
+
+    let marker = ws.dir.join("provider-ran");
+    let program = ws.dir.join("extensions/providers/pyprov/provider.py");
+    let body = std::fs::read_to_string(&program).unwrap();
+    let (shebang, rest) = body.split_once('\n').unwrap();
+    std::fs::write(
+        &program,
+        format!(
+            "{shebang}\nopen({:?}, 'a').write('ran\\n')\n{rest}",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    ws.write(r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a" } } }"#);
+    ws.prov(&["plan", "--untrusted"])
+        .code(1)
+        .has("server.ext")
+        .has("is recorded with the provider extension pyprov")
+        .has("untrusted plan does not run");
+    assert!(!marker.exists(), "the repository's provider program ran");
+    // A trusted plan runs it, as it always did.
+    ws.prov(&["plan"]).ok().has("- server.ext");
+    assert!(marker.exists());
 }
