@@ -19,30 +19,74 @@ use std::sync::Arc;
 
 /// Untrusted plans run no code from the repository. A server of a provider implemented by an
 /// extension program (`WORKSPACE/extensions/providers`, `PROV_EXTENSIONS_PATH`), which the pull
-/// request may have changed, is refused: every call would run it. Extension taskservs only run
-/// scripts on servers, which an untrusted plan does not do; their schemas and templates are not
-/// evaluated either: their names are returned to be skipped. The built-in catalog is prov's.
+/// request may have changed, is refused: every call would run it. That holds for the servers
+/// the configuration declares and for those `recorded` (the plan's snapshot) or left pending
+/// there: refreshing, pricing or settling them would run the program even when the pull
+/// request removed them from the configuration. Extension taskservs only run scripts on
+/// servers, which an untrusted plan does not do; their schemas and templates are not evaluated
+/// either: their names are returned to be skipped. The built-in catalog is prov's.
 fn refuse_workspace_code(
     loaded: &Loaded,
+    recorded: Option<&prov_state::Snapshot>,
 ) -> Result<std::collections::BTreeSet<String>, EngineError> {
     use crate::extension::{discover, search_path, ExtensionKind};
     let roots = search_path(&loaded.workspace.dir);
     let ext = |kind| discover(&roots, kind).map_err(|e| EngineError::Internal(e.to_string()));
     let providers = ext(ExtensionKind::Provider)?;
+    // (address, provider, where declared, how the plan has it)
+    let declared = loaded
+        .model
+        .resources
+        .values()
+        .filter(|r| matches!(r.addr, crate::model::Address::Server(_)))
+        .map(|r| {
+            (
+                r.addr.to_string(),
+                &r.implementation,
+                r.declared_at.clone(),
+                "uses",
+            )
+        });
+    let in_state = recorded.into_iter().flat_map(|snap| {
+        let records = snap
+            .resources
+            .values()
+            .filter(|r| r.kind == "server")
+            .map(|r| {
+                (
+                    r.address.clone(),
+                    &r.implementation,
+                    None,
+                    "is recorded with",
+                )
+            });
+        let pending = snap
+            .pending
+            .values()
+            .filter(|p| p.kind == "server")
+            .map(|p| {
+                (
+                    p.address.clone(),
+                    &p.implementation,
+                    None,
+                    "is left pending with",
+                )
+            });
+        records.chain(pending)
+    });
     let mut errors = Vec::new();
-    for r in loaded.model.resources.values() {
-        if !matches!(r.addr, crate::model::Address::Server(_)) {
+    let mut named = BTreeSet::new();
+    for (address, implementation, declared_at, how) in declared.chain(in_state) {
+        // A declared server is named once, as declared.
+        if !named.insert(address.clone()) {
             continue;
         }
-        if let Some(e) = providers
-            .iter()
-            .find(|e| e.name.as_str() == r.implementation)
-        {
+        if let Some(e) = providers.iter().find(|e| e.name.as_str() == implementation) {
             errors.push(Diagnostic::new(
-                Some(r.addr.to_string()),
-                r.declared_at.clone(),
+                Some(address),
+                declared_at,
                 format!(
-                    "uses the provider extension {} ({}): its program is code from the repository, which an untrusted plan does not run; plan this change in a trusted job (docs/ci-security.md)",
+                    "{how} the provider extension {} ({}): its program is code from the repository, which an untrusted plan does not run; plan this change in a trusted job (docs/ci-security.md)",
                     e.name,
                     e.dir.display()
                 ),
@@ -56,50 +100,6 @@ fn refuse_workspace_code(
         .into_iter()
         .map(|e| e.name.to_string())
         .collect())
-}
-
-/// [`refuse_workspace_code`] for what the state records: a server recorded (or left pending)
-/// with a provider extension would have its program run by the refresh, the price estimate or
-/// the resolution of its pending operation, even when the configuration no longer declares it
-/// (a pull request that removes the server and changes the program). Refused the same way.
-fn refuse_recorded_workspace_code(
-    loaded: &Loaded,
-    snap: &prov_state::Snapshot,
-) -> Result<(), EngineError> {
-    use crate::extension::{discover, search_path, ExtensionKind};
-    let roots = search_path(&loaded.workspace.dir);
-    let providers = discover(&roots, ExtensionKind::Provider)
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
-    let recorded = snap
-        .resources
-        .values()
-        .filter(|r| r.kind == "server")
-        .map(|r| (&r.address, &r.implementation, "recorded"))
-        .chain(
-            snap.pending
-                .values()
-                .filter(|p| p.kind == "server")
-                .map(|p| (&p.address, &p.implementation, "left pending")),
-        );
-    let mut errors = Vec::new();
-    for (address, implementation, how) in recorded {
-        if let Some(e) = providers.iter().find(|e| e.name.as_str() == implementation) {
-            errors.push(Diagnostic::new(
-                Some(address.clone()),
-                None,
-                format!(
-                    "is {how} with the provider extension {} ({}): its program is code from the repository, which an untrusted plan does not run; plan this change in a trusted job (docs/ci-security.md)",
-                    e.name,
-                    e.dir.display()
-                ),
-            ));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::Invalid(errors))
-    }
 }
 
 /// `prov output`: the workspace outputs as the last apply resolved them, and which of them show a
@@ -283,9 +283,7 @@ pub fn start_plan(
             }
         })
         .await;
-        let resolutions = pending::resolve_pending(&snap, &bound).await?;
-        let mut view = pending::resolved_view(snap, &resolutions);
-        view.pending.extend(in_flight);
+        let (view, resolutions) = resolved(snap, in_flight, &bound).await?;
         let shared = Arc::new(view);
         let search = async {
             // No servers: the plan stopped before it searched.
@@ -324,12 +322,13 @@ pub async fn plan_started(
     start: PlanStart,
     opts: &PlanOptions,
 ) -> Result<Plan, EngineError> {
-    check_before_planning(loaded, opts).await?;
-    // An untrusted plan never starts early (`asks_before_model`): its records are checked here,
-    // before any provider is asked anything.
-    if let (true, PlanStart::Snapshot(snap)) = (opts.untrusted, &start) {
-        refuse_recorded_workspace_code(loaded, snap)?;
-    }
+    // An untrusted plan never starts early (`asks_before_model`): its records are checked with
+    // the configuration, before any provider is asked anything.
+    let recorded = match &start {
+        PlanStart::Snapshot(snap) => Some(snap),
+        PlanStart::Started(_) => None,
+    };
+    check_before_planning(loaded, opts, recorded).await?;
     // Prices do not depend on what the refresh finds: asked meanwhile, one latency fewer.
     let to_price = pricing_providers(loaded, &start, opts);
     let pricing = async {
@@ -407,9 +406,7 @@ async fn plan_refreshed(
     let mut snap = snap;
     let unrefreshed = hold_for_trusted(&mut snap, opts);
     let in_flight = set_aside_in_flight(state, &mut snap)?;
-    let mut resolutions = pending::resolve_pending(&snap, &loaded.bound).await?;
-    let mut view = pending::resolved_view(snap, &resolutions);
-    view.pending.extend(in_flight);
+    let (mut view, mut resolutions) = resolved(snap, in_flight, &loaded.bound).await?;
     let query = tagged_query(loaded, opts, &view);
     // Adopting changes what is refreshed and diffed, so its search comes first; otherwise the
     // search (one list call per provider) runs while the records are refreshed and diffed.
@@ -516,9 +513,13 @@ fn finished(
 /// Taskserv settings are checked against their schemas before anything is planned (in an
 /// untrusted plan, only those of prov's own taskservs). Cluster requirements (providers'
 /// get-plans) always; the extensions' schemas only when the repository's code may run.
-async fn check_before_planning(loaded: &Loaded, opts: &PlanOptions) -> Result<(), EngineError> {
+async fn check_before_planning(
+    loaded: &Loaded,
+    opts: &PlanOptions,
+    recorded: Option<&prov_state::Snapshot>,
+) -> Result<(), EngineError> {
     let skip = if opts.untrusted {
-        refuse_workspace_code(loaded)?
+        refuse_workspace_code(loaded, recorded)?
     } else {
         Default::default()
     };
@@ -556,6 +557,20 @@ fn hold_for_trusted(snap: &mut prov_state::Snapshot, opts: &PlanOptions) -> BTre
         );
     }
     unrefreshed
+}
+
+/// The view a plan diffs against once `snap`'s pending operations are resolved, the notes of
+/// steps live applies are running (`in_flight`, [`set_aside_in_flight`]) kept as they are; and
+/// the resolutions.
+async fn resolved(
+    snap: prov_state::Snapshot,
+    in_flight: Vec<(String, prov_state::PendingOp)>,
+    bound: &Bound,
+) -> Result<(prov_state::Snapshot, Vec<pending::Resolution>), EngineError> {
+    let resolutions = pending::resolve_pending(&snap, bound).await?;
+    let mut view = pending::resolved_view(snap, &resolutions);
+    view.pending.extend(in_flight);
+    Ok((view, resolutions))
 }
 
 /// Pending notes of resources another live apply holds are its steps running now, not

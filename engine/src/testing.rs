@@ -661,8 +661,8 @@ impl StateWrite for FailingStore {
     }
 }
 
-/// The world's state as [`workspace::load_with_state`] opens it.
-struct Opened(Arc<MemoryStore>);
+/// An in-memory state as [`workspace::load_with_state`] opens it.
+pub struct Opened(pub Arc<MemoryStore>);
 
 impl workspace::OpenedState for Opened {
     fn reader(&self) -> &dyn StateRead {

@@ -166,6 +166,13 @@ fn untrusted_plan_refuses_servers_recorded_with_provider_programs() {
         ),
     )
     .unwrap();
+    // Declared and recorded: named once, as declared.
+    ws.prov(&["plan", "--untrusted"])
+        .code(1)
+        .has("server.ext")
+        .has("uses the provider extension pyprov")
+        .lacks("is recorded with");
+    assert!(!marker.exists(), "the repository's provider program ran");
     ws.write(r#"{ servers = { web = { provider = "sim", plan = "small", zone = "sim-a" } } }"#);
     ws.prov(&["plan", "--untrusted"])
         .code(1)

@@ -6,19 +6,12 @@
 use super::*;
 use prov_engine::config::EvalOptions;
 use prov_engine::error::EngineError;
-use prov_engine::workspace::{self, OpenedState};
-use prov_state::{MemoryStore, StateRead};
+use prov_engine::testing::Opened;
+use prov_engine::workspace;
+use prov_state::StateRead;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct Opened(Arc<MemoryStore>);
-
-impl OpenedState for Opened {
-    fn reader(&self) -> &dyn StateRead {
-        &*self.0
-    }
-}
 
 /// Loads `w` with `early`, returning what `open` was asked for each time and the outcome.
 fn load(
