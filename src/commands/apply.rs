@@ -11,7 +11,7 @@ use prov_engine::ops;
 use prov_engine::plan::file as planfile;
 use prov_engine::plan::review;
 use prov_engine::plan::Plan;
-use prov_engine::workspace::{Loaded, Workspace};
+use prov_engine::workspace::{self, Loaded, Workspace};
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::sync::Arc;
@@ -124,7 +124,6 @@ pub fn run(
     }
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
-    let mut loaded = ctx.load(&ws)?;
     let operation = if args.destroy { "destroy" } else { "apply" };
     let open = |loaded: &Loaded| {
         ctx.open_state(
@@ -135,16 +134,20 @@ pub fn run(
             Access::Write { create: true },
         )
     };
-    let mut state = open(&loaded)?;
+    let first = first_plan(ctx, &ws, &runner, &opts, operation)?;
+    let (mut loaded, mut state, mut planned) = (first.loaded, first.state, first.plan);
     // The plan is made without locks; applying it locks what it touches, and when another
     // apply changed one of those meanwhile the plan is stale. An approved-in-advance apply
     // (`--auto-approve`, `--expect-plan`) then plans again, after letting go of its locks (so
     // two of them never hold what the other waits for); one a person confirmed stops instead,
     // since what they approved is no longer what would run.
     for attempt in 1.. {
-        let plan = runner
-            .rt
-            .block_on(ops::plan(&loaded, &*state.store, &opts))?;
+        let plan = match planned.take() {
+            Some(plan) => plan,
+            None => runner
+                .rt
+                .block_on(ops::plan(&loaded, &*state.store, &opts))?,
+        };
         // The plan is the whole contract of the apply: the model and graph it was made from
         // are let go, freed on a thread of their own while the plan is shown, before the walk
         // allocates its records (at 100,000 servers they are a copy of every configuration).
@@ -202,6 +205,79 @@ pub fn run(
         }
     }
     unreachable!("the loop returns")
+}
+
+/// The workspace loaded, its state opened to write, and the first plan when it was made on the way.
+struct FirstPlan {
+    loaded: Loaded,
+    state: OpenState,
+    plan: Option<Plan>,
+}
+
+/// Loads the workspace and opens its state for `operation`. When the default sled state exists
+/// and `main.ncl` cannot name another backend, the state is opened and read while the
+/// configuration is evaluated and the plan's refresh and search start before the model is
+/// built, as `prov plan`'s do (`workspace::load_with_state`, `ops::start_plan`); that opening
+/// creates nothing, and a configuration error still wins. Otherwise the state is opened
+/// (created when missing) only once the configuration is known valid, and planned afterwards.
+fn first_plan(
+    ctx: &Context,
+    ws: &Workspace,
+    runner: &Runner,
+    opts: &prov_engine::plan::make::PlanOptions,
+    operation: &str,
+) -> Result<FirstPlan, Failure> {
+    let open = |config: &serde_json::Value, create: bool| {
+        ctx.open_state(
+            ws,
+            Some(config),
+            operation,
+            runner.lock.lock_timeout,
+            Access::Write { create },
+        )
+    };
+    if !(ctx.may_read_state_early(ws) && workspace::names_default_backend(ws)) {
+        let loaded = ctx.load(ws)?;
+        let state = open(&loaded.evaluated.value, true)?;
+        return Ok(FirstPlan {
+            loaded,
+            state,
+            plan: None,
+        });
+    }
+    let workspace::LoadedWithState {
+        loaded,
+        state,
+        started,
+    } = workspace::load_with_state(
+        ws,
+        &ctx.registry(ws)?,
+        &ctx.eval_options(),
+        true,
+        |config| open(config, false).map_err(EngineError::StateOpen),
+        |bound, state, snapshot| {
+            ops::start_plan(runner.rt.handle(), bound, &*state.store, snapshot, opts)
+        },
+    )?;
+    if state.store.meta()?.lineage.is_empty() {
+        // The directory holds no state (empty, or removed meanwhile): it is created now that
+        // the configuration is known valid, and planned the late way.
+        drop((started, state));
+        let state = open(&loaded.evaluated.value, true)?;
+        return Ok(FirstPlan {
+            loaded,
+            state,
+            plan: None,
+        });
+    }
+    let plan = runner
+        .rt
+        .block_on(ops::plan_started(&loaded, &*state.store, started, opts))?;
+    Ok(FirstPlan {
+        loaded,
+        state,
+        plan: Some(plan),
+    })
 }
 
 /// The workspace loaded again for a plan made again: the configuration this apply started

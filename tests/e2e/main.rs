@@ -271,6 +271,69 @@ fn plan_apply_noop_edit_apply_destroy() {
     assert_eq!(ws.prov(&["sim", "list"]).ok().stdout, "");
 }
 
+/// `prov apply` of a workspace whose state exists and whose main.ncl imports nothing and names
+/// no backend reads the state while the configuration is evaluated and refreshes it while the
+/// model is built, as `prov plan` does: drift and servers deleted outside prov are planned and
+/// applied as before, a configuration error still wins and changes nothing, and a state
+/// directory without a database is created once the configuration is valid.
+#[test]
+fn apply_of_an_existing_state_starts_its_refresh_early() {
+    let config = r#"{ servers = {
+  db = { provider = "sim", plan = "small", zone = "sim-a" },
+  web = { provider = "sim", plan = "small", zone = "sim-a", tags = { db = "${server.db.private_ip}" } },
+} }"#;
+    let ws = Ws::new(config);
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Apply complete: 2 succeeded");
+    ws.prov(&["sim", "set", "web", "tags.env", "hacked"]).ok();
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("Changed outside prov (found by refresh)")
+        .has("+ tags.env = \"hacked\"")
+        .has("~ server.web (sim) will be updated in place")
+        .has("Apply complete: 1 succeeded");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+
+    ws.prov(&["sim", "delete", "db"]).ok();
+    ws.prov(&["apply", "--auto-approve"])
+        .ok()
+        .has("+ server.db (sim) will be created")
+        .has("~ server.web (sim) will be updated in place")
+        .has("Apply complete: 2 succeeded");
+    ws.prov(&["plan", "--detailed-exitcode"]).ok();
+
+    let before = ws.pulled();
+    ws.write(&config.replace(
+        "provider = \"sim\", plan = \"small\", zone = \"sim-a\" }",
+        "provider = \"simm\", plan = \"small\", zone = \"sim-a\" }",
+    ));
+    ws.prov(&["apply", "--auto-approve"])
+        .code(1)
+        .has("unknown provider \"simm\"")
+        .lacks("will be");
+    assert_eq!(before, ws.pulled(), "bad input must not change the state");
+
+    ws.write(config);
+    let state = ws.dir.join(".prov/state");
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    ws.write(&config.replace("zone = \"sim-a\" }", "zone = \"sim-b\" }"));
+    // An empty directory holds no state: nothing recorded, both servers' addresses tagged live.
+    ws.prov(&["apply", "--auto-approve"])
+        .code(1)
+        .has("already tagged");
+    assert!(ws.prov(&["state", "list"]).ok().stdout.is_empty());
+    ws.prov(&["apply", "--auto-approve", "--adopt"])
+        .ok()
+        .has("Apply complete");
+    ws.prov(&["plan", "--detailed-exitcode"])
+        .ok()
+        .has("No changes.");
+}
+
 #[test]
 fn saved_plans_stale_and_foreign_are_refused() {
     let ws = Ws::new(TWO_SERVERS);
