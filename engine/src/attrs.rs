@@ -243,6 +243,7 @@ mod tests {
             declared_at: None,
             sensitive: Vec::new(),
             defaults: Vec::new(),
+            references: Vec::new(),
         }
     }
 

@@ -502,6 +502,7 @@ mod tests {
             declared_at: None,
             sensitive: Vec::new(),
             defaults: defaults.iter().map(|d| d.to_string()).collect(),
+            references: Vec::new(),
         }
     }
 

@@ -213,6 +213,7 @@ impl Ctx<'_> {
     fn resolve_references(&mut self, addrs: &BTreeSet<Address>) {
         let mut refs: Vec<RefAt> = Vec::new();
         let mut attr_errors = Vec::new();
+        let mut shown: Vec<(Address, Vec<(String, Vec<String>)>)> = Vec::new();
         for r in self.resources.values() {
             let at =
                 |e: String| Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e);
@@ -222,8 +223,16 @@ impl Ctx<'_> {
                 self.errors.push(at(e));
                 continue;
             }
+            let mut by_attr = Vec::new();
             for (path, rp) in found {
-                match resolve_ref(&rp, addrs) {
+                let resolved = resolve_ref(&rp, addrs);
+                shows_reference(
+                    &mut by_attr,
+                    &path,
+                    &rp,
+                    resolved.as_ref().ok().map(|(t, _)| t),
+                );
+                match resolved {
                     Ok((target, attr)) => {
                         let to = &self.resources[&target];
                         if let Err(e) = crate::attrs::check_ref_attr(to, &attr, self.bound) {
@@ -240,6 +249,14 @@ impl Ctx<'_> {
                         .errors
                         .push(at(format!("{path} refers to {rp}, but {e}"))),
                 }
+            }
+            if !by_attr.is_empty() {
+                shown.push((r.addr.clone(), by_attr));
+            }
+        }
+        for (a, by_attr) in shown {
+            if let Some(r) = self.resources.get_mut(&a) {
+                r.references = by_attr;
             }
         }
         self.errors.extend(attr_errors);
@@ -289,6 +306,31 @@ impl Ctx<'_> {
             }
         }
         sensitive_outputs
+    }
+}
+
+/// Adds the reference `rp` found at `path` (naming `target` when it resolved) to `by_attr`, the
+/// references by top-level attribute a plan shows: each as written, then the address it names,
+/// each once.
+fn shows_reference(
+    by_attr: &mut Vec<(String, Vec<String>)>,
+    path: &str,
+    rp: &RefPath,
+    target: Option<&Address>,
+) {
+    let top = path.split(['.', '[']).next().unwrap_or_default();
+    let i = match by_attr.iter().position(|(k, _)| k == top) {
+        Some(i) => i,
+        None => {
+            by_attr.push((top.to_string(), Vec::new()));
+            by_attr.len() - 1
+        }
+    };
+    let refs = &mut by_attr[i].1;
+    for text in std::iter::once(rp.0.join(".")).chain(target.map(Address::to_string)) {
+        if !refs.contains(&text) {
+            refs.push(text);
+        }
     }
 }
 
@@ -442,6 +484,7 @@ fn load_server(
         declared_at,
         sensitive: strings(srv.get("sensitive")),
         defaults: Vec::new(),
+        references: Vec::new(),
     });
     let on = OnServer {
         name,
@@ -613,6 +656,7 @@ fn load_taskserv(cx: &mut Ctx, on: &OnServer, tname: &str, ts: &Value) {
         declared_at,
         sensitive: strings(ts.get("sensitive")),
         defaults: cx.defaults(&tkey),
+        references: Vec::new(),
     });
 }
 
@@ -688,6 +732,7 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
         declared_at,
         sensitive: Vec::new(),
         defaults: cx.defaults(&key),
+        references: Vec::new(),
     });
     let enabled: Vec<&Value> = cl
         .get("components")
@@ -791,6 +836,7 @@ fn load_component(
         declared_at,
         sensitive: Vec::new(),
         defaults: cx.defaults(&ckey),
+        references: Vec::new(),
     });
 }
 

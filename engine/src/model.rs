@@ -197,6 +197,9 @@ pub struct Resource {
     /// Attribute paths the configuration left to the schema's defaults (not written): a
     /// create's listing leaves them out.
     pub defaults: Vec<String>,
+    /// The references of `config` by top-level attribute, as a plan shows them
+    /// (`ResourceChange::references`): found once, when loading resolves them.
+    pub references: Vec<(String, Vec<String>)>,
 }
 
 impl Resource {

@@ -190,7 +190,7 @@ fn presumed_unchanged(
         let r = &model.resources[a];
         let rec = records.get(a).copied()?;
         let lookup = &mut |rp: &RefPath| record_lookup(records, addrs, rp);
-        unchanged_with(a, r, rec, opts, lookup).then(|| noop_change(a, r, rec, addrs))
+        unchanged_with(a, r, rec, opts, lookup).then(|| noop_change(a, r, rec))
     };
     // Below this, a second thread costs more than it saves.
     const SPLIT_FROM: usize = 2048;
@@ -317,7 +317,7 @@ impl<'a> Planner<'a> {
                 self.planned.insert(a.clone(), Planned::Same);
                 if self.in_scope(a) {
                     self.actions.insert(a.clone(), Action::NoOp);
-                    let entry = presumed.unwrap_or_else(|| noop_change(a, r, rec, &self.addrs));
+                    let entry = presumed.unwrap_or_else(|| noop_change(a, r, rec));
                     self.changes.push(entry);
                 }
                 return Ok(());
@@ -400,13 +400,12 @@ impl<'a> Planner<'a> {
         self.actions.insert(a.clone(), d.action.clone());
         if let (true, Some(rec)) = (d.action.is_noop(), rec) {
             self.planned.insert(a.clone(), Planned::Same);
-            self.changes.push(noop_change(a, r, rec, &self.addrs));
+            self.changes.push(noop_change(a, r, rec));
             return;
         }
         let at = self.changes.len();
         self.planned
             .insert(a.clone(), Planned::Change { at, fresh });
-        let refs = references(&r.config, &self.addrs);
         self.changes.push(ResourceChange {
             address: a.clone(),
             implementation: r.implementation.clone(),
@@ -424,7 +423,7 @@ impl<'a> Planner<'a> {
             sensitive: r.sensitive.clone(),
             defaults: r.defaults.clone(),
             computed: rec.map(|x| x.outputs.clone()),
-            references: refs,
+            references: r.references.clone(),
         });
     }
 
@@ -633,12 +632,7 @@ fn deposed_changes(
 
 /// An unchanged resource's entry. It carries no copies: `after` is `before` (filled in by the
 /// caller of [`plan_changes`]) and nothing of its configuration is applied.
-fn noop_change(
-    a: &Address,
-    r: &crate::model::Resource,
-    rec: &ResourceRecord,
-    addrs: &BTreeSet<Address>,
-) -> ResourceChange {
+fn noop_change(a: &Address, r: &crate::model::Resource, rec: &ResourceRecord) -> ResourceChange {
     ResourceChange {
         address: a.clone(),
         implementation: r.implementation.clone(),
@@ -657,45 +651,8 @@ fn noop_change(
         sensitive: r.sensitive.clone(),
         defaults: r.defaults.clone(),
         computed: None,
-        references: references(&r.config, addrs),
+        references: r.references.clone(),
     }
-}
-
-/// The references of a configuration by top-level attribute (see
-/// [`ResourceChange::references`]); one that names nothing declared is left out (load has
-/// refused it already).
-fn references(config: &Value, addrs: &BTreeSet<Address>) -> Vec<(String, Vec<String>)> {
-    let mut found = Vec::new();
-    if crate::refs::find_refs(config, "", &mut found).is_err() {
-        return Vec::new();
-    }
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for (path, rp) in found {
-        let top = path
-            .split(['.', '['])
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let i = match out.iter().position(|(k, _)| *k == top) {
-            Some(i) => i,
-            None => {
-                out.push((top, Vec::new()));
-                out.len() - 1
-            }
-        };
-        let refs = &mut out[i].1;
-        let text = rp.0.join(".");
-        if !refs.contains(&text) {
-            refs.push(text);
-        }
-        if let Ok((target, _)) = resolve_ref(&rp, addrs) {
-            let t = target.to_string();
-            if !refs.contains(&t) {
-                refs.push(t);
-            }
-        }
-    }
-    out
 }
 
 /// Servers, taskservs and cluster components that refresh found stopped outside prov are started again: their
