@@ -1512,7 +1512,7 @@ fn record(
         kind: c.address.kind().as_str().to_string(),
         implementation: c.implementation.clone(),
         provider_id,
-        config: c.config.clone().unwrap_or(Value::Null),
+        config: c.config.as_deref().cloned().unwrap_or(Value::Null),
         attributes,
         outputs,
         dependencies: c.depends_on.iter().map(|d| d.to_string()).collect(),
@@ -1565,7 +1565,7 @@ fn cluster_on_error(
         let planned = changes
             .iter()
             .find(|x| x.address == caddr)
-            .and_then(|x| x.config.as_ref().or(x.after.as_ref()))
+            .and_then(|x| x.config.as_deref().or(x.after.as_ref()))
             .and_then(|v| v.get("on_error"))
             .and_then(Value::as_str);
         let recorded = records
@@ -1989,7 +1989,7 @@ mod tests {
             before: Some(json!({"status": "stopped"})),
             after: Some(json!({"status": "running"})),
             after_unknown: json!({"id": true}),
-            config: Some(json!({"version": "1"})),
+            config: Some(std::sync::Arc::new(json!({"version": "1"}))),
             diffs: vec![crate::diff::AttrDiff {
                 path: "status".into(),
                 before: Some(json!("stopped")),

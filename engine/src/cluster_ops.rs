@@ -80,7 +80,7 @@ pub async fn check(loaded: &Loaded, validate: bool) -> Result<(), EngineError> {
             .resources
             .values()
             .filter(|c| matches!(&c.addr, Address::Component(cl, _) if cl == name))
-            .map(|c| c.config.clone())
+            .map(|c| (*c.config).clone())
             .collect();
         let servers: Vec<&Name> = r
             .depends_on

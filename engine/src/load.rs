@@ -478,7 +478,7 @@ fn load_server(
     cx.insert(Resource {
         addr: addr.clone(),
         implementation: provider.clone(),
-        config,
+        config: std::sync::Arc::new(config),
         depends_on: Vec::new(),
         lifecycle: lifecycle(srv),
         declared_at,
@@ -650,7 +650,7 @@ fn load_taskserv(cx: &mut Ctx, on: &OnServer, tname: &str, ts: &Value) {
     cx.insert(Resource {
         addr: taddr,
         implementation,
-        config: Value::Object(config),
+        config: std::sync::Arc::new(Value::Object(config)),
         depends_on: deps,
         lifecycle: lifecycle(ts),
         declared_at,
@@ -726,7 +726,7 @@ fn load_cluster(cx: &mut Ctx, name: &Name, cl: &Value, server_provider: &BTreeMa
     cx.insert(Resource {
         addr,
         implementation: implementation.clone(),
-        config: Value::Object(config),
+        config: std::sync::Arc::new(Value::Object(config)),
         depends_on: deps,
         lifecycle: lifecycle(cl),
         declared_at,
@@ -830,7 +830,7 @@ fn load_component(
     cx.insert(Resource {
         addr: caddr,
         implementation: implementation.to_string(),
-        config: c,
+        config: std::sync::Arc::new(c),
         depends_on: cdeps,
         lifecycle: lifecycle(cl),
         declared_at,

@@ -185,8 +185,9 @@ pub struct Resource {
     pub addr: Address,
     /// The provider, taskserv or cluster implementation that carries it out.
     pub implementation: String,
-    /// Desired attributes as written; strings may hold `${...}` references.
-    pub config: serde_json::Value,
+    /// Desired attributes as written; strings may hold `${...}` references. Shared with the
+    /// plan's changes (each planned change carries it to apply) rather than copied.
+    pub config: std::sync::Arc<serde_json::Value>,
     /// Everything this resource must come after: placement, `depends_on`, references.
     pub depends_on: Vec<Address>,
     pub lifecycle: Lifecycle,

@@ -1421,7 +1421,7 @@ fn imported_record(
         kind: "server".into(),
         implementation: r.implementation.clone(),
         provider_id: Some(info.id.clone()),
-        config: r.config.clone(),
+        config: (*r.config).clone(),
         attributes: serde_json::Value::Object(attrs),
         outputs: crate::records::server_outputs(info),
         dependencies: r.depends_on.iter().map(|d| d.to_string()).collect(),

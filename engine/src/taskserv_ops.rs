@@ -52,7 +52,7 @@ pub async fn check_settings_except(
             continue;
         }
         let config = if refs.is_empty() {
-            std::borrow::Cow::Borrowed(&r.config)
+            std::borrow::Cow::Borrowed(&*r.config)
         } else {
             let mut lookup = |rp: &crate::refs::RefPath| {
                 let (target, attr) = crate::load::resolve_ref(rp, &addrs)?;
@@ -80,7 +80,7 @@ pub async fn check_settings_except(
                 .and_then(Value::as_str)
                 .unwrap_or(server.as_str())
                 .to_string(),
-            facts: srv.config.clone(),
+            facts: (*srv.config).clone(),
             provider,
         };
         let req =

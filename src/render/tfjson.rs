@@ -493,7 +493,7 @@ fn configuration(p: &Plan) -> Value {
             .entry(c.implementation.clone())
             .or_insert_with(|| json!({ "name": c.implementation, "full_name": c.implementation }));
         let values = c.after_values();
-        let keys: Vec<&String> = match (&c.config, values) {
+        let keys: Vec<&String> = match (c.config.as_deref(), values) {
             (Some(Value::Object(cfg)), _) => cfg.keys().collect(),
             (_, Some(Value::Object(v))) => v.keys().collect(),
             _ => Vec::new(),

@@ -66,8 +66,8 @@ pub struct ResourceChange {
     /// Mirror of `after` with `true` where the value is known only after apply.
     pub after_unknown: Value,
     /// Desired config as written (references unresolved): what apply substitutes and records.
-    /// None for a delete and a no-op (nothing is applied).
-    pub config: Option<Value>,
+    /// None for a delete and a no-op (nothing is applied). The model's, shared.
+    pub config: Option<std::sync::Arc<Value>>,
     pub diffs: Vec<AttrDiff>,
     /// Desired dependencies (apply order for creates and updates).
     pub depends_on: Vec<Address>,

@@ -33,7 +33,9 @@ impl Plan {
             }
             redact_opt(&mut c.before, &paths);
             redact_opt(&mut c.after, &paths);
-            redact_opt(&mut c.config, &paths);
+            if let Some(config) = &mut c.config {
+                redact_value(std::sync::Arc::make_mut(config), &paths);
+            }
             redact_opt(&mut c.computed, &paths);
             for d in &mut c.diffs {
                 redact_diff(d, &paths);
@@ -77,7 +79,11 @@ impl Plan {
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
         for c in self.changes.iter().filter(|c| !c.sensitive.is_empty()) {
-            for v in [&c.before, &c.after, &c.config].into_iter().flatten() {
+            let config = c.config.as_deref();
+            for v in [c.before.as_ref(), c.after.as_ref(), config]
+                .into_iter()
+                .flatten()
+            {
                 secret_values(v, &c.sensitive, &mut out);
             }
         }

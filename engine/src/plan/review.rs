@@ -129,7 +129,7 @@ impl Hider<'_> {
     }
 
     /// `v` with the value at each of `paths` replaced by its stand-in.
-    fn hide_paths(&self, subject: &str, v: &Option<Value>, paths: &[String]) -> Value {
+    fn hide_paths(&self, subject: &str, v: Option<&Value>, paths: &[String]) -> Value {
         let Some(v) = v else {
             return Value::Null;
         };
@@ -225,16 +225,16 @@ impl Review {
             let item = json!({
                 "action": action_name(&c.action),
                 "implementation": c.implementation,
-                "before": h.hide_paths(&subject, &c.before, s),
-                "after": h.hide_paths(&subject, &c.after, s),
+                "before": h.hide_paths(&subject, c.before.as_ref(), s),
+                "after": h.hide_paths(&subject, c.after.as_ref(), s),
                 "after_unknown": c.after_unknown,
-                "config": h.hide_paths(&subject, &c.config, s),
+                "config": h.hide_paths(&subject, c.config.as_deref(), s),
             });
             items.insert(subject, item);
         }
         for d in &plan.deposed {
             let subject = format!("{} (deposed object {})", d.address, d.provider_id);
-            let before = h.hide_paths(&subject, &Some(d.before.clone()), &d.sensitive);
+            let before = h.hide_paths(&subject, Some(&d.before), &d.sensitive);
             items.insert(subject, json!({"action": "delete", "before": before}));
         }
         for o in &plan.output_changes {
@@ -272,8 +272,8 @@ impl Review {
             let v = match rec {
                 Some(r) => json!({
                     "provider_id": r.provider_id,
-                    "attributes": h.hide_paths(&subject, &Some(r.attributes.clone()), &r.sensitive_paths),
-                    "outputs": h.hide_paths(&subject, &Some(r.outputs.clone()), &r.sensitive_paths),
+                    "attributes": h.hide_paths(&subject, Some(&r.attributes), &r.sensitive_paths),
+                    "outputs": h.hide_paths(&subject, Some(&r.outputs), &r.sensitive_paths),
                 }),
                 None => json!("gone"),
             };
