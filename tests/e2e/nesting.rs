@@ -23,12 +23,28 @@ fn deep_settings(levels: usize, leaf: &str) -> String {
     )
 }
 
-/// The stored record bytes of `address` in the workspace's sled state.
+/// The workspace's sled state, opened directly. sled lets go of its file lock only once its
+/// background threads have let go of the database after a drop, so an open right after this
+/// test dropped its previous one waits for that (seen on a slow machine: "could not acquire
+/// lock ... WouldBlock"); without the periodic flusher there is one thread fewer to wait for.
 fn sled_tree(ws: &Ws) -> sled::Db {
-    sled::Config::new()
-        .path(ws.dir.join(".prov/state"))
-        .open()
-        .unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let opened = sled::Config::new()
+            .path(ws.dir.join(".prov/state"))
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Ok(db) => return db,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the sled state: {e}"),
+        }
+    }
 }
 
 #[test]
