@@ -234,7 +234,7 @@ mod tests {
         Resource {
             addr: addr.parse().unwrap(),
             implementation: "nothing-registered".into(),
-            config,
+            config: std::sync::Arc::new(config),
             depends_on: Vec::new(),
             lifecycle: Lifecycle {
                 ignore_changes: ignore.iter().map(|s| s.to_string()).collect(),

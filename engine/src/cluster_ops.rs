@@ -496,7 +496,7 @@ mod tests {
         Resource {
             addr: "cluster.bk".parse().unwrap(),
             implementation: "k8s".into(),
-            config,
+            config: std::sync::Arc::new(config),
             depends_on: Vec::new(),
             lifecycle: Default::default(),
             declared_at: None,

@@ -213,7 +213,7 @@ impl Ctx<'_> {
     fn resolve_references(&mut self, addrs: &BTreeSet<Address>) {
         let mut refs: Vec<RefAt> = Vec::new();
         let mut attr_errors = Vec::new();
-        let mut shown: Vec<(Address, Vec<(String, Vec<String>)>)> = Vec::new();
+        let mut shown: Vec<(Address, crate::model::References)> = Vec::new();
         for r in self.resources.values() {
             let at =
                 |e: String| Diagnostic::new(Some(r.addr.to_string()), r.declared_at.clone(), e);
@@ -313,7 +313,7 @@ impl Ctx<'_> {
 /// references by top-level attribute a plan shows: each as written, then the address it names,
 /// each once.
 fn shows_reference(
-    by_attr: &mut Vec<(String, Vec<String>)>,
+    by_attr: &mut crate::model::References,
     path: &str,
     rp: &RefPath,
     target: Option<&Address>,

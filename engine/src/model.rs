@@ -200,8 +200,11 @@ pub struct Resource {
     pub defaults: Vec<String>,
     /// The references of `config` by top-level attribute, as a plan shows them
     /// (`ResourceChange::references`): found once, when loading resolves them.
-    pub references: Vec<(String, Vec<String>)>,
+    pub references: References,
 }
+
+/// References by top-level attribute: each `${...}` as written, then the address it names.
+pub type References = Vec<(String, Vec<String>)>;
 
 impl Resource {
     pub fn kind(&self) -> ResourceKind {
