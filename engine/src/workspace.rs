@@ -163,12 +163,6 @@ enum Reading<S, T, F> {
     Unstarted(F),
 }
 
-/// Whether `ws`'s `main.ncl` imports nothing and never mentions `backend`: it then has the
-/// default backend, whatever it evaluates to (the guess [`load_with_state`] reads early with).
-pub fn names_default_backend(ws: &Workspace) -> bool {
-    default_backend(ws).is_some()
-}
-
 /// The `backend` section a `main.ncl` that imports nothing and never mentions `backend`
 /// evaluates to (the `Workspace` contract's default); None for any other `main.ncl`.
 fn default_backend(ws: &Workspace) -> Option<serde_json::Value> {

@@ -216,11 +216,13 @@ struct FirstPlan {
 }
 
 /// Loads the workspace and opens its state for `operation`. When the default sled state exists
-/// and `main.ncl` cannot name another backend, the state is opened and read while the
-/// configuration is evaluated and the plan's refresh and search start before the model is
-/// built, as `prov plan`'s do (`workspace::load_with_state`, `ops::start_plan`); that opening
-/// creates nothing, and a configuration error still wins. Otherwise the state is opened
-/// (created when missing) only once the configuration is known valid, and planned afterwards.
+/// and no flag or variable names another backend, the state is opened and read beside the
+/// evaluation (or, when main.ncl imports or says `backend`, beside the model once the
+/// configuration evaluated) and the plan's refresh and search start before the model is built,
+/// as `prov plan`'s do (`workspace::load_with_state`, `ops::start_plan`). That opening creates
+/// nothing, and a configuration error still wins. A state that does not exist, or cannot be
+/// opened without writing (a PostgreSQL schema to upgrade), is opened again the late way:
+/// created or upgraded only once the configuration is known valid, then planned.
 fn first_plan(
     ctx: &Context,
     ws: &Workspace,
@@ -237,20 +239,19 @@ fn first_plan(
             Access::Write { create },
         )
     };
-    if !(ctx.may_read_state_early(ws) && workspace::names_default_backend(ws)) {
+    let late = || -> Result<FirstPlan, Failure> {
         let loaded = ctx.load(ws)?;
         let state = open(&loaded.evaluated.value, true)?;
-        return Ok(FirstPlan {
+        Ok(FirstPlan {
             loaded,
             state,
             plan: None,
-        });
+        })
+    };
+    if !ctx.may_read_state_early(ws) {
+        return late();
     }
-    let workspace::LoadedWithState {
-        loaded,
-        state,
-        started,
-    } = workspace::load_with_state(
+    let early = workspace::load_with_state(
         ws,
         &ctx.registry(ws)?,
         &ctx.eval_options(),
@@ -259,7 +260,17 @@ fn first_plan(
         |bound, state, snapshot| {
             ops::start_plan(runner.rt.handle(), bound, &*state.store, snapshot, opts)
         },
-    )?;
+    );
+    let workspace::LoadedWithState {
+        loaded,
+        state,
+        started,
+    } = match early {
+        // The configuration is valid (its errors win): the late way says what is wrong with
+        // the state, or opens it writing what it must.
+        Err(EngineError::StateOpen(_)) => return late(),
+        other => other?,
+    };
     if state.store.meta()?.lineage.is_empty() {
         // The directory holds no state (empty, or removed meanwhile): it is created now that
         // the configuration is known valid, and planned the late way.

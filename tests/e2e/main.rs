@@ -271,11 +271,12 @@ fn plan_apply_noop_edit_apply_destroy() {
     assert_eq!(ws.prov(&["sim", "list"]).ok().stdout, "");
 }
 
-/// `prov apply` of a workspace whose state exists and whose main.ncl imports nothing and names
-/// no backend reads the state while the configuration is evaluated and refreshes it while the
-/// model is built, as `prov plan` does: drift and servers deleted outside prov are planned and
-/// applied as before, a configuration error still wins and changes nothing, and a state
-/// directory without a database is created once the configuration is valid.
+/// `prov apply` of a workspace whose state exists reads the state while the configuration is
+/// evaluated (here: main.ncl imports nothing and names no backend; one that imports, as most
+/// tests' do, is read beside the model instead) and refreshes it while the model is built, as
+/// `prov plan` does: drift and servers deleted outside prov are planned and applied as before,
+/// a configuration error still wins and changes nothing, and a state directory without a
+/// database is created once the configuration is valid.
 #[test]
 fn apply_of_an_existing_state_starts_its_refresh_early() {
     let config = r#"{ servers = {
