@@ -125,16 +125,17 @@ pub fn run(
     let ws = ctx.workspace(target)?;
     let opts = super::plan::options(args)?;
     let operation = if args.destroy { "destroy" } else { "apply" };
-    let open = |loaded: &Loaded| {
+    // Opens the state to write for the configuration `config`, creating it when `create`.
+    let open = |config: &serde_json::Value, create: bool| {
         ctx.open_state(
             &ws,
-            Some(&loaded.evaluated.value),
+            Some(config),
             operation,
             lock.lock_timeout,
-            Access::Write { create: true },
+            Access::Write { create },
         )
     };
-    let first = first_plan(ctx, &ws, &runner, &opts, operation)?;
+    let first = first_plan(ctx, &ws, &runner, &opts, &open)?;
     let (mut loaded, mut state, mut planned) = (first.loaded, first.state, first.plan);
     // The plan is made without locks; applying it locks what it touches, and when another
     // apply changed one of those meanwhile the plan is stale. An approved-in-advance apply
@@ -201,7 +202,7 @@ pub fn run(
                 announce_replan(&changed);
                 drop(state);
                 loaded = reload(ctx, &ws, &loaded.config_hash)?;
-                state = open(&loaded)?;
+                state = open(&loaded.evaluated.value, true)?;
             }
         }
     }
@@ -215,7 +216,7 @@ struct FirstPlan {
     plan: Option<Plan>,
 }
 
-/// Loads the workspace and opens its state for `operation`. When the default sled state exists
+/// Loads the workspace and opens its state with `open` (to write). When the default sled state exists
 /// and no flag or variable names another backend, the state is opened and read beside the
 /// evaluation (or, when main.ncl imports or says `backend`, beside the model once the
 /// configuration evaluated) and the plan's refresh and search start before the model is built,
@@ -228,17 +229,8 @@ fn first_plan(
     ws: &Workspace,
     runner: &Runner,
     opts: &prov_engine::plan::make::PlanOptions,
-    operation: &str,
+    open: &(impl Fn(&serde_json::Value, bool) -> Result<OpenState, String> + Sync),
 ) -> Result<FirstPlan, Failure> {
-    let open = |config: &serde_json::Value, create: bool| {
-        ctx.open_state(
-            ws,
-            Some(config),
-            operation,
-            runner.lock.lock_timeout,
-            Access::Write { create },
-        )
-    };
     let late = || -> Result<FirstPlan, Failure> {
         let loaded = ctx.load(ws)?;
         let state = open(&loaded.evaluated.value, true)?;
